@@ -1,0 +1,54 @@
+//! A synchronous client: connect, send one request, read one response.
+//! No async runtime, so `a365 token` starts fast.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use interprocess::local_socket::{Stream, prelude::*};
+
+use crate::codec::{self, CodecError, Encoding};
+use crate::{Request, Response, frame, path};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("no agent is listening at {path}: {source}")]
+    Unreachable { path: PathBuf, source: std::io::Error },
+    #[error("talking to the agent at {path}: {source}")]
+    Protocol { path: PathBuf, source: CodecError },
+}
+
+/// One connection to the agent, in the binary encoding.
+#[derive(Debug)]
+pub struct Client {
+    stream: Stream,
+    path: PathBuf,
+}
+
+impl Client {
+    /// Connects to the socket at [`path::socket_path`].
+    pub fn connect_default() -> Result<Self, ClientError> {
+        Self::connect(&path::socket_path())
+    }
+
+    pub fn connect(socket: &Path) -> Result<Self, ClientError> {
+        let unreachable = |source| ClientError::Unreachable { path: socket.to_owned(), source };
+        let name = path::socket_name(socket).map_err(unreachable)?;
+        let stream = Stream::connect(name).map_err(unreachable)?;
+        Ok(Self { stream, path: socket.to_owned() })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Sends `request` and waits for the answer.
+    pub fn call(&mut self, request: &Request) -> Result<Response, ClientError> {
+        let protocol = |source| ClientError::Protocol { path: self.path.clone(), source };
+        let bytes = codec::encode_request(request, Encoding::Binary).map_err(protocol)?;
+        self.stream
+            .write_all(&bytes)
+            .map_err(|e| protocol(CodecError::Io(e)))?;
+        let payload = frame::read_frame(&mut self.stream).map_err(protocol)?;
+        codec::decode_response(&payload, Encoding::Binary).map_err(protocol)
+    }
+}

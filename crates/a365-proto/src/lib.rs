@@ -1,0 +1,34 @@
+//! The a365 wire protocol, defined once for the agent and every client.
+//!
+//! A connection carries one of two encodings, chosen by the client's first byte:
+//!
+//! * **binary** (`a365` itself): frames of a 4-byte big-endian length (at most
+//!   [`MAX_FRAME`]) followed by a bincode payload. The first byte of a frame is
+//!   therefore always `0x00`.
+//! * **JSON** (editor plugins): one JSON object per line, first byte `{`.
+//!
+//! Both carry the same [`Request`] / [`Response`] messages inside an envelope
+//! that names [`PROTOCOL_VERSION`]; see `docs/protocol.md`.
+//!
+//! Variants are only ever *appended*: reordering changes the bincode bytes,
+//! and the tests in [`codec`] pin the exact encoding.
+
+pub mod client;
+pub mod codec;
+pub mod frame;
+pub mod message;
+pub mod path;
+mod secret;
+
+pub use client::{Client, ClientError};
+pub use codec::{CodecError, Encoding};
+pub use message::*;
+pub use secret::WireSecret;
+
+/// Version of the message set. Checked on every message, separately from the
+/// crate version, so a client and an agent of different releases fail with a
+/// clear error instead of mis-decoding each other.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// Largest frame or JSON line either side accepts, checked before allocating.
+pub const MAX_FRAME: usize = 64 * 1024;

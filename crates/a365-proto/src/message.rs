@@ -1,0 +1,194 @@
+//! The messages. Serde's default external tagging only: bincode cannot
+//! decode `tag`, `untagged`, `flatten` or `skip_serializing_if`. Field
+//! defaults (`#[serde(default)]`) only matter to JSON clients that omit them.
+
+use serde::{Deserialize, Serialize};
+
+use crate::WireSecret;
+
+/// What a client asks. Append new variants at the end.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Request {
+    /// The current access token of `profile` (or the default profile),
+    /// valid for at least `min_valid_ms` and carrying every scope in `scopes`.
+    Token(TokenRequest),
+    /// Every profile's state.
+    Status,
+    /// Create a profile: settings go to the config file, secrets to the store.
+    AddProfile(AddProfile),
+    /// Delete a profile, its settings and its secrets.
+    RemoveProfile { name: String },
+    /// Force a new token exchange now (the API answered 401).
+    Refresh { profile: Option<String> },
+    /// Liveness and version check.
+    Ping,
+    /// Stop the agent (what SIGTERM does; for platforms without signals).
+    Shutdown,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TokenRequest {
+    #[serde(default)]
+    pub profile: Option<String>,
+    #[serde(default)]
+    pub min_valid_ms: u64,
+    #[serde(default)]
+    pub scopes: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AddProfile {
+    pub name: String,
+    pub spec: ProfileSpec,
+    pub secrets: Secrets,
+    /// Replace an existing profile of that name instead of refusing.
+    #[serde(default)]
+    pub replace: bool,
+}
+
+/// How a profile gets its token: the non-secret part, as in `config.toml`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProfileSpec {
+    pub kind: Kind,
+    /// A named token endpoint (`altium365`, `altium365-gov`, ...).
+    #[serde(default)]
+    pub realm: Option<String>,
+    /// An explicit token endpoint, instead of a realm.
+    #[serde(default)]
+    pub token_url: Option<String>,
+    #[serde(default)]
+    pub client_id: Option<String>,
+    /// Scopes to request; empty means the server's default.
+    #[serde(default)]
+    pub scopes: Vec<String>,
+    /// Send `secure=1` with token requests (Gov Cloud); `None` means the
+    /// realm's default.
+    #[serde(default)]
+    pub secure: Option<bool>,
+}
+
+/// The kinds of credential. Append new kinds at the end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Kind {
+    /// One long-lived bearer token, served as is.
+    Static,
+    /// Client id, client secret and a (rotating) refresh token.
+    Refresh,
+}
+
+impl Kind {
+    pub const ALL: [Kind; 2] = [Kind::Static, Kind::Refresh];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Static => "static",
+            Kind::Refresh => "refresh",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Kind> {
+        Self::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+}
+
+impl std::fmt::Display for Kind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Secrets for a new profile; which ones a kind needs is the agent's call.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Secrets {
+    #[serde(default)]
+    pub client_secret: Option<WireSecret>,
+    #[serde(default)]
+    pub refresh_token: Option<WireSecret>,
+    #[serde(default)]
+    pub access_token: Option<WireSecret>,
+}
+
+/// What the agent answers. Append new variants at the end.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Response {
+    Token(TokenReply),
+    Status(Vec<ProfileStatus>),
+    /// A request that changes something succeeded; `message` says what.
+    Done { message: String },
+    Pong { protocol: u32, agent_version: String, pid: u32 },
+    Error(ErrorReply),
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TokenReply {
+    pub profile: String,
+    pub token: WireSecret,
+    /// UTC, seconds since the epoch; `None` for a token without expiry.
+    pub expires_at: Option<i64>,
+    pub scopes: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProfileStatus {
+    pub name: String,
+    pub kind: Kind,
+    pub realm: Option<String>,
+    pub token_url: Option<String>,
+    /// `fresh`, `refreshing`, `failing`, `needs-reauth` or `empty`.
+    pub state: String,
+    /// UTC epoch seconds of the held token's expiry.
+    pub expires_at: Option<i64>,
+    /// UTC epoch seconds of the next planned refresh.
+    pub next_refresh_at: Option<i64>,
+    pub scopes: Vec<String>,
+    /// From the `a365:workspace:{uuid}` scope of the token.
+    pub workspace: Option<String>,
+    pub last_error: Option<String>,
+    /// Where its secrets live: `file` or `memory`.
+    pub store: String,
+    pub is_default: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ErrorReply {
+    pub kind: ErrorKind,
+    /// For a person: what happened and what to do. Never holds a secret.
+    pub message: String,
+}
+
+/// Why a request failed; each maps to one documented exit code of `a365`.
+/// Append new kinds at the end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorKind {
+    /// Malformed or unsupported request (includes a protocol mismatch).
+    BadRequest,
+    UnknownProfile,
+    /// The credential is dead: the user must create a new one.
+    NeedsReauth,
+    /// No token good enough right now; retrying later may work.
+    Unavailable,
+    /// The token lacks a requested scope.
+    MissingScope,
+    /// The peer is not the agent's user.
+    PermissionDenied,
+    /// The profile settings or secrets given are invalid.
+    InvalidProfile,
+    /// The agent failed on its side (e.g. the store could not be written).
+    Internal,
+}
+
+impl ErrorReply {
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
+        Self { kind, message: message.into() }
+    }
+}
+
+impl Response {
+    pub fn error(kind: ErrorKind, message: impl Into<String>) -> Self {
+        Response::Error(ErrorReply::new(kind, message))
+    }
+}
