@@ -1,0 +1,121 @@
+//! a365-agent: holds API credentials in memory and keeps every profile's
+//! access token fresh, serving it over a private local socket.
+//!
+//! `main.rs` is thin; [`run`] is what tests and the binary call.
+
+pub mod agent;
+pub mod clock;
+pub mod config;
+pub mod daemon;
+pub mod jwt;
+pub mod profile;
+pub mod provider;
+pub mod schedule;
+pub mod server;
+pub mod socket;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use a365_store::{FileStore, MemoryStore, Store};
+use tokio::sync::watch;
+
+use crate::config::{Config, Paths, StoreKind};
+
+/// Why the agent could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error(transparent)]
+    Socket(#[from] socket::SocketError),
+    #[error(transparent)]
+    Config(#[from] config::ConfigError),
+    #[error("cannot open the store: {0}")]
+    Store(#[from] a365_store::StoreError),
+    #[error("cannot set up HTTP: {0}")]
+    Http(String),
+    #[error("cannot listen for signals: {0}")]
+    Signals(std::io::Error),
+}
+
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub socket: PathBuf,
+    pub paths: Paths,
+    pub limits: server::Limits,
+}
+
+/// Runs the agent until SIGTERM/SIGINT or a `Shutdown` request: binds the
+/// socket, loads profiles, serves, then drains requests, lets refreshes in
+/// flight finish and removes the socket.
+pub async fn run(options: Options) -> Result<(), RunError> {
+    let config = Config::load(&options.paths.config_file)?;
+    let listener = socket::bind(&options.socket).await?;
+    tracing::info!(socket = %options.socket.display(), pid = std::process::id(), "listening");
+    let store: Arc<dyn Store> = match config.store {
+        StoreKind::File => Arc::new(FileStore::open(options.paths.state_dir.clone())?),
+        StoreKind::Memory => Arc::new(MemoryStore::new()),
+    };
+    let shared = Arc::new(profile::Shared {
+        http: http_client(&config)?,
+        store,
+        clock: Arc::new(clock::SystemClock),
+        default_lifetime: config.default_lifetime(),
+    });
+    let (stop_tx, stop_rx) = watch::channel(false);
+    spawn_signal_handlers(stop_tx.clone())?;
+    let agent = agent::Agent::start(&config, options.paths.clone(), shared, stop_tx).await;
+    server::serve(listener, Arc::clone(&agent), options.limits.clone(), stop_rx).await;
+    agent.stop_profiles().await;
+    let _ = std::fs::remove_file(&options.socket);
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// The one HTTP client: rustls with the platform's roots, no redirects (a
+/// 307 would re-send the secret form to another host), bounded waits.
+fn http_client(config: &Config) -> Result<reqwest::Client, RunError> {
+    let mut builder = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .connect_timeout(Duration::from_secs(5))
+        .timeout(Duration::from_secs(20))
+        .user_agent(concat!("a365-agent/", env!("CARGO_PKG_VERSION")));
+    if let Some(proxy) = &config.proxy {
+        let proxy = reqwest::Proxy::all(proxy).map_err(|e| RunError::Http(format!("proxy: {e}")))?;
+        builder = builder.proxy(proxy);
+    }
+    builder.build().map_err(|e| RunError::Http(e.to_string()))
+}
+
+fn spawn_signal_handlers(stop: watch::Sender<bool>) -> Result<(), RunError> {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut term = signal(SignalKind::terminate()).map_err(RunError::Signals)?;
+        let mut int = signal(SignalKind::interrupt()).map_err(RunError::Signals)?;
+        let mut hup = signal(SignalKind::hangup()).map_err(RunError::Signals)?;
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
+                    _ = int.recv() => tracing::info!("SIGINT: shutting down"),
+                    _ = hup.recv() => {
+                        // A closed terminal must not stop a backgrounded agent.
+                        tracing::info!("SIGHUP ignored");
+                        continue;
+                    }
+                }
+                let _ = stop.send(true);
+            }
+        });
+    }
+    #[cfg(not(unix))]
+    {
+        tokio::spawn(async move {
+            if tokio::signal::ctrl_c().await.is_ok() {
+                let _ = stop.send(true);
+            }
+        });
+    }
+    Ok(())
+}

@@ -49,6 +49,7 @@ pub struct AddProfile {
 
 /// How a profile gets its token: the non-secret part, as in `config.toml`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ProfileSpec {
     pub kind: Kind,
     /// A named token endpoint (`altium365`, `altium365-gov`, ...).

@@ -1,0 +1,67 @@
+//! Where a365 keeps secrets between agent runs: one record per profile,
+//! loaded at start, saved after every change.
+//!
+//! The API is blocking (the agent calls it from `spawn_blocking`); a save
+//! is durable when it returns, so a rotated refresh token is never lost.
+
+mod credential;
+mod file;
+mod memory;
+
+use std::path::PathBuf;
+
+pub use credential::Credential;
+pub use file::{FileStore, write_atomic};
+pub use memory::MemoryStore;
+
+/// A place secrets live.
+pub trait Store: Send + Sync + std::fmt::Debug {
+    /// `file` or `memory`: shown to the user.
+    fn kind(&self) -> &'static str;
+    fn load(&self, profile: &str) -> Result<Option<Credential>, StoreError>;
+    /// Durable when it returns.
+    fn save(&self, profile: &str, credential: &Credential) -> Result<(), StoreError>;
+    /// True if something was deleted.
+    fn delete(&self, profile: &str) -> Result<bool, StoreError>;
+}
+
+/// Errors name paths and reasons, never contents.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("invalid profile name '{0}'")]
+    InvalidName(String),
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("{path} is corrupt ({reason}): remove it and add the profile again")]
+    Corrupt { path: PathBuf, reason: String },
+}
+
+/// Profile names become file names: no separators, no dot files.
+pub(crate) fn check_name(name: &str) -> Result<(), StoreError> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && !name.starts_with('.')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+    if ok {
+        Ok(())
+    } else {
+        Err(StoreError::InvalidName(name.escape_default().to_string()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names() {
+        for ok in ["work", "a.b-c_d", "X"] {
+            check_name(ok).unwrap();
+        }
+        for bad in ["", ".hidden", "../x", "a/b", "a\\b", "a b", &"x".repeat(65)] {
+            assert!(matches!(check_name(bad), Err(StoreError::InvalidName(_))), "{bad}");
+        }
+    }
+}

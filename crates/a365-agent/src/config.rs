@@ -1,0 +1,378 @@
+//! `config.toml`: the non-secret settings of the agent and its profiles.
+//!
+//! The agent is the only writer (through `a365 add`/`remove`), and edits the
+//! document in place with `toml_edit`, so a user's comments and layout survive.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use a365_proto::{Kind, ProfileSpec};
+use serde::Deserialize;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("reading {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("writing {path}: {source}")]
+    Write { path: PathBuf, source: std::io::Error },
+    #[error("{path} is not valid: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// Where the agent keeps things, resolved once from the XDG variables.
+#[derive(Debug, Clone)]
+pub struct Paths {
+    pub config_file: PathBuf,
+    /// `$XDG_STATE_HOME/a365`: the file store and logs.
+    pub state_dir: PathBuf,
+}
+
+impl Paths {
+    pub fn from_env() -> Result<Paths, ConfigError> {
+        let dirs = directories::ProjectDirs::from("", "", "a365").ok_or_else(|| {
+            ConfigError::Invalid("no home directory: set HOME or XDG_CONFIG_HOME".into())
+        })?;
+        let state_dir = dirs
+            .state_dir()
+            .unwrap_or_else(|| dirs.data_local_dir())
+            .to_path_buf();
+        Ok(Paths { config_file: dirs.config_dir().join("config.toml"), state_dir })
+    }
+}
+
+/// Where secrets live.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum StoreKind {
+    #[default]
+    File,
+    /// Opt-in: nothing survives a restart.
+    Memory,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default)]
+    pub store: StoreKind,
+    /// The profile `a365 token` uses when none is named.
+    pub default_profile: Option<String>,
+    /// Lifetime assumed for a token that states none (no `expires_in`, no
+    /// JWT `exp`), in seconds.
+    #[serde(default = "default_lifetime_secs")]
+    pub default_lifetime_secs: u64,
+    /// HTTP(S) proxy for token requests: a daemon started by systemd or
+    /// launchd does not inherit the shell's `HTTPS_PROXY`.
+    pub proxy: Option<String>,
+    #[serde(default)]
+    pub profiles: BTreeMap<String, ProfileSpec>,
+}
+
+fn default_lifetime_secs() -> u64 {
+    3600
+}
+
+impl Config {
+    pub fn default_lifetime(&self) -> Duration {
+        Duration::from_secs(self.default_lifetime_secs)
+    }
+
+    /// Reads `path`; a missing file is an empty configuration.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = match std::fs::read_to_string(path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Config::default_values()),
+            Err(source) => return Err(ConfigError::Read { path: path.into(), source }),
+        };
+        let config: Config = toml::from_str(&text).map_err(|e| ConfigError::Parse {
+            path: path.into(),
+            message: e.message().to_owned(),
+        })?;
+        for (name, spec) in &config.profiles {
+            validate_name(name)?;
+            Endpoint::resolve(spec).map_err(|e| ConfigError::Parse {
+                path: path.into(),
+                message: format!("profile '{name}': {e}"),
+            })?;
+        }
+        Ok(config)
+    }
+
+    fn default_values() -> Config {
+        Config { default_lifetime_secs: default_lifetime_secs(), ..Config::default() }
+    }
+}
+
+/// Profile names become file names and TOML keys: keep them plain.
+pub fn validate_name(name: &str) -> Result<(), ConfigError> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && !name.starts_with('.')
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+    if ok {
+        Ok(())
+    } else {
+        Err(ConfigError::Invalid(format!(
+            "invalid profile name '{}': use 1 to 64 letters, digits, '.', '_' or '-', not starting with '.'",
+            name.escape_default()
+        )))
+    }
+}
+
+/// The named token endpoints.
+pub const REALMS: &[(&str, &str)] = &[
+    ("altium365", "https://auth.altium.com/connect/token"),
+    ("altium365-gov", "https://auth.365-gov.altium.com/connect/token"),
+    ("nexar", "https://identity.nexar.com/connect/token"),
+];
+
+/// Where a profile's token requests go, and how.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Endpoint {
+    pub token_url: reqwest::Url,
+    /// Send `secure=1` (Gov Cloud).
+    pub secure: bool,
+}
+
+impl Endpoint {
+    /// Resolves a profile's realm or explicit URL; `None` for a kind that
+    /// never calls a token endpoint.
+    pub fn resolve(spec: &ProfileSpec) -> Result<Option<Endpoint>, ConfigError> {
+        let url = match (&spec.realm, &spec.token_url) {
+            (Some(_), Some(_)) => {
+                return Err(ConfigError::Invalid("give either a realm or a token_url, not both".into()));
+            }
+            (Some(realm), None) => {
+                let (_, url) = REALMS.iter().find(|(name, _)| name == realm).ok_or_else(|| {
+                    let known: Vec<_> = REALMS.iter().map(|(n, _)| *n).collect();
+                    ConfigError::Invalid(format!(
+                        "unknown realm '{realm}' (known: {}), or give a token_url",
+                        known.join(", ")
+                    ))
+                })?;
+                Some(*url)
+            }
+            (None, Some(url)) => Some(url.as_str()),
+            (None, None) => None,
+        };
+        let needs_endpoint = match spec.kind {
+            Kind::Static => false,
+            Kind::Refresh => true,
+        };
+        let Some(url) = url else {
+            if needs_endpoint {
+                return Err(ConfigError::Invalid(format!(
+                    "a {} profile needs a realm ({}) or a token_url",
+                    spec.kind,
+                    REALMS.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", ")
+                )));
+            }
+            return Ok(None);
+        };
+        let token_url = parse_token_url(url)?;
+        let secure = spec.secure.unwrap_or(spec.realm.as_deref() == Some("altium365-gov"));
+        Ok(Some(Endpoint { token_url, secure }))
+    }
+}
+
+/// HTTPS only, except plain HTTP to a loopback host (tests, local servers).
+fn parse_token_url(text: &str) -> Result<reqwest::Url, ConfigError> {
+    let url = reqwest::Url::parse(text)
+        .map_err(|e| ConfigError::Invalid(format!("token_url '{text}' is not a URL: {e}")))?;
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(ConfigError::Invalid("token_url must not contain credentials".into()));
+    }
+    match url.scheme() {
+        "https" => Ok(url),
+        "http" if is_loopback(&url) => Ok(url),
+        "http" => Err(ConfigError::Invalid(format!(
+            "token_url '{text}' uses plain http: only https is allowed, except for loopback hosts"
+        ))),
+        other => Err(ConfigError::Invalid(format!("token_url scheme '{other}' is not https"))),
+    }
+}
+
+fn is_loopback(url: &reqwest::Url) -> bool {
+    let Some(host) = url.host_str() else { return false };
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    host.eq_ignore_ascii_case("localhost")
+        || bare.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
+/// Adds or replaces `[profiles.NAME]` in the document at `path`, keeping
+/// everything else (comments included) as it was.
+pub fn write_profile(path: &Path, name: &str, spec: &ProfileSpec) -> Result<(), ConfigError> {
+    edit(path, |doc| {
+        let profiles = doc
+            .entry("profiles")
+            .or_insert_with(|| {
+                let mut t = toml_edit::Table::new();
+                t.set_implicit(true);
+                toml_edit::Item::Table(t)
+            })
+            .as_table_mut()
+            .ok_or_else(|| ConfigError::Invalid("'profiles' in the config is not a table".into()))?;
+        let mut table = toml_edit::Table::new();
+        table.insert("kind", toml_edit::value(spec.kind.as_str()));
+        if let Some(realm) = &spec.realm {
+            table.insert("realm", toml_edit::value(realm.as_str()));
+        }
+        if let Some(url) = &spec.token_url {
+            table.insert("token_url", toml_edit::value(url.as_str()));
+        }
+        if let Some(id) = &spec.client_id {
+            table.insert("client_id", toml_edit::value(id.as_str()));
+        }
+        if !spec.scopes.is_empty() {
+            let scopes: toml_edit::Array = spec.scopes.iter().map(String::as_str).collect();
+            table.insert("scopes", toml_edit::value(scopes));
+        }
+        if let Some(secure) = spec.secure {
+            table.insert("secure", toml_edit::value(secure));
+        }
+        match profiles.get_mut(name).and_then(|item| item.as_table_mut()) {
+            // Keep the comment above an existing profile.
+            Some(existing) => {
+                let decor = existing.decor().clone();
+                *existing = table;
+                *existing.decor_mut() = decor;
+            }
+            None => {
+                profiles.insert(name, toml_edit::Item::Table(table));
+            }
+        }
+        Ok(())
+    })
+}
+
+/// Removes `[profiles.NAME]`; true if it was there.
+pub fn remove_profile(path: &Path, name: &str) -> Result<bool, ConfigError> {
+    let mut removed = false;
+    edit(path, |doc| {
+        if let Some(profiles) = doc.get_mut("profiles").and_then(|p| p.as_table_mut()) {
+            removed = profiles.remove(name).is_some();
+        }
+        if doc.get("default_profile").and_then(|v| v.as_str()) == Some(name) {
+            doc.remove("default_profile");
+        }
+        Ok(())
+    })?;
+    Ok(removed)
+}
+
+fn edit(
+    path: &Path,
+    change: impl FnOnce(&mut toml_edit::DocumentMut) -> Result<(), ConfigError>,
+) -> Result<(), ConfigError> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+        Err(source) => return Err(ConfigError::Read { path: path.into(), source }),
+    };
+    let mut doc: toml_edit::DocumentMut = text.parse().map_err(|e: toml_edit::TomlError| {
+        ConfigError::Parse { path: path.into(), message: e.message().to_owned() }
+    })?;
+    change(&mut doc)?;
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)
+            .map_err(|source| ConfigError::Write { path: dir.into(), source })?;
+    }
+    a365_store::write_atomic(path, doc.to_string().as_bytes())
+        .map_err(|source| ConfigError::Write { path: path.into(), source })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(kind: Kind) -> ProfileSpec {
+        ProfileSpec {
+            kind,
+            realm: None,
+            token_url: None,
+            client_id: Some("cid".into()),
+            scopes: vec![],
+            secure: None,
+        }
+    }
+
+    #[test]
+    fn realms_and_urls() {
+        let mut s = spec(Kind::Refresh);
+        assert!(Endpoint::resolve(&s).is_err(), "refresh needs an endpoint");
+        s.realm = Some("altium365-gov".into());
+        let e = Endpoint::resolve(&s).unwrap().unwrap();
+        assert!(e.secure);
+        assert_eq!(e.token_url.as_str(), "https://auth.365-gov.altium.com/connect/token");
+        s.secure = Some(false);
+        assert!(!Endpoint::resolve(&s).unwrap().unwrap().secure);
+        s.realm = Some("altium365".into());
+        s.secure = None;
+        assert!(!Endpoint::resolve(&s).unwrap().unwrap().secure);
+        s.realm = Some("mars".into());
+        assert!(Endpoint::resolve(&s).unwrap_err().to_string().contains("unknown realm 'mars'"));
+        s.realm = None;
+        for ok in ["http://127.0.0.1:9/t", "http://localhost/t", "http://[::1]:8/t", "https://x.example/t"] {
+            s.token_url = Some(ok.into());
+            assert!(Endpoint::resolve(&s).is_ok(), "{ok}");
+        }
+        for bad in ["http://example.com/t", "ftp://127.0.0.1/", "https://u:p@x.example/", "nope"] {
+            s.token_url = Some(bad.into());
+            assert!(Endpoint::resolve(&s).is_err(), "{bad}");
+        }
+        assert_eq!(Endpoint::resolve(&spec(Kind::Static)).unwrap(), None);
+    }
+
+    #[test]
+    fn names() {
+        for ok in ["work", "a.b-c_d", "X1"] {
+            validate_name(ok).unwrap();
+        }
+        for bad in ["", ".x", "a/b", "../x", "a b", &"x".repeat(65)] {
+            assert!(validate_name(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn edits_keep_comments() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.toml");
+        std::fs::write(
+            &path,
+            "# my settings\nstore = \"file\" # keep\n\n# the work profile\n[profiles.work]\nkind = \"static\"\n",
+        )
+        .unwrap();
+        let mut s = spec(Kind::Refresh);
+        s.realm = Some("altium365".into());
+        s.scopes = vec!["openid".into()];
+        write_profile(&path, "gov", &s).unwrap();
+        write_profile(&path, "work", &s).unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.contains("# my settings"), "{text}");
+        assert!(text.contains("# keep"), "{text}");
+        assert!(text.contains("# the work profile\n[profiles.work]"), "{text}");
+        let config = Config::load(&path).unwrap();
+        assert_eq!(config.profiles["gov"], s);
+        assert_eq!(config.profiles["work"], s);
+        assert!(remove_profile(&path, "gov").unwrap());
+        assert!(!remove_profile(&path, "gov").unwrap());
+        let config = Config::load(&path).unwrap();
+        assert_eq!(config.profiles.len(), 1);
+        assert_eq!(config.default_lifetime_secs, 3600);
+    }
+
+    #[test]
+    fn bad_config_is_a_clear_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.toml");
+        std::fs::write(&path, "[profiles.x]\nkind = \"refresh\"\nrealm = \"mars\"\n").unwrap();
+        let err = Config::load(&path).unwrap_err().to_string();
+        assert!(err.contains("profile 'x'") && err.contains("unknown realm"), "{err}");
+        std::fs::write(&path, "stroe = 1\n").unwrap();
+        assert!(Config::load(&path).is_err());
+        assert!(Config::load(&dir.path().join("missing.toml")).unwrap().profiles.is_empty());
+    }
+}

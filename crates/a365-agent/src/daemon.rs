@@ -1,0 +1,87 @@
+//! `--daemon`: start the agent in the background and print the shell
+//! lines that point clients at it, like `eval "$(ssh-agent)"`.
+//!
+//! Rather than fork a process that may already hold threads, re-run our own
+//! binary in a new process group with the same arguments minus `--daemon`,
+//! and wait until it answers on its socket.
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use a365_proto::{Client, Request, Response};
+
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    #[error("cannot start the agent: {0}")]
+    Spawn(std::io::Error),
+    #[error("the agent exited at start-up ({status}); its log is {log}")]
+    Exited { status: std::process::ExitStatus, log: String },
+    #[error("the agent did not answer on {0} within 10 s")]
+    Timeout(String),
+}
+
+/// Starts the background agent; returns its pid once it answers.
+pub fn spawn(socket: &Path, args: &[std::ffi::OsString], log: &Path) -> Result<u32, DaemonError> {
+    let exe = std::env::current_exe().map_err(DaemonError::Spawn)?;
+    if let Some(dir) = log.parent() {
+        std::fs::create_dir_all(dir).map_err(DaemonError::Spawn)?;
+    }
+    let log_file = std::fs::OpenOptions::new().create(true).append(true).open(log).map_err(DaemonError::Spawn)?;
+    let mut command = Command::new(exe);
+    command
+        .args(args.iter().filter(|a| *a != "--daemon" && *a != "-d"))
+        .arg("--socket")
+        .arg(socket)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log_file);
+    #[cfg(unix)]
+    {
+        use std::os::unix::process::CommandExt;
+        // Out of the terminal's process group: Ctrl-C there must not stop it.
+        command.process_group(0);
+    }
+    let mut child = command.spawn().map_err(DaemonError::Spawn)?;
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(10) {
+        if let Ok(Some(status)) = child.try_wait() {
+            return Err(DaemonError::Exited { status, log: log.display().to_string() });
+        }
+        if let Ok(mut client) = Client::connect(socket)
+            && let Ok(Response::Pong { pid, .. }) = client.call(&Request::Ping)
+        {
+            return Ok(pid);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Err(DaemonError::Timeout(socket.display().to_string()))
+}
+
+/// Asks the agent at `socket` to stop (`--kill`).
+pub fn stop(socket: &Path) -> Result<(), a365_proto::ClientError> {
+    Client::connect(socket)?.call(&Request::Shutdown).map(|_| ())
+}
+
+/// `A365_AGENT_SOCK=…; export A365_AGENT_SOCK;` quoted for POSIX shells.
+pub fn shell_lines(socket: &Path, pid: u32) -> String {
+    let quoted = format!("'{}'", socket.display().to_string().replace('\'', r"'\''"));
+    format!(
+        "{var}={quoted}; export {var};\necho Agent pid {pid};\n",
+        var = a365_proto::path::SOCKET_ENV
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shell_quoting() {
+        assert_eq!(
+            shell_lines(Path::new("/run/user/1/a365/agent.sock"), 7),
+            "A365_AGENT_SOCK='/run/user/1/a365/agent.sock'; export A365_AGENT_SOCK;\necho Agent pid 7;\n"
+        );
+        assert!(shell_lines(Path::new("/tmp/it's"), 1).starts_with(r"A365_AGENT_SOCK='/tmp/it'\''s';"));
+    }
+}

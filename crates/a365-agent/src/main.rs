@@ -1,0 +1,113 @@
+//! `a365-agent`: see the crate docs of `a365_agent`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use a365_agent::{Options, RunError, config::Paths, daemon, server::Limits, socket::SocketError};
+use clap::Parser;
+
+/// Exit codes: 0 stopped cleanly, 1 error, 2 usage, 3 another agent runs.
+const EXIT_ALREADY_RUNNING: u8 = 3;
+
+/// Holds API credentials and keeps every profile's access token fresh.
+#[derive(Debug, Parser)]
+#[command(version, after_help = "Exit codes: 0 stopped cleanly, 1 error, 2 usage, 3 another agent is running on the socket.")]
+struct Args {
+    /// Socket to listen on.
+    #[arg(long, env = a365_proto::path::SOCKET_ENV, value_name = "PATH")]
+    socket: Option<PathBuf>,
+    /// Log level (error, warn, info, debug, trace); RUST_LOG overrides.
+    #[arg(long, value_name = "LEVEL", default_value = "info")]
+    log_level: String,
+    /// Run in the background and print shell commands that set A365_AGENT_SOCK.
+    #[arg(short, long, conflicts_with = "kill")]
+    daemon: bool,
+    /// Stop the agent listening on the socket (like `ssh-agent -k`).
+    #[arg(short, long)]
+    kill: bool,
+    /// Most client connections served at once.
+    #[arg(long, default_value_t = Limits::default().max_connections, value_name = "N")]
+    max_connections: usize,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    harden();
+    let socket = args.socket.clone().unwrap_or_else(a365_proto::path::socket_path);
+    let paths = match Paths::from_env() {
+        Ok(paths) => paths,
+        Err(e) => return fail(&e),
+    };
+    if args.kill {
+        return match daemon::stop(&socket) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => fail(&e),
+        };
+    }
+    if args.daemon {
+        let raw: Vec<_> = std::env::args_os().skip(1).collect();
+        let log = paths.state_dir.join("agent.log");
+        return match daemon::spawn(&socket, &raw, &log) {
+            Ok(pid) => {
+                print!("{}", daemon::shell_lines(&socket, pid));
+                ExitCode::SUCCESS
+            }
+            Err(e) => fail(&e),
+        };
+    }
+    init_logging(&args.log_level);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(e) => return fail(&e),
+    };
+    let options = Options {
+        socket,
+        paths,
+        limits: Limits { max_connections: args.max_connections, ..Limits::default() },
+    };
+    match runtime.block_on(a365_agent::run(options)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e @ RunError::Socket(SocketError::AlreadyRunning(_))) => {
+            eprintln!("a365-agent: {e}");
+            ExitCode::from(EXIT_ALREADY_RUNNING)
+        }
+        Err(e) => fail(&e),
+    }
+}
+
+fn fail(e: &dyn std::fmt::Display) -> ExitCode {
+    eprintln!("a365-agent: {e}");
+    ExitCode::FAILURE
+}
+
+/// Logs to stderr (journald and launchd capture it); no colours unless a
+/// terminal is attached.
+fn init_logging(level: &str) {
+    use std::io::IsTerminal;
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .or_else(|_| tracing_subscriber::EnvFilter::try_new(level))
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
+}
+
+/// Private files, no core dumps, no ptrace by other processes of the user,
+/// and enough file descriptors for many idle clients.
+fn harden() {
+    #[cfg(unix)]
+    {
+        use rustix::process::{Resource, Rlimit, getrlimit, setrlimit, umask};
+        use rustix::fs::Mode;
+        umask(Mode::from_raw_mode(0o077));
+        let _ = setrlimit(Resource::Core, Rlimit { current: Some(0), maximum: Some(0) });
+        let files = getrlimit(Resource::Nofile);
+        let _ = setrlimit(Resource::Nofile, Rlimit { current: files.maximum, maximum: files.maximum });
+    }
+    #[cfg(target_os = "linux")]
+    {
+        let _ = rustix::process::set_dumpable_behavior(rustix::process::DumpableBehavior::NotDumpable);
+    }
+}

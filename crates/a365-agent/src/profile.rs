@@ -1,0 +1,534 @@
+//! One profile: its current token, published through a `watch` channel so
+//! readers never wait on a lock, and one refresher task that is the only
+//! place a token request is made (single flight by construction).
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use a365_proto::{ErrorKind, ErrorReply, Kind, ProfileSpec, ProfileStatus, TokenReply, WireSecret};
+use a365_store::{Credential, Store};
+use secrecy::{ExposeSecret, SecretString};
+use tokio::sync::{Notify, watch};
+use tokio::task::JoinHandle;
+
+use crate::clock::Clock;
+use crate::config::Endpoint;
+use crate::provider::{self, ProviderError, oauth::Call, refresh::RefreshCredential};
+use crate::{jwt, schedule};
+
+/// How long a client waits for a refresh before being told to retry later.
+const WAIT: Duration = Duration::from_secs(25);
+/// Even with nothing due, the refresher looks at the wall clock this often:
+/// tokio's timers stand still while the machine sleeps.
+const TICK_MS: i64 = 30_000;
+
+/// What every profile shares.
+#[derive(Debug)]
+pub struct Shared {
+    pub http: reqwest::Client,
+    pub store: Arc<dyn Store>,
+    pub clock: Arc<dyn Clock>,
+    pub default_lifetime: Duration,
+}
+
+/// A token being served.
+#[derive(Debug)]
+pub struct Held {
+    pub secret: SecretString,
+    /// UTC epoch ms; `None` for a token that states no expiry.
+    pub expires_at_ms: Option<i64>,
+    pub scopes: Vec<String>,
+}
+
+impl Held {
+    fn valid_for(&self, now_ms: i64, min_valid_ms: u64) -> bool {
+        let min = i64::try_from(min_valid_ms).unwrap_or(i64::MAX);
+        self.expires_at_ms.is_none_or(|exp| exp > now_ms.saturating_add(min))
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Phase {
+    /// No token yet; one is being fetched.
+    Empty,
+    Fresh,
+    Refreshing,
+    /// The last attempt failed; the next is due at `retry_at_ms`.
+    Failing { retry_at_ms: i64 },
+    /// The credential is dead; the message tells the user what to do.
+    NeedsReauth(String),
+}
+
+/// The published state; cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Snapshot {
+    pub token: Option<Arc<Held>>,
+    pub phase: Phase,
+    pub last_error: Option<String>,
+    pub next_refresh_at_ms: Option<i64>,
+    /// Finished refresh attempts, so a waiting client knows one completed.
+    pub attempts_done: u64,
+}
+
+#[derive(Debug)]
+pub struct Profile {
+    pub name: String,
+    pub spec: ProfileSpec,
+    endpoint: Option<Endpoint>,
+    shared: Arc<Shared>,
+    state: watch::Sender<Snapshot>,
+    wake: Notify,
+    /// A client needs a better token than the one held.
+    demand: AtomicBool,
+    /// `a365 refresh`: exchange now even if the token is fresh.
+    force: AtomicBool,
+    stopping: AtomicBool,
+    task: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Profile {
+    /// Builds the profile from what the store holds and starts its
+    /// refresher. A cached access token that is still valid is served
+    /// without any token request.
+    pub fn start(
+        name: String,
+        spec: ProfileSpec,
+        endpoint: Option<Endpoint>,
+        credential: Option<Credential>,
+        shared: Arc<Shared>,
+    ) -> Arc<Profile> {
+        let now = shared.clock.now_ms();
+        let initial = initial_snapshot(&name, &spec, credential.as_ref(), now);
+        let profile = Arc::new(Profile {
+            name,
+            spec,
+            endpoint,
+            shared,
+            state: watch::Sender::new(initial),
+            wake: Notify::new(),
+            demand: AtomicBool::new(false),
+            force: AtomicBool::new(false),
+            stopping: AtomicBool::new(false),
+            task: Mutex::new(None),
+        });
+        if let (Kind::Refresh, Some(credential)) = (profile.spec.kind, credential) {
+            let handle = tokio::spawn(Arc::clone(&profile).refresher(credential));
+            if let Ok(mut task) = profile.task.lock() {
+                *task = Some(handle);
+            }
+        }
+        profile
+    }
+
+    pub fn snapshot(&self) -> Snapshot {
+        self.state.borrow().clone()
+    }
+
+    pub fn subscribe(&self) -> watch::Receiver<Snapshot> {
+        self.state.subscribe()
+    }
+
+    /// Stops the refresher, letting a refresh in flight finish and persist.
+    pub async fn stop(&self) {
+        self.stopping.store(true, Ordering::SeqCst);
+        self.wake.notify_one();
+        let handle = self.task.lock().ok().and_then(|mut t| t.take());
+        if let Some(handle) = handle {
+            let _ = handle.await;
+        }
+    }
+
+    /// The held token if it stays valid `min_valid_ms` and has `scopes`;
+    /// otherwise asks the refresher and waits for its outcome.
+    pub async fn token(&self, min_valid_ms: u64, scopes: &[String]) -> Result<TokenReply, ErrorReply> {
+        let mut rx = self.state.subscribe();
+        let deadline = tokio::time::Instant::now() + WAIT;
+        let mut asked_after: Option<u64> = None;
+        loop {
+            let snap = rx.borrow_and_update().clone();
+            let now = self.shared.clock.now_ms();
+            if let Some(held) = snap.token.as_ref().filter(|h| h.valid_for(now, min_valid_ms)) {
+                return self.reply(held, scopes);
+            }
+            if let Some(err) = self.why_not_now(&snap, now, min_valid_ms, asked_after) {
+                return Err(err);
+            }
+            if asked_after.is_none() {
+                asked_after = Some(snap.attempts_done);
+                self.demand.store(true, Ordering::SeqCst);
+                self.wake.notify_one();
+            }
+            match tokio::time::timeout_at(deadline, rx.changed()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) => return Err(unavailable(format!("profile '{}' was removed", self.name))),
+                Err(_) => {
+                    return Err(unavailable(format!(
+                        "the token server has not answered for profile '{}' within {} s",
+                        self.name,
+                        WAIT.as_secs()
+                    )));
+                }
+            }
+        }
+    }
+
+    /// The error to answer at once when waiting cannot help, `None` when a
+    /// refresh may still bring a good enough token.
+    fn why_not_now(&self, snap: &Snapshot, now: i64, min_valid_ms: u64, asked_after: Option<u64>) -> Option<ErrorReply> {
+        if let Phase::NeedsReauth(message) = &snap.phase {
+            return Some(ErrorReply::new(ErrorKind::NeedsReauth, message.clone()));
+        }
+        let remaining = snap.token.as_ref().and_then(|h| h.expires_at_ms).map(|exp| exp - now);
+        if self.endpoint.is_none() {
+            return Some(match remaining {
+                Some(ms) if ms <= 0 => ErrorReply::new(ErrorKind::NeedsReauth, self.expired_static_message()),
+                _ => unavailable(format!(
+                    "the token of profile '{}' is valid for {} more, less than --min-valid {}; it cannot be \
+                     refreshed (static token)",
+                    self.name,
+                    human_ms(remaining.unwrap_or(0)),
+                    human_ms(min_valid_ms as i64)
+                )),
+            });
+        }
+        let error = snap.last_error.as_deref().unwrap_or("unknown error");
+        if let Phase::Failing { retry_at_ms } = snap.phase
+            && (retry_at_ms > now || asked_after.is_some_and(|n| snap.attempts_done > n))
+        {
+            return Some(unavailable(format!(
+                "no token for profile '{}' valid for {}: {error}; next attempt in {}",
+                self.name,
+                human_ms(min_valid_ms as i64),
+                human_ms(retry_at_ms - now)
+            )));
+        }
+        let refreshed_since_asked = asked_after.is_some_and(|n| snap.attempts_done > n);
+        if refreshed_since_asked && snap.phase == Phase::Fresh {
+            return Some(unavailable(format!(
+                "profile '{}' gets tokens valid for {}, less than --min-valid {}",
+                self.name,
+                human_ms(remaining.unwrap_or(0)),
+                human_ms(min_valid_ms as i64)
+            )));
+        }
+        None
+    }
+
+    fn reply(&self, held: &Held, wanted: &[String]) -> Result<TokenReply, ErrorReply> {
+        let missing: Vec<&str> = wanted
+            .iter()
+            .filter(|w| !held.scopes.iter().any(|s| s == *w))
+            .map(String::as_str)
+            .collect();
+        if !missing.is_empty() {
+            return Err(ErrorReply::new(
+                ErrorKind::MissingScope,
+                format!(
+                    "the token of profile '{}' lacks scope {}; it has: {}",
+                    self.name,
+                    missing.join(", "),
+                    if held.scopes.is_empty() { "no scopes".into() } else { held.scopes.join(" ") }
+                ),
+            ));
+        }
+        Ok(TokenReply {
+            profile: self.name.clone(),
+            token: WireSecret::new(held.secret.clone()),
+            expires_at: held.expires_at_ms.map(|ms| ms.div_euclid(1000)),
+            scopes: held.scopes.clone(),
+        })
+    }
+
+    /// Forces an exchange now and waits for its outcome (`a365 refresh`).
+    pub async fn force_refresh(&self) -> Result<String, ErrorReply> {
+        let mut rx = self.state.subscribe();
+        let before = rx.borrow_and_update().clone();
+        if let Phase::NeedsReauth(message) = &before.phase {
+            return Err(ErrorReply::new(ErrorKind::NeedsReauth, message.clone()));
+        }
+        if self.endpoint.is_none() {
+            return Err(ErrorReply::new(
+                ErrorKind::InvalidProfile,
+                format!("profile '{}' holds a static token: there is nothing to refresh", self.name),
+            ));
+        }
+        self.force.store(true, Ordering::SeqCst);
+        self.wake.notify_one();
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            match tokio::time::timeout_at(deadline, rx.changed()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) => return Err(unavailable("the profile was removed")),
+                Err(_) => return Err(unavailable("the token server did not answer in time")),
+            }
+            let snap = rx.borrow_and_update().clone();
+            if snap.attempts_done == before.attempts_done {
+                continue;
+            }
+            return match snap.phase {
+                Phase::NeedsReauth(message) => Err(ErrorReply::new(ErrorKind::NeedsReauth, message)),
+                Phase::Failing { .. } => Err(unavailable(format!(
+                    "refresh failed: {}",
+                    snap.last_error.as_deref().unwrap_or("unknown error")
+                ))),
+                _ => {
+                    let exp = snap.token.as_ref().and_then(|h| h.expires_at_ms);
+                    let now = self.shared.clock.now_ms();
+                    Ok(format!(
+                        "profile '{}' refreshed; the new token expires in {}",
+                        self.name,
+                        exp.map(|e| human_ms(e - now)).unwrap_or_else(|| "(no expiry)".into())
+                    ))
+                }
+            };
+        }
+    }
+
+    pub fn status(&self, store: &str, is_default: bool) -> ProfileStatus {
+        let snap = self.snapshot();
+        let now = self.shared.clock.now_ms();
+        let token = snap.token.as_deref();
+        let expired = token.and_then(|t| t.expires_at_ms).is_some_and(|exp| exp <= now);
+        let state = match &snap.phase {
+            Phase::Empty => "empty",
+            Phase::Fresh if expired => "expired",
+            Phase::Fresh => "fresh",
+            Phase::Refreshing => "refreshing",
+            Phase::Failing { .. } => "failing",
+            Phase::NeedsReauth(_) => "needs-reauth",
+        };
+        let scopes = token.map(|t| t.scopes.clone()).unwrap_or_default();
+        ProfileStatus {
+            name: self.name.clone(),
+            kind: self.spec.kind,
+            realm: self.spec.realm.clone(),
+            token_url: self.endpoint.as_ref().map(|e| e.token_url.to_string()),
+            state: state.into(),
+            expires_at: token.and_then(|t| t.expires_at_ms).map(|ms| ms.div_euclid(1000)),
+            next_refresh_at: snap.next_refresh_at_ms.map(|ms| ms.div_euclid(1000)),
+            workspace: jwt::workspace(&scopes),
+            scopes,
+            last_error: match &snap.phase {
+                Phase::NeedsReauth(message) => Some(message.clone()),
+                _ => snap.last_error.clone(),
+            },
+            store: store.into(),
+            is_default,
+        }
+    }
+
+    fn expired_static_message(&self) -> String {
+        format!(
+            "the static token of profile '{0}' has expired: create a new token in Altium 365 (Admin → \
+             Developer), then run `a365 add {0} --kind static --replace`",
+            self.name
+        )
+    }
+
+    /// The refresher: sleeps until the next refresh is due (checking the
+    /// wall clock at least every [`TICK_MS`]) or until woken by a client.
+    async fn refresher(self: Arc<Self>, mut credential: Credential) {
+        let mut failures = 0u32;
+        let mut unsaved = false;
+        loop {
+            if self.stopping.load(Ordering::SeqCst) {
+                return;
+            }
+            if unsaved {
+                unsaved = self.persist(&credential).await.is_err();
+            }
+            let now = self.shared.clock.now_ms();
+            let snap = self.snapshot();
+            let forced = self.force.swap(false, Ordering::SeqCst);
+            let demanded = self.demand.swap(false, Ordering::SeqCst);
+            let due = match &snap.phase {
+                Phase::NeedsReauth(_) => None,
+                Phase::Empty => Some(now),
+                Phase::Failing { retry_at_ms } => Some(*retry_at_ms),
+                Phase::Fresh | Phase::Refreshing => snap.next_refresh_at_ms,
+            };
+            let backing_off = matches!(snap.phase, Phase::Failing { retry_at_ms } if retry_at_ms > now);
+            let dead = matches!(snap.phase, Phase::NeedsReauth(_));
+            if !dead && (forced || due.is_some_and(|d| d <= now) || (demanded && !backing_off)) {
+                let outcome = self.refresh_once(&mut credential, &mut failures).await;
+                unsaved = outcome.is_err();
+                continue;
+            }
+            let sleep_ms = due.map_or(TICK_MS, |d| (d - now).clamp(0, TICK_MS));
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_millis(sleep_ms as u64)) => {}
+                _ = self.wake.notified() => {}
+            }
+        }
+    }
+
+    /// One token request and its consequences. A rotated refresh token is
+    /// saved (fsync'd) before the new access token is published. `Err`
+    /// means the new credential could not be saved and is held in memory.
+    async fn refresh_once(&self, credential: &mut Credential, failures: &mut u32) -> Result<(), ()> {
+        let Some(endpoint) = &self.endpoint else { return Ok(()) };
+        self.state.send_modify(|s| {
+            if s.phase != Phase::Empty {
+                s.phase = Phase::Refreshing;
+            }
+        });
+        let now = self.shared.clock.now_ms();
+        let result = match (&self.spec.client_id, &credential.client_secret, &credential.refresh_token) {
+            (Some(client_id), Some(client_secret), Some(refresh_token)) => {
+                let call = Call {
+                    http: &self.shared.http,
+                    token_url: &endpoint.token_url,
+                    now_ms: now,
+                    default_lifetime: self.shared.default_lifetime,
+                };
+                let secrets = RefreshCredential { client_id, client_secret, refresh_token };
+                tracing::debug!(profile = %self.name, url = %endpoint.token_url, "refreshing");
+                provider::refresh::exchange(call, &secrets, &self.spec.scopes, endpoint.secure).await
+            }
+            _ => Err(ProviderError::Dead("the client id, client secret or refresh token is missing".into())),
+        };
+        let now = self.shared.clock.now_ms();
+        match result {
+            Ok(fresh) => {
+                *failures = 0;
+                let rotated = fresh.refresh_token.is_some();
+                if let Some(rt) = fresh.refresh_token {
+                    credential.refresh_token = Some(rt);
+                }
+                credential.access_token = Some(fresh.access_token.clone());
+                credential.access_expires_at_ms = Some(fresh.expires_at_ms);
+                credential.access_scopes = fresh.scopes.clone();
+                credential.updated_at_ms = now;
+                // Durable before anything else: the old refresh token is dead.
+                let saved = self.persist(credential).await;
+                let next = schedule::refresh_at(now, fresh.expires_at_ms, fastrand::f64());
+                tracing::info!(
+                    profile = %self.name,
+                    expires_in_s = (fresh.expires_at_ms - now) / 1000,
+                    rotated,
+                    "token refreshed"
+                );
+                let held = Held { secret: fresh.access_token, expires_at_ms: Some(fresh.expires_at_ms), scopes: fresh.scopes };
+                self.state.send_modify(|s| {
+                    s.token = Some(Arc::new(held));
+                    s.phase = Phase::Fresh;
+                    s.next_refresh_at_ms = Some(next);
+                    s.last_error = saved.as_ref().err().cloned();
+                    s.attempts_done += 1;
+                });
+                saved.map_err(|_| ())
+            }
+            Err(ProviderError::Dead(reason)) => {
+                tracing::warn!(profile = %self.name, "credential rejected: {reason}");
+                let message = format!(
+                    "{reason}. Create a new refresh token in Altium 365 (Admin → Developer), then run \
+                     `a365 add {} --kind refresh --replace …`",
+                    self.name
+                );
+                self.state.send_modify(|s| {
+                    s.phase = Phase::NeedsReauth(message);
+                    s.last_error = Some(reason);
+                    s.next_refresh_at_ms = None;
+                    s.attempts_done += 1;
+                });
+                Ok(())
+            }
+            Err(e) => {
+                *failures = failures.saturating_add(1);
+                let (rejected, retry_after) = match &e {
+                    ProviderError::Transient { retry_after, .. } => (false, *retry_after),
+                    _ => (true, None),
+                };
+                let wait = schedule::backoff(*failures, rejected, retry_after, fastrand::f64());
+                let retry_at = now.saturating_add(i64::try_from(wait.as_millis()).unwrap_or(i64::MAX));
+                tracing::warn!(
+                    profile = %self.name,
+                    attempt = *failures,
+                    retry_in_ms = wait.as_millis() as u64,
+                    "refresh failed: {e}"
+                );
+                self.state.send_modify(|s| {
+                    s.phase = Phase::Failing { retry_at_ms: retry_at };
+                    s.last_error = Some(e.to_string());
+                    s.next_refresh_at_ms = Some(retry_at);
+                    s.attempts_done += 1;
+                });
+                Ok(())
+            }
+        }
+    }
+
+    /// Saves the credential; on failure logs and describes it.
+    async fn persist(&self, credential: &Credential) -> Result<(), String> {
+        let store = Arc::clone(&self.shared.store);
+        let name = self.name.clone();
+        let copy = credential.clone();
+        let result = tokio::task::spawn_blocking(move || store.save(&name, &copy)).await;
+        let error = match result {
+            Ok(Ok(())) => return Ok(()),
+            Ok(Err(e)) => e.to_string(),
+            Err(e) => e.to_string(),
+        };
+        tracing::error!(profile = %self.name, "could not save the new credential: {error}");
+        Err(format!(
+            "could not save the new credential ({error}); it is held in memory and saving is retried"
+        ))
+    }
+}
+
+fn initial_snapshot(name: &str, spec: &ProfileSpec, credential: Option<&Credential>, now: i64) -> Snapshot {
+    let mut snap = Snapshot {
+        token: None,
+        phase: Phase::Empty,
+        last_error: None,
+        next_refresh_at_ms: None,
+        attempts_done: 0,
+    };
+    let Some(credential) = credential else {
+        snap.phase = Phase::NeedsReauth(format!(
+            "the agent holds no secret for profile '{name}' (memory store, or the secret was removed): \
+             run `a365 add {name} --replace …`"
+        ));
+        return snap;
+    };
+    let cached = credential.access_token.as_ref().map(|secret| {
+        let (jwt_exp, jwt_scopes) = provider::static_token::describe(secret.expose_secret());
+        let scopes = if credential.access_scopes.is_empty() { jwt_scopes } else { credential.access_scopes.clone() };
+        Held { secret: secret.clone(), expires_at_ms: credential.access_expires_at_ms.or(jwt_exp), scopes }
+    });
+    match spec.kind {
+        Kind::Static => {
+            snap.phase = Phase::Fresh;
+            snap.token = cached.map(Arc::new);
+        }
+        Kind::Refresh => {
+            if let Some(held) = cached.filter(|h| h.valid_for(now, 0)) {
+                let exp = held.expires_at_ms.unwrap_or(now);
+                snap.next_refresh_at_ms = Some(schedule::refresh_at(credential.updated_at_ms, exp, fastrand::f64()));
+                snap.token = Some(Arc::new(held));
+                snap.phase = Phase::Fresh;
+            }
+        }
+    }
+    snap
+}
+
+fn unavailable(message: impl Into<String>) -> ErrorReply {
+    ErrorReply::new(ErrorKind::Unavailable, message)
+}
+
+/// "3h 12m", "45s", "800ms".
+pub fn human_ms(ms: i64) -> String {
+    if ms < 0 {
+        return format!("-{}", human_ms(-ms));
+    }
+    let s = ms / 1000;
+    match s {
+        0 => format!("{ms}ms"),
+        1..=59 => format!("{s}s"),
+        60..=3599 => format!("{}m {}s", s / 60, s % 60),
+        3600..=86_399 => format!("{}h {}m", s / 3600, s % 3600 / 60),
+        _ => format!("{}d {}h", s / 86_400, s % 86_400 / 3600),
+    }
+}

@@ -1,0 +1,285 @@
+//! RFC 6749 token endpoint calls shared by the OAuth providers: POST a form,
+//! read a bounded body into zeroized memory, sort the outcome (§5.1, §5.2).
+
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use secrecy::SecretString;
+use serde::Deserialize;
+use zeroize::Zeroizing;
+
+use super::{Fresh, ProviderError};
+use crate::jwt;
+
+/// A token response is a few KiB; anything larger is not one.
+const MAX_BODY: usize = 256 * 1024;
+
+/// Context for one token request.
+#[derive(Debug, Clone, Copy)]
+pub struct Call<'a> {
+    pub http: &'a reqwest::Client,
+    pub token_url: &'a reqwest::Url,
+    pub now_ms: i64,
+    pub default_lifetime: Duration,
+}
+
+#[derive(Deserialize)]
+struct TokenResponse {
+    access_token: Option<SecretString>,
+    expires_in: Option<serde_json::Number>,
+    refresh_token: Option<SecretString>,
+    scope: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct ErrorResponse {
+    error: Option<String>,
+    error_description: Option<String>,
+}
+
+/// POSTs `form` (which holds secrets, hence the zeroized pairs) and sorts
+/// the answer. Never retried here: a replayed one-time refresh token is dead.
+pub async fn post_form(
+    call: Call<'_>,
+    form: &[(&str, &str)],
+) -> Result<Fresh, ProviderError> {
+    let body = Zeroizing::new(
+        form_urlencode(form),
+    );
+    let response = call
+        .http
+        .post(call.token_url.clone())
+        .header(reqwest::header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .header(reqwest::header::ACCEPT, "application/json")
+        .body(body.as_bytes().to_vec())
+        .send()
+        .await
+        .map_err(|e| ProviderError::transient(describe_send_error(&e, call.token_url)))?;
+    let status = response.status();
+    let retry_after = retry_after(response.headers(), call.now_ms);
+    let body = read_body(response).await?;
+    sort_response(status, retry_after, &body, call)
+}
+
+/// `application/x-www-form-urlencoded`, built in a buffer we can zeroize.
+fn form_urlencode(form: &[(&str, &str)]) -> String {
+    let mut out = String::with_capacity(256);
+    for (i, (k, v)) in form.iter().enumerate() {
+        if i > 0 {
+            out.push('&');
+        }
+        percent_encode_into(k, &mut out);
+        out.push('=');
+        percent_encode_into(v, &mut out);
+    }
+    out
+}
+
+fn percent_encode_into(s: &str, out: &mut String) {
+    for b in s.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'*' => {
+                out.push(b as char)
+            }
+            b' ' => out.push('+'),
+            _ => {
+                const HEX: &[u8; 16] = b"0123456789ABCDEF";
+                out.push('%');
+                out.push(HEX[(b >> 4) as usize] as char);
+                out.push(HEX[(b & 15) as usize] as char);
+            }
+        }
+    }
+}
+
+fn describe_send_error(e: &reqwest::Error, url: &reqwest::Url) -> String {
+    let host = url.host_str().unwrap_or("?");
+    if e.is_timeout() {
+        format!("the token server {host} did not answer in time")
+    } else if e.is_connect() {
+        format!("cannot connect to the token server {host}")
+    } else {
+        format!("the request to the token server {host} failed")
+    }
+}
+
+async fn read_body(mut response: reqwest::Response) -> Result<Zeroizing<Vec<u8>>, ProviderError> {
+    let mut body = Zeroizing::new(Vec::with_capacity(2048));
+    loop {
+        match response.chunk().await {
+            Ok(Some(chunk)) => {
+                if body.len() + chunk.len() > MAX_BODY {
+                    return Err(ProviderError::transient(
+                        "the token server sent an oversized response",
+                    ));
+                }
+                body.extend_from_slice(&chunk);
+            }
+            Ok(None) => return Ok(body),
+            Err(e) => {
+                let what = if e.is_timeout() { "timed out" } else { "was cut off" };
+                return Err(ProviderError::transient(format!(
+                    "the token server's response {what}"
+                )));
+            }
+        }
+    }
+}
+
+fn sort_response(
+    status: StatusCode,
+    retry_after: Option<Duration>,
+    body: &[u8],
+    call: Call<'_>,
+) -> Result<Fresh, ProviderError> {
+    if status.is_success() {
+        return parse_success(body, call);
+    }
+    let oauth: Option<ErrorResponse> = serde_json::from_slice(body).ok();
+    let code = oauth.as_ref().and_then(|e| e.error.as_deref()).unwrap_or("");
+    let description = oauth
+        .as_ref()
+        .and_then(|e| e.error_description.as_deref())
+        .map(|d| format!(" ({})", sanitize(d)))
+        .unwrap_or_default();
+    match (status.as_u16(), code) {
+        (_, "invalid_grant") => Err(ProviderError::Dead(format!(
+            "the token server rejected the refresh token (invalid_grant{description}): it was revoked, \
+             expired or already used"
+        ))),
+        (_, "invalid_client" | "unauthorized_client") | (401, "") => Err(ProviderError::Dead(format!(
+            "the token server rejected the client id or secret ({}{description})",
+            if code.is_empty() { "HTTP 401" } else { code }
+        ))),
+        (429, _) => Err(ProviderError::Transient {
+            message: "the token server is rate limiting (HTTP 429)".into(),
+            retry_after,
+        }),
+        (500..=599, _) => Err(ProviderError::Transient {
+            message: format!("the token server failed (HTTP {})", status.as_u16()),
+            retry_after,
+        }),
+        (_, "") => Err(ProviderError::Rejected(format!(
+            "the token server refused the request (HTTP {})",
+            status.as_u16()
+        ))),
+        (_, code) => Err(ProviderError::Rejected(format!(
+            "the token server refused the request ({}{description})",
+            sanitize(code)
+        ))),
+    }
+}
+
+fn parse_success(body: &[u8], call: Call<'_>) -> Result<Fresh, ProviderError> {
+    let response: TokenResponse = serde_json::from_slice(body).map_err(|_| {
+        ProviderError::transient("the token server answered 200 with a body that is not a token response")
+    })?;
+    let access_token = response.access_token.ok_or_else(|| {
+        ProviderError::transient("the token server answered 200 without an access_token")
+    })?;
+    let claims = jwt::claims(secrecy::ExposeSecret::expose_secret(&access_token));
+    let expires_in = response.expires_in.and_then(|n| n.as_f64()).map(|s| (s * 1000.0) as i64);
+    let expires_at_ms = match (expires_in, claims.as_ref().and_then(|c| c.exp)) {
+        (Some(ms), _) if ms > 0 => call.now_ms.saturating_add(ms),
+        (Some(_), _) => {
+            return Err(ProviderError::transient(
+                "the token server answered with an expires_in of zero or less",
+            ));
+        }
+        (None, Some(exp)) => exp.saturating_mul(1000),
+        (None, None) => call
+            .now_ms
+            .saturating_add(i64::try_from(call.default_lifetime.as_millis()).unwrap_or(i64::MAX)),
+    };
+    let scopes = match response.scope {
+        Some(text) => jwt::split_scopes(&text),
+        None => claims.map(|c| c.scopes).unwrap_or_default(),
+    };
+    Ok(Fresh { access_token, expires_at_ms, scopes, refresh_token: response.refresh_token })
+}
+
+/// Keeps server-chosen text printable and short, for logs and `status`.
+fn sanitize(text: &str) -> String {
+    text.chars().filter(|c| !c.is_control()).take(200).collect()
+}
+
+/// `Retry-After` in seconds or as an HTTP date.
+fn retry_after(headers: &reqwest::header::HeaderMap, now_ms: i64) -> Option<Duration> {
+    let value = headers.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?.trim();
+    if let Ok(secs) = value.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    let at = jiff::fmt::rfc2822::DateTimeParser::new().parse_timestamp(value).ok()?;
+    let ms = at.as_millisecond().saturating_sub(now_ms);
+    Some(Duration::from_millis(u64::try_from(ms).unwrap_or(0)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn form_encoding() {
+        assert_eq!(
+            form_urlencode(&[("grant_type", "refresh_token"), ("x", "a b&c=d/é")]),
+            "grant_type=refresh_token&x=a+b%26c%3Dd%2F%C3%A9"
+        );
+    }
+
+    #[test]
+    fn retry_after_forms() {
+        let mut h = reqwest::header::HeaderMap::new();
+        h.insert(reqwest::header::RETRY_AFTER, "7".parse().unwrap());
+        assert_eq!(retry_after(&h, 0), Some(Duration::from_secs(7)));
+        h.insert(reqwest::header::RETRY_AFTER, "Wed, 21 Oct 2015 07:28:00 GMT".parse().unwrap());
+        let now = jiff::Timestamp::from_second(1_445_412_470).unwrap().as_millisecond();
+        assert_eq!(retry_after(&h, now), Some(Duration::from_secs(10)));
+        h.insert(reqwest::header::RETRY_AFTER, "soon".parse().unwrap());
+        assert_eq!(retry_after(&h, 0), None);
+    }
+
+    fn call_at<'a>(http: &'a reqwest::Client, url: &'a reqwest::Url) -> Call<'a> {
+        Call { http, token_url: url, now_ms: 1_000_000, default_lifetime: Duration::from_secs(60) }
+    }
+
+    #[test]
+    fn sorting() {
+        let http = reqwest::Client::new();
+        let url = reqwest::Url::parse("https://t.example/token").unwrap();
+        let call = call_at(&http, &url);
+        let ok = sort_response(
+            StatusCode::OK,
+            None,
+            br#"{"access_token":"opaque","expires_in":30,"refresh_token":"r2","scope":"a b"}"#,
+            call,
+        )
+        .unwrap();
+        assert_eq!(ok.expires_at_ms, 1_030_000);
+        assert_eq!(ok.scopes, ["a", "b"]);
+        assert!(ok.refresh_token.is_some());
+        let no_exp = sort_response(StatusCode::OK, None, br#"{"access_token":"opaque"}"#, call).unwrap();
+        assert_eq!(no_exp.expires_at_ms, 1_060_000, "falls back to the default lifetime");
+        let dead = sort_response(StatusCode::BAD_REQUEST, None, br#"{"error":"invalid_grant"}"#, call);
+        assert!(matches!(dead, Err(ProviderError::Dead(_))));
+        let client = sort_response(StatusCode::UNAUTHORIZED, None, b"", call);
+        assert!(matches!(client, Err(ProviderError::Dead(_))));
+        let busy = sort_response(StatusCode::TOO_MANY_REQUESTS, Some(Duration::from_secs(3)), b"", call);
+        assert!(matches!(busy, Err(ProviderError::Transient { retry_after: Some(_), .. })));
+        let down = sort_response(StatusCode::BAD_GATEWAY, None, b"<html>", call);
+        assert!(matches!(down, Err(ProviderError::Transient { .. })));
+        for bad in [&b"{\"access_token\": "[..], b"{}", b"{\"access_token\":\"x\",\"expires_in\":0}"] {
+            assert!(matches!(sort_response(StatusCode::OK, None, bad, call), Err(ProviderError::Transient { .. })));
+        }
+        let scope = sort_response(StatusCode::BAD_REQUEST, None, br#"{"error":"invalid_scope"}"#, call);
+        assert!(matches!(scope, Err(ProviderError::Rejected(_))));
+    }
+
+    #[test]
+    fn errors_never_quote_the_body() {
+        let http = reqwest::Client::new();
+        let url = reqwest::Url::parse("https://t.example/token").unwrap();
+        let body = br#"{"access_token": "sekrit-token", "expires_in": "x"}"#;
+        let err = sort_response(StatusCode::OK, None, body, call_at(&http, &url)).unwrap_err();
+        assert!(!err.to_string().contains("sekrit"));
+    }
+}

@@ -1,0 +1,176 @@
+//! Accepting clients: one task per connection, a cap on connections, a
+//! peer check, both encodings, and a graceful drain on shutdown.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use a365_proto::codec::{self, CodecError, Encoding};
+use a365_proto::{ErrorKind, Response, frame};
+use interprocess::local_socket::tokio::{Listener, Stream};
+use interprocess::local_socket::traits::StreamCommon as _;
+use interprocess::local_socket::traits::tokio::Listener as _;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::sync::{Semaphore, watch};
+
+use crate::agent::Agent;
+
+/// Connection limits.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    pub max_connections: usize,
+    /// A connection that sends nothing for this long is closed.
+    pub idle_timeout: Duration,
+    /// Once a message has started, the rest must arrive within this.
+    pub read_timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_connections: 4096,
+            idle_timeout: Duration::from_secs(300),
+            read_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Serves until `shutdown` turns true, then waits (at most 30 s) for the
+/// requests in flight to finish.
+pub async fn serve(listener: Listener, agent: Arc<Agent>, limits: Limits, mut shutdown: watch::Receiver<bool>) {
+    let permits = Arc::new(Semaphore::new(limits.max_connections));
+    let mut backoff = Duration::from_millis(10);
+    loop {
+        let stream = tokio::select! {
+            accepted = listener.accept() => accepted,
+            _ = shutdown.wait_for(|stop| *stop) => break,
+        };
+        let stream = match stream {
+            Ok(stream) => {
+                backoff = Duration::from_millis(10);
+                stream
+            }
+            Err(e) => {
+                // Out of file descriptors and the like: don't spin.
+                tracing::warn!("accept failed: {e}; retrying in {backoff:?}");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(1));
+                continue;
+            }
+        };
+        let Ok(permit) = Arc::clone(&permits).try_acquire_owned() else {
+            tracing::warn!(limit = limits.max_connections, "too many connections; refusing one");
+            tokio::spawn(refuse(stream, ErrorKind::Unavailable, "the agent has too many connections; try again"));
+            continue;
+        };
+        let (agent, limits, shutdown) = (Arc::clone(&agent), limits.clone(), shutdown.clone());
+        tokio::spawn(async move {
+            connection(stream, agent, &limits, shutdown).await;
+            drop(permit);
+        });
+    }
+    drop(listener);
+    let all = u32::try_from(limits.max_connections).unwrap_or(u32::MAX);
+    if tokio::time::timeout(Duration::from_secs(30), permits.acquire_many(all)).await.is_err() {
+        tracing::warn!("some requests were still running at shutdown");
+    }
+}
+
+async fn refuse(stream: Stream, kind: ErrorKind, message: &str) {
+    if let Ok(bytes) = codec::encode_response(&Response::error(kind, message), Encoding::Binary) {
+        let mut writer = &stream;
+        let _ = tokio::time::timeout(Duration::from_secs(1), writer.write_all(&bytes)).await;
+    }
+}
+
+async fn connection(stream: Stream, agent: Arc<Agent>, limits: &Limits, mut shutdown: watch::Receiver<bool>) {
+    if let Err(reason) = check_peer(&stream) {
+        tracing::warn!("refused a connection: {reason}");
+        refuse(stream, ErrorKind::PermissionDenied, "the agent serves only its own user").await;
+        return;
+    }
+    let mut reader = BufReader::with_capacity(4096, &stream);
+    let mut writer = &stream;
+    // The first byte says which encoding the client speaks.
+    let first = match tokio::time::timeout(limits.idle_timeout, reader.fill_buf()).await {
+        Ok(Ok([first, ..])) => *first,
+        _ => return,
+    };
+    let Some(encoding) = Encoding::sniff(first) else {
+        tracing::debug!("closing a connection that speaks neither encoding");
+        let _ = write(&mut writer, &Response::error(ErrorKind::BadRequest, CodecError::UnknownEncoding.to_string()), Encoding::Binary).await;
+        return;
+    };
+    loop {
+        // Wait (idle) for the next message to start, unless shutting down.
+        let started = tokio::select! {
+            r = tokio::time::timeout(limits.idle_timeout, reader.fill_buf()) => matches!(r, Ok(Ok(buf)) if !buf.is_empty()),
+            _ = shutdown.wait_for(|stop| *stop) => false,
+        };
+        if !started {
+            return;
+        }
+        let payload = match tokio::time::timeout(limits.read_timeout, read(&mut reader, encoding)).await {
+            Ok(Ok(payload)) => payload,
+            Ok(Err(CodecError::Closed)) => return,
+            Ok(Err(e @ (CodecError::TooLarge(_) | CodecError::Malformed(_)))) => {
+                // The stream can't be resynchronised: answer and close.
+                tracing::debug!("bad message: {e}");
+                let _ = write(&mut writer, &Response::error(ErrorKind::BadRequest, e.to_string()), encoding).await;
+                return;
+            }
+            Ok(Err(_)) => return,
+            Err(_) => {
+                tracing::debug!("a client took too long to send its message");
+                let _ = write(&mut writer, &Response::error(ErrorKind::BadRequest, "incomplete message: timed out"), encoding).await;
+                return;
+            }
+        };
+        let response = match codec::decode_request(&payload, encoding) {
+            Ok(request) => {
+                tracing::trace!(?request, "request");
+                agent.handle(request).await
+            }
+            Err(e) => {
+                tracing::debug!("undecodable request: {e}");
+                Response::error(ErrorKind::BadRequest, e.to_string())
+            }
+        };
+        if write(&mut writer, &response, encoding).await.is_err() {
+            return;
+        }
+    }
+}
+
+async fn read(reader: &mut BufReader<&Stream>, encoding: Encoding) -> Result<zeroize::Zeroizing<Vec<u8>>, CodecError> {
+    match encoding {
+        Encoding::Binary => frame::read_frame_async(reader).await,
+        Encoding::Json => frame::read_line_async(reader).await,
+    }
+}
+
+async fn write(writer: &mut &Stream, response: &Response, encoding: Encoding) -> Result<(), CodecError> {
+    let bytes = codec::encode_response(response, encoding)?;
+    tokio::time::timeout(Duration::from_secs(10), writer.write_all(&bytes))
+        .await
+        .map_err(|_| CodecError::Io(std::io::ErrorKind::TimedOut.into()))??;
+    Ok(())
+}
+
+/// Only the agent's own user may talk to it.
+fn check_peer(stream: &Stream) -> Result<(), String> {
+    #[cfg(unix)]
+    {
+        let creds = stream.peer_creds().map_err(|e| format!("cannot read peer credentials: {e}"))?;
+        let me = rustix::process::geteuid().as_raw();
+        match creds.euid() {
+            Some(uid) if uid == me => Ok(()),
+            Some(uid) => Err(format!("peer uid {uid} (pid {:?}) is not the agent's uid {me}", creds.pid())),
+            None => Err("the peer's uid is unknown".into()),
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = stream;
+        Ok(())
+    }
+}

@@ -1,0 +1,98 @@
+//! The listening socket: a private directory, a private socket, and the
+//! ssh-agent rules for a socket file that is already there.
+
+use std::io;
+use std::path::{Path, PathBuf};
+
+use interprocess::local_socket::tokio::Listener;
+use interprocess::local_socket::ListenerOptions;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SocketError {
+    #[error("another a365-agent is already running at {0}")]
+    AlreadyRunning(PathBuf),
+    #[error("{path} exists and is not a socket: remove it or choose another --socket")]
+    NotASocket { path: PathBuf },
+    #[error(
+        "refusing to use {path}: {reason}. The socket directory must belong to you and be writable \
+         only by you (e.g. `chmod 700 {path}`), or choose another --socket"
+    )]
+    UnsafeDirectory { path: PathBuf, reason: String },
+    #[error("cannot listen at {path}: {source}")]
+    Io { path: PathBuf, source: io::Error },
+}
+
+/// Creates the directory (0700), deals with a leftover socket file and binds.
+pub async fn bind(path: &Path) -> Result<Listener, SocketError> {
+    let io = |source| SocketError::Io { path: path.to_owned(), source };
+    #[cfg(unix)]
+    {
+        let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        prepare_dir(dir)?;
+        match std::fs::symlink_metadata(path) {
+            Ok(meta) => {
+                use std::os::unix::fs::FileTypeExt;
+                if !meta.file_type().is_socket() {
+                    return Err(SocketError::NotASocket { path: path.to_owned() });
+                }
+                if is_live(path).await {
+                    return Err(SocketError::AlreadyRunning(path.to_owned()));
+                }
+                tracing::info!(path = %path.display(), "removing a stale socket left by an agent that died");
+                std::fs::remove_file(path).map_err(io)?;
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io(e)),
+        }
+    }
+    let name = a365_proto::path::socket_name(path).map_err(io)?;
+    let listener = ListenerOptions::new()
+        .name(name)
+        .reclaim_name(true)
+        .create_tokio()
+        .map_err(|e| match e.kind() {
+            io::ErrorKind::AddrInUse => SocketError::AlreadyRunning(path.to_owned()),
+            _ => io(e),
+        })?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        // umask 077 already made it private; say so explicitly anyway.
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(io)?;
+    }
+    Ok(listener)
+}
+
+/// An answered connect means a live agent; refused means a stale file.
+pub async fn is_live(path: &Path) -> bool {
+    use interprocess::local_socket::traits::tokio::Stream as _;
+    let Ok(name) = a365_proto::path::socket_name(path) else { return false };
+    matches!(
+        tokio::time::timeout(
+            std::time::Duration::from_secs(2),
+            interprocess::local_socket::tokio::Stream::connect(name)
+        )
+        .await,
+        Ok(Ok(_))
+    )
+}
+
+/// The directory must be ours and closed to others, as ssh insists.
+#[cfg(unix)]
+fn prepare_dir(dir: &Path) -> Result<(), SocketError> {
+    use std::os::unix::fs::{DirBuilderExt, MetadataExt};
+    let unsafe_dir = |reason: String| SocketError::UnsafeDirectory { path: dir.to_owned(), reason };
+    match std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir) {
+        Ok(()) => {}
+        Err(source) => return Err(SocketError::Io { path: dir.to_owned(), source }),
+    }
+    let meta = std::fs::metadata(dir).map_err(|source| SocketError::Io { path: dir.to_owned(), source })?;
+    let me = rustix::process::geteuid().as_raw();
+    if meta.uid() != me {
+        return Err(unsafe_dir(format!("it belongs to uid {}, not to you (uid {me})", meta.uid())));
+    }
+    if meta.mode() & 0o022 != 0 {
+        return Err(unsafe_dir(format!("it is writable by others (mode {:o})", meta.mode() & 0o7777)));
+    }
+    Ok(())
+}

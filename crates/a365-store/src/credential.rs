@@ -1,0 +1,134 @@
+//! The record stored per profile.
+
+use std::fmt;
+
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize};
+use zeroize::Zeroizing;
+
+/// Everything secret (or cached) about one profile.
+#[derive(Clone)]
+pub struct Credential {
+    pub client_secret: Option<SecretString>,
+    pub refresh_token: Option<SecretString>,
+    /// The cached access token (or the static token).
+    pub access_token: Option<SecretString>,
+    /// UTC epoch milliseconds of the access token's expiry.
+    pub access_expires_at_ms: Option<i64>,
+    /// Scopes the cached token carries (not secret).
+    pub access_scopes: Vec<String>,
+    /// When the access token was obtained (UTC epoch ms).
+    pub updated_at_ms: i64,
+}
+
+impl fmt::Debug for Credential {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let present = |s: &Option<SecretString>| if s.is_some() { "[REDACTED]" } else { "None" };
+        f.debug_struct("Credential")
+            .field("client_secret", &present(&self.client_secret))
+            .field("refresh_token", &present(&self.refresh_token))
+            .field("access_token", &present(&self.access_token))
+            .field("access_expires_at_ms", &self.access_expires_at_ms)
+            .field("access_scopes", &self.access_scopes)
+            .field("updated_at_ms", &self.updated_at_ms)
+            .finish()
+    }
+}
+
+/// The on-disk form: version 1.
+#[derive(Serialize)]
+struct Out<'a> {
+    version: u32,
+    client_secret: Option<&'a str>,
+    refresh_token: Option<&'a str>,
+    access_token: Option<&'a str>,
+    access_expires_at_ms: Option<i64>,
+    access_scopes: &'a [String],
+    updated_at_ms: i64,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct In {
+    version: u32,
+    client_secret: Option<SecretString>,
+    refresh_token: Option<SecretString>,
+    access_token: Option<SecretString>,
+    access_expires_at_ms: Option<i64>,
+    #[serde(default)]
+    access_scopes: Vec<String>,
+    updated_at_ms: i64,
+}
+
+impl Credential {
+    /// The one place the secrets are exposed: into a zeroized buffer.
+    pub(crate) fn to_json(&self) -> Zeroizing<Vec<u8>> {
+        let out = Out {
+            version: 1,
+            client_secret: self.client_secret.as_ref().map(|s| s.expose_secret()),
+            refresh_token: self.refresh_token.as_ref().map(|s| s.expose_secret()),
+            access_token: self.access_token.as_ref().map(|s| s.expose_secret()),
+            access_expires_at_ms: self.access_expires_at_ms,
+            access_scopes: &self.access_scopes,
+            updated_at_ms: self.updated_at_ms,
+        };
+        let mut buf = Zeroizing::new(Vec::with_capacity(1024));
+        // Serializing plain strings and numbers into a Vec cannot fail.
+        let _ = serde_json::to_writer_pretty(&mut *buf, &out);
+        buf.push(b'\n');
+        buf
+    }
+
+    /// Parses a stored record; the error describes where, never what.
+    pub(crate) fn from_json(bytes: &[u8]) -> Result<Credential, String> {
+        let record: In = serde_json::from_slice(bytes).map_err(|e| {
+            format!("{:?} error at line {} column {}", e.classify(), e.line(), e.column())
+        })?;
+        if record.version != 1 {
+            return Err(format!("unsupported record version {}", record.version));
+        }
+        Ok(Credential {
+            client_secret: record.client_secret,
+            refresh_token: record.refresh_token,
+            access_token: record.access_token,
+            access_expires_at_ms: record.access_expires_at_ms,
+            access_scopes: record.access_scopes,
+            updated_at_ms: record.updated_at_ms,
+        })
+    }
+}
+
+#[cfg(test)]
+pub(crate) fn sample() -> Credential {
+    Credential {
+        client_secret: Some("cs-SECRET-1".into()),
+        refresh_token: Some("rt-SECRET-2".into()),
+        access_token: Some("at-SECRET-3".into()),
+        access_expires_at_ms: Some(1_900_000_000_000),
+        access_scopes: vec!["openid".into()],
+        updated_at_ms: 1_899_999_000_000,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_shows_no_secret() {
+        let text = format!("{:?}", sample());
+        assert!(!text.contains("SECRET"), "{text}");
+        assert!(text.contains("[REDACTED]"));
+    }
+
+    #[test]
+    fn json_round_trip_and_errors_without_contents() {
+        let json = sample().to_json();
+        let back = Credential::from_json(&json).unwrap();
+        assert_eq!(back.refresh_token.unwrap().expose_secret(), "rt-SECRET-2");
+        assert_eq!(back.access_expires_at_ms, Some(1_900_000_000_000));
+        let err = Credential::from_json(br#"{"version":1,"refresh_token":42,"x":"SECRET"}"#).unwrap_err();
+        assert!(!err.contains("SECRET") && !err.contains("42"), "{err}");
+        assert!(Credential::from_json(br#"{"version":2,"updated_at_ms":0}"#).is_err());
+    }
+}
