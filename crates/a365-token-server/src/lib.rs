@@ -1,0 +1,171 @@
+//! A local OAuth 2.0 token server (RFC 6749 `/connect/token`) that behaves
+//! like Altium's and Nexar's IdentityServer where it matters to a365:
+//! one-time-use refresh tokens, JWT access tokens with a `scope` array, and
+//! faults a test can switch on (5xx, 429 + Retry-After, hangs, lies).
+//!
+//! Loopback and plain HTTP only: it is for tests and the demo.
+
+mod handler;
+mod state;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use state::{Fault, RecordedRequest};
+use state::State;
+
+
+/// How the server starts.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Access token lifetime.
+    pub lifetime: Duration,
+    /// Issue a new refresh token with every refresh (the old one dies).
+    pub rotate: bool,
+    /// Scopes of issued tokens when the request names none.
+    pub scopes: Vec<String>,
+    /// Registered clients: (client id, client secret).
+    pub clients: Vec<(String, String)>,
+    pub listen: SocketAddr,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            lifetime: Duration::from_secs(3600),
+            rotate: true,
+            scopes: vec![
+                "openid".into(),
+                "a365:requirements".into(),
+                "a365:workspace:6f1c2a7e-3b4d-4c5e-9f80-1a2b3c4d5e6f".into(),
+            ],
+            clients: vec![("test-client".into(), "test-secret".into())],
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+        }
+    }
+}
+
+/// Serves on `listener` until the future is dropped.
+pub async fn serve(listener: tokio::net::TcpListener, state: Arc<State>) -> std::io::Result<()> {
+    let app = axum::Router::new()
+        .route("/connect/token", axum::routing::post(handler::token))
+        .with_state(state);
+    axum::serve(listener, app).await
+}
+
+/// A running server on a background thread with its own runtime, so plain
+/// synchronous tests can use it. Dropping it stops it.
+#[derive(Debug)]
+pub struct TokenServer {
+    addr: SocketAddr,
+    state: Arc<State>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl TokenServer {
+    /// Binds (loopback only) and starts serving; returns once listening.
+    pub fn start(config: ServerConfig) -> std::io::Result<TokenServer> {
+        if !config.listen.ip().is_loopback() {
+            return Err(std::io::Error::other("the test token server listens on loopback only"));
+        }
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+        let listener = runtime.block_on(tokio::net::TcpListener::bind(config.listen))?;
+        let addr = listener.local_addr()?;
+        let state = Arc::new(State::new(&config, format!("http://{addr}")));
+        let (stop, stopped) = tokio::sync::oneshot::channel();
+        let serving = Arc::clone(&state);
+        let thread = std::thread::Builder::new().name("token-server".into()).spawn(move || {
+            runtime.block_on(async move {
+                tokio::select! {
+                    _ = serve(listener, serving) => {}
+                    _ = stopped => {}
+                }
+            });
+            // Dropping the runtime drops every connection, hung ones too.
+        })?;
+        Ok(TokenServer { addr, state, stop: Some(stop), thread: Some(thread) })
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `http://127.0.0.1:PORT/connect/token`
+    pub fn token_url(&self) -> String {
+        format!("http://{}/connect/token", self.addr)
+    }
+
+    /// Mints a valid refresh token for `client_id`, as an admin would.
+    pub fn issue_refresh_token(&self, client_id: &str) -> String {
+        self.state.issue_refresh_token(client_id)
+    }
+
+    /// Token requests received, failed ones included.
+    pub fn requests(&self) -> usize {
+        self.state.requests()
+    }
+
+    pub fn recorded(&self) -> Vec<RecordedRequest> {
+        self.state.recorded()
+    }
+
+    /// Makes the next `times` requests (all, if `None`) fail this way.
+    pub fn set_fault(&self, fault: Fault, times: Option<usize>) {
+        self.state.set_fault(fault, times);
+    }
+
+    pub fn clear_fault(&self) {
+        self.state.clear_fault();
+    }
+
+    pub fn set_lifetime(&self, lifetime: Duration) {
+        self.state.set_lifetime(lifetime);
+    }
+
+    pub fn is_refresh_token_valid(&self, refresh_token: &str) -> bool {
+        self.state.is_refresh_token_valid(refresh_token)
+    }
+
+    pub fn last_access_token(&self) -> Option<String> {
+        self.state.issued_access_tokens().pop()
+    }
+
+    /// Every access token issued so far.
+    pub fn issued_access_tokens(&self) -> Vec<String> {
+        self.state.issued_access_tokens()
+    }
+
+    /// Every refresh token issued so far (minted or rotated).
+    pub fn issued_refresh_tokens(&self) -> Vec<String> {
+        self.state.issued_refresh_tokens()
+    }
+
+    /// Stops serving: connections are dropped and new ones refused.
+    pub fn shutdown(mut self) {
+        self.stop_now();
+    }
+
+    fn stop_now(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+impl Drop for TokenServer {
+    fn drop(&mut self) {
+        self.stop_now();
+    }
+}
+
+pub use state::State as ServerState;
+
+/// A random URL-safe secret (32 bytes of OS randomness).
+pub fn random_secret() -> String {
+    state::random_token(32)
+}

@@ -1,0 +1,146 @@
+//! The command line, as clap sees it.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::exit;
+
+/// Hands out the API tokens that `a365-agent` keeps fresh.
+#[derive(Debug, Parser)]
+#[command(name = "a365", version, after_long_help = exit::HELP)]
+pub struct Cli {
+    /// The agent's socket.
+    #[arg(long, global = true, env = a365_proto::path::SOCKET_ENV, value_name = "PATH")]
+    pub socket: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Print the current access token (for scripts: `$(a365 token)`).
+    Token(TokenArgs),
+    /// Show every profile: kind, expiry, scopes, workspace, state, last error.
+    Status {
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Add a profile; secrets are prompted for (hidden) or read with --secrets-from.
+    Add(AddArgs),
+    /// Remove a profile and its secrets.
+    Remove { profile: String },
+    /// Force a new token exchange now (the API answered 401).
+    Refresh {
+        #[arg(env = "A365_PROFILE")]
+        profile: Option<String>,
+    },
+    /// Run a command with the token in its environment as A365_TOKEN.
+    Exec(ExecArgs),
+    /// Check that the agent answers; print its version and pid.
+    #[command(hide = true)]
+    Ping,
+}
+
+#[derive(Debug, Args)]
+pub struct TokenArgs {
+    /// Profile name (default: $A365_PROFILE, else the agent's default).
+    #[arg(env = "A365_PROFILE")]
+    pub profile: Option<String>,
+    /// The printed token is valid at least this long, or the command fails.
+    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_duration_ms)]
+    pub min_valid: u64,
+    /// Fail unless the token carries this scope (repeatable).
+    #[arg(long = "scope", value_name = "SCOPE")]
+    pub scopes: Vec<String>,
+    #[arg(long, value_enum, default_value_t = Format::Raw)]
+    pub format: Format,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    /// The token and a newline.
+    Raw,
+    /// `Authorization: Bearer <token>`
+    Header,
+    /// Token, expiry (epoch seconds and RFC 3339), scopes, profile.
+    Json,
+}
+
+#[derive(Debug, Args)]
+pub struct AddArgs {
+    pub profile: String,
+    #[arg(long, value_parser = ["static", "refresh"])]
+    pub kind: String,
+    /// Named token endpoint: altium365, altium365-gov, nexar.
+    #[arg(long, conflicts_with = "token_url")]
+    pub realm: Option<String>,
+    /// Explicit token endpoint (https; http only for loopback).
+    #[arg(long, value_name = "URL")]
+    pub token_url: Option<String>,
+    #[arg(long, value_name = "ID")]
+    pub client_id: Option<String>,
+    /// Scope to request (repeatable).
+    #[arg(long = "scope", value_name = "SCOPE")]
+    pub scopes: Vec<String>,
+    /// Send secure=1 with token requests (default: on for altium365-gov).
+    #[arg(long, overrides_with = "no_secure")]
+    pub secure: bool,
+    #[arg(long)]
+    pub no_secure: bool,
+    /// Overwrite an existing profile of that name.
+    #[arg(long)]
+    pub replace: bool,
+    /// JSON object with client_secret, refresh_token, access_token; `-` is stdin.
+    #[arg(long, value_name = "FILE|-")]
+    pub secrets_from: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct ExecArgs {
+    /// Profile name (default: $A365_PROFILE, else the agent's default).
+    #[arg(env = "A365_PROFILE")]
+    pub profile: Option<String>,
+    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_duration_ms)]
+    pub min_valid: u64,
+    /// The command and its arguments.
+    #[arg(last = true, required = true, value_name = "CMD")]
+    pub command: Vec<std::ffi::OsString>,
+}
+
+/// "90s", "5m", "1h30m", "250ms" or plain seconds → milliseconds.
+pub fn parse_duration_ms(text: &str) -> Result<u64, String> {
+    if let Ok(secs) = text.parse::<u64>() {
+        return secs.checked_mul(1000).ok_or_else(|| "too long".into());
+    }
+    let d: jiff::SignedDuration = text
+        .parse()
+        .map_err(|_| format!("'{text}' is not a duration (try 30s, 5m, 1h)"))?;
+    if d.is_negative() {
+        return Err("a duration cannot be negative".into());
+    }
+    u64::try_from(d.as_millis()).map_err(|_| "too long".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration_ms("5m"), Ok(300_000));
+        assert_eq!(parse_duration_ms("1h30m"), Ok(5_400_000));
+        assert_eq!(parse_duration_ms("90"), Ok(90_000));
+        assert_eq!(parse_duration_ms("250ms"), Ok(250));
+        assert_eq!(parse_duration_ms("0s"), Ok(0));
+        assert!(parse_duration_ms("soon").is_err());
+        assert!(parse_duration_ms("-5m").is_err());
+    }
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        Cli::command().debug_assert();
+    }
+}

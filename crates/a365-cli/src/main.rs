@@ -1,0 +1,35 @@
+//! `a365`: the thin client of `a365-agent`. It connects, sends one
+//! request, prints the answer: no async runtime, no HTTP.
+
+mod actions;
+mod cli;
+mod exit;
+mod output;
+mod secrets;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use crate::cli::{Cli, Command};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let socket = cli.socket.unwrap_or_else(a365_proto::path::socket_path);
+    let result = match cli.command {
+        Command::Token(args) => actions::token(&socket, args),
+        Command::Status { json } => actions::status(&socket, json),
+        Command::Add(args) => actions::add(&socket, args),
+        Command::Remove { profile } => actions::remove(&socket, profile),
+        Command::Refresh { profile } => actions::refresh(&socket, profile),
+        Command::Exec(args) => match actions::exec(&socket, args) {
+            Ok(code) => return code,
+            Err(e) => Err(e),
+        },
+        Command::Ping => actions::ping(&socket),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => e.report(),
+    }
+}

@@ -1,0 +1,203 @@
+//! What `token` and `status` print.
+
+use std::fmt::Write as _;
+
+use a365_proto::{ProfileStatus, TokenReply};
+use serde::Serialize;
+use zeroize::Zeroizing;
+
+use crate::cli::Format;
+
+/// The bytes `a365 token` writes to stdout, in a buffer zeroized on drop.
+pub fn token(reply: &TokenReply, format: Format) -> Zeroizing<Vec<u8>> {
+    let token = reply.token.expose();
+    let mut out = Zeroizing::new(Vec::with_capacity(token.len() + 128));
+    match format {
+        Format::Raw => out.extend_from_slice(token.as_bytes()),
+        Format::Header => {
+            out.extend_from_slice(b"Authorization: Bearer ");
+            out.extend_from_slice(token.as_bytes());
+        }
+        Format::Json => {
+            #[derive(Serialize)]
+            struct Json<'a> {
+                profile: &'a str,
+                token: &'a str,
+                expires_at: Option<i64>,
+                expires_at_rfc3339: Option<String>,
+                scopes: &'a [String],
+            }
+            let json = Json {
+                profile: &reply.profile,
+                token,
+                expires_at: reply.expires_at,
+                expires_at_rfc3339: reply.expires_at.and_then(rfc3339),
+                scopes: &reply.scopes,
+            };
+            // Strings and numbers into a Vec: cannot fail.
+            let _ = serde_json::to_writer(&mut *out, &json);
+        }
+    }
+    out.push(b'\n');
+    out
+}
+
+pub fn rfc3339(epoch_secs: i64) -> Option<String> {
+    jiff::Timestamp::from_second(epoch_secs).ok().map(|t| t.to_string())
+}
+
+/// `status --json`: the agent's fields plus RFC 3339 expiry.
+pub fn status_json(profiles: &[ProfileStatus]) -> String {
+    let values: Vec<serde_json::Value> = profiles
+        .iter()
+        .map(|p| {
+            let mut value = serde_json::to_value(p).unwrap_or_default();
+            value["expires_at_rfc3339"] = p.expires_at.and_then(rfc3339).into();
+            value
+        })
+        .collect();
+    let mut text = serde_json::to_string_pretty(&values).unwrap_or_else(|_| "[]".into());
+    text.push('\n');
+    text
+}
+
+/// `status`: a table for people; `*` marks the default profile.
+pub fn status_table(profiles: &[ProfileStatus], now_secs: i64) -> String {
+    if profiles.is_empty() {
+        return "no profiles: add one with `a365 add NAME --kind refresh --realm altium365 --client-id ID`\n"
+            .into();
+    }
+    let header = ["PROFILE", "KIND", "REALM", "STATE", "EXPIRES IN", "WORKSPACE", "SCOPES"];
+    let rows: Vec<[String; 7]> = profiles
+        .iter()
+        .map(|p| {
+            [
+                format!("{}{}", if p.is_default { "*" } else { "" }, p.name),
+                p.kind.to_string(),
+                p.realm.clone().or_else(|| p.token_url.as_deref().map(host)).unwrap_or_else(|| "-".into()),
+                p.state.clone(),
+                p.expires_at.map(|e| expires_in(e - now_secs)).unwrap_or_else(|| "-".into()),
+                p.workspace.clone().unwrap_or_else(|| "-".into()),
+                scopes(&p.scopes),
+            ]
+        })
+        .collect();
+    let mut widths = header.map(str::len);
+    for row in &rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    let mut line = |cells: &[&str]| {
+        let mut text = String::new();
+        for (i, cell) in cells.iter().enumerate() {
+            let _ = write!(text, "{cell:<w$}  ", w = widths[i]);
+        }
+        out.push_str(text.trim_end());
+        out.push('\n');
+    };
+    line(&header);
+    for row in &rows {
+        line(&row.each_ref().map(String::as_str));
+    }
+    for p in profiles.iter().filter(|p| p.last_error.is_some()) {
+        let _ = writeln!(out, "\n{}: {}", p.name, p.last_error.as_deref().unwrap_or_default());
+    }
+    out
+}
+
+fn host(url: &str) -> String {
+    url.split("://").nth(1).and_then(|rest| rest.split('/').next()).unwrap_or(url).to_owned()
+}
+
+fn scopes(scopes: &[String]) -> String {
+    // The workspace has its own column.
+    let shown: Vec<&str> = scopes
+        .iter()
+        .filter(|s| !s.starts_with("a365:workspace:"))
+        .map(String::as_str)
+        .collect();
+    let text = shown.join(",");
+    if text.chars().count() > 48 {
+        format!("{}…", text.chars().take(47).collect::<String>())
+    } else if text.is_empty() {
+        "-".into()
+    } else {
+        text
+    }
+}
+
+/// "3h 12m", "45s", "expired".
+pub fn expires_in(secs: i64) -> String {
+    match secs {
+        ..=0 => "expired".into(),
+        1..=59 => format!("{secs}s"),
+        60..=3599 => format!("{}m {}s", secs / 60, secs % 60),
+        3600..=86_399 => format!("{}h {}m", secs / 3600, secs % 3600 / 60),
+        _ => format!("{}d {}h", secs / 86_400, secs % 86_400 / 3600),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use a365_proto::{Kind, WireSecret};
+    use secrecy::SecretString;
+
+    use super::*;
+
+    fn reply() -> TokenReply {
+        TokenReply {
+            profile: "work".into(),
+            token: WireSecret::new(SecretString::from("tok")),
+            expires_at: Some(1_900_000_000),
+            scopes: vec!["openid".into()],
+        }
+    }
+
+    #[test]
+    fn token_formats() {
+        assert_eq!(&token(&reply(), Format::Raw)[..], b"tok\n");
+        assert_eq!(&token(&reply(), Format::Header)[..], b"Authorization: Bearer tok\n");
+        let json: serde_json::Value = serde_json::from_slice(&token(&reply(), Format::Json)).unwrap();
+        assert_eq!(json["token"], "tok");
+        assert_eq!(json["expires_at"], 1_900_000_000);
+        assert_eq!(json["expires_at_rfc3339"], "2030-03-17T17:46:40Z");
+        assert_eq!(json["scopes"][0], "openid");
+        assert_eq!(json["profile"], "work");
+    }
+
+    #[test]
+    fn expiry_in_words() {
+        assert_eq!(expires_in(-5), "expired");
+        assert_eq!(expires_in(45), "45s");
+        assert_eq!(expires_in(754), "12m 34s");
+        assert_eq!(expires_in(3 * 3600 + 12 * 60 + 5), "3h 12m");
+        assert_eq!(expires_in(90_000), "1d 1h");
+    }
+
+    #[test]
+    fn table() {
+        let p = ProfileStatus {
+            name: "work".into(),
+            kind: Kind::Refresh,
+            realm: None,
+            token_url: Some("http://127.0.0.1:8080/connect/token".into()),
+            state: "fresh".into(),
+            expires_at: Some(1_000 + 3600),
+            next_refresh_at: None,
+            scopes: vec!["openid".into(), "a365:workspace:abc".into()],
+            workspace: Some("abc".into()),
+            last_error: Some("the token server failed (HTTP 500)".into()),
+            store: "file".into(),
+            is_default: true,
+        };
+        let text = status_table(&[p], 1_000);
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(lines[0].starts_with("PROFILE"), "{text}");
+        assert!(lines[1].starts_with("*work"), "{text}");
+        assert!(lines[1].contains("127.0.0.1:8080") && lines[1].contains("1h 0m") && lines[1].contains("abc"));
+        assert!(text.contains("work: the token server failed (HTTP 500)"));
+        assert!(status_table(&[], 0).contains("a365 add"));
+    }
+}

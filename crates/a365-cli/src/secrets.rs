@@ -1,0 +1,111 @@
+//! Reading secrets for `a365 add`: never from argv; from a JSON file or
+//! stdin (`--secrets-from`), or a hidden prompt on a terminal.
+
+use std::io::{IsTerminal, Read};
+use std::path::Path;
+
+use a365_proto::{Secrets, WireSecret};
+use secrecy::SecretString;
+use serde::Deserialize;
+use zeroize::Zeroizing;
+
+use crate::exit::Error;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SecretsFile {
+    client_secret: Option<SecretString>,
+    refresh_token: Option<SecretString>,
+    access_token: Option<SecretString>,
+}
+
+/// Reads `--secrets-from FILE|-`.
+pub fn from_file(path: &Path) -> Result<Secrets, Error> {
+    let mut buf = Zeroizing::new(Vec::new());
+    let (what, result) = if path == Path::new("-") {
+        ("standard input".to_owned(), std::io::stdin().lock().read_to_end(&mut buf))
+    } else {
+        let shown = path.display().to_string();
+        (shown, std::fs::File::open(path).and_then(|mut f| f.read_to_end(&mut buf)))
+    };
+    result.map_err(|e| Error::Usage(format!("cannot read secrets from {what}: {e}")))?;
+    parse(&buf).map_err(|e| Error::Usage(format!("secrets from {what}: {e}")))
+}
+
+/// Parses the JSON object; errors name fields and positions, never values.
+fn parse(bytes: &[u8]) -> Result<Secrets, String> {
+    let file: SecretsFile = serde_json::from_slice(bytes).map_err(|e| {
+        let text = e.to_string();
+        // serde names an unknown field in backquotes; that is safe to show.
+        match text.strip_prefix("unknown field ") {
+            Some(rest) => format!(
+                "unknown field {} (expected client_secret, refresh_token, access_token)",
+                rest.split(',').next().unwrap_or("")
+            ),
+            None => format!(
+                "expected a JSON object of strings (client_secret, refresh_token, access_token): \
+                 error at line {} column {}",
+                e.line(),
+                e.column()
+            ),
+        }
+    })?;
+    Ok(Secrets {
+        client_secret: file.client_secret.map(WireSecret::new),
+        refresh_token: file.refresh_token.map(WireSecret::new),
+        access_token: file.access_token.map(WireSecret::new),
+    })
+}
+
+/// Prompts (hidden) for what `kind` needs, when stdin is a terminal.
+pub fn prompt(kind: &str) -> Result<Secrets, Error> {
+    if !std::io::stdin().is_terminal() {
+        return Err(Error::Usage(
+            "no terminal to prompt for secrets: pass them with --secrets-from FILE (or - for stdin), \
+             a JSON object like {\"client_secret\": \"…\", \"refresh_token\": \"…\"}"
+                .into(),
+        ));
+    }
+    let ask = |label: &str| -> Result<Option<WireSecret>, Error> {
+        let value = Zeroizing::new(
+            rpassword::prompt_password(format!("{label}: "))
+                .map_err(|e| Error::Usage(format!("cannot read {label}: {e}")))?,
+        );
+        if value.trim().is_empty() {
+            return Err(Error::Usage(format!("{label} is empty")));
+        }
+        Ok(Some(WireSecret::new(SecretString::from(value.trim().to_owned()))))
+    };
+    Ok(match kind {
+        "static" => Secrets { access_token: ask("Access token")?, ..Secrets::default() },
+        _ => Secrets {
+            client_secret: ask("Client secret")?,
+            refresh_token: ask("Refresh token")?,
+            ..Secrets::default()
+        },
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_the_known_fields() {
+        let s = parse(br#"{"client_secret":"cs","refresh_token":"rt"}"#).unwrap();
+        assert_eq!(s.client_secret.unwrap().expose(), "cs");
+        assert_eq!(s.refresh_token.unwrap().expose(), "rt");
+        assert!(s.access_token.is_none());
+    }
+
+    #[test]
+    fn unknown_fields_are_named_and_values_never_shown() {
+        let err = parse(br#"{"client_secret":"hunter2","refresh":"hunter3"}"#).unwrap_err();
+        assert!(err.contains("`refresh`"), "{err}");
+        assert!(!err.contains("hunter"), "{err}");
+        let err = parse(br#"{"client_secret": 12345678}"#).unwrap_err();
+        assert!(!err.contains("12345678"), "{err}");
+        let err = parse(b"not json hunter2").unwrap_err();
+        assert!(!err.contains("hunter2"), "{err}");
+    }
+}

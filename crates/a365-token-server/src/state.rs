@@ -1,0 +1,251 @@
+//! What the server knows: clients, live refresh tokens, faults, a record
+//! of every request.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+
+use crate::ServerConfig;
+
+/// A way to misbehave.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Fault {
+    /// Answer this HTTP status with `{"error":"server_error"}`.
+    Status(u16),
+    /// 429 with `Retry-After: <secs>`.
+    RateLimited { retry_after_secs: u64 },
+    /// Wait, then answer normally.
+    Delay(Duration),
+    /// Accept and never answer.
+    Hang,
+    /// Send headers, then cut the connection.
+    Drop,
+    /// Rotate the refresh token (the old one dies), then cut the connection:
+    /// the one-time-use window.
+    RotateThenDrop,
+    /// 200 with a truncated JSON body.
+    MalformedJson,
+    /// 200 with a JSON object without `access_token`.
+    MissingAccessToken,
+    /// 200 without `expires_in` (the JWT still has `exp`).
+    MissingExpiresIn,
+    InvalidGrant,
+    InvalidClient,
+}
+
+/// One request to `/connect/token`.
+#[derive(Debug, Clone)]
+pub struct RecordedRequest {
+    pub grant_type: String,
+    pub client_id: Option<String>,
+    /// `secure=1` was sent (Gov Cloud).
+    pub secure: bool,
+    /// The refresh token presented (test server: keeping it is fine).
+    pub refresh_token: Option<String>,
+    pub scope: Option<String>,
+    pub status: u16,
+    /// UTC epoch milliseconds of arrival.
+    pub at_ms: i64,
+}
+
+#[derive(Debug)]
+pub struct State {
+    pub(crate) issuer: String,
+    inner: Mutex<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    lifetime: Duration,
+    rotate: bool,
+    scopes: Vec<String>,
+    clients: HashMap<String, String>,
+    /// Live refresh token → client id.
+    refresh_tokens: HashMap<String, String>,
+    fault: Option<(Fault, Option<usize>)>,
+    recorded: Vec<RecordedRequest>,
+    access_issued: Vec<String>,
+    refresh_issued: Vec<String>,
+}
+
+/// What a successful grant produces.
+#[derive(Debug)]
+pub(crate) struct Grant {
+    pub access_token: String,
+    pub expires_in: u64,
+    pub refresh_token: Option<String>,
+    pub scope: String,
+}
+
+pub(crate) fn now_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+}
+
+pub(crate) fn random_token(bytes: usize) -> String {
+    let mut buf = vec![0u8; bytes];
+    // The OS RNG failing is not something a test server can recover from.
+    if getrandom::fill(&mut buf).is_err() {
+        buf.iter_mut().enumerate().for_each(|(i, b)| *b = (now_ms() as u8).wrapping_add(i as u8));
+    }
+    URL_SAFE_NO_PAD.encode(buf)
+}
+
+impl State {
+    pub fn new(config: &ServerConfig, issuer: String) -> State {
+        State {
+            issuer,
+            inner: Mutex::new(Inner {
+                lifetime: config.lifetime,
+                rotate: config.rotate,
+                scopes: config.scopes.clone(),
+                clients: config.clients.iter().cloned().collect(),
+                refresh_tokens: HashMap::new(),
+                fault: None,
+                recorded: Vec::new(),
+                access_issued: Vec::new(),
+                refresh_issued: Vec::new(),
+            }),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn issue_refresh_token(&self, client_id: &str) -> String {
+        let token = random_token(32);
+        let mut inner = self.lock();
+        inner.refresh_tokens.insert(token.clone(), client_id.to_owned());
+        inner.refresh_issued.push(token.clone());
+        token
+    }
+
+    pub fn requests(&self) -> usize {
+        self.lock().recorded.len()
+    }
+
+    pub fn recorded(&self) -> Vec<RecordedRequest> {
+        self.lock().recorded.clone()
+    }
+
+    pub(crate) fn record(&self, request: RecordedRequest) {
+        self.lock().recorded.push(request);
+    }
+
+    pub fn set_fault(&self, fault: Fault, times: Option<usize>) {
+        self.lock().fault = Some((fault, times));
+    }
+
+    pub fn clear_fault(&self) {
+        self.lock().fault = None;
+    }
+
+    /// The fault for this request, if any, counting it down.
+    pub(crate) fn take_fault(&self) -> Option<Fault> {
+        let mut inner = self.lock();
+        let (fault, times) = inner.fault.clone()?;
+        match times {
+            Some(0) => {
+                inner.fault = None;
+                None
+            }
+            Some(n) => {
+                inner.fault = if n == 1 { None } else { Some((fault.clone(), Some(n - 1))) };
+                Some(fault)
+            }
+            None => Some(fault),
+        }
+    }
+
+    pub fn set_lifetime(&self, lifetime: Duration) {
+        self.lock().lifetime = lifetime;
+    }
+
+    pub fn is_refresh_token_valid(&self, refresh_token: &str) -> bool {
+        self.lock().refresh_tokens.contains_key(refresh_token)
+    }
+
+    pub fn issued_access_tokens(&self) -> Vec<String> {
+        self.lock().access_issued.clone()
+    }
+
+    pub fn issued_refresh_tokens(&self) -> Vec<String> {
+        self.lock().refresh_issued.clone()
+    }
+
+    pub(crate) fn client_ok(&self, id: &str, secret: &str) -> bool {
+        self.lock().clients.get(id).is_some_and(|s| s == secret)
+    }
+
+    /// Consumes `refresh_token` if it is live and belongs to `client_id`;
+    /// returns whether it was.
+    pub(crate) fn consume_refresh_token(&self, refresh_token: &str, client_id: &str) -> bool {
+        let mut inner = self.lock();
+        if inner.refresh_tokens.get(refresh_token).is_none_or(|c| c != client_id) {
+            return false;
+        }
+        if inner.rotate {
+            inner.refresh_tokens.remove(refresh_token);
+        }
+        true
+    }
+
+    /// Issues an access token (and a rotated refresh token when asked).
+    pub(crate) fn grant(&self, client_id: &str, scope: Option<&str>, with_refresh: bool) -> Grant {
+        let (lifetime, scopes, rotate) = {
+            let inner = self.lock();
+            let scopes = match scope {
+                Some(s) if !s.trim().is_empty() => s.split_whitespace().map(str::to_owned).collect(),
+                _ => inner.scopes.clone(),
+            };
+            (inner.lifetime, scopes, inner.rotate)
+        };
+        let iat = now_ms() / 1000;
+        let exp = iat + lifetime.as_secs() as i64;
+        let header = URL_SAFE_NO_PAD.encode(br#"{"alg":"RS256","typ":"JWT","kid":"a365-test"}"#);
+        let claims = serde_json::json!({
+            "iss": self.issuer,
+            "sub": format!("user-of-{client_id}"),
+            "client_id": client_id,
+            "iat": iat,
+            "nbf": iat,
+            "exp": exp,
+            "jti": random_token(12),
+            "scope": scopes,
+        });
+        let payload = URL_SAFE_NO_PAD.encode(claims.to_string());
+        let access_token = format!("{header}.{payload}.{}", random_token(32));
+        let refresh_token = (with_refresh && rotate).then(|| self.issue_refresh_token(client_id));
+        self.lock().access_issued.push(access_token.clone());
+        Grant { access_token, expires_in: lifetime.as_secs(), refresh_token, scope: scopes.join(" ") }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn faults_count_down() {
+        let state = State::new(&ServerConfig::default(), "http://x".into());
+        state.set_fault(Fault::Status(500), Some(2));
+        assert_eq!(state.take_fault(), Some(Fault::Status(500)));
+        assert_eq!(state.take_fault(), Some(Fault::Status(500)));
+        assert_eq!(state.take_fault(), None);
+        state.set_fault(Fault::Hang, None);
+        assert_eq!(state.take_fault(), Some(Fault::Hang));
+        assert_eq!(state.take_fault(), Some(Fault::Hang));
+    }
+
+    #[test]
+    fn refresh_tokens_are_one_time() {
+        let state = State::new(&ServerConfig::default(), "http://x".into());
+        let rt = state.issue_refresh_token("test-client");
+        assert!(!state.consume_refresh_token(&rt, "other-client"));
+        assert!(state.consume_refresh_token(&rt, "test-client"));
+        assert!(!state.consume_refresh_token(&rt, "test-client"));
+    }
+}

@@ -1,0 +1,125 @@
+//! Clients that send garbage, lie about sizes, vanish or never speak.
+
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
+use std::time::Duration;
+
+use a365_token_server::{ServerConfig, TokenServer};
+
+use crate::harness::Env;
+
+fn connect(env: &Env) -> UnixStream {
+    let stream = UnixStream::connect(&env.socket).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    stream
+}
+
+/// Sends `bytes`, returns everything the agent answers until it closes.
+fn exchange(env: &Env, bytes: &[u8]) -> Vec<u8> {
+    let mut stream = connect(env);
+    stream.write_all(bytes).unwrap();
+    stream.shutdown(std::net::Shutdown::Write).unwrap();
+    let mut answer = Vec::new();
+    let _ = stream.read_to_end(&mut answer);
+    answer
+}
+
+fn decode(answer: &[u8]) -> a365_proto::Response {
+    assert!(answer.len() > 4, "no answer: {answer:?}");
+    a365_proto::codec::decode_response(&answer[4..], a365_proto::Encoding::Binary).unwrap()
+}
+
+#[track_caller]
+fn assert_bad_request(answer: &[u8], needle: &str) {
+    match decode(answer) {
+        a365_proto::Response::Error(e) => {
+            assert_eq!(e.kind, a365_proto::ErrorKind::BadRequest);
+            assert!(e.message.contains(needle), "{}", e.message);
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn garbage_and_lies_get_a_clear_error_and_the_agent_keeps_serving() {
+    let server = TokenServer::start(ServerConfig::default()).unwrap();
+    let env = Env::new();
+    let agent = env.start_agent();
+    env.add_refresh("work", &server);
+
+    assert_bad_request(&exchange(&env, b"GET / HTTP/1.1\r\n\r\n"), "not an a365 client");
+    // A header announcing 4 GB: refused before allocating (0xff is not a valid first byte).
+    assert_bad_request(&exchange(&env, &[0xff, 0xff, 0xff, 0xff, 1, 2, 3]), "not an a365 client");
+    // 16 MiB: a binary header, over the limit.
+    assert_bad_request(&exchange(&env, &[0x00, 0xff, 0xff, 0xff]), "limit");
+    // A truncated frame, then the client goes away.
+    assert!(exchange(&env, &[0, 0, 0, 100, 1, 2]).is_empty());
+    // A frame cut off at the header.
+    assert!(exchange(&env, &[0, 0]).is_empty());
+    // Truncated JSON.
+    assert!(String::from_utf8_lossy(&exchange(&env, b"{\"version\":1,")).contains("error"));
+
+    // An unknown request variant: an error, and the connection stays usable.
+    let mut stream = connect(&env);
+    stream.write_all(&[0, 0, 0, 2, 1, 99]).unwrap();
+    let mut header = [0u8; 4];
+    stream.read_exact(&mut header).unwrap();
+    let mut payload = vec![0u8; u32::from_be_bytes(header) as usize];
+    stream.read_exact(&mut payload).unwrap();
+    let answer = [&header[..], &payload].concat();
+    assert_bad_request(&answer, "unknown variant");
+    stream.write_all(&a365_proto::codec::encode_request(&a365_proto::Request::Ping, a365_proto::Encoding::Binary).unwrap()).unwrap();
+    stream.read_exact(&mut header).unwrap();
+    let mut payload = vec![0u8; u32::from_be_bytes(header) as usize];
+    stream.read_exact(&mut payload).unwrap();
+    assert!(matches!(
+        a365_proto::codec::decode_response(&payload, a365_proto::Encoding::Binary).unwrap(),
+        a365_proto::Response::Pong { .. }
+    ));
+
+    // Malformed JSON gets a JSON error; the line after it is served.
+    let mut stream = connect(&env);
+    stream.write_all(b"{not json}\n{\"version\":1,\"request\":\"ping\"}\n").unwrap();
+    let mut text = String::new();
+    let mut reader = std::io::BufReader::new(stream);
+    std::io::BufRead::read_line(&mut reader, &mut text).unwrap();
+    assert!(text.contains("\"error\"") && text.contains("bad_request"), "{text}");
+    text.clear();
+    std::io::BufRead::read_line(&mut reader, &mut text).unwrap();
+    assert!(text.contains("\"pong\""), "{text}");
+
+    env.a365(&["token", "work"]).ok();
+    assert!(agent.child.id() > 0);
+    assert!(env.a365(&["status"]).code == 0, "{}", agent.log());
+}
+
+#[test]
+fn a_thousand_idle_connections_do_not_stop_other_clients() {
+    raise_fd_limit();
+    let server = TokenServer::start(ServerConfig::default()).unwrap();
+    let env = Env::new();
+    let agent = env.start_agent();
+    env.add_refresh("work", &server);
+    let before = agent.rss_kib();
+    let idle: Vec<UnixStream> = (0..1000).map(|_| connect(&env)).collect();
+    // Half of them start a message and stall.
+    for stream in idle.iter().step_by(2) {
+        (&*stream).write_all(&[0, 0]).unwrap();
+    }
+    let start = std::time::Instant::now();
+    for _ in 0..20 {
+        env.a365(&["token", "work"]).ok();
+    }
+    let per_call = start.elapsed() / 20;
+    let after = agent.rss_kib();
+    eprintln!("RSS {before} KiB -> {after} KiB with 1000 idle connections; a365 token {per_call:?}");
+    assert!(after < before + 32 * 1024, "memory grew from {before} KiB to {after} KiB");
+    drop(idle);
+    env.a365(&["token", "work"]).ok();
+}
+
+fn raise_fd_limit() {
+    use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
+    let limit = getrlimit(Resource::Nofile);
+    let _ = setrlimit(Resource::Nofile, Rlimit { current: limit.maximum, maximum: limit.maximum });
+}

@@ -1,0 +1,317 @@
+//! Test fixtures: temporary XDG directories and socket, the real binaries,
+//! and helpers that read like a user session.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use a365_proto::{Client, Request, Response};
+use a365_token_server::TokenServer;
+
+/// Builds the binaries once per test run and returns their directory.
+/// `CARGO_BIN_EXE_*` only exists for binaries of this package, and ours
+/// live in their own crates.
+pub fn bin_dir() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let mut cmd = Command::new(cargo);
+        cmd.args(["build", "--quiet", "--bins", "-p", "a365-agent", "-p", "a365-cli", "-p", "a365-token-server"])
+            .current_dir(env!("CARGO_MANIFEST_DIR"));
+        if !cfg!(debug_assertions) {
+            cmd.arg("--release");
+        }
+        let status = cmd.status().expect("run cargo build");
+        assert!(status.success(), "building the binaries failed");
+        // target/<profile>/deps/e2e-… → target/<profile>
+        let exe = std::env::current_exe().expect("current_exe");
+        exe.parent().and_then(Path::parent).expect("target dir").to_path_buf()
+    })
+}
+
+pub fn bin(name: &str) -> PathBuf {
+    bin_dir().join(format!("{name}{}", std::env::consts::EXE_SUFFIX))
+}
+
+/// What a command printed and how it ended.
+#[derive(Debug)]
+pub struct Out {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Out {
+    fn from(output: Output) -> Out {
+        Out {
+            code: output.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        }
+    }
+
+    #[track_caller]
+    pub fn ok(self) -> Out {
+        assert_eq!(self.code, 0, "command failed: {self:#?}");
+        self
+    }
+
+    #[track_caller]
+    pub fn code(self, code: i32) -> Out {
+        assert_eq!(self.code, code, "unexpected exit code: {self:#?}");
+        self
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {self:#?}"))
+    }
+}
+
+/// A user's world: private XDG directories and a socket path.
+pub struct Env {
+    pub dir: tempfile::TempDir,
+    pub socket: PathBuf,
+    /// RUST_LOG for every process started here.
+    pub rust_log: String,
+}
+
+impl Env {
+    pub fn new() -> Env {
+        let dir = tempfile::Builder::new().prefix("a365-e2e-").tempdir().expect("tempdir");
+        let runtime = dir.path().join("run");
+        for sub in ["config", "state", "home"] {
+            std::fs::create_dir_all(dir.path().join(sub)).expect("mkdir");
+        }
+        std::fs::create_dir_all(&runtime).expect("mkdir");
+        set_mode(&runtime, 0o700);
+        let socket = runtime.join("a365").join("agent.sock");
+        Env { dir, socket, rust_log: "info".into() }
+    }
+
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    pub fn config_file(&self) -> PathBuf {
+        self.path("config/a365/config.toml")
+    }
+
+    pub fn credential_file(&self, profile: &str) -> PathBuf {
+        self.path(&format!("state/a365/credentials/{profile}.json"))
+    }
+
+    /// The environment every process of this user gets.
+    pub fn apply(&self, cmd: &mut Command) {
+        cmd.env_remove("A365_PROFILE")
+            .env("HOME", self.path("home"))
+            .env("XDG_CONFIG_HOME", self.path("config"))
+            .env("XDG_STATE_HOME", self.path("state"))
+            .env("XDG_RUNTIME_DIR", self.path("run"))
+            .env("A365_AGENT_SOCK", &self.socket)
+            .env("RUST_LOG", &self.rust_log)
+            .stdin(Stdio::null());
+    }
+
+    pub fn command(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
+        let mut cmd = Command::new(program);
+        self.apply(&mut cmd);
+        cmd
+    }
+
+    /// `a365 ARGS…`
+    pub fn a365(&self, args: &[&str]) -> Out {
+        Out::from(self.command(bin("a365")).args(args).output().expect("run a365"))
+    }
+
+    /// `a365 ARGS…` with `input` on its standard input.
+    pub fn a365_with_stdin(&self, args: &[&str], input: &[u8]) -> Out {
+        use std::io::Write;
+        let mut child = self
+            .command(bin("a365"))
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn a365");
+        child.stdin.take().expect("stdin").write_all(input).expect("write stdin");
+        Out::from(child.wait_with_output().expect("wait a365"))
+    }
+
+    /// Starts `a365-agent` in the foreground and waits until it answers.
+    pub fn start_agent(&self) -> Agent {
+        let agent = self.spawn_agent(&[]);
+        agent.wait_ready(&self.socket);
+        agent
+    }
+
+    /// Starts `a365-agent ARGS…` without waiting.
+    pub fn spawn_agent(&self, args: &[&str]) -> Agent {
+        let mut child = self
+            .command(bin("a365-agent"))
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn a365-agent");
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let mut stderr = child.stderr.take().expect("stderr");
+        let sink = Arc::clone(&log);
+        let reader = std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = stderr.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                if let Ok(mut log) = sink.lock() {
+                    log.extend_from_slice(&buf[..n]);
+                }
+            }
+        });
+        Agent { child, log, reader: Some(reader) }
+    }
+
+    /// Adds a refresh profile against `server` with a freshly minted
+    /// refresh token; returns that token.
+    pub fn add_refresh(&self, name: &str, server: &TokenServer) -> String {
+        let rt = server.issue_refresh_token("test-client");
+        let secrets = format!(r#"{{"client_secret":"test-secret","refresh_token":"{rt}"}}"#);
+        self.a365_with_stdin(
+            &[
+                "add", name, "--kind", "refresh", "--token-url", &server.token_url(), "--client-id",
+                "test-client", "--secrets-from", "-",
+            ],
+            secrets.as_bytes(),
+        )
+        .ok();
+        rt
+    }
+
+    /// `a365 token PROFILE --min-valid 0s`, the token only.
+    pub fn token(&self, profile: &str) -> String {
+        self.a365(&["token", profile, "--min-valid", "0s"]).ok().stdout.trim_end().to_owned()
+    }
+
+    /// The refresh token the file store holds for `profile`.
+    pub fn stored_refresh_token(&self, profile: &str) -> Option<String> {
+        let text = std::fs::read_to_string(self.credential_file(profile)).ok()?;
+        let value: serde_json::Value = serde_json::from_str(&text).ok()?;
+        value["refresh_token"].as_str().map(str::to_owned)
+    }
+
+    pub fn client(&self) -> Client {
+        Client::connect(&self.socket).expect("connect to the agent")
+    }
+}
+
+/// A running agent; killed when dropped.
+pub struct Agent {
+    pub child: Child,
+    log: Arc<Mutex<Vec<u8>>>,
+    reader: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Agent {
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    #[track_caller]
+    pub fn wait_ready(&self, socket: &Path) {
+        let ready = wait_until(Duration::from_secs(10), || {
+            Client::connect(socket)
+                .and_then(|mut c| c.call(&Request::Ping))
+                .is_ok_and(|r| matches!(r, Response::Pong { .. }))
+        });
+        assert!(ready, "the agent did not come up; its log:\n{}", self.log());
+    }
+
+    /// Everything it wrote to stderr so far.
+    pub fn log(&self) -> String {
+        String::from_utf8_lossy(&self.log.lock().map(|l| l.clone()).unwrap_or_default()).into_owned()
+    }
+
+    pub fn signal(&self, signal: rustix::process::Signal) {
+        let pid = rustix::process::Pid::from_raw(self.pid() as i32).expect("pid");
+        rustix::process::kill_process(pid, signal).expect("kill");
+    }
+
+    /// Waits for it to exit (at most `timeout`); its status and full log.
+    pub fn wait(mut self, timeout: Duration) -> (ExitStatus, String) {
+        let start = Instant::now();
+        let status = loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                break status;
+            }
+            assert!(start.elapsed() < timeout, "the agent did not exit; its log:\n{}", self.log());
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        if let Some(reader) = self.reader.take() {
+            let _ = reader.join();
+        }
+        (status, self.log())
+    }
+
+    /// SIGTERM, then wait: what systemd does.
+    pub fn terminate(self) -> (ExitStatus, String) {
+        self.signal(rustix::process::Signal::TERM);
+        self.wait(Duration::from_secs(35))
+    }
+
+    /// SIGKILL: a crash.
+    pub fn kill(self) -> String {
+        self.signal(rustix::process::Signal::KILL);
+        self.wait(Duration::from_secs(10)).1
+    }
+
+    /// Resident memory in KiB, from /proc.
+    pub fn rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).expect("proc status");
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("VmRSS")
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Polls `f` every 20 ms until it holds or `timeout` passes.
+pub fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let start = Instant::now();
+    loop {
+        if f() {
+            return true;
+        }
+        if start.elapsed() > timeout {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+pub fn set_mode(path: &Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).expect("chmod");
+}
+
+/// The JWT payload of `token`, decoded.
+pub fn jwt_payload(token: &str) -> serde_json::Value {
+    let payload = token.split('.').nth(1).expect("a JWT");
+    use base64::Engine;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload.trim_end_matches('=')).expect("base64url");
+    serde_json::from_slice(&bytes).expect("JSON payload")
+}
+
+/// Now, in UTC epoch seconds (fractional).
+pub fn now_secs() -> f64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_secs_f64()
+}

@@ -1,0 +1,13 @@
+//! End-to-end tests: the real `a365-agent` and `a365` binaries, temporary
+//! XDG directories and socket, and a local OAuth token server on loopback.
+
+mod harness;
+
+mod agent_lifecycle;
+mod bad_input;
+mod cli;
+mod failures;
+mod json_mode;
+mod refresh;
+mod secrets;
+mod token;
