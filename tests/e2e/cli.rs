@@ -60,10 +60,10 @@ fn add_writes_the_config_and_remove_deletes_everything() {
     let env = Env::new();
     let _agent = env.start_agent();
     std::fs::create_dir_all(env.config_file().parent().unwrap()).unwrap();
-    std::fs::write(env.config_file(), "# my comment\n").unwrap();
+    std::fs::write(env.config_file(), "# my comment\nstore = \"file\" # the default\n").unwrap();
     env.add_refresh("work", &server);
     let config = std::fs::read_to_string(env.config_file()).unwrap();
-    assert!(config.starts_with("# my comment\n"), "{config}");
+    assert!(config.starts_with("# my comment\nstore = \"file\" # the default\n"), "{config}");
     assert!(config.contains("[profiles.work]") && config.contains("client_id = \"test-client\""), "{config}");
     assert!(!config.contains("test-secret"), "no secret in the config: {config}");
     assert!(env.credential_file("work").exists());

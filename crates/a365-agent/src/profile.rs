@@ -180,7 +180,7 @@ impl Profile {
             return Some(ErrorReply::new(ErrorKind::NeedsReauth, message.clone()));
         }
         let remaining = snap.token.as_ref().and_then(|h| h.expires_at_ms).map(|exp| exp - now);
-        if self.endpoint.is_none() {
+        if self.spec.kind == Kind::Static {
             return Some(match remaining {
                 Some(ms) if ms <= 0 => ErrorReply::new(ErrorKind::NeedsReauth, self.expired_static_message()),
                 _ => unavailable(format!(
@@ -247,7 +247,7 @@ impl Profile {
         if let Phase::NeedsReauth(message) = &before.phase {
             return Err(ErrorReply::new(ErrorKind::NeedsReauth, message.clone()));
         }
-        if self.endpoint.is_none() {
+        if self.spec.kind == Kind::Static {
             return Err(ErrorReply::new(
                 ErrorKind::InvalidProfile,
                 format!("profile '{}' holds a static token: there is nothing to refresh", self.name),
@@ -389,6 +389,8 @@ impl Profile {
             _ => Err(ProviderError::Dead("the client id, client secret or refresh token is missing".into())),
         };
         let now = self.shared.clock.now_ms();
+        // Whoever asked before or during this exchange is answered by it.
+        self.demand.store(false, Ordering::SeqCst);
         match result {
             Ok(fresh) => {
                 *failures = 0;
