@@ -36,7 +36,10 @@ fn sigterm_stops_cleanly_and_removes_the_socket() {
     assert!(status.success(), "{status:?}\n{log}");
     assert!(!env.socket.exists());
     let out = env.a365(&["token"]).code(3);
-    assert!(out.stderr.contains("a365-agent"), "tells how to start one: {out:?}");
+    assert!(
+        out.stderr.contains("a365-agent"),
+        "tells how to start one: {out:?}"
+    );
 }
 
 #[test]
@@ -45,8 +48,14 @@ fn the_socket_is_private() {
     let env = Env::new();
     let _agent = env.start_agent();
     let dir = env.socket.parent().unwrap();
-    assert_eq!(std::fs::metadata(dir).unwrap().permissions().mode() & 0o777, 0o700);
-    assert_eq!(std::fs::metadata(&env.socket).unwrap().permissions().mode() & 0o777, 0o600);
+    assert_eq!(
+        std::fs::metadata(dir).unwrap().permissions().mode() & 0o777,
+        0o700
+    );
+    assert_eq!(
+        std::fs::metadata(&env.socket).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
 }
 
 #[test]
@@ -57,20 +66,39 @@ fn a_socket_directory_others_can_write_is_refused() {
     set_mode(dir, 0o777);
     let (status, log) = env.spawn_agent(&[]).wait(Duration::from_secs(10));
     assert_eq!(status.code(), Some(1), "{log}");
-    assert!(log.contains("writable by others") && log.contains(&dir.display().to_string()), "{log}");
+    assert!(
+        log.contains("writable by others") && log.contains(&dir.display().to_string()),
+        "{log}"
+    );
 }
 
 #[test]
 fn daemon_mode_prints_shell_lines_and_serves() {
     let env = Env::new();
-    let out = env.command(bin("a365-agent")).arg("--daemon").output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = env
+        .command(bin("a365-agent"))
+        .arg("--daemon")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let stdout = String::from_utf8(out.stdout).unwrap();
-    let expected = format!("A365_AGENT_SOCK='{}'; export A365_AGENT_SOCK;\n", env.socket.display());
+    let expected = format!(
+        "A365_AGENT_SOCK='{}'; export A365_AGENT_SOCK;\n",
+        env.socket.display()
+    );
     assert!(stdout.starts_with(&expected), "{stdout}");
     env.a365(&["status"]).ok();
     // It answers a shutdown request and goes away, with its socket.
     let mut client = Client::connect(&env.socket).unwrap();
-    assert!(matches!(client.call(&Request::Shutdown).unwrap(), Response::Done { .. }));
-    assert!(crate::harness::wait_until(Duration::from_secs(10), || !env.socket.exists()));
+    assert!(matches!(
+        client.call(&Request::Shutdown).unwrap(),
+        Response::Done { .. }
+    ));
+    assert!(crate::harness::wait_until(Duration::from_secs(10), || !env
+        .socket
+        .exists()));
 }

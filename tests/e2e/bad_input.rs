@@ -10,7 +10,9 @@ use crate::harness::Env;
 
 fn connect(env: &Env) -> UnixStream {
     let stream = UnixStream::connect(&env.socket).unwrap();
-    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
     stream
 }
 
@@ -47,9 +49,15 @@ fn garbage_and_lies_get_a_clear_error_and_the_agent_keeps_serving() {
     let agent = env.start_agent();
     env.add_refresh("work", &server);
 
-    assert_bad_request(&exchange(&env, b"GET / HTTP/1.1\r\n\r\n"), "not an a365 client");
+    assert_bad_request(
+        &exchange(&env, b"GET / HTTP/1.1\r\n\r\n"),
+        "not an a365 client",
+    );
     // A header announcing 4 GB: refused before allocating (0xff is not a valid first byte).
-    assert_bad_request(&exchange(&env, &[0xff, 0xff, 0xff, 0xff, 1, 2, 3]), "not an a365 client");
+    assert_bad_request(
+        &exchange(&env, &[0xff, 0xff, 0xff, 0xff, 1, 2, 3]),
+        "not an a365 client",
+    );
     // 16 MiB: a binary header, over the limit.
     assert_bad_request(&exchange(&env, &[0x00, 0xff, 0xff, 0xff]), "limit");
     // A truncated frame, then the client goes away.
@@ -68,7 +76,15 @@ fn garbage_and_lies_get_a_clear_error_and_the_agent_keeps_serving() {
     stream.read_exact(&mut payload).unwrap();
     let answer = [&header[..], &payload].concat();
     assert_bad_request(&answer, "unknown variant");
-    stream.write_all(&a365_proto::codec::encode_request(&a365_proto::Request::Ping, a365_proto::Encoding::Binary).unwrap()).unwrap();
+    stream
+        .write_all(
+            &a365_proto::codec::encode_request(
+                &a365_proto::Request::Ping,
+                a365_proto::Encoding::Binary,
+            )
+            .unwrap(),
+        )
+        .unwrap();
     stream.read_exact(&mut header).unwrap();
     let mut payload = vec![0u8; u32::from_be_bytes(header) as usize];
     stream.read_exact(&mut payload).unwrap();
@@ -79,11 +95,16 @@ fn garbage_and_lies_get_a_clear_error_and_the_agent_keeps_serving() {
 
     // Malformed JSON gets a JSON error; the line after it is served.
     let mut stream = connect(&env);
-    stream.write_all(b"{not json}\n{\"version\":1,\"request\":\"ping\"}\n").unwrap();
+    stream
+        .write_all(b"{not json}\n{\"version\":1,\"request\":\"ping\"}\n")
+        .unwrap();
     let mut text = String::new();
     let mut reader = std::io::BufReader::new(stream);
     std::io::BufRead::read_line(&mut reader, &mut text).unwrap();
-    assert!(text.contains("\"error\"") && text.contains("bad_request"), "{text}");
+    assert!(
+        text.contains("\"error\"") && text.contains("bad_request"),
+        "{text}"
+    );
     text.clear();
     std::io::BufRead::read_line(&mut reader, &mut text).unwrap();
     assert!(text.contains("\"pong\""), "{text}");
@@ -112,8 +133,13 @@ fn a_thousand_idle_connections_do_not_stop_other_clients() {
     }
     let per_call = start.elapsed() / 20;
     let after = agent.rss_kib();
-    eprintln!("RSS {before} KiB -> {after} KiB with 1000 idle connections; a365 token {per_call:?}");
-    assert!(after < before + 32 * 1024, "memory grew from {before} KiB to {after} KiB");
+    eprintln!(
+        "RSS {before} KiB -> {after} KiB with 1000 idle connections; a365 token {per_call:?}"
+    );
+    assert!(
+        after < before + 32 * 1024,
+        "memory grew from {before} KiB to {after} KiB"
+    );
     drop(idle);
     env.a365(&["token", "work"]).ok();
 }
@@ -121,5 +147,11 @@ fn a_thousand_idle_connections_do_not_stop_other_clients() {
 fn raise_fd_limit() {
     use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
     let limit = getrlimit(Resource::Nofile);
-    let _ = setrlimit(Resource::Nofile, Rlimit { current: limit.maximum, maximum: limit.maximum });
+    let _ = setrlimit(
+        Resource::Nofile,
+        Rlimit {
+            current: limit.maximum,
+            maximum: limit.maximum,
+        },
+    );
 }

@@ -10,7 +10,18 @@ fn usage_errors_exit_2() {
     env.a365(&["token", "--format", "yaml"]).code(2);
     env.a365(&["frobnicate"]).code(2);
     // Secrets never come from argv, and without a terminal there is no prompt.
-    let out = env.a365(&["add", "x", "--kind", "refresh", "--realm", "altium365", "--client-id", "c"]).code(2);
+    let out = env
+        .a365(&[
+            "add",
+            "x",
+            "--kind",
+            "refresh",
+            "--realm",
+            "altium365",
+            "--client-id",
+            "c",
+        ])
+        .code(2);
     assert!(out.stderr.contains("--secrets-from"), "{out:?}");
 }
 
@@ -18,7 +29,10 @@ fn usage_errors_exit_2() {
 fn no_agent_exits_3_and_says_how_to_start_one() {
     let env = Env::new();
     let out = env.a365(&["token", "work"]).code(3);
-    assert!(out.stderr.contains(&env.socket.display().to_string()), "{out:?}");
+    assert!(
+        out.stderr.contains(&env.socket.display().to_string()),
+        "{out:?}"
+    );
 }
 
 #[test]
@@ -29,10 +43,17 @@ fn unknown_profile_exits_4_and_lists_the_profiles() {
     env.a365(&["token"]).code(4);
     env.add_refresh("work", &server);
     let out = env.a365(&["token", "play"]).code(4);
-    assert!(out.stderr.contains("play") && out.stderr.contains("work"), "{out:?}");
+    assert!(
+        out.stderr.contains("play") && out.stderr.contains("work"),
+        "{out:?}"
+    );
     // A365_PROFILE picks the profile.
     let mut cmd = env.command(crate::harness::bin("a365"));
-    let out = cmd.args(["token"]).env("A365_PROFILE", "play").output().unwrap();
+    let out = cmd
+        .args(["token"])
+        .env("A365_PROFILE", "play")
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(4));
 }
 
@@ -42,16 +63,57 @@ fn invalid_profiles_exit_8_with_the_reason() {
     let _agent = env.start_agent();
     let secrets = br#"{"client_secret":"s","refresh_token":"r"}"#;
     let cases: [(&[&str], &str); 3] = [
-        (&["add", "a", "--kind", "refresh", "--token-url", "http://example.com/token", "--client-id", "c"], "https"),
-        (&["add", "b", "--kind", "refresh", "--realm", "mars", "--client-id", "c"], "unknown realm"),
-        (&["add", "../c", "--kind", "refresh", "--realm", "altium365", "--client-id", "c"], "profile name"),
+        (
+            &[
+                "add",
+                "a",
+                "--kind",
+                "refresh",
+                "--token-url",
+                "http://example.com/token",
+                "--client-id",
+                "c",
+            ],
+            "https",
+        ),
+        (
+            &[
+                "add",
+                "b",
+                "--kind",
+                "refresh",
+                "--realm",
+                "mars",
+                "--client-id",
+                "c",
+            ],
+            "unknown realm",
+        ),
+        (
+            &[
+                "add",
+                "../c",
+                "--kind",
+                "refresh",
+                "--realm",
+                "altium365",
+                "--client-id",
+                "c",
+            ],
+            "profile name",
+        ),
     ];
     for (args, reason) in cases {
         let out = env.a365_with_stdin(&[args, &["--secrets-from", "-"]].concat(), secrets);
         assert!(out.code == 8 || out.code == 2, "{out:?}");
         assert!(out.stderr.contains(reason), "{reason}: {out:?}");
     }
-    assert!(!env.config_file().exists() || !std::fs::read_to_string(env.config_file()).unwrap().contains("[profiles."));
+    assert!(
+        !env.config_file().exists()
+            || !std::fs::read_to_string(env.config_file())
+                .unwrap()
+                .contains("[profiles.")
+    );
 }
 
 #[test]
@@ -60,17 +122,33 @@ fn add_writes_the_config_and_remove_deletes_everything() {
     let env = Env::new();
     let _agent = env.start_agent();
     std::fs::create_dir_all(env.config_file().parent().unwrap()).unwrap();
-    std::fs::write(env.config_file(), "# my comment\nstore = \"file\" # the default\n").unwrap();
+    std::fs::write(
+        env.config_file(),
+        "# my comment\nstore = \"file\" # the default\n",
+    )
+    .unwrap();
     env.add_refresh("work", &server);
     let config = std::fs::read_to_string(env.config_file()).unwrap();
-    assert!(config.starts_with("# my comment\nstore = \"file\" # the default\n"), "{config}");
-    assert!(config.contains("[profiles.work]") && config.contains("client_id = \"test-client\""), "{config}");
-    assert!(!config.contains("test-secret"), "no secret in the config: {config}");
+    assert!(
+        config.starts_with("# my comment\nstore = \"file\" # the default\n"),
+        "{config}"
+    );
+    assert!(
+        config.contains("[profiles.work]") && config.contains("client_id = \"test-client\""),
+        "{config}"
+    );
+    assert!(
+        !config.contains("test-secret"),
+        "no secret in the config: {config}"
+    );
     assert!(env.credential_file("work").exists());
 
     env.a365(&["remove", "work"]).ok();
     assert!(!env.credential_file("work").exists());
     let config = std::fs::read_to_string(env.config_file()).unwrap();
-    assert!(config.contains("# my comment") && !config.contains("[profiles.work]"), "{config}");
+    assert!(
+        config.contains("# my comment") && !config.contains("[profiles.work]"),
+        "{config}"
+    );
     env.a365(&["token", "work"]).code(4);
 }

@@ -16,7 +16,10 @@ fn invalid_grant_means_reauthenticate_and_stop_asking() {
 
     let out = env.a365(&["refresh", "work"]).code(5);
     assert!(out.stderr.contains("invalid_grant"), "{out:?}");
-    assert!(out.stderr.contains("Admin → Developer"), "says what to do: {out:?}");
+    assert!(
+        out.stderr.contains("Admin → Developer"),
+        "says what to do: {out:?}"
+    );
     let requests = server.requests();
 
     // The still-valid token is served; one that must outlive it is not.
@@ -25,7 +28,11 @@ fn invalid_grant_means_reauthenticate_and_stop_asking() {
     assert!(out.stderr.contains("Admin → Developer"), "{out:?}");
     env.a365(&["refresh", "work"]).code(5);
     std::thread::sleep(Duration::from_secs(2));
-    assert_eq!(server.requests(), requests, "no more requests for a dead credential");
+    assert_eq!(
+        server.requests(),
+        requests,
+        "no more requests for a dead credential"
+    );
     let status = env.a365(&["status", "--json"]).ok().json();
     assert_eq!(status[0]["state"], "needs-reauth");
 }
@@ -37,11 +44,24 @@ fn a_bad_refresh_token_is_reported_when_adding() {
     let _agent = env.start_agent();
     let secrets = r#"{"client_secret":"test-secret","refresh_token":"not-issued"}"#;
     let url = server.token_url();
-    let args = ["add", "work", "--kind", "refresh", "--token-url", &url, "--client-id", "test-client", "--secrets-from", "-"];
+    let args = [
+        "add",
+        "work",
+        "--kind",
+        "refresh",
+        "--token-url",
+        &url,
+        "--client-id",
+        "test-client",
+        "--secrets-from",
+        "-",
+    ];
     let out = env.a365_with_stdin(&args, secrets.as_bytes()).code(5);
     assert!(out.stderr.contains("invalid_grant"), "{out:?}");
     let secrets = r#"{"client_secret":"wrong","refresh_token":"x"}"#;
-    let out = env.a365_with_stdin(&[&args[..], &["--replace"]].concat(), secrets.as_bytes()).code(5);
+    let out = env
+        .a365_with_stdin(&[&args[..], &["--replace"]].concat(), secrets.as_bytes())
+        .code(5);
     assert!(out.stderr.contains("client"), "{out:?}");
 }
 
@@ -68,7 +88,12 @@ fn server_errors_back_off_and_the_cached_token_is_served_while_valid() {
     assert!(out.stderr.contains("HTTP 500"), "{out:?}");
     let status = env.a365(&["status", "--json"]).ok().json();
     assert_eq!(status[0]["state"], "failing");
-    assert!(status[0]["last_error"].as_str().unwrap().contains("HTTP 500"));
+    assert!(
+        status[0]["last_error"]
+            .as_str()
+            .unwrap()
+            .contains("HTTP 500")
+    );
 
     // Recovery.
     server.clear_fault();
@@ -82,19 +107,31 @@ fn retry_after_is_honoured() {
     let env = Env::new();
     let _agent = env.start_agent();
     env.add_refresh("work", &server);
-    server.set_fault(Fault::RateLimited { retry_after_secs: 3 }, None);
+    server.set_fault(
+        Fault::RateLimited {
+            retry_after_secs: 3,
+        },
+        None,
+    );
     let before = server.requests();
     let out = env.a365(&["refresh", "work"]).code(6);
     assert!(out.stderr.contains("429"), "{out:?}");
     std::thread::sleep(Duration::from_millis(2500));
     assert_eq!(server.requests() - before, 1, "nothing before Retry-After");
     server.clear_fault();
-    assert!(wait_until(Duration::from_secs(3), || server.requests() - before == 2), "retried after it");
+    assert!(
+        wait_until(Duration::from_secs(3), || server.requests() - before == 2),
+        "retried after it"
+    );
 }
 
 #[test]
 fn a_token_server_that_is_down_is_temporarily_unavailable() {
-    let server = TokenServer::start(ServerConfig { lifetime: Duration::from_secs(3600), ..ServerConfig::default() }).unwrap();
+    let server = TokenServer::start(ServerConfig {
+        lifetime: Duration::from_secs(3600),
+        ..ServerConfig::default()
+    })
+    .unwrap();
     let env = Env::new();
     let _agent = env.start_agent();
     env.add_refresh("work", &server);

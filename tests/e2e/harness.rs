@@ -18,8 +18,18 @@ pub fn bin_dir() -> &'static Path {
     DIR.get_or_init(|| {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let mut cmd = Command::new(cargo);
-        cmd.args(["build", "--quiet", "--bins", "-p", "a365-agent", "-p", "a365-cli", "-p", "a365-token-server"])
-            .current_dir(env!("CARGO_MANIFEST_DIR"));
+        cmd.args([
+            "build",
+            "--quiet",
+            "--bins",
+            "-p",
+            "a365-agent",
+            "-p",
+            "a365-cli",
+            "-p",
+            "a365-token-server",
+        ])
+        .current_dir(env!("CARGO_MANIFEST_DIR"));
         if !cfg!(debug_assertions) {
             cmd.arg("--release");
         }
@@ -27,7 +37,10 @@ pub fn bin_dir() -> &'static Path {
         assert!(status.success(), "building the binaries failed");
         // target/<profile>/deps/e2e-… → target/<profile>
         let exe = std::env::current_exe().expect("current_exe");
-        exe.parent().and_then(Path::parent).expect("target dir").to_path_buf()
+        exe.parent()
+            .and_then(Path::parent)
+            .expect("target dir")
+            .to_path_buf()
     })
 }
 
@@ -79,7 +92,10 @@ pub struct Env {
 
 impl Env {
     pub fn new() -> Env {
-        let dir = tempfile::Builder::new().prefix("a365-e2e-").tempdir().expect("tempdir");
+        let dir = tempfile::Builder::new()
+            .prefix("a365-e2e-")
+            .tempdir()
+            .expect("tempdir");
         let runtime = dir.path().join("run");
         for sub in ["config", "state", "home"] {
             std::fs::create_dir_all(dir.path().join(sub)).expect("mkdir");
@@ -87,7 +103,11 @@ impl Env {
         std::fs::create_dir_all(&runtime).expect("mkdir");
         set_mode(&runtime, 0o700);
         let socket = runtime.join("a365").join("agent.sock");
-        Env { dir, socket, rust_log: "info".into() }
+        Env {
+            dir,
+            socket,
+            rust_log: "info".into(),
+        }
     }
 
     pub fn path(&self, rel: &str) -> PathBuf {
@@ -122,7 +142,12 @@ impl Env {
 
     /// `a365 ARGS…`
     pub fn a365(&self, args: &[&str]) -> Out {
-        Out::from(self.command(bin("a365")).args(args).output().expect("run a365"))
+        Out::from(
+            self.command(bin("a365"))
+                .args(args)
+                .output()
+                .expect("run a365"),
+        )
     }
 
     /// `a365 ARGS…` with `input` on its standard input.
@@ -136,7 +161,12 @@ impl Env {
             .stderr(Stdio::piped())
             .spawn()
             .expect("spawn a365");
-        child.stdin.take().expect("stdin").write_all(input).expect("write stdin");
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(input)
+            .expect("write stdin");
         Out::from(child.wait_with_output().expect("wait a365"))
     }
 
@@ -170,7 +200,11 @@ impl Env {
                 }
             }
         });
-        Agent { child, log, reader: Some(reader) }
+        Agent {
+            child,
+            log,
+            reader: Some(reader),
+        }
     }
 
     /// Adds a refresh profile against `server` with a freshly minted
@@ -180,8 +214,16 @@ impl Env {
         let secrets = format!(r#"{{"client_secret":"test-secret","refresh_token":"{rt}"}}"#);
         self.a365_with_stdin(
             &[
-                "add", name, "--kind", "refresh", "--token-url", &server.token_url(), "--client-id",
-                "test-client", "--secrets-from", "-",
+                "add",
+                name,
+                "--kind",
+                "refresh",
+                "--token-url",
+                &server.token_url(),
+                "--client-id",
+                "test-client",
+                "--secrets-from",
+                "-",
             ],
             secrets.as_bytes(),
         )
@@ -191,7 +233,11 @@ impl Env {
 
     /// `a365 token PROFILE --min-valid 0s`, the token only.
     pub fn token(&self, profile: &str) -> String {
-        self.a365(&["token", profile, "--min-valid", "0s"]).ok().stdout.trim_end().to_owned()
+        self.a365(&["token", profile, "--min-valid", "0s"])
+            .ok()
+            .stdout
+            .trim_end()
+            .to_owned()
     }
 
     /// The refresh token the file store holds for `profile`.
@@ -199,10 +245,6 @@ impl Env {
         let text = std::fs::read_to_string(self.credential_file(profile)).ok()?;
         let value: serde_json::Value = serde_json::from_str(&text).ok()?;
         value["refresh_token"].as_str().map(str::to_owned)
-    }
-
-    pub fn client(&self) -> Client {
-        Client::connect(&self.socket).expect("connect to the agent")
     }
 }
 
@@ -230,7 +272,8 @@ impl Agent {
 
     /// Everything it wrote to stderr so far.
     pub fn log(&self) -> String {
-        String::from_utf8_lossy(&self.log.lock().map(|l| l.clone()).unwrap_or_default()).into_owned()
+        String::from_utf8_lossy(&self.log.lock().map(|l| l.clone()).unwrap_or_default())
+            .into_owned()
     }
 
     pub fn signal(&self, signal: rustix::process::Signal) {
@@ -245,7 +288,11 @@ impl Agent {
             if let Some(status) = self.child.try_wait().expect("try_wait") {
                 break status;
             }
-            assert!(start.elapsed() < timeout, "the agent did not exit; its log:\n{}", self.log());
+            assert!(
+                start.elapsed() < timeout,
+                "the agent did not exit; its log:\n{}",
+                self.log()
+            );
             std::thread::sleep(Duration::from_millis(20));
         };
         if let Some(reader) = self.reader.take() {
@@ -268,7 +315,8 @@ impl Agent {
 
     /// Resident memory in KiB, from /proc.
     pub fn rss_kib(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).expect("proc status");
+        let status =
+            std::fs::read_to_string(format!("/proc/{}/status", self.pid())).expect("proc status");
         status
             .lines()
             .find_map(|l| l.strip_prefix("VmRSS:"))
@@ -307,11 +355,16 @@ pub fn set_mode(path: &Path, mode: u32) {
 pub fn jwt_payload(token: &str) -> serde_json::Value {
     let payload = token.split('.').nth(1).expect("a JWT");
     use base64::Engine;
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload.trim_end_matches('=')).expect("base64url");
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload.trim_end_matches('='))
+        .expect("base64url");
     serde_json::from_slice(&bytes).expect("JSON payload")
 }
 
 /// Now, in UTC epoch seconds (fractional).
 pub fn now_secs() -> f64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_secs_f64()
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs_f64()
 }

@@ -11,10 +11,32 @@ fn the_python_example_client_gets_a_token() {
     let _agent = env.start_agent();
     env.add_refresh("work", &server);
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/docs/examples/a365_token.py");
-    let out = env.command("python3").arg(script).arg("work").output().expect("python3");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert_eq!(String::from_utf8(out.stdout).unwrap(), format!("{}\n", server.last_access_token().unwrap()));
+    let out = env
+        .command("python3")
+        .arg(script)
+        .arg("work")
+        .output()
+        .expect("python3");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8(out.stdout).unwrap(),
+        format!("{}\n", server.last_access_token().unwrap())
+    );
 
-    let out = env.command("python3").arg(script).arg("nope").output().unwrap();
-    assert_eq!(out.status.code(), Some(4), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = env
+        .command("python3")
+        .arg(script)
+        .arg("nope")
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(4),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

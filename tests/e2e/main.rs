@@ -1,6 +1,9 @@
 //! End-to-end tests: the real `a365-agent` and `a365` binaries, temporary
 //! XDG directories and socket, and a local OAuth token server on loopback.
 
+// In tests a panic is a failed test with its message: unwrap freely.
+#![allow(clippy::unwrap_used)]
+
 mod harness;
 
 mod agent_lifecycle;

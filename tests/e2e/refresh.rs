@@ -7,7 +7,11 @@ use a365_token_server::{Fault, ServerConfig, TokenServer};
 use crate::harness::{Env, jwt_payload, wait_until};
 
 fn server_with_lifetime(secs: u64) -> TokenServer {
-    TokenServer::start(ServerConfig { lifetime: Duration::from_secs(secs), ..ServerConfig::default() }).unwrap()
+    TokenServer::start(ServerConfig {
+        lifetime: Duration::from_secs(secs),
+        ..ServerConfig::default()
+    })
+    .unwrap()
 }
 
 #[test]
@@ -21,11 +25,17 @@ fn the_token_is_refreshed_before_it_expires_with_no_client_asking() {
     let issued = Instant::now();
 
     // No client asks; the agent refreshes on its own.
-    assert!(wait_until(Duration::from_secs(4), || server.requests() >= 2), "no proactive refresh");
+    assert!(
+        wait_until(Duration::from_secs(4), || server.requests() >= 2),
+        "no proactive refresh"
+    );
     let elapsed = issued.elapsed();
     let second = server.last_access_token().unwrap();
     assert_ne!(first, second);
-    assert!(elapsed < Duration::from_secs(3), "refreshed after the old token expired ({elapsed:?})");
+    assert!(
+        elapsed < Duration::from_secs(3),
+        "refreshed after the old token expired ({elapsed:?})"
+    );
     // The server's clock agrees: the new token was issued before the old one's exp.
     assert!(jwt_payload(&second)["iat"].as_i64().unwrap() <= first_exp);
     assert_eq!(env.token("work"), second, "the agent serves the new token");
@@ -41,7 +51,9 @@ fn a_rotated_refresh_token_is_stored_and_survives_restarts() {
 
     // The exchange rotated the refresh token: the store holds the new one,
     // and the server no longer takes the old one.
-    let stored = env.stored_refresh_token("work").expect("a stored refresh token");
+    let stored = env
+        .stored_refresh_token("work")
+        .expect("a stored refresh token");
     assert_ne!(stored, original);
     assert!(!server.is_refresh_token_valid(&original));
     assert!(server.is_refresh_token_valid(&stored));
@@ -53,7 +65,11 @@ fn a_rotated_refresh_token_is_stored_and_survives_restarts() {
     assert!(status.success());
     let agent = env.start_agent();
     assert_eq!(env.token("work"), token);
-    assert_eq!(server.requests(), 1, "a restart within the lifetime costs no token request");
+    assert_eq!(
+        server.requests(),
+        1,
+        "a restart within the lifetime costs no token request"
+    );
     agent.kill();
     let _agent = env.start_agent();
     assert_eq!(env.token("work"), token);
@@ -98,7 +114,11 @@ fn two_hundred_clients_during_a_refresh_cost_one_token_request() {
     let mut tokens = std::collections::HashSet::new();
     for child in clients {
         let out = child.wait_with_output().unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         tokens.insert(String::from_utf8(out.stdout).unwrap());
     }
     assert_eq!(server.requests() - before, 1, "exactly one token request");

@@ -8,7 +8,11 @@ use crate::harness::{Env, wait_until};
 
 #[test]
 fn trace_logs_and_output_hold_no_secret_through_a_full_cycle() {
-    let server = TokenServer::start(ServerConfig { lifetime: Duration::from_secs(2), ..ServerConfig::default() }).unwrap();
+    let server = TokenServer::start(ServerConfig {
+        lifetime: Duration::from_secs(2),
+        ..ServerConfig::default()
+    })
+    .unwrap();
     let mut env = Env::new();
     env.rust_log = "trace".into();
     let agent = env.start_agent();
@@ -38,10 +42,19 @@ fn trace_logs_and_output_hold_no_secret_through_a_full_cycle() {
     secrets.extend(server.issued_access_tokens());
     secrets.extend(server.issued_refresh_tokens());
     let (_, log) = agent.terminate();
-    assert!(log.contains("TRACE") || log.contains("DEBUG"), "trace logging was on");
+    assert!(
+        log.contains("TRACE") || log.contains("DEBUG"),
+        "trace logging was on"
+    );
     for secret in &secrets {
-        assert!(!log.contains(secret.as_str()), "the agent log holds a secret");
-        assert!(!output.contains(secret.as_str()), "client output holds a secret");
+        assert!(
+            !log.contains(secret.as_str()),
+            "the agent log holds a secret"
+        );
+        assert!(
+            !output.contains(secret.as_str()),
+            "client output holds a secret"
+        );
     }
     // Files the agent wrote outside the store: the config.
     let config = std::fs::read_to_string(env.config_file()).unwrap_or_default();
@@ -57,10 +70,16 @@ fn the_store_file_is_private() {
     let env = Env::new();
     let _agent = env.start_agent();
     env.add_refresh("work", &server);
-    let mode = std::fs::metadata(env.credential_file("work")).unwrap().permissions().mode();
+    let mode = std::fs::metadata(env.credential_file("work"))
+        .unwrap()
+        .permissions()
+        .mode();
     assert_eq!(mode & 0o777, 0o600);
     let dir = env.credential_file("work").parent().unwrap().to_path_buf();
-    assert_eq!(std::fs::metadata(dir).unwrap().permissions().mode() & 0o777, 0o700);
+    assert_eq!(
+        std::fs::metadata(dir).unwrap().permissions().mode() & 0o777,
+        0o700
+    );
 }
 
 #[test]
@@ -68,6 +87,9 @@ fn the_agent_allows_no_core_dump() {
     let env = Env::new();
     let agent = env.start_agent();
     let limits = std::fs::read_to_string(format!("/proc/{}/limits", agent.pid())).unwrap();
-    let core = limits.lines().find(|l| l.starts_with("Max core file size")).unwrap();
+    let core = limits
+        .lines()
+        .find(|l| l.starts_with("Max core file size"))
+        .unwrap();
     assert_eq!(core.split_whitespace().nth(4), Some("0"), "{core}");
 }

@@ -12,8 +12,14 @@ fn add_a_refresh_profile_and_get_its_token() {
     env.add_refresh("work", &server);
 
     let token = env.a365(&["token", "work"]).ok();
-    let issued = server.last_access_token().expect("the server issued a token");
-    assert_eq!(token.stdout, format!("{issued}\n"), "exactly the token and a newline");
+    let issued = server
+        .last_access_token()
+        .expect("the server issued a token");
+    assert_eq!(
+        token.stdout,
+        format!("{issued}\n"),
+        "exactly the token and a newline"
+    );
     assert_eq!(token.stderr, "");
     // The only profile is the default.
     assert_eq!(env.a365(&["token"]).ok().stdout, format!("{issued}\n"));
@@ -37,7 +43,13 @@ fn add_a_refresh_profile_and_get_its_token() {
     assert_eq!(work["state"], "fresh");
     assert_eq!(work["expires_at"], claims["exp"]);
     assert_eq!(work["workspace"], "6f1c2a7e-3b4d-4c5e-9f80-1a2b3c4d5e6f");
-    assert!(work["scopes"].as_array().unwrap().iter().any(|s| s == "a365:requirements"));
+    assert!(
+        work["scopes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s == "a365:requirements")
+    );
     let exp = work["expires_at"].as_f64().unwrap();
     assert!(exp > now_secs() + 3000.0, "an hour-long token");
     assert_eq!(server.requests(), 1, "one exchange for all of that");
@@ -54,7 +66,15 @@ fn exec_passes_the_token_in_the_environment_only() {
     env.add_refresh("work", &server);
     let issued = server.last_access_token().unwrap();
     let out = env
-        .a365(&["exec", "work", "--", "sh", "-c", "printf '%s|%s' \"$A365_TOKEN\" \"$#\"", "x"])
+        .a365(&[
+            "exec",
+            "work",
+            "--",
+            "sh",
+            "-c",
+            "printf '%s|%s' \"$A365_TOKEN\" \"$#\"",
+            "x",
+        ])
         .ok();
     assert_eq!(out.stdout, format!("{issued}|0"));
     let failing = env.a365(&["exec", "work", "--", "sh", "-c", "exit 7"]);
@@ -69,7 +89,10 @@ fn missing_scope_names_what_the_token_has() {
     env.add_refresh("work", &server);
     env.a365(&["token", "--scope", "a365:requirements"]).ok();
     let out = env.a365(&["token", "--scope", "design.write"]).code(7);
-    assert!(out.stderr.contains("design.write") && out.stderr.contains("a365:requirements"), "{out:?}");
+    assert!(
+        out.stderr.contains("design.write") && out.stderr.contains("a365:requirements"),
+        "{out:?}"
+    );
     assert_eq!(out.stdout, "");
 }
 
@@ -80,8 +103,20 @@ fn static_profiles_serve_their_token_as_is() {
     // A JWT that expires in 2100.
     let token = "eyJhbGciOiJSUzI1NiJ9.eyJleHAiOjQxMDI0NDQ4MDAsInNjb3BlIjpbImEzNjU6cmVxdWlyZW1lbnRzIl19.c2ln";
     let secrets = format!(r#"{{"access_token":"{token}"}}"#);
-    env.a365_with_stdin(&["add", "lt", "--kind", "static", "--realm", "altium365", "--secrets-from", "-"], secrets.as_bytes())
-        .ok();
+    env.a365_with_stdin(
+        &[
+            "add",
+            "lt",
+            "--kind",
+            "static",
+            "--realm",
+            "altium365",
+            "--secrets-from",
+            "-",
+        ],
+        secrets.as_bytes(),
+    )
+    .ok();
     assert_eq!(env.token("lt"), token);
     let status = env.a365(&["status", "--json"]).ok().json();
     assert_eq!(status[0]["expires_at"], 4_102_444_800i64);
@@ -91,6 +126,11 @@ fn static_profiles_serve_their_token_as_is() {
     // An expired one is refused at the door.
     let expired = "eyJhbGciOiJSUzI1NiJ9.eyJleHAiOjE2MDAwMDAwMDB9.c2ln";
     let secrets = format!(r#"{{"access_token":"{expired}"}}"#);
-    let out = env.a365_with_stdin(&["add", "old", "--kind", "static", "--secrets-from", "-"], secrets.as_bytes()).code(8);
+    let out = env
+        .a365_with_stdin(
+            &["add", "old", "--kind", "static", "--secrets-from", "-"],
+            secrets.as_bytes(),
+        )
+        .code(8);
     assert!(out.stderr.contains("expired"), "{out:?}");
 }

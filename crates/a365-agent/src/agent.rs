@@ -3,7 +3,10 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
 
-use a365_proto::{AddProfile, ErrorKind, ErrorReply, Kind, PROTOCOL_VERSION, Request, Response, Secrets, TokenRequest};
+use a365_proto::{
+    AddProfile, ErrorKind, ErrorReply, Kind, PROTOCOL_VERSION, Request, Response, Secrets,
+    TokenRequest,
+};
 use a365_store::Credential;
 use secrecy::ExposeSecret;
 use tokio::sync::watch;
@@ -25,7 +28,12 @@ pub struct Agent {
 
 impl Agent {
     /// Loads every configured profile's credential and starts its refresher.
-    pub async fn start(config: &Config, paths: Paths, shared: Arc<Shared>, shutdown: watch::Sender<bool>) -> Arc<Agent> {
+    pub async fn start(
+        config: &Config,
+        paths: Paths,
+        shared: Arc<Shared>,
+        shutdown: watch::Sender<bool>,
+    ) -> Arc<Agent> {
         let mut profiles = BTreeMap::new();
         for (name, spec) in &config.profiles {
             let endpoint = Endpoint::resolve(spec).ok().flatten();
@@ -33,10 +41,20 @@ impl Agent {
                 tracing::error!(profile = %name, "cannot read its secrets: {e}");
                 None
             });
-            let profile = Profile::start(name.clone(), spec.clone(), endpoint, credential, Arc::clone(&shared));
+            let profile = Profile::start(
+                name.clone(),
+                spec.clone(),
+                endpoint,
+                credential,
+                Arc::clone(&shared),
+            );
             profiles.insert(name.clone(), profile);
         }
-        tracing::info!(profiles = profiles.len(), store = shared.store.kind(), "profiles loaded");
+        tracing::info!(
+            profiles = profiles.len(),
+            store = shared.store.kind(),
+            "profiles loaded"
+        );
         Arc::new(Agent {
             shared,
             paths,
@@ -54,7 +72,10 @@ impl Agent {
             Request::AddProfile(add) => self.add(add).await,
             Request::RemoveProfile { name } => self.remove(&name).await,
             Request::Refresh { profile } => match self.profile(profile.as_deref()) {
-                Ok(p) => p.force_refresh().await.map(|message| Response::Done { message }),
+                Ok(p) => p
+                    .force_refresh()
+                    .await
+                    .map(|message| Response::Done { message }),
                 Err(e) => Err(e),
             },
             Request::Ping => Ok(Response::Pong {
@@ -64,7 +85,9 @@ impl Agent {
             }),
             Request::Shutdown => {
                 let _ = self.shutdown.send(true);
-                Ok(Response::Done { message: "the agent is shutting down".into() })
+                Ok(Response::Done {
+                    message: "the agent is shutting down".into(),
+                })
             }
         };
         result.unwrap_or_else(Response::Error)
@@ -77,7 +100,10 @@ impl Agent {
 
     /// The named profile, or the default one.
     fn profile(&self, name: Option<&str>) -> Result<Arc<Profile>, ErrorReply> {
-        let profiles = self.profiles.read().map_err(|_| internal("profile table poisoned"))?;
+        let profiles = self
+            .profiles
+            .read()
+            .map_err(|_| internal("profile table poisoned"))?;
         let name = match name {
             Some(name) => name.to_owned(),
             None => match self.default_profile.read().ok().and_then(|d| d.clone()) {
@@ -108,7 +134,11 @@ impl Agent {
                 format!(
                     "no profile named '{}' (profiles: {})",
                     name.escape_default(),
-                    if profiles.is_empty() { "none".into() } else { profiles.keys().cloned().collect::<Vec<_>>().join(", ") }
+                    if profiles.is_empty() {
+                        "none".into()
+                    } else {
+                        profiles.keys().cloned().collect::<Vec<_>>().join(", ")
+                    }
                 ),
             )
         })
@@ -125,20 +155,43 @@ impl Agent {
         Response::Status(
             profiles
                 .iter()
-                .map(|p| p.status(store, default.as_deref() == Some(p.name.as_str()) || (default.is_none() && only_one)))
+                .map(|p| {
+                    p.status(
+                        store,
+                        default.as_deref() == Some(p.name.as_str())
+                            || (default.is_none() && only_one),
+                    )
+                })
                 .collect(),
         )
     }
 
     async fn add(&self, add: AddProfile) -> Result<Response, ErrorReply> {
-        let AddProfile { name, spec, secrets, replace } = add;
+        let AddProfile {
+            name,
+            spec,
+            secrets,
+            replace,
+        } = add;
         config::validate_name(&name).map_err(invalid)?;
         let endpoint = Endpoint::resolve(&spec).map_err(invalid)?;
-        let credential = credential_for(&name, spec.kind, spec.client_id.as_deref(), secrets, self.shared.clock.now_ms())?;
+        let credential = credential_for(
+            &name,
+            spec.kind,
+            spec.client_id.as_deref(),
+            secrets,
+            self.shared.clock.now_ms(),
+        )?;
         let _edit = self.edits.lock().await;
-        let old = self.profiles.read().ok().and_then(|p| p.get(&name).cloned());
+        let old = self
+            .profiles
+            .read()
+            .ok()
+            .and_then(|p| p.get(&name).cloned());
         if old.is_some() && !replace {
-            return Err(invalid(format!("profile '{name}' exists: add --replace to overwrite it")));
+            return Err(invalid(format!(
+                "profile '{name}' exists: add --replace to overwrite it"
+            )));
         }
         if let Some(old) = &old {
             old.stop().await;
@@ -150,7 +203,13 @@ impl Agent {
             }
             return Err(internal(e.to_string()));
         }
-        let profile = Profile::start(name.clone(), spec.clone(), endpoint, Some(credential), Arc::clone(&self.shared));
+        let profile = Profile::start(
+            name.clone(),
+            spec.clone(),
+            endpoint,
+            Some(credential),
+            Arc::clone(&self.shared),
+        );
         let mut rx = profile.subscribe();
         if let Ok(mut profiles) = self.profiles.write() {
             profiles.insert(name.clone(), Arc::clone(&profile));
@@ -160,17 +219,26 @@ impl Agent {
             kind => format!("in the {kind} store"),
         };
         tracing::info!(profile = %name, kind = %spec.kind, "profile added");
-        let mut message = format!("profile '{name}' ({}) added; its secrets are kept {store}", spec.kind);
+        let mut message = format!(
+            "profile '{name}' ({}) added; its secrets are kept {store}",
+            spec.kind
+        );
         if spec.kind == Kind::Refresh {
             // Report the first exchange, so a bad secret shows up now.
-            let _ = tokio::time::timeout(std::time::Duration::from_secs(25), rx.wait_for(|s| s.attempts_done > 0)).await;
+            let _ = tokio::time::timeout(
+                std::time::Duration::from_secs(25),
+                rx.wait_for(|s| s.attempts_done > 0),
+            )
+            .await;
             let snap = profile.snapshot();
             match snap.phase {
                 Phase::NeedsReauth(m) => return Err(ErrorReply::new(ErrorKind::NeedsReauth, m)),
                 Phase::Fresh => message.push_str("; a token was obtained"),
                 _ => message.push_str(&format!(
                     "; no token yet: {}",
-                    snap.last_error.as_deref().unwrap_or("the token server has not answered")
+                    snap.last_error
+                        .as_deref()
+                        .unwrap_or("the token server has not answered")
                 )),
             }
         }
@@ -182,7 +250,8 @@ impl Agent {
         let profile = self.profile(Some(name))?;
         profile.stop().await;
         delete(&self.shared, name).await?;
-        config::remove_profile(&self.paths.config_file, name).map_err(|e| internal(e.to_string()))?;
+        config::remove_profile(&self.paths.config_file, name)
+            .map_err(|e| internal(e.to_string()))?;
         if let Ok(mut profiles) = self.profiles.write() {
             profiles.remove(name);
         }
@@ -192,7 +261,9 @@ impl Agent {
             *default = None;
         }
         tracing::info!(profile = %name, "profile removed");
-        Ok(Response::Done { message: format!("profile '{name}' removed, with its secrets") })
+        Ok(Response::Done {
+            message: format!("profile '{name}' removed, with its secrets"),
+        })
     }
 
     /// Stops every refresher; a refresh in flight finishes and is saved.
@@ -208,8 +279,18 @@ impl Agent {
 }
 
 /// Checks that `secrets` are what `kind` needs and builds the credential.
-fn credential_for(name: &str, kind: Kind, client_id: Option<&str>, secrets: Secrets, now_ms: i64) -> Result<Credential, ErrorReply> {
-    let Secrets { client_secret, refresh_token, access_token } = secrets;
+fn credential_for(
+    name: &str,
+    kind: Kind,
+    client_id: Option<&str>,
+    secrets: Secrets,
+    now_ms: i64,
+) -> Result<Credential, ErrorReply> {
+    let Secrets {
+        client_secret,
+        refresh_token,
+        access_token,
+    } = secrets;
     let mut credential = Credential {
         client_secret: None,
         refresh_token: None,
@@ -224,7 +305,9 @@ fn credential_for(name: &str, kind: Kind, client_id: Option<&str>, secrets: Secr
                 return Err(invalid("a static profile needs an access_token secret"));
             };
             if client_secret.is_some() || refresh_token.is_some() {
-                return Err(invalid("a static profile takes only an access_token secret"));
+                return Err(invalid(
+                    "a static profile takes only an access_token secret",
+                ));
             }
             let token = token.into_inner();
             let (exp, scopes) = static_token::describe(token.expose_secret());
@@ -243,10 +326,14 @@ fn credential_for(name: &str, kind: Kind, client_id: Option<&str>, secrets: Secr
                 return Err(invalid("a refresh profile needs a client id (--client-id)"));
             }
             let (Some(secret), Some(rt)) = (client_secret, refresh_token) else {
-                return Err(invalid("a refresh profile needs the client_secret and refresh_token secrets"));
+                return Err(invalid(
+                    "a refresh profile needs the client_secret and refresh_token secrets",
+                ));
             };
             if access_token.is_some() {
-                return Err(invalid("a refresh profile takes client_secret and refresh_token, not access_token"));
+                return Err(invalid(
+                    "a refresh profile takes client_secret and refresh_token, not access_token",
+                ));
             }
             credential.client_secret = Some(secret.into_inner());
             credential.refresh_token = Some(rt.into_inner());

@@ -13,9 +13,15 @@ use serde::Deserialize;
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("reading {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("writing {path}: {source}")]
-    Write { path: PathBuf, source: std::io::Error },
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{path} is not valid: {message}")]
     Parse { path: PathBuf, message: String },
     #[error("{0}")]
@@ -39,7 +45,10 @@ impl Paths {
             .state_dir()
             .unwrap_or_else(|| dirs.data_local_dir())
             .to_path_buf();
-        Ok(Paths { config_file: dirs.config_dir().join("config.toml"), state_dir })
+        Ok(Paths {
+            config_file: dirs.config_dir().join("config.toml"),
+            state_dir,
+        })
     }
 }
 
@@ -84,8 +93,15 @@ impl Config {
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let text = match std::fs::read_to_string(path) {
             Ok(text) => text,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Config::default_values()),
-            Err(source) => return Err(ConfigError::Read { path: path.into(), source }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Ok(Config::default_values());
+            }
+            Err(source) => {
+                return Err(ConfigError::Read {
+                    path: path.into(),
+                    source,
+                });
+            }
         };
         let config: Config = toml::from_str(&text).map_err(|e| ConfigError::Parse {
             path: path.into(),
@@ -102,7 +118,10 @@ impl Config {
     }
 
     fn default_values() -> Config {
-        Config { default_lifetime_secs: default_lifetime_secs(), ..Config::default() }
+        Config {
+            default_lifetime_secs: default_lifetime_secs(),
+            ..Config::default()
+        }
     }
 }
 
@@ -111,7 +130,9 @@ pub fn validate_name(name: &str) -> Result<(), ConfigError> {
     let ok = !name.is_empty()
         && name.len() <= 64
         && !name.starts_with('.')
-        && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
     if ok {
         Ok(())
     } else {
@@ -125,7 +146,10 @@ pub fn validate_name(name: &str) -> Result<(), ConfigError> {
 /// The named token endpoints.
 pub const REALMS: &[(&str, &str)] = &[
     ("altium365", "https://auth.altium.com/connect/token"),
-    ("altium365-gov", "https://auth.365-gov.altium.com/connect/token"),
+    (
+        "altium365-gov",
+        "https://auth.365-gov.altium.com/connect/token",
+    ),
     ("nexar", "https://identity.nexar.com/connect/token"),
 ];
 
@@ -143,16 +167,21 @@ impl Endpoint {
     pub fn resolve(spec: &ProfileSpec) -> Result<Option<Endpoint>, ConfigError> {
         let url = match (&spec.realm, &spec.token_url) {
             (Some(_), Some(_)) => {
-                return Err(ConfigError::Invalid("give either a realm or a token_url, not both".into()));
+                return Err(ConfigError::Invalid(
+                    "give either a realm or a token_url, not both".into(),
+                ));
             }
             (Some(realm), None) => {
-                let (_, url) = REALMS.iter().find(|(name, _)| name == realm).ok_or_else(|| {
-                    let known: Vec<_> = REALMS.iter().map(|(n, _)| *n).collect();
-                    ConfigError::Invalid(format!(
-                        "unknown realm '{realm}' (known: {}), or give a token_url",
-                        known.join(", ")
-                    ))
-                })?;
+                let (_, url) = REALMS
+                    .iter()
+                    .find(|(name, _)| name == realm)
+                    .ok_or_else(|| {
+                        let known: Vec<_> = REALMS.iter().map(|(n, _)| *n).collect();
+                        ConfigError::Invalid(format!(
+                            "unknown realm '{realm}' (known: {}), or give a token_url",
+                            known.join(", ")
+                        ))
+                    })?;
                 Some(*url)
             }
             (None, Some(url)) => Some(url.as_str()),
@@ -167,13 +196,19 @@ impl Endpoint {
                 return Err(ConfigError::Invalid(format!(
                     "a {} profile needs a realm ({}) or a token_url",
                     spec.kind,
-                    REALMS.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", ")
+                    REALMS
+                        .iter()
+                        .map(|(n, _)| *n)
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 )));
             }
             return Ok(None);
         };
         let token_url = parse_token_url(url)?;
-        let secure = spec.secure.unwrap_or(spec.realm.as_deref() == Some("altium365-gov"));
+        let secure = spec
+            .secure
+            .unwrap_or(spec.realm.as_deref() == Some("altium365-gov"));
         Ok(Some(Endpoint { token_url, secure }))
     }
 }
@@ -183,7 +218,9 @@ fn parse_token_url(text: &str) -> Result<reqwest::Url, ConfigError> {
     let url = reqwest::Url::parse(text)
         .map_err(|e| ConfigError::Invalid(format!("token_url '{text}' is not a URL: {e}")))?;
     if !url.username().is_empty() || url.password().is_some() {
-        return Err(ConfigError::Invalid("token_url must not contain credentials".into()));
+        return Err(ConfigError::Invalid(
+            "token_url must not contain credentials".into(),
+        ));
     }
     match url.scheme() {
         "https" => Ok(url),
@@ -191,15 +228,21 @@ fn parse_token_url(text: &str) -> Result<reqwest::Url, ConfigError> {
         "http" => Err(ConfigError::Invalid(format!(
             "token_url '{text}' uses plain http: only https is allowed, except for loopback hosts"
         ))),
-        other => Err(ConfigError::Invalid(format!("token_url scheme '{other}' is not https"))),
+        other => Err(ConfigError::Invalid(format!(
+            "token_url scheme '{other}' is not https"
+        ))),
     }
 }
 
 fn is_loopback(url: &reqwest::Url) -> bool {
-    let Some(host) = url.host_str() else { return false };
+    let Some(host) = url.host_str() else {
+        return false;
+    };
     let bare = host.trim_start_matches('[').trim_end_matches(']');
     host.eq_ignore_ascii_case("localhost")
-        || bare.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+        || bare
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 /// Adds or replaces `[profiles.NAME]` in the document at `path`, keeping
@@ -214,7 +257,9 @@ pub fn write_profile(path: &Path, name: &str, spec: &ProfileSpec) -> Result<(), 
                 toml_edit::Item::Table(t)
             })
             .as_table_mut()
-            .ok_or_else(|| ConfigError::Invalid("'profiles' in the config is not a table".into()))?;
+            .ok_or_else(|| {
+                ConfigError::Invalid("'profiles' in the config is not a table".into())
+            })?;
         let mut table = toml_edit::Table::new();
         table.insert("kind", toml_edit::value(spec.kind.as_str()));
         if let Some(realm) = &spec.realm {
@@ -270,18 +315,32 @@ fn edit(
     let text = match std::fs::read_to_string(path) {
         Ok(text) => text,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
-        Err(source) => return Err(ConfigError::Read { path: path.into(), source }),
+        Err(source) => {
+            return Err(ConfigError::Read {
+                path: path.into(),
+                source,
+            });
+        }
     };
-    let mut doc: toml_edit::DocumentMut = text.parse().map_err(|e: toml_edit::TomlError| {
-        ConfigError::Parse { path: path.into(), message: e.message().to_owned() }
-    })?;
+    let mut doc: toml_edit::DocumentMut =
+        text.parse()
+            .map_err(|e: toml_edit::TomlError| ConfigError::Parse {
+                path: path.into(),
+                message: e.message().to_owned(),
+            })?;
     change(&mut doc)?;
     if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)
-            .map_err(|source| ConfigError::Write { path: dir.into(), source })?;
+        std::fs::create_dir_all(dir).map_err(|source| ConfigError::Write {
+            path: dir.into(),
+            source,
+        })?;
     }
-    a365_store::write_atomic(path, doc.to_string().as_bytes())
-        .map_err(|source| ConfigError::Write { path: path.into(), source })
+    a365_store::write_atomic(path, doc.to_string().as_bytes()).map_err(|source| {
+        ConfigError::Write {
+            path: path.into(),
+            source,
+        }
+    })
 }
 
 #[cfg(test)]
@@ -306,20 +365,38 @@ mod tests {
         s.realm = Some("altium365-gov".into());
         let e = Endpoint::resolve(&s).unwrap().unwrap();
         assert!(e.secure);
-        assert_eq!(e.token_url.as_str(), "https://auth.365-gov.altium.com/connect/token");
+        assert_eq!(
+            e.token_url.as_str(),
+            "https://auth.365-gov.altium.com/connect/token"
+        );
         s.secure = Some(false);
         assert!(!Endpoint::resolve(&s).unwrap().unwrap().secure);
         s.realm = Some("altium365".into());
         s.secure = None;
         assert!(!Endpoint::resolve(&s).unwrap().unwrap().secure);
         s.realm = Some("mars".into());
-        assert!(Endpoint::resolve(&s).unwrap_err().to_string().contains("unknown realm 'mars'"));
+        assert!(
+            Endpoint::resolve(&s)
+                .unwrap_err()
+                .to_string()
+                .contains("unknown realm 'mars'")
+        );
         s.realm = None;
-        for ok in ["http://127.0.0.1:9/t", "http://localhost/t", "http://[::1]:8/t", "https://x.example/t"] {
+        for ok in [
+            "http://127.0.0.1:9/t",
+            "http://localhost/t",
+            "http://[::1]:8/t",
+            "https://x.example/t",
+        ] {
             s.token_url = Some(ok.into());
             assert!(Endpoint::resolve(&s).is_ok(), "{ok}");
         }
-        for bad in ["http://example.com/t", "ftp://127.0.0.1/", "https://u:p@x.example/", "nope"] {
+        for bad in [
+            "http://example.com/t",
+            "ftp://127.0.0.1/",
+            "https://u:p@x.example/",
+            "nope",
+        ] {
             s.token_url = Some(bad.into());
             assert!(Endpoint::resolve(&s).is_err(), "{bad}");
         }
@@ -353,7 +430,10 @@ mod tests {
         let text = std::fs::read_to_string(&path).unwrap();
         assert!(text.contains("# my settings"), "{text}");
         assert!(text.contains("# keep"), "{text}");
-        assert!(text.contains("# the work profile\n[profiles.work]"), "{text}");
+        assert!(
+            text.contains("# the work profile\n[profiles.work]"),
+            "{text}"
+        );
         let config = Config::load(&path).unwrap();
         assert_eq!(config.profiles["gov"], s);
         assert_eq!(config.profiles["work"], s);
@@ -368,11 +448,23 @@ mod tests {
     fn bad_config_is_a_clear_error() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("config.toml");
-        std::fs::write(&path, "[profiles.x]\nkind = \"refresh\"\nrealm = \"mars\"\n").unwrap();
+        std::fs::write(
+            &path,
+            "[profiles.x]\nkind = \"refresh\"\nrealm = \"mars\"\n",
+        )
+        .unwrap();
         let err = Config::load(&path).unwrap_err().to_string();
-        assert!(err.contains("profile 'x'") && err.contains("unknown realm"), "{err}");
+        assert!(
+            err.contains("profile 'x'") && err.contains("unknown realm"),
+            "{err}"
+        );
         std::fs::write(&path, "stroe = 1\n").unwrap();
         assert!(Config::load(&path).is_err());
-        assert!(Config::load(&dir.path().join("missing.toml")).unwrap().profiles.is_empty());
+        assert!(
+            Config::load(&dir.path().join("missing.toml"))
+                .unwrap()
+                .profiles
+                .is_empty()
+        );
     }
 }

@@ -16,7 +16,10 @@ pub enum DaemonError {
     #[error("cannot start the agent: {0}")]
     Spawn(std::io::Error),
     #[error("the agent exited at start-up ({status}); its log is {log}")]
-    Exited { status: std::process::ExitStatus, log: String },
+    Exited {
+        status: std::process::ExitStatus,
+        log: String,
+    },
     #[error("the agent did not answer on {0} within 10 s")]
     Timeout(String),
 }
@@ -27,7 +30,11 @@ pub fn spawn(socket: &Path, args: &[std::ffi::OsString], log: &Path) -> Result<u
     if let Some(dir) = log.parent() {
         std::fs::create_dir_all(dir).map_err(DaemonError::Spawn)?;
     }
-    let log_file = std::fs::OpenOptions::new().create(true).append(true).open(log).map_err(DaemonError::Spawn)?;
+    let log_file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .map_err(DaemonError::Spawn)?;
     let mut command = Command::new(exe);
     command
         .args(args.iter().filter(|a| *a != "--daemon" && *a != "-d"))
@@ -46,7 +53,10 @@ pub fn spawn(socket: &Path, args: &[std::ffi::OsString], log: &Path) -> Result<u
     let start = Instant::now();
     while start.elapsed() < Duration::from_secs(10) {
         if let Ok(Some(status)) = child.try_wait() {
-            return Err(DaemonError::Exited { status, log: log.display().to_string() });
+            return Err(DaemonError::Exited {
+                status,
+                log: log.display().to_string(),
+            });
         }
         if let Ok(mut client) = Client::connect(socket)
             && let Ok(Response::Pong { pid, .. }) = client.call(&Request::Ping)
@@ -60,7 +70,9 @@ pub fn spawn(socket: &Path, args: &[std::ffi::OsString], log: &Path) -> Result<u
 
 /// Asks the agent at `socket` to stop (`--kill`).
 pub fn stop(socket: &Path) -> Result<(), a365_proto::ClientError> {
-    Client::connect(socket)?.call(&Request::Shutdown).map(|_| ())
+    Client::connect(socket)?
+        .call(&Request::Shutdown)
+        .map(|_| ())
 }
 
 /// `A365_AGENT_SOCK=…; export A365_AGENT_SOCK;` quoted for POSIX shells.
@@ -82,6 +94,8 @@ mod tests {
             shell_lines(Path::new("/run/user/1/a365/agent.sock"), 7),
             "A365_AGENT_SOCK='/run/user/1/a365/agent.sock'; export A365_AGENT_SOCK;\necho Agent pid 7;\n"
         );
-        assert!(shell_lines(Path::new("/tmp/it's"), 1).starts_with(r"A365_AGENT_SOCK='/tmp/it'\''s';"));
+        assert!(
+            shell_lines(Path::new("/tmp/it's"), 1).starts_with(r"A365_AGENT_SOCK='/tmp/it'\''s';")
+        );
     }
 }

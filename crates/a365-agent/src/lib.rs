@@ -65,7 +65,13 @@ pub async fn run(options: Options) -> Result<(), RunError> {
     let (stop_tx, stop_rx) = watch::channel(false);
     spawn_signal_handlers(stop_tx.clone())?;
     let agent = agent::Agent::start(&config, options.paths.clone(), shared, stop_tx).await;
-    server::serve(listener, Arc::clone(&agent), options.limits.clone(), stop_rx).await;
+    server::serve(
+        listener,
+        Arc::clone(&agent),
+        options.limits.clone(),
+        stop_rx,
+    )
+    .await;
     agent.stop_profiles().await;
     let _ = std::fs::remove_file(&options.socket);
     tracing::info!("stopped");
@@ -81,7 +87,8 @@ fn http_client(config: &Config) -> Result<reqwest::Client, RunError> {
         .timeout(Duration::from_secs(20))
         .user_agent(concat!("a365-agent/", env!("CARGO_PKG_VERSION")));
     if let Some(proxy) = &config.proxy {
-        let proxy = reqwest::Proxy::all(proxy).map_err(|e| RunError::Http(format!("proxy: {e}")))?;
+        let proxy =
+            reqwest::Proxy::all(proxy).map_err(|e| RunError::Http(format!("proxy: {e}")))?;
         builder = builder.proxy(proxy);
     }
     builder.build().map_err(|e| RunError::Http(e.to_string()))

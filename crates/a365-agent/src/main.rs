@@ -11,7 +11,10 @@ const EXIT_ALREADY_RUNNING: u8 = 3;
 
 /// Holds API credentials and keeps every profile's access token fresh.
 #[derive(Debug, Parser)]
-#[command(version, after_help = "Exit codes: 0 stopped cleanly, 1 error, 2 usage, 3 another agent is running on the socket.")]
+#[command(
+    version,
+    after_help = "Exit codes: 0 stopped cleanly, 1 error, 2 usage, 3 another agent is running on the socket."
+)]
 struct Args {
     /// Socket to listen on.
     #[arg(long, env = a365_proto::path::SOCKET_ENV, value_name = "PATH")]
@@ -33,7 +36,10 @@ struct Args {
 fn main() -> ExitCode {
     let args = Args::parse();
     harden();
-    let socket = args.socket.clone().unwrap_or_else(a365_proto::path::socket_path);
+    let socket = args
+        .socket
+        .clone()
+        .unwrap_or_else(a365_proto::path::socket_path);
     let paths = match Paths::from_env() {
         Ok(paths) => paths,
         Err(e) => return fail(&e),
@@ -56,14 +62,20 @@ fn main() -> ExitCode {
         };
     }
     init_logging(&args.log_level);
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(e) => return fail(&e),
     };
     let options = Options {
         socket,
         paths,
-        limits: Limits { max_connections: args.max_connections, ..Limits::default() },
+        limits: Limits {
+            max_connections: args.max_connections,
+            ..Limits::default()
+        },
     };
     match runtime.block_on(a365_agent::run(options)) {
         Ok(()) => ExitCode::SUCCESS,
@@ -99,15 +111,28 @@ fn init_logging(level: &str) {
 fn harden() {
     #[cfg(unix)]
     {
-        use rustix::process::{Resource, Rlimit, getrlimit, setrlimit, umask};
         use rustix::fs::Mode;
+        use rustix::process::{Resource, Rlimit, getrlimit, setrlimit, umask};
         umask(Mode::from_raw_mode(0o077));
-        let _ = setrlimit(Resource::Core, Rlimit { current: Some(0), maximum: Some(0) });
+        let _ = setrlimit(
+            Resource::Core,
+            Rlimit {
+                current: Some(0),
+                maximum: Some(0),
+            },
+        );
         let files = getrlimit(Resource::Nofile);
-        let _ = setrlimit(Resource::Nofile, Rlimit { current: files.maximum, maximum: files.maximum });
+        let _ = setrlimit(
+            Resource::Nofile,
+            Rlimit {
+                current: files.maximum,
+                maximum: files.maximum,
+            },
+        );
     }
     #[cfg(target_os = "linux")]
     {
-        let _ = rustix::process::set_dumpable_behavior(rustix::process::DumpableBehavior::NotDumpable);
+        let _ =
+            rustix::process::set_dumpable_behavior(rustix::process::DumpableBehavior::NotDumpable);
     }
 }

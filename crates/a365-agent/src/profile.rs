@@ -44,7 +44,8 @@ pub struct Held {
 impl Held {
     fn valid_for(&self, now_ms: i64, min_valid_ms: u64) -> bool {
         let min = i64::try_from(min_valid_ms).unwrap_or(i64::MAX);
-        self.expires_at_ms.is_none_or(|exp| exp > now_ms.saturating_add(min))
+        self.expires_at_ms
+            .is_none_or(|exp| exp > now_ms.saturating_add(min))
     }
 }
 
@@ -55,7 +56,9 @@ pub enum Phase {
     Fresh,
     Refreshing,
     /// The last attempt failed; the next is due at `retry_at_ms`.
-    Failing { retry_at_ms: i64 },
+    Failing {
+        retry_at_ms: i64,
+    },
     /// The credential is dead; the message tells the user what to do.
     NeedsReauth(String),
 }
@@ -141,14 +144,22 @@ impl Profile {
 
     /// The held token if it stays valid `min_valid_ms` and has `scopes`;
     /// otherwise asks the refresher and waits for its outcome.
-    pub async fn token(&self, min_valid_ms: u64, scopes: &[String]) -> Result<TokenReply, ErrorReply> {
+    pub async fn token(
+        &self,
+        min_valid_ms: u64,
+        scopes: &[String],
+    ) -> Result<TokenReply, ErrorReply> {
         let mut rx = self.state.subscribe();
         let deadline = tokio::time::Instant::now() + WAIT;
         let mut asked_after: Option<u64> = None;
         loop {
             let snap = rx.borrow_and_update().clone();
             let now = self.shared.clock.now_ms();
-            if let Some(held) = snap.token.as_ref().filter(|h| h.valid_for(now, min_valid_ms)) {
+            if let Some(held) = snap
+                .token
+                .as_ref()
+                .filter(|h| h.valid_for(now, min_valid_ms))
+            {
                 return self.reply(held, scopes);
             }
             if let Some(err) = self.why_not_now(&snap, now, min_valid_ms, asked_after) {
@@ -161,7 +172,9 @@ impl Profile {
             }
             match tokio::time::timeout_at(deadline, rx.changed()).await {
                 Ok(Ok(())) => {}
-                Ok(Err(_)) => return Err(unavailable(format!("profile '{}' was removed", self.name))),
+                Ok(Err(_)) => {
+                    return Err(unavailable(format!("profile '{}' was removed", self.name)));
+                }
                 Err(_) => {
                     return Err(unavailable(format!(
                         "the token server has not answered for profile '{}' within {} s",
@@ -175,14 +188,26 @@ impl Profile {
 
     /// The error to answer at once when waiting cannot help, `None` when a
     /// refresh may still bring a good enough token.
-    fn why_not_now(&self, snap: &Snapshot, now: i64, min_valid_ms: u64, asked_after: Option<u64>) -> Option<ErrorReply> {
+    fn why_not_now(
+        &self,
+        snap: &Snapshot,
+        now: i64,
+        min_valid_ms: u64,
+        asked_after: Option<u64>,
+    ) -> Option<ErrorReply> {
         if let Phase::NeedsReauth(message) = &snap.phase {
             return Some(ErrorReply::new(ErrorKind::NeedsReauth, message.clone()));
         }
-        let remaining = snap.token.as_ref().and_then(|h| h.expires_at_ms).map(|exp| exp - now);
+        let remaining = snap
+            .token
+            .as_ref()
+            .and_then(|h| h.expires_at_ms)
+            .map(|exp| exp - now);
         if self.spec.kind == Kind::Static {
             return Some(match remaining {
-                Some(ms) if ms <= 0 => ErrorReply::new(ErrorKind::NeedsReauth, self.expired_static_message()),
+                Some(ms) if ms <= 0 => {
+                    ErrorReply::new(ErrorKind::NeedsReauth, self.expired_static_message())
+                }
                 _ => unavailable(format!(
                     "the token of profile '{}' is valid for {} more, less than --min-valid {}; it cannot be \
                      refreshed (static token)",
@@ -228,7 +253,11 @@ impl Profile {
                     "the token of profile '{}' lacks scope {}; it has: {}",
                     self.name,
                     missing.join(", "),
-                    if held.scopes.is_empty() { "no scopes".into() } else { held.scopes.join(" ") }
+                    if held.scopes.is_empty() {
+                        "no scopes".into()
+                    } else {
+                        held.scopes.join(" ")
+                    }
                 ),
             ));
         }
@@ -250,7 +279,10 @@ impl Profile {
         if self.spec.kind == Kind::Static {
             return Err(ErrorReply::new(
                 ErrorKind::InvalidProfile,
-                format!("profile '{}' holds a static token: there is nothing to refresh", self.name),
+                format!(
+                    "profile '{}' holds a static token: there is nothing to refresh",
+                    self.name
+                ),
             ));
         }
         self.force.store(true, Ordering::SeqCst);
@@ -267,7 +299,9 @@ impl Profile {
                 continue;
             }
             return match snap.phase {
-                Phase::NeedsReauth(message) => Err(ErrorReply::new(ErrorKind::NeedsReauth, message)),
+                Phase::NeedsReauth(message) => {
+                    Err(ErrorReply::new(ErrorKind::NeedsReauth, message))
+                }
                 Phase::Failing { .. } => Err(unavailable(format!(
                     "refresh failed: {}",
                     snap.last_error.as_deref().unwrap_or("unknown error")
@@ -278,7 +312,8 @@ impl Profile {
                     Ok(format!(
                         "profile '{}' refreshed; the new token expires in {}",
                         self.name,
-                        exp.map(|e| human_ms(e - now)).unwrap_or_else(|| "(no expiry)".into())
+                        exp.map(|e| human_ms(e - now))
+                            .unwrap_or_else(|| "(no expiry)".into())
                     ))
                 }
             };
@@ -289,7 +324,9 @@ impl Profile {
         let snap = self.snapshot();
         let now = self.shared.clock.now_ms();
         let token = snap.token.as_deref();
-        let expired = token.and_then(|t| t.expires_at_ms).is_some_and(|exp| exp <= now);
+        let expired = token
+            .and_then(|t| t.expires_at_ms)
+            .is_some_and(|exp| exp <= now);
         let state = match &snap.phase {
             Phase::Empty => "empty",
             Phase::Fresh if expired => "expired",
@@ -305,7 +342,9 @@ impl Profile {
             realm: self.spec.realm.clone(),
             token_url: self.endpoint.as_ref().map(|e| e.token_url.to_string()),
             state: state.into(),
-            expires_at: token.and_then(|t| t.expires_at_ms).map(|ms| ms.div_euclid(1000)),
+            expires_at: token
+                .and_then(|t| t.expires_at_ms)
+                .map(|ms| ms.div_euclid(1000)),
             next_refresh_at: snap.next_refresh_at_ms.map(|ms| ms.div_euclid(1000)),
             workspace: jwt::workspace(&scopes),
             scopes,
@@ -348,7 +387,8 @@ impl Profile {
                 Phase::Failing { retry_at_ms } => Some(*retry_at_ms),
                 Phase::Fresh | Phase::Refreshing => snap.next_refresh_at_ms,
             };
-            let backing_off = matches!(snap.phase, Phase::Failing { retry_at_ms } if retry_at_ms > now);
+            let backing_off =
+                matches!(snap.phase, Phase::Failing { retry_at_ms } if retry_at_ms > now);
             let dead = matches!(snap.phase, Phase::NeedsReauth(_));
             if !dead && (forced || due.is_some_and(|d| d <= now) || (demanded && !backing_off)) {
                 let outcome = self.refresh_once(&mut credential, &mut failures).await;
@@ -366,15 +406,25 @@ impl Profile {
     /// One token request and its consequences. A rotated refresh token is
     /// saved (fsync'd) before the new access token is published. `Err`
     /// means the new credential could not be saved and is held in memory.
-    async fn refresh_once(&self, credential: &mut Credential, failures: &mut u32) -> Result<(), ()> {
-        let Some(endpoint) = &self.endpoint else { return Ok(()) };
+    async fn refresh_once(
+        &self,
+        credential: &mut Credential,
+        failures: &mut u32,
+    ) -> Result<(), ()> {
+        let Some(endpoint) = &self.endpoint else {
+            return Ok(());
+        };
         self.state.send_modify(|s| {
             if s.phase != Phase::Empty {
                 s.phase = Phase::Refreshing;
             }
         });
         let now = self.shared.clock.now_ms();
-        let result = match (&self.spec.client_id, &credential.client_secret, &credential.refresh_token) {
+        let result = match (
+            &self.spec.client_id,
+            &credential.client_secret,
+            &credential.refresh_token,
+        ) {
             (Some(client_id), Some(client_secret), Some(refresh_token)) => {
                 let call = Call {
                     http: &self.shared.http,
@@ -382,11 +432,18 @@ impl Profile {
                     now_ms: now,
                     default_lifetime: self.shared.default_lifetime,
                 };
-                let secrets = RefreshCredential { client_id, client_secret, refresh_token };
+                let secrets = RefreshCredential {
+                    client_id,
+                    client_secret,
+                    refresh_token,
+                };
                 tracing::debug!(profile = %self.name, url = %endpoint.token_url, "refreshing");
-                provider::refresh::exchange(call, &secrets, &self.spec.scopes, endpoint.secure).await
+                provider::refresh::exchange(call, &secrets, &self.spec.scopes, endpoint.secure)
+                    .await
             }
-            _ => Err(ProviderError::Dead("the client id, client secret or refresh token is missing".into())),
+            _ => Err(ProviderError::Dead(
+                "the client id, client secret or refresh token is missing".into(),
+            )),
         };
         let now = self.shared.clock.now_ms();
         // Whoever asked before or during this exchange is answered by it.
@@ -411,7 +468,11 @@ impl Profile {
                     rotated,
                     "token refreshed"
                 );
-                let held = Held { secret: fresh.access_token, expires_at_ms: Some(fresh.expires_at_ms), scopes: fresh.scopes };
+                let held = Held {
+                    secret: fresh.access_token,
+                    expires_at_ms: Some(fresh.expires_at_ms),
+                    scopes: fresh.scopes,
+                };
                 self.state.send_modify(|s| {
                     s.token = Some(Arc::new(held));
                     s.phase = Phase::Fresh;
@@ -443,7 +504,8 @@ impl Profile {
                     _ => (true, None),
                 };
                 let wait = schedule::backoff(*failures, rejected, retry_after, fastrand::f64());
-                let retry_at = now.saturating_add(i64::try_from(wait.as_millis()).unwrap_or(i64::MAX));
+                let retry_at =
+                    now.saturating_add(i64::try_from(wait.as_millis()).unwrap_or(i64::MAX));
                 tracing::warn!(
                     profile = %self.name,
                     attempt = *failures,
@@ -451,7 +513,9 @@ impl Profile {
                     "refresh failed: {e}"
                 );
                 self.state.send_modify(|s| {
-                    s.phase = Phase::Failing { retry_at_ms: retry_at };
+                    s.phase = Phase::Failing {
+                        retry_at_ms: retry_at,
+                    };
                     s.last_error = Some(e.to_string());
                     s.next_refresh_at_ms = Some(retry_at);
                     s.attempts_done += 1;
@@ -479,7 +543,12 @@ impl Profile {
     }
 }
 
-fn initial_snapshot(name: &str, spec: &ProfileSpec, credential: Option<&Credential>, now: i64) -> Snapshot {
+fn initial_snapshot(
+    name: &str,
+    spec: &ProfileSpec,
+    credential: Option<&Credential>,
+    now: i64,
+) -> Snapshot {
     let mut snap = Snapshot {
         token: None,
         phase: Phase::Empty,
@@ -496,8 +565,16 @@ fn initial_snapshot(name: &str, spec: &ProfileSpec, credential: Option<&Credenti
     };
     let cached = credential.access_token.as_ref().map(|secret| {
         let (jwt_exp, jwt_scopes) = provider::static_token::describe(secret.expose_secret());
-        let scopes = if credential.access_scopes.is_empty() { jwt_scopes } else { credential.access_scopes.clone() };
-        Held { secret: secret.clone(), expires_at_ms: credential.access_expires_at_ms.or(jwt_exp), scopes }
+        let scopes = if credential.access_scopes.is_empty() {
+            jwt_scopes
+        } else {
+            credential.access_scopes.clone()
+        };
+        Held {
+            secret: secret.clone(),
+            expires_at_ms: credential.access_expires_at_ms.or(jwt_exp),
+            scopes,
+        }
     });
     match spec.kind {
         Kind::Static => {
@@ -507,7 +584,11 @@ fn initial_snapshot(name: &str, spec: &ProfileSpec, credential: Option<&Credenti
         Kind::Refresh => {
             if let Some(held) = cached.filter(|h| h.valid_for(now, 0)) {
                 let exp = held.expires_at_ms.unwrap_or(now);
-                snap.next_refresh_at_ms = Some(schedule::refresh_at(credential.updated_at_ms, exp, fastrand::f64()));
+                snap.next_refresh_at_ms = Some(schedule::refresh_at(
+                    credential.updated_at_ms,
+                    exp,
+                    fastrand::f64(),
+                ));
                 snap.token = Some(Arc::new(held));
                 snap.phase = Phase::Fresh;
             }

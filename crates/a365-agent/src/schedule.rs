@@ -20,9 +20,20 @@ pub fn refresh_at(obtained_ms: i64, expires_ms: i64, jitter: f64) -> i64 {
 /// from 1 s (60 s for refusals that retrying won't fix soon) up to 5 min
 /// (30 min), with "equal jitter", and never less than the server's
 /// `Retry-After`.
-pub fn backoff(attempts: u32, rejected: bool, retry_after: Option<Duration>, jitter: f64) -> Duration {
-    let (base, cap) = if rejected { (60_000u64, 1_800_000u64) } else { (1_000, 300_000) };
-    let exp = base.saturating_mul(1u64 << attempts.saturating_sub(1).min(20)).min(cap);
+pub fn backoff(
+    attempts: u32,
+    rejected: bool,
+    retry_after: Option<Duration>,
+    jitter: f64,
+) -> Duration {
+    let (base, cap) = if rejected {
+        (60_000u64, 1_800_000u64)
+    } else {
+        (1_000, 300_000)
+    };
+    let exp = base
+        .saturating_mul(1u64 << attempts.saturating_sub(1).min(20))
+        .min(cap);
     let jittered = exp / 2 + (exp as f64 / 2.0 * jitter.clamp(0.0, 1.0)) as u64;
     Duration::from_millis(jittered).max(retry_after.unwrap_or_default())
 }
@@ -51,7 +62,10 @@ mod tests {
         assert_eq!(backoff(3, false, None, 1.0), Duration::from_millis(4_000));
         assert_eq!(backoff(30, false, None, 1.0), Duration::from_secs(300));
         assert_eq!(backoff(1, true, None, 1.0), Duration::from_secs(60));
-        assert_eq!(backoff(1, false, Some(Duration::from_secs(7)), 0.0), Duration::from_secs(7));
+        assert_eq!(
+            backoff(1, false, Some(Duration::from_secs(7)), 0.0),
+            Duration::from_secs(7)
+        );
         assert!(backoff(u32::MAX, true, None, 1.0) <= Duration::from_secs(1800));
     }
 }

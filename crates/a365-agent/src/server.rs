@@ -36,7 +36,12 @@ impl Default for Limits {
 
 /// Serves until `shutdown` turns true, then waits (at most 30 s) for the
 /// requests in flight to finish.
-pub async fn serve(listener: Listener, agent: Arc<Agent>, limits: Limits, mut shutdown: watch::Receiver<bool>) {
+pub async fn serve(
+    listener: Listener,
+    agent: Arc<Agent>,
+    limits: Limits,
+    mut shutdown: watch::Receiver<bool>,
+) {
     let permits = Arc::new(Semaphore::new(limits.max_connections));
     let mut backoff = Duration::from_millis(10);
     loop {
@@ -58,8 +63,15 @@ pub async fn serve(listener: Listener, agent: Arc<Agent>, limits: Limits, mut sh
             }
         };
         let Ok(permit) = Arc::clone(&permits).try_acquire_owned() else {
-            tracing::warn!(limit = limits.max_connections, "too many connections; refusing one");
-            tokio::spawn(refuse(stream, ErrorKind::Unavailable, "the agent has too many connections; try again"));
+            tracing::warn!(
+                limit = limits.max_connections,
+                "too many connections; refusing one"
+            );
+            tokio::spawn(refuse(
+                stream,
+                ErrorKind::Unavailable,
+                "the agent has too many connections; try again",
+            ));
             continue;
         };
         let (agent, limits, shutdown) = (Arc::clone(&agent), limits.clone(), shutdown.clone());
@@ -70,7 +82,10 @@ pub async fn serve(listener: Listener, agent: Arc<Agent>, limits: Limits, mut sh
     }
     drop(listener);
     let all = u32::try_from(limits.max_connections).unwrap_or(u32::MAX);
-    if tokio::time::timeout(Duration::from_secs(30), permits.acquire_many(all)).await.is_err() {
+    if tokio::time::timeout(Duration::from_secs(30), permits.acquire_many(all))
+        .await
+        .is_err()
+    {
         tracing::warn!("some requests were still running at shutdown");
     }
 }
@@ -82,10 +97,20 @@ async fn refuse(stream: Stream, kind: ErrorKind, message: &str) {
     }
 }
 
-async fn connection(stream: Stream, agent: Arc<Agent>, limits: &Limits, mut shutdown: watch::Receiver<bool>) {
+async fn connection(
+    stream: Stream,
+    agent: Arc<Agent>,
+    limits: &Limits,
+    mut shutdown: watch::Receiver<bool>,
+) {
     if let Err(reason) = check_peer(&stream) {
         tracing::warn!("refused a connection: {reason}");
-        refuse(stream, ErrorKind::PermissionDenied, "the agent serves only its own user").await;
+        refuse(
+            stream,
+            ErrorKind::PermissionDenied,
+            "the agent serves only its own user",
+        )
+        .await;
         return;
     }
     let mut reader = BufReader::with_capacity(4096, &stream);
@@ -97,7 +122,15 @@ async fn connection(stream: Stream, agent: Arc<Agent>, limits: &Limits, mut shut
     };
     let Some(encoding) = Encoding::sniff(first) else {
         tracing::debug!("closing a connection that speaks neither encoding");
-        let _ = write(&mut writer, &Response::error(ErrorKind::BadRequest, CodecError::UnknownEncoding.to_string()), Encoding::Binary).await;
+        let _ = write(
+            &mut writer,
+            &Response::error(
+                ErrorKind::BadRequest,
+                CodecError::UnknownEncoding.to_string(),
+            ),
+            Encoding::Binary,
+        )
+        .await;
         return;
     };
     loop {
@@ -109,22 +142,33 @@ async fn connection(stream: Stream, agent: Arc<Agent>, limits: &Limits, mut shut
         if !started {
             return;
         }
-        let payload = match tokio::time::timeout(limits.read_timeout, read(&mut reader, encoding)).await {
-            Ok(Ok(payload)) => payload,
-            Ok(Err(CodecError::Closed)) => return,
-            Ok(Err(e @ (CodecError::TooLarge(_) | CodecError::Malformed(_)))) => {
-                // The stream can't be resynchronised: answer and close.
-                tracing::debug!("bad message: {e}");
-                let _ = write(&mut writer, &Response::error(ErrorKind::BadRequest, e.to_string()), encoding).await;
-                return;
-            }
-            Ok(Err(_)) => return,
-            Err(_) => {
-                tracing::debug!("a client took too long to send its message");
-                let _ = write(&mut writer, &Response::error(ErrorKind::BadRequest, "incomplete message: timed out"), encoding).await;
-                return;
-            }
-        };
+        let payload =
+            match tokio::time::timeout(limits.read_timeout, read(&mut reader, encoding)).await {
+                Ok(Ok(payload)) => payload,
+                Ok(Err(CodecError::Closed)) => return,
+                Ok(Err(e @ (CodecError::TooLarge(_) | CodecError::Malformed(_)))) => {
+                    // The stream can't be resynchronised: answer and close.
+                    tracing::debug!("bad message: {e}");
+                    let _ = write(
+                        &mut writer,
+                        &Response::error(ErrorKind::BadRequest, e.to_string()),
+                        encoding,
+                    )
+                    .await;
+                    return;
+                }
+                Ok(Err(_)) => return,
+                Err(_) => {
+                    tracing::debug!("a client took too long to send its message");
+                    let _ = write(
+                        &mut writer,
+                        &Response::error(ErrorKind::BadRequest, "incomplete message: timed out"),
+                        encoding,
+                    )
+                    .await;
+                    return;
+                }
+            };
         let response = match codec::decode_request(&payload, encoding) {
             Ok(request) => {
                 tracing::trace!(?request, "request");
@@ -141,14 +185,21 @@ async fn connection(stream: Stream, agent: Arc<Agent>, limits: &Limits, mut shut
     }
 }
 
-async fn read(reader: &mut BufReader<&Stream>, encoding: Encoding) -> Result<zeroize::Zeroizing<Vec<u8>>, CodecError> {
+async fn read(
+    reader: &mut BufReader<&Stream>,
+    encoding: Encoding,
+) -> Result<zeroize::Zeroizing<Vec<u8>>, CodecError> {
     match encoding {
         Encoding::Binary => frame::read_frame_async(reader).await,
         Encoding::Json => frame::read_line_async(reader).await,
     }
 }
 
-async fn write(writer: &mut &Stream, response: &Response, encoding: Encoding) -> Result<(), CodecError> {
+async fn write(
+    writer: &mut &Stream,
+    response: &Response,
+    encoding: Encoding,
+) -> Result<(), CodecError> {
     let bytes = codec::encode_response(response, encoding)?;
     tokio::time::timeout(Duration::from_secs(10), writer.write_all(&bytes))
         .await
@@ -160,11 +211,16 @@ async fn write(writer: &mut &Stream, response: &Response, encoding: Encoding) ->
 fn check_peer(stream: &Stream) -> Result<(), String> {
     #[cfg(unix)]
     {
-        let creds = stream.peer_creds().map_err(|e| format!("cannot read peer credentials: {e}"))?;
+        let creds = stream
+            .peer_creds()
+            .map_err(|e| format!("cannot read peer credentials: {e}"))?;
         let me = rustix::process::geteuid().as_raw();
         match creds.euid() {
             Some(uid) if uid == me => Ok(()),
-            Some(uid) => Err(format!("peer uid {uid} (pid {:?}) is not the agent's uid {me}", creds.pid())),
+            Some(uid) => Err(format!(
+                "peer uid {uid} (pid {:?}) is not the agent's uid {me}",
+                creds.pid()
+            )),
             None => Err("the peer's uid is unknown".into()),
         }
     }

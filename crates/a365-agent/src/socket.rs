@@ -4,8 +4,8 @@
 use std::io;
 use std::path::{Path, PathBuf};
 
-use interprocess::local_socket::tokio::Listener;
 use interprocess::local_socket::ListenerOptions;
+use interprocess::local_socket::tokio::Listener;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SocketError {
@@ -24,16 +24,24 @@ pub enum SocketError {
 
 /// Creates the directory (0700), deals with a leftover socket file and binds.
 pub async fn bind(path: &Path) -> Result<Listener, SocketError> {
-    let io = |source| SocketError::Io { path: path.to_owned(), source };
+    let io = |source| SocketError::Io {
+        path: path.to_owned(),
+        source,
+    };
     #[cfg(unix)]
     {
-        let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        let dir = path
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
         prepare_dir(dir)?;
         match std::fs::symlink_metadata(path) {
             Ok(meta) => {
                 use std::os::unix::fs::FileTypeExt;
                 if !meta.file_type().is_socket() {
-                    return Err(SocketError::NotASocket { path: path.to_owned() });
+                    return Err(SocketError::NotASocket {
+                        path: path.to_owned(),
+                    });
                 }
                 if is_live(path).await {
                     return Err(SocketError::AlreadyRunning(path.to_owned()));
@@ -66,7 +74,9 @@ pub async fn bind(path: &Path) -> Result<Listener, SocketError> {
 /// An answered connect means a live agent; refused means a stale file.
 pub async fn is_live(path: &Path) -> bool {
     use interprocess::local_socket::traits::tokio::Stream as _;
-    let Ok(name) = a365_proto::path::socket_name(path) else { return false };
+    let Ok(name) = a365_proto::path::socket_name(path) else {
+        return false;
+    };
     matches!(
         tokio::time::timeout(
             std::time::Duration::from_secs(2),
@@ -81,18 +91,39 @@ pub async fn is_live(path: &Path) -> bool {
 #[cfg(unix)]
 fn prepare_dir(dir: &Path) -> Result<(), SocketError> {
     use std::os::unix::fs::{DirBuilderExt, MetadataExt};
-    let unsafe_dir = |reason: String| SocketError::UnsafeDirectory { path: dir.to_owned(), reason };
-    match std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir) {
+    let unsafe_dir = |reason: String| SocketError::UnsafeDirectory {
+        path: dir.to_owned(),
+        reason,
+    };
+    match std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+    {
         Ok(()) => {}
-        Err(source) => return Err(SocketError::Io { path: dir.to_owned(), source }),
+        Err(source) => {
+            return Err(SocketError::Io {
+                path: dir.to_owned(),
+                source,
+            });
+        }
     }
-    let meta = std::fs::metadata(dir).map_err(|source| SocketError::Io { path: dir.to_owned(), source })?;
+    let meta = std::fs::metadata(dir).map_err(|source| SocketError::Io {
+        path: dir.to_owned(),
+        source,
+    })?;
     let me = rustix::process::geteuid().as_raw();
     if meta.uid() != me {
-        return Err(unsafe_dir(format!("it belongs to uid {}, not to you (uid {me})", meta.uid())));
+        return Err(unsafe_dir(format!(
+            "it belongs to uid {}, not to you (uid {me})",
+            meta.uid()
+        )));
     }
     if meta.mode() & 0o022 != 0 {
-        return Err(unsafe_dir(format!("it is writable by others (mode {:o})", meta.mode() & 0o7777)));
+        return Err(unsafe_dir(format!(
+            "it is writable by others (mode {:o})",
+            meta.mode() & 0o7777
+        )));
     }
     Ok(())
 }

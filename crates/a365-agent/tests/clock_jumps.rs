@@ -1,6 +1,9 @@
 //! The wall clock moves while tokio's timers sleep (a laptop lid closed for
 //! a night) or jumps back (NTP): an expired token is never served.
 
+// In tests a panic is a failed test with its message: unwrap freely.
+#![allow(clippy::unwrap_used)]
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,7 +19,10 @@ const HOUR: i64 = 3_600_000;
 
 fn shared(clock: Arc<ManualClock>) -> Arc<Shared> {
     Arc::new(Shared {
-        http: reqwest::Client::builder().timeout(Duration::from_secs(2)).build().unwrap(),
+        http: reqwest::Client::builder()
+            .timeout(Duration::from_secs(2))
+            .build()
+            .unwrap(),
         store: Arc::new(MemoryStore::new()),
         clock,
         default_lifetime: Duration::from_secs(3600),
@@ -52,10 +58,20 @@ fn cached(expires_at_ms: i64) -> Credential {
 async fn a_night_of_sleep_never_yields_an_expired_token() {
     let clock = Arc::new(ManualClock::new(NOW));
     let (spec, endpoint) = refresh_spec();
-    let profile = Profile::start("work".into(), spec, endpoint, Some(cached(NOW + HOUR)), shared(Arc::clone(&clock)));
+    let profile = Profile::start(
+        "work".into(),
+        spec,
+        endpoint,
+        Some(cached(NOW + HOUR)),
+        shared(Arc::clone(&clock)),
+    );
 
     let token = profile.token(0, &[]).await.unwrap();
-    assert_eq!(token.token.expose(), "cached-access-token", "served from the cache, no request");
+    assert_eq!(
+        token.token.expose(),
+        "cached-access-token",
+        "served from the cache, no request"
+    );
     assert_eq!(token.expires_at, Some((NOW + HOUR) / 1000));
 
     // The lid opens 8 hours later: tokio's timers have not fired, but the
@@ -73,11 +89,20 @@ async fn a_night_of_sleep_never_yields_an_expired_token() {
 async fn min_valid_is_a_guarantee_across_clock_jumps() {
     let clock = Arc::new(ManualClock::new(NOW));
     let (spec, endpoint) = refresh_spec();
-    let profile = Profile::start("work".into(), spec, endpoint, Some(cached(NOW + HOUR)), shared(Arc::clone(&clock)));
+    let profile = Profile::start(
+        "work".into(),
+        spec,
+        endpoint,
+        Some(cached(NOW + HOUR)),
+        shared(Arc::clone(&clock)),
+    );
     // Valid for an hour: 30 minutes is fine, 2 hours is not (and the
     // refresh that would be needed fails).
     assert!(profile.token(30 * 60_000, &[]).await.is_ok());
-    assert_eq!(profile.token(2 * HOUR as u64, &[]).await.unwrap_err().kind, ErrorKind::Unavailable);
+    assert_eq!(
+        profile.token(2 * HOUR as u64, &[]).await.unwrap_err().kind,
+        ErrorKind::Unavailable
+    );
     // NTP moves the clock back an hour: the token is simply valid longer.
     clock.advance(-HOUR);
     assert!(profile.token(90 * 60_000, &[]).await.is_ok());
@@ -87,7 +112,14 @@ async fn min_valid_is_a_guarantee_across_clock_jumps() {
 #[tokio::test]
 async fn an_expired_static_token_asks_for_a_new_one() {
     let clock = Arc::new(ManualClock::new(NOW));
-    let spec = ProfileSpec { kind: Kind::Static, realm: None, token_url: None, client_id: None, scopes: vec![], secure: None };
+    let spec = ProfileSpec {
+        kind: Kind::Static,
+        realm: None,
+        token_url: None,
+        client_id: None,
+        scopes: vec![],
+        secure: None,
+    };
     let credential = Credential {
         client_secret: None,
         refresh_token: None,
@@ -96,7 +128,13 @@ async fn an_expired_static_token_asks_for_a_new_one() {
         access_scopes: vec![],
         updated_at_ms: NOW,
     };
-    let profile = Profile::start("lt".into(), spec, None, Some(credential), shared(Arc::clone(&clock)));
+    let profile = Profile::start(
+        "lt".into(),
+        spec,
+        None,
+        Some(credential),
+        shared(Arc::clone(&clock)),
+    );
     assert!(profile.token(0, &[]).await.is_ok());
     let err = profile.token(2 * HOUR as u64, &[]).await.unwrap_err();
     assert_eq!(err.kind, ErrorKind::Unavailable);
@@ -117,5 +155,9 @@ async fn a_memory_store_after_restart_says_what_to_do() {
     assert_eq!(profile.status("memory", true).state, "needs-reauth");
     let err = profile.token(0, &[]).await.unwrap_err();
     assert_eq!(err.kind, ErrorKind::NeedsReauth);
-    assert!(err.message.contains("a365 add work --replace"), "{}", err.message);
+    assert!(
+        err.message.contains("a365 add work --replace"),
+        "{}",
+        err.message
+    );
 }

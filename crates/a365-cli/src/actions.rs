@@ -3,7 +3,9 @@
 use std::io::Write;
 use std::path::Path;
 
-use a365_proto::{AddProfile, Client, Kind, ProfileSpec, Request, Response, TokenReply, TokenRequest};
+use a365_proto::{
+    AddProfile, Client, Kind, ProfileSpec, Request, Response, TokenReply, TokenRequest,
+};
 
 use crate::cli::{AddArgs, ExecArgs, TokenArgs};
 use crate::exit::Error;
@@ -16,8 +18,17 @@ fn call(socket: &Path, request: &Request) -> Result<Response, Error> {
     }
 }
 
-fn get_token(socket: &Path, profile: Option<String>, min_valid_ms: u64, scopes: Vec<String>) -> Result<TokenReply, Error> {
-    let request = Request::Token(TokenRequest { profile, min_valid_ms, scopes });
+fn get_token(
+    socket: &Path,
+    profile: Option<String>,
+    min_valid_ms: u64,
+    scopes: Vec<String>,
+) -> Result<TokenReply, Error> {
+    let request = Request::Token(TokenRequest {
+        profile,
+        min_valid_ms,
+        scopes,
+    });
     match call(socket, &request)? {
         Response::Token(reply) => Ok(reply),
         _ => Err(Error::Unexpected),
@@ -48,7 +59,8 @@ pub fn status(socket: &Path, json: bool) -> Result<(), Error> {
 }
 
 pub fn add(socket: &Path, args: AddArgs) -> Result<(), Error> {
-    let kind = Kind::parse(&args.kind).ok_or_else(|| Error::Usage(format!("unknown kind '{}'", args.kind)))?;
+    let kind = Kind::parse(&args.kind)
+        .ok_or_else(|| Error::Usage(format!("unknown kind '{}'", args.kind)))?;
     let secrets = match &args.secrets_from {
         Some(path) => secrets::from_file(path)?,
         None => secrets::prompt(kind.as_str())?,
@@ -66,7 +78,12 @@ pub fn add(socket: &Path, args: AddArgs) -> Result<(), Error> {
         scopes: args.scopes,
         secure,
     };
-    let request = Request::AddProfile(AddProfile { name: args.profile, spec, secrets, replace: args.replace });
+    let request = Request::AddProfile(AddProfile {
+        name: args.profile,
+        spec,
+        secrets,
+        replace: args.replace,
+    });
     done(call(socket, &request)?)
 }
 
@@ -80,8 +97,15 @@ pub fn refresh(socket: &Path, profile: Option<String>) -> Result<(), Error> {
 
 pub fn ping(socket: &Path) -> Result<(), Error> {
     match call(socket, &Request::Ping)? {
-        Response::Pong { protocol, agent_version, pid } => {
-            println!("a365-agent {agent_version} (protocol {protocol}), pid {pid}, at {}", socket.display());
+        Response::Pong {
+            protocol,
+            agent_version,
+            pid,
+        } => {
+            println!(
+                "a365-agent {agent_version} (protocol {protocol}), pid {pid}, at {}",
+                socket.display()
+            );
             Ok(())
         }
         _ => Err(Error::Unexpected),
@@ -98,7 +122,12 @@ pub fn exec(socket: &Path, args: ExecArgs) -> Result<std::process::ExitCode, Err
         .ok_or_else(|| Error::Usage("no command given after --".into()))?;
     let mut command = std::process::Command::new(program);
     command.args(rest).env("A365_TOKEN", reply.token.expose());
-    let describe = |e: std::io::Error| Error::Other(anyhow::anyhow!("cannot run {}: {e}", program.to_string_lossy()));
+    let describe = |e: std::io::Error| {
+        Error::Other(anyhow::anyhow!(
+            "cannot run {}: {e}",
+            program.to_string_lossy()
+        ))
+    };
     #[cfg(unix)]
     {
         use std::os::unix::process::CommandExt;
@@ -107,7 +136,9 @@ pub fn exec(socket: &Path, args: ExecArgs) -> Result<std::process::ExitCode, Err
     #[cfg(not(unix))]
     {
         let status = command.status().map_err(describe)?;
-        Ok(std::process::ExitCode::from(status.code().unwrap_or(1).clamp(0, 255) as u8))
+        Ok(std::process::ExitCode::from(
+            status.code().unwrap_or(1).clamp(0, 255) as u8,
+        ))
     }
 }
 

@@ -65,7 +65,9 @@ impl Error {
     pub fn report(&self) -> ExitCode {
         eprintln!("a365: {self}");
         if let Error::Client(ClientError::Unreachable { .. }) = self {
-            eprintln!("a365: start the agent with `a365-agent`, or `eval \"$(a365-agent --daemon)\"`");
+            eprintln!(
+                "a365: start the agent with `a365-agent`, or `eval \"$(a365-agent --daemon)\"`"
+            );
         }
         ExitCode::from(self.code())
     }

@@ -43,7 +43,9 @@ pub fn token(reply: &TokenReply, format: Format) -> Zeroizing<Vec<u8>> {
 }
 
 pub fn rfc3339(epoch_secs: i64) -> Option<String> {
-    jiff::Timestamp::from_second(epoch_secs).ok().map(|t| t.to_string())
+    jiff::Timestamp::from_second(epoch_secs)
+        .ok()
+        .map(|t| t.to_string())
 }
 
 /// `status --json`: the agent's fields plus RFC 3339 expiry.
@@ -67,16 +69,29 @@ pub fn status_table(profiles: &[ProfileStatus], now_secs: i64) -> String {
         return "no profiles: add one with `a365 add NAME --kind refresh --realm altium365 --client-id ID`\n"
             .into();
     }
-    let header = ["PROFILE", "KIND", "REALM", "STATE", "EXPIRES IN", "WORKSPACE", "SCOPES"];
+    let header = [
+        "PROFILE",
+        "KIND",
+        "REALM",
+        "STATE",
+        "EXPIRES IN",
+        "WORKSPACE",
+        "SCOPES",
+    ];
     let rows: Vec<[String; 7]> = profiles
         .iter()
         .map(|p| {
             [
                 format!("{}{}", if p.is_default { "*" } else { "" }, p.name),
                 p.kind.to_string(),
-                p.realm.clone().or_else(|| p.token_url.as_deref().map(host)).unwrap_or_else(|| "-".into()),
+                p.realm
+                    .clone()
+                    .or_else(|| p.token_url.as_deref().map(host))
+                    .unwrap_or_else(|| "-".into()),
                 p.state.clone(),
-                p.expires_at.map(|e| expires_in(e - now_secs)).unwrap_or_else(|| "-".into()),
+                p.expires_at
+                    .map(|e| expires_in(e - now_secs))
+                    .unwrap_or_else(|| "-".into()),
                 p.workspace.clone().unwrap_or_else(|| "-".into()),
                 scopes(&p.scopes),
             ]
@@ -102,13 +117,22 @@ pub fn status_table(profiles: &[ProfileStatus], now_secs: i64) -> String {
         line(&row.each_ref().map(String::as_str));
     }
     for p in profiles.iter().filter(|p| p.last_error.is_some()) {
-        let _ = writeln!(out, "\n{}: {}", p.name, p.last_error.as_deref().unwrap_or_default());
+        let _ = writeln!(
+            out,
+            "\n{}: {}",
+            p.name,
+            p.last_error.as_deref().unwrap_or_default()
+        );
     }
     out
 }
 
 fn host(url: &str) -> String {
-    url.split("://").nth(1).and_then(|rest| rest.split('/').next()).unwrap_or(url).to_owned()
+    url.split("://")
+        .nth(1)
+        .and_then(|rest| rest.split('/').next())
+        .unwrap_or(url)
+        .to_owned()
 }
 
 fn scopes(scopes: &[String]) -> String {
@@ -158,8 +182,12 @@ mod tests {
     #[test]
     fn token_formats() {
         assert_eq!(&token(&reply(), Format::Raw)[..], b"tok\n");
-        assert_eq!(&token(&reply(), Format::Header)[..], b"Authorization: Bearer tok\n");
-        let json: serde_json::Value = serde_json::from_slice(&token(&reply(), Format::Json)).unwrap();
+        assert_eq!(
+            &token(&reply(), Format::Header)[..],
+            b"Authorization: Bearer tok\n"
+        );
+        let json: serde_json::Value =
+            serde_json::from_slice(&token(&reply(), Format::Json)).unwrap();
         assert_eq!(json["token"], "tok");
         assert_eq!(json["expires_at"], 1_900_000_000);
         assert_eq!(json["expires_at_rfc3339"], "2030-03-17T17:46:40Z");
@@ -196,7 +224,11 @@ mod tests {
         let lines: Vec<&str> = text.lines().collect();
         assert!(lines[0].starts_with("PROFILE"), "{text}");
         assert!(lines[1].starts_with("*work"), "{text}");
-        assert!(lines[1].contains("127.0.0.1:8080") && lines[1].contains("1h 0m") && lines[1].contains("abc"));
+        assert!(
+            lines[1].contains("127.0.0.1:8080")
+                && lines[1].contains("1h 0m")
+                && lines[1].contains("abc")
+        );
         assert!(text.contains("work: the token server failed (HTTP 500)"));
         assert!(status_table(&[], 0).contains("a365 add"));
     }

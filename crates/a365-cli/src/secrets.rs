@@ -23,10 +23,16 @@ struct SecretsFile {
 pub fn from_file(path: &Path) -> Result<Secrets, Error> {
     let mut buf = Zeroizing::new(Vec::new());
     let (what, result) = if path == Path::new("-") {
-        ("standard input".to_owned(), std::io::stdin().lock().read_to_end(&mut buf))
+        (
+            "standard input".to_owned(),
+            std::io::stdin().lock().read_to_end(&mut buf),
+        )
     } else {
         let shown = path.display().to_string();
-        (shown, std::fs::File::open(path).and_then(|mut f| f.read_to_end(&mut buf)))
+        (
+            shown,
+            std::fs::File::open(path).and_then(|mut f| f.read_to_end(&mut buf)),
+        )
     };
     result.map_err(|e| Error::Usage(format!("cannot read secrets from {what}: {e}")))?;
     parse(&buf).map_err(|e| Error::Usage(format!("secrets from {what}: {e}")))
@@ -74,10 +80,15 @@ pub fn prompt(kind: &str) -> Result<Secrets, Error> {
         if value.trim().is_empty() {
             return Err(Error::Usage(format!("{label} is empty")));
         }
-        Ok(Some(WireSecret::new(SecretString::from(value.trim().to_owned()))))
+        Ok(Some(WireSecret::new(SecretString::from(
+            value.trim().to_owned(),
+        ))))
     };
     Ok(match kind {
-        "static" => Secrets { access_token: ask("Access token")?, ..Secrets::default() },
+        "static" => Secrets {
+            access_token: ask("Access token")?,
+            ..Secrets::default()
+        },
         _ => Secrets {
             client_secret: ask("Client secret")?,
             refresh_token: ask("Refresh token")?,

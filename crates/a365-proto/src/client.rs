@@ -12,7 +12,10 @@ use crate::{Request, Response, frame, path};
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
     #[error("no agent is listening at {path}: {source}")]
-    Unreachable { path: PathBuf, source: std::io::Error },
+    Unreachable {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("talking to the agent at {path}: {source}")]
     Protocol { path: PathBuf, source: CodecError },
 }
@@ -31,10 +34,16 @@ impl Client {
     }
 
     pub fn connect(socket: &Path) -> Result<Self, ClientError> {
-        let unreachable = |source| ClientError::Unreachable { path: socket.to_owned(), source };
+        let unreachable = |source| ClientError::Unreachable {
+            path: socket.to_owned(),
+            source,
+        };
         let name = path::socket_name(socket).map_err(unreachable)?;
         let stream = Stream::connect(name).map_err(unreachable)?;
-        Ok(Self { stream, path: socket.to_owned() })
+        Ok(Self {
+            stream,
+            path: socket.to_owned(),
+        })
     }
 
     pub fn path(&self) -> &Path {
@@ -43,7 +52,10 @@ impl Client {
 
     /// Sends `request` and waits for the answer.
     pub fn call(&mut self, request: &Request) -> Result<Response, ClientError> {
-        let protocol = |source| ClientError::Protocol { path: self.path.clone(), source };
+        let protocol = |source| ClientError::Protocol {
+            path: self.path.clone(),
+            source,
+        };
         let bytes = codec::encode_request(request, Encoding::Binary).map_err(protocol)?;
         self.stream
             .write_all(&bytes)

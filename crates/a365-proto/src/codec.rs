@@ -76,7 +76,13 @@ pub fn encode_request(
     request: &Request,
     encoding: Encoding,
 ) -> Result<Zeroizing<Vec<u8>>, CodecError> {
-    encode(&RequestEnvelope { version: PROTOCOL_VERSION, request }, encoding)
+    encode(
+        &RequestEnvelope {
+            version: PROTOCOL_VERSION,
+            request,
+        },
+        encoding,
+    )
 }
 
 /// The bytes that go on the wire for `response`: a whole frame or JSON line.
@@ -84,7 +90,13 @@ pub fn encode_response(
     response: &Response,
     encoding: Encoding,
 ) -> Result<Zeroizing<Vec<u8>>, CodecError> {
-    encode(&ResponseEnvelope { version: PROTOCOL_VERSION, response }, encoding)
+    encode(
+        &ResponseEnvelope {
+            version: PROTOCOL_VERSION,
+            response,
+        },
+        encoding,
+    )
 }
 
 /// Decodes a frame's payload (without its length) or a JSON line.
@@ -130,9 +142,11 @@ fn check_version(payload: &[u8], encoding: Encoding) -> Result<(), CodecError> {
         Encoding::Binary => bincode::serde::decode_from_slice::<u32, _>(payload, BINCODE)
             .map(|(v, _)| Some(v))
             .map_err(|_| CodecError::Malformed("frame too short for a version".into()))?,
-        Encoding::Json => serde_json::from_slice::<VersionOnly>(payload)
-            .map_err(json_error)?
-            .version,
+        Encoding::Json => {
+            serde_json::from_slice::<VersionOnly>(payload)
+                .map_err(json_error)?
+                .version
+        }
     };
     match version {
         Some(PROTOCOL_VERSION) => Ok(()),
@@ -229,8 +243,8 @@ mod tests {
             1, 4, b'w', b'o', b'r', b'k', // Some("work")
             251, 1, 44, // 300 as varint (u16 marker, big endian)
             1,  // one scope
-            17, b'a', b'3', b'6', b'5', b':', b'r', b'e', b'q', b'u', b'i', b'r', b'e', b'm',
-            b'e', b'n', b't', b's',
+            17, b'a', b'3', b'6', b'5', b':', b'r', b'e', b'q', b'u', b'i', b'r', b'e', b'm', b'e',
+            b'n', b't', b's',
         ];
         assert_eq!(&bytes[..], expected);
         let ping = encode_request(&Request::Ping, Encoding::Binary).unwrap();
@@ -253,11 +267,15 @@ mod tests {
 
     #[test]
     fn json_fields_may_be_omitted() {
-        let req = decode_request(br#"{"version":1,"request":{"token":{}}}"#, Encoding::Json)
-            .unwrap();
+        let req =
+            decode_request(br#"{"version":1,"request":{"token":{}}}"#, Encoding::Json).unwrap();
         assert_eq!(
             req,
-            Request::Token(TokenRequest { profile: None, min_valid_ms: 0, scopes: vec![] })
+            Request::Token(TokenRequest {
+                profile: None,
+                min_valid_ms: 0,
+                scopes: vec![]
+            })
         );
     }
 
@@ -282,8 +300,14 @@ mod tests {
         });
         let responses = [
             Response::error(ErrorKind::NeedsReauth, "create a new token"),
-            Response::Done { message: "ok".into() },
-            Response::Pong { protocol: 1, agent_version: "0.1.0".into(), pid: 42 },
+            Response::Done {
+                message: "ok".into(),
+            },
+            Response::Pong {
+                protocol: 1,
+                agent_version: "0.1.0".into(),
+                pid: 42,
+            },
         ];
         for enc in [Encoding::Binary, Encoding::Json] {
             for req in [token_request(), Request::Status, add.clone(), Request::Ping] {
@@ -307,15 +331,18 @@ mod tests {
 
     #[test]
     fn other_versions_are_refused_with_a_clear_error() {
-        let err = decode_request(br#"{"version":2,"request":"status"}"#, Encoding::Json)
-            .unwrap_err();
+        let err =
+            decode_request(br#"{"version":2,"request":"status"}"#, Encoding::Json).unwrap_err();
         assert!(matches!(err, CodecError::Version(2)));
         assert_eq!(
             err.to_string(),
             "protocol version 2 is not supported (this side speaks 1): \
              use a365 and a365-agent from the same release"
         );
-        assert!(matches!(decode_request(&[2, 4], Encoding::Binary), Err(CodecError::Version(2))));
+        assert!(matches!(
+            decode_request(&[2, 4], Encoding::Binary),
+            Err(CodecError::Version(2))
+        ));
         let missing = decode_request(br#"{"request":"status"}"#, Encoding::Json).unwrap_err();
         assert!(missing.to_string().contains("missing \"version\""));
     }
@@ -326,10 +353,12 @@ mod tests {
         assert!(err.to_string().contains("unknown variant"), "{err}");
         let bytes = encode_request(&token_request(), Encoding::Binary).unwrap();
         let truncated = &bytes[4..bytes.len() - 3];
-        assert!(decode_request(truncated, Encoding::Binary)
-            .unwrap_err()
-            .to_string()
-            .contains("truncated"));
+        assert!(
+            decode_request(truncated, Encoding::Binary)
+                .unwrap_err()
+                .to_string()
+                .contains("truncated")
+        );
         let err = decode_request(br#"{"version":1,"request":"fly"}"#, Encoding::Json).unwrap_err();
         assert!(matches!(err, CodecError::Malformed(_)));
     }
@@ -337,7 +366,9 @@ mod tests {
     #[test]
     fn json_errors_do_not_quote_values() {
         let line = br#"{"version":1,"request":{"token":{"min_valid_ms":"hunter2-secret"}}}"#;
-        let err = decode_request(line, Encoding::Json).unwrap_err().to_string();
+        let err = decode_request(line, Encoding::Json)
+            .unwrap_err()
+            .to_string();
         assert!(!err.contains("hunter2"), "{err}");
     }
 

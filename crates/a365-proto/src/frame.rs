@@ -47,7 +47,9 @@ fn finish_line(mut line: Zeroizing<Vec<u8>>, n: usize) -> Result<Zeroizing<Vec<u
         return Err(CodecError::TooLarge(line.len()));
     }
     // EOF in the middle of a line.
-    Err(CodecError::Malformed("connection closed in the middle of a line".into()))
+    Err(CodecError::Malformed(
+        "connection closed in the middle of a line".into(),
+    ))
 }
 
 fn eof_is_closed(e: std::io::Error) -> CodecError {
@@ -83,7 +85,10 @@ mod nonblocking {
         r: &mut (impl AsyncBufRead + Unpin),
     ) -> Result<Zeroizing<Vec<u8>>, CodecError> {
         let mut line = Zeroizing::new(Vec::new());
-        let n = r.take(MAX_FRAME as u64 + 1).read_until(b'\n', &mut line).await?;
+        let n = r
+            .take(MAX_FRAME as u64 + 1)
+            .read_until(b'\n', &mut line)
+            .await?;
         finish_line(line, n)
     }
 }
@@ -98,7 +103,10 @@ mod tests {
     #[test]
     fn oversized_header_is_refused_before_allocating() {
         let mut r: &[u8] = &[0xff, 0xff, 0xff, 0xff];
-        assert!(matches!(read_frame(&mut r), Err(CodecError::TooLarge(4_294_967_295))));
+        assert!(matches!(
+            read_frame(&mut r),
+            Err(CodecError::TooLarge(4_294_967_295))
+        ));
         assert!(frame_len([0, 1, 0, 0]).is_ok());
         assert!(frame_len([0, 1, 0, 1]).is_err());
     }
@@ -115,6 +123,9 @@ mod tests {
         assert_eq!(&read_line(&mut r).unwrap()[..], b"{\"a\":1}");
         assert!(matches!(read_line(&mut r), Err(CodecError::Malformed(_))));
         let long = vec![b'x'; MAX_FRAME + 10];
-        assert!(matches!(read_line(&mut &long[..]), Err(CodecError::TooLarge(_))));
+        assert!(matches!(
+            read_line(&mut &long[..]),
+            Err(CodecError::TooLarge(_))
+        ));
     }
 }

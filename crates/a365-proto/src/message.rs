@@ -118,8 +118,14 @@ pub enum Response {
     Token(TokenReply),
     Status(Vec<ProfileStatus>),
     /// A request that changes something succeeded; `message` says what.
-    Done { message: String },
-    Pong { protocol: u32, agent_version: String, pid: u32 },
+    Done {
+        message: String,
+    },
+    Pong {
+        protocol: u32,
+        agent_version: String,
+        pid: u32,
+    },
     Error(ErrorReply),
 }
 
@@ -184,7 +190,10 @@ pub enum ErrorKind {
 
 impl ErrorReply {
     pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
-        Self { kind, message: message.into() }
+        Self {
+            kind,
+            message: message.into(),
+        }
     }
 }
 

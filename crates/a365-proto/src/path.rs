@@ -37,7 +37,9 @@ pub fn default_socket_path() -> PathBuf {
 
 /// The interprocess name for `path`. On Unix a file path (never the Linux
 /// abstract namespace, which has no permissions).
-pub fn socket_name(path: &std::path::Path) -> std::io::Result<interprocess::local_socket::Name<'_>> {
+pub fn socket_name(
+    path: &std::path::Path,
+) -> std::io::Result<interprocess::local_socket::Name<'_>> {
     use interprocess::local_socket::{GenericFilePath, ToFsName};
     path.to_fs_name::<GenericFilePath>()
 }
@@ -50,7 +52,13 @@ mod tests {
     fn default_ends_in_agent_sock_under_a365() {
         let p = default_socket_path();
         assert!(p.ends_with("agent.sock"));
-        let parent = p.parent().unwrap().file_name().unwrap().to_string_lossy().into_owned();
+        let parent = p
+            .parent()
+            .unwrap()
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .into_owned();
         assert!(parent == "a365" || parent.starts_with("a365-"), "{parent}");
     }
 }

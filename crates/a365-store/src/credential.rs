@@ -82,7 +82,12 @@ impl Credential {
     /// Parses a stored record; the error describes where, never what.
     pub(crate) fn from_json(bytes: &[u8]) -> Result<Credential, String> {
         let record: In = serde_json::from_slice(bytes).map_err(|e| {
-            format!("{:?} error at line {} column {}", e.classify(), e.line(), e.column())
+            format!(
+                "{:?} error at line {} column {}",
+                e.classify(),
+                e.line(),
+                e.column()
+            )
         })?;
         if record.version != 1 {
             return Err(format!("unsupported record version {}", record.version));
@@ -127,7 +132,8 @@ mod tests {
         let back = Credential::from_json(&json).unwrap();
         assert_eq!(back.refresh_token.unwrap().expose_secret(), "rt-SECRET-2");
         assert_eq!(back.access_expires_at_ms, Some(1_900_000_000_000));
-        let err = Credential::from_json(br#"{"version":1,"refresh_token":42,"x":"SECRET"}"#).unwrap_err();
+        let err =
+            Credential::from_json(br#"{"version":1,"refresh_token":42,"x":"SECRET"}"#).unwrap_err();
         assert!(!err.contains("SECRET") && !err.contains("42"), "{err}");
         assert!(Credential::from_json(br#"{"version":2,"updated_at_ms":0}"#).is_err());
     }

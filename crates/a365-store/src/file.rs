@@ -17,7 +17,10 @@ impl FileStore {
     /// Opens (creating, 0700) `<state_dir>/credentials`.
     pub fn open(state_dir: PathBuf) -> Result<FileStore, StoreError> {
         let dir = state_dir.join("credentials");
-        create_private_dir(&dir).map_err(|source| StoreError::Io { path: dir.clone(), source })?;
+        create_private_dir(&dir).map_err(|source| StoreError::Io {
+            path: dir.clone(),
+            source,
+        })?;
         // Temp files of a save interrupted by a crash: never the only copy.
         if let Ok(entries) = fs::read_dir(&dir) {
             for entry in entries.flatten() {
@@ -46,7 +49,10 @@ impl Store for FileStore {
 
     fn load(&self, profile: &str) -> Result<Option<Credential>, StoreError> {
         let path = self.path(profile)?;
-        let io = |source| StoreError::Io { path: path.clone(), source };
+        let io = |source| StoreError::Io {
+            path: path.clone(),
+            source,
+        };
         let bytes = match fs::read(&path) {
             Ok(bytes) => zeroize::Zeroizing::new(bytes),
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
@@ -55,7 +61,10 @@ impl Store for FileStore {
         tighten_mode(&path);
         Credential::from_json(&bytes)
             .map(Some)
-            .map_err(|reason| StoreError::Corrupt { path: path.clone(), reason })
+            .map_err(|reason| StoreError::Corrupt {
+                path: path.clone(),
+                reason,
+            })
     }
 
     fn save(&self, profile: &str, credential: &Credential) -> Result<(), StoreError> {
@@ -67,7 +76,10 @@ impl Store for FileStore {
         let path = self.path(profile)?;
         match fs::remove_file(&path) {
             Ok(()) => {
-                sync_dir(&self.dir).map_err(|source| StoreError::Io { path: self.dir.clone(), source })?;
+                sync_dir(&self.dir).map_err(|source| StoreError::Io {
+                    path: self.dir.clone(),
+                    source,
+                })?;
                 Ok(true)
             }
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
@@ -81,8 +93,13 @@ impl Store for FileStore {
 /// fsync, rename over, fsync the directory.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let name = path.file_name().ok_or_else(|| io::Error::other("not a file path"))?;
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let name = path
+        .file_name()
+        .ok_or_else(|| io::Error::other("not a file path"))?;
     let tmp = dir.join(format!(
         ".{}.tmp-{}-{}",
         name.to_string_lossy(),
@@ -184,7 +201,10 @@ mod tests {
         assert_eq!(loaded.refresh_token.unwrap().expose_secret(), "rt-NEWER");
         assert_eq!(mode(store.dir()), 0o700);
         assert_eq!(mode(&store.dir().join("work.json")), 0o600);
-        let names: Vec<_> = fs::read_dir(store.dir()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        let names: Vec<_> = fs::read_dir(store.dir())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
         assert_eq!(names, ["work.json"], "no temp files left");
         assert!(store.delete("work").unwrap());
         assert!(!store.delete("work").unwrap());
@@ -197,7 +217,11 @@ mod tests {
         let store = FileStore::open(state.path().to_owned()).unwrap();
         store.save("work", &sample()).unwrap();
         // A save that died before its rename.
-        fs::write(store.dir().join(".work.json.tmp-1-0"), b"{\"version\":1,\"refr").unwrap();
+        fs::write(
+            store.dir().join(".work.json.tmp-1-0"),
+            b"{\"version\":1,\"refr",
+        )
+        .unwrap();
         let reopened = FileStore::open(state.path().to_owned()).unwrap();
         assert!(reopened.load("work").unwrap().is_some());
         assert!(!reopened.dir().join(".work.json.tmp-1-0").exists());
@@ -207,9 +231,16 @@ mod tests {
     fn corrupt_files_are_named_not_quoted() {
         let state = tempfile::tempdir().unwrap();
         let store = FileStore::open(state.path().to_owned()).unwrap();
-        fs::write(store.dir().join("work.json"), b"{\"refresh_token\": \"SECRET-xyz\"").unwrap();
+        fs::write(
+            store.dir().join("work.json"),
+            b"{\"refresh_token\": \"SECRET-xyz\"",
+        )
+        .unwrap();
         let err = store.load("work").unwrap_err().to_string();
-        assert!(err.contains("work.json") && err.contains("corrupt"), "{err}");
+        assert!(
+            err.contains("work.json") && err.contains("corrupt"),
+            "{err}"
+        );
         assert!(!err.contains("SECRET"), "{err}");
     }
 
@@ -232,7 +263,10 @@ mod tests {
         let state = tempfile::tempdir().unwrap();
         let store = FileStore::open(state.path().to_owned()).unwrap();
         for bad in ["../x", "a/b", ".hidden", ""] {
-            assert!(matches!(store.save(bad, &sample()), Err(StoreError::InvalidName(_))));
+            assert!(matches!(
+                store.save(bad, &sample()),
+                Err(StoreError::InvalidName(_))
+            ));
         }
     }
 }

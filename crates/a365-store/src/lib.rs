@@ -31,7 +31,10 @@ pub enum StoreError {
     #[error("invalid profile name '{0}'")]
     InvalidName(String),
     #[error("{path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{path} is corrupt ({reason}): remove it and add the profile again")]
     Corrupt { path: PathBuf, reason: String },
 }
@@ -61,7 +64,10 @@ mod tests {
             check_name(ok).unwrap();
         }
         for bad in ["", ".hidden", "../x", "a/b", "a\\b", "a b", &"x".repeat(65)] {
-            assert!(matches!(check_name(bad), Err(StoreError::InvalidName(_))), "{bad}");
+            assert!(
+                matches!(check_name(bad), Err(StoreError::InvalidName(_))),
+                "{bad}"
+            );
         }
     }
 }

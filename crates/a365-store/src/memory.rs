@@ -23,7 +23,11 @@ impl Store for MemoryStore {
 
     fn load(&self, profile: &str) -> Result<Option<Credential>, StoreError> {
         check_name(profile)?;
-        Ok(self.records.lock().map(|r| r.get(profile).cloned()).unwrap_or(None))
+        Ok(self
+            .records
+            .lock()
+            .map(|r| r.get(profile).cloned())
+            .unwrap_or(None))
     }
 
     fn save(&self, profile: &str, credential: &Credential) -> Result<(), StoreError> {
@@ -36,7 +40,11 @@ impl Store for MemoryStore {
 
     fn delete(&self, profile: &str) -> Result<bool, StoreError> {
         check_name(profile)?;
-        Ok(self.records.lock().map(|mut r| r.remove(profile).is_some()).unwrap_or(false))
+        Ok(self
+            .records
+            .lock()
+            .map(|mut r| r.remove(profile).is_some())
+            .unwrap_or(false))
     }
 }
 
@@ -49,7 +57,10 @@ mod tests {
         let store = MemoryStore::new();
         assert!(store.load("a").unwrap().is_none());
         store.save("a", &crate::credential::sample()).unwrap();
-        assert_eq!(store.load("a").unwrap().unwrap().updated_at_ms, 1_899_999_000_000);
+        assert_eq!(
+            store.load("a").unwrap().unwrap().updated_at_ms,
+            1_899_999_000_000
+        );
         assert!(store.delete("a").unwrap());
         assert!(!store.delete("a").unwrap());
         assert!(store.save("../a", &crate::credential::sample()).is_err());

@@ -68,32 +68,67 @@ async fn respond(
         Some(Fault::Drop) => return cut_off(),
         Some(Fault::MalformedJson) => return json_text(StatusCode::OK, "{\"access_token\": "),
         Some(Fault::MissingAccessToken) => {
-            return json_text(StatusCode::OK, r#"{"token_type":"Bearer","expires_in":3600}"#);
+            return json_text(
+                StatusCode::OK,
+                r#"{"token_type":"Bearer","expires_in":3600}"#,
+            );
         }
-        Some(Fault::InvalidGrant) => return oauth_error(StatusCode::BAD_REQUEST, "invalid_grant", "injected"),
-        Some(Fault::InvalidClient) => return oauth_error(StatusCode::UNAUTHORIZED, "invalid_client", "injected"),
+        Some(Fault::InvalidGrant) => {
+            return oauth_error(StatusCode::BAD_REQUEST, "invalid_grant", "injected");
+        }
+        Some(Fault::InvalidClient) => {
+            return oauth_error(StatusCode::UNAUTHORIZED, "invalid_client", "injected");
+        }
         _ => {}
     }
     let (Some(client_id), Some(client_secret)) = (client_id, client_secret) else {
-        return oauth_error(StatusCode::UNAUTHORIZED, "invalid_client", "client authentication is missing");
+        return oauth_error(
+            StatusCode::UNAUTHORIZED,
+            "invalid_client",
+            "client authentication is missing",
+        );
     };
     if !state.client_ok(&client_id, &client_secret) {
-        return oauth_error(StatusCode::UNAUTHORIZED, "invalid_client", "unknown client or wrong secret");
+        return oauth_error(
+            StatusCode::UNAUTHORIZED,
+            "invalid_client",
+            "unknown client or wrong secret",
+        );
     }
     let scope = form.get("scope").map(String::as_str);
     let grant = match form.get("grant_type").map(String::as_str) {
         Some("refresh_token") => {
             let Some(rt) = form.get("refresh_token") else {
-                return oauth_error(StatusCode::BAD_REQUEST, "invalid_request", "refresh_token is missing");
+                return oauth_error(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_request",
+                    "refresh_token is missing",
+                );
             };
             if !state.consume_refresh_token(rt, &client_id) {
-                return oauth_error(StatusCode::BAD_REQUEST, "invalid_grant", "the refresh token is not valid");
+                return oauth_error(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_grant",
+                    "the refresh token is not valid",
+                );
             }
             state.grant(&client_id, scope, true)
         }
         Some("client_credentials") => state.grant(&client_id, scope, false),
-        Some(_) => return oauth_error(StatusCode::BAD_REQUEST, "unsupported_grant_type", "not supported here"),
-        None => return oauth_error(StatusCode::BAD_REQUEST, "invalid_request", "grant_type is missing"),
+        Some(_) => {
+            return oauth_error(
+                StatusCode::BAD_REQUEST,
+                "unsupported_grant_type",
+                "not supported here",
+            );
+        }
+        None => {
+            return oauth_error(
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                "grant_type is missing",
+            );
+        }
     };
     match fault {
         Some(Fault::RotateThenDrop) => cut_off(),
@@ -114,11 +149,20 @@ fn success(grant: &Grant, with_expires_in: bool) -> Response {
     if let Some(rt) = &grant.refresh_token {
         body["refresh_token"] = json!(rt);
     }
-    (StatusCode::OK, [(header::CACHE_CONTROL, "no-store")], axum::Json(body)).into_response()
+    (
+        StatusCode::OK,
+        [(header::CACHE_CONTROL, "no-store")],
+        axum::Json(body),
+    )
+        .into_response()
 }
 
 fn oauth_error(status: StatusCode, error: &str, description: &str) -> Response {
-    (status, axum::Json(json!({"error": error, "error_description": description}))).into_response()
+    (
+        status,
+        axum::Json(json!({"error": error, "error_description": description})),
+    )
+        .into_response()
 }
 
 fn json_text(status: StatusCode, text: &'static str) -> Response {
@@ -141,7 +185,9 @@ fn cut_off() -> Response {
 fn basic_auth(headers: &HeaderMap) -> Option<(String, String)> {
     let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
     let encoded = value.strip_prefix("Basic ")?;
-    let decoded = base64::engine::general_purpose::STANDARD.decode(encoded.trim()).ok()?;
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(encoded.trim())
+        .ok()?;
     let text = String::from_utf8(decoded).ok()?;
     let (id, secret) = text.split_once(':')?;
     Some((id.to_owned(), secret.to_owned()))

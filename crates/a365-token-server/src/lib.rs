@@ -12,9 +12,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-pub use state::{Fault, RecordedRequest};
 use state::State;
-
+pub use state::{Fault, RecordedRequest};
 
 /// How the server starts.
 #[derive(Debug, Clone)]
@@ -68,24 +67,35 @@ impl TokenServer {
     /// Binds (loopback only) and starts serving; returns once listening.
     pub fn start(config: ServerConfig) -> std::io::Result<TokenServer> {
         if !config.listen.ip().is_loopback() {
-            return Err(std::io::Error::other("the test token server listens on loopback only"));
+            return Err(std::io::Error::other(
+                "the test token server listens on loopback only",
+            ));
         }
-        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
         let listener = runtime.block_on(tokio::net::TcpListener::bind(config.listen))?;
         let addr = listener.local_addr()?;
         let state = Arc::new(State::new(&config, format!("http://{addr}")));
         let (stop, stopped) = tokio::sync::oneshot::channel();
         let serving = Arc::clone(&state);
-        let thread = std::thread::Builder::new().name("token-server".into()).spawn(move || {
-            runtime.block_on(async move {
-                tokio::select! {
-                    _ = serve(listener, serving) => {}
-                    _ = stopped => {}
-                }
-            });
-            // Dropping the runtime drops every connection, hung ones too.
-        })?;
-        Ok(TokenServer { addr, state, stop: Some(stop), thread: Some(thread) })
+        let thread = std::thread::Builder::new()
+            .name("token-server".into())
+            .spawn(move || {
+                runtime.block_on(async move {
+                    tokio::select! {
+                        _ = serve(listener, serving) => {}
+                        _ = stopped => {}
+                    }
+                });
+                // Dropping the runtime drops every connection, hung ones too.
+            })?;
+        Ok(TokenServer {
+            addr,
+            state,
+            stop: Some(stop),
+            thread: Some(thread),
+        })
     }
 
     pub fn addr(&self) -> SocketAddr {

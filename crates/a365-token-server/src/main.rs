@@ -45,7 +45,10 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     if !args.listen.ip().is_loopback() {
-        bail!("refusing to listen on {}: this test server serves loopback only", args.listen);
+        bail!(
+            "refusing to listen on {}: this test server serves loopback only",
+            args.listen
+        );
     }
     let secret = match &args.client_secret_file {
         Some(path) => std::fs::read_to_string(path)
@@ -61,9 +64,13 @@ fn main() -> anyhow::Result<()> {
         listen: args.listen,
         ..ServerConfig::default()
     };
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
     runtime.block_on(async move {
-        let listener = tokio::net::TcpListener::bind(config.listen).await.context("binding")?;
+        let listener = tokio::net::TcpListener::bind(config.listen)
+            .await
+            .context("binding")?;
         let addr = listener.local_addr()?;
         let state = Arc::new(ServerState::new(&config, format!("http://{addr}")));
         if let Some(path) = &args.write_secrets {
@@ -72,7 +79,10 @@ fn main() -> anyhow::Result<()> {
             write_private(path, json.to_string().as_bytes())?;
         }
         println!("token_url=http://{addr}/connect/token");
-        eprintln!("a365-token-server: listening on http://{addr}/connect/token (lifetime {:?})", config.lifetime);
+        eprintln!(
+            "a365-token-server: listening on http://{addr}/connect/token (lifetime {:?})",
+            config.lifetime
+        );
         tokio::select! {
             served = a365_token_server::serve(listener, state) => served.context("serving")?,
             _ = shutdown_signal() => eprintln!("a365-token-server: stopping"),
@@ -90,7 +100,9 @@ fn write_private(path: &std::path::Path, bytes: &[u8]) -> anyhow::Result<()> {
         use std::os::unix::fs::OpenOptionsExt;
         options.mode(0o600);
     }
-    let mut file = options.open(path).with_context(|| format!("writing {}", path.display()))?;
+    let mut file = options
+        .open(path)
+        .with_context(|| format!("writing {}", path.display()))?;
     file.write_all(bytes)?;
     Ok(())
 }

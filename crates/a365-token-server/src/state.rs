@@ -16,7 +16,9 @@ pub enum Fault {
     /// Answer this HTTP status with `{"error":"server_error"}`.
     Status(u16),
     /// 429 with `Retry-After: <secs>`.
-    RateLimited { retry_after_secs: u64 },
+    RateLimited {
+        retry_after_secs: u64,
+    },
     /// Wait, then answer normally.
     Delay(Duration),
     /// Accept and never answer.
@@ -81,14 +83,19 @@ pub(crate) struct Grant {
 }
 
 pub(crate) fn now_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
 }
 
 pub(crate) fn random_token(bytes: usize) -> String {
     let mut buf = vec![0u8; bytes];
     // The OS RNG failing is not something a test server can recover from.
     if getrandom::fill(&mut buf).is_err() {
-        buf.iter_mut().enumerate().for_each(|(i, b)| *b = (now_ms() as u8).wrapping_add(i as u8));
+        buf.iter_mut()
+            .enumerate()
+            .for_each(|(i, b)| *b = (now_ms() as u8).wrapping_add(i as u8));
     }
     URL_SAFE_NO_PAD.encode(buf)
 }
@@ -118,7 +125,9 @@ impl State {
     pub fn issue_refresh_token(&self, client_id: &str) -> String {
         let token = random_token(32);
         let mut inner = self.lock();
-        inner.refresh_tokens.insert(token.clone(), client_id.to_owned());
+        inner
+            .refresh_tokens
+            .insert(token.clone(), client_id.to_owned());
         inner.refresh_issued.push(token.clone());
         token
     }
@@ -153,7 +162,11 @@ impl State {
                 None
             }
             Some(n) => {
-                inner.fault = if n == 1 { None } else { Some((fault.clone(), Some(n - 1))) };
+                inner.fault = if n == 1 {
+                    None
+                } else {
+                    Some((fault.clone(), Some(n - 1)))
+                };
                 Some(fault)
             }
             None => Some(fault),
@@ -184,7 +197,11 @@ impl State {
     /// returns whether it was.
     pub(crate) fn consume_refresh_token(&self, refresh_token: &str, client_id: &str) -> bool {
         let mut inner = self.lock();
-        if inner.refresh_tokens.get(refresh_token).is_none_or(|c| c != client_id) {
+        if inner
+            .refresh_tokens
+            .get(refresh_token)
+            .is_none_or(|c| c != client_id)
+        {
             return false;
         }
         if inner.rotate {
@@ -198,7 +215,9 @@ impl State {
         let (lifetime, scopes, rotate) = {
             let inner = self.lock();
             let scopes = match scope {
-                Some(s) if !s.trim().is_empty() => s.split_whitespace().map(str::to_owned).collect(),
+                Some(s) if !s.trim().is_empty() => {
+                    s.split_whitespace().map(str::to_owned).collect()
+                }
                 _ => inner.scopes.clone(),
             };
             (inner.lifetime, scopes, inner.rotate)
@@ -220,7 +239,12 @@ impl State {
         let access_token = format!("{header}.{payload}.{}", random_token(32));
         let refresh_token = (with_refresh && rotate).then(|| self.issue_refresh_token(client_id));
         self.lock().access_issued.push(access_token.clone());
-        Grant { access_token, expires_in: lifetime.as_secs(), refresh_token, scope: scopes.join(" ") }
+        Grant {
+            access_token,
+            expires_in: lifetime.as_secs(),
+            refresh_token,
+            scope: scopes.join(" "),
+        }
     }
 }
 

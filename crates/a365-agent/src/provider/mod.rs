@@ -31,7 +31,10 @@ pub enum ProviderError {
     Dead(String),
     /// Worth retrying later (network, timeout, 5xx, 429, a garbled answer).
     #[error("{message}")]
-    Transient { message: String, retry_after: Option<Duration> },
+    Transient {
+        message: String,
+        retry_after: Option<Duration>,
+    },
     /// The server refused the request for a reason retrying won't fix soon
     /// (a 4xx that is not about the credential): retry slowly.
     #[error("{0}")]
@@ -40,6 +43,9 @@ pub enum ProviderError {
 
 impl ProviderError {
     pub fn transient(message: impl Into<String>) -> Self {
-        ProviderError::Transient { message: message.into(), retry_after: None }
+        ProviderError::Transient {
+            message: message.into(),
+            retry_after: None,
+        }
     }
 }

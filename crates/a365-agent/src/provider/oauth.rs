@@ -39,17 +39,15 @@ struct ErrorResponse {
 
 /// POSTs `form` (which holds secrets, hence the zeroized pairs) and sorts
 /// the answer. Never retried here: a replayed one-time refresh token is dead.
-pub async fn post_form(
-    call: Call<'_>,
-    form: &[(&str, &str)],
-) -> Result<Fresh, ProviderError> {
-    let body = Zeroizing::new(
-        form_urlencode(form),
-    );
+pub async fn post_form(call: Call<'_>, form: &[(&str, &str)]) -> Result<Fresh, ProviderError> {
+    let body = Zeroizing::new(form_urlencode(form));
     let response = call
         .http
         .post(call.token_url.clone())
-        .header(reqwest::header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .header(
+            reqwest::header::CONTENT_TYPE,
+            "application/x-www-form-urlencoded",
+        )
         .header(reqwest::header::ACCEPT, "application/json")
         .body(body.as_bytes().to_vec())
         .send()
@@ -117,7 +115,11 @@ async fn read_body(mut response: reqwest::Response) -> Result<Zeroizing<Vec<u8>>
             }
             Ok(None) => return Ok(body),
             Err(e) => {
-                let what = if e.is_timeout() { "timed out" } else { "was cut off" };
+                let what = if e.is_timeout() {
+                    "timed out"
+                } else {
+                    "was cut off"
+                };
                 return Err(ProviderError::transient(format!(
                     "the token server's response {what}"
                 )));
@@ -136,7 +138,10 @@ fn sort_response(
         return parse_success(body, call);
     }
     let oauth: Option<ErrorResponse> = serde_json::from_slice(body).ok();
-    let code = oauth.as_ref().and_then(|e| e.error.as_deref()).unwrap_or("");
+    let code = oauth
+        .as_ref()
+        .and_then(|e| e.error.as_deref())
+        .unwrap_or("");
     let description = oauth
         .as_ref()
         .and_then(|e| e.error_description.as_deref())
@@ -147,10 +152,12 @@ fn sort_response(
             "the token server rejected the refresh token (invalid_grant{description}): it was revoked, \
              expired or already used"
         ))),
-        (_, "invalid_client" | "unauthorized_client") | (401, "") => Err(ProviderError::Dead(format!(
-            "the token server rejected the client id or secret ({}{description})",
-            if code.is_empty() { "HTTP 401" } else { code }
-        ))),
+        (_, "invalid_client" | "unauthorized_client") | (401, "") => {
+            Err(ProviderError::Dead(format!(
+                "the token server rejected the client id or secret ({}{description})",
+                if code.is_empty() { "HTTP 401" } else { code }
+            )))
+        }
         (429, _) => Err(ProviderError::Transient {
             message: "the token server is rate limiting (HTTP 429)".into(),
             retry_after,
@@ -172,13 +179,18 @@ fn sort_response(
 
 fn parse_success(body: &[u8], call: Call<'_>) -> Result<Fresh, ProviderError> {
     let response: TokenResponse = serde_json::from_slice(body).map_err(|_| {
-        ProviderError::transient("the token server answered 200 with a body that is not a token response")
+        ProviderError::transient(
+            "the token server answered 200 with a body that is not a token response",
+        )
     })?;
     let access_token = response.access_token.ok_or_else(|| {
         ProviderError::transient("the token server answered 200 without an access_token")
     })?;
     let claims = jwt::claims(secrecy::ExposeSecret::expose_secret(&access_token));
-    let expires_in = response.expires_in.and_then(|n| n.as_f64()).map(|s| (s * 1000.0) as i64);
+    let expires_in = response
+        .expires_in
+        .and_then(|n| n.as_f64())
+        .map(|s| (s * 1000.0) as i64);
     let expires_at_ms = match (expires_in, claims.as_ref().and_then(|c| c.exp)) {
         (Some(ms), _) if ms > 0 => call.now_ms.saturating_add(ms),
         (Some(_), _) => {
@@ -195,7 +207,12 @@ fn parse_success(body: &[u8], call: Call<'_>) -> Result<Fresh, ProviderError> {
         Some(text) => jwt::split_scopes(&text),
         None => claims.map(|c| c.scopes).unwrap_or_default(),
     };
-    Ok(Fresh { access_token, expires_at_ms, scopes, refresh_token: response.refresh_token })
+    Ok(Fresh {
+        access_token,
+        expires_at_ms,
+        scopes,
+        refresh_token: response.refresh_token,
+    })
 }
 
 /// Keeps server-chosen text printable and short, for logs and `status`.
@@ -205,11 +222,17 @@ fn sanitize(text: &str) -> String {
 
 /// `Retry-After` in seconds or as an HTTP date.
 fn retry_after(headers: &reqwest::header::HeaderMap, now_ms: i64) -> Option<Duration> {
-    let value = headers.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?.trim();
+    let value = headers
+        .get(reqwest::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim();
     if let Ok(secs) = value.parse::<u64>() {
         return Some(Duration::from_secs(secs));
     }
-    let at = jiff::fmt::rfc2822::DateTimeParser::new().parse_timestamp(value).ok()?;
+    let at = jiff::fmt::rfc2822::DateTimeParser::new()
+        .parse_timestamp(value)
+        .ok()?;
     let ms = at.as_millisecond().saturating_sub(now_ms);
     Some(Duration::from_millis(u64::try_from(ms).unwrap_or(0)))
 }
@@ -231,15 +254,25 @@ mod tests {
         let mut h = reqwest::header::HeaderMap::new();
         h.insert(reqwest::header::RETRY_AFTER, "7".parse().unwrap());
         assert_eq!(retry_after(&h, 0), Some(Duration::from_secs(7)));
-        h.insert(reqwest::header::RETRY_AFTER, "Wed, 21 Oct 2015 07:28:00 GMT".parse().unwrap());
-        let now = jiff::Timestamp::from_second(1_445_412_470).unwrap().as_millisecond();
+        h.insert(
+            reqwest::header::RETRY_AFTER,
+            "Wed, 21 Oct 2015 07:28:00 GMT".parse().unwrap(),
+        );
+        let now = jiff::Timestamp::from_second(1_445_412_470)
+            .unwrap()
+            .as_millisecond();
         assert_eq!(retry_after(&h, now), Some(Duration::from_secs(10)));
         h.insert(reqwest::header::RETRY_AFTER, "soon".parse().unwrap());
         assert_eq!(retry_after(&h, 0), None);
     }
 
     fn call_at<'a>(http: &'a reqwest::Client, url: &'a reqwest::Url) -> Call<'a> {
-        Call { http, token_url: url, now_ms: 1_000_000, default_lifetime: Duration::from_secs(60) }
+        Call {
+            http,
+            token_url: url,
+            now_ms: 1_000_000,
+            default_lifetime: Duration::from_secs(60),
+        }
     }
 
     #[test]
@@ -257,20 +290,52 @@ mod tests {
         assert_eq!(ok.expires_at_ms, 1_030_000);
         assert_eq!(ok.scopes, ["a", "b"]);
         assert!(ok.refresh_token.is_some());
-        let no_exp = sort_response(StatusCode::OK, None, br#"{"access_token":"opaque"}"#, call).unwrap();
-        assert_eq!(no_exp.expires_at_ms, 1_060_000, "falls back to the default lifetime");
-        let dead = sort_response(StatusCode::BAD_REQUEST, None, br#"{"error":"invalid_grant"}"#, call);
+        let no_exp =
+            sort_response(StatusCode::OK, None, br#"{"access_token":"opaque"}"#, call).unwrap();
+        assert_eq!(
+            no_exp.expires_at_ms, 1_060_000,
+            "falls back to the default lifetime"
+        );
+        let dead = sort_response(
+            StatusCode::BAD_REQUEST,
+            None,
+            br#"{"error":"invalid_grant"}"#,
+            call,
+        );
         assert!(matches!(dead, Err(ProviderError::Dead(_))));
         let client = sort_response(StatusCode::UNAUTHORIZED, None, b"", call);
         assert!(matches!(client, Err(ProviderError::Dead(_))));
-        let busy = sort_response(StatusCode::TOO_MANY_REQUESTS, Some(Duration::from_secs(3)), b"", call);
-        assert!(matches!(busy, Err(ProviderError::Transient { retry_after: Some(_), .. })));
+        let busy = sort_response(
+            StatusCode::TOO_MANY_REQUESTS,
+            Some(Duration::from_secs(3)),
+            b"",
+            call,
+        );
+        assert!(matches!(
+            busy,
+            Err(ProviderError::Transient {
+                retry_after: Some(_),
+                ..
+            })
+        ));
         let down = sort_response(StatusCode::BAD_GATEWAY, None, b"<html>", call);
         assert!(matches!(down, Err(ProviderError::Transient { .. })));
-        for bad in [&b"{\"access_token\": "[..], b"{}", b"{\"access_token\":\"x\",\"expires_in\":0}"] {
-            assert!(matches!(sort_response(StatusCode::OK, None, bad, call), Err(ProviderError::Transient { .. })));
+        for bad in [
+            &b"{\"access_token\": "[..],
+            b"{}",
+            b"{\"access_token\":\"x\",\"expires_in\":0}",
+        ] {
+            assert!(matches!(
+                sort_response(StatusCode::OK, None, bad, call),
+                Err(ProviderError::Transient { .. })
+            ));
         }
-        let scope = sort_response(StatusCode::BAD_REQUEST, None, br#"{"error":"invalid_scope"}"#, call);
+        let scope = sort_response(
+            StatusCode::BAD_REQUEST,
+            None,
+            br#"{"error":"invalid_scope"}"#,
+            call,
+        );
         assert!(matches!(scope, Err(ProviderError::Rejected(_))));
     }
 
