@@ -134,3 +134,43 @@ fn static_profiles_serve_their_token_as_is() {
         .code(8);
     assert!(out.stderr.contains("expired"), "{out:?}");
 }
+
+#[test]
+fn secure_profiles_send_secure_1() {
+    let server = TokenServer::start(ServerConfig::default()).unwrap();
+    let env = Env::new();
+    let _agent = env.start_agent();
+    env.add_refresh("plain", &server);
+    let rt = server.issue_refresh_token("test-client");
+    let secrets = format!(r#"{{"client_secret":"test-secret","refresh_token":"{rt}"}}"#);
+    let url = server.token_url();
+    env.a365_with_stdin(
+        &["add", "gov", "--kind", "refresh", "--token-url", &url, "--client-id", "test-client", "--secure", "--secrets-from", "-"],
+        secrets.as_bytes(),
+    )
+    .ok();
+    let recorded = server.recorded();
+    assert_eq!(recorded.len(), 2);
+    assert!(!recorded[0].secure, "secure=1 only where asked");
+    assert!(recorded[1].secure, "secure=1 sent");
+    let config = std::fs::read_to_string(env.config_file()).unwrap();
+    assert!(config.contains("secure = true"), "{config}");
+}
+
+#[test]
+fn the_memory_store_forgets_on_restart_and_says_so() {
+    let server = TokenServer::start(ServerConfig::default()).unwrap();
+    let env = Env::new();
+    std::fs::create_dir_all(env.config_file().parent().unwrap()).unwrap();
+    std::fs::write(env.config_file(), "store = \"memory\"\n").unwrap();
+    let agent = env.start_agent();
+    env.add_refresh("work", &server);
+    env.a365(&["token", "work"]).ok();
+    assert!(!env.credential_file("work").exists(), "nothing on disk");
+    let status = env.a365(&["status", "--json"]).ok().json();
+    assert_eq!(status[0]["store"], "memory");
+    agent.terminate();
+    let _agent = env.start_agent();
+    let out = env.a365(&["token", "work"]).code(5);
+    assert!(out.stderr.contains("a365 add work --replace"), "{out:?}");
+}
