@@ -102,3 +102,40 @@ fn daemon_mode_prints_shell_lines_and_serves() {
         .socket
         .exists()));
 }
+
+#[test]
+fn sigterm_lets_a_refresh_in_flight_finish_and_keeps_its_refresh_token() {
+    use a365_token_server::{Fault, ServerConfig, TokenServer};
+    let server = TokenServer::start(ServerConfig::default()).unwrap();
+    let env = Env::new();
+    let agent = env.start_agent();
+    env.add_refresh("work", &server);
+    server.set_fault(Fault::Delay(Duration::from_millis(1500)), Some(1));
+    let refresh = env
+        .command(bin("a365"))
+        .args(["refresh", "work"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    // The token server has the request (and will rotate) when we stop.
+    let (status, log) = agent.terminate();
+    assert!(status.success(), "{log}");
+    let out = refresh.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "the request in flight was answered: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(server.requests(), 2);
+    let stored = env.stored_refresh_token("work").unwrap();
+    assert!(
+        server.is_refresh_token_valid(&stored),
+        "the rotated refresh token was saved before exiting"
+    );
+    // And the next agent serves the new token without asking.
+    let _agent = env.start_agent();
+    assert_eq!(env.token("work"), server.last_access_token().unwrap());
+    assert_eq!(server.requests(), 2);
+}

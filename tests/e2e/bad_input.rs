@@ -110,7 +110,6 @@ fn garbage_and_lies_get_a_clear_error_and_the_agent_keeps_serving() {
     assert!(text.contains("\"pong\""), "{text}");
 
     env.a365(&["token", "work"]).ok();
-    assert!(agent.child.id() > 0);
     assert!(env.a365(&["status"]).code == 0, "{}", agent.log());
 }
 

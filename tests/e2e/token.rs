@@ -145,7 +145,19 @@ fn secure_profiles_send_secure_1() {
     let secrets = format!(r#"{{"client_secret":"test-secret","refresh_token":"{rt}"}}"#);
     let url = server.token_url();
     env.a365_with_stdin(
-        &["add", "gov", "--kind", "refresh", "--token-url", &url, "--client-id", "test-client", "--secure", "--secrets-from", "-"],
+        &[
+            "add",
+            "gov",
+            "--kind",
+            "refresh",
+            "--token-url",
+            &url,
+            "--client-id",
+            "test-client",
+            "--secure",
+            "--secrets-from",
+            "-",
+        ],
         secrets.as_bytes(),
     )
     .ok();

@@ -127,13 +127,7 @@ impl Config {
 
 /// Profile names become file names and TOML keys: keep them plain.
 pub fn validate_name(name: &str) -> Result<(), ConfigError> {
-    let ok = !name.is_empty()
-        && name.len() <= 64
-        && !name.starts_with('.')
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
-    if ok {
+    if a365_proto::is_valid_profile_name(name) {
         Ok(())
     } else {
         Err(ConfigError::Invalid(format!(

@@ -153,22 +153,26 @@ impl Profile {
         let deadline = tokio::time::Instant::now() + WAIT;
         let mut asked_after: Option<u64> = None;
         loop {
-            let snap = rx.borrow_and_update().clone();
-            let now = self.shared.clock.now_ms();
-            if let Some(held) = snap
-                .token
-                .as_ref()
-                .filter(|h| h.valid_for(now, min_valid_ms))
             {
-                return self.reply(held, scopes);
-            }
-            if let Some(err) = self.why_not_now(&snap, now, min_valid_ms, asked_after) {
-                return Err(err);
-            }
-            if asked_after.is_none() {
-                asked_after = Some(snap.attempts_done);
-                self.demand.store(true, Ordering::SeqCst);
-                self.wake.notify_one();
+                // Looked at in place: no copy on the hot path, and the
+                // borrow ends before any await.
+                let snap = rx.borrow_and_update();
+                let now = self.shared.clock.now_ms();
+                if let Some(held) = snap
+                    .token
+                    .as_ref()
+                    .filter(|h| h.valid_for(now, min_valid_ms))
+                {
+                    return self.reply(held, scopes);
+                }
+                if let Some(err) = self.why_not_now(&snap, now, min_valid_ms, asked_after) {
+                    return Err(err);
+                }
+                if asked_after.is_none() {
+                    asked_after = Some(snap.attempts_done);
+                    self.demand.store(true, Ordering::SeqCst);
+                    self.wake.notify_one();
+                }
             }
             match tokio::time::timeout_at(deadline, rx.changed()).await {
                 Ok(Ok(())) => {}

@@ -37,6 +37,17 @@ pub struct TokenRequest {
     pub scopes: Vec<String>,
 }
 
+/// Profile names become file names and TOML keys: 1 to 64 ASCII letters,
+/// digits, `.`, `_` or `-`, not starting with `.`.
+pub fn is_valid_profile_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && !name.starts_with('.')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AddProfile {
     pub name: String,

@@ -41,13 +41,7 @@ pub enum StoreError {
 
 /// Profile names become file names: no separators, no dot files.
 pub(crate) fn check_name(name: &str) -> Result<(), StoreError> {
-    let ok = !name.is_empty()
-        && name.len() <= 64
-        && !name.starts_with('.')
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
-    if ok {
+    if a365_proto::is_valid_profile_name(name) {
         Ok(())
     } else {
         Err(StoreError::InvalidName(name.escape_default().to_string()))

@@ -61,33 +61,9 @@ pub async fn post_form(call: Call<'_>, form: &[(&str, &str)]) -> Result<Fresh, P
 
 /// `application/x-www-form-urlencoded`, built in a buffer we can zeroize.
 fn form_urlencode(form: &[(&str, &str)]) -> String {
-    let mut out = String::with_capacity(256);
-    for (i, (k, v)) in form.iter().enumerate() {
-        if i > 0 {
-            out.push('&');
-        }
-        percent_encode_into(k, &mut out);
-        out.push('=');
-        percent_encode_into(v, &mut out);
-    }
-    out
-}
-
-fn percent_encode_into(s: &str, out: &mut String) {
-    for b in s.bytes() {
-        match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'*' => {
-                out.push(b as char)
-            }
-            b' ' => out.push('+'),
-            _ => {
-                const HEX: &[u8; 16] = b"0123456789ABCDEF";
-                out.push('%');
-                out.push(HEX[(b >> 4) as usize] as char);
-                out.push(HEX[(b & 15) as usize] as char);
-            }
-        }
-    }
+    form_urlencoded::Serializer::new(String::with_capacity(256))
+        .extend_pairs(form)
+        .finish()
 }
 
 fn describe_send_error(e: &reqwest::Error, url: &reqwest::Url) -> String {
