@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use a365_proto::{Client, Request, Response};
 
-use crate::harness::{Env, bin, set_mode};
+use crate::harness::{Env, Session, bin, set_mode};
 
 #[test]
 fn a_second_agent_on_the_same_socket_refuses_to_start() {
@@ -105,11 +105,8 @@ fn daemon_mode_prints_shell_lines_and_serves() {
 
 #[test]
 fn sigterm_lets_a_refresh_in_flight_finish_and_keeps_its_refresh_token() {
-    use a365_token_server::{Fault, ServerConfig, TokenServer};
-    let server = TokenServer::start(ServerConfig::default()).unwrap();
-    let env = Env::new();
-    let agent = env.start_agent();
-    env.add_refresh("work", &server);
+    use a365_token_server::{Fault, ServerConfig};
+    let Session { server, env, agent } = Session::start(ServerConfig::default());
     server.set_fault(Fault::Delay(Duration::from_millis(1500)), Some(1));
     let refresh = env
         .command(bin("a365"))

@@ -4,9 +4,9 @@ use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
 use std::time::Duration;
 
-use a365_token_server::{ServerConfig, TokenServer};
+use a365_token_server::ServerConfig;
 
-use crate::harness::Env;
+use crate::harness::{Env, Session};
 
 fn connect(env: &Env) -> UnixStream {
     let stream = UnixStream::connect(&env.socket).unwrap();
@@ -44,10 +44,11 @@ fn assert_bad_request(answer: &[u8], needle: &str) {
 
 #[test]
 fn garbage_and_lies_get_a_clear_error_and_the_agent_keeps_serving() {
-    let server = TokenServer::start(ServerConfig::default()).unwrap();
-    let env = Env::new();
-    let agent = env.start_agent();
-    env.add_refresh("work", &server);
+    let Session {
+        server: _server,
+        env,
+        agent,
+    } = Session::start(ServerConfig::default());
 
     assert_bad_request(
         &exchange(&env, b"GET / HTTP/1.1\r\n\r\n"),
@@ -116,10 +117,11 @@ fn garbage_and_lies_get_a_clear_error_and_the_agent_keeps_serving() {
 #[test]
 fn a_thousand_idle_connections_do_not_stop_other_clients() {
     raise_fd_limit();
-    let server = TokenServer::start(ServerConfig::default()).unwrap();
-    let env = Env::new();
-    let agent = env.start_agent();
-    env.add_refresh("work", &server);
+    let Session {
+        server: _server,
+        env,
+        agent,
+    } = Session::start(ServerConfig::default());
     let before = agent.rss_kib();
     let idle: Vec<UnixStream> = (0..1000).map(|_| connect(&env)).collect();
     // Half of them start a message and stall.

@@ -4,14 +4,15 @@ use std::time::Duration;
 
 use a365_token_server::{Fault, ServerConfig, TokenServer};
 
-use crate::harness::{Env, wait_until};
+use crate::harness::{Env, Session, wait_until};
 
 #[test]
 fn invalid_grant_means_reauthenticate_and_stop_asking() {
-    let server = TokenServer::start(ServerConfig::default()).unwrap();
-    let env = Env::new();
-    let _agent = env.start_agent();
-    env.add_refresh("work", &server);
+    let Session {
+        server,
+        env,
+        agent: _agent,
+    } = Session::start(ServerConfig::default());
     server.set_fault(Fault::InvalidGrant, None);
 
     let out = env.a365(&["refresh", "work"]).code(5);
@@ -67,10 +68,11 @@ fn a_bad_refresh_token_is_reported_when_adding() {
 
 #[test]
 fn server_errors_back_off_and_the_cached_token_is_served_while_valid() {
-    let server = TokenServer::start(ServerConfig::default()).unwrap();
-    let env = Env::new();
-    let _agent = env.start_agent();
-    env.add_refresh("work", &server);
+    let Session {
+        server,
+        env,
+        agent: _agent,
+    } = Session::start(ServerConfig::default());
     let token = env.token("work");
 
     server.set_fault(Fault::Status(500), None);
@@ -103,10 +105,11 @@ fn server_errors_back_off_and_the_cached_token_is_served_while_valid() {
 
 #[test]
 fn retry_after_is_honoured() {
-    let server = TokenServer::start(ServerConfig::default()).unwrap();
-    let env = Env::new();
-    let _agent = env.start_agent();
-    env.add_refresh("work", &server);
+    let Session {
+        server,
+        env,
+        agent: _agent,
+    } = Session::start(ServerConfig::default());
     server.set_fault(
         Fault::RateLimited {
             retry_after_secs: 3,
@@ -127,14 +130,14 @@ fn retry_after_is_honoured() {
 
 #[test]
 fn a_token_server_that_is_down_is_temporarily_unavailable() {
-    let server = TokenServer::start(ServerConfig {
+    let Session {
+        server,
+        env,
+        agent: _agent,
+    } = Session::start(ServerConfig {
         lifetime: Duration::from_secs(3600),
         ..ServerConfig::default()
-    })
-    .unwrap();
-    let env = Env::new();
-    let _agent = env.start_agent();
-    env.add_refresh("work", &server);
+    });
     let token = env.token("work");
     server.shutdown();
     let out = env.a365(&["refresh", "work"]).code(6);

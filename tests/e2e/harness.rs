@@ -368,3 +368,22 @@ pub fn now_secs() -> f64 {
         .expect("clock")
         .as_secs_f64()
 }
+
+/// The usual start of a test: a token server, a user's world, an agent, and
+/// a refresh profile `work` with a token already obtained. Fields drop in
+/// reverse: the agent stops before its directories and the server go.
+pub struct Session {
+    pub server: TokenServer,
+    pub env: Env,
+    pub agent: Agent,
+}
+
+impl Session {
+    pub fn start(config: a365_token_server::ServerConfig) -> Session {
+        let server = TokenServer::start(config).expect("token server");
+        let env = Env::new();
+        let agent = env.start_agent();
+        env.add_refresh("work", &server);
+        Session { server, env, agent }
+    }
+}

@@ -1,15 +1,16 @@
 //! Editor plugins speak JSON lines; the documented Python example works.
 
-use a365_token_server::{ServerConfig, TokenServer};
+use a365_token_server::ServerConfig;
 
-use crate::harness::Env;
+use crate::harness::Session;
 
 #[test]
 fn the_python_example_client_gets_a_token() {
-    let server = TokenServer::start(ServerConfig::default()).unwrap();
-    let env = Env::new();
-    let _agent = env.start_agent();
-    env.add_refresh("work", &server);
+    let Session {
+        server,
+        env,
+        agent: _agent,
+    } = Session::start(ServerConfig::default());
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/docs/examples/a365_token.py");
     let out = env
         .command("python3")

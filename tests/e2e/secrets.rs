@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use a365_token_server::{ServerConfig, TokenServer};
 
-use crate::harness::{Env, wait_until};
+use crate::harness::{Env, Session, wait_until};
 
 #[test]
 fn trace_logs_and_output_hold_no_secret_through_a_full_cycle() {
@@ -66,10 +66,11 @@ fn trace_logs_and_output_hold_no_secret_through_a_full_cycle() {
 #[test]
 fn the_store_file_is_private() {
     use std::os::unix::fs::PermissionsExt;
-    let server = TokenServer::start(ServerConfig::default()).unwrap();
-    let env = Env::new();
-    let _agent = env.start_agent();
-    env.add_refresh("work", &server);
+    let Session {
+        server: _server,
+        env,
+        agent: _agent,
+    } = Session::start(ServerConfig::default());
     let mode = std::fs::metadata(env.credential_file("work"))
         .unwrap()
         .permissions()

@@ -2,14 +2,15 @@
 
 use a365_token_server::{ServerConfig, TokenServer};
 
-use crate::harness::{Env, jwt_payload, now_secs};
+use crate::harness::{Env, Session, jwt_payload, now_secs};
 
 #[test]
 fn add_a_refresh_profile_and_get_its_token() {
-    let server = TokenServer::start(ServerConfig::default()).unwrap();
-    let env = Env::new();
-    let _agent = env.start_agent();
-    env.add_refresh("work", &server);
+    let Session {
+        server,
+        env,
+        agent: _agent,
+    } = Session::start(ServerConfig::default());
 
     let token = env.a365(&["token", "work"]).ok();
     let issued = server
@@ -60,10 +61,11 @@ fn add_a_refresh_profile_and_get_its_token() {
 
 #[test]
 fn exec_passes_the_token_in_the_environment_only() {
-    let server = TokenServer::start(ServerConfig::default()).unwrap();
-    let env = Env::new();
-    let _agent = env.start_agent();
-    env.add_refresh("work", &server);
+    let Session {
+        server,
+        env,
+        agent: _agent,
+    } = Session::start(ServerConfig::default());
     let issued = server.last_access_token().unwrap();
     let out = env
         .a365(&[
@@ -83,10 +85,11 @@ fn exec_passes_the_token_in_the_environment_only() {
 
 #[test]
 fn missing_scope_names_what_the_token_has() {
-    let server = TokenServer::start(ServerConfig::default()).unwrap();
-    let env = Env::new();
-    let _agent = env.start_agent();
-    env.add_refresh("work", &server);
+    let Session {
+        server: _server,
+        env,
+        agent: _agent,
+    } = Session::start(ServerConfig::default());
     env.a365(&["token", "--scope", "a365:requirements"]).ok();
     let out = env.a365(&["token", "--scope", "design.write"]).code(7);
     assert!(
