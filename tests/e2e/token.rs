@@ -189,3 +189,22 @@ fn the_memory_store_forgets_on_restart_and_says_so() {
     let out = env.a365(&["token", "work"]).code(5);
     assert!(out.stderr.contains("a365 add work --replace"), "{out:?}");
 }
+
+#[test]
+fn a_guarantee_longer_than_tokens_live_costs_no_token_request() {
+    let Session {
+        server,
+        env,
+        agent: _agent,
+    } = Session::start(ServerConfig::default());
+    for _ in 0..5 {
+        let out = env.a365(&["token", "work", "--min-valid", "2h"]).code(6);
+        assert!(out.stderr.contains("cannot be met"), "{out:?}");
+    }
+    assert_eq!(
+        server.requests(),
+        1,
+        "Nexar-style rate limits: nothing spent on a hopeless refresh"
+    );
+    env.a365(&["token", "work", "--min-valid", "30m"]).ok();
+}

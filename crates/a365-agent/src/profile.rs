@@ -39,9 +39,16 @@ pub struct Held {
     /// UTC epoch ms; `None` for a token that states no expiry.
     pub expires_at_ms: Option<i64>,
     pub scopes: Vec<String>,
+    /// When it was obtained (UTC epoch ms): with the expiry, its lifetime.
+    pub obtained_at_ms: i64,
 }
 
 impl Held {
+    /// How long tokens of this profile live, judging by this one.
+    fn lifetime_ms(&self) -> Option<i64> {
+        self.expires_at_ms.map(|exp| exp - self.obtained_at_ms)
+    }
+
     fn valid_for(&self, now_ms: i64, min_valid_ms: u64) -> bool {
         let min = i64::try_from(min_valid_ms).unwrap_or(i64::MAX);
         self.expires_at_ms
@@ -230,6 +237,19 @@ impl Profile {
                 self.name,
                 human_ms(min_valid_ms as i64),
                 human_ms(retry_at_ms - now)
+            )));
+        }
+        // No refresh can meet a guarantee longer than the tokens live: say
+        // so at once instead of spending a (rate-limited) token request.
+        let lifetime = snap.token.as_ref().and_then(|h| h.lifetime_ms());
+        if let Some(lifetime) =
+            lifetime.filter(|l| i64::try_from(min_valid_ms).unwrap_or(i64::MAX) >= *l)
+        {
+            return Some(unavailable(format!(
+                "profile '{}' gets tokens valid for {}: --min-valid {} cannot be met",
+                self.name,
+                human_ms(lifetime),
+                human_ms(min_valid_ms as i64)
             )));
         }
         let refreshed_since_asked = asked_after.is_some_and(|n| snap.attempts_done > n);
@@ -476,6 +496,7 @@ impl Profile {
                     secret: fresh.access_token,
                     expires_at_ms: Some(fresh.expires_at_ms),
                     scopes: fresh.scopes,
+                    obtained_at_ms: now,
                 };
                 self.state.send_modify(|s| {
                     s.token = Some(Arc::new(held));
@@ -578,6 +599,7 @@ fn initial_snapshot(
             secret: secret.clone(),
             expires_at_ms: credential.access_expires_at_ms.or(jwt_exp),
             scopes,
+            obtained_at_ms: credential.updated_at_ms,
         }
     });
     match spec.kind {
