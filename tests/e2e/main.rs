@@ -6,6 +6,7 @@
 
 mod harness;
 
+mod access;
 mod agent_lifecycle;
 mod bad_input;
 mod cli;
