@@ -179,9 +179,14 @@ impl Env {
 
     /// Starts `a365-agent ARGS…` without waiting.
     pub fn spawn_agent(&self, args: &[&str]) -> Agent {
-        let mut child = self
-            .command(bin("a365-agent"))
-            .args(args)
+        let mut cmd = self.command(bin("a365-agent"));
+        cmd.args(args);
+        self.spawn_agent_command(cmd)
+    }
+
+    /// Starts a prepared `a365-agent` command, capturing its log.
+    pub fn spawn_agent_command(&self, mut cmd: Command) -> Agent {
+        let mut child = cmd
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()

@@ -57,10 +57,15 @@ impl Client {
             source,
         };
         let bytes = codec::encode_request(request, Encoding::Binary).map_err(protocol)?;
-        self.stream
-            .write_all(&bytes)
-            .map_err(|e| protocol(CodecError::Io(e)))?;
-        let payload = frame::read_frame(&mut self.stream).map_err(protocol)?;
+        let written = self.stream.write_all(&bytes);
+        // An agent that refuses us (another user, too many connections)
+        // answers and closes at once, maybe before our write: its answer
+        // is still there to read, and says more than "broken pipe".
+        let payload = match (written, frame::read_frame(&mut self.stream)) {
+            (_, Ok(payload)) => payload,
+            (Err(e), Err(_)) => return Err(protocol(CodecError::Io(e))),
+            (Ok(()), Err(e)) => return Err(protocol(e)),
+        };
         codec::decode_response(&payload, Encoding::Binary).map_err(protocol)
     }
 }
