@@ -14,4 +14,5 @@ mod failures;
 mod json_mode;
 mod refresh;
 mod secrets;
+mod tls;
 mod token;

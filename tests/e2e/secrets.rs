@@ -41,6 +41,17 @@ fn trace_logs_and_output_hold_no_secret_through_a_full_cycle() {
     }
     secrets.extend(server.issued_access_tokens());
     secrets.extend(server.issued_refresh_tokens());
+    // Nor do the agent's command line and environment (what `ps e` shows).
+    for file in ["cmdline", "environ"] {
+        let bytes = std::fs::read(format!("/proc/{}/{file}", agent.pid())).unwrap();
+        let text = String::from_utf8_lossy(&bytes);
+        for secret in &secrets {
+            assert!(
+                !text.contains(secret.as_str()),
+                "a secret in the agent's {file}"
+            );
+        }
+    }
     let (_, log) = agent.terminate();
     assert!(
         log.contains("TRACE") || log.contains("DEBUG"),

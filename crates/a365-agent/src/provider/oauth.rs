@@ -68,7 +68,22 @@ fn form_urlencode(form: &[(&str, &str)]) -> String {
 
 fn describe_send_error(e: &reqwest::Error, url: &reqwest::Url) -> String {
     let host = url.host_str().unwrap_or("?");
-    if e.is_timeout() {
+    // The innermost causes (hyper, rustls) name what went wrong; they hold
+    // no secret (the URL has no credentials, the form is not in errors).
+    let mut causes = Vec::new();
+    let mut source = std::error::Error::source(e);
+    while let Some(cause) = source {
+        causes.push(cause.to_string());
+        source = cause.source();
+    }
+    let chain = causes.join(": ");
+    if chain.contains("certificate") {
+        format!(
+            "the TLS certificate of the token server {host} is not trusted ({}); if a corporate CA \
+             signs it, point SSL_CERT_FILE at that CA",
+            causes.last().map(String::as_str).unwrap_or("")
+        )
+    } else if e.is_timeout() {
         format!("the token server {host} did not answer in time")
     } else if e.is_connect() {
         format!("cannot connect to the token server {host}")
