@@ -82,7 +82,10 @@ fn describe_send_error(e: &reqwest::Error, url: &reqwest::Url) -> String {
             "the TLS certificate of the token server {host} is not trusted ({}); if a corporate CA \
              signs it, point SSL_CERT_FILE at that CA",
             // The reason's name, without its byte-level details.
-            causes.last().and_then(|c| c.split(" {").next()).unwrap_or("")
+            causes
+                .last()
+                .and_then(|c| c.split(" {").next())
+                .unwrap_or("")
         )
     } else if e.is_timeout() {
         format!("the token server {host} did not answer in time")
