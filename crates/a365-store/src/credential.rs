@@ -17,7 +17,8 @@ pub struct Credential {
     pub access_expires_at_ms: Option<i64>,
     /// Scopes the cached token carries (not secret).
     pub access_scopes: Vec<String>,
-    /// When the access token was obtained (UTC epoch ms).
+    /// When the record last changed, i.e. the access token was obtained
+    /// (UTC epoch ms); set by the caller, the store keeps it as given.
     pub updated_at_ms: i64,
 }
 
@@ -35,6 +36,24 @@ impl fmt::Debug for Credential {
     }
 }
 
+/// The record version this code writes and reads.
+pub(crate) const VERSION: u32 = 1;
+
+/// Why a stored record could not be read; never quotes the record.
+#[derive(Debug)]
+pub(crate) enum ParseError {
+    Corrupt(String),
+    /// Written by a newer a365: not corrupt, so not to be deleted.
+    Version(u32),
+}
+
+/// Read first, without the strictness of `In`, so a newer record with new
+/// fields is reported as newer, not as corrupt.
+#[derive(Deserialize)]
+struct Probe {
+    version: u32,
+}
+
 /// The on-disk form: version 1.
 #[derive(Serialize)]
 struct Out<'a> {
@@ -50,7 +69,9 @@ struct Out<'a> {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct In {
-    version: u32,
+    /// Checked by `Probe`; named here only so `deny_unknown_fields` allows it.
+    #[serde(rename = "version")]
+    _version: u32,
     client_secret: Option<SecretString>,
     refresh_token: Option<SecretString>,
     access_token: Option<SecretString>,
@@ -62,9 +83,9 @@ struct In {
 
 impl Credential {
     /// The one place the secrets are exposed: into a zeroized buffer.
-    pub(crate) fn to_json(&self) -> Zeroizing<Vec<u8>> {
+    pub(crate) fn to_json(&self) -> std::io::Result<Zeroizing<Vec<u8>>> {
         let out = Out {
-            version: 1,
+            version: VERSION,
             client_secret: self.client_secret.as_ref().map(|s| s.expose_secret()),
             refresh_token: self.refresh_token.as_ref().map(|s| s.expose_secret()),
             access_token: self.access_token.as_ref().map(|s| s.expose_secret()),
@@ -72,26 +93,35 @@ impl Credential {
             access_scopes: &self.access_scopes,
             updated_at_ms: self.updated_at_ms,
         };
-        let mut buf = Zeroizing::new(Vec::with_capacity(1024));
-        // Serializing plain strings and numbers into a Vec cannot fail.
-        let _ = serde_json::to_writer_pretty(&mut *buf, &out);
+        // Sized up front: a growing Vec would leave unzeroized copies behind.
+        let size = [&self.client_secret, &self.refresh_token, &self.access_token]
+            .iter()
+            .filter_map(|s| s.as_ref().map(|s| s.expose_secret().len()))
+            .sum::<usize>();
+        let mut buf = Zeroizing::new(Vec::with_capacity(2 * size + 1024));
+        // Cannot fail for strings and numbers; never write a partial record.
+        serde_json::to_writer_pretty(&mut *buf, &out)
+            .map_err(|e| std::io::Error::other(format!("serializing: {:?}", e.classify())))?;
         buf.push(b'\n');
-        buf
+        Ok(buf)
     }
 
     /// Parses a stored record; the error describes where, never what.
-    pub(crate) fn from_json(bytes: &[u8]) -> Result<Credential, String> {
-        let record: In = serde_json::from_slice(bytes).map_err(|e| {
-            format!(
+    pub(crate) fn from_json(bytes: &[u8]) -> Result<Credential, ParseError> {
+        // serde_json's Display can quote the input: say where, not what.
+        let located = |e: serde_json::Error| {
+            ParseError::Corrupt(format!(
                 "{:?} error at line {} column {}",
                 e.classify(),
                 e.line(),
                 e.column()
-            )
-        })?;
-        if record.version != 1 {
-            return Err(format!("unsupported record version {}", record.version));
+            ))
+        };
+        let probe: Probe = serde_json::from_slice(bytes).map_err(located)?;
+        if probe.version != VERSION {
+            return Err(ParseError::Version(probe.version));
         }
+        let record: In = serde_json::from_slice(bytes).map_err(located)?;
         Ok(Credential {
             client_secret: record.client_secret,
             refresh_token: record.refresh_token,
@@ -128,13 +158,25 @@ mod tests {
 
     #[test]
     fn json_round_trip_and_errors_without_contents() {
-        let json = sample().to_json();
+        let json = sample().to_json().unwrap();
         let back = Credential::from_json(&json).unwrap();
         assert_eq!(back.refresh_token.unwrap().expose_secret(), "rt-SECRET-2");
         assert_eq!(back.access_expires_at_ms, Some(1_900_000_000_000));
-        let err =
-            Credential::from_json(br#"{"version":1,"refresh_token":42,"x":"SECRET"}"#).unwrap_err();
-        assert!(!err.contains("SECRET") && !err.contains("42"), "{err}");
-        assert!(Credential::from_json(br#"{"version":2,"updated_at_ms":0}"#).is_err());
+        for bad in [
+            &br#"{"version":1,"refresh_token":42,"x":"SECRET"}"#[..],
+            br#"{"version":1,"updated_at_ms":0,"x":"SECRET"}"#,
+            br#"{"version":1,"refresh_token":"SECRET"#,
+            br#"{"refresh_token":"SECRET"}"#,
+            b"SECRET",
+        ] {
+            let err = format!("{:?}", Credential::from_json(bad).unwrap_err());
+            assert!(err.starts_with("Corrupt"), "{err}");
+            assert!(!err.contains("SECRET") && !err.contains("42"), "{err}");
+        }
+        // A newer record with new fields is newer, not corrupt.
+        assert!(matches!(
+            Credential::from_json(br#"{"version":2,"new":"SECRET"}"#),
+            Err(ParseError::Version(2))
+        ));
     }
 }

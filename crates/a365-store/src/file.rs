@@ -2,11 +2,17 @@
 //! 0700 directory, replaced atomically and durably.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
+use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use zeroize::Zeroizing;
+
+use crate::credential::ParseError;
 use crate::{Credential, Store, StoreError, check_name};
+
+/// Far above any real record; a bigger file is not ours, so don't slurp it.
+const MAX_RECORD: u64 = 1 << 20;
 
 #[derive(Debug)]
 pub struct FileStore {
@@ -14,24 +20,32 @@ pub struct FileStore {
 }
 
 impl FileStore {
-    /// Opens (creating, 0700) `<state_dir>/credentials`.
+    /// Opens `<state_dir>/credentials`, creating both directories 0700
+    /// (and tightening them if they exist looser).
     pub fn open(state_dir: PathBuf) -> Result<FileStore, StoreError> {
         let dir = state_dir.join("credentials");
-        create_private_dir(&dir).map_err(|source| StoreError::Io {
-            path: dir.clone(),
-            source,
-        })?;
+        let io = |path: &Path| {
+            let path = path.to_owned();
+            move |source| StoreError::Io { path, source }
+        };
+        create_private_dir(&state_dir).map_err(io(&state_dir))?;
+        create_private_dir(&dir).map_err(io(&dir))?;
+        // The directories themselves must survive a crash for a save to.
+        if let Some(parent) = state_dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+            let _ = sync_dir(parent); // not ours: best effort
+        }
+        sync_dir(&state_dir).map_err(io(&state_dir))?;
         // Temp files of a save interrupted by a crash: never the only copy.
-        if let Ok(entries) = fs::read_dir(&dir) {
-            for entry in entries.flatten() {
-                if entry.file_name().to_string_lossy().contains(".tmp-") {
-                    let _ = fs::remove_file(entry.path());
-                }
+        // They start with '.', which profile names cannot.
+        for entry in fs::read_dir(&dir).map_err(io(&dir))?.flatten() {
+            if is_temp_name(&entry.file_name().to_string_lossy()) {
+                let _ = fs::remove_file(entry.path());
             }
         }
         Ok(FileStore { dir })
     }
 
+    /// `<state_dir>/credentials`.
     pub fn dir(&self) -> &Path {
         &self.dir
     }
@@ -53,23 +67,38 @@ impl Store for FileStore {
             path: path.clone(),
             source,
         };
-        let bytes = match fs::read(&path) {
-            Ok(bytes) => zeroize::Zeroizing::new(bytes),
+        let file = match File::open(&path) {
+            Ok(file) => file,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(io(e)),
         };
-        tighten_mode(&path);
+        let len = file.metadata().map_err(io)?.len();
+        if len > MAX_RECORD {
+            return Err(StoreError::Corrupt {
+                path,
+                reason: format!("{len} bytes, more than a record can be"),
+            });
+        }
+        tighten_mode(&file, &path);
+        // Sized up front so no reallocation leaves an unzeroized copy.
+        let mut bytes = Zeroizing::new(Vec::with_capacity(len as usize + 1));
+        file.take(MAX_RECORD + 1)
+            .read_to_end(&mut bytes)
+            .map_err(io)?;
         Credential::from_json(&bytes)
             .map(Some)
-            .map_err(|reason| StoreError::Corrupt {
-                path: path.clone(),
-                reason,
+            .map_err(|e| match e {
+                ParseError::Corrupt(reason) => StoreError::Corrupt { path, reason },
+                ParseError::Version(version) => StoreError::Unsupported { path, version },
             })
     }
 
     fn save(&self, profile: &str, credential: &Credential) -> Result<(), StoreError> {
         let path = self.path(profile)?;
-        write_atomic(&path, &credential.to_json()).map_err(|source| StoreError::Io { path, source })
+        credential
+            .to_json()
+            .and_then(|json| write_atomic(&path, &json))
+            .map_err(|source| StoreError::Io { path, source })
     }
 
     fn delete(&self, profile: &str) -> Result<bool, StoreError> {
@@ -89,8 +118,8 @@ impl Store for FileStore {
 }
 
 /// Replaces `path` with `bytes` so that a crash at any moment leaves either
-/// the old or the new content, complete: a private temp file beside it,
-/// fsync, rename over, fsync the directory.
+/// the old or the new content, complete: a private (0600) temp file beside
+/// it, fsync, rename over, fsync the directory. Used for config files too.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let dir = path
@@ -100,16 +129,23 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
     let name = path
         .file_name()
         .ok_or_else(|| io::Error::other("not a file path"))?;
-    let tmp = dir.join(format!(
-        ".{}.tmp-{}-{}",
-        name.to_string_lossy(),
-        std::process::id(),
-        COUNTER.fetch_add(1, Ordering::Relaxed)
-    ));
+    // A crashed process with our pid may have left one: try the next name.
+    let (tmp, mut file) = (0..100)
+        .map(|_| {
+            let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+            let tmp = dir.join(format!(
+                ".{}{TEMP_MARK}{}-{n}",
+                name.to_string_lossy(),
+                std::process::id()
+            ));
+            private_file(&tmp).map(|file| (tmp, file))
+        })
+        .find(|r| !matches!(r, Err(e) if e.kind() == io::ErrorKind::AlreadyExists))
+        .unwrap_or_else(|| Err(io::ErrorKind::AlreadyExists.into()))?;
     let result = (|| {
-        let mut file = private_file(&tmp)?;
         file.write_all(bytes)?;
         file.sync_all()?;
+        drop(file);
         fs::rename(&tmp, path)?;
         sync_dir(dir)
     })();
@@ -119,17 +155,32 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
     result
 }
 
+const TEMP_MARK: &str = ".tmp-";
+
+fn is_temp_name(name: &str) -> bool {
+    name.starts_with('.') && name.contains(TEMP_MARK)
+}
+
+/// Exactly 0600 whatever the umask: created so, then set so.
 fn private_file(path: &Path) -> io::Result<File> {
     let mut options = OpenOptions::new();
     options.write(true).create_new(true);
     #[cfg(unix)]
     {
-        use std::os::unix::fs::OpenOptionsExt;
+        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
         options.mode(0o600);
+        let file = options.open(path)?;
+        if let Err(e) = file.set_permissions(fs::Permissions::from_mode(0o600)) {
+            let _ = fs::remove_file(path);
+            return Err(e);
+        }
+        Ok(file)
     }
+    #[cfg(not(unix))]
     options.open(path)
 }
 
+/// Exactly 0700 whatever the umask, also when it already existed.
 fn create_private_dir(dir: &Path) -> io::Result<()> {
     let mut builder = fs::DirBuilder::new();
     builder.recursive(true);
@@ -138,13 +189,13 @@ fn create_private_dir(dir: &Path) -> io::Result<()> {
         use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
         builder.mode(0o700);
         builder.create(dir)?;
-        // An existing directory keeps its mode otherwise.
         fs::set_permissions(dir, fs::Permissions::from_mode(0o700))
     }
     #[cfg(not(unix))]
     builder.create(dir)
 }
 
+/// Makes renames and removals in `dir` durable.
 fn sync_dir(dir: &Path) -> io::Result<()> {
     #[cfg(unix)]
     {
@@ -158,20 +209,20 @@ fn sync_dir(dir: &Path) -> io::Result<()> {
 }
 
 /// A secrets file others can read is fixed, and said so.
-fn tighten_mode(path: &Path) {
+fn tighten_mode(file: &File, path: &Path) {
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        if let Ok(meta) = fs::metadata(path) {
+        if let Ok(meta) = file.metadata() {
             let mode = meta.permissions().mode() & 0o777;
             if mode & 0o077 != 0 {
                 tracing::warn!(path = %path.display(), "secrets file had mode {mode:o}; set to 600");
-                let _ = fs::set_permissions(path, fs::Permissions::from_mode(0o600));
+                let _ = file.set_permissions(fs::Permissions::from_mode(0o600));
             }
         }
     }
     #[cfg(not(unix))]
-    let _ = path;
+    let _ = (file, path);
 }
 
 #[cfg(all(test, unix))]
@@ -201,6 +252,7 @@ mod tests {
         assert_eq!(loaded.refresh_token.unwrap().expose_secret(), "rt-NEWER");
         assert_eq!(mode(store.dir()), 0o700);
         assert_eq!(mode(&store.dir().join("work.json")), 0o600);
+        assert_eq!(mode(&state.path().join("a365")), 0o700);
         let names: Vec<_> = fs::read_dir(store.dir())
             .unwrap()
             .map(|e| e.unwrap().file_name())
@@ -262,11 +314,65 @@ mod tests {
     fn invalid_names_never_touch_the_disk() {
         let state = tempfile::tempdir().unwrap();
         let store = FileStore::open(state.path().to_owned()).unwrap();
-        for bad in ["../x", "a/b", ".hidden", ""] {
-            assert!(matches!(
-                store.save(bad, &sample()),
-                Err(StoreError::InvalidName(_))
-            ));
+        for bad in ["../x", "a/b", ".hidden", "", &"x".repeat(65)] {
+            let invalid = |r| matches!(r, Err(StoreError::InvalidName(_)));
+            assert!(invalid(store.save(bad, &sample())), "{bad}");
+            assert!(invalid(store.load(bad).map(|_| ())), "{bad}");
+            assert!(invalid(store.delete(bad).map(|_| ())), "{bad}");
+        }
+        assert_eq!(fs::read_dir(store.dir()).unwrap().count(), 0);
+        assert!(!state.path().join("x.json").exists());
+    }
+
+    #[test]
+    fn profile_names_that_look_like_temp_files_are_kept() {
+        let state = tempfile::tempdir().unwrap();
+        let store = FileStore::open(state.path().to_owned()).unwrap();
+        store.save("a.tmp-1", &sample()).unwrap();
+        let reopened = FileStore::open(state.path().to_owned()).unwrap();
+        assert!(reopened.load("a.tmp-1").unwrap().is_some());
+    }
+
+    /// Every failure a caller can see, none quoting a secret.
+    #[test]
+    fn errors_never_hold_a_secret() {
+        let state = tempfile::tempdir().unwrap();
+        let store = FileStore::open(state.path().to_owned()).unwrap();
+        let mut errors = Vec::new();
+
+        // A save that fails at the rename: no temp file stays behind.
+        let blocked = store.dir().join("work.json");
+        fs::create_dir(&blocked).unwrap();
+        fs::write(blocked.join("x"), b"").unwrap();
+        errors.push(store.save("work", &sample()).unwrap_err());
+        assert!(matches!(errors[0], StoreError::Io { .. }));
+        assert_eq!(fs::read_dir(store.dir()).unwrap().count(), 1);
+
+        // Newer, not corrupt: reported as such and left in place.
+        let newer = store.dir().join("newer.json");
+        fs::write(&newer, br#"{"version":7,"refresh_token":"rt-SECRET-2"}"#).unwrap();
+        errors.push(store.load("newer").unwrap_err());
+        assert!(matches!(
+            errors[1],
+            StoreError::Unsupported { version: 7, .. }
+        ));
+        assert!(newer.exists());
+
+        for junk in [
+            &br#"{"version":1,"refresh_token":"rt-SECRET-2","updated_at_ms":0,"x":"cs-SECRET-1"}"#
+                [..],
+            br#"{"version":1,"refresh_token":["rt-SECRET-2"],"updated_at_ms":0}"#,
+            b"rt-SECRET-2",
+            &[b' '; MAX_RECORD as usize + 1],
+        ] {
+            fs::write(store.dir().join("bad.json"), junk).unwrap();
+            let err = store.load("bad").unwrap_err();
+            assert!(matches!(err, StoreError::Corrupt { .. }), "{err}");
+            errors.push(err);
+        }
+        for err in &errors {
+            let text = format!("{err} {err:?}");
+            assert!(!text.contains("SECRET"), "{text}");
         }
     }
 }

@@ -37,6 +37,11 @@ pub enum StoreError {
     },
     #[error("{path} is corrupt ({reason}): remove it and add the profile again")]
     Corrupt { path: PathBuf, reason: String },
+    /// Not corrupt: a newer a365 wrote it, and deleting it would lose secrets.
+    #[error(
+        "{path} has record version {version}, which this a365 cannot read (written by a newer one?)"
+    )]
+    Unsupported { path: PathBuf, version: u32 },
 }
 
 /// Profile names become file names: no separators, no dot files.

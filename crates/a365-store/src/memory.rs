@@ -1,7 +1,7 @@
 //! Opt-in memory-only storage: nothing survives a restart.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use crate::{Credential, Store, StoreError, check_name};
 
@@ -14,6 +14,12 @@ impl MemoryStore {
     pub fn new() -> Self {
         Self::default()
     }
+
+    /// A panic elsewhere cannot leave a map insert half done, so a poisoned
+    /// lock is still good: refusing it would silently drop a rotated token.
+    fn records(&self) -> MutexGuard<'_, HashMap<String, Credential>> {
+        self.records.lock().unwrap_or_else(PoisonError::into_inner)
+    }
 }
 
 impl Store for MemoryStore {
@@ -23,28 +29,19 @@ impl Store for MemoryStore {
 
     fn load(&self, profile: &str) -> Result<Option<Credential>, StoreError> {
         check_name(profile)?;
-        Ok(self
-            .records
-            .lock()
-            .map(|r| r.get(profile).cloned())
-            .unwrap_or(None))
+        Ok(self.records().get(profile).cloned())
     }
 
     fn save(&self, profile: &str, credential: &Credential) -> Result<(), StoreError> {
         check_name(profile)?;
-        if let Ok(mut records) = self.records.lock() {
-            records.insert(profile.to_owned(), credential.clone());
-        }
+        self.records()
+            .insert(profile.to_owned(), credential.clone());
         Ok(())
     }
 
     fn delete(&self, profile: &str) -> Result<bool, StoreError> {
         check_name(profile)?;
-        Ok(self
-            .records
-            .lock()
-            .map(|mut r| r.remove(profile).is_some())
-            .unwrap_or(false))
+        Ok(self.records().remove(profile).is_some())
     }
 }
 
@@ -63,6 +60,27 @@ mod tests {
         );
         assert!(store.delete("a").unwrap());
         assert!(!store.delete("a").unwrap());
-        assert!(store.save("../a", &crate::credential::sample()).is_err());
+        for bad in ["../x", "a/b", ".hidden", "", &"x".repeat(65)] {
+            let invalid = |r| matches!(r, Err(StoreError::InvalidName(_)));
+            assert!(invalid(
+                store.save(bad, &crate::credential::sample()).map(|_| ())
+            ));
+            assert!(invalid(store.load(bad).map(|_| ())));
+            assert!(invalid(store.delete(bad).map(|_| ())));
+        }
+        assert_eq!(store.kind(), "memory");
+    }
+
+    #[test]
+    fn survives_a_poisoned_lock() {
+        let store = std::sync::Arc::new(MemoryStore::new());
+        let poisoner = store.clone();
+        let _ = std::thread::spawn(move || {
+            let _guard = poisoner.records.lock();
+            panic!("poison");
+        })
+        .join();
+        store.save("a", &crate::credential::sample()).unwrap();
+        assert!(store.load("a").unwrap().is_some());
     }
 }
