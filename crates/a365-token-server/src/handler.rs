@@ -5,29 +5,40 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::Form;
-use axum::body::Body;
-use axum::extract::State;
 use axum::extract::rejection::FormRejection;
+use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use serde_json::json;
 
-use crate::state::{Fault, Grant, RecordedRequest, State as ServerState, now_ms};
+use crate::conn::Cut;
+use crate::fault::Fault;
+use crate::state::{Grant, RecordedRequest, State as ServerState, now_ms};
+
+/// What `respond` decided: a response, or cut the connection without one.
+enum Outcome {
+    Respond(Response),
+    Cut,
+}
 
 pub async fn token(
     State(state): State<Arc<ServerState>>,
+    ConnectInfo(cut): ConnectInfo<Cut>,
     headers: HeaderMap,
     form: Result<Form<HashMap<String, String>>, FormRejection>,
 ) -> Response {
     let at_ms = now_ms();
-    let form = form.map(|Form(f)| f).unwrap_or_default();
+    let (form, form_ok) = match form {
+        Ok(Form(form)) => (form, true),
+        Err(_) => (HashMap::new(), false),
+    };
     let field = |name: &str| form.get(name).cloned();
     let (client_id, client_secret) = match basic_auth(&headers) {
         Some((id, secret)) => (Some(id), Some(secret)),
         None => (field("client_id"), field("client_secret")),
     };
-    let mut record = RecordedRequest {
+    let index = state.begin(RecordedRequest {
         grant_type: field("grant_type").unwrap_or_default(),
         client_id: client_id.clone(),
         secure: field("secure").as_deref() == Some("1"),
@@ -35,105 +46,148 @@ pub async fn token(
         scope: field("scope"),
         status: 0,
         at_ms,
-    };
+    });
     let fault = state.take_fault();
-    let response = respond(&state, fault, client_id, client_secret, &form).await;
-    record.status = response.status().as_u16();
-    state.record(record);
-    response
+    if fault == Some(Fault::Hang) {
+        state.finish(index, 0);
+        return std::future::pending().await;
+    }
+    if let Some(Fault::Delay(d)) = &fault {
+        tokio::time::sleep(*d).await;
+    }
+    let outcome = if form_ok || fault.is_some() {
+        respond(&state, fault, client_id, client_secret, &form)
+    } else {
+        Outcome::Respond(oauth_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "expected an application/x-www-form-urlencoded body",
+        ))
+    };
+    match outcome {
+        Outcome::Respond(response) => {
+            state.finish(index, response.status().as_u16());
+            response
+        }
+        Outcome::Cut => {
+            state.finish(index, 0);
+            cut.cut();
+            // Never reaches the client: every write on this connection fails.
+            StatusCode::INTERNAL_SERVER_ERROR.into_response()
+        }
+    }
 }
 
-async fn respond(
+/// The answer to one request, the fault (but not its delay) applied.
+fn respond(
     state: &ServerState,
     fault: Option<Fault>,
     client_id: Option<String>,
     client_secret: Option<String>,
     form: &HashMap<String, String>,
-) -> Response {
-    match &fault {
-        Some(Fault::Delay(d)) => tokio::time::sleep(*d).await,
-        Some(Fault::Hang) => std::future::pending::<()>().await,
-        Some(Fault::Status(code)) => {
-            let status = StatusCode::from_u16(*code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-            return (status, axum::Json(json!({"error": "server_error"}))).into_response();
-        }
-        Some(Fault::RateLimited { retry_after_secs }) => {
-            return (
-                StatusCode::TOO_MANY_REQUESTS,
-                [(header::RETRY_AFTER, retry_after_secs.to_string())],
-                axum::Json(json!({"error": "slow_down"})),
-            )
-                .into_response();
-        }
-        Some(Fault::Drop) => return cut_off(),
-        Some(Fault::MalformedJson) => return json_text(StatusCode::OK, "{\"access_token\": "),
-        Some(Fault::MissingAccessToken) => {
-            return json_text(
-                StatusCode::OK,
-                r#"{"token_type":"Bearer","expires_in":3600}"#,
-            );
-        }
-        Some(Fault::InvalidGrant) => {
-            return oauth_error(StatusCode::BAD_REQUEST, "invalid_grant", "injected");
-        }
-        Some(Fault::InvalidClient) => {
-            return oauth_error(StatusCode::UNAUTHORIZED, "invalid_client", "injected");
-        }
-        _ => {}
+) -> Outcome {
+    if let Some(response) = fault.as_ref().and_then(canned) {
+        return Outcome::Respond(response);
     }
-    let (Some(client_id), Some(client_secret)) = (client_id, client_secret) else {
-        return oauth_error(
-            StatusCode::UNAUTHORIZED,
-            "invalid_client",
-            "client authentication is missing",
-        );
-    };
-    if !state.client_ok(&client_id, &client_secret) {
-        return oauth_error(
-            StatusCode::UNAUTHORIZED,
-            "invalid_client",
-            "unknown client or wrong secret",
-        );
+    if fault == Some(Fault::Drop) {
+        return Outcome::Cut;
     }
-    let scope = form.get("scope").map(String::as_str);
-    let grant = match form.get("grant_type").map(String::as_str) {
-        Some("refresh_token") => {
-            let Some(rt) = form.get("refresh_token") else {
-                return oauth_error(
-                    StatusCode::BAD_REQUEST,
-                    "invalid_request",
-                    "refresh_token is missing",
-                );
-            };
-            if !state.consume_refresh_token(rt, &client_id) {
-                return oauth_error(
-                    StatusCode::BAD_REQUEST,
-                    "invalid_grant",
-                    "the refresh token is not valid",
-                );
-            }
-            state.grant(&client_id, scope, true)
-        }
-        Some("client_credentials") => state.grant(&client_id, scope, false),
-        Some(_) => {
-            return oauth_error(
-                StatusCode::BAD_REQUEST,
-                "unsupported_grant_type",
-                "not supported here",
-            );
-        }
-        None => {
-            return oauth_error(
-                StatusCode::BAD_REQUEST,
-                "invalid_request",
-                "grant_type is missing",
-            );
+    let grant = match exchange(state, client_id, client_secret, form) {
+        Ok(grant) => grant,
+        Err((status, error, description)) => {
+            return Outcome::Respond(oauth_error(status, error, description));
         }
     };
     match fault {
-        Some(Fault::RotateThenDrop) => cut_off(),
-        Some(Fault::MissingExpiresIn) => success(&grant, false),
-        _ => success(&grant, true),
+        Some(Fault::RotateThenDrop) => Outcome::Cut,
+        Some(Fault::MissingExpiresIn) => Outcome::Respond(success(&grant, false)),
+        _ => Outcome::Respond(success(&grant, true)),
+    }
+}
+
+/// The answer of a fault that ignores the request, if it is one.
+fn canned(fault: &Fault) -> Option<Response> {
+    Some(match fault {
+        Fault::Status(code) => {
+            let status = StatusCode::from_u16(*code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            (status, axum::Json(json!({"error": "server_error"}))).into_response()
+        }
+        Fault::RateLimited { retry_after_secs } => (
+            StatusCode::TOO_MANY_REQUESTS,
+            [(header::RETRY_AFTER, retry_after_secs.to_string())],
+            axum::Json(json!({"error": "slow_down"})),
+        )
+            .into_response(),
+        Fault::MalformedJson => json_text(StatusCode::OK, "{\"access_token\": "),
+        Fault::MissingAccessToken => json_text(
+            StatusCode::OK,
+            r#"{"token_type":"Bearer","expires_in":3600}"#,
+        ),
+        Fault::InvalidGrant => oauth_error(StatusCode::BAD_REQUEST, "invalid_grant", "injected"),
+        Fault::InvalidClient => oauth_error(StatusCode::UNAUTHORIZED, "invalid_client", "injected"),
+        Fault::Delay(_)
+        | Fault::Hang
+        | Fault::Drop
+        | Fault::RotateThenDrop
+        | Fault::MissingExpiresIn => return None,
+    })
+}
+
+/// An RFC 6749 §5.2 error: status, `error`, `error_description`.
+type Refusal = (StatusCode, &'static str, &'static str);
+
+/// RFC 6749 proper: authenticate the client, check the grant, issue.
+/// A refresh token is consumed here, so only on the way to a success.
+fn exchange(
+    state: &ServerState,
+    client_id: Option<String>,
+    client_secret: Option<String>,
+    form: &HashMap<String, String>,
+) -> Result<Grant, Refusal> {
+    let (Some(client_id), Some(client_secret)) = (client_id, client_secret) else {
+        return Err((
+            StatusCode::UNAUTHORIZED,
+            "invalid_client",
+            "client authentication is missing",
+        ));
+    };
+    if !state.client_ok(&client_id, &client_secret) {
+        return Err((
+            StatusCode::UNAUTHORIZED,
+            "invalid_client",
+            "unknown client or wrong secret",
+        ));
+    }
+    let scope = form.get("scope").map(String::as_str);
+    match form.get("grant_type").map(String::as_str) {
+        Some("refresh_token") => {
+            let Some(rt) = form.get("refresh_token").filter(|rt| !rt.is_empty()) else {
+                return Err((
+                    StatusCode::BAD_REQUEST,
+                    "invalid_request",
+                    "refresh_token is missing",
+                ));
+            };
+            if !state.consume_refresh_token(rt, &client_id) {
+                return Err((
+                    StatusCode::BAD_REQUEST,
+                    "invalid_grant",
+                    "the refresh token is unknown, used or not this client's",
+                ));
+            }
+            Ok(state.grant(&client_id, scope, true))
+        }
+        Some("client_credentials") => Ok(state.grant(&client_id, scope, false)),
+        Some("") | None => Err((
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "grant_type is missing",
+        )),
+        Some(_) => Err((
+            StatusCode::BAD_REQUEST,
+            "unsupported_grant_type",
+            "only refresh_token and client_credentials are supported",
+        )),
     }
 }
 
@@ -169,19 +223,6 @@ fn json_text(status: StatusCode, text: &'static str) -> Response {
     (status, [(header::CONTENT_TYPE, "application/json")], text).into_response()
 }
 
-/// Headers go out, then the body fails: the connection is cut mid-response.
-fn cut_off() -> Response {
-    let stream = futures_util::stream::once(async {
-        Err::<axum::body::Bytes, _>(std::io::Error::other("connection dropped on purpose"))
-    });
-    Response::builder()
-        .status(StatusCode::OK)
-        .header(header::CONTENT_TYPE, "application/json")
-        .header(header::CONTENT_LENGTH, "1000")
-        .body(Body::from_stream(stream))
-        .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
-}
-
 fn basic_auth(headers: &HeaderMap) -> Option<(String, String)> {
     let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
     let encoded = value.strip_prefix("Basic ")?;
@@ -190,5 +231,22 @@ fn basic_auth(headers: &HeaderMap) -> Option<(String, String)> {
         .ok()?;
     let text = String::from_utf8(decoded).ok()?;
     let (id, secret) = text.split_once(':')?;
-    Some((id.to_owned(), secret.to_owned()))
+    Some((form_decode(id)?, form_decode(secret)?))
+}
+
+/// RFC 6749 §2.3.1: Basic credentials are form-urlencoded first.
+fn form_decode(text: &str) -> Option<String> {
+    let mut out = Vec::with_capacity(text.len());
+    let mut bytes = text.bytes();
+    while let Some(b) = bytes.next() {
+        out.push(match b {
+            b'+' => b' ',
+            b'%' => {
+                let hex = [bytes.next()?, bytes.next()?];
+                u8::from_str_radix(std::str::from_utf8(&hex).ok()?, 16).ok()?
+            }
+            b => b,
+        });
+    }
+    String::from_utf8(out).ok()
 }

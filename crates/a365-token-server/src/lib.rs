@@ -5,6 +5,8 @@
 //!
 //! Loopback and plain HTTP only: it is for tests and the demo.
 
+mod conn;
+mod fault;
 mod handler;
 mod state;
 
@@ -12,8 +14,9 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use fault::{Fault, ParseError, parse_duration};
 use state::State;
-pub use state::{Fault, RecordedRequest};
+pub use state::{RecordedRequest, State as ServerState};
 
 /// How the server starts.
 #[derive(Debug, Clone)]
@@ -26,6 +29,7 @@ pub struct ServerConfig {
     pub scopes: Vec<String>,
     /// Registered clients: (client id, client secret).
     pub clients: Vec<(String, String)>,
+    /// Loopback only; port 0 picks a free port.
     pub listen: SocketAddr,
 }
 
@@ -45,12 +49,17 @@ impl Default for ServerConfig {
     }
 }
 
-/// Serves on `listener` until the future is dropped.
-pub async fn serve(listener: tokio::net::TcpListener, state: Arc<State>) -> std::io::Result<()> {
+/// Serves `POST /connect/token` on `listener` until the future is dropped
+/// (connections already accepted live on as tasks of the runtime).
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: Arc<ServerState>,
+) -> std::io::Result<()> {
     let app = axum::Router::new()
         .route("/connect/token", axum::routing::post(handler::token))
-        .with_state(state);
-    axum::serve(listener, app).await
+        .with_state(state)
+        .into_make_service_with_connect_info::<conn::Cut>();
+    axum::serve(conn::CuttableListener(listener), app).await
 }
 
 /// A running server on a background thread with its own runtime, so plain
@@ -74,7 +83,13 @@ impl TokenServer {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?;
-        let listener = runtime.block_on(tokio::net::TcpListener::bind(config.listen))?;
+        // A std bind, not `block_on`: `start` then works inside an async test too.
+        let listener = std::net::TcpListener::bind(config.listen)?;
+        listener.set_nonblocking(true)?;
+        let listener = {
+            let _entered = runtime.enter();
+            tokio::net::TcpListener::from_std(listener)?
+        };
         let addr = listener.local_addr()?;
         let state = Arc::new(State::new(&config, format!("http://{addr}")));
         let (stop, stopped) = tokio::sync::oneshot::channel();
@@ -172,8 +187,6 @@ impl Drop for TokenServer {
         self.stop_now();
     }
 }
-
-pub use state::State as ServerState;
 
 /// A random URL-safe secret (32 bytes of OS randomness).
 pub fn random_secret() -> String {

@@ -1,12 +1,13 @@
 //! `a365-token-server`: the local token server, for the demo and for
 //! trying a365 without an Altium account.
 
+use std::io::Write;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use a365_token_server::{ServerConfig, ServerState};
+use a365_token_server::{Fault, ServerConfig, ServerState};
 use anyhow::{Context, bail};
 use clap::Parser;
 
@@ -19,7 +20,7 @@ struct Args {
     #[arg(long, default_value = "127.0.0.1:0")]
     listen: SocketAddr,
     /// Access token lifetime: "10s", "5m", "1h" or seconds.
-    #[arg(long, default_value = "1h", value_parser = parse_duration)]
+    #[arg(long, default_value = "1h", value_parser = a365_token_server::parse_duration)]
     lifetime: Duration,
     /// Keep refresh tokens valid after use instead of rotating them.
     #[arg(long)]
@@ -32,14 +33,14 @@ struct Args {
     /// Write `{"client_secret", "refresh_token"}` (0600) for `a365 add --secrets-from`.
     #[arg(long, value_name = "FILE")]
     write_secrets: Option<PathBuf>,
-}
-
-fn parse_duration(text: &str) -> Result<Duration, String> {
-    if let Ok(secs) = text.parse::<u64>() {
-        return Ok(Duration::from_secs(secs));
-    }
-    let d: jiff::SignedDuration = text.parse().map_err(|e| format!("{text}: {e}"))?;
-    Duration::try_from(d).map_err(|e| format!("{text}: {e}"))
+    /// Misbehave: status:CODE, rate-limited:SECS, delay:DURATION, hang, drop,
+    /// rotate-then-drop, malformed-json, missing-access-token,
+    /// missing-expires-in, invalid-grant, invalid-client.
+    #[arg(long, value_name = "FAULT")]
+    fault: Option<Fault>,
+    /// Apply --fault to this many requests only (default: all).
+    #[arg(long, value_name = "N", requires = "fault")]
+    fault_times: Option<usize>,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -72,13 +73,20 @@ fn main() -> anyhow::Result<()> {
             .await
             .context("binding")?;
         let addr = listener.local_addr()?;
-        let state = Arc::new(ServerState::new(&config, format!("http://{addr}")));
+        let state = Arc::new(ServerState::new(&config, format!("http://{addr}")).with_stderr_log());
+        if let Some(fault) = args.fault.clone() {
+            state.set_fault(fault, args.fault_times);
+        }
         if let Some(path) = &args.write_secrets {
             let rt = state.issue_refresh_token(&args.client_id);
             let json = serde_json::json!({"client_secret": secret, "refresh_token": rt});
             write_private(path, json.to_string().as_bytes())?;
         }
-        println!("token_url=http://{addr}/connect/token");
+        // A script waits for this line: flush it now, whatever stdout is.
+        let mut stdout = std::io::stdout().lock();
+        writeln!(stdout, "token_url=http://{addr}/connect/token")?;
+        stdout.flush()?;
+        drop(stdout);
         eprintln!(
             "a365-token-server: listening on http://{addr}/connect/token (lifetime {:?})",
             config.lifetime
@@ -91,8 +99,8 @@ fn main() -> anyhow::Result<()> {
     })
 }
 
+/// Writes a secrets file only its owner can read, even if it existed.
 fn write_private(path: &std::path::Path, bytes: &[u8]) -> anyhow::Result<()> {
-    use std::io::Write;
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create(true).truncate(true);
     #[cfg(unix)]
@@ -103,7 +111,14 @@ fn write_private(path: &std::path::Path, bytes: &[u8]) -> anyhow::Result<()> {
     let mut file = options
         .open(path)
         .with_context(|| format!("writing {}", path.display()))?;
-    file.write_all(bytes)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        file.set_permissions(std::fs::Permissions::from_mode(0o600))
+            .with_context(|| format!("restricting {}", path.display()))?;
+    }
+    file.write_all(bytes)
+        .with_context(|| format!("writing {}", path.display()))?;
     Ok(())
 }
 

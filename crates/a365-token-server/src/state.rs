@@ -9,34 +9,7 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
 use crate::ServerConfig;
-
-/// A way to misbehave.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Fault {
-    /// Answer this HTTP status with `{"error":"server_error"}`.
-    Status(u16),
-    /// 429 with `Retry-After: <secs>`.
-    RateLimited {
-        retry_after_secs: u64,
-    },
-    /// Wait, then answer normally.
-    Delay(Duration),
-    /// Accept and never answer.
-    Hang,
-    /// Send headers, then cut the connection.
-    Drop,
-    /// Rotate the refresh token (the old one dies), then cut the connection:
-    /// the one-time-use window.
-    RotateThenDrop,
-    /// 200 with a truncated JSON body.
-    MalformedJson,
-    /// 200 with a JSON object without `access_token`.
-    MissingAccessToken,
-    /// 200 without `expires_in` (the JWT still has `exp`).
-    MissingExpiresIn,
-    InvalidGrant,
-    InvalidClient,
-}
+use crate::fault::Fault;
 
 /// One request to `/connect/token`.
 #[derive(Debug, Clone)]
@@ -48,14 +21,19 @@ pub struct RecordedRequest {
     /// The refresh token presented (test server: keeping it is fine).
     pub refresh_token: Option<String>,
     pub scope: Option<String>,
+    /// The HTTP status sent; 0 while in flight and when none was sent
+    /// (`Hang`, `Drop`, `RotateThenDrop`).
     pub status: u16,
     /// UTC epoch milliseconds of arrival.
     pub at_ms: i64,
 }
 
+/// The shared state of one server, for [`crate::serve`].
 #[derive(Debug)]
 pub struct State {
     pub(crate) issuer: String,
+    /// One stderr line per request (the binary), never token values.
+    log: bool,
     inner: Mutex<Inner>,
 }
 
@@ -104,6 +82,7 @@ impl State {
     pub fn new(config: &ServerConfig, issuer: String) -> State {
         State {
             issuer,
+            log: false,
             inner: Mutex::new(Inner {
                 lifetime: config.lifetime,
                 rotate: config.rotate,
@@ -116,6 +95,12 @@ impl State {
                 refresh_issued: Vec::new(),
             }),
         }
+    }
+
+    /// Logs one line per request to stderr: grant type, client id, status.
+    pub fn with_stderr_log(mut self) -> State {
+        self.log = true;
+        self
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
@@ -140,8 +125,33 @@ impl State {
         self.lock().recorded.clone()
     }
 
-    pub(crate) fn record(&self, request: RecordedRequest) {
-        self.lock().recorded.push(request);
+    /// Counts a request as it arrives (so hung ones count too); returns
+    /// its index for [`State::finish`].
+    pub(crate) fn begin(&self, request: RecordedRequest) -> usize {
+        let mut inner = self.lock();
+        inner.recorded.push(request);
+        inner.recorded.len() - 1
+    }
+
+    /// Notes the status sent (0: none) and logs the request.
+    pub(crate) fn finish(&self, index: usize, status: u16) {
+        let mut inner = self.lock();
+        let Some(record) = inner.recorded.get_mut(index) else {
+            return;
+        };
+        record.status = status;
+        if self.log {
+            let status = match status {
+                0 => "none (connection dropped or held)".to_owned(),
+                s => s.to_string(),
+            };
+            eprintln!(
+                "a365-token-server: grant_type={:?} client_id={:?} secure={} status={status}",
+                record.grant_type,
+                record.client_id.as_deref().unwrap_or(""),
+                record.secure,
+            );
+        }
     }
 
     pub fn set_fault(&self, fault: Fault, times: Option<usize>) {
