@@ -97,41 +97,61 @@ fn the_agent_is_not_dumpable_and_a_crash_leaves_no_core() {
     for entry in ["", "config", "state", "home", "run"] {
         std::os::unix::fs::chown(env.path(entry), Some(OTHER_UID), Some(OTHER_UID)).unwrap();
     }
-    let mut cmd = env.command(bin("a365-agent"));
-    cmd.current_dir(env.path("home"))
-        .uid(OTHER_UID)
-        .gid(OTHER_UID);
-    let agent = env.spawn_agent_command(cmd);
-    let pid = agent.pid();
-    let proc_owner = || std::fs::metadata(format!("/proc/{pid}/environ")).map(|m| m.uid());
-    assert!(
-        crate::harness::wait_until(std::time::Duration::from_secs(10), || env.socket.exists()),
-        "the agent did not start"
-    );
-    // A dumpable process's /proc files belong to its user; a non-dumpable
-    // one's to root, so other processes of the user cannot ptrace it or
-    // read its memory or environment.
-    assert_eq!(proc_owner().unwrap(), 0, "the agent is not dumpable");
-    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
-    let core = limits
-        .lines()
-        .find(|l| l.starts_with("Max core file size"))
-        .unwrap();
-    assert_eq!(core.split_whitespace().nth(4), Some("0"), "{core}");
+    use rustix::process::Signal;
+    for signal in [Signal::ABORT, Signal::SEGV] {
+        // The crashed agent's socket stays behind; wait for the new one.
+        let _ = std::fs::remove_file(&env.socket);
+        let mut cmd = env.command(bin("a365-agent"));
+        cmd.current_dir(env.path("home"))
+            .uid(OTHER_UID)
+            .gid(OTHER_UID);
+        let agent = env.spawn_agent_command(cmd);
+        let pid = agent.pid();
+        let proc_owner = || std::fs::metadata(format!("/proc/{pid}/environ")).map(|m| m.uid());
+        assert!(
+            crate::harness::wait_until(std::time::Duration::from_secs(10), || {
+                env.socket.exists()
+            }),
+            "the agent did not start"
+        );
+        // A dumpable process's /proc files belong to its user; a non-dumpable
+        // one's to root, so other processes of the user cannot ptrace it or
+        // read its memory or environment.
+        assert_eq!(proc_owner().unwrap(), 0, "the agent is not dumpable");
+        let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
+        let core = limits
+            .lines()
+            .find(|l| l.starts_with("Max core file size"))
+            .unwrap();
+        assert_eq!(core.split_whitespace().nth(4), Some("0"), "{core}");
 
-    agent.signal(rustix::process::Signal::ABORT);
-    let (status, _) = agent.wait(std::time::Duration::from_secs(10));
-    use std::os::unix::process::ExitStatusExt;
-    assert_eq!(
-        status.signal(),
-        Some(rustix::process::Signal::ABORT.as_raw()),
-        "{status:?}"
-    );
-    assert!(!status.core_dumped(), "no core dump");
-    let cores: Vec<_> = std::fs::read_dir(env.path("home"))
-        .unwrap()
-        .filter_map(|e| e.ok())
-        .filter(|e| e.file_name().to_string_lossy().starts_with("core"))
-        .collect();
-    assert!(cores.is_empty(), "{cores:?}");
+        agent.signal(signal);
+        if signal == Signal::SEGV {
+            // Rust's runtime takes a SIGSEGV that no fault caused as a
+            // stack-overflow probe: it restores the default action and
+            // returns. The second one is the crash.
+            std::thread::sleep(std::time::Duration::from_millis(200));
+            agent.signal(signal);
+        }
+        let (status, log) = agent.wait(std::time::Duration::from_secs(10));
+        // Not root, and a finite RLIMIT_MEMLOCK: locking is skipped, and said.
+        if rustix::process::getrlimit(rustix::process::Resource::Memlock)
+            .current
+            .is_some()
+        {
+            assert!(
+                log.contains("memory not locked (RLIMIT_MEMLOCK is"),
+                "{log}"
+            );
+        }
+        use std::os::unix::process::ExitStatusExt;
+        assert_eq!(status.signal(), Some(signal.as_raw()), "{status:?}");
+        assert!(!status.core_dumped(), "no core dump after {signal:?}");
+        let cores: Vec<_> = std::fs::read_dir(env.path("home"))
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_name().to_string_lossy().starts_with("core"))
+            .collect();
+        assert!(cores.is_empty(), "{cores:?}");
+    }
 }

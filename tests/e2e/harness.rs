@@ -84,6 +84,8 @@ impl Out {
 
 /// A user's world: private XDG directories and a socket path.
 pub struct Env {
+    /// Declared first so it stops before the directories go.
+    pub keyring: Option<Keyring>,
     pub dir: tempfile::TempDir,
     pub socket: PathBuf,
     /// RUST_LOG for every process started here.
@@ -104,9 +106,33 @@ impl Env {
         set_mode(&runtime, 0o700);
         let socket = runtime.join("a365").join("agent.sock");
         Env {
+            keyring: None,
             dir,
             socket,
             rust_log: "info".into(),
+        }
+    }
+
+    /// A user with a real, unlocked Secret Service on a private session
+    /// bus; `None` (with the reason printed) where the tools are missing,
+    /// unless `A365_REQUIRE_KEYRING=1` (CI) makes that a failure.
+    pub fn with_keyring() -> Option<Env> {
+        let mut env = Env::new();
+        match Keyring::start(&env) {
+            Ok(keyring) => {
+                env.keyring = Some(keyring);
+                Some(env)
+            }
+            Err(why) => {
+                assert!(
+                    std::env::var_os("A365_REQUIRE_KEYRING").is_none_or(|v| v != "1"),
+                    "A365_REQUIRE_KEYRING=1 but no Secret Service: {why}"
+                );
+                eprintln!(
+                    "SKIPPED: no Secret Service to test against ({why}); install dbus-daemon, dbus-bin, gnome-keyring and libsecret-tools"
+                );
+                None
+            }
         }
     }
 
@@ -132,6 +158,24 @@ impl Env {
             .env("A365_AGENT_SOCK", &self.socket)
             .env("RUST_LOG", &self.rust_log)
             .stdin(Stdio::null());
+        // Never the developer's own keyring: a private bus or none at all
+        // (and $XDG_RUNTIME_DIR/bus does not exist in the test's run dir).
+        match &self.keyring {
+            Some(keyring) => cmd.env("DBUS_SESSION_BUS_ADDRESS", &keyring.bus),
+            None => cmd.env_remove("DBUS_SESSION_BUS_ADDRESS"),
+        };
+    }
+
+    /// The secret `secret-tool` finds for `profile` in this user's keyring.
+    pub fn keyring_item(&self, profile: &str) -> Option<String> {
+        let out = self
+            .command("secret-tool")
+            .args(["lookup", "service", "a365", "username", profile])
+            .output()
+            .expect("run secret-tool");
+        out.status
+            .success()
+            .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
     }
 
     pub fn command(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
@@ -250,6 +294,83 @@ impl Env {
         let text = std::fs::read_to_string(self.credential_file(profile)).ok()?;
         let value: serde_json::Value = serde_json::from_str(&text).ok()?;
         value["refresh_token"].as_str().map(str::to_owned)
+    }
+}
+
+/// A private D-Bus session bus with gnome-keyring's Secret Service on it,
+/// unlocked with a throwaway password; both killed when dropped.
+pub struct Keyring {
+    pub bus: String,
+    bus_daemon: Child,
+    keyring_daemon: Option<Child>,
+}
+
+impl Keyring {
+    fn start(env: &Env) -> Result<Keyring, String> {
+        use std::io::{BufRead, Write};
+        let mut bus_daemon = Command::new("dbus-daemon")
+            .args(["--session", "--nofork", "--print-address=1"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| format!("dbus-daemon: {e}"))?;
+        let mut line = String::new();
+        let stdout = bus_daemon.stdout.take().ok_or("dbus-daemon: no stdout")?;
+        std::io::BufReader::new(stdout)
+            .read_line(&mut line)
+            .map_err(|e| format!("dbus-daemon: {e}"))?;
+        let mut keyring = Keyring {
+            bus: line.trim().to_owned(),
+            bus_daemon,
+            keyring_daemon: None,
+        };
+        if keyring.bus.is_empty() {
+            return Err("dbus-daemon printed no address".into());
+        }
+        let mut daemon = Command::new("gnome-keyring-daemon")
+            .args(["--unlock", "--components=secrets", "--foreground"])
+            .env("DBUS_SESSION_BUS_ADDRESS", &keyring.bus)
+            .env("HOME", env.path("home"))
+            .env("XDG_DATA_HOME", env.path("home/data"))
+            .env("XDG_RUNTIME_DIR", env.path("run"))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| format!("gnome-keyring-daemon: {e}"))?;
+        // The login keyring's password, then EOF.
+        if let Some(mut stdin) = daemon.stdin.take() {
+            let _ = stdin.write_all(b"test-keyring-password");
+        }
+        keyring.keyring_daemon = Some(daemon);
+        let owned = || {
+            Command::new("dbus-send")
+                .args([
+                    "--session",
+                    "--print-reply",
+                    "--dest=org.freedesktop.DBus",
+                    "/org/freedesktop/DBus",
+                    "org.freedesktop.DBus.NameHasOwner",
+                    "string:org.freedesktop.secrets",
+                ])
+                .env("DBUS_SESSION_BUS_ADDRESS", &keyring.bus)
+                .output()
+                .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("boolean true"))
+        };
+        if !wait_until(Duration::from_secs(10), owned) {
+            return Err("gnome-keyring-daemon did not take org.freedesktop.secrets".into());
+        }
+        Ok(keyring)
+    }
+}
+
+impl Drop for Keyring {
+    fn drop(&mut self) {
+        for child in self.keyring_daemon.iter_mut().chain([&mut self.bus_daemon]) {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
 }
 

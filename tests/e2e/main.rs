@@ -12,6 +12,7 @@ mod bad_input;
 mod cli;
 mod failures;
 mod json_mode;
+mod keyring;
 mod refresh;
 mod secrets;
 mod tls;

@@ -8,12 +8,24 @@ use crate::harness::{Env, Session, wait_until};
 
 #[test]
 fn trace_logs_and_output_hold_no_secret_through_a_full_cycle() {
+    full_cycle_at_trace(Env::new());
+}
+
+/// zbus logs D-Bus traffic at trace level: the keyring path must not leak
+/// either (the Secret Service session is encrypted).
+#[test]
+fn trace_logs_hold_no_secret_with_the_keyring_store() {
+    if let Some(env) = Env::with_keyring() {
+        full_cycle_at_trace(env);
+    }
+}
+
+fn full_cycle_at_trace(mut env: Env) {
     let server = TokenServer::start(ServerConfig {
         lifetime: Duration::from_secs(2),
         ..ServerConfig::default()
     })
     .unwrap();
-    let mut env = Env::new();
     env.rust_log = "trace".into();
     let agent = env.start_agent();
     let mut output = String::new();
@@ -67,11 +79,33 @@ fn trace_logs_and_output_hold_no_secret_through_a_full_cycle() {
             "client output holds a secret"
         );
     }
-    // Files the agent wrote outside the store: the config.
-    let config = std::fs::read_to_string(env.config_file()).unwrap_or_default();
-    for secret in &secrets {
-        assert!(!config.contains(secret.as_str()));
+    // Every file in the user's world outside the stores (the config, the
+    // socket directory, gnome-keyring's own runtime files).
+    let stores = [
+        env.path("state/a365/credentials"),
+        env.path("home/data/keyrings"),
+    ];
+    let mut files = vec![env.dir.path().to_path_buf()];
+    let mut checked = 0;
+    while let Some(path) = files.pop() {
+        if stores.contains(&path) {
+            continue;
+        }
+        if path.is_dir() {
+            files.extend(std::fs::read_dir(&path).unwrap().map(|e| e.unwrap().path()));
+        } else if let Ok(bytes) = std::fs::read(&path) {
+            let text = String::from_utf8_lossy(&bytes);
+            for secret in &secrets {
+                assert!(
+                    !text.contains(secret.as_str()),
+                    "a secret in {}",
+                    path.display()
+                );
+            }
+            checked += 1;
+        }
     }
+    assert!(checked >= 1, "the config was checked");
 }
 
 #[test]
@@ -104,4 +138,30 @@ fn the_agent_allows_no_core_dump() {
         .find(|l| l.starts_with("Max core file size"))
         .unwrap();
     assert_eq!(core.split_whitespace().nth(4), Some("0"), "{core}");
+}
+
+#[test]
+fn memory_is_locked_where_that_is_safe_and_the_log_says_which() {
+    let env = Env::new();
+    let agent = env.start_agent();
+    let status = std::fs::read_to_string(format!("/proc/{}/status", agent.pid())).unwrap();
+    let locked_kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmLck:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap();
+    let log = agent.log();
+    let unlimited = rustix::process::getrlimit(rustix::process::Resource::Memlock)
+        .current
+        .is_none();
+    if rustix::process::geteuid().is_root() || unlimited {
+        assert!(log.contains("memory locked ("), "{log}");
+        assert!(locked_kib > 0, "VmLck is 0");
+    } else {
+        assert!(
+            log.contains("memory not locked (RLIMIT_MEMLOCK is"),
+            "{log}"
+        );
+        assert_eq!(locked_kib, 0);
+    }
 }

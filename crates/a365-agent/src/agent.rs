@@ -5,19 +5,21 @@ use std::sync::{Arc, RwLock};
 
 use a365_proto::{
     AddProfile, ErrorKind, ErrorReply, Kind, PROTOCOL_VERSION, Request, Response, Secrets,
-    TokenRequest,
+    StoreKind, TokenRequest,
 };
-use a365_store::Credential;
+use a365_store::{Credential, Store};
 use secrecy::ExposeSecret;
 use tokio::sync::watch;
 
 use crate::config::{self, Config, Endpoint, Paths};
-use crate::profile::{Phase, Profile, Shared};
+use crate::profile::{Phase, Placed, Profile, Shared};
 use crate::provider::static_token;
+use crate::stores::Stores;
 
 #[derive(Debug)]
 pub struct Agent {
     shared: Arc<Shared>,
+    stores: Stores,
     paths: Paths,
     profiles: RwLock<BTreeMap<String, Arc<Profile>>>,
     default_profile: RwLock<Option<String>>,
@@ -34,29 +36,35 @@ impl Agent {
         shared: Arc<Shared>,
         shutdown: watch::Sender<bool>,
     ) -> Arc<Agent> {
+        let stores = Stores::open(paths.state_dir.clone(), config.store).await;
         let mut profiles = BTreeMap::new();
         for (name, spec) in &config.profiles {
             let endpoint = Endpoint::resolve(spec).ok().flatten();
-            let credential = load(&shared, name).await.unwrap_or_else(|e| {
-                tracing::error!(profile = %name, "cannot read its secrets: {e}");
-                None
-            });
+            // Profiles written before stores were recorded used the
+            // configured store, and files before that.
+            let kind = spec.store.or(config.store).unwrap_or(StoreKind::File);
+            let placed = Placed {
+                kind,
+                store: stores.get(kind).await,
+            };
+            let loaded = load(&placed, name).await;
+            if let Err(e) = &loaded {
+                tracing::error!(profile = %name, store = %kind, "cannot read its secrets: {e}");
+            }
             let profile = Profile::start(
                 name.clone(),
                 spec.clone(),
                 endpoint,
-                credential,
+                placed,
+                loaded,
                 Arc::clone(&shared),
             );
             profiles.insert(name.clone(), profile);
         }
-        tracing::info!(
-            profiles = profiles.len(),
-            store = shared.store.kind(),
-            "profiles loaded"
-        );
+        tracing::info!(profiles = profiles.len(), "profiles loaded");
         Arc::new(Agent {
             shared,
+            stores,
             paths,
             profiles: RwLock::new(profiles),
             default_profile: RwLock::new(config.default_profile.clone()),
@@ -89,6 +97,7 @@ impl Agent {
                     message: "the agent is shutting down".into(),
                 })
             }
+            Request::MigrateStore { to, profile } => self.migrate(to, profile.as_deref()).await,
         };
         result.unwrap_or_else(Response::Error)
     }
@@ -151,13 +160,11 @@ impl Agent {
             Err(_) => Vec::new(),
         };
         let only_one = profiles.len() == 1;
-        let store = self.shared.store.kind();
         Response::Status(
             profiles
                 .iter()
                 .map(|p| {
                     p.status(
-                        store,
                         default.as_deref() == Some(p.name.as_str())
                             || (default.is_none() && only_one),
                     )
@@ -169,10 +176,12 @@ impl Agent {
     async fn add(&self, add: AddProfile) -> Result<Response, ErrorReply> {
         let AddProfile {
             name,
-            spec,
+            mut spec,
             secrets,
             replace,
         } = add;
+        // Record where the secrets go, so a later default cannot lose them.
+        let kind = *spec.store.get_or_insert(self.stores.default());
         config::validate_name(&name).map_err(invalid)?;
         let endpoint = Endpoint::resolve(&spec).map_err(invalid)?;
         let credential = credential_for(
@@ -193,32 +202,55 @@ impl Agent {
                 "profile '{name}' exists: add --replace to overwrite it"
             )));
         }
+        let store = self.stores.get(kind).await.map_err(|e| {
+            invalid(format!(
+                "cannot keep secrets in the {kind} store: {e}; choose another with `--store file`"
+            ))
+        })?;
         if let Some(old) = &old {
             old.stop().await;
         }
-        save(&self.shared, &name, &credential).await?;
+        if let Err(e) = save(&store, &name, &credential).await {
+            if let Some(old) = &old {
+                self.restart(old).await;
+            }
+            return Err(e);
+        }
         if let Err(e) = config::write_profile(&self.paths.config_file, &name, &spec) {
-            if old.is_none() {
-                let _ = delete(&self.shared, &name).await;
+            match &old {
+                None => {
+                    let _ = delete(&store, &name).await;
+                }
+                Some(old) => self.restart(old).await,
             }
             return Err(internal(e.to_string()));
+        }
+        // The old secrets are superseded; drop them if they lived elsewhere.
+        if let Some(Ok(old_store)) = old
+            .as_ref()
+            .filter(|old| old.placed.kind != kind)
+            .map(|old| old.placed.store.clone())
+            && let Err(e) = delete(&old_store, &name).await
+        {
+            tracing::warn!(profile = %name, "could not delete the replaced secrets: {}", e.message);
         }
         let profile = Profile::start(
             name.clone(),
             spec.clone(),
             endpoint,
-            Some(credential),
+            Placed {
+                kind,
+                store: Ok(store),
+            },
+            Ok(Some(credential)),
             Arc::clone(&self.shared),
         );
         let mut rx = profile.subscribe();
         if let Ok(mut profiles) = self.profiles.write() {
             profiles.insert(name.clone(), Arc::clone(&profile));
         }
-        let store = match self.shared.store.kind() {
-            "memory" => "in memory only (lost when the agent stops)".to_owned(),
-            kind => format!("in the {kind} store"),
-        };
-        tracing::info!(profile = %name, kind = %spec.kind, "profile added");
+        let store = self.stores.describe(kind);
+        tracing::info!(profile = %name, kind = %spec.kind, store = %kind, "profile added");
         let mut message = format!(
             "profile '{name}' ({}) added; its secrets are kept {store}",
             spec.kind
@@ -248,8 +280,15 @@ impl Agent {
     async fn remove(&self, name: &str) -> Result<Response, ErrorReply> {
         let _edit = self.edits.lock().await;
         let profile = self.profile(Some(name))?;
+        let store = profile.placed.store.clone().map_err(|e| {
+            internal(format!(
+                "cannot delete the secrets of '{name}': the {} store is not available ({e}); \
+                 the profile is kept",
+                profile.placed.kind
+            ))
+        })?;
         profile.stop().await;
-        delete(&self.shared, name).await?;
+        delete(&store, name).await?;
         config::remove_profile(&self.paths.config_file, name)
             .map_err(|e| internal(e.to_string()))?;
         if let Ok(mut profiles) = self.profiles.write() {
@@ -264,6 +303,160 @@ impl Agent {
         Ok(Response::Done {
             message: format!("profile '{name}' removed, with its secrets"),
         })
+    }
+
+    /// Moves secrets to the store `to`: each is saved there, then the
+    /// config records the new place, and only then is the old copy
+    /// deleted, so a crash at any point leaves one complete copy that the
+    /// config points to (or two).
+    async fn migrate(&self, to: StoreKind, only: Option<&str>) -> Result<Response, ErrorReply> {
+        let _edit = self.edits.lock().await;
+        let target = self
+            .stores
+            .get(to)
+            .await
+            .map_err(|e| invalid(format!("cannot move secrets to the {to} store: {e}")))?;
+        let profiles = match only {
+            Some(name) => vec![self.profile(Some(name))?],
+            None => match self.profiles.read() {
+                Ok(p) => p.values().cloned().collect(),
+                Err(_) => return Err(internal("profile table poisoned")),
+            },
+        };
+        let mut moved = Vec::new();
+        let mut notes = Vec::new();
+        for profile in profiles {
+            if profile.placed.kind == to {
+                continue;
+            }
+            match self.move_profile(&profile, &target, to).await {
+                Ok(note) => {
+                    moved.push(profile.name.clone());
+                    notes.extend(note);
+                }
+                Err(e) => {
+                    let done = if moved.is_empty() {
+                        "nothing was moved".to_owned()
+                    } else {
+                        format!("moved before that: {}", moved.join(", "))
+                    };
+                    return Err(ErrorReply::new(e.kind, format!("{} ({done})", e.message)));
+                }
+            }
+        }
+        if only.is_none() {
+            config::write_default_store(&self.paths.config_file, to)
+                .map_err(|e| internal(e.to_string()))?;
+            self.stores.set_default(to);
+        }
+        let mut message = match moved.len() {
+            0 => format!(
+                "no profile needed moving: the secrets are already {}",
+                self.stores.describe(to)
+            ),
+            _ => format!(
+                "moved {} to the {to} store: secrets are now kept {}",
+                moved.join(", "),
+                self.stores.describe(to)
+            ),
+        };
+        if only.is_none() {
+            message.push_str("; new profiles go there too");
+        }
+        for note in notes {
+            message.push_str("; ");
+            message.push_str(&note);
+        }
+        tracing::info!(store = %to, moved = moved.len(), "secrets migrated");
+        Ok(Response::Done { message })
+    }
+
+    /// One profile's move; on failure the profile keeps running from its
+    /// old store. `Ok(Some(note))` reports an old copy left behind.
+    async fn move_profile(
+        &self,
+        profile: &Arc<Profile>,
+        target: &Arc<dyn Store>,
+        to: StoreKind,
+    ) -> Result<Option<String>, ErrorReply> {
+        let name = profile.name.clone();
+        let from = profile.placed.kind;
+        let source = profile.placed.store.clone().map_err(|e| {
+            internal(format!(
+                "cannot move '{name}': its {from} store is not available ({e})"
+            ))
+        })?;
+        // A refresh in flight finishes and is saved to the old store first.
+        profile.stop().await;
+        let credential = match load(&profile.placed, &name).await {
+            Ok(credential) => credential,
+            Err(e) => {
+                self.restart(profile).await;
+                return Err(internal(format!(
+                    "cannot read the secrets of '{name}': {e}"
+                )));
+            }
+        };
+        if let Some(credential) = &credential
+            && let Err(e) = save(target, &name, credential).await
+        {
+            self.restart(profile).await;
+            return Err(ErrorReply::new(e.kind, format!("'{name}': {}", e.message)));
+        }
+        let mut spec = profile.spec.clone();
+        spec.store = Some(to);
+        if let Err(e) = config::write_profile(&self.paths.config_file, &name, &spec) {
+            if credential.is_some() {
+                let _ = delete(target, &name).await;
+            }
+            self.restart(profile).await;
+            return Err(internal(e.to_string()));
+        }
+        let note = match delete(&source, &name).await {
+            Ok(()) => None,
+            Err(e) => {
+                tracing::warn!(profile = %name, store = %from, "old copy not deleted: {}", e.message);
+                Some(format!(
+                    "the old copy of '{name}' in the {from} store could not be deleted ({}): delete it by hand",
+                    e.message
+                ))
+            }
+        };
+        let placed = Placed {
+            kind: to,
+            store: Ok(Arc::clone(target)),
+        };
+        let endpoint = Endpoint::resolve(&spec).ok().flatten();
+        let new = Profile::start(
+            name.clone(),
+            spec,
+            endpoint,
+            placed,
+            Ok(credential),
+            Arc::clone(&self.shared),
+        );
+        if let Ok(mut profiles) = self.profiles.write() {
+            profiles.insert(name, new);
+        }
+        Ok(note)
+    }
+
+    /// Starts `old` again from what its store holds (after a stop whose
+    /// change then failed).
+    async fn restart(&self, old: &Arc<Profile>) {
+        let loaded = load(&old.placed, &old.name).await;
+        let endpoint = Endpoint::resolve(&old.spec).ok().flatten();
+        let profile = Profile::start(
+            old.name.clone(),
+            old.spec.clone(),
+            endpoint,
+            old.placed.clone(),
+            loaded,
+            Arc::clone(&self.shared),
+        );
+        if let Ok(mut profiles) = self.profiles.write() {
+            profiles.insert(old.name.clone(), profile);
+        }
     }
 
     /// Stops every refresher; a refresh in flight finishes and is saved.
@@ -342,8 +535,8 @@ fn credential_for(
     Ok(credential)
 }
 
-async fn load(shared: &Shared, name: &str) -> Result<Option<Credential>, String> {
-    let store = Arc::clone(&shared.store);
+async fn load(placed: &Placed, name: &str) -> Result<Option<Credential>, String> {
+    let store = Arc::clone(placed.store.as_ref()?);
     let name = name.to_owned();
     match tokio::task::spawn_blocking(move || store.load(&name)).await {
         Ok(result) => result.map_err(|e| e.to_string()),
@@ -351,8 +544,12 @@ async fn load(shared: &Shared, name: &str) -> Result<Option<Credential>, String>
     }
 }
 
-async fn save(shared: &Shared, name: &str, credential: &Credential) -> Result<(), ErrorReply> {
-    let store = Arc::clone(&shared.store);
+async fn save(
+    store: &Arc<dyn Store>,
+    name: &str,
+    credential: &Credential,
+) -> Result<(), ErrorReply> {
+    let store = Arc::clone(store);
     let (name, credential) = (name.to_owned(), credential.clone());
     match tokio::task::spawn_blocking(move || store.save(&name, &credential)).await {
         Ok(Ok(())) => Ok(()),
@@ -361,8 +558,8 @@ async fn save(shared: &Shared, name: &str, credential: &Credential) -> Result<()
     }
 }
 
-async fn delete(shared: &Shared, name: &str) -> Result<(), ErrorReply> {
-    let store = Arc::clone(&shared.store);
+async fn delete(store: &Arc<dyn Store>, name: &str) -> Result<(), ErrorReply> {
+    let store = Arc::clone(store);
     let name = name.to_owned();
     match tokio::task::spawn_blocking(move || store.delete(&name)).await {
         Ok(Ok(_)) => Ok(()),

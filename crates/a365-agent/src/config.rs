@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+pub use a365_proto::StoreKind;
 use a365_proto::{Kind, ProfileSpec};
 use serde::Deserialize;
 
@@ -52,21 +53,13 @@ impl Paths {
     }
 }
 
-/// Where secrets live.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum StoreKind {
-    #[default]
-    File,
-    /// Opt-in: nothing survives a restart.
-    Memory,
-}
-
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
+    /// Where new profiles keep their secrets; unset means the OS keyring
+    /// when one answers at start-up, else files.
     #[serde(default)]
-    pub store: StoreKind,
+    pub store: Option<StoreKind>,
     /// The profile `a365 token` uses when none is named.
     pub default_profile: Option<String>,
     /// Lifetime assumed for a token that states none (no `expires_in`, no
@@ -272,6 +265,9 @@ pub fn write_profile(path: &Path, name: &str, spec: &ProfileSpec) -> Result<(), 
         if let Some(secure) = spec.secure {
             table.insert("secure", toml_edit::value(secure));
         }
+        if let Some(store) = spec.store {
+            table.insert("store", toml_edit::value(store.as_str()));
+        }
         match profiles.get_mut(name).and_then(|item| item.as_table_mut()) {
             // Keep the comment above an existing profile.
             Some(existing) => {
@@ -281,6 +277,20 @@ pub fn write_profile(path: &Path, name: &str, spec: &ProfileSpec) -> Result<(), 
             }
             None => {
                 profiles.insert(name, toml_edit::Item::Table(table));
+            }
+        }
+        Ok(())
+    })
+}
+
+/// Sets the top-level `store`: where new profiles keep their secrets.
+pub fn write_default_store(path: &Path, store: StoreKind) -> Result<(), ConfigError> {
+    edit(path, |doc| {
+        match doc.get_mut("store") {
+            // In place, so a comment above the key stays.
+            Some(item) => *item = toml_edit::value(store.as_str()),
+            None => {
+                doc.insert("store", toml_edit::value(store.as_str()));
             }
         }
         Ok(())
@@ -349,6 +359,7 @@ mod tests {
             client_id: Some("cid".into()),
             scopes: vec![],
             secure: None,
+            store: None,
         }
     }
 
@@ -413,14 +424,16 @@ mod tests {
         let path = dir.path().join("config.toml");
         std::fs::write(
             &path,
-            "# my settings\nstore = \"file\" # keep\n\n# the work profile\n[profiles.work]\nkind = \"static\"\n",
+            "# my settings\nstore = \"file\"\nproxy = \"http://127.0.0.1:1\" # keep\n\n# the work profile\n[profiles.work]\nkind = \"static\"\n",
         )
         .unwrap();
         let mut s = spec(Kind::Refresh);
         s.realm = Some("altium365".into());
         s.scopes = vec!["openid".into()];
+        s.store = Some(StoreKind::Keyring);
         write_profile(&path, "gov", &s).unwrap();
         write_profile(&path, "work", &s).unwrap();
+        write_default_store(&path, StoreKind::Memory).unwrap();
         let text = std::fs::read_to_string(&path).unwrap();
         assert!(text.contains("# my settings"), "{text}");
         assert!(text.contains("# keep"), "{text}");
@@ -429,6 +442,7 @@ mod tests {
             "{text}"
         );
         let config = Config::load(&path).unwrap();
+        assert_eq!(config.store, Some(StoreKind::Memory));
         assert_eq!(config.profiles["gov"], s);
         assert_eq!(config.profiles["work"], s);
         assert!(remove_profile(&path, "gov").unwrap());

@@ -13,15 +13,15 @@ pub mod provider;
 pub mod schedule;
 pub mod server;
 pub mod socket;
+pub mod stores;
 
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use a365_store::{FileStore, MemoryStore, Store};
 use tokio::sync::watch;
 
-use crate::config::{Config, Paths, StoreKind};
+use crate::config::{Config, Paths};
 
 /// Why the agent could not run.
 #[derive(Debug, thiserror::Error)]
@@ -52,13 +52,8 @@ pub async fn run(options: Options) -> Result<(), RunError> {
     let config = Config::load(&options.paths.config_file)?;
     let listener = socket::bind(&options.socket).await?;
     tracing::info!(socket = %options.socket.display(), pid = std::process::id(), "listening");
-    let store: Arc<dyn Store> = match config.store {
-        StoreKind::File => Arc::new(FileStore::open(options.paths.state_dir.clone())?),
-        StoreKind::Memory => Arc::new(MemoryStore::new()),
-    };
     let shared = Arc::new(profile::Shared {
         http: http_client(&config)?,
-        store,
         clock: Arc::new(clock::SystemClock),
         default_lifetime: config.default_lifetime(),
     });

@@ -35,7 +35,7 @@ struct Args {
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    harden();
+    let memory = harden();
     let socket = args
         .socket
         .clone()
@@ -62,6 +62,13 @@ fn main() -> ExitCode {
         };
     }
     init_logging(&args.log_level);
+    match memory {
+        Ok(how) => tracing::info!("memory locked ({how}): secrets never reach swap"),
+        Err(why) => tracing::info!(
+            "memory not locked ({why}); secrets could reach swap: use encrypted swap, or run \
+             with an unlimited RLIMIT_MEMLOCK (LimitMEMLOCK=infinity)"
+        ),
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -107,8 +114,9 @@ fn init_logging(level: &str) {
 }
 
 /// Private files, no core dumps, no ptrace by other processes of the user,
-/// and enough file descriptors for many idle clients.
-fn harden() {
+/// enough file descriptors for many idle clients, and memory locked where
+/// that is safe. Returns how the memory lock went, to be logged.
+fn harden() -> Result<&'static str, String> {
     #[cfg(unix)]
     {
         use rustix::fs::Mode;
@@ -134,5 +142,35 @@ fn harden() {
     {
         let _ =
             rustix::process::set_dumpable_behavior(rustix::process::DumpableBehavior::NotDumpable);
+        lock_memory()
     }
+    #[cfg(not(target_os = "linux"))]
+    {
+        Err("not supported on this platform".into())
+    }
+}
+
+/// `mlockall` only when nothing can make it fail later: with a finite
+/// RLIMIT_MEMLOCK, every later mapping (thread stacks, malloc arenas) counts
+/// against it and an allocation past it aborts the agent. Root has
+/// CAP_IPC_LOCK, for which the limit does not apply. `ONFAULT` locks pages
+/// as they are touched, so reserved-but-unused memory costs nothing.
+#[cfg(target_os = "linux")]
+fn lock_memory() -> Result<&'static str, String> {
+    use rustix::mm::{MlockAllFlags, mlockall};
+    use rustix::process::{Resource, getrlimit};
+    let limit = getrlimit(Resource::Memlock).current;
+    let how = match (limit, rustix::process::geteuid().is_root()) {
+        (None, _) => "RLIMIT_MEMLOCK is unlimited",
+        (Some(_), true) => "running as root",
+        (Some(bytes), false) => {
+            return Err(format!(
+                "RLIMIT_MEMLOCK is {} KiB, too low to lock the whole agent safely",
+                bytes / 1024
+            ));
+        }
+    };
+    mlockall(MlockAllFlags::CURRENT | MlockAllFlags::FUTURE | MlockAllFlags::ONFAULT)
+        .map(|()| how)
+        .map_err(|e| format!("mlockall: {e}"))
 }

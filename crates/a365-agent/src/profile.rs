@@ -6,7 +6,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use a365_proto::{ErrorKind, ErrorReply, Kind, ProfileSpec, ProfileStatus, TokenReply, WireSecret};
+use a365_proto::{
+    ErrorKind, ErrorReply, Kind, ProfileSpec, ProfileStatus, StoreKind, TokenReply, WireSecret,
+};
 use a365_store::{Credential, Store};
 use secrecy::{ExposeSecret, SecretString};
 use tokio::sync::{Notify, watch};
@@ -27,9 +29,15 @@ const TICK_MS: i64 = 30_000;
 #[derive(Debug)]
 pub struct Shared {
     pub http: reqwest::Client,
-    pub store: Arc<dyn Store>,
     pub clock: Arc<dyn Clock>,
     pub default_lifetime: Duration,
+}
+
+/// The store that holds a profile's secrets, or why it cannot be used.
+#[derive(Debug, Clone)]
+pub struct Placed {
+    pub kind: StoreKind,
+    pub store: Result<Arc<dyn Store>, String>,
 }
 
 /// A token being served.
@@ -86,6 +94,8 @@ pub struct Profile {
     pub name: String,
     pub spec: ProfileSpec,
     endpoint: Option<Endpoint>,
+    /// Where its secrets are saved, rotated refresh tokens included.
+    pub placed: Placed,
     shared: Arc<Shared>,
     state: watch::Sender<Snapshot>,
     wake: Notify,
@@ -105,15 +115,18 @@ impl Profile {
         name: String,
         spec: ProfileSpec,
         endpoint: Option<Endpoint>,
-        credential: Option<Credential>,
+        placed: Placed,
+        loaded: Result<Option<Credential>, String>,
         shared: Arc<Shared>,
     ) -> Arc<Profile> {
         let now = shared.clock.now_ms();
-        let initial = initial_snapshot(&name, &spec, credential.as_ref(), now);
+        let initial = initial_snapshot(&name, &spec, placed.kind, &loaded, now);
+        let credential = loaded.ok().flatten();
         let profile = Arc::new(Profile {
             name,
             spec,
             endpoint,
+            placed,
             shared,
             state: watch::Sender::new(initial),
             wake: Notify::new(),
@@ -344,7 +357,7 @@ impl Profile {
         }
     }
 
-    pub fn status(&self, store: &str, is_default: bool) -> ProfileStatus {
+    pub fn status(&self, is_default: bool) -> ProfileStatus {
         let snap = self.snapshot();
         let now = self.shared.clock.now_ms();
         let token = snap.token.as_deref();
@@ -376,7 +389,10 @@ impl Profile {
                 Phase::NeedsReauth(message) => Some(message.clone()),
                 _ => snap.last_error.clone(),
             },
-            store: store.into(),
+            store: match &self.placed.store {
+                Ok(_) => self.placed.kind.to_string(),
+                Err(_) => format!("{} (unavailable)", self.placed.kind),
+            },
             is_default,
         }
     }
@@ -552,14 +568,18 @@ impl Profile {
 
     /// Saves the credential; on failure logs and describes it.
     async fn persist(&self, credential: &Credential) -> Result<(), String> {
-        let store = Arc::clone(&self.shared.store);
-        let name = self.name.clone();
-        let copy = credential.clone();
-        let result = tokio::task::spawn_blocking(move || store.save(&name, &copy)).await;
-        let error = match result {
-            Ok(Ok(())) => return Ok(()),
-            Ok(Err(e)) => e.to_string(),
-            Err(e) => e.to_string(),
+        let error = match &self.placed.store {
+            Err(e) => e.clone(),
+            Ok(store) => {
+                let store = Arc::clone(store);
+                let name = self.name.clone();
+                let copy = credential.clone();
+                match tokio::task::spawn_blocking(move || store.save(&name, &copy)).await {
+                    Ok(Ok(())) => return Ok(()),
+                    Ok(Err(e)) => e.to_string(),
+                    Err(e) => e.to_string(),
+                }
+            }
         };
         tracing::error!(profile = %self.name, "could not save the new credential: {error}");
         Err(format!(
@@ -571,7 +591,8 @@ impl Profile {
 fn initial_snapshot(
     name: &str,
     spec: &ProfileSpec,
-    credential: Option<&Credential>,
+    store: StoreKind,
+    loaded: &Result<Option<Credential>, String>,
     now: i64,
 ) -> Snapshot {
     let mut snap = Snapshot {
@@ -581,12 +602,22 @@ fn initial_snapshot(
         next_refresh_at_ms: None,
         attempts_done: 0,
     };
-    let Some(credential) = credential else {
-        snap.phase = Phase::NeedsReauth(format!(
-            "the agent holds no secret for profile '{name}' (memory store, or the secret was removed): \
-             run `a365 add {name} --replace …`"
-        ));
-        return snap;
+    let credential = match loaded {
+        Ok(Some(credential)) => credential,
+        Ok(None) => {
+            snap.phase = Phase::NeedsReauth(format!(
+                "the {store} store holds no secret for profile '{name}' (memory store after a restart, \
+                 or the secret was removed): run `a365 add {name} --replace …`"
+            ));
+            return snap;
+        }
+        Err(e) => {
+            snap.phase = Phase::NeedsReauth(format!(
+                "cannot read the secrets of profile '{name}' from the {store} store ({e}): fix that and \
+                 restart the agent, or run `a365 add {name} --replace …`"
+            ));
+            return snap;
+        }
     };
     let cached = credential.access_token.as_ref().map(|secret| {
         let (jwt_exp, jwt_scopes) = provider::static_token::describe(secret.expose_secret());

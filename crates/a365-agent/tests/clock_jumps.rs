@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use a365_agent::clock::ManualClock;
 use a365_agent::config::Endpoint;
-use a365_agent::profile::{Profile, Shared};
-use a365_proto::{ErrorKind, Kind, ProfileSpec};
+use a365_agent::profile::{Placed, Profile, Shared};
+use a365_proto::{ErrorKind, Kind, ProfileSpec, StoreKind};
 use a365_store::{Credential, MemoryStore};
 use secrecy::SecretString;
 
@@ -23,10 +23,16 @@ fn shared(clock: Arc<ManualClock>) -> Arc<Shared> {
             .timeout(Duration::from_secs(2))
             .build()
             .unwrap(),
-        store: Arc::new(MemoryStore::new()),
         clock,
         default_lifetime: Duration::from_secs(3600),
     })
+}
+
+fn memory() -> Placed {
+    Placed {
+        kind: StoreKind::Memory,
+        store: Ok(Arc::new(MemoryStore::new())),
+    }
 }
 
 fn refresh_spec() -> (ProfileSpec, Option<Endpoint>) {
@@ -38,6 +44,7 @@ fn refresh_spec() -> (ProfileSpec, Option<Endpoint>) {
         client_id: Some("cid".into()),
         scopes: vec![],
         secure: None,
+        store: None,
     };
     let endpoint = Endpoint::resolve(&spec).unwrap();
     (spec, endpoint)
@@ -62,7 +69,8 @@ async fn a_night_of_sleep_never_yields_an_expired_token() {
         "work".into(),
         spec,
         endpoint,
-        Some(cached(NOW + HOUR)),
+        memory(),
+        Ok(Some(cached(NOW + HOUR))),
         shared(Arc::clone(&clock)),
     );
 
@@ -80,7 +88,7 @@ async fn a_night_of_sleep_never_yields_an_expired_token() {
     let err = profile.token(0, &[]).await.unwrap_err();
     assert_eq!(err.kind, ErrorKind::Unavailable, "{}", err.message);
     assert!(err.message.contains("cannot connect"), "{}", err.message);
-    let status = profile.status("memory", true);
+    let status = profile.status(true);
     assert_eq!(status.state, "failing");
     profile.stop().await;
 }
@@ -93,7 +101,8 @@ async fn min_valid_is_a_guarantee_across_clock_jumps() {
         "work".into(),
         spec,
         endpoint,
-        Some(cached(NOW + HOUR)),
+        memory(),
+        Ok(Some(cached(NOW + HOUR))),
         shared(Arc::clone(&clock)),
     );
     // Valid for an hour: 30 minutes is fine, 2 hours is not (and the
@@ -119,6 +128,7 @@ async fn an_expired_static_token_asks_for_a_new_one() {
         client_id: None,
         scopes: vec![],
         secure: None,
+        store: None,
     };
     let credential = Credential {
         client_secret: None,
@@ -132,7 +142,8 @@ async fn an_expired_static_token_asks_for_a_new_one() {
         "lt".into(),
         spec,
         None,
-        Some(credential),
+        memory(),
+        Ok(Some(credential)),
         shared(Arc::clone(&clock)),
     );
     assert!(profile.token(0, &[]).await.is_ok());
@@ -142,7 +153,7 @@ async fn an_expired_static_token_asks_for_a_new_one() {
     let err = profile.token(0, &[]).await.unwrap_err();
     assert_eq!(err.kind, ErrorKind::NeedsReauth);
     assert!(err.message.contains("Admin → Developer"), "{}", err.message);
-    assert_eq!(profile.status("memory", true).state, "expired");
+    assert_eq!(profile.status(true).state, "expired");
 }
 
 #[tokio::test]
@@ -150,9 +161,18 @@ async fn a_memory_store_after_restart_says_what_to_do() {
     let clock = Arc::new(ManualClock::new(NOW));
     let (spec, endpoint) = refresh_spec();
     let shared = shared(Arc::clone(&clock));
-    assert!(shared.store.load("work").unwrap().is_none());
-    let profile = Profile::start("work".into(), spec, endpoint, None, shared);
-    assert_eq!(profile.status("memory", true).state, "needs-reauth");
+    let placed = memory();
+    assert!(
+        placed
+            .store
+            .as_ref()
+            .unwrap()
+            .load("work")
+            .unwrap()
+            .is_none()
+    );
+    let profile = Profile::start("work".into(), spec, endpoint, placed, Ok(None), shared);
+    assert_eq!(profile.status(true).state, "needs-reauth");
     let err = profile.token(0, &[]).await.unwrap_err();
     assert_eq!(err.kind, ErrorKind::NeedsReauth);
     assert!(

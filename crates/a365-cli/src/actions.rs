@@ -7,7 +7,7 @@ use a365_proto::{
     AddProfile, Client, Kind, ProfileSpec, Request, Response, TokenReply, TokenRequest,
 };
 
-use crate::cli::{AddArgs, ExecArgs, TokenArgs};
+use crate::cli::{AddArgs, ExecArgs, StoreCommand, TokenArgs};
 use crate::exit::Error;
 use crate::{output, secrets};
 
@@ -77,6 +77,7 @@ pub fn add(socket: &Path, args: AddArgs) -> Result<(), Error> {
         client_id: args.client_id,
         scopes: args.scopes,
         secure,
+        store: args.store.map(Into::into),
     };
     let request = Request::AddProfile(AddProfile {
         name: args.profile,
@@ -85,6 +86,18 @@ pub fn add(socket: &Path, args: AddArgs) -> Result<(), Error> {
         replace: args.replace,
     });
     done(call(socket, &request)?)
+}
+
+pub fn store(socket: &Path, command: StoreCommand) -> Result<(), Error> {
+    match command {
+        StoreCommand::Migrate { to, profile } => done(call(
+            socket,
+            &Request::MigrateStore {
+                to: to.into(),
+                profile,
+            },
+        )?),
+    }
 }
 
 pub fn remove(socket: &Path, profile: String) -> Result<(), Error> {

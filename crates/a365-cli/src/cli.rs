@@ -38,6 +38,9 @@ pub enum Command {
     },
     /// Run a command with the token in its environment as A365_TOKEN.
     Exec(ExecArgs),
+    /// Where secrets are kept: the OS keyring, files or memory.
+    #[command(subcommand)]
+    Store(StoreCommand),
     /// Check that the agent answers; print its version and pid.
     #[command(hide = true)]
     Ping,
@@ -92,9 +95,45 @@ pub struct AddArgs {
     /// Overwrite an existing profile of that name.
     #[arg(long)]
     pub replace: bool,
+    /// Where to keep its secrets (default: the agent's default store, the
+    /// OS keyring when one is available).
+    #[arg(long, value_enum)]
+    pub store: Option<Store>,
     /// JSON object with client_secret, refresh_token, access_token; `-` is stdin.
     #[arg(long, value_name = "FILE|-")]
     pub secrets_from: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum StoreCommand {
+    /// Move secrets to another store (saved there before the old copy is
+    /// deleted); without a profile, every profile moves and new ones follow.
+    Migrate {
+        #[arg(long, value_enum)]
+        to: Store,
+        /// Only this profile.
+        profile: Option<String>,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Store {
+    /// The OS keyring: Secret Service, Keychain or Credential Manager.
+    Keyring,
+    /// A 0600 file under $XDG_STATE_HOME/a365/credentials.
+    File,
+    /// Memory only: lost when the agent stops.
+    Memory,
+}
+
+impl From<Store> for a365_proto::StoreKind {
+    fn from(store: Store) -> Self {
+        match store {
+            Store::Keyring => a365_proto::StoreKind::Keyring,
+            Store::File => a365_proto::StoreKind::File,
+            Store::Memory => a365_proto::StoreKind::Memory,
+        }
+    }
 }
 
 #[derive(Debug, Args)]

@@ -27,6 +27,7 @@ fn main() -> ExitCode {
             Err(e) => Err(e),
         },
         Command::Ping => actions::ping(&socket),
+        Command::Store(command) => actions::store(&socket, command),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -76,9 +76,10 @@ pub fn status_table(profiles: &[ProfileStatus], now_secs: i64) -> String {
         "STATE",
         "EXPIRES IN",
         "WORKSPACE",
+        "STORE",
         "SCOPES",
     ];
-    let rows: Vec<[String; 7]> = profiles
+    let rows: Vec<[String; 8]> = profiles
         .iter()
         .map(|p| {
             [
@@ -93,6 +94,7 @@ pub fn status_table(profiles: &[ProfileStatus], now_secs: i64) -> String {
                     .map(|e| expires_in(e - now_secs))
                     .unwrap_or_else(|| "-".into()),
                 p.workspace.clone().unwrap_or_else(|| "-".into()),
+                p.store.clone(),
                 scopes(&p.scopes),
             ]
         })
@@ -228,6 +230,7 @@ mod tests {
             lines[1].contains("127.0.0.1:8080")
                 && lines[1].contains("1h 0m")
                 && lines[1].contains("abc")
+                && lines[1].contains("file")
         );
         assert!(text.contains("work: the token server failed (HTTP 500)"));
         assert!(status_table(&[], 0).contains("a365 add"));

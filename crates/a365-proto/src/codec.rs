@@ -290,6 +290,7 @@ mod tests {
                 client_id: Some("cid".into()),
                 scopes: vec!["openid".into()],
                 secure: Some(true),
+                store: Some(crate::StoreKind::Keyring),
             },
             secrets: Secrets {
                 client_secret: Some(WireSecret::new(SecretString::from("s3cret"))),
@@ -310,7 +311,17 @@ mod tests {
             },
         ];
         for enc in [Encoding::Binary, Encoding::Json] {
-            for req in [token_request(), Request::Status, add.clone(), Request::Ping] {
+            let migrate = Request::MigrateStore {
+                to: crate::StoreKind::File,
+                profile: Some("work".into()),
+            };
+            for req in [
+                token_request(),
+                Request::Status,
+                add.clone(),
+                Request::Ping,
+                migrate,
+            ] {
                 let bytes = encode_request(&req, enc).unwrap();
                 let payload = match enc {
                     Encoding::Binary => frame_payload(&bytes),

@@ -25,6 +25,12 @@ pub enum Request {
     Ping,
     /// Stop the agent (what SIGTERM does; for platforms without signals).
     Shutdown,
+    /// Move the secrets of `profile` (or of every profile) to the store
+    /// `to`, and make it the default store for new profiles.
+    MigrateStore {
+        to: StoreKind,
+        profile: Option<String>,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -78,6 +84,44 @@ pub struct ProfileSpec {
     /// realm's default.
     #[serde(default)]
     pub secure: Option<bool>,
+    /// Where the profile's secrets live; `None` means the agent's default.
+    /// The agent records the store it chose here when it adds the profile.
+    #[serde(default)]
+    pub store: Option<StoreKind>,
+}
+
+/// The places secrets can live. Append new stores at the end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum StoreKind {
+    /// The OS keyring: Secret Service, Keychain or Credential Manager.
+    Keyring,
+    /// A 0600 file under `$XDG_STATE_HOME/a365/credentials/`.
+    File,
+    /// Nothing survives an agent restart.
+    Memory,
+}
+
+impl StoreKind {
+    pub const ALL: [StoreKind; 3] = [StoreKind::Keyring, StoreKind::File, StoreKind::Memory];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StoreKind::Keyring => "keyring",
+            StoreKind::File => "file",
+            StoreKind::Memory => "memory",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<StoreKind> {
+        Self::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+}
+
+impl std::fmt::Display for StoreKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// The kinds of credential. Append new kinds at the end.
@@ -165,7 +209,7 @@ pub struct ProfileStatus {
     /// From the `a365:workspace:{uuid}` scope of the token.
     pub workspace: Option<String>,
     pub last_error: Option<String>,
-    /// Where its secrets live: `file` or `memory`.
+    /// Where its secrets live: `keyring`, `file` or `memory`.
     pub store: String,
     pub is_default: bool,
 }

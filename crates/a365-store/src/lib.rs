@@ -6,17 +6,19 @@
 
 mod credential;
 mod file;
+mod keyring;
 mod memory;
 
 use std::path::PathBuf;
 
 pub use credential::Credential;
 pub use file::{FileStore, write_atomic};
+pub use keyring::KeyringStore;
 pub use memory::MemoryStore;
 
 /// A place secrets live.
 pub trait Store: Send + Sync + std::fmt::Debug {
-    /// `file` or `memory`: shown to the user.
+    /// `keyring`, `file` or `memory`: shown to the user.
     fn kind(&self) -> &'static str;
     fn load(&self, profile: &str) -> Result<Option<Credential>, StoreError>;
     /// Durable when it returns.
@@ -42,6 +44,8 @@ pub enum StoreError {
         "{path} has record version {version}, which this a365 cannot read (written by a newer one?)"
     )]
     Unsupported { path: PathBuf, version: u32 },
+    #[error("keyring: {0}")]
+    Keyring(String),
 }
 
 /// Profile names become file names: no separators, no dot files.
