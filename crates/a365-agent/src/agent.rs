@@ -1,7 +1,8 @@
 //! The agent's profiles and what each request does to them.
 
-use std::collections::BTreeMap;
-use std::sync::{Arc, RwLock};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, RwLock, Weak};
+use std::time::Duration;
 
 use a365_proto::{
     AddProfile, ErrorKind, ErrorReply, Kind, PROTOCOL_VERSION, Request, Response, Secrets,
@@ -26,7 +27,13 @@ pub struct Agent {
     /// Serializes `add` and `remove`, which touch the store and the config.
     edits: tokio::sync::Mutex<()>,
     shutdown: watch::Sender<bool>,
+    /// Browser logins under way, by profile: their outcome once known.
+    logins: Mutex<HashMap<String, watch::Receiver<Option<LoginOutcome>>>>,
+    /// For tasks that outlive a request (a login finishing in the browser).
+    me: Weak<Agent>,
 }
+
+type LoginOutcome = Result<String, ErrorReply>;
 
 impl Agent {
     /// Loads every configured profile's credential and starts its refresher.
@@ -62,7 +69,7 @@ impl Agent {
             profiles.insert(name.clone(), profile);
         }
         tracing::info!(profiles = profiles.len(), "profiles loaded");
-        Arc::new(Agent {
+        Arc::new_cyclic(|me| Agent {
             shared,
             stores,
             paths,
@@ -70,6 +77,8 @@ impl Agent {
             default_profile: RwLock::new(config.default_profile.clone()),
             edits: tokio::sync::Mutex::new(()),
             shutdown,
+            logins: Mutex::new(HashMap::new()),
+            me: me.clone(),
         })
     }
 
@@ -98,6 +107,11 @@ impl Agent {
                 })
             }
             Request::MigrateStore { to, profile } => self.migrate(to, profile.as_deref()).await,
+            Request::Login {
+                profile,
+                timeout_ms,
+            } => self.login(&profile, timeout_ms).await,
+            Request::LoginWait { profile } => self.login_wait(&profile).await,
         };
         result.unwrap_or_else(Response::Error)
     }
@@ -255,7 +269,9 @@ impl Agent {
             "profile '{name}' ({}) added; its secrets are kept {store}",
             spec.kind
         );
-        if spec.kind == Kind::Refresh {
+        if spec.kind == Kind::AuthorizationCode {
+            message.push_str(&format!("; now log in: `a365 login {name}`"));
+        } else if spec.kind != Kind::Static {
             // Report the first exchange, so a bad secret shows up now.
             let _ = tokio::time::timeout(
                 std::time::Duration::from_secs(25),
@@ -303,6 +319,177 @@ impl Agent {
         Ok(Response::Done {
             message: format!("profile '{name}' removed, with its secrets"),
         })
+    }
+
+    /// Starts a browser login: binds the redirect, answers with the URL to
+    /// open; a task waits for the browser, exchanges the code and installs
+    /// the new credential. `login_wait` reports how it ended.
+    async fn login(&self, name: &str, timeout_ms: u64) -> Result<Response, ErrorReply> {
+        use crate::provider::authorization_code::{Pkce, authorize_url};
+        let profile = self.profile(Some(name))?;
+        if profile.spec.kind != Kind::AuthorizationCode {
+            return Err(invalid(format!(
+                "profile '{name}' is a {} profile: only authorization-code profiles log in with a browser",
+                profile.spec.kind
+            )));
+        }
+        let endpoint = Endpoint::resolve(&profile.spec)
+            .map_err(invalid)?
+            .ok_or_else(|| invalid("the profile has no token endpoint"))?;
+        let login = endpoint
+            .login
+            .clone()
+            .ok_or_else(|| invalid("the profile has no login endpoint"))?;
+        let pkce = Pkce::generate().map_err(|e| internal(format!("no randomness: {e}")))?;
+        let listener = crate::login::listen(&login.redirect_uri)
+            .await
+            .map_err(|e| unavailable(e.to_string()))?;
+        let client_id = profile.spec.client_id.clone().unwrap_or_default();
+        let scopes = config::requested_scopes(&profile.spec);
+        let url = authorize_url(
+            &login.authorize_url,
+            &client_id,
+            &login.redirect_uri,
+            &scopes,
+            &pkce,
+        );
+        let (tx, rx) = watch::channel(None);
+        if let Ok(mut logins) = self.logins.lock() {
+            logins.insert(name.to_owned(), rx);
+        }
+        let timeout = Duration::from_millis(timeout_ms.clamp(1_000, 3_600_000));
+        let me = self.me.clone();
+        let name = name.to_owned();
+        tracing::info!(profile = %name, redirect = %login.redirect_uri, "login started");
+        tokio::spawn(async move {
+            let code = crate::login::wait_for_code(
+                listener,
+                login.redirect_uri.path(),
+                pkce.state.clone(),
+                timeout,
+            )
+            .await;
+            let outcome = match (code, me.upgrade()) {
+                (Err(e), _) => Err(unavailable(format!(
+                    "{e}; run `a365 login {name}` to try again"
+                ))),
+                (Ok(_), None) => Err(unavailable("the agent is stopping")),
+                (Ok(code), Some(agent)) => {
+                    agent
+                        .finish_login(&name, &endpoint, &login.redirect_uri, &code, &pkce)
+                        .await
+                }
+            };
+            match &outcome {
+                Ok(_) => tracing::info!(profile = %name, "logged in"),
+                Err(e) => tracing::warn!(profile = %name, "login failed: {}", e.message),
+            }
+            let _ = tx.send(Some(outcome));
+        });
+        Ok(Response::LoginUrl {
+            url: url.to_string(),
+        })
+    }
+
+    /// Exchanges the code, saves the credential, restarts the profile on it.
+    async fn finish_login(
+        &self,
+        name: &str,
+        endpoint: &Endpoint,
+        redirect_uri: &reqwest::Url,
+        code: &str,
+        pkce: &crate::provider::authorization_code::Pkce,
+    ) -> LoginOutcome {
+        let _edit = self.edits.lock().await;
+        let profile = self.profile(Some(name))?;
+        let mut credential = load(&profile.placed, name)
+            .await
+            .map_err(|e| internal(format!("cannot read the client secret: {e}")))?
+            .unwrap_or_default();
+        let now = self.shared.clock.now_ms();
+        let call = crate::provider::oauth::Call {
+            http: &self.shared.http,
+            token_url: &endpoint.token_url,
+            now_ms: now,
+            default_lifetime: self.shared.default_lifetime,
+        };
+        let fresh = crate::provider::authorization_code::exchange(
+            call,
+            profile.spec.client_id.as_deref().unwrap_or_default(),
+            credential.client_secret.as_ref(),
+            code,
+            redirect_uri,
+            &pkce.verifier,
+        )
+        .await
+        .map_err(|e| {
+            ErrorReply::new(
+                ErrorKind::NeedsReauth,
+                format!("the token server refused the login: {e}"),
+            )
+        })?;
+        let refreshable = fresh.refresh_token.is_some();
+        credential.refresh_token = fresh.refresh_token;
+        credential.access_token = Some(fresh.access_token);
+        credential.access_expires_at_ms = Some(fresh.expires_at_ms);
+        credential.access_scopes = fresh.scopes;
+        credential.updated_at_ms = now;
+        let store = profile.placed.store.clone().map_err(|e| {
+            internal(format!(
+                "the {} store is not available: {e}",
+                profile.placed.kind
+            ))
+        })?;
+        save(&store, name, &credential).await?;
+        profile.stop().await;
+        let new = Profile::start(
+            name.to_owned(),
+            profile.spec.clone(),
+            Some(endpoint.clone()),
+            profile.placed.clone(),
+            Ok(Some(credential)),
+            Arc::clone(&self.shared),
+        );
+        if let Ok(mut profiles) = self.profiles.write() {
+            profiles.insert(name.to_owned(), new);
+        }
+        Ok(format!(
+            "logged in: profile '{name}' has a token valid for {}{}",
+            crate::profile::human_ms(fresh.expires_at_ms - now),
+            if refreshable {
+                ", renewed with its refresh token from now on"
+            } else {
+                "; no refresh token was granted, so log in again when it expires"
+            }
+        ))
+    }
+
+    /// Waits for the outcome of the login `login` started.
+    async fn login_wait(&self, name: &str) -> Result<Response, ErrorReply> {
+        let rx = self
+            .logins
+            .lock()
+            .ok()
+            .and_then(|logins| logins.get(name).cloned());
+        let Some(mut rx) = rx else {
+            return Err(invalid(format!(
+                "no login is under way for '{name}': run `a365 login {name}`"
+            )));
+        };
+        let outcome = match rx.wait_for(Option::is_some).await {
+            Ok(outcome) => outcome.clone(),
+            Err(_) => None,
+        };
+        if let Ok(mut logins) = self.logins.lock()
+            && logins.get(name).is_some_and(|r| r.same_channel(&rx))
+        {
+            logins.remove(name);
+        }
+        match outcome {
+            Some(Ok(message)) => Ok(Response::Done { message }),
+            Some(Err(e)) => Err(e),
+            None => Err(unavailable("the login ended without an outcome")),
+        }
     }
 
     /// Moves secrets to the store `to`: each is saved there, then the
@@ -485,12 +672,17 @@ fn credential_for(
         access_token,
     } = secrets;
     let mut credential = Credential {
-        client_secret: None,
-        refresh_token: None,
-        access_token: None,
-        access_expires_at_ms: None,
-        access_scopes: Vec::new(),
         updated_at_ms: now_ms,
+        ..Credential::default()
+    };
+    let needs_client_id = || {
+        if client_id.is_none_or(str::is_empty) {
+            Err(invalid(format!(
+                "a {kind} profile needs a client id (--client-id)"
+            )))
+        } else {
+            Ok(())
+        }
     };
     match kind {
         Kind::Static => {
@@ -514,10 +706,39 @@ fn credential_for(
             credential.access_expires_at_ms = exp;
             credential.access_scopes = scopes;
         }
-        Kind::Refresh => {
-            if client_id.is_none_or(str::is_empty) {
-                return Err(invalid("a refresh profile needs a client id (--client-id)"));
+        Kind::ClientCredentials | Kind::AuthorizationCode => {
+            needs_client_id()?;
+            if refresh_token.is_some() || access_token.is_some() {
+                return Err(invalid(format!(
+                    "a {kind} profile takes only a client_secret secret"
+                )));
             }
+            match (client_secret, kind) {
+                (Some(secret), _) => credential.client_secret = Some(secret.into_inner()),
+                // PKCE serves public clients too; Nexar's apps have a secret.
+                (None, Kind::AuthorizationCode) => {}
+                (None, _) => {
+                    return Err(invalid(format!(
+                        "a {kind} profile needs the client_secret secret"
+                    )));
+                }
+            }
+        }
+        Kind::DesignerCloud => {
+            let Some(token) = access_token else {
+                return Err(invalid(
+                    "a designer-cloud profile needs the API token as its access_token secret",
+                ));
+            };
+            if client_secret.is_some() || refresh_token.is_some() {
+                return Err(invalid(
+                    "a designer-cloud profile takes only an access_token secret",
+                ));
+            }
+            credential.access_token = Some(token.into_inner());
+        }
+        Kind::Refresh => {
+            needs_client_id()?;
             let (Some(secret), Some(rt)) = (client_secret, refresh_token) else {
                 return Err(invalid(
                     "a refresh profile needs the client_secret and refresh_token secrets",
@@ -570,6 +791,10 @@ async fn delete(store: &Arc<dyn Store>, name: &str) -> Result<(), ErrorReply> {
 
 fn invalid(message: impl ToString) -> ErrorReply {
     ErrorReply::new(ErrorKind::InvalidProfile, message.to_string())
+}
+
+fn unavailable(message: impl Into<String>) -> ErrorReply {
+    ErrorReply::new(ErrorKind::Unavailable, message)
 }
 
 fn internal(message: impl Into<String>) -> ErrorReply {

@@ -130,7 +130,8 @@ pub fn validate_name(name: &str) -> Result<(), ConfigError> {
     }
 }
 
-/// The named token endpoints.
+/// The named token endpoints; each realm's authorize endpoint is the same
+/// URL ending in `/authorize`.
 pub const REALMS: &[(&str, &str)] = &[
     ("altium365", "https://auth.altium.com/connect/token"),
     (
@@ -140,46 +141,64 @@ pub const REALMS: &[(&str, &str)] = &[
     ("nexar", "https://identity.nexar.com/connect/token"),
 ];
 
+/// Where Nexar registers its design apps' redirect.
+pub const DEFAULT_REDIRECT: &str = "http://localhost:3000/login";
+/// Nexar's scopes for a design app; `offline_access` asks for a refresh token.
+pub const DEFAULT_LOGIN_SCOPES: &[&str] = &[
+    "openid",
+    "profile",
+    "email",
+    "design.domain",
+    "user.access",
+    "offline_access",
+];
+/// Nexar's supply API scope, asked for by client-credentials profiles.
+pub const DEFAULT_SUPPLY_SCOPE: &str = "supply.domain";
+/// Lifetime of a renewed Designer Cloud token when the profile sets none.
+pub const DEFAULT_RENEW_LIFETIME_SECS: u64 = 30 * 24 * 3600;
+
 /// Where a profile's token requests go, and how.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Endpoint {
+    /// The token endpoint; for `designer-cloud`, `{base}/v4/apiAccessTokens`.
     pub token_url: reqwest::Url,
     /// Send `secure=1` (Gov Cloud).
     pub secure: bool,
+    /// `authorization-code` only.
+    pub login: Option<LoginEndpoint>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct LoginEndpoint {
+    pub authorize_url: reqwest::Url,
+    /// A loopback `http` URL with a port: where the agent listens.
+    pub redirect_uri: reqwest::Url,
 }
 
 impl Endpoint {
-    /// Resolves a profile's realm or explicit URL; `None` for a kind that
+    /// Resolves a profile's realm or explicit URLs; `None` for a kind that
     /// never calls a token endpoint.
     pub fn resolve(spec: &ProfileSpec) -> Result<Option<Endpoint>, ConfigError> {
+        if spec.kind == Kind::DesignerCloud {
+            return Self::designer_cloud(spec).map(Some);
+        }
+        if spec.base_url.is_some() || spec.renew_lifetime_secs.is_some() {
+            return Err(ConfigError::Invalid(
+                "base_url and renew_lifetime_secs are for designer-cloud profiles".into(),
+            ));
+        }
         let url = match (&spec.realm, &spec.token_url) {
             (Some(_), Some(_)) => {
                 return Err(ConfigError::Invalid(
                     "give either a realm or a token_url, not both".into(),
                 ));
             }
-            (Some(realm), None) => {
-                let (_, url) = REALMS
-                    .iter()
-                    .find(|(name, _)| name == realm)
-                    .ok_or_else(|| {
-                        let known: Vec<_> = REALMS.iter().map(|(n, _)| *n).collect();
-                        ConfigError::Invalid(format!(
-                            "unknown realm '{realm}' (known: {}), or give a token_url",
-                            known.join(", ")
-                        ))
-                    })?;
-                Some(*url)
-            }
+            (Some(realm), None) => Some(realm_url(realm)?),
             (None, Some(url)) => Some(url.as_str()),
             (None, None) => None,
         };
-        let needs_endpoint = match spec.kind {
-            Kind::Static => false,
-            Kind::Refresh => true,
-        };
         let Some(url) = url else {
-            if needs_endpoint {
+            if spec.kind != Kind::Static {
                 return Err(ConfigError::Invalid(format!(
                     "a {} profile needs a realm ({}) or a token_url",
                     spec.kind,
@@ -192,31 +211,193 @@ impl Endpoint {
             }
             return Ok(None);
         };
-        let token_url = parse_token_url(url)?;
+        if spec.kind == Kind::Static {
+            // Named for `status` only: a static token is never exchanged.
+            return Ok(None);
+        }
+        let token_url = parse_url("token_url", url)?;
         let secure = spec
             .secure
             .unwrap_or(spec.realm.as_deref() == Some("altium365-gov"));
-        Ok(Some(Endpoint { token_url, secure }))
+        let login = match spec.kind {
+            Kind::AuthorizationCode => Some(LoginEndpoint::resolve(spec, &token_url)?),
+            _ => {
+                if spec.authorize_url.is_some() || spec.redirect_uri.is_some() {
+                    return Err(ConfigError::Invalid(
+                        "authorize_url and redirect_uri are for authorization-code profiles".into(),
+                    ));
+                }
+                None
+            }
+        };
+        let endpoint = Endpoint {
+            token_url,
+            secure,
+            login,
+        };
+        endpoint.check_cloud()?;
+        Ok(Some(endpoint))
+    }
+
+    fn designer_cloud(spec: &ProfileSpec) -> Result<Endpoint, ConfigError> {
+        if spec.realm.is_some() || spec.token_url.is_some() || spec.client_id.is_some() {
+            return Err(ConfigError::Invalid(
+                "a designer-cloud profile takes a base_url (its instance), not a realm, token_url \
+                 or client id"
+                    .into(),
+            ));
+        }
+        let base = spec.base_url.as_deref().ok_or_else(|| {
+            ConfigError::Invalid(
+                "a designer-cloud profile needs the base_url of its instance (--base-url)".into(),
+            )
+        })?;
+        let mut base = parse_url("base_url", base)?;
+        if !base.path().ends_with('/') {
+            let path = format!("{}/", base.path());
+            base.set_path(&path);
+        }
+        let token_url = base
+            .join("v4/apiAccessTokens")
+            .map_err(|e| ConfigError::Invalid(format!("base_url: {e}")))?;
+        Ok(Endpoint {
+            token_url,
+            secure: false,
+            login: None,
+        })
+    }
+
+    /// A Gov Cloud secret never goes to a commercial endpoint, nor the
+    /// other way round: every URL of a profile must be on one side.
+    fn check_cloud(&self) -> Result<(), ConfigError> {
+        let token = Cloud::of(&self.token_url);
+        if let Some(login) = &self.login {
+            let authorize = Cloud::of(&login.authorize_url);
+            if token != authorize && token != Cloud::Other && authorize != Cloud::Other {
+                return Err(ConfigError::Invalid(format!(
+                    "the authorize URL ({}) and the token URL ({}) are on different Altium clouds \
+                     (Gov and commercial): a secret must stay on one",
+                    login.authorize_url.host_str().unwrap_or("?"),
+                    self.token_url.host_str().unwrap_or("?")
+                )));
+            }
+        }
+        if self.secure && token == Cloud::Commercial {
+            return Err(ConfigError::Invalid(format!(
+                "secure=1 is for Altium 365 Gov Cloud, but {} is a commercial endpoint: use \
+                 realm altium365-gov, or turn secure off",
+                self.token_url.host_str().unwrap_or("?")
+            )));
+        }
+        Ok(())
+    }
+}
+
+impl LoginEndpoint {
+    fn resolve(spec: &ProfileSpec, token_url: &reqwest::Url) -> Result<Self, ConfigError> {
+        let authorize_url = match &spec.authorize_url {
+            Some(url) => parse_url("authorize_url", url)?,
+            None => {
+                let path = token_url.path();
+                let Some(prefix) = path.strip_suffix("/token") else {
+                    return Err(ConfigError::Invalid(
+                        "give the authorize_url: it cannot be derived from a token URL that does \
+                         not end in /token"
+                            .into(),
+                    ));
+                };
+                let mut url = token_url.clone();
+                url.set_path(&format!("{prefix}/authorize"));
+                url
+            }
+        };
+        let text = spec.redirect_uri.as_deref().unwrap_or(DEFAULT_REDIRECT);
+        let redirect_uri = reqwest::Url::parse(text)
+            .map_err(|e| ConfigError::Invalid(format!("redirect_uri '{text}': {e}")))?;
+        // RFC 8252 §7.3: the agent can only receive a loopback redirect.
+        if redirect_uri.scheme() != "http"
+            || !is_loopback(&redirect_uri)
+            || redirect_uri.port().is_none()
+        {
+            return Err(ConfigError::Invalid(format!(
+                "redirect_uri '{text}' must be http://localhost:PORT/… or http://127.0.0.1:PORT/… \
+                 (the agent listens there)"
+            )));
+        }
+        Ok(LoginEndpoint {
+            authorize_url,
+            redirect_uri,
+        })
+    }
+}
+
+/// Which Altium cloud a URL belongs to, by host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Cloud {
+    Gov,
+    Commercial,
+    Other,
+}
+
+impl Cloud {
+    fn of(url: &reqwest::Url) -> Cloud {
+        let host = url.host_str().unwrap_or("").to_ascii_lowercase();
+        let under = |domain: &str| host == domain || host.ends_with(&format!(".{domain}"));
+        if under("365-gov.altium.com") {
+            Cloud::Gov
+        } else if under("altium.com") {
+            Cloud::Commercial
+        } else {
+            Cloud::Other
+        }
+    }
+}
+
+fn realm_url(realm: &str) -> Result<&'static str, ConfigError> {
+    REALMS
+        .iter()
+        .find(|(name, _)| *name == realm)
+        .map(|(_, url)| *url)
+        .ok_or_else(|| {
+            let known: Vec<_> = REALMS.iter().map(|(n, _)| *n).collect();
+            ConfigError::Invalid(format!(
+                "unknown realm '{realm}' (known: {}), or give a token_url",
+                known.join(", ")
+            ))
+        })
+}
+
+/// The scopes a profile's token requests carry: its own, else its kind's
+/// default on Nexar.
+pub fn requested_scopes(spec: &ProfileSpec) -> Vec<String> {
+    if !spec.scopes.is_empty() {
+        return spec.scopes.clone();
+    }
+    let nexar = spec.realm.as_deref() == Some("nexar");
+    match spec.kind {
+        Kind::ClientCredentials if nexar => vec![DEFAULT_SUPPLY_SCOPE.into()],
+        Kind::AuthorizationCode => DEFAULT_LOGIN_SCOPES.iter().map(|s| s.to_string()).collect(),
+        _ => Vec::new(),
     }
 }
 
 /// HTTPS only, except plain HTTP to a loopback host (tests, local servers).
-fn parse_token_url(text: &str) -> Result<reqwest::Url, ConfigError> {
+fn parse_url(what: &str, text: &str) -> Result<reqwest::Url, ConfigError> {
     let url = reqwest::Url::parse(text)
-        .map_err(|e| ConfigError::Invalid(format!("token_url '{text}' is not a URL: {e}")))?;
+        .map_err(|e| ConfigError::Invalid(format!("{what} '{text}' is not a URL: {e}")))?;
     if !url.username().is_empty() || url.password().is_some() {
-        return Err(ConfigError::Invalid(
-            "token_url must not contain credentials".into(),
-        ));
+        return Err(ConfigError::Invalid(format!(
+            "{what} must not contain credentials"
+        )));
     }
     match url.scheme() {
         "https" => Ok(url),
         "http" if is_loopback(&url) => Ok(url),
         "http" => Err(ConfigError::Invalid(format!(
-            "token_url '{text}' uses plain http: only https is allowed, except for loopback hosts"
+            "{what} '{text}' uses plain http: only https is allowed, except for loopback hosts"
         ))),
         other => Err(ConfigError::Invalid(format!(
-            "token_url scheme '{other}' is not https"
+            "{what} scheme '{other}' is not https"
         ))),
     }
 }
@@ -267,6 +448,21 @@ pub fn write_profile(path: &Path, name: &str, spec: &ProfileSpec) -> Result<(), 
         }
         if let Some(store) = spec.store {
             table.insert("store", toml_edit::value(store.as_str()));
+        }
+        for (key, value) in [
+            ("authorize_url", &spec.authorize_url),
+            ("redirect_uri", &spec.redirect_uri),
+            ("base_url", &spec.base_url),
+        ] {
+            if let Some(value) = value {
+                table.insert(key, toml_edit::value(value.as_str()));
+            }
+        }
+        if let Some(secs) = spec.renew_lifetime_secs {
+            table.insert(
+                "renew_lifetime_secs",
+                toml_edit::value(i64::try_from(secs).unwrap_or(i64::MAX)),
+            );
         }
         match profiles.get_mut(name).and_then(|item| item.as_table_mut()) {
             // Keep the comment above an existing profile.
@@ -359,7 +555,7 @@ mod tests {
             client_id: Some("cid".into()),
             scopes: vec![],
             secure: None,
-            store: None,
+            ..Default::default()
         }
     }
 

@@ -8,6 +8,7 @@ pub mod clock;
 pub mod config;
 pub mod daemon;
 pub mod jwt;
+pub mod login;
 pub mod profile;
 pub mod provider;
 pub mod schedule;

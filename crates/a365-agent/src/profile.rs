@@ -15,7 +15,7 @@ use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
 
 use crate::clock::Clock;
-use crate::config::Endpoint;
+use crate::config::{self, Endpoint};
 use crate::provider::{self, ProviderError, oauth::Call, refresh::RefreshCredential};
 use crate::{jwt, schedule};
 
@@ -38,6 +38,17 @@ pub struct Shared {
 pub struct Placed {
     pub kind: StoreKind,
     pub store: Result<Arc<dyn Store>, String>,
+}
+
+/// What a refresh of any kind brought.
+struct Obtained {
+    access_token: SecretString,
+    /// `None`: never expires (a Designer Cloud token with no `expiredAt`).
+    expires_at_ms: Option<i64>,
+    scopes: Vec<String>,
+    refresh_token: Option<SecretString>,
+    /// Designer Cloud: the new token's id.
+    token_id: Option<String>,
 }
 
 /// A token being served.
@@ -135,7 +146,15 @@ impl Profile {
             stopping: AtomicBool::new(false),
             task: Mutex::new(None),
         });
-        if let (Kind::Refresh, Some(credential)) = (profile.spec.kind, credential) {
+        // A login profile that never logged in has nothing to refresh yet.
+        let refreshes = match profile.spec.kind {
+            Kind::Static => false,
+            Kind::AuthorizationCode => credential
+                .as_ref()
+                .is_some_and(|c| c.access_token.is_some() || c.refresh_token.is_some()),
+            _ => true,
+        };
+        if let (true, Some(credential)) = (refreshes, credential) {
             let handle = tokio::spawn(Arc::clone(&profile).refresher(credential));
             if let Ok(mut task) = profile.task.lock() {
                 *task = Some(handle);
@@ -384,6 +403,16 @@ impl Profile {
                 .map(|ms| ms.div_euclid(1000)),
             next_refresh_at: snap.next_refresh_at_ms.map(|ms| ms.div_euclid(1000)),
             workspace: jwt::workspace(&scopes),
+            scopes_not_granted: match token {
+                Some(held) => self
+                    .spec
+                    .scopes
+                    .iter()
+                    .filter(|s| !held.scopes.contains(s))
+                    .cloned()
+                    .collect(),
+                None => Vec::new(),
+            },
             scopes,
             last_error: match &snap.phase {
                 Phase::NeedsReauth(message) => Some(message.clone()),
@@ -410,12 +439,28 @@ impl Profile {
     async fn refresher(self: Arc<Self>, mut credential: Credential) {
         let mut failures = 0u32;
         let mut unsaved = false;
+        // Deleting replaced Designer Cloud tokens: when, and after how many
+        // failures (backing off from 30 s to an hour).
+        let mut retire_at = self.shared.clock.now_ms();
+        let mut retire_failures = 0u32;
         loop {
             if self.stopping.load(Ordering::SeqCst) {
                 return;
             }
             if unsaved {
                 unsaved = self.persist(&credential).await.is_err();
+            }
+            if !unsaved
+                && !credential.retired_token_ids.is_empty()
+                && self.shared.clock.now_ms() >= retire_at
+            {
+                if self.retire_old_tokens(&mut credential).await.is_ok() {
+                    retire_failures = 0;
+                } else {
+                    retire_failures = retire_failures.saturating_add(1);
+                    let wait = (30_000i64 << retire_failures.min(7)).min(3_600_000);
+                    retire_at = self.shared.clock.now_ms() + wait;
+                }
             }
             let now = self.shared.clock.now_ms();
             let snap = self.snapshot();
@@ -435,6 +480,10 @@ impl Profile {
                 unsaved = outcome.is_err();
                 continue;
             }
+            let due = match credential.retired_token_ids.is_empty() {
+                true => due,
+                false => Some(due.map_or(retire_at, |d| d.min(retire_at))),
+            };
             let sleep_ms = due.map_or(TICK_MS, |d| (d - now).clamp(0, TICK_MS));
             tokio::select! {
                 _ = tokio::time::sleep(Duration::from_millis(sleep_ms as u64)) => {}
@@ -443,9 +492,10 @@ impl Profile {
         }
     }
 
-    /// One token request and its consequences. A rotated refresh token is
-    /// saved (fsync'd) before the new access token is published. `Err`
-    /// means the new credential could not be saved and is held in memory.
+    /// One token request and its consequences. A rotated refresh token (or
+    /// a renewed Designer Cloud token) is saved, fsync'd, before the new
+    /// access token is published. `Err` means the new credential could not
+    /// be saved and is held in memory.
     async fn refresh_once(
         &self,
         credential: &mut Credential,
@@ -454,70 +504,59 @@ impl Profile {
         let Some(endpoint) = &self.endpoint else {
             return Ok(());
         };
+        let now = self.shared.clock.now_ms();
+        if self.spec.kind == Kind::AuthorizationCode && credential.refresh_token.is_none() {
+            self.without_refresh_token(now);
+            return Ok(());
+        }
         self.state.send_modify(|s| {
             if s.phase != Phase::Empty {
                 s.phase = Phase::Refreshing;
             }
         });
-        let now = self.shared.clock.now_ms();
-        let result = match (
-            &self.spec.client_id,
-            &credential.client_secret,
-            &credential.refresh_token,
-        ) {
-            (Some(client_id), Some(client_secret), Some(refresh_token)) => {
-                let call = Call {
-                    http: &self.shared.http,
-                    token_url: &endpoint.token_url,
-                    now_ms: now,
-                    default_lifetime: self.shared.default_lifetime,
-                };
-                let secrets = RefreshCredential {
-                    client_id,
-                    client_secret,
-                    refresh_token,
-                };
-                tracing::debug!(profile = %self.name, url = %endpoint.token_url, "refreshing");
-                provider::refresh::exchange(call, &secrets, &self.spec.scopes, endpoint.secure)
-                    .await
-            }
-            _ => Err(ProviderError::Dead(
-                "the client id, client secret or refresh token is missing".into(),
-            )),
-        };
+        tracing::debug!(profile = %self.name, url = %endpoint.token_url, kind = %self.spec.kind, "refreshing");
+        let result = self.obtain(endpoint, credential, now).await;
         let now = self.shared.clock.now_ms();
         // Whoever asked before or during this exchange is answered by it.
         self.demand.store(false, Ordering::SeqCst);
         match result {
-            Ok(fresh) => {
+            Ok(got) => {
                 *failures = 0;
-                let rotated = fresh.refresh_token.is_some();
-                if let Some(rt) = fresh.refresh_token {
+                let rotated = got.refresh_token.is_some();
+                if let Some(rt) = got.refresh_token {
                     credential.refresh_token = Some(rt);
                 }
-                credential.access_token = Some(fresh.access_token.clone());
-                credential.access_expires_at_ms = Some(fresh.expires_at_ms);
-                credential.access_scopes = fresh.scopes.clone();
+                if let Some(id) = got.token_id {
+                    // The old token is deleted only once the new one is saved.
+                    if let Some(old) = credential.token_id.replace(id) {
+                        credential.retired_token_ids.push(old);
+                    }
+                }
+                credential.access_token = Some(got.access_token.clone());
+                credential.access_expires_at_ms = got.expires_at_ms;
+                credential.access_scopes = got.scopes.clone();
                 credential.updated_at_ms = now;
                 // Durable before anything else: the old refresh token is dead.
                 let saved = self.persist(credential).await;
-                let next = schedule::refresh_at(now, fresh.expires_at_ms, fastrand::f64());
+                let next = got
+                    .expires_at_ms
+                    .map(|exp| schedule::refresh_at(now, exp, fastrand::f64()));
                 tracing::info!(
                     profile = %self.name,
-                    expires_in_s = (fresh.expires_at_ms - now) / 1000,
+                    expires_in_s = got.expires_at_ms.map(|exp| (exp - now) / 1000),
                     rotated,
                     "token refreshed"
                 );
                 let held = Held {
-                    secret: fresh.access_token,
-                    expires_at_ms: Some(fresh.expires_at_ms),
-                    scopes: fresh.scopes,
+                    secret: got.access_token,
+                    expires_at_ms: got.expires_at_ms,
+                    scopes: got.scopes,
                     obtained_at_ms: now,
                 };
                 self.state.send_modify(|s| {
                     s.token = Some(Arc::new(held));
                     s.phase = Phase::Fresh;
-                    s.next_refresh_at_ms = Some(next);
+                    s.next_refresh_at_ms = next;
                     s.last_error = saved.as_ref().err().cloned();
                     s.attempts_done += 1;
                 });
@@ -525,11 +564,7 @@ impl Profile {
             }
             Err(ProviderError::Dead(reason)) => {
                 tracing::warn!(profile = %self.name, "credential rejected: {reason}");
-                let message = format!(
-                    "{reason}. Create a new refresh token in Altium 365 (Admin → Developer), then run \
-                     `a365 add {} --kind refresh --replace …`",
-                    self.name
-                );
+                let message = format!("{reason}. {}", self.reauth_advice());
                 self.state.send_modify(|s| {
                     s.phase = Phase::NeedsReauth(message);
                     s.last_error = Some(reason);
@@ -564,6 +599,177 @@ impl Profile {
                 Ok(())
             }
         }
+    }
+
+    /// The one network call of a refresh, by kind.
+    async fn obtain(
+        &self,
+        endpoint: &Endpoint,
+        credential: &Credential,
+        now: i64,
+    ) -> Result<Obtained, ProviderError> {
+        let call = Call {
+            http: &self.shared.http,
+            token_url: &endpoint.token_url,
+            now_ms: now,
+            default_lifetime: self.shared.default_lifetime,
+        };
+        let scopes = config::requested_scopes(&self.spec);
+        let missing = || ProviderError::Dead("a secret this profile needs is missing".into());
+        let client_id = self.spec.client_id.as_deref().unwrap_or_default();
+        let fresh = match self.spec.kind {
+            Kind::Static => return Err(missing()),
+            Kind::Refresh | Kind::AuthorizationCode => {
+                let refresh_token = credential.refresh_token.as_ref().ok_or_else(missing)?;
+                let empty = SecretString::from("");
+                // A public client (PKCE without a secret) sends an empty one.
+                let client_secret = match (&credential.client_secret, self.spec.kind) {
+                    (Some(secret), _) => secret,
+                    (None, Kind::AuthorizationCode) => &empty,
+                    (None, _) => return Err(missing()),
+                };
+                let secrets = RefreshCredential {
+                    client_id,
+                    client_secret,
+                    refresh_token,
+                };
+                // The login asked for its scopes; a refresh keeps them.
+                let scopes = if self.spec.kind == Kind::AuthorizationCode {
+                    &[][..]
+                } else {
+                    &scopes[..]
+                };
+                provider::refresh::exchange(call, &secrets, scopes, endpoint.secure).await?
+            }
+            Kind::ClientCredentials => {
+                let secret = credential.client_secret.as_ref().ok_or_else(missing)?;
+                provider::client_credentials::exchange(
+                    call,
+                    client_id,
+                    secret,
+                    &scopes,
+                    endpoint.secure,
+                )
+                .await?
+            }
+            Kind::DesignerCloud => {
+                let current = credential.access_token.as_ref().ok_or_else(missing)?;
+                let lifetime = self
+                    .spec
+                    .renew_lifetime_secs
+                    .unwrap_or(config::DEFAULT_RENEW_LIFETIME_SECS);
+                let renewed = provider::designer_cloud::renew(
+                    &self.shared.http,
+                    &endpoint.token_url,
+                    current,
+                    lifetime,
+                    now,
+                )
+                .await?;
+                return Ok(Obtained {
+                    access_token: renewed.token,
+                    expires_at_ms: renewed.expires_at_ms,
+                    scopes: Vec::new(),
+                    refresh_token: None,
+                    token_id: Some(renewed.token_id),
+                });
+            }
+        };
+        Ok(Obtained {
+            access_token: fresh.access_token,
+            expires_at_ms: Some(fresh.expires_at_ms),
+            scopes: fresh.scopes,
+            refresh_token: fresh.refresh_token,
+            token_id: None,
+        })
+    }
+
+    /// An `authorization-code` profile without a refresh token serves its
+    /// token until it expires, then needs a new browser login.
+    fn without_refresh_token(&self, now: i64) {
+        let exp = self
+            .snapshot()
+            .token
+            .as_ref()
+            .and_then(|h| h.expires_at_ms)
+            .filter(|exp| *exp > now);
+        self.demand.store(false, Ordering::SeqCst);
+        let login = format!(
+            "the server granted no refresh token (offline_access): log in again with `a365 login {}`",
+            self.name
+        );
+        self.state.send_modify(|s| {
+            match exp {
+                Some(exp) => {
+                    s.next_refresh_at_ms = Some(exp);
+                    s.last_error = Some(format!(
+                        "the token cannot be renewed before it expires; {login}"
+                    ));
+                }
+                None => {
+                    s.phase = Phase::NeedsReauth(format!("the token has expired and {login}"));
+                    s.next_refresh_at_ms = None;
+                }
+            }
+            s.attempts_done += 1;
+        });
+    }
+
+    /// What to do about a dead credential, by kind.
+    fn reauth_advice(&self) -> String {
+        let name = &self.name;
+        match self.spec.kind {
+            Kind::Static | Kind::Refresh => format!(
+                "Create a new refresh token in Altium 365 (Admin → Developer), then run \
+                 `a365 add {name} --kind refresh --replace …`"
+            ),
+            Kind::ClientCredentials => format!(
+                "Check the app's client id and secret (Nexar portal → your app → Authorization), \
+                 then run `a365 add {name} --kind client-credentials --replace …`"
+            ),
+            Kind::AuthorizationCode => format!("Log in again: `a365 login {name}`"),
+            Kind::DesignerCloud => format!(
+                "Create a new API token in Designer Cloud, then run \
+                 `a365 add {name} --kind designer-cloud --replace …`"
+            ),
+        }
+    }
+
+    /// Deletes replaced Designer Cloud tokens; `Err` if one could not be
+    /// deleted now (it stays listed, and saved, for a later attempt).
+    async fn retire_old_tokens(&self, credential: &mut Credential) -> Result<(), ()> {
+        let (Some(endpoint), Some(current)) = (&self.endpoint, credential.access_token.clone())
+        else {
+            return Ok(());
+        };
+        let mut result = Ok(());
+        for id in credential.retired_token_ids.clone() {
+            match provider::designer_cloud::delete(
+                &self.shared.http,
+                &endpoint.token_url,
+                &current,
+                &id,
+            )
+            .await
+            {
+                Ok(()) => {
+                    tracing::info!(profile = %self.name, token_id = %id, "replaced token deleted");
+                    credential.retired_token_ids.retain(|r| *r != id);
+                    if self.persist(credential).await.is_err() {
+                        return Err(());
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(
+                        profile = %self.name,
+                        token_id = %id,
+                        "could not delete the replaced token (retried later): {e}"
+                    );
+                    result = Err(());
+                }
+            }
+        }
+        result
     }
 
     /// Saves the credential; on failure logs and describes it.
@@ -638,14 +844,23 @@ fn initial_snapshot(
             snap.phase = Phase::Fresh;
             snap.token = cached.map(Arc::new);
         }
-        Kind::Refresh => {
+        Kind::AuthorizationCode
+            if credential.access_token.is_none() && credential.refresh_token.is_none() =>
+        {
+            snap.phase = Phase::NeedsReauth(format!(
+                "profile '{name}' is not logged in yet: run `a365 login {name}`"
+            ));
+        }
+        // A Designer Cloud token of unknown id and expiry is renewed at once,
+        // so that from then on the agent knows both.
+        Kind::DesignerCloud if credential.token_id.is_none() => {}
+        Kind::Refresh | Kind::ClientCredentials | Kind::AuthorizationCode | Kind::DesignerCloud => {
             if let Some(held) = cached.filter(|h| h.valid_for(now, 0)) {
-                let exp = held.expires_at_ms.unwrap_or(now);
-                snap.next_refresh_at_ms = Some(schedule::refresh_at(
-                    credential.updated_at_ms,
-                    exp,
-                    fastrand::f64(),
-                ));
+                // A token without expiry (Designer Cloud `expiredAt: null`)
+                // is never renewed.
+                snap.next_refresh_at_ms = held.expires_at_ms.map(|exp| {
+                    schedule::refresh_at(credential.updated_at_ms, exp, fastrand::f64())
+                });
                 snap.token = Some(Arc::new(held));
                 snap.phase = Phase::Fresh;
             }

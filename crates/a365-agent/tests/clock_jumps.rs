@@ -44,7 +44,7 @@ fn refresh_spec() -> (ProfileSpec, Option<Endpoint>) {
         client_id: Some("cid".into()),
         scopes: vec![],
         secure: None,
-        store: None,
+        ..Default::default()
     };
     let endpoint = Endpoint::resolve(&spec).unwrap();
     (spec, endpoint)
@@ -58,6 +58,7 @@ fn cached(expires_at_ms: i64) -> Credential {
         access_expires_at_ms: Some(expires_at_ms),
         access_scopes: vec!["openid".into()],
         updated_at_ms: expires_at_ms - HOUR,
+        ..Default::default()
     }
 }
 
@@ -128,7 +129,7 @@ async fn an_expired_static_token_asks_for_a_new_one() {
         client_id: None,
         scopes: vec![],
         secure: None,
-        store: None,
+        ..Default::default()
     };
     let credential = Credential {
         client_secret: None,
@@ -137,6 +138,7 @@ async fn an_expired_static_token_asks_for_a_new_one() {
         access_expires_at_ms: Some(NOW + HOUR),
         access_scopes: vec![],
         updated_at_ms: NOW,
+        ..Default::default()
     };
     let profile = Profile::start(
         "lt".into(),

@@ -1,6 +1,6 @@
 //! One function per command: connect, send one request, print the answer.
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::path::Path;
 
 use a365_proto::{
@@ -58,12 +58,30 @@ pub fn status(socket: &Path, json: bool) -> Result<(), Error> {
     Ok(())
 }
 
-pub fn add(socket: &Path, args: AddArgs) -> Result<(), Error> {
-    let kind = Kind::parse(&args.kind)
-        .ok_or_else(|| Error::Usage(format!("unknown kind '{}'", args.kind)))?;
+pub fn add(socket: &Path, mut args: AddArgs) -> Result<(), Error> {
+    let interactive = std::io::stdin().is_terminal() && args.secrets_from.is_none();
+    let kind_name = match (args.kind.take(), interactive) {
+        (Some(kind), _) => kind,
+        (None, true) => secrets::ask_plain(
+            "Kind (static, refresh, client-credentials, authorization-code, designer-cloud)",
+        )?
+        .ok_or_else(|| Error::Usage("no kind given".into()))?,
+        (None, false) => {
+            return Err(Error::Usage(
+                "--kind is required when not on a terminal (static, refresh, client-credentials, \
+                 authorization-code or designer-cloud)"
+                    .into(),
+            ));
+        }
+    };
+    let kind = Kind::parse(&kind_name)
+        .ok_or_else(|| Error::Usage(format!("unknown kind '{kind_name}'")))?;
+    if interactive {
+        ask_settings(kind, &mut args)?;
+    }
     let secrets = match &args.secrets_from {
         Some(path) => secrets::from_file(path)?,
-        None => secrets::prompt(kind.as_str())?,
+        None => secrets::prompt(kind)?,
     };
     let secure = match (args.secure, args.no_secure) {
         (true, _) => Some(true),
@@ -78,6 +96,10 @@ pub fn add(socket: &Path, args: AddArgs) -> Result<(), Error> {
         scopes: args.scopes,
         secure,
         store: args.store.map(Into::into),
+        authorize_url: args.authorize_url,
+        redirect_uri: args.redirect_uri,
+        base_url: args.base_url,
+        renew_lifetime_secs: args.renew_lifetime.map(|ms| ms / 1000),
     };
     let request = Request::AddProfile(AddProfile {
         name: args.profile,
@@ -86,6 +108,92 @@ pub fn add(socket: &Path, args: AddArgs) -> Result<(), Error> {
         replace: args.replace,
     });
     done(call(socket, &request)?)
+}
+
+/// On a terminal, asks for the settings `kind` needs that flags left out.
+fn ask_settings(kind: Kind, args: &mut AddArgs) -> Result<(), Error> {
+    match kind {
+        Kind::Static => {}
+        Kind::DesignerCloud => {
+            if args.base_url.is_none() {
+                args.base_url = secrets::ask_plain("Designer Cloud base URL (https://…)")?;
+            }
+        }
+        Kind::Refresh | Kind::ClientCredentials | Kind::AuthorizationCode => {
+            if args.realm.is_none() && args.token_url.is_none() {
+                let default = match kind {
+                    Kind::Refresh => "altium365",
+                    _ => "nexar",
+                };
+                args.realm = Some(
+                    secrets::ask_plain(&format!(
+                        "Realm (altium365, altium365-gov, nexar) [{default}]"
+                    ))?
+                    .unwrap_or_else(|| default.into()),
+                );
+            }
+            if args.client_id.is_none() {
+                args.client_id = secrets::ask_plain("Client id")?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Starts the login in the agent, opens the browser, waits for the end.
+pub fn login(
+    socket: &Path,
+    profile: String,
+    timeout_ms: u64,
+    no_browser: bool,
+) -> Result<(), Error> {
+    let mut client = Client::connect(socket)?;
+    let start = Request::Login {
+        profile: profile.clone(),
+        timeout_ms,
+    };
+    let url = match client.call(&start)? {
+        Response::LoginUrl { url } => url,
+        Response::Error(reply) => return Err(Error::Agent(reply)),
+        _ => return Err(Error::Unexpected),
+    };
+    eprintln!("a365: open this URL to log in (waiting for the browser):\n\n    {url}\n");
+    if !no_browser {
+        open_browser(&url);
+    }
+    match client.call(&Request::LoginWait { profile })? {
+        Response::Done { message } => {
+            eprintln!("a365: {message}");
+            Ok(())
+        }
+        Response::Error(reply) => Err(Error::Agent(reply)),
+        _ => Err(Error::Unexpected),
+    }
+}
+
+/// `$BROWSER` (a command, the URL as its argument), else the platform's
+/// opener; failing to open is not an error: the URL is printed.
+fn open_browser(url: &str) {
+    let opener = std::env::var("BROWSER")
+        .ok()
+        .filter(|b| !b.trim().is_empty());
+    let program = opener.unwrap_or_else(|| {
+        if cfg!(target_os = "macos") {
+            "open".into()
+        } else if cfg!(windows) {
+            "explorer".into()
+        } else {
+            "xdg-open".into()
+        }
+    });
+    let spawned = std::process::Command::new(&program)
+        .arg(url)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .spawn();
+    if let Err(e) = spawned {
+        eprintln!("a365: could not start {program} ({e}): open the URL yourself");
+    }
 }
 
 pub fn store(socket: &Path, command: StoreCommand) -> Result<(), Error> {

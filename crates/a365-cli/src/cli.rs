@@ -41,6 +41,17 @@ pub enum Command {
     /// Where secrets are kept: the OS keyring, files or memory.
     #[command(subcommand)]
     Store(StoreCommand),
+    /// Log in with a browser (authorization-code profiles): opens $BROWSER
+    /// (and prints the URL, for SSH sessions), then waits for the redirect.
+    Login {
+        profile: String,
+        /// Give up if the browser has not come back by then.
+        #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = parse_duration_ms)]
+        timeout: u64,
+        /// Only print the URL.
+        #[arg(long)]
+        no_browser: bool,
+    },
     /// Check that the agent answers; print its version and pid.
     #[command(hide = true)]
     Ping,
@@ -74,14 +85,28 @@ pub enum Format {
 #[derive(Debug, Args)]
 pub struct AddArgs {
     pub profile: String,
-    #[arg(long, value_parser = ["static", "refresh"])]
-    pub kind: String,
+    /// How tokens are obtained; asked for on a terminal when left out.
+    #[arg(long, value_parser = ["static", "refresh", "client-credentials", "authorization-code", "designer-cloud"])]
+    pub kind: Option<String>,
     /// Named token endpoint: altium365, altium365-gov, nexar.
     #[arg(long, conflicts_with = "token_url")]
     pub realm: Option<String>,
     /// Explicit token endpoint (https; http only for loopback).
     #[arg(long, value_name = "URL")]
     pub token_url: Option<String>,
+    /// authorization-code: the authorize endpoint, if not the realm's.
+    #[arg(long, value_name = "URL")]
+    pub authorize_url: Option<String>,
+    /// authorization-code: the registered loopback redirect
+    /// (default http://localhost:3000/login).
+    #[arg(long, value_name = "URL")]
+    pub redirect_uri: Option<String>,
+    /// designer-cloud: the instance's base URL.
+    #[arg(long, value_name = "URL")]
+    pub base_url: Option<String>,
+    /// designer-cloud: lifetime of each renewed token.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration_ms)]
+    pub renew_lifetime: Option<u64>,
     #[arg(long, value_name = "ID")]
     pub client_id: Option<String>,
     /// Scope to request (repeatable).

@@ -28,6 +28,11 @@ fn main() -> ExitCode {
         },
         Command::Ping => actions::ping(&socket),
         Command::Store(command) => actions::store(&socket, command),
+        Command::Login {
+            profile,
+            timeout,
+            no_browser,
+        } => actions::login(&socket, profile, timeout, no_browser),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -75,11 +75,12 @@ pub fn status_table(profiles: &[ProfileStatus], now_secs: i64) -> String {
         "REALM",
         "STATE",
         "EXPIRES IN",
+        "NEXT REFRESH",
         "WORKSPACE",
         "STORE",
         "SCOPES",
     ];
-    let rows: Vec<[String; 8]> = profiles
+    let rows: Vec<[String; 9]> = profiles
         .iter()
         .map(|p| {
             [
@@ -92,6 +93,12 @@ pub fn status_table(profiles: &[ProfileStatus], now_secs: i64) -> String {
                 p.state.clone(),
                 p.expires_at
                     .map(|e| expires_in(e - now_secs))
+                    .unwrap_or_else(|| "-".into()),
+                p.next_refresh_at
+                    .map(|r| match r - now_secs {
+                        ..=0 => "now".into(),
+                        secs => format!("in {}", expires_in(secs)),
+                    })
                     .unwrap_or_else(|| "-".into()),
                 p.workspace.clone().unwrap_or_else(|| "-".into()),
                 p.store.clone(),
@@ -117,6 +124,14 @@ pub fn status_table(profiles: &[ProfileStatus], now_secs: i64) -> String {
     line(&header);
     for row in &rows {
         line(&row.each_ref().map(String::as_str));
+    }
+    for p in profiles.iter().filter(|p| !p.scopes_not_granted.is_empty()) {
+        let _ = writeln!(
+            out,
+            "\n{}: the token lacks scopes the profile asks for: {}",
+            p.name,
+            p.scopes_not_granted.join(" ")
+        );
     }
     for p in profiles.iter().filter(|p| p.last_error.is_some()) {
         let _ = writeln!(
@@ -215,11 +230,12 @@ mod tests {
             token_url: Some("http://127.0.0.1:8080/connect/token".into()),
             state: "fresh".into(),
             expires_at: Some(1_000 + 3600),
-            next_refresh_at: None,
+            next_refresh_at: Some(1_000 + 2700),
             scopes: vec!["openid".into(), "a365:workspace:abc".into()],
             workspace: Some("abc".into()),
             last_error: Some("the token server failed (HTTP 500)".into()),
             store: "file".into(),
+            scopes_not_granted: vec!["a365:design.write".into()],
             is_default: true,
         };
         let text = status_table(&[p], 1_000);
@@ -233,6 +249,8 @@ mod tests {
                 && lines[1].contains("file")
         );
         assert!(text.contains("work: the token server failed (HTTP 500)"));
+        assert!(lines[1].contains("in 45m 0s"), "{text}");
+        assert!(text.contains("lacks scopes the profile asks for: a365:design.write"));
         assert!(status_table(&[], 0).contains("a365 add"));
     }
 }

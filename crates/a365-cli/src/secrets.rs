@@ -4,7 +4,7 @@
 use std::io::{IsTerminal, Read};
 use std::path::Path;
 
-use a365_proto::{Secrets, WireSecret};
+use a365_proto::{Kind, Secrets, WireSecret};
 use secrecy::SecretString;
 use serde::Deserialize;
 use zeroize::Zeroizing;
@@ -64,7 +64,7 @@ fn parse(bytes: &[u8]) -> Result<Secrets, String> {
 }
 
 /// Prompts (hidden) for what `kind` needs, when stdin is a terminal.
-pub fn prompt(kind: &str) -> Result<Secrets, Error> {
+pub fn prompt(kind: Kind) -> Result<Secrets, Error> {
     if !std::io::stdin().is_terminal() {
         return Err(Error::Usage(
             "no terminal to prompt for secrets: pass them with --secrets-from FILE (or - for stdin), \
@@ -84,17 +84,50 @@ pub fn prompt(kind: &str) -> Result<Secrets, Error> {
             value.trim().to_owned(),
         ))))
     };
+    let optional = |label: &str| -> Result<Option<WireSecret>, Error> {
+        let value = Zeroizing::new(
+            rpassword::prompt_password(format!("{label} (empty if none): "))
+                .map_err(|e| Error::Usage(format!("cannot read {label}: {e}")))?,
+        );
+        Ok((!value.trim().is_empty())
+            .then(|| WireSecret::new(SecretString::from(value.trim().to_owned()))))
+    };
     Ok(match kind {
-        "static" => Secrets {
+        Kind::Static => Secrets {
             access_token: ask("Access token")?,
             ..Secrets::default()
         },
-        _ => Secrets {
+        Kind::Refresh => Secrets {
             client_secret: ask("Client secret")?,
             refresh_token: ask("Refresh token")?,
             ..Secrets::default()
         },
+        Kind::ClientCredentials => Secrets {
+            client_secret: ask("Client secret")?,
+            ..Secrets::default()
+        },
+        Kind::AuthorizationCode => Secrets {
+            client_secret: optional("Client secret")?,
+            ..Secrets::default()
+        },
+        Kind::DesignerCloud => Secrets {
+            access_token: ask("Designer Cloud API token")?,
+            ..Secrets::default()
+        },
     })
+}
+
+/// Asks for a plain (not secret) value on the terminal; `None` if empty.
+pub fn ask_plain(label: &str) -> Result<Option<String>, Error> {
+    use std::io::Write;
+    eprint!("{label}: ");
+    let _ = std::io::stderr().flush();
+    let mut line = String::new();
+    std::io::stdin()
+        .read_line(&mut line)
+        .map_err(|e| Error::Usage(format!("cannot read {label}: {e}")))?;
+    let line = line.trim();
+    Ok((!line.is_empty()).then(|| line.to_owned()))
 }
 
 #[cfg(test)]

@@ -291,6 +291,7 @@ mod tests {
                 scopes: vec!["openid".into()],
                 secure: Some(true),
                 store: Some(crate::StoreKind::Keyring),
+                ..Default::default()
             },
             secrets: Secrets {
                 client_secret: Some(WireSecret::new(SecretString::from("s3cret"))),

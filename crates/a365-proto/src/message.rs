@@ -7,6 +7,9 @@ use serde::{Deserialize, Serialize};
 use crate::WireSecret;
 
 /// What a client asks. Append new variants at the end.
+// One request lives per connection at a time: its size does not matter,
+// and boxing would show in every client's code.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Request {
@@ -31,6 +34,12 @@ pub enum Request {
         to: StoreKind,
         profile: Option<String>,
     },
+    /// Start a browser login for an `authorization-code` profile: the agent
+    /// listens on the profile's loopback redirect and answers with the URL
+    /// to open. Abandoned after `timeout_ms`.
+    Login { profile: String, timeout_ms: u64 },
+    /// Wait for the login `Login` started to finish (or fail).
+    LoginWait { profile: String },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -65,7 +74,7 @@ pub struct AddProfile {
 }
 
 /// How a profile gets its token: the non-secret part, as in `config.toml`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ProfileSpec {
     pub kind: Kind,
@@ -88,6 +97,20 @@ pub struct ProfileSpec {
     /// The agent records the store it chose here when it adds the profile.
     #[serde(default)]
     pub store: Option<StoreKind>,
+    /// `authorization-code`: the authorize endpoint, when not the realm's
+    /// (default: the token URL with `/token` replaced by `/authorize`).
+    #[serde(default)]
+    pub authorize_url: Option<String>,
+    /// `authorization-code`: the registered loopback redirect (default
+    /// `http://localhost:3000/login`).
+    #[serde(default)]
+    pub redirect_uri: Option<String>,
+    /// `designer-cloud`: the instance, e.g. `https://company.designercloud.example`.
+    #[serde(default)]
+    pub base_url: Option<String>,
+    /// `designer-cloud`: lifetime of each renewed token, in seconds.
+    #[serde(default)]
+    pub renew_lifetime_secs: Option<u64>,
 }
 
 /// The places secrets can live. Append new stores at the end.
@@ -125,22 +148,38 @@ impl std::fmt::Display for StoreKind {
 }
 
 /// The kinds of credential. Append new kinds at the end.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Kind {
     /// One long-lived bearer token, served as is.
+    #[default]
     Static,
     /// Client id, client secret and a (rotating) refresh token.
     Refresh,
+    /// Client id and client secret: `grant_type=client_credentials`.
+    ClientCredentials,
+    /// Client id and secret and a browser login (PKCE, loopback redirect).
+    AuthorizationCode,
+    /// A Designer Cloud API token that renews itself before it expires.
+    DesignerCloud,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 2] = [Kind::Static, Kind::Refresh];
+    pub const ALL: [Kind; 5] = [
+        Kind::Static,
+        Kind::Refresh,
+        Kind::ClientCredentials,
+        Kind::AuthorizationCode,
+        Kind::DesignerCloud,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Kind::Static => "static",
             Kind::Refresh => "refresh",
+            Kind::ClientCredentials => "client-credentials",
+            Kind::AuthorizationCode => "authorization-code",
+            Kind::DesignerCloud => "designer-cloud",
         }
     }
 
@@ -182,6 +221,10 @@ pub enum Response {
         pid: u32,
     },
     Error(ErrorReply),
+    /// A login started: open `url` in a browser, then send `login_wait`.
+    LoginUrl {
+        url: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -211,6 +254,8 @@ pub struct ProfileStatus {
     pub last_error: Option<String>,
     /// Where its secrets live: `keyring`, `file` or `memory`.
     pub store: String,
+    /// Scopes the profile asks for that its token lacks.
+    pub scopes_not_granted: Vec<String>,
     pub is_default: bool,
 }
 

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
 /// Everything secret (or cached) about one profile.
-#[derive(Clone)]
+#[derive(Clone, Default)]
 pub struct Credential {
     pub client_secret: Option<SecretString>,
     pub refresh_token: Option<SecretString>,
@@ -20,6 +20,11 @@ pub struct Credential {
     /// When the record last changed, i.e. the access token was obtained
     /// (UTC epoch ms); set by the caller, the store keeps it as given.
     pub updated_at_ms: i64,
+    /// Designer Cloud: the id of the current API token (not secret).
+    pub token_id: Option<String>,
+    /// Designer Cloud: ids of replaced tokens still to be deleted on the
+    /// server; kept until the delete succeeds.
+    pub retired_token_ids: Vec<String>,
 }
 
 impl fmt::Debug for Credential {
@@ -32,6 +37,8 @@ impl fmt::Debug for Credential {
             .field("access_expires_at_ms", &self.access_expires_at_ms)
             .field("access_scopes", &self.access_scopes)
             .field("updated_at_ms", &self.updated_at_ms)
+            .field("token_id", &self.token_id)
+            .field("retired_token_ids", &self.retired_token_ids)
             .finish()
     }
 }
@@ -64,6 +71,8 @@ struct Out<'a> {
     access_expires_at_ms: Option<i64>,
     access_scopes: &'a [String],
     updated_at_ms: i64,
+    token_id: Option<&'a str>,
+    retired_token_ids: &'a [String],
 }
 
 #[derive(Deserialize)]
@@ -79,6 +88,10 @@ struct In {
     #[serde(default)]
     access_scopes: Vec<String>,
     updated_at_ms: i64,
+    #[serde(default)]
+    token_id: Option<String>,
+    #[serde(default)]
+    retired_token_ids: Vec<String>,
 }
 
 impl Credential {
@@ -92,6 +105,8 @@ impl Credential {
             access_expires_at_ms: self.access_expires_at_ms,
             access_scopes: &self.access_scopes,
             updated_at_ms: self.updated_at_ms,
+            token_id: self.token_id.as_deref(),
+            retired_token_ids: &self.retired_token_ids,
         };
         // Sized up front: a growing Vec would leave unzeroized copies behind.
         let size = [&self.client_secret, &self.refresh_token, &self.access_token]
@@ -129,6 +144,8 @@ impl Credential {
             access_expires_at_ms: record.access_expires_at_ms,
             access_scopes: record.access_scopes,
             updated_at_ms: record.updated_at_ms,
+            token_id: record.token_id,
+            retired_token_ids: record.retired_token_ids,
         })
     }
 }
@@ -142,6 +159,8 @@ pub(crate) fn sample() -> Credential {
         access_expires_at_ms: Some(1_900_000_000_000),
         access_scopes: vec!["openid".into()],
         updated_at_ms: 1_899_999_000_000,
+        token_id: Some("tid-1".into()),
+        retired_token_ids: vec!["tid-0".into()],
     }
 }
 

@@ -24,6 +24,7 @@ fn modes_ignore_the_umask() {
         access_expires_at_ms: None,
         access_scopes: Vec::new(),
         updated_at_ms: 0,
+        ..Default::default()
     };
     // Too loose, then too tight: neither may show in the result.
     for (mask, name) in [(0o000, "loose"), (0o277, "tight")] {

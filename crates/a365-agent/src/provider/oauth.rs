@@ -66,7 +66,7 @@ fn form_urlencode(form: &[(&str, &str)]) -> String {
         .finish()
 }
 
-fn describe_send_error(e: &reqwest::Error, url: &reqwest::Url) -> String {
+pub(crate) fn describe_send_error(e: &reqwest::Error, url: &reqwest::Url) -> String {
     let host = url.host_str().unwrap_or("?");
     // The innermost causes (hyper, rustls) name what went wrong; they hold
     // no secret (the URL has no credentials, the form is not in errors).
@@ -96,7 +96,9 @@ fn describe_send_error(e: &reqwest::Error, url: &reqwest::Url) -> String {
     }
 }
 
-async fn read_body(mut response: reqwest::Response) -> Result<Zeroizing<Vec<u8>>, ProviderError> {
+pub(crate) async fn read_body(
+    mut response: reqwest::Response,
+) -> Result<Zeroizing<Vec<u8>>, ProviderError> {
     let mut body = Zeroizing::new(Vec::with_capacity(2048));
     loop {
         match response.chunk().await {
@@ -211,12 +213,12 @@ fn parse_success(body: &[u8], call: Call<'_>) -> Result<Fresh, ProviderError> {
 }
 
 /// Keeps server-chosen text printable and short, for logs and `status`.
-fn sanitize(text: &str) -> String {
+pub(crate) fn sanitize(text: &str) -> String {
     text.chars().filter(|c| !c.is_control()).take(200).collect()
 }
 
 /// `Retry-After` in seconds or as an HTTP date.
-fn retry_after(headers: &reqwest::header::HeaderMap, now_ms: i64) -> Option<Duration> {
+pub(crate) fn retry_after(headers: &reqwest::header::HeaderMap, now_ms: i64) -> Option<Duration> {
     let value = headers
         .get(reqwest::header::RETRY_AFTER)?
         .to_str()

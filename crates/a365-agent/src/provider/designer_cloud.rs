@@ -1,0 +1,142 @@
+//! The `designer-cloud` kind: one v4 API access token that renews itself.
+//! The current token creates its successor (`POST /v4/apiAccessTokens`);
+//! the caller stores the new one durably, and only then deletes the old one.
+
+use reqwest::StatusCode;
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+
+use super::ProviderError;
+use super::oauth::{describe_send_error, read_body, retry_after, sanitize};
+
+/// A newly created API token.
+#[derive(Debug)]
+pub struct Renewed {
+    pub token: SecretString,
+    pub token_id: String,
+    /// UTC epoch ms; `None`: the token never expires.
+    pub expires_at_ms: Option<i64>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct CreateResponse {
+    token_value: Option<SecretString>,
+    token_info: Option<TokenInfo>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct TokenInfo {
+    token_id: Option<serde_json::Value>,
+    expired_at: Option<String>,
+}
+
+/// Creates the successor of `current`, living `lifetime_secs`.
+pub async fn renew(
+    http: &reqwest::Client,
+    tokens_url: &reqwest::Url,
+    current: &SecretString,
+    lifetime_secs: u64,
+    now_ms: i64,
+) -> Result<Renewed, ProviderError> {
+    let body = serde_json::json!({
+        "lifetimeSeconds": lifetime_secs,
+        "description": "a365 renewal",
+    });
+    let response = http
+        .post(tokens_url.clone())
+        .bearer_auth(current.expose_secret())
+        .json(&body)
+        .send()
+        .await
+        .map_err(|e| ProviderError::transient(describe_send_error(&e, tokens_url)))?;
+    let status = response.status();
+    let wait = retry_after(response.headers(), now_ms);
+    let body = read_body(response).await?;
+    if !status.is_success() {
+        return Err(failure(status, wait, "create a new token"));
+    }
+    let parsed: CreateResponse = serde_json::from_slice(&body).map_err(|_| {
+        ProviderError::transient("Designer Cloud answered with a body that is not a created token")
+    })?;
+    let token = parsed
+        .token_value
+        .ok_or_else(|| ProviderError::transient("Designer Cloud answered without a tokenValue"))?;
+    let info = parsed
+        .token_info
+        .ok_or_else(|| ProviderError::transient("Designer Cloud answered without tokenInfo"))?;
+    let token_id = match info.token_id {
+        Some(serde_json::Value::String(id)) if !id.is_empty() => id,
+        Some(serde_json::Value::Number(id)) => id.to_string(),
+        _ => {
+            return Err(ProviderError::transient(
+                "Designer Cloud answered without tokenInfo.tokenId",
+            ));
+        }
+    };
+    let expires_at_ms = match info.expired_at {
+        None => None,
+        Some(text) => Some(
+            text.parse::<jiff::Timestamp>()
+                .map_err(|_| {
+                    ProviderError::transient(format!(
+                        "Designer Cloud answered with an expiredAt that is not a time ({})",
+                        sanitize(&text)
+                    ))
+                })?
+                .as_millisecond(),
+        ),
+    };
+    Ok(Renewed {
+        token,
+        token_id,
+        expires_at_ms,
+    })
+}
+
+/// Deletes a replaced token. A token already gone counts as deleted.
+pub async fn delete(
+    http: &reqwest::Client,
+    tokens_url: &reqwest::Url,
+    current: &SecretString,
+    token_id: &str,
+) -> Result<(), ProviderError> {
+    let mut url = tokens_url.clone();
+    url.path_segments_mut()
+        .map_err(|()| ProviderError::Rejected("the base_url cannot take a path".into()))?
+        .push(token_id);
+    let response = http
+        .delete(url)
+        .bearer_auth(current.expose_secret())
+        .send()
+        .await
+        .map_err(|e| ProviderError::transient(describe_send_error(&e, tokens_url)))?;
+    let status = response.status();
+    let _ = read_body(response).await;
+    match status {
+        s if s.is_success() || s == StatusCode::NOT_FOUND => Ok(()),
+        s => Err(failure(s, None, "delete the replaced token")),
+    }
+}
+
+fn failure(
+    status: StatusCode,
+    retry_after: Option<std::time::Duration>,
+    what: &str,
+) -> ProviderError {
+    match status.as_u16() {
+        401 => ProviderError::Dead(
+            "Designer Cloud rejected the API token (HTTP 401): it expired or was revoked".into(),
+        ),
+        429 => ProviderError::Transient {
+            message: format!("Designer Cloud is rate limiting (HTTP 429) the request to {what}"),
+            retry_after,
+        },
+        500..=599 => ProviderError::Transient {
+            message: format!("Designer Cloud failed (HTTP {}) to {what}", status.as_u16()),
+            retry_after,
+        },
+        code => ProviderError::Rejected(format!("Designer Cloud refused (HTTP {code}) to {what}")),
+    }
+}
