@@ -57,7 +57,7 @@ pub struct Out {
 }
 
 impl Out {
-    fn from(output: Output) -> Out {
+    pub fn from(output: Output) -> Out {
         Out {
             code: output.status.code().unwrap_or(-1),
             stdout: String::from_utf8_lossy(&output.stdout).into_owned(),

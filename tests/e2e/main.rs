@@ -13,6 +13,7 @@ mod cli;
 mod failures;
 mod json_mode;
 mod keyring;
+mod providers;
 mod refresh;
 mod secrets;
 mod tls;

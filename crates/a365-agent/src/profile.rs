@@ -440,7 +440,7 @@ impl Profile {
         let mut failures = 0u32;
         let mut unsaved = false;
         // Deleting replaced Designer Cloud tokens: when, and after how many
-        // failures (backing off from 30 s to an hour).
+        // failures (backing off from 2 s to an hour).
         let mut retire_at = self.shared.clock.now_ms();
         let mut retire_failures = 0u32;
         loop {
@@ -458,7 +458,7 @@ impl Profile {
                     retire_failures = 0;
                 } else {
                     retire_failures = retire_failures.saturating_add(1);
-                    let wait = (30_000i64 << retire_failures.min(7)).min(3_600_000);
+                    let wait = (1_000i64 << retire_failures.min(12)).min(3_600_000);
                     retire_at = self.shared.clock.now_ms() + wait;
                 }
             }

@@ -1,5 +1,6 @@
-//! `POST /connect/token`: RFC 6749 §4.4 (client credentials) and §6
-//! (refresh), with the configured fault applied.
+//! `POST /connect/token`: RFC 6749 §4.1 (authorization code, with PKCE),
+//! §4.4 (client credentials) and §6 (refresh), with the configured fault
+//! applied.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -178,6 +179,26 @@ fn exchange(
             Ok(state.grant(&client_id, scope, true))
         }
         Some("client_credentials") => Ok(state.grant(&client_id, scope, false)),
+        Some("authorization_code") => {
+            let field = |name: &str| form.get(name).map(String::as_str).unwrap_or("");
+            let Some(pending) = state.redeem_code(
+                field("code"),
+                &client_id,
+                field("redirect_uri"),
+                field("code_verifier"),
+            ) else {
+                return Err((
+                    StatusCode::BAD_REQUEST,
+                    "invalid_grant",
+                    "the code is unknown or used, or the redirect_uri or code_verifier does not match",
+                ));
+            };
+            let offline = pending
+                .scope
+                .split_whitespace()
+                .any(|s| s == "offline_access");
+            Ok(state.grant_login(&client_id, &pending.scope, offline))
+        }
         Some("") | None => Err((
             StatusCode::BAD_REQUEST,
             "invalid_request",
@@ -186,7 +207,7 @@ fn exchange(
         Some(_) => Err((
             StatusCode::BAD_REQUEST,
             "unsupported_grant_type",
-            "only refresh_token and client_credentials are supported",
+            "only refresh_token, client_credentials and authorization_code are supported",
         )),
     }
 }

@@ -5,7 +5,9 @@
 //!
 //! Loopback and plain HTTP only: it is for tests and the demo.
 
+mod authorize;
 mod conn;
+mod designer;
 mod fault;
 mod handler;
 mod state;
@@ -57,6 +59,15 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let app = axum::Router::new()
         .route("/connect/token", axum::routing::post(handler::token))
+        .route(
+            "/connect/authorize",
+            axum::routing::get(authorize::authorize),
+        )
+        .route("/v4/apiAccessTokens", axum::routing::post(designer::create))
+        .route(
+            "/v4/apiAccessTokens/{id}",
+            axum::routing::delete(designer::delete),
+        )
         .with_state(state)
         .into_make_service_with_connect_info::<conn::Cut>();
     axum::serve(conn::CuttableListener(listener), app).await
@@ -120,6 +131,45 @@ impl TokenServer {
     /// `http://127.0.0.1:PORT/connect/token`
     pub fn token_url(&self) -> String {
         format!("http://{}/connect/token", self.addr)
+    }
+
+    /// `http://127.0.0.1:PORT`: also a Designer Cloud instance's base URL.
+    pub fn base_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// A Designer Cloud API token as the web UI makes one: (value, id).
+    pub fn issue_designer_token(&self, lifetime: Option<Duration>) -> (String, String) {
+        self.state.issue_designer_token(lifetime)
+    }
+
+    pub fn is_designer_token_live(&self, value: &str) -> bool {
+        self.state.is_designer_token_live(value)
+    }
+
+    /// Designer Cloud tokens created through the API.
+    pub fn designer_tokens_created(&self) -> usize {
+        self.state.designer_tokens_created()
+    }
+
+    /// Ids of Designer Cloud tokens deleted through the API.
+    pub fn designer_tokens_deleted(&self) -> Vec<String> {
+        self.state.designer_tokens_deleted()
+    }
+
+    /// The next `times` deletes fail with HTTP 500.
+    pub fn fail_designer_deletes(&self, times: usize) {
+        self.state.fail_designer_deletes(times);
+    }
+
+    /// While set, deletes never get an answer.
+    pub fn hold_designer_deletes(&self, hold: bool) {
+        self.state.hold_designer_deletes(hold);
+    }
+
+    /// Tokens created from now on have `expiredAt: null`.
+    pub fn designer_tokens_never_expire(&self, never: bool) {
+        self.state.designer_tokens_never_expire(never);
     }
 
     /// Mints a valid refresh token for `client_id`, as an admin would.

@@ -49,6 +49,34 @@ struct Inner {
     recorded: Vec<RecordedRequest>,
     access_issued: Vec<String>,
     refresh_issued: Vec<String>,
+    /// Authorization codes not yet redeemed.
+    codes: HashMap<String, PendingCode>,
+    designer: Designer,
+}
+
+/// What `/connect/authorize` remembers for the token request.
+#[derive(Debug, Clone)]
+pub(crate) struct PendingCode {
+    pub client_id: String,
+    pub redirect_uri: String,
+    pub challenge: String,
+    pub scope: String,
+}
+
+/// Designer Cloud API tokens.
+#[derive(Debug, Default)]
+struct Designer {
+    /// Token value → (id, expiry in UTC epoch ms; `None`: never).
+    live: HashMap<String, (String, Option<i64>)>,
+    next_id: u64,
+    created: usize,
+    deleted: Vec<String>,
+    /// Fail this many deletes with a 500.
+    failing_deletes: usize,
+    /// Never answer deletes while set.
+    holding_deletes: bool,
+    /// Created tokens never expire (`expiredAt: null`).
+    never_expire: bool,
 }
 
 /// What a successful grant produces.
@@ -93,6 +121,8 @@ impl State {
                 recorded: Vec::new(),
                 access_issued: Vec::new(),
                 refresh_issued: Vec::new(),
+                codes: HashMap::new(),
+                designer: Designer::default(),
             }),
         }
     }
@@ -218,6 +248,131 @@ impl State {
             inner.refresh_tokens.remove(refresh_token);
         }
         true
+    }
+
+    /// Remembers a code issued by `/connect/authorize`.
+    pub(crate) fn issue_code(&self, pending: PendingCode) -> String {
+        let code = random_token(24);
+        self.lock().codes.insert(code.clone(), pending);
+        code
+    }
+
+    /// Redeems a code once: it must belong to this client and redirect,
+    /// and the verifier must hash to the challenge (RFC 7636 §4.6).
+    pub(crate) fn redeem_code(
+        &self,
+        code: &str,
+        client_id: &str,
+        redirect_uri: &str,
+        verifier: &str,
+    ) -> Option<PendingCode> {
+        use sha2::Digest;
+        let pending = self.lock().codes.remove(code)?;
+        let challenge = URL_SAFE_NO_PAD.encode(sha2::Sha256::digest(verifier.as_bytes()));
+        (pending.client_id == client_id
+            && pending.redirect_uri == redirect_uri
+            && pending.challenge == challenge)
+            .then_some(pending)
+    }
+
+    /// A Designer Cloud API token, as a user creates one in the web UI.
+    pub fn issue_designer_token(&self, lifetime: Option<Duration>) -> (String, String) {
+        let value = format!("dc-{}", random_token(24));
+        let mut inner = self.lock();
+        inner.designer.next_id += 1;
+        let id = format!("tok-{}", inner.designer.next_id);
+        let expiry = lifetime.map(|l| now_ms() + l.as_millis() as i64);
+        inner
+            .designer
+            .live
+            .insert(value.clone(), (id.clone(), expiry));
+        (value, id)
+    }
+
+    /// Creates the successor of the live, unexpired token `bearer`.
+    pub(crate) fn renew_designer_token(
+        &self,
+        bearer: &str,
+        lifetime_secs: u64,
+    ) -> Option<(String, String, Option<i64>)> {
+        let live = {
+            let inner = self.lock();
+            inner
+                .designer
+                .live
+                .get(bearer)
+                .is_some_and(|(_, exp)| exp.is_none_or(|e| e > now_ms()))
+        };
+        if !live {
+            return None;
+        }
+        let never = self.lock().designer.never_expire;
+        let lifetime = (!never).then(|| Duration::from_secs(lifetime_secs));
+        let (value, id) = self.issue_designer_token(lifetime);
+        let mut inner = self.lock();
+        inner.designer.created += 1;
+        let expiry = inner.designer.live.get(&value).and_then(|(_, e)| *e);
+        Some((value, id, expiry))
+    }
+
+    /// How a delete should go: `Err(true)` hold it, `Err(false)` fail it.
+    pub(crate) fn delete_designer_token(&self, bearer: &str, id: &str) -> Result<bool, bool> {
+        let mut inner = self.lock();
+        if inner.designer.holding_deletes {
+            return Err(true);
+        }
+        if inner.designer.failing_deletes > 0 {
+            inner.designer.failing_deletes -= 1;
+            return Err(false);
+        }
+        if !inner.designer.live.contains_key(bearer) {
+            return Ok(false);
+        }
+        let before = inner.designer.live.len();
+        inner.designer.live.retain(|_, (tid, _)| tid != id);
+        let deleted = inner.designer.live.len() < before;
+        if deleted {
+            inner.designer.deleted.push(id.to_owned());
+        }
+        Ok(deleted)
+    }
+
+    pub fn is_designer_token_live(&self, value: &str) -> bool {
+        self.lock().designer.live.contains_key(value)
+    }
+
+    /// Tokens created through the API (not by `issue_designer_token`).
+    pub fn designer_tokens_created(&self) -> usize {
+        self.lock().designer.created
+    }
+
+    pub fn designer_tokens_deleted(&self) -> Vec<String> {
+        self.lock().designer.deleted.clone()
+    }
+
+    pub fn fail_designer_deletes(&self, times: usize) {
+        self.lock().designer.failing_deletes = times;
+    }
+
+    pub fn hold_designer_deletes(&self, hold: bool) {
+        self.lock().designer.holding_deletes = hold;
+    }
+
+    pub fn designer_tokens_never_expire(&self, never: bool) {
+        self.lock().designer.never_expire = never;
+    }
+
+    pub(crate) fn client_known(&self, id: &str) -> bool {
+        self.lock().clients.contains_key(id)
+    }
+
+    /// A login's tokens: a refresh token only with `offline_access`.
+    pub(crate) fn grant_login(&self, client_id: &str, scope: &str, offline: bool) -> Grant {
+        let mut grant = self.grant(client_id, Some(scope), false);
+        if offline {
+            grant.refresh_token = Some(self.issue_refresh_token(client_id));
+        }
+        grant
     }
 
     /// Issues an access token (and a rotated refresh token when asked).

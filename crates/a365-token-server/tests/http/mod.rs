@@ -168,3 +168,17 @@ pub fn client_credentials(server: &TokenServer) -> Reply {
         ],
     )
 }
+
+/// A GET of `path_and_query`; redirects are not followed.
+pub fn get(addr: SocketAddr, path_and_query: &str) -> Reply {
+    let mut stream = TcpStream::connect(addr).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    let request =
+        format!("GET {path_and_query} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).expect("write");
+    let mut bytes = Vec::new();
+    stream.read_to_end(&mut bytes).expect("read");
+    parse(&bytes)
+}

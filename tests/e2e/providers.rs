@@ -1,0 +1,454 @@
+//! The provider kinds against the local server: Nexar client credentials,
+//! the browser login (PKCE, loopback redirect), Designer Cloud renewal,
+//! scopes, and Gov Cloud's `secure=1`.
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use a365_token_server::{ServerConfig, TokenServer};
+
+use crate::harness::{Env, bin, jwt_payload, wait_until};
+
+fn server(lifetime_secs: u64) -> TokenServer {
+    TokenServer::start(ServerConfig {
+        lifetime: Duration::from_secs(lifetime_secs),
+        ..ServerConfig::default()
+    })
+    .unwrap()
+}
+
+fn add(env: &Env, args: &[&str], secrets: &str) -> crate::harness::Out {
+    let mut all = vec!["add"];
+    all.extend_from_slice(args);
+    all.extend_from_slice(&["--secrets-from", "-"]);
+    env.a365_with_stdin(&all, secrets.as_bytes())
+}
+
+#[test]
+fn client_credentials_are_cached_reused_across_restarts_and_refreshed_early() {
+    let server = server(3600);
+    let env = Env::new();
+    let agent = env.start_agent();
+    add(
+        &env,
+        &[
+            "supply",
+            "--kind",
+            "client-credentials",
+            "--token-url",
+            &server.token_url(),
+            "--client-id",
+            "test-client",
+            "--scope",
+            "supply.domain",
+        ],
+        r#"{"client_secret":"test-secret"}"#,
+    )
+    .ok();
+    let token = env.token("supply");
+    for _ in 0..5 {
+        assert_eq!(env.token("supply"), token);
+    }
+    let recorded = server.recorded();
+    assert_eq!(recorded.len(), 1, "one token request for six clients");
+    assert_eq!(recorded[0].grant_type, "client_credentials");
+    assert_eq!(recorded[0].scope.as_deref(), Some("supply.domain"));
+
+    // A restart (even a crash) reuses the stored token: Nexar's rate limit
+    // is never spent on a restart.
+    drop(agent.kill());
+    let _agent = env.start_agent();
+    assert_eq!(env.token("supply"), token);
+    assert_eq!(server.requests(), 1);
+
+    // Short-lived tokens are renewed before they expire.
+    server.set_lifetime(Duration::from_secs(3));
+    env.a365(&["refresh", "supply"]).ok();
+    let first = env.token("supply");
+    let exp = jwt_payload(&first)["exp"].as_i64().unwrap();
+    assert!(wait_until(Duration::from_secs(4), || server.requests() >= 3));
+    let renewed = server.last_access_token().unwrap();
+    assert!(jwt_payload(&renewed)["iat"].as_i64().unwrap() <= exp);
+}
+
+/// A `$BROWSER` that does what a browser does with the authorize URL:
+/// follows the redirect to the agent's loopback listener.
+fn browser_script(env: &Env) -> std::path::PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let path = env.path("home/browser");
+    std::fs::write(
+        &path,
+        "#!/bin/sh\nexec python3 -c 'import sys, urllib.request; urllib.request.urlopen(sys.argv[1], timeout=10).read()' \"$1\"\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    path
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn add_login_profile(env: &Env, server: &TokenServer, port: u16, extra: &[&str]) {
+    let redirect = format!("http://127.0.0.1:{port}/login");
+    let token_url = server.token_url();
+    let mut args = vec![
+        "design",
+        "--kind",
+        "authorization-code",
+        "--token-url",
+        &token_url,
+        "--client-id",
+        "test-client",
+        "--redirect-uri",
+        &redirect,
+    ];
+    args.extend_from_slice(extra);
+    let out = add(env, &args, r#"{"client_secret":"test-secret"}"#).ok();
+    assert!(out.stderr.contains("a365 login design"), "{}", out.stderr);
+}
+
+#[test]
+fn a_browser_login_gets_a_token_and_a_refresh_token() {
+    let server = server(3600);
+    let env = Env::new();
+    let _agent = env.start_agent();
+    let port = free_port();
+    add_login_profile(&env, &server, port, &[]);
+    let out = env.a365(&["token", "design"]).code(5);
+    assert!(out.stderr.contains("a365 login design"), "{}", out.stderr);
+
+    let browser = browser_script(&env);
+    let out = crate::harness::Out::from(
+        env.command(bin("a365"))
+            .args(["login", "design", "--timeout", "20s"])
+            .env("BROWSER", &browser)
+            .output()
+            .unwrap(),
+    )
+    .ok();
+    assert!(
+        out.stderr.contains("/connect/authorize?"),
+        "prints the URL: {}",
+        out.stderr
+    );
+    assert!(out.stderr.contains("logged in"), "{}", out.stderr);
+    let token = env.token("design");
+    let scopes = jwt_payload(&token)["scope"].clone();
+    assert_eq!(
+        scopes,
+        serde_json::json!([
+            "openid",
+            "profile",
+            "email",
+            "design.domain",
+            "user.access",
+            "offline_access"
+        ])
+    );
+    let grants: Vec<_> = server
+        .recorded()
+        .into_iter()
+        .map(|r| r.grant_type)
+        .collect();
+    assert_eq!(grants, ["authorization_code"]);
+    // offline_access brought a refresh token: a forced refresh uses it.
+    env.a365(&["refresh", "design"]).ok();
+    assert_eq!(server.recorded()[1].grant_type, "refresh_token");
+    // The port is free again.
+    std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
+}
+
+#[test]
+fn a_wrong_state_is_ignored_and_an_abandoned_login_times_out_and_frees_the_port() {
+    let server = server(3600);
+    let env = Env::new();
+    let _agent = env.start_agent();
+    let port = free_port();
+    add_login_profile(&env, &server, port, &[]);
+
+    // Started without a browser: read the URL from its output.
+    let mut login = env
+        .command(bin("a365"))
+        .args(["login", "design", "--no-browser", "--timeout", "20s"])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = std::io::BufReader::new(login.stderr.take().unwrap());
+    let mut url = String::new();
+    while !url.contains("/connect/authorize?") {
+        url.clear();
+        std::io::BufRead::read_line(&mut stderr, &mut url).unwrap();
+    }
+    let url = url.trim().to_owned();
+    // Someone else hits the redirect with a made-up state: refused, and
+    // the login goes on.
+    let forged = http_get(port, "/login?code=forged&state=not-the-state");
+    assert!(forged.starts_with("HTTP/1.1 400"), "{forged}");
+    let status = std::process::Command::new(browser_script(&env))
+        .arg(&url)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    assert!(login.wait().unwrap().success());
+    assert!(env.token("design").len() > 20);
+
+    // Nobody comes back: the login ends after its timeout, and says so.
+    let out = env
+        .a365(&["login", "design", "--no-browser", "--timeout", "1s"])
+        .code(6);
+    assert!(
+        out.stderr.contains("not finished within 1 s"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        wait_until(Duration::from_secs(5), || std::net::TcpListener::bind((
+            "127.0.0.1",
+            port
+        ))
+        .is_ok()),
+        "the port is free again"
+    );
+}
+
+#[test]
+fn without_offline_access_an_expired_login_asks_to_log_in_again() {
+    let server = server(2);
+    let env = Env::new();
+    let _agent = env.start_agent();
+    let port = free_port();
+    add_login_profile(
+        &env,
+        &server,
+        port,
+        &["--scope", "openid", "--scope", "design.domain"],
+    );
+    let browser = browser_script(&env);
+    env.command(bin("a365"))
+        .args(["login", "design", "--timeout", "20s"])
+        .env("BROWSER", &browser)
+        .output()
+        .unwrap();
+    assert!(env.token("design").len() > 20);
+    std::thread::sleep(Duration::from_millis(2500));
+    let out = env.a365(&["token", "design"]).code(5);
+    assert!(
+        out.stderr.contains("log in again with `a365 login design`"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(server.requests(), 1, "no refresh without a refresh token");
+}
+
+fn http_get(port: u16, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut text = String::new();
+    stream.read_to_string(&mut text).unwrap();
+    text
+}
+
+fn add_designer(env: &Env, server: &TokenServer, token: &str) {
+    add(
+        env,
+        &[
+            "dc",
+            "--kind",
+            "designer-cloud",
+            "--base-url",
+            &server.base_url(),
+            "--renew-lifetime",
+            "1h",
+        ],
+        &format!(r#"{{"access_token":"{token}"}}"#),
+    )
+    .ok();
+}
+
+#[test]
+fn designer_cloud_creates_the_new_token_before_deleting_the_old() {
+    let server = server(3600);
+    let env = Env::new();
+    let _agent = env.start_agent();
+    let (pasted, _) = server.issue_designer_token(Some(Duration::from_secs(600)));
+    add_designer(&env, &server, &pasted);
+    // Renewed at once, so that the agent knows the token's id and expiry.
+    assert_eq!(server.designer_tokens_created(), 1);
+    let first = env.token("dc");
+    assert_ne!(first, pasted);
+    assert!(server.is_designer_token_live(&first));
+
+    env.a365(&["refresh", "dc"]).ok();
+    assert_eq!(server.designer_tokens_created(), 2);
+    let second = env.token("dc");
+    assert_ne!(second, first);
+    assert!(
+        wait_until(Duration::from_secs(5), || !server
+            .is_designer_token_live(&first)),
+        "the replaced token is deleted"
+    );
+    assert!(server.is_designer_token_live(&second));
+    assert_eq!(server.designer_tokens_deleted().len(), 1);
+    let status = env.a365(&["status", "--json"]).ok().json();
+    assert_eq!(status[0]["kind"], "designer-cloud");
+    assert!(status[0]["next_refresh_at"].is_i64());
+}
+
+#[test]
+fn a_crash_between_create_and_delete_and_a_failed_delete_lose_nothing() {
+    let server = server(3600);
+    let env = Env::new();
+    let agent = env.start_agent();
+    let (pasted, _) = server.issue_designer_token(Some(Duration::from_secs(600)));
+    add_designer(&env, &server, &pasted);
+    let before = env.token("dc");
+
+    // The delete never returns; kill -9 while it hangs.
+    server.hold_designer_deletes(true);
+    env.a365(&["refresh", "dc"]).ok();
+    let renewed = env.token("dc");
+    assert_ne!(renewed, before);
+    let stored: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(env.credential_file("dc")).unwrap()).unwrap();
+    assert_eq!(
+        stored["access_token"],
+        renewed.as_str(),
+        "saved before the delete"
+    );
+    assert_eq!(stored["retired_token_ids"].as_array().unwrap().len(), 1);
+    drop(agent.kill());
+
+    server.hold_designer_deletes(false);
+    server.fail_designer_deletes(1);
+    let _agent = env.start_agent();
+    assert_eq!(
+        env.token("dc"),
+        renewed,
+        "the new token is served after the crash"
+    );
+    assert_eq!(server.designer_tokens_created(), 2, "and not renewed again");
+    // The first delete after the restart fails with a 500; a later one works.
+    assert!(
+        wait_until(Duration::from_secs(8), || !server
+            .is_designer_token_live(&before)),
+        "the old token is deleted later"
+    );
+    assert_eq!(env.token("dc"), renewed);
+}
+
+#[test]
+fn a_designer_token_that_never_expires_is_not_renewed() {
+    let server = server(3600);
+    server.designer_tokens_never_expire(true);
+    let env = Env::new();
+    let _agent = env.start_agent();
+    let (pasted, _) = server.issue_designer_token(None);
+    add_designer(&env, &server, &pasted);
+    let status = env.a365(&["status", "--json"]).ok().json();
+    assert!(status[0]["expires_at"].is_null(), "{status}");
+    assert!(status[0]["next_refresh_at"].is_null(), "{status}");
+    assert!(env.a365(&["token", "dc"]).ok().stdout.trim().len() > 10);
+    assert_eq!(server.designer_tokens_created(), 1);
+}
+
+#[test]
+fn a_workspace_scope_passes_for_its_workspace_only() {
+    let server = server(3600);
+    let env = Env::new();
+    let _agent = env.start_agent();
+    env.add_refresh("work", &server);
+    let ws = "a365:workspace:6f1c2a7e-3b4d-4c5e-9f80-1a2b3c4d5e6f";
+    env.a365(&["token", "work", "--scope", ws]).ok();
+    let other = "a365:workspace:00000000-0000-0000-0000-000000000000";
+    let out = env.a365(&["token", "work", "--scope", other]).code(7);
+    assert!(
+        out.stderr.contains(other) && out.stderr.contains(ws),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn gov_cloud_sends_secure_and_is_never_mixed_with_commercial() {
+    let server = server(3600);
+    let env = Env::new();
+    let _agent = env.start_agent();
+    for (name, flag) in [("gov", Some("--secure")), ("commercial", None)] {
+        let rt = server.issue_refresh_token("test-client");
+        let url = server.token_url();
+        let mut args = vec![
+            name,
+            "--kind",
+            "refresh",
+            "--token-url",
+            &url,
+            "--client-id",
+            "test-client",
+        ];
+        args.extend(flag);
+        add(
+            &env,
+            &args,
+            &format!(r#"{{"client_secret":"test-secret","refresh_token":"{rt}"}}"#),
+        )
+        .ok();
+    }
+    let recorded = server.recorded();
+    assert!(recorded[0].secure, "secure=1 for the Gov profile");
+    assert!(!recorded[1].secure, "no secure=1 for the commercial one");
+
+    // The Gov flag to a commercial endpoint, or a login that would send the
+    // secret across clouds, is refused before anything is sent.
+    let out = add(
+        &env,
+        &[
+            "mixed",
+            "--kind",
+            "refresh",
+            "--token-url",
+            "https://auth.altium.com/connect/token",
+            "--client-id",
+            "c",
+            "--secure",
+        ],
+        r#"{"client_secret":"s","refresh_token":"r"}"#,
+    )
+    .code(8);
+    assert!(
+        out.stderr.contains("Gov Cloud") && out.stderr.contains("auth.altium.com"),
+        "{}",
+        out.stderr
+    );
+    let out = add(
+        &env,
+        &[
+            "mixed",
+            "--kind",
+            "authorization-code",
+            "--realm",
+            "altium365-gov",
+            "--authorize-url",
+            "https://auth.altium.com/connect/authorize",
+            "--client-id",
+            "c",
+        ],
+        r#"{"client_secret":"s"}"#,
+    )
+    .code(8);
+    assert!(
+        out.stderr.contains("different Altium clouds"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(server.requests(), 2);
+}
