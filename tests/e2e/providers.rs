@@ -452,3 +452,37 @@ fn gov_cloud_sends_secure_and_is_never_mixed_with_commercial() {
     );
     assert_eq!(server.requests(), 2);
 }
+
+#[test]
+fn a_second_login_replaces_one_still_waiting() {
+    let server = server(3600);
+    let env = Env::new();
+    let _agent = env.start_agent();
+    let port = free_port();
+    add_login_profile(&env, &server, port, &[]);
+    let first = env
+        .command(bin("a365"))
+        .args(["login", "design", "--no-browser", "--timeout", "30s"])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The first one is listening once the port is taken.
+    assert!(wait_until(Duration::from_secs(5), || {
+        std::net::TcpListener::bind(("127.0.0.1", port)).is_err()
+    }));
+    let out = crate::harness::Out::from(
+        env.command(bin("a365"))
+            .args(["login", "design", "--timeout", "20s"])
+            .env("BROWSER", browser_script(&env))
+            .output()
+            .unwrap(),
+    )
+    .ok();
+    assert!(out.stderr.contains("logged in"), "{}", out.stderr);
+    let first = crate::harness::Out::from(first.wait_with_output().unwrap()).code(6);
+    assert!(
+        first.stderr.contains("replaced by a newer"),
+        "{}",
+        first.stderr
+    );
+}

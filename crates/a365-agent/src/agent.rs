@@ -28,12 +28,18 @@ pub struct Agent {
     edits: tokio::sync::Mutex<()>,
     shutdown: watch::Sender<bool>,
     /// Browser logins under way, by profile: their outcome once known.
-    logins: Mutex<HashMap<String, watch::Receiver<Option<LoginOutcome>>>>,
+    logins: Mutex<HashMap<String, Login>>,
     /// For tasks that outlive a request (a login finishing in the browser).
     me: Weak<Agent>,
 }
 
 type LoginOutcome = Result<String, ErrorReply>;
+
+#[derive(Debug)]
+struct Login {
+    outcome: watch::Receiver<Option<LoginOutcome>>,
+    task: tokio::task::AbortHandle,
+}
 
 impl Agent {
     /// Loads every configured profile's credential and starts its refresher.
@@ -341,9 +347,21 @@ impl Agent {
             .clone()
             .ok_or_else(|| invalid("the profile has no login endpoint"))?;
         let pkce = Pkce::generate().map_err(|e| internal(format!("no randomness: {e}")))?;
-        let listener = crate::login::listen(&login.redirect_uri)
-            .await
-            .map_err(|e| unavailable(e.to_string()))?;
+        // A new login replaces one still waiting (a closed tab, a retry).
+        let previous = self.logins.lock().ok().and_then(|mut l| l.remove(name));
+        if let Some(previous) = &previous {
+            previous.task.abort();
+        }
+        let mut listener = crate::login::listen(&login.redirect_uri).await;
+        // The replaced login's listener closes as its task winds down.
+        for _ in 0..20 {
+            if listener.is_ok() || previous.is_none() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            listener = crate::login::listen(&login.redirect_uri).await;
+        }
+        let listener = listener.map_err(|e| unavailable(e.to_string()))?;
         let client_id = profile.spec.client_id.clone().unwrap_or_default();
         let scopes = config::requested_scopes(&profile.spec);
         let url = authorize_url(
@@ -354,14 +372,12 @@ impl Agent {
             &pkce,
         );
         let (tx, rx) = watch::channel(None);
-        if let Ok(mut logins) = self.logins.lock() {
-            logins.insert(name.to_owned(), rx);
-        }
         let timeout = Duration::from_millis(timeout_ms.clamp(1_000, 3_600_000));
         let me = self.me.clone();
         let name = name.to_owned();
         tracing::info!(profile = %name, redirect = %login.redirect_uri, "login started");
-        tokio::spawn(async move {
+        let key = name.clone();
+        let task = tokio::spawn(async move {
             let code = crate::login::wait_for_code(
                 listener,
                 login.redirect_uri.path(),
@@ -386,6 +402,15 @@ impl Agent {
             }
             let _ = tx.send(Some(outcome));
         });
+        if let Ok(mut logins) = self.logins.lock() {
+            logins.insert(
+                key,
+                Login {
+                    outcome: rx,
+                    task: task.abort_handle(),
+                },
+            );
+        }
         Ok(Response::LoginUrl {
             url: url.to_string(),
         })
@@ -470,7 +495,7 @@ impl Agent {
             .logins
             .lock()
             .ok()
-            .and_then(|logins| logins.get(name).cloned());
+            .and_then(|logins| logins.get(name).map(|l| l.outcome.clone()));
         let Some(mut rx) = rx else {
             return Err(invalid(format!(
                 "no login is under way for '{name}': run `a365 login {name}`"
@@ -481,14 +506,18 @@ impl Agent {
             Err(_) => None,
         };
         if let Ok(mut logins) = self.logins.lock()
-            && logins.get(name).is_some_and(|r| r.same_channel(&rx))
+            && logins
+                .get(name)
+                .is_some_and(|l| l.outcome.same_channel(&rx))
         {
             logins.remove(name);
         }
         match outcome {
             Some(Ok(message)) => Ok(Response::Done { message }),
             Some(Err(e)) => Err(e),
-            None => Err(unavailable("the login ended without an outcome")),
+            None => Err(unavailable(
+                "the login was replaced by a newer `a365 login`, or the agent stopped",
+            )),
         }
     }
 
