@@ -48,6 +48,27 @@ fn full_cycle_at_trace(mut env: Env) {
     output.push_str(&out.stdout);
     output.push_str(&out.stderr);
 
+    // A Designer Cloud token travels as a bearer header, renewed twice.
+    let (pasted, _) = server.issue_designer_token(Some(Duration::from_secs(600)));
+    let out = env.a365_with_stdin(
+        &[
+            "add",
+            "dc",
+            "--kind",
+            "designer-cloud",
+            "--base-url",
+            &server.base_url(),
+            "--secrets-from",
+            "-",
+        ],
+        format!(r#"{{"access_token":"{pasted}"}}"#).as_bytes(),
+    );
+    output.push_str(&out.stderr);
+    secrets.push(pasted);
+    secrets.push(env.token("dc"));
+    output.push_str(&env.a365(&["refresh", "dc"]).ok().stderr);
+    secrets.push(env.token("dc"));
+
     for record in server.recorded() {
         secrets.extend(record.refresh_token);
     }
