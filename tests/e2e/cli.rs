@@ -152,3 +152,50 @@ fn add_writes_the_config_and_remove_deletes_everything() {
     );
     env.a365(&["token", "work"]).code(4);
 }
+
+#[test]
+fn completions_and_man_pages_come_from_the_command_line_definition() {
+    let env = Env::new();
+    for (shell, marker) in [
+        ("bash", "_a365()"),
+        ("zsh", "#compdef a365"),
+        ("fish", "complete -c a365"),
+        ("powershell", "Register-ArgumentCompleter"),
+    ] {
+        let out = env.a365(&["completions", shell]).ok();
+        assert!(out.stdout.contains(marker), "{shell}: {}", out.stdout);
+        assert!(
+            out.stdout.contains("login"),
+            "{shell} knows the subcommands"
+        );
+    }
+    let man = env.a365(&["man"]).ok();
+    assert!(man.stdout.contains(".TH a365 1"), "{}", man.stdout);
+    let dir = env.path("man");
+    env.a365(&["man", "--out-dir", dir.to_str().unwrap()]).ok();
+    assert!(dir.join("a365-token.1").exists());
+    assert!(dir.join("a365-store-migrate.1").exists());
+}
+
+#[test]
+fn format_env_is_safe_to_eval_in_a_shell() {
+    let session = crate::harness::Session::start(a365_token_server::ServerConfig::default());
+    let env = &session.env;
+    let token = env.token("work");
+    let out = env
+        .command("sh")
+        .args([
+            "-c",
+            &format!(
+                "eval \"$({} token work --format env)\" && printf '%s|%s|%s' \"$A365_TOKEN\" \"$A365_PROFILE\" \"$A365_TOKEN_EXPIRES_AT\"",
+                crate::harness::bin("a365").display()
+            ),
+        ])
+        .output()
+        .unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    let parts: Vec<&str> = text.split('|').collect();
+    assert_eq!(parts[0], token);
+    assert_eq!(parts[1], "work");
+    assert!(parts[2].parse::<i64>().unwrap() > 1_700_000_000);
+}

@@ -52,7 +52,9 @@ pub fn status(socket: &Path, json: bool) -> Result<(), Error> {
     let text = if json {
         output::status_json(&profiles)
     } else {
-        output::status_table(&profiles, jiff::Timestamp::now().as_second())
+        // Colour only for a person at a terminal who has not opted out.
+        let colour = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+        output::status_table(&profiles, jiff::Timestamp::now().as_second(), colour)
     };
     print!("{text}");
     Ok(())
@@ -270,5 +272,24 @@ fn done(response: Response) -> Result<(), Error> {
             Ok(())
         }
         _ => Err(Error::Unexpected),
+    }
+}
+
+/// `a365 man`: the page for `a365` on stdout, or every command's page
+/// (`a365.1`, `a365-token.1`, …) written into `out_dir`.
+pub fn man(out_dir: Option<&Path>) -> Result<(), Error> {
+    use clap::CommandFactory;
+    let command = crate::cli::Cli::command();
+    let failed = |e: std::io::Error| Error::Other(anyhow::anyhow!("writing the man page: {e}"));
+    match out_dir {
+        None => clap_mangen::Man::new(command)
+            .render(&mut std::io::stdout())
+            .map_err(failed),
+        Some(dir) => {
+            std::fs::create_dir_all(dir).map_err(failed)?;
+            clap_mangen::generate_to(command, dir).map_err(failed)?;
+            eprintln!("a365: man pages written to {}", dir.display());
+            Ok(())
+        }
     }
 }

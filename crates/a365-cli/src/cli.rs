@@ -55,6 +55,16 @@ pub enum Command {
     /// Check that the agent answers; print its version and pid.
     #[command(hide = true)]
     Ping,
+    /// Print a shell completion script: `a365 completions bash > …`.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff), or write one per command into --out-dir.
+    Man {
+        #[arg(long, value_name = "DIR")]
+        out_dir: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -80,6 +90,8 @@ pub enum Format {
     Header,
     /// Token, expiry (epoch seconds and RFC 3339), scopes, profile.
     Json,
+    /// `export A365_TOKEN='…'` lines, for `eval "$(a365 token --format env)"`.
+    Env,
 }
 
 #[derive(Debug, Args)]

@@ -27,6 +27,12 @@ fn main() -> ExitCode {
             Err(e) => Err(e),
         },
         Command::Ping => actions::ping(&socket),
+        Command::Completions { shell } => {
+            use clap::CommandFactory;
+            clap_complete::generate(shell, &mut Cli::command(), "a365", &mut std::io::stdout());
+            Ok(())
+        }
+        Command::Man { out_dir } => actions::man(out_dir.as_deref()),
         Command::Store(command) => actions::store(&socket, command),
         Command::Login {
             profile,

@@ -18,6 +18,26 @@ pub fn token(reply: &TokenReply, format: Format) -> Zeroizing<Vec<u8>> {
             out.extend_from_slice(b"Authorization: Bearer ");
             out.extend_from_slice(token.as_bytes());
         }
+        Format::Env => {
+            // `eval "$(a365 token --format env)"`: single quotes, so no
+            // character of the token means anything to the shell.
+            out.extend_from_slice(b"export A365_TOKEN='");
+            for &b in token.as_bytes() {
+                match b {
+                    b'\'' => out.extend_from_slice(b"'\\''"),
+                    b => out.push(b),
+                }
+            }
+            out.extend_from_slice(b"'\n");
+            let _ = write!(
+                ExtendVec(&mut out),
+                "export A365_PROFILE='{}'",
+                reply.profile
+            );
+            if let Some(exp) = reply.expires_at {
+                let _ = write!(ExtendVec(&mut out), "\nexport A365_TOKEN_EXPIRES_AT={exp}");
+            }
+        }
         Format::Json => {
             #[derive(Serialize)]
             struct Json<'a> {
@@ -42,6 +62,16 @@ pub fn token(reply: &TokenReply, format: Format) -> Zeroizing<Vec<u8>> {
     out
 }
 
+/// `write!` into a zeroized buffer without an intermediate `String`.
+struct ExtendVec<'a>(&'a mut Vec<u8>);
+
+impl std::fmt::Write for ExtendVec<'_> {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        self.0.extend_from_slice(s.as_bytes());
+        Ok(())
+    }
+}
+
 pub fn rfc3339(epoch_secs: i64) -> Option<String> {
     jiff::Timestamp::from_second(epoch_secs)
         .ok()
@@ -64,7 +94,7 @@ pub fn status_json(profiles: &[ProfileStatus]) -> String {
 }
 
 /// `status`: a table for people; `*` marks the default profile.
-pub fn status_table(profiles: &[ProfileStatus], now_secs: i64) -> String {
+pub fn status_table(profiles: &[ProfileStatus], now_secs: i64, colour: bool) -> String {
     if profiles.is_empty() {
         return "no profiles: add one with `a365 add NAME --kind refresh --realm altium365 --client-id ID`\n"
             .into();
@@ -125,6 +155,9 @@ pub fn status_table(profiles: &[ProfileStatus], now_secs: i64) -> String {
     for row in &rows {
         line(&row.each_ref().map(String::as_str));
     }
+    if colour {
+        out = paint_states(&out, profiles);
+    }
     for p in profiles.iter().filter(|p| !p.scopes_not_granted.is_empty()) {
         let _ = writeln!(
             out,
@@ -141,6 +174,38 @@ pub fn status_table(profiles: &[ProfileStatus], now_secs: i64) -> String {
             p.last_error.as_deref().unwrap_or_default()
         );
     }
+    out
+}
+
+/// Colours each row's STATE cell: green fresh, yellow in progress or
+/// failing, red when the user must act. Applied after alignment, so the
+/// escape codes do not upset the column widths.
+fn paint_states(table: &str, profiles: &[ProfileStatus]) -> String {
+    let mut lines: Vec<String> = table.lines().map(str::to_owned).collect();
+    let Some(column) = lines.first().and_then(|h| h.find("STATE")) else {
+        return table.to_owned();
+    };
+    for (line, p) in lines.iter_mut().skip(1).zip(profiles) {
+        let code = match p.state.as_str() {
+            "fresh" => "32",
+            "refreshing" | "failing" | "empty" => "33",
+            _ => "31",
+        };
+        if line
+            .get(column..)
+            .is_some_and(|rest| rest.starts_with(&p.state))
+        {
+            let end = column + p.state.len();
+            *line = format!(
+                "{}\x1b[{code}m{}\x1b[0m{}",
+                &line[..column],
+                &line[column..end],
+                &line[end..]
+            );
+        }
+    }
+    let mut out = lines.join("\n");
+    out.push('\n');
     out
 }
 
@@ -210,6 +275,12 @@ mod tests {
         assert_eq!(json["expires_at_rfc3339"], "2030-03-17T17:46:40Z");
         assert_eq!(json["scopes"][0], "openid");
         assert_eq!(json["profile"], "work");
+        let mut quoted = reply();
+        quoted.token = WireSecret::new(SecretString::from("a'b"));
+        assert_eq!(
+            &token(&quoted, Format::Env)[..],
+            b"export A365_TOKEN='a'\\''b'\nexport A365_PROFILE='work'\nexport A365_TOKEN_EXPIRES_AT=1900000000\n"
+        );
     }
 
     #[test]
@@ -238,7 +309,10 @@ mod tests {
             scopes_not_granted: vec!["a365:design.write".into()],
             is_default: true,
         };
-        let text = status_table(&[p], 1_000);
+        let text = status_table(std::slice::from_ref(&p), 1_000, false);
+        let painted = status_table(&[p], 1_000, true);
+        assert!(painted.contains("\x1b[32mfresh\x1b[0m"), "{painted}");
+        assert!(!text.contains('\x1b'));
         let lines: Vec<&str> = text.lines().collect();
         assert!(lines[0].starts_with("PROFILE"), "{text}");
         assert!(lines[1].starts_with("*work"), "{text}");
@@ -251,6 +325,6 @@ mod tests {
         assert!(text.contains("work: the token server failed (HTTP 500)"));
         assert!(lines[1].contains("in 45m 0s"), "{text}");
         assert!(text.contains("lacks scopes the profile asks for: a365:design.write"));
-        assert!(status_table(&[], 0).contains("a365 add"));
+        assert!(status_table(&[], 0, false).contains("a365 add"));
     }
 }
