@@ -10,6 +10,7 @@ mod access;
 mod agent_lifecycle;
 mod bad_input;
 mod cli;
+mod events;
 mod failures;
 mod json_mode;
 mod keyring;

@@ -31,6 +31,8 @@ pub struct Agent {
     logins: Mutex<HashMap<String, Login>>,
     /// For tasks that outlive a request (a login finishing in the browser).
     me: Weak<Agent>,
+    /// Wakes the expiry watcher (a profile was added).
+    expiry_check: tokio::sync::Notify,
 }
 
 type LoginOutcome = Result<String, ErrorReply>;
@@ -75,7 +77,7 @@ impl Agent {
             profiles.insert(name.clone(), profile);
         }
         tracing::info!(profiles = profiles.len(), "profiles loaded");
-        Arc::new_cyclic(|me| Agent {
+        let agent = Arc::new_cyclic(|me| Agent {
             shared,
             stores,
             paths,
@@ -85,7 +87,16 @@ impl Agent {
             shutdown,
             logins: Mutex::new(HashMap::new()),
             me: me.clone(),
-        })
+            expiry_check: tokio::sync::Notify::new(),
+        });
+        if let Some(command) = &config.on_event {
+            agent.shared.events.spawn_hook(command.clone());
+        }
+        tokio::spawn(expiry_watcher(
+            Arc::downgrade(&agent),
+            config.expires_soon_days,
+        ));
+        agent
     }
 
     pub async fn handle(&self, request: Request) -> Response {
@@ -118,8 +129,25 @@ impl Agent {
                 timeout_ms,
             } => self.login(&profile, timeout_ms).await,
             Request::LoginWait { profile } => self.login_wait(&profile).await,
+            // The connection streams events itself (`server`); here only
+            // when something forwarded it wrongly.
+            Request::Watch { .. } => Err(ErrorReply::new(
+                ErrorKind::BadRequest,
+                "watch must be the only request of its connection",
+            )),
         };
         result.unwrap_or_else(Response::Error)
+    }
+
+    /// Events for `profile` (checked to exist) or for all profiles.
+    pub fn watch(
+        &self,
+        profile: Option<&str>,
+    ) -> Result<tokio::sync::broadcast::Receiver<a365_proto::Event>, ErrorReply> {
+        if let Some(name) = profile {
+            self.profile(Some(name))?;
+        }
+        Ok(self.shared.events.subscribe())
     }
 
     async fn token(&self, req: TokenRequest) -> Result<a365_proto::TokenReply, ErrorReply> {
@@ -271,6 +299,7 @@ impl Agent {
         }
         let store = self.stores.describe(kind);
         tracing::info!(profile = %name, kind = %spec.kind, store = %kind, "profile added");
+        self.expiry_check.notify_one();
         let mut message = format!(
             "profile '{name}' ({}) added; its secrets are kept {store}",
             spec.kind
@@ -322,6 +351,12 @@ impl Agent {
             *default = None;
         }
         tracing::info!(profile = %name, "profile removed");
+        self.shared.events.emit(
+            name,
+            a365_proto::EventKind::Removed,
+            None,
+            format!("profile '{name}' was removed"),
+        );
         Ok(Response::Done {
             message: format!("profile '{name}' removed, with its secrets"),
         })
@@ -684,6 +719,52 @@ impl Agent {
         for profile in profiles {
             profile.stop().await;
         }
+    }
+}
+
+/// Announces, once a day per profile, tokens that cannot be renewed and
+/// expire within `days` (a static token made for a year).
+async fn expiry_watcher(agent: Weak<Agent>, days: u64) {
+    let window_ms = i64::try_from(days.saturating_mul(86_400_000)).unwrap_or(i64::MAX);
+    let mut announced: HashMap<String, i64> = HashMap::new();
+    loop {
+        let Some(strong) = agent.upgrade() else {
+            return;
+        };
+        let now = strong.shared.clock.now_ms();
+        let profiles: Vec<_> = match strong.profiles.read() {
+            Ok(p) => p.values().cloned().collect(),
+            Err(_) => Vec::new(),
+        };
+        for profile in profiles {
+            let Some(exp) = profile.unrenewable_expiry() else {
+                continue;
+            };
+            let due = exp > now && exp - now <= window_ms;
+            let recent = announced
+                .get(&profile.name)
+                .is_some_and(|at| now - at < 86_400_000);
+            if due && !recent {
+                announced.insert(profile.name.clone(), now);
+                strong.shared.events.emit(
+                    &profile.name,
+                    a365_proto::EventKind::ExpiresSoon,
+                    Some(exp),
+                    format!(
+                        "the token of profile '{}' expires in {} and cannot be renewed: {}",
+                        profile.name,
+                        crate::profile::human_ms(exp - now),
+                        profile.renew_advice()
+                    ),
+                );
+            }
+        }
+        let wake = tokio::time::sleep(Duration::from_secs(3600));
+        tokio::select! {
+            _ = wake => {}
+            _ = strong.expiry_check.notified() => {}
+        }
+        drop(strong);
     }
 }
 

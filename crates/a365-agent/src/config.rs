@@ -69,8 +69,19 @@ pub struct Config {
     /// HTTP(S) proxy for token requests: a daemon started by systemd or
     /// launchd does not inherit the shell's `HTTPS_PROXY`.
     pub proxy: Option<String>,
+    /// Run with `sh -c` on every event (refreshed, refresh-failed,
+    /// needs-reauth, expires-soon, removed), the event in its environment.
+    pub on_event: Option<String>,
+    /// How many days before a token that cannot be renewed (a static
+    /// token) expires, `expires-soon` is announced (daily).
+    #[serde(default = "default_expires_soon_days")]
+    pub expires_soon_days: u64,
     #[serde(default)]
     pub profiles: BTreeMap<String, ProfileSpec>,
+}
+
+fn default_expires_soon_days() -> u64 {
+    14
 }
 
 fn default_lifetime_secs() -> u64 {
@@ -113,6 +124,7 @@ impl Config {
     fn default_values() -> Config {
         Config {
             default_lifetime_secs: default_lifetime_secs(),
+            expires_soon_days: default_expires_soon_days(),
             ..Config::default()
         }
     }

@@ -7,6 +7,7 @@ pub mod agent;
 pub mod clock;
 pub mod config;
 pub mod daemon;
+pub mod events;
 pub mod jwt;
 pub mod login;
 pub mod profile;
@@ -55,6 +56,7 @@ pub async fn run(options: Options) -> Result<(), RunError> {
     tracing::info!(socket = %options.socket.display(), pid = std::process::id(), "listening");
     let shared = Arc::new(profile::Shared {
         http: http_client(&config)?,
+        events: events::Events::default(),
         clock: Arc::new(clock::SystemClock),
         default_lifetime: config.default_lifetime(),
     });

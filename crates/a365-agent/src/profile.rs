@@ -7,7 +7,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use a365_proto::{
-    ErrorKind, ErrorReply, Kind, ProfileSpec, ProfileStatus, StoreKind, TokenReply, WireSecret,
+    ErrorKind, ErrorReply, EventKind, Kind, ProfileSpec, ProfileStatus, StoreKind, TokenReply,
+    WireSecret,
 };
 use a365_store::{Credential, Store};
 use secrecy::{ExposeSecret, SecretString};
@@ -29,6 +30,7 @@ const TICK_MS: i64 = 30_000;
 #[derive(Debug)]
 pub struct Shared {
     pub http: reqwest::Client,
+    pub events: crate::events::Events,
     pub clock: Arc<dyn Clock>,
     pub default_lifetime: Duration,
 }
@@ -553,6 +555,7 @@ impl Profile {
                     scopes: got.scopes,
                     obtained_at_ms: now,
                 };
+                let expires_at_ms = held.expires_at_ms;
                 self.state.send_modify(|s| {
                     s.token = Some(Arc::new(held));
                     s.phase = Phase::Fresh;
@@ -560,11 +563,20 @@ impl Profile {
                     s.last_error = saved.as_ref().err().cloned();
                     s.attempts_done += 1;
                 });
+                self.shared.events.emit(
+                    &self.name,
+                    EventKind::Refreshed,
+                    expires_at_ms,
+                    "a new token is being served".into(),
+                );
                 saved.map_err(|_| ())
             }
             Err(ProviderError::Dead(reason)) => {
                 tracing::warn!(profile = %self.name, "credential rejected: {reason}");
                 let message = format!("{reason}. {}", self.reauth_advice());
+                self.shared
+                    .events
+                    .emit(&self.name, EventKind::NeedsReauth, None, message.clone());
                 self.state.send_modify(|s| {
                     s.phase = Phase::NeedsReauth(message);
                     s.last_error = Some(reason);
@@ -587,6 +599,12 @@ impl Profile {
                     attempt = *failures,
                     retry_in_ms = wait.as_millis() as u64,
                     "refresh failed: {e}"
+                );
+                self.shared.events.emit(
+                    &self.name,
+                    EventKind::RefreshFailed,
+                    self.snapshot().token.as_ref().and_then(|h| h.expires_at_ms),
+                    format!("{e}; next attempt in {}", human_ms(retry_at - now)),
                 );
                 self.state.send_modify(|s| {
                     s.phase = Phase::Failing {
@@ -713,6 +731,31 @@ impl Profile {
             }
             s.attempts_done += 1;
         });
+        if exp.is_none() {
+            self.shared.events.emit(
+                &self.name,
+                EventKind::NeedsReauth,
+                None,
+                format!("the token has expired and {login}"),
+            );
+        }
+    }
+
+    /// The expiry of a held token that the agent cannot renew (a static
+    /// token, made for up to a year), for `expires-soon`.
+    pub fn unrenewable_expiry(&self) -> Option<i64> {
+        if self.spec.kind != Kind::Static {
+            return None;
+        }
+        self.snapshot().token.as_ref()?.expires_at_ms
+    }
+
+    /// What to do before an unrenewable token expires.
+    pub fn renew_advice(&self) -> String {
+        format!(
+            "create a new token in Altium 365 (Admin → Developer), then run `a365 add {} --kind static --replace`",
+            self.name
+        )
     }
 
     /// What to do about a dead credential, by kind.

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use a365_proto::codec::{self, CodecError, Encoding};
-use a365_proto::{ErrorKind, Response, frame};
+use a365_proto::{ErrorKind, Request, Response, frame};
 use interprocess::local_socket::tokio::{Listener, Stream};
 use interprocess::local_socket::traits::StreamCommon as _;
 use interprocess::local_socket::traits::tokio::Listener as _;
@@ -170,6 +170,18 @@ async fn connection(
                 }
             };
         let response = match codec::decode_request(&payload, encoding) {
+            Ok(Request::Watch { profile }) => {
+                watch(
+                    &agent,
+                    profile,
+                    &mut reader,
+                    &mut writer,
+                    encoding,
+                    shutdown,
+                )
+                .await;
+                return;
+            }
             Ok(request) => {
                 tracing::trace!(?request, "request");
                 agent.handle(request).await
@@ -181,6 +193,54 @@ async fn connection(
         };
         if write(&mut writer, &response, encoding).await.is_err() {
             return;
+        }
+    }
+}
+
+/// A `watch` connection: `done`, then one `event` per change of the
+/// profile (or of all), until the client closes or sends anything else.
+async fn watch(
+    agent: &Agent,
+    profile: Option<String>,
+    reader: &mut BufReader<&Stream>,
+    writer: &mut &Stream,
+    encoding: Encoding,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut events = match agent.watch(profile.as_deref()) {
+        Ok(events) => events,
+        Err(reply) => {
+            let _ = write(writer, &Response::Error(reply), encoding).await;
+            return;
+        }
+    };
+    let what = profile
+        .as_deref()
+        .map_or("all profiles".to_owned(), |p| format!("profile '{p}'"));
+    let done = Response::Done {
+        message: format!("watching {what}"),
+    };
+    if write(writer, &done, encoding).await.is_err() {
+        return;
+    }
+    loop {
+        tokio::select! {
+            event = events.recv() => match event {
+                Ok(event) if profile.as_ref().is_none_or(|p| *p == event.profile) => {
+                    if write(writer, &Response::Event(event), encoding).await.is_err() {
+                        return;
+                    }
+                }
+                Ok(_) => {}
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                    tracing::debug!("a watcher missed {n} events");
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+            },
+            // EOF, or a client that sends anything: the watch is over.
+            // (Outputs mapped to `()`: the guards they hold are not Send.)
+            () = async { let _ = reader.fill_buf().await; } => return,
+            () = async { let _ = shutdown.wait_for(|stop| *stop).await; } => return,
         }
     }
 }

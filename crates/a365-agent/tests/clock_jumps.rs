@@ -24,6 +24,7 @@ fn shared(clock: Arc<ManualClock>) -> Arc<Shared> {
             .build()
             .unwrap(),
         clock,
+        events: Default::default(),
         default_lifetime: Duration::from_secs(3600),
     })
 }

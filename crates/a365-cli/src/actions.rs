@@ -293,3 +293,33 @@ pub fn man(out_dir: Option<&Path>) -> Result<(), Error> {
         }
     }
 }
+
+/// `a365 watch`: one line per event, flushed at once (for pipes).
+pub fn watch(socket: &Path, profile: Option<String>, json: bool) -> Result<(), Error> {
+    let mut client = Client::connect(socket)?;
+    match client.call(&Request::Watch { profile })? {
+        Response::Done { message } => eprintln!("a365: {message}"),
+        Response::Error(reply) => return Err(Error::Agent(reply)),
+        _ => return Err(Error::Unexpected),
+    }
+    let mut stdout = std::io::stdout().lock();
+    loop {
+        let Response::Event(event) = client.next_response()? else {
+            return Err(Error::Unexpected);
+        };
+        let line = if json {
+            serde_json::to_string(&event).unwrap_or_default()
+        } else {
+            format!(
+                "{}  {}  {}  {}",
+                jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ"),
+                event.profile,
+                event.kind.as_str(),
+                event.message
+            )
+        };
+        writeln!(stdout, "{line}")
+            .and_then(|()| stdout.flush())
+            .map_err(|e| Error::Other(anyhow::anyhow!("writing: {e}")))?;
+    }
+}

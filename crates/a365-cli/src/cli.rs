@@ -55,6 +55,14 @@ pub enum Command {
     /// Check that the agent answers; print its version and pid.
     #[command(hide = true)]
     Ping,
+    /// Print profile events as they happen (refreshed, refresh-failed,
+    /// needs-reauth, expires-soon, removed) until interrupted.
+    Watch {
+        profile: Option<String>,
+        /// One JSON object per line.
+        #[arg(long)]
+        json: bool,
+    },
     /// Print a shell completion script: `a365 completions bash > …`.
     Completions {
         #[arg(value_enum)]

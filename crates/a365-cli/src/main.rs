@@ -33,6 +33,7 @@ fn main() -> ExitCode {
             Ok(())
         }
         Command::Man { out_dir } => actions::man(out_dir.as_deref()),
+        Command::Watch { profile, json } => actions::watch(&socket, profile, json),
         Command::Store(command) => actions::store(&socket, command),
         Command::Login {
             profile,

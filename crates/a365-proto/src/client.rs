@@ -68,4 +68,14 @@ impl Client {
         };
         codec::decode_response(&payload, Encoding::Binary).map_err(protocol)
     }
+
+    /// Reads one more response: the events that follow a `watch`.
+    pub fn next_response(&mut self) -> Result<Response, ClientError> {
+        let protocol = |source| ClientError::Protocol {
+            path: self.path.clone(),
+            source,
+        };
+        let payload = frame::read_frame(&mut self.stream).map_err(protocol)?;
+        codec::decode_response(&payload, Encoding::Binary).map_err(protocol)
+    }
 }

@@ -40,6 +40,9 @@ pub enum Request {
     Login { profile: String, timeout_ms: u64 },
     /// Wait for the login `Login` started to finish (or fail).
     LoginWait { profile: String },
+    /// Subscribe to the events of `profile` (or of all profiles): the agent
+    /// answers `done`, then one `event` per change, until the client closes.
+    Watch { profile: Option<String> },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -225,6 +228,48 @@ pub enum Response {
     LoginUrl {
         url: String,
     },
+    /// Something happened to a profile (after `watch`).
+    Event(Event),
+}
+
+/// What a watcher is told. Never holds a secret: a plugin that wants the new
+/// token asks for it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    pub profile: String,
+    pub kind: EventKind,
+    /// The token's expiry after the event (UTC epoch seconds), if known.
+    pub expires_at: Option<i64>,
+    /// For a person: what happened.
+    pub message: String,
+}
+
+/// Append new kinds at the end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum EventKind {
+    /// A new token is being served.
+    Refreshed,
+    /// A refresh failed; the agent retries with back-off.
+    RefreshFailed,
+    /// The credential is dead: the user must act.
+    NeedsReauth,
+    /// A token that cannot be renewed expires soon.
+    ExpiresSoon,
+    /// The profile was removed.
+    Removed,
+}
+
+impl EventKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventKind::Refreshed => "refreshed",
+            EventKind::RefreshFailed => "refresh-failed",
+            EventKind::NeedsReauth => "needs-reauth",
+            EventKind::ExpiresSoon => "expires-soon",
+            EventKind::Removed => "removed",
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
