@@ -150,7 +150,9 @@ impl Env {
 
     /// The environment every process of this user gets.
     pub fn apply(&self, cmd: &mut Command) {
+        // Tests start their agents themselves; `autostart` tests opt in.
         cmd.env_remove("A365_PROFILE")
+            .env("A365_NO_AUTOSTART", "1")
             .env("HOME", self.path("home"))
             .env("XDG_CONFIG_HOME", self.path("config"))
             .env("XDG_STATE_HOME", self.path("state"))

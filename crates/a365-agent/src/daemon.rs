@@ -37,7 +37,7 @@ pub fn spawn(socket: &Path, args: &[std::ffi::OsString], log: &Path) -> Result<u
         .map_err(DaemonError::Spawn)?;
     let mut command = Command::new(exe);
     command
-        .args(args.iter().filter(|a| *a != "--daemon" && *a != "-d"))
+        .args(child_args(args))
         .arg("--socket")
         .arg(socket)
         .stdin(Stdio::null())
@@ -68,6 +68,24 @@ pub fn spawn(socket: &Path, args: &[std::ffi::OsString], log: &Path) -> Result<u
     Err(DaemonError::Timeout(socket.display().to_string()))
 }
 
+/// Our arguments minus `--daemon` and any `--socket` (given explicitly).
+fn child_args(args: &[std::ffi::OsString]) -> Vec<std::ffi::OsString> {
+    let mut out = Vec::new();
+    let mut skip_value = false;
+    for arg in args {
+        if std::mem::take(&mut skip_value) {
+            continue;
+        }
+        match arg.to_str() {
+            Some("--daemon" | "-d") => {}
+            Some("--socket") => skip_value = true,
+            Some(a) if a.starts_with("--socket=") => {}
+            _ => out.push(arg.clone()),
+        }
+    }
+    out
+}
+
 /// Asks the agent at `socket` to stop (`--kill`).
 pub fn stop(socket: &Path) -> Result<(), a365_proto::ClientError> {
     Client::connect(socket)?
@@ -87,6 +105,22 @@ pub fn shell_lines(socket: &Path, pid: u32) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_child_gets_the_socket_once() {
+        let args: Vec<std::ffi::OsString> = [
+            "--daemon",
+            "--socket",
+            "/a",
+            "--log-level",
+            "debug",
+            "--socket=/b",
+        ]
+        .into_iter()
+        .map(Into::into)
+        .collect();
+        assert_eq!(child_args(&args), ["--log-level", "debug"]);
+    }
 
     #[test]
     fn shell_quoting() {

@@ -12,7 +12,7 @@ use crate::exit::Error;
 use crate::{output, secrets};
 
 fn call(socket: &Path, request: &Request) -> Result<Response, Error> {
-    match Client::connect(socket)?.call(request)? {
+    match crate::autostart::connect(socket)?.call(request)? {
         Response::Error(reply) => Err(Error::Agent(reply)),
         response => Ok(response),
     }
@@ -149,7 +149,7 @@ pub fn login(
     timeout_ms: u64,
     no_browser: bool,
 ) -> Result<(), Error> {
-    let mut client = Client::connect(socket)?;
+    let mut client = crate::autostart::connect(socket)?;
     let start = Request::Login {
         profile: profile.clone(),
         timeout_ms,
@@ -218,8 +218,9 @@ pub fn refresh(socket: &Path, profile: Option<String>) -> Result<(), Error> {
     done(call(socket, &Request::Refresh { profile })?)
 }
 
+/// Never starts an agent: it answers whether one runs.
 pub fn ping(socket: &Path) -> Result<(), Error> {
-    match call(socket, &Request::Ping)? {
+    match Client::connect(socket)?.call(&Request::Ping)? {
         Response::Pong {
             protocol,
             agent_version,
@@ -231,6 +232,7 @@ pub fn ping(socket: &Path) -> Result<(), Error> {
             );
             Ok(())
         }
+        Response::Error(reply) => Err(Error::Agent(reply)),
         _ => Err(Error::Unexpected),
     }
 }
@@ -296,7 +298,7 @@ pub fn man(out_dir: Option<&Path>) -> Result<(), Error> {
 
 /// `a365 watch`: one line per event, flushed at once (for pipes).
 pub fn watch(socket: &Path, profile: Option<String>, json: bool) -> Result<(), Error> {
-    let mut client = Client::connect(socket)?;
+    let mut client = crate::autostart::connect(socket)?;
     match client.call(&Request::Watch { profile })? {
         Response::Done { message } => eprintln!("a365: {message}"),
         Response::Error(reply) => return Err(Error::Agent(reply)),

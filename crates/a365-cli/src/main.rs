@@ -2,6 +2,7 @@
 //! request, prints the answer: no async runtime, no HTTP.
 
 mod actions;
+mod autostart;
 mod cli;
 mod exit;
 mod output;

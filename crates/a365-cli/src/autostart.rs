@@ -1,0 +1,99 @@
+//! Starting an agent when none answers, the way gpg-agent and rbw do, so a
+//! script's first `a365 token` after login just works. Clients that race
+//! to do it take turns on a lock file next to the socket: the first starts
+//! the agent, the others find it answering.
+//!
+//! Not done when `A365_NO_AUTOSTART=1`, nor for `ping`, whose job is to say
+//! whether an agent runs.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use a365_proto::{Client, ClientError};
+
+use crate::exit::Error;
+
+/// Connects, starting an agent first if none answers.
+pub fn connect(socket: &Path) -> Result<Client, Error> {
+    match Client::connect(socket) {
+        Ok(client) => Ok(client),
+        Err(ClientError::Unreachable { .. }) if enabled() => {
+            start(socket)?;
+            Ok(Client::connect(socket)?)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn enabled() -> bool {
+    std::env::var_os("A365_NO_AUTOSTART").is_none_or(|v| v.is_empty() || v == "0")
+}
+
+#[cfg(unix)]
+fn start(socket: &Path) -> Result<(), Error> {
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+    let failed = |what: &str, e: std::io::Error| {
+        Error::Other(anyhow::anyhow!("starting an agent: {what}: {e}"))
+    };
+    let dir = socket.parent().unwrap_or(Path::new("."));
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(|e| failed(&dir.display().to_string(), e))?;
+    let lock_path = dir.join(".autostart.lock");
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .mode(0o600)
+        .open(&lock_path)
+        .map_err(|e| failed(&lock_path.display().to_string(), e))?;
+    // Held until `lock` is dropped (closed) at the end of this function.
+    rustix::fs::flock(&lock, rustix::fs::FlockOperation::LockExclusive)
+        .map_err(|e| failed("locking", e.into()))?;
+    if Client::connect(socket).is_ok() {
+        return Ok(()); // another client started it while we waited
+    }
+    let agent = agent_binary();
+    // `--daemon` returns once the agent answers on its socket.
+    let output = Command::new(&agent)
+        .arg("--daemon")
+        .arg("--socket")
+        .arg(socket)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .output()
+        .map_err(|e| failed(&agent.display().to_string(), e))?;
+    if !output.status.success() {
+        return Err(Error::Other(anyhow::anyhow!(
+            "no agent was running and starting {} failed: {}",
+            agent.display(),
+            String::from_utf8_lossy(&output.stderr).trim()
+        )));
+    }
+    eprintln!(
+        "a365: started a365-agent at {} (set A365_NO_AUTOSTART=1 to never do this)",
+        socket.display()
+    );
+    drop(lock);
+    Ok(())
+}
+
+#[cfg(not(unix))]
+fn start(_socket: &Path) -> Result<(), Error> {
+    Err(Error::Other(anyhow::anyhow!(
+        "no agent is running: start a365-agent"
+    )))
+}
+
+/// `a365-agent` next to this binary (how both are installed), else `PATH`.
+fn agent_binary() -> PathBuf {
+    let name = format!("a365-agent{}", std::env::consts::EXE_SUFFIX);
+    std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.parent().map(|dir| dir.join(&name)))
+        .filter(|path| path.exists())
+        .unwrap_or_else(|| PathBuf::from(name))
+}
