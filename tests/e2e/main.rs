@@ -13,6 +13,7 @@ mod bad_input;
 mod cli;
 mod events;
 mod failures;
+mod fault_suite;
 mod json_mode;
 mod keyring;
 mod providers;

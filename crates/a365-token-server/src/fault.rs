@@ -32,6 +32,18 @@ pub enum Fault {
     InvalidGrant,
     /// 401 `invalid_client`, whatever was sent.
     InvalidClient,
+    /// 400 `invalid_scope`, whatever was sent.
+    InvalidScope,
+    /// 429 with `Retry-After` as an HTTP-date this many seconds ahead.
+    RateLimitedUntil { secs: u64 },
+    /// A normal 200 whose `expires_in` is this (0 or negative: nonsense).
+    ExpiresIn(i64),
+    /// A normal 200 whose access token is opaque, not a JWT.
+    OpaqueToken,
+    /// A normal 200 sent one byte per this interval.
+    Trickle(Duration),
+    /// A normal 200 whose body stops halfway: the connection is cut.
+    CutMidBody,
 }
 
 /// A `--fault` or `--lifetime` value that does not parse.
@@ -40,7 +52,8 @@ pub enum ParseError {
     #[error(
         "unknown fault {0:?}: expected status:CODE, rate-limited:SECS, delay:DURATION, hang, \
          drop, rotate-then-drop, malformed-json, missing-access-token, missing-expires-in, \
-         invalid-grant or invalid-client"
+         invalid-grant, invalid-client, invalid-scope, rate-limited-until:SECS, expires-in:N, \
+         opaque-token, trickle:DURATION or cut-mid-body"
     )]
     UnknownFault(String),
     #[error("{0:?} needs a value, as in {1}")]
@@ -87,6 +100,14 @@ impl FromStr for Fault {
             "missing-expires-in" => Fault::MissingExpiresIn,
             "invalid-grant" => Fault::InvalidGrant,
             "invalid-client" => Fault::InvalidClient,
+            "invalid-scope" => Fault::InvalidScope,
+            "rate-limited-until" => Fault::RateLimitedUntil {
+                secs: number(need("rate-limited-until:5")?)?,
+            },
+            "expires-in" => Fault::ExpiresIn(number(need("expires-in:0")?)?),
+            "opaque-token" => Fault::OpaqueToken,
+            "trickle" => Fault::Trickle(parse_duration(need("trickle:200ms")?)?),
+            "cut-mid-body" => Fault::CutMidBody,
             _ => return Err(ParseError::UnknownFault(text.to_owned())),
         })
     }
@@ -128,6 +149,14 @@ mod tests {
         assert_eq!(
             "rotate_then_drop".parse::<Fault>().unwrap(),
             Fault::RotateThenDrop
+        );
+        assert_eq!(
+            "expires-in:-5".parse::<Fault>().unwrap(),
+            Fault::ExpiresIn(-5)
+        );
+        assert_eq!(
+            "trickle:100ms".parse::<Fault>().unwrap(),
+            Fault::Trickle(Duration::from_millis(100))
         );
         assert!("status".parse::<Fault>().is_err());
         assert!("status:abc".parse::<Fault>().is_err());

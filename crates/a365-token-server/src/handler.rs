@@ -99,9 +99,22 @@ fn respond(
             return Outcome::Respond(oauth_error(status, error, description));
         }
     };
+    let mut grant = grant;
     match fault {
         Some(Fault::RotateThenDrop) => Outcome::Cut,
         Some(Fault::MissingExpiresIn) => Outcome::Respond(success(&grant, false)),
+        Some(Fault::ExpiresIn(secs)) => {
+            let mut response = success_json(&grant, true);
+            response["expires_in"] = json!(secs);
+            Outcome::Respond(json_response(&response))
+        }
+        Some(Fault::OpaqueToken) => {
+            grant.access_token = format!("opaque-{}", crate::state::random_token(24));
+            state.note_access_token(&grant.access_token);
+            Outcome::Respond(success(&grant, true))
+        }
+        Some(Fault::Trickle(every)) => Outcome::Respond(streamed(&grant, Some(every))),
+        Some(Fault::CutMidBody) => Outcome::Respond(streamed(&grant, None)),
         _ => Outcome::Respond(success(&grant, true)),
     }
 }
@@ -126,11 +139,28 @@ fn canned(fault: &Fault) -> Option<Response> {
         ),
         Fault::InvalidGrant => oauth_error(StatusCode::BAD_REQUEST, "invalid_grant", "injected"),
         Fault::InvalidClient => oauth_error(StatusCode::UNAUTHORIZED, "invalid_client", "injected"),
+        Fault::InvalidScope => oauth_error(StatusCode::BAD_REQUEST, "invalid_scope", "injected"),
+        Fault::RateLimitedUntil { secs } => {
+            let at = jiff::Timestamp::now() + jiff::SignedDuration::from_secs(*secs as i64);
+            (
+                StatusCode::TOO_MANY_REQUESTS,
+                [(
+                    header::RETRY_AFTER,
+                    at.strftime("%a, %d %b %Y %H:%M:%S GMT").to_string(),
+                )],
+                axum::Json(json!({"error": "slow_down"})),
+            )
+                .into_response()
+        }
         Fault::Delay(_)
         | Fault::Hang
         | Fault::Drop
         | Fault::RotateThenDrop
-        | Fault::MissingExpiresIn => return None,
+        | Fault::MissingExpiresIn
+        | Fault::ExpiresIn(_)
+        | Fault::OpaqueToken
+        | Fault::Trickle(_)
+        | Fault::CutMidBody => return None,
     })
 }
 
@@ -213,6 +243,50 @@ fn exchange(
 }
 
 fn success(grant: &Grant, with_expires_in: bool) -> Response {
+    json_response(&success_json(grant, with_expires_in))
+}
+
+fn json_response(body: &serde_json::Value) -> Response {
+    (
+        StatusCode::OK,
+        [(header::CACHE_CONTROL, "no-store")],
+        axum::Json(body.clone()),
+    )
+        .into_response()
+}
+
+/// A success body sent one byte every `every`, or (`None`) cut halfway.
+fn streamed(grant: &Grant, every: Option<std::time::Duration>) -> Response {
+    let body = success_json(grant, true).to_string().into_bytes();
+    let half = body.len() / 2;
+    let stream = futures_util::stream::unfold(0usize, move |i| {
+        let body = body.clone();
+        async move {
+            match every {
+                Some(every) if i < body.len() => {
+                    tokio::time::sleep(every).await;
+                    Some((Ok(vec![body[i]]), i + 1))
+                }
+                Some(_) => None,
+                None if i == 0 => Some((Ok(body[..half].to_vec()), 1)),
+                None if i == 1 => {
+                    // Let the first half reach the client before the cut.
+                    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                    Some((Err(std::io::Error::other("cut mid-body")), 2))
+                }
+                None => None,
+            }
+        }
+    });
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "application/json")],
+        axum::body::Body::from_stream(stream),
+    )
+        .into_response()
+}
+
+fn success_json(grant: &Grant, with_expires_in: bool) -> serde_json::Value {
     let mut body = json!({
         "access_token": grant.access_token,
         "token_type": "Bearer",
@@ -224,12 +298,7 @@ fn success(grant: &Grant, with_expires_in: bool) -> Response {
     if let Some(rt) = &grant.refresh_token {
         body["refresh_token"] = json!(rt);
     }
-    (
-        StatusCode::OK,
-        [(header::CACHE_CONTROL, "no-store")],
-        axum::Json(body),
-    )
-        .into_response()
+    body
 }
 
 fn oauth_error(status: StatusCode, error: &str, description: &str) -> Response {

@@ -362,6 +362,10 @@ impl State {
         self.lock().designer.never_expire = never;
     }
 
+    pub(crate) fn note_access_token(&self, token: &str) {
+        self.lock().access_issued.push(token.to_owned());
+    }
+
     pub(crate) fn client_known(&self, id: &str) -> bool {
         self.lock().clients.contains_key(id)
     }

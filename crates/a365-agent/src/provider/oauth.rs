@@ -87,13 +87,34 @@ pub(crate) fn describe_send_error(e: &reqwest::Error, url: &reqwest::Url) -> Str
                 .and_then(|c| c.split(" {").next())
                 .unwrap_or("")
         )
+    } else if is_tls_failure(&chain) {
+        format!(
+            "the TLS handshake with the token server {host} failed ({}): is it an https server?",
+            causes
+                .last()
+                .and_then(|c| c.split(" {").next())
+                .unwrap_or("")
+        )
     } else if e.is_timeout() {
         format!("the token server {host} did not answer in time")
+    } else if chain.contains("closed before message completed")
+        || chain.contains("connection reset")
+        || chain.contains("IncompleteMessage")
+    {
+        format!("the token server {host} closed the connection without answering")
     } else if e.is_connect() {
         format!("cannot connect to the token server {host}")
     } else {
         format!("the request to the token server {host} failed")
     }
+}
+
+/// rustls and hyper-rustls name handshake failures in a few ways.
+fn is_tls_failure(chain: &str) -> bool {
+    let chain = chain.to_ascii_lowercase();
+    ["corrupt message", "invalidcontenttype", "handshake", "tls", "alert"]
+        .iter()
+        .any(|w| chain.contains(w))
 }
 
 pub(crate) async fn read_body(
