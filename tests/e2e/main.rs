@@ -11,6 +11,7 @@ mod agent_lifecycle;
 mod autostart;
 mod bad_input;
 mod cli;
+mod clock;
 mod events;
 mod failures;
 mod fault_suite;
