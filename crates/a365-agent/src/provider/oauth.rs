@@ -112,9 +112,15 @@ pub(crate) fn describe_send_error(e: &reqwest::Error, url: &reqwest::Url) -> Str
 /// rustls and hyper-rustls name handshake failures in a few ways.
 fn is_tls_failure(chain: &str) -> bool {
     let chain = chain.to_ascii_lowercase();
-    ["corrupt message", "invalidcontenttype", "handshake", "tls", "alert"]
-        .iter()
-        .any(|w| chain.contains(w))
+    [
+        "corrupt message",
+        "invalidcontenttype",
+        "handshake",
+        "tls",
+        "alert",
+    ]
+    .iter()
+    .any(|w| chain.contains(w))
 }
 
 pub(crate) async fn read_body(
