@@ -12,6 +12,7 @@ mod autostart;
 mod bad_input;
 mod cli;
 mod clock;
+mod crash_trials;
 mod events;
 mod failures;
 mod fault_suite;

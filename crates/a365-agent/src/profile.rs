@@ -539,7 +539,7 @@ impl Profile {
                 credential.access_scopes = got.scopes.clone();
                 credential.updated_at_ms = now;
                 // Durable before anything else: the old refresh token is dead.
-                let saved = self.persist(credential).await;
+                let saved = self.persist_with(credential, rotated).await;
                 let next = got
                     .expires_at_ms
                     .map(|exp| schedule::refresh_at(now, exp, fastrand::f64()));
@@ -817,13 +817,22 @@ impl Profile {
 
     /// Saves the credential; on failure logs and describes it.
     async fn persist(&self, credential: &Credential) -> Result<(), String> {
+        self.persist_with(credential, false).await
+    }
+
+    /// `old_is_dead`: the stored refresh token was just rotated away.
+    async fn persist_with(&self, credential: &Credential, old_is_dead: bool) -> Result<(), String> {
         let error = match &self.placed.store {
             Err(e) => e.clone(),
             Ok(store) => {
                 let store = Arc::clone(store);
                 let name = self.name.clone();
                 let copy = credential.clone();
-                match tokio::task::spawn_blocking(move || store.save(&name, &copy)).await {
+                let save = move || match old_is_dead {
+                    true => store.save_replacing_dead(&name, &copy),
+                    false => store.save(&name, &copy),
+                };
+                match tokio::task::spawn_blocking(save).await {
                     Ok(Ok(())) => return Ok(()),
                     Ok(Err(e)) => e.to_string(),
                     Err(e) => e.to_string(),

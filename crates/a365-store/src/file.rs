@@ -101,6 +101,21 @@ impl Store for FileStore {
             .map_err(|source| StoreError::Io { path, source })
     }
 
+    /// The old record is worthless (its refresh token is dead): put the new
+    /// one in place first, so a crash of the agent a microsecond later
+    /// already finds it, then make it durable.
+    fn save_replacing_dead(
+        &self,
+        profile: &str,
+        credential: &Credential,
+    ) -> Result<(), StoreError> {
+        let path = self.path(profile)?;
+        credential
+            .to_json()
+            .and_then(|json| write_replacing(&path, &json, Order::RenameFirst))
+            .map_err(|source| StoreError::Io { path, source })
+    }
+
     fn delete(&self, profile: &str) -> Result<bool, StoreError> {
         let path = self.path(profile)?;
         match fs::remove_file(&path) {
@@ -121,6 +136,21 @@ impl Store for FileStore {
 /// the old or the new content, complete: a private (0600) temp file beside
 /// it, fsync, rename over, fsync the directory. Used for config files too.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    write_replacing(path, bytes, Order::SyncFirst)
+}
+
+/// When the new content is synced relative to the rename.
+#[derive(Clone, Copy, PartialEq)]
+enum Order {
+    /// fsync, then rename: power loss leaves the old or the new content.
+    SyncFirst,
+    /// rename, then fsync: a process crash leaves the new content at once;
+    /// power loss before the fsync may leave an empty file, which is only
+    /// acceptable when the old content is dead anyway.
+    RenameFirst,
+}
+
+fn write_replacing(path: &Path, bytes: &[u8], order: Order) -> io::Result<()> {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let dir = path
         .parent()
@@ -144,9 +174,14 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
         .unwrap_or_else(|| Err(io::ErrorKind::AlreadyExists.into()))?;
     let result = (|| {
         file.write_all(bytes)?;
-        file.sync_all()?;
-        drop(file);
+        if order == Order::SyncFirst {
+            file.sync_all()?;
+        }
         fs::rename(&tmp, path)?;
+        if order == Order::RenameFirst {
+            file.sync_all()?;
+        }
+        drop(file);
         sync_dir(dir)
     })();
     if result.is_err() {

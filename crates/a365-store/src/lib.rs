@@ -23,6 +23,16 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     fn load(&self, profile: &str) -> Result<Option<Credential>, StoreError>;
     /// Durable when it returns.
     fn save(&self, profile: &str, credential: &Credential) -> Result<(), StoreError>;
+    /// Like `save`, when the stored record is dead (the server rotated its
+    /// refresh token): a store may then favour surviving a crash of the
+    /// agent at once over keeping the old record through a power loss.
+    fn save_replacing_dead(
+        &self,
+        profile: &str,
+        credential: &Credential,
+    ) -> Result<(), StoreError> {
+        self.save(profile, credential)
+    }
     /// True if something was deleted.
     fn delete(&self, profile: &str) -> Result<bool, StoreError>;
 }

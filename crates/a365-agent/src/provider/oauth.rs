@@ -56,6 +56,7 @@ pub async fn post_form(call: Call<'_>, form: &[(&str, &str)]) -> Result<Fresh, P
     let status = response.status();
     let retry_after = retry_after(response.headers(), call.now_ms);
     let body = read_body(response).await?;
+    tracing::debug!(status = status.as_u16(), "token response received");
     sort_response(status, retry_after, &body, call)
 }
 
