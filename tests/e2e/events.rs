@@ -68,6 +68,8 @@ fn watch_and_on_event_are_told_what_happens_and_never_the_token() {
 
     assert!(wait_until(Duration::from_secs(5), || {
         std::fs::read_to_string(&log).is_ok_and(|t| t.contains("removed work"))
+            && std::fs::read_to_string(format!("{}.env", log.display()))
+                .is_ok_and(|t| t.contains("A365_EVENT=removed"))
     }));
     let text = std::fs::read_to_string(&log).unwrap();
     assert!(text.starts_with("refreshed work 1"), "{text}");
@@ -100,7 +102,12 @@ fn a_static_token_close_to_expiry_is_announced() {
     assert!(wait_until(Duration::from_secs(5), || {
         std::fs::read_to_string(&log).is_ok_and(|t| t.contains(&format!("expires-soon ci {exp}")))
     }));
-    let environment = std::fs::read_to_string(format!("{}.env", log.display())).unwrap();
+    // The command writes its environment after the line above.
+    let env_file = format!("{}.env", log.display());
+    assert!(wait_until(Duration::from_secs(5), || {
+        std::fs::read_to_string(&env_file).is_ok_and(|t| t.contains("A365_MESSAGE="))
+    }));
+    let environment = std::fs::read_to_string(&env_file).unwrap();
     assert!(
         environment.contains("A365_MESSAGE=the token of profile 'ci' expires in 2d 23h"),
         "{environment}"

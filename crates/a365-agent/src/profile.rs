@@ -114,6 +114,9 @@ pub struct Profile {
     wake: Notify,
     /// A client needs a better token than the one held.
     demand: AtomicBool,
+    /// The longest `min_valid_ms` asked for since the last refresh: a
+    /// demand that the token published meanwhile meets costs no request.
+    demand_min_valid_ms: std::sync::atomic::AtomicU64,
     /// `a365 refresh`: exchange now even if the token is fresh.
     force: AtomicBool,
     stopping: AtomicBool,
@@ -144,6 +147,7 @@ impl Profile {
             state: watch::Sender::new(initial),
             wake: Notify::new(),
             demand: AtomicBool::new(false),
+            demand_min_valid_ms: std::sync::atomic::AtomicU64::new(0),
             force: AtomicBool::new(false),
             stopping: AtomicBool::new(false),
             task: Mutex::new(None),
@@ -211,6 +215,8 @@ impl Profile {
                 }
                 if asked_after.is_none() {
                     asked_after = Some(snap.attempts_done);
+                    self.demand_min_valid_ms
+                        .fetch_max(min_valid_ms, Ordering::SeqCst);
                     self.demand.store(true, Ordering::SeqCst);
                     self.wake.notify_one();
                 }
@@ -467,7 +473,20 @@ impl Profile {
             let now = self.shared.clock.now_ms();
             let snap = self.snapshot();
             let forced = self.force.swap(false, Ordering::SeqCst);
-            let demanded = self.demand.swap(false, Ordering::SeqCst);
+            let wanted_ms = self.demand_min_valid_ms.swap(0, Ordering::SeqCst);
+            let mut demanded = self.demand.swap(false, Ordering::SeqCst);
+            if demanded
+                && snap.phase == Phase::Fresh
+                && snap
+                    .token
+                    .as_ref()
+                    .is_some_and(|h| h.valid_for(now, wanted_ms))
+            {
+                // The client looked before the latest token was published:
+                // wake it to look again instead of asking the server.
+                demanded = false;
+                self.state.send_modify(|_| {});
+            }
             let due = match &snap.phase {
                 Phase::NeedsReauth(_) => None,
                 Phase::Empty => Some(now),

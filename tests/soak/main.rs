@@ -1,0 +1,181 @@
+//! Soak: short-lived rotating tokens, 32 clients asking all the time with
+//! random `min_valid`, and random server faults. Its own test binary, so
+//! it runs alone after the end-to-end tests and no timing test shares the
+//! CPU with it.
+//!
+//! Checked: no served token is expired or shorter-lived than asked (each is
+//! checked against its JWT `exp` the moment it arrives); the only client
+//! errors are "unavailable" during or right after an injected outage; and
+//! without faults the token requests stay within 10 % of the minimum the
+//! clients' `min_valid` makes necessary. `A365_SOAK_SECS` (default 30)
+//! sets the length of each phase.
+#![allow(clippy::unwrap_used)]
+
+#[path = "../e2e/harness.rs"]
+#[allow(dead_code)]
+mod harness;
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use a365_proto::{Client, ErrorKind, Request, Response, TokenRequest};
+use a365_token_server::{Fault, ServerConfig, TokenServer};
+
+use harness::{Env, jwt_payload};
+
+const CLIENTS: usize = 32;
+const LIFETIME_MS: u64 = 2_000;
+/// Clients ask for tokens valid this long at most.
+const MAX_MIN_VALID_MS: u64 = 800;
+
+#[derive(Debug, Default)]
+struct Tally {
+    served: AtomicU64,
+    /// Expired, or valid for less than asked: must stay 0.
+    bad_tokens: AtomicU64,
+    /// "unavailable" while an outage was recent: documented and allowed.
+    outage_errors: AtomicU64,
+    /// Anything else: must stay empty.
+    other_errors: Mutex<Vec<String>>,
+}
+
+fn now_ms() -> i64 {
+    (harness::now_secs() * 1000.0) as i64
+}
+
+/// One client: ask, check, pause a little, again, until `stop`.
+fn client(
+    socket: std::path::PathBuf,
+    stop: Arc<AtomicBool>,
+    last_fault_ms: Arc<AtomicU64>,
+    tally: Arc<Tally>,
+) {
+    let mut conn = Client::connect(&socket).unwrap();
+    while !stop.load(Ordering::Relaxed) {
+        let min_valid_ms = fastrand::u64(0..=MAX_MIN_VALID_MS);
+        let request = Request::Token(TokenRequest {
+            profile: Some("work".into()),
+            min_valid_ms,
+            scopes: vec![],
+        });
+        let asked_at = now_ms();
+        match conn.call(&request) {
+            Ok(Response::Token(reply)) => {
+                let received = now_ms();
+                let exp_ms = jwt_payload(reply.token.expose())["exp"].as_i64().unwrap() * 1000;
+                tally.served.fetch_add(1, Ordering::Relaxed);
+                // `exp` has whole seconds: allow what truncation takes away.
+                if exp_ms + 1000 < received + min_valid_ms as i64 {
+                    tally.bad_tokens.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            Ok(Response::Error(e)) if e.kind == ErrorKind::Unavailable => {
+                let since_fault = asked_at - last_fault_ms.load(Ordering::Relaxed) as i64;
+                // Back-off after a few failures is at most ~8 s, and the
+                // profile's tokens live 2 s: past that, an outage is over.
+                if since_fault < 12_000 {
+                    tally.outage_errors.fetch_add(1, Ordering::Relaxed);
+                } else {
+                    tally
+                        .other_errors
+                        .lock()
+                        .unwrap()
+                        .push(format!("{since_fault} ms after a fault: {}", e.message));
+                }
+            }
+            other => tally
+                .other_errors
+                .lock()
+                .unwrap()
+                .push(format!("{other:?}")),
+        }
+        std::thread::sleep(Duration::from_millis(fastrand::u64(1..10)));
+    }
+}
+
+fn run_phase(env: &Env, server: &TokenServer, secs: u64, faults: bool) -> (Arc<Tally>, usize) {
+    let stop = Arc::new(AtomicBool::new(false));
+    let last_fault = Arc::new(AtomicU64::new(0));
+    let tally = Arc::new(Tally::default());
+    let before = server.requests();
+    let clients: Vec<_> = (0..CLIENTS)
+        .map(|_| {
+            let (socket, stop, last_fault, tally) = (
+                env.socket.clone(),
+                Arc::clone(&stop),
+                Arc::clone(&last_fault),
+                Arc::clone(&tally),
+            );
+            std::thread::spawn(move || client(socket, stop, last_fault, tally))
+        })
+        .collect();
+    let end = Instant::now() + Duration::from_secs(secs);
+    while Instant::now() < end {
+        std::thread::sleep(Duration::from_millis(fastrand::u64(2_000..6_000)));
+        if faults {
+            let fault = match fastrand::u8(0..5) {
+                0 => Fault::Status(503),
+                1 => Fault::Drop,
+                2 => Fault::RateLimited {
+                    retry_after_secs: 1,
+                },
+                3 => Fault::Delay(Duration::from_millis(300)),
+                _ => Fault::MalformedJson,
+            };
+            last_fault.store(now_ms() as u64, Ordering::Relaxed);
+            server.set_fault(fault, Some(fastrand::usize(1..=3)));
+        }
+    }
+    server.clear_fault();
+    stop.store(true, Ordering::Relaxed);
+    for c in clients {
+        c.join().unwrap();
+    }
+    (tally, server.requests() - before)
+}
+
+#[test]
+fn soak() {
+    let secs: u64 = std::env::var("A365_SOAK_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(30);
+    let server = TokenServer::start(ServerConfig {
+        lifetime: Duration::from_millis(LIFETIME_MS),
+        ..ServerConfig::default()
+    })
+    .unwrap();
+    let env = Env::new();
+    let agent = env.start_agent();
+    env.add_refresh("work", &server);
+
+    // Without faults: correctness, and how many token requests it took.
+    let (clean, requests) = run_phase(&env, &server, secs, false);
+    // A token serves clients until fewer than MAX_MIN_VALID_MS remain;
+    // whole-second `exp` truncation takes up to another second.
+    let usable_ms = LIFETIME_MS - MAX_MIN_VALID_MS;
+    let minimum = (secs * 1000) as f64 / usable_ms as f64;
+    println!(
+        "soak, clean: {secs} s, {} tokens served, {requests} token requests (minimum {minimum:.0}), {clean:?}",
+        clean.served.load(Ordering::Relaxed)
+    );
+    assert_eq!(clean.bad_tokens.load(Ordering::Relaxed), 0, "{clean:?}");
+    assert_eq!(clean.outage_errors.load(Ordering::Relaxed), 0, "{clean:?}");
+    assert!(clean.other_errors.lock().unwrap().is_empty(), "{clean:?}");
+    assert!(
+        (requests as f64) <= minimum * 1.1 + 1.0,
+        "{requests} requests for a minimum of {minimum:.0}"
+    );
+
+    // With faults: still never a bad token, only documented errors.
+    let (faulty, requests) = run_phase(&env, &server, secs, true);
+    println!(
+        "soak, faults: {secs} s, {} tokens served, {requests} token requests, {faulty:?}",
+        faulty.served.load(Ordering::Relaxed)
+    );
+    assert_eq!(faulty.bad_tokens.load(Ordering::Relaxed), 0, "{faulty:?}");
+    assert!(faulty.other_errors.lock().unwrap().is_empty(), "{faulty:?}");
+    assert!(!agent.log().contains("panicked"));
+    println!("agent RSS after the soak: {} KiB", agent.rss_kib());
+}
