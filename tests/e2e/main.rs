@@ -14,5 +14,6 @@ mod failures;
 mod json_mode;
 mod refresh;
 mod secrets;
+mod systemd;
 mod tls;
 mod token;
