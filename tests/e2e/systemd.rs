@@ -158,3 +158,111 @@ fn under_journald_log_lines_carry_syslog_priorities() {
         "every line has a priority: {log}"
     );
 }
+
+#[test]
+fn a_passed_socket_that_is_not_a_unix_stream_socket_is_refused() {
+    let Some(activate) = socket_activate() else {
+        return;
+    };
+    let env = Env::new();
+    let dir = env.socket.parent().unwrap();
+    std::fs::create_dir_all(dir).unwrap();
+    set_mode(dir, 0o700);
+    let mut cmd = Command::new(activate);
+    cmd.arg("--datagram")
+        .arg("--listen")
+        .arg(&env.socket)
+        .arg("-E")
+        .arg(format!("XDG_CONFIG_HOME={}", env.path("config").display()))
+        .arg("-E")
+        .arg(format!("XDG_STATE_HOME={}", env.path("state").display()))
+        .arg(bin("a365-agent"));
+    let agent = env.spawn_agent_command(cmd);
+    assert!(
+        crate::harness::wait_until(Duration::from_secs(10), || env.socket.exists()),
+        "systemd-socket-activate did not listen; log:\n{}",
+        agent.log()
+    );
+    // A datagram starts it.
+    UnixDatagram::unbound()
+        .unwrap()
+        .send_to(b"x", &env.socket)
+        .unwrap();
+    let (status, log) = agent.wait(Duration::from_secs(10));
+    assert_eq!(status.code(), Some(1), "{log}");
+    assert!(
+        log.contains("LISTEN_FDS") && log.contains("unix stream socket"),
+        "{log}"
+    );
+}
+
+/// Native journald logging, against a stand-in for journald's socket: in a
+/// private mount namespace (which needs root or CAP_SYS_ADMIN, as CI has)
+/// a fresh /run gets our datagram socket at /run/systemd/journal/socket.
+#[test]
+fn under_journald_it_logs_to_the_journal_natively() {
+    let env = Env::new();
+    let journal_dir = env.path("journal");
+    std::fs::create_dir_all(&journal_dir).unwrap();
+    let journal = UnixDatagram::bind(journal_dir.join("socket")).unwrap();
+    journal
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    // Mounts a fresh /run and journald's socket directory in it, then runs "$@".
+    let script = "mount -t tmpfs tmpfs /run && mkdir -p /run/systemd/journal \
+                  && mount --bind \"$0\" /run/systemd/journal && exec \"$@\"";
+    let in_namespace = |cmd: &mut Command| {
+        cmd.args(["--mount", "--propagation", "private", "sh", "-c", script])
+            .arg(&journal_dir);
+    };
+    let mut probe = Command::new("unshare");
+    in_namespace(&mut probe);
+    match probe.arg("true").output() {
+        Ok(out) if out.status.success() => {}
+        other => {
+            eprintln!(
+                "SKIPPED: cannot mount in a private mount namespace here \
+                 (unshare and mount need root or CAP_SYS_ADMIN): {other:?}"
+            );
+            return;
+        }
+    }
+    let stderr_path = env.path("journal-stream.log");
+    let stderr = std::fs::File::create(&stderr_path).unwrap();
+    let meta = stderr.metadata().unwrap();
+    let mut cmd = env.command("unshare");
+    in_namespace(&mut cmd);
+    cmd.arg(bin("a365-agent"))
+        .env("JOURNAL_STREAM", format!("{}:{}", meta.dev(), meta.ino()))
+        .stdout(Stdio::null())
+        .stderr(stderr);
+    let mut child = cmd.spawn().unwrap();
+    let mut buf = vec![0u8; 65536];
+    let mut entries = Vec::new();
+    while let Ok(n) = journal.recv(&mut buf) {
+        let entry = String::from_utf8_lossy(&buf[..n]).into_owned();
+        let done = entry.contains("profiles loaded");
+        entries.push(entry);
+        if done {
+            break;
+        }
+    }
+    let pid = rustix::process::Pid::from_raw(child.id() as i32).unwrap();
+    let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
+    let status = child.wait().unwrap();
+    let on_stderr = std::fs::read_to_string(&stderr_path).unwrap();
+    assert!(status.success(), "{status:?}\n{on_stderr}");
+    let listening = entries
+        .iter()
+        .find(|e| e.contains("listening"))
+        .unwrap_or_else(|| panic!("no 'listening' entry: {entries:?}\n{on_stderr}"));
+    // Fields in journald's native protocol: KEY, newline, 8-byte length, value.
+    for field in ["SYSLOG_IDENTIFIER", "a365-agent", "PRIORITY", "F_SOCKET"] {
+        assert!(listening.contains(field), "{field}: {listening:?}");
+    }
+    assert!(
+        listening.contains("PRIORITY\n\u{1}\0\0\0\0\0\0\x006"),
+        "info is priority 6: {listening:?}"
+    );
+    assert!(on_stderr.is_empty(), "nothing on stderr: {on_stderr}");
+}

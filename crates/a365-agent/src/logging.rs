@@ -14,9 +14,7 @@ use tracing::{Event, Level, Subscriber};
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::fmt::format::Writer;
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
-use tracing_subscriber::layer::SubscriberExt as _;
 use tracing_subscriber::registry::LookupSpan;
-use tracing_subscriber::util::SubscriberInitExt as _;
 
 /// Installs the global subscriber. `RUST_LOG` overrides `level`.
 pub fn init(level: &str) {
@@ -29,7 +27,20 @@ pub fn init(level: &str) {
     if stderr_is_journal() {
         #[cfg(target_os = "linux")]
         if let Ok(journal) = tracing_journald::layer() {
-            let journal = journal.with_syslog_identifier("a365-agent".into());
+            use tracing_journald::{Priority, PriorityMappings};
+            use tracing_subscriber::layer::SubscriberExt as _;
+            use tracing_subscriber::util::SubscriberInitExt as _;
+            // The same priorities as the <N> fallback: info is 6, not
+            // tracing-journald's default "notice" (5).
+            let journal = journal
+                .with_syslog_identifier("a365-agent".into())
+                .with_priority_mappings(PriorityMappings {
+                    error: Priority::Error,
+                    warn: Priority::Warning,
+                    info: Priority::Informational,
+                    debug: Priority::Debug,
+                    trace: Priority::Debug,
+                });
             tracing_subscriber::registry()
                 .with(filter())
                 .with(journal)
@@ -79,6 +90,7 @@ fn stderr_is_journal() -> bool {
 }
 
 /// `JOURNAL_STREAM` is `DEVICE:INODE`, both decimal.
+#[cfg_attr(not(unix), allow(dead_code))]
 fn journal_stream_is(value: &str, dev: u64, ino: u64) -> bool {
     value
         .split_once(':')

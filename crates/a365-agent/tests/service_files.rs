@@ -2,6 +2,7 @@
 //! systemd accepts them, the installer fills them in, and they agree with
 //! the code about the label, the program, its arguments and the socket.
 
+#![cfg(unix)]
 // In tests a panic is a failed test with its message: unwrap freely.
 #![allow(clippy::unwrap_used)]
 
