@@ -21,5 +21,6 @@ mod keyring;
 mod providers;
 mod refresh;
 mod secrets;
+mod systemd;
 mod tls;
 mod token;

@@ -8,8 +8,11 @@ pub mod clock;
 pub mod config;
 pub mod daemon;
 pub mod events;
+pub mod install;
 pub mod jwt;
+pub mod logging;
 pub mod login;
+pub mod notify;
 pub mod profile;
 pub mod provider;
 pub mod schedule;
@@ -47,13 +50,34 @@ pub struct Options {
     pub limits: server::Limits,
 }
 
-/// Runs the agent until SIGTERM/SIGINT or a `Shutdown` request: binds the
-/// socket, loads profiles, serves, then drains requests, lets refreshes in
-/// flight finish and removes the socket.
+/// Runs the agent on its own socket: see [`run_with`].
 pub async fn run(options: Options) -> Result<(), RunError> {
+    run_with(options, None).await
+}
+
+/// Runs the agent until SIGTERM/SIGINT or a `Shutdown` request: binds the
+/// socket (or serves the one systemd passed), loads profiles, tells systemd
+/// it is ready, serves, then drains requests, lets refreshes in flight
+/// finish and removes the socket it bound itself.
+pub async fn run_with(
+    options: Options,
+    inherited: Option<socket::Inherited>,
+) -> Result<(), RunError> {
     let config = Config::load(&options.paths.config_file)?;
-    let listener = socket::bind(&options.socket).await?;
-    tracing::info!(socket = %options.socket.display(), pid = std::process::id(), "listening");
+    let owns_socket = inherited.is_none();
+    let listener = match inherited {
+        Some(inherited) => {
+            let path = inherited.path().unwrap_or_else(|| options.socket.clone());
+            let listener = inherited.into_listener()?;
+            tracing::info!(socket = %path.display(), pid = std::process::id(), "listening on the socket systemd passed");
+            listener
+        }
+        None => {
+            let listener = socket::bind(&options.socket).await?;
+            tracing::info!(socket = %options.socket.display(), pid = std::process::id(), "listening");
+            listener
+        }
+    };
     let shared = Arc::new(profile::Shared {
         http: http_client(&config)?,
         events: events::Events::default(),
@@ -63,6 +87,14 @@ pub async fn run(options: Options) -> Result<(), RunError> {
     let (stop_tx, stop_rx) = watch::channel(false);
     spawn_signal_handlers(stop_tx.clone())?;
     let agent = agent::Agent::start(&config, options.paths.clone(), shared, stop_tx).await;
+    // The socket listens already: clients that connect from now on are served.
+    notify::ready();
+    let mut stopping = stop_rx.clone();
+    tokio::spawn(async move {
+        if stopping.wait_for(|stop| *stop).await.is_ok() {
+            notify::stopping();
+        }
+    });
     server::serve(
         listener,
         Arc::clone(&agent),
@@ -71,7 +103,9 @@ pub async fn run(options: Options) -> Result<(), RunError> {
     )
     .await;
     agent.stop_profiles().await;
-    let _ = std::fs::remove_file(&options.socket);
+    if owns_socket {
+        let _ = std::fs::remove_file(&options.socket);
+    }
     tracing::info!("stopped");
     Ok(())
 }

@@ -28,6 +28,13 @@ struct Args {
     /// Stop the agent listening on the socket (like `ssh-agent -k`).
     #[arg(short, long)]
     kill: bool,
+    /// Write the systemd user units (Linux) or the LaunchAgent (macOS) for
+    /// this user, with this binary's path, and print what to run next.
+    #[arg(long, conflicts_with_all = ["daemon", "kill", "uninstall_service"])]
+    install_service: bool,
+    /// Remove what --install-service wrote.
+    #[arg(long, conflicts_with_all = ["daemon", "kill"])]
+    uninstall_service: bool,
     /// Most client connections served at once.
     #[arg(long, default_value_t = Limits::default().max_connections, value_name = "N")]
     max_connections: usize,
@@ -35,7 +42,30 @@ struct Args {
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    if args.install_service || args.uninstall_service {
+        let (done, result) = if args.install_service {
+            ("Wrote", a365_agent::install::install())
+        } else {
+            ("Removed", a365_agent::install::uninstall())
+        };
+        return match result {
+            Ok(report) if report.changed.is_empty() => {
+                println!("Nothing to remove.\n{}", report.next);
+                ExitCode::SUCCESS
+            }
+            Ok(report) => {
+                print!("{done}:\n{report}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => fail(&e),
+        };
+    }
     let memory = harden();
+    // Before any thread exists: this edits the environment.
+    let inherited = match a365_agent::socket::inherited() {
+        Ok(inherited) => inherited,
+        Err(e) => return fail(&e),
+    };
     let socket = args
         .socket
         .clone()
@@ -61,7 +91,7 @@ fn main() -> ExitCode {
             Err(e) => fail(&e),
         };
     }
-    init_logging(&args.log_level);
+    a365_agent::logging::init(&args.log_level);
     match memory {
         Ok(how) => tracing::info!("memory locked ({how}): secrets never reach swap"),
         Err(why) => tracing::info!(
@@ -84,7 +114,7 @@ fn main() -> ExitCode {
             ..Limits::default()
         },
     };
-    match runtime.block_on(a365_agent::run(options)) {
+    match runtime.block_on(a365_agent::run_with(options, inherited)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e @ RunError::Socket(SocketError::AlreadyRunning(_))) => {
             eprintln!("a365-agent: {e}");
@@ -97,20 +127,6 @@ fn main() -> ExitCode {
 fn fail(e: &dyn std::fmt::Display) -> ExitCode {
     eprintln!("a365-agent: {e}");
     ExitCode::FAILURE
-}
-
-/// Logs to stderr (journald and launchd capture it); no colours unless a
-/// terminal is attached.
-fn init_logging(level: &str) {
-    use std::io::IsTerminal;
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .or_else(|_| tracing_subscriber::EnvFilter::try_new(level))
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
 }
 
 /// Private files, no core dumps, no ptrace by other processes of the user,

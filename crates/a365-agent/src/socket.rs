@@ -20,6 +20,94 @@ pub enum SocketError {
     UnsafeDirectory { path: PathBuf, reason: String },
     #[error("cannot listen at {path}: {source}")]
     Io { path: PathBuf, source: io::Error },
+    #[error("the socket passed by the service manager (LISTEN_FDS) is unusable: {0}")]
+    Inherited(String),
+}
+
+/// A listening socket handed over by systemd (`LISTEN_FDS`) or
+/// `systemd-socket-activate`. Its file belongs to the service manager: the
+/// agent neither binds nor removes it.
+#[derive(Debug)]
+pub struct Inherited {
+    #[cfg(unix)]
+    listener: std::os::unix::net::UnixListener,
+}
+
+/// Takes the socket that systemd passed, if `LISTEN_PID` names this process.
+///
+/// Call it before any thread starts: it removes `LISTEN_PID` and
+/// `LISTEN_FDS` from the environment, so that programs the agent runs do
+/// not believe the socket is theirs.
+pub fn inherited() -> Result<Option<Inherited>, SocketError> {
+    #[cfg(unix)]
+    {
+        // listenfd also accepts a missing LISTEN_PID; the protocol doesn't.
+        let for_us = std::env::var("LISTEN_PID")
+            .ok()
+            .and_then(|pid| pid.parse::<u32>().ok())
+            == Some(std::process::id());
+        if !for_us {
+            return Ok(None);
+        }
+        let mut fds = listenfd::ListenFd::from_env();
+        if fds.len() != 1 {
+            return Err(SocketError::Inherited(format!(
+                "expected one socket, got {}",
+                fds.len()
+            )));
+        }
+        // Checks that it is an AF_UNIX SOCK_STREAM socket, sets CLOEXEC.
+        let listener = fds
+            .take_unix_listener(0)
+            .map_err(|e| SocketError::Inherited(e.to_string()))?
+            .ok_or_else(|| SocketError::Inherited("no socket at fd 3".into()))?;
+        if !rustix::net::sockopt::socket_acceptconn(&listener)
+            .map_err(|e| SocketError::Inherited(e.to_string()))?
+        {
+            return Err(SocketError::Inherited(
+                "it is a Unix stream socket but not listening".into(),
+            ));
+        }
+        Ok(Some(Inherited { listener }))
+    }
+    #[cfg(not(unix))]
+    {
+        Ok(None)
+    }
+}
+
+impl Inherited {
+    /// Registers the socket with tokio (needs a running runtime).
+    pub fn into_listener(self) -> Result<Listener, SocketError> {
+        #[cfg(unix)]
+        {
+            use interprocess::os::unix::uds_local_socket::tokio::Listener as UdsListener;
+            let fail = |e: io::Error| SocketError::Inherited(e.to_string());
+            // No name reclamation: dropping it never unlinks systemd's file.
+            let fd = std::os::fd::OwnedFd::from(self.listener);
+            Ok(Listener::from(UdsListener::try_from(fd).map_err(fail)?))
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = self;
+            Err(SocketError::Inherited("not supported here".into()))
+        }
+    }
+
+    /// Where it listens, for the log.
+    pub fn path(&self) -> Option<PathBuf> {
+        #[cfg(unix)]
+        {
+            self.listener
+                .local_addr()
+                .ok()
+                .and_then(|a| a.as_pathname().map(Path::to_owned))
+        }
+        #[cfg(not(unix))]
+        {
+            None
+        }
+    }
 }
 
 /// Creates the directory (0700), deals with a leftover socket file and binds.
