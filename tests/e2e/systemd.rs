@@ -153,7 +153,10 @@ fn under_journald_log_lines_carry_syslog_priorities() {
         .unwrap_or_default();
     // `<6>` is info; journald stamps the time itself.
     assert!(listening.starts_with("<6>"), "{log}");
-    assert!(log.lines().any(|l| l.starts_with("<4>")), "warnings are <4>: {log}");
+    assert!(
+        log.lines().any(|l| l.starts_with("<4>")),
+        "warnings are <4>: {log}"
+    );
     assert!(
         log.lines().all(|l| l.starts_with('<')),
         "every line has a priority: {log}"
