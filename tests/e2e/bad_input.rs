@@ -156,3 +156,35 @@ fn raise_fd_limit() {
         },
     );
 }
+
+/// At the connection cap, the oldest idle connection makes room: a client
+/// that has a request to make is served, not refused.
+#[test]
+fn at_the_cap_the_oldest_idle_connection_makes_room() {
+    raise_fd_limit();
+    let server = a365_token_server::TokenServer::start(ServerConfig::default()).unwrap();
+    let env = Env::new();
+    let agent = env.spawn_agent(&["--max-connections", "50"]);
+    agent.wait_ready(&env.socket);
+    env.add_refresh("work", &server);
+    let idle: Vec<UnixStream> = (0..200).map(|_| connect(&env)).collect();
+    for _ in 0..10 {
+        env.a365(&["token", "work"]).ok();
+    }
+    // The oldest were closed: reading them gives end-of-file at once.
+    let closed = idle
+        .iter()
+        .filter(|s| {
+            s.set_read_timeout(Some(std::time::Duration::from_millis(20)))
+                .unwrap();
+            matches!(std::io::Read::read(&mut &**s, &mut [0u8; 1]), Ok(0))
+        })
+        .count();
+    assert!(
+        closed >= 150,
+        "only {closed} of 200 idle connections were closed"
+    );
+    // A connection busy with a message is not "idle": a stalled one would
+    // be closed by its read timeout, not evicted.
+    assert!(!agent.log().contains("refusing"), "{}", agent.log());
+}

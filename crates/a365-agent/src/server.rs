@@ -34,6 +34,59 @@ impl Default for Limits {
     }
 }
 
+/// Connections waiting for their next request, by age. At the cap, the
+/// oldest is closed to make room: a client about to ask for a token must
+/// not be refused because others hold connections open doing nothing (an
+/// idle plugin reconnects when it needs to).
+#[derive(Debug, Default)]
+struct Idle {
+    next: std::sync::atomic::AtomicU64,
+    waiting: std::sync::Mutex<std::collections::BTreeMap<u64, Arc<tokio::sync::Notify>>>,
+}
+
+/// A connection's place among the idle; leaves it when dropped.
+struct IdleTicket<'a> {
+    idle: &'a Idle,
+    id: u64,
+    evicted: Arc<tokio::sync::Notify>,
+}
+
+impl Idle {
+    fn enter(&self) -> IdleTicket<'_> {
+        let id = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let evicted = Arc::new(tokio::sync::Notify::new());
+        if let Ok(mut waiting) = self.waiting.lock() {
+            waiting.insert(id, Arc::clone(&evicted));
+        }
+        IdleTicket {
+            idle: self,
+            id,
+            evicted,
+        }
+    }
+
+    /// Tells the oldest idle connection to close; false if none is idle.
+    fn evict_oldest(&self) -> bool {
+        let oldest = self.waiting.lock().ok().and_then(|mut w| w.pop_first());
+        match oldest {
+            Some((_, evicted)) => {
+                // A stored permit: works even before the connection waits.
+                evicted.notify_one();
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+impl Drop for IdleTicket<'_> {
+    fn drop(&mut self) {
+        if let Ok(mut waiting) = self.idle.waiting.lock() {
+            waiting.remove(&self.id);
+        }
+    }
+}
+
 /// Serves until `shutdown` turns true, then waits (at most 30 s) for the
 /// requests in flight to finish.
 pub async fn serve(
@@ -43,6 +96,7 @@ pub async fn serve(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let permits = Arc::new(Semaphore::new(limits.max_connections));
+    let idle = Arc::new(Idle::default());
     let mut backoff = Duration::from_millis(10);
     loop {
         let stream = tokio::select! {
@@ -62,21 +116,23 @@ pub async fn serve(
                 continue;
             }
         };
-        let Ok(permit) = Arc::clone(&permits).try_acquire_owned() else {
-            tracing::warn!(
-                limit = limits.max_connections,
-                "too many connections; refusing one"
-            );
-            tokio::spawn(refuse(
-                stream,
-                ErrorKind::Unavailable,
-                "the agent has too many connections; try again",
-            ));
-            continue;
-        };
         let (agent, limits, shutdown) = (Arc::clone(&agent), limits.clone(), shutdown.clone());
+        let (permits, idle) = (Arc::clone(&permits), Arc::clone(&idle));
         tokio::spawn(async move {
-            connection(stream, agent, &limits, shutdown).await;
+            let Some(permit) = make_room(&permits, &idle).await else {
+                tracing::warn!(
+                    limit = limits.max_connections,
+                    "too many busy connections; refusing one"
+                );
+                refuse(
+                    stream,
+                    ErrorKind::Unavailable,
+                    "the agent has too many connections; try again",
+                )
+                .await;
+                return;
+            };
+            connection(stream, agent, &limits, &idle, shutdown).await;
             drop(permit);
         });
     }
@@ -87,6 +143,35 @@ pub async fn serve(
         .is_err()
     {
         tracing::warn!("some requests were still running at shutdown");
+    }
+}
+
+/// A connection slot: a free one, else one an idle connection gives up
+/// (closing the oldest; a just-accepted one may take a moment to count as
+/// idle). `None` when every connection is busy for a second.
+async fn make_room(
+    permits: &Arc<Semaphore>,
+    idle: &Idle,
+) -> Option<tokio::sync::OwnedSemaphorePermit> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(1);
+    loop {
+        if let Ok(permit) = Arc::clone(permits).try_acquire_owned() {
+            return Some(permit);
+        }
+        let wait = if idle.evict_oldest() {
+            Duration::from_millis(100)
+        } else {
+            Duration::from_millis(10)
+        };
+        let until = (tokio::time::Instant::now() + wait).min(deadline);
+        if let Ok(Ok(permit)) =
+            tokio::time::timeout_at(until, Arc::clone(permits).acquire_owned()).await
+        {
+            return Some(permit);
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return None;
+        }
     }
 }
 
@@ -101,6 +186,7 @@ async fn connection(
     stream: Stream,
     agent: Arc<Agent>,
     limits: &Limits,
+    idle: &Idle,
     mut shutdown: watch::Receiver<bool>,
 ) {
     if let Err(reason) = check_peer(&stream) {
@@ -116,9 +202,15 @@ async fn connection(
     let mut reader = BufReader::with_capacity(4096, &stream);
     let mut writer = &stream;
     // The first byte says which encoding the client speaks.
-    let first = match tokio::time::timeout(limits.idle_timeout, reader.fill_buf()).await {
-        Ok(Ok([first, ..])) => *first,
-        _ => return,
+    let first = {
+        let ticket = idle.enter();
+        tokio::select! {
+            r = tokio::time::timeout(limits.idle_timeout, reader.fill_buf()) => match r {
+                Ok(Ok([first, ..])) => *first,
+                _ => return,
+            },
+            () = ticket.evicted.notified() => return,
+        }
     };
     let Some(encoding) = Encoding::sniff(first) else {
         tracing::debug!("closing a connection that speaks neither encoding");
@@ -135,9 +227,16 @@ async fn connection(
     };
     loop {
         // Wait (idle) for the next message to start, unless shutting down.
-        let started = tokio::select! {
-            r = tokio::time::timeout(limits.idle_timeout, reader.fill_buf()) => matches!(r, Ok(Ok(buf)) if !buf.is_empty()),
-            _ = shutdown.wait_for(|stop| *stop) => false,
+        let started = {
+            let ticket = idle.enter();
+            tokio::select! {
+                r = tokio::time::timeout(limits.idle_timeout, reader.fill_buf()) => matches!(r, Ok(Ok(buf)) if !buf.is_empty()),
+                _ = shutdown.wait_for(|stop| *stop) => false,
+                () = ticket.evicted.notified() => {
+                    tracing::debug!("closed an idle connection to make room");
+                    false
+                }
+            }
         };
         if !started {
             return;
