@@ -193,6 +193,35 @@ pub struct ExecArgs {
     pub command: Vec<std::ffi::OsString>,
 }
 
+/// The arguments of `a365 token` or `a365 token PROFILE` with no flags,
+/// exactly as clap would read them (profile else `$A365_PROFILE`, the
+/// default `--min-valid`, raw output); `None` for anything else.
+pub fn plain_token_args() -> Option<TokenArgs> {
+    let mut args = std::env::args_os().skip(1);
+    if args.next()? != "token" {
+        return None;
+    }
+    let profile = match args.next() {
+        None => std::env::var("A365_PROFILE").ok().filter(|p| !p.is_empty()),
+        Some(arg) => {
+            let arg = arg.into_string().ok()?;
+            if arg.starts_with('-') || args.next().is_some() {
+                return None;
+            }
+            Some(arg)
+        }
+    };
+    Some(TokenArgs {
+        profile,
+        min_valid: DEFAULT_MIN_VALID_MS,
+        scopes: Vec::new(),
+        format: Format::Raw,
+    })
+}
+
+/// `--min-valid`'s default, 5 s: what the fast path of `token` uses too.
+const DEFAULT_MIN_VALID_MS: u64 = 5_000;
+
 /// "90s", "5m", "1h30m", "250ms" or plain seconds → milliseconds.
 pub fn parse_duration_ms(text: &str) -> Result<u64, String> {
     if let Ok(secs) = text.parse::<u64>() {
@@ -226,5 +255,12 @@ mod tests {
     #[test]
     fn the_command_line_is_consistent() {
         Cli::command().debug_assert();
+        // The fast path of `token` agrees with clap's defaults.
+        let Command::Token(args) = Cli::parse_from(["a365", "token", "work"]).command else {
+            panic!("not token");
+        };
+        assert_eq!(args.min_valid, DEFAULT_MIN_VALID_MS);
+        assert_eq!(args.format, Format::Raw);
+        assert!(args.scopes.is_empty());
     }
 }
