@@ -188,3 +188,65 @@ fn at_the_cap_the_oldest_idle_connection_makes_room() {
     // be closed by its read timeout, not evicted.
     assert!(!agent.log().contains("refusing"), "{}", agent.log());
 }
+
+/// Slowloris (a byte now and then), a client that goes silent mid-message,
+/// one that hangs up mid-message and one that never says anything: each is
+/// closed on its own timeout, and a normal client is served meanwhile.
+#[test]
+fn slow_stalled_and_vanishing_clients_are_closed_and_others_served() {
+    use std::io::Read;
+    use std::time::{Duration, Instant};
+    let server = a365_token_server::TokenServer::start(ServerConfig::default()).unwrap();
+    let env = Env::new();
+    let agent = env.spawn_agent(&["--read-timeout", "1", "--idle-timeout", "2"]);
+    agent.wait_ready(&env.socket);
+    env.add_refresh("work", &server);
+
+    // A frame header promising 16 bytes, then one byte every 300 ms.
+    let slow = connect(&env);
+    let start = Instant::now();
+    let mut slow_w = &slow;
+    slow_w.write_all(&[0, 0, 0, 16]).unwrap();
+    let mut answer = Vec::new();
+    let mut reader = &slow;
+    reader
+        .set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    loop {
+        let _ = slow_w.write_all(&[1]);
+        let mut buf = [0u8; 256];
+        match reader.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => answer.extend_from_slice(&buf[..n]),
+            Err(_) if start.elapsed() < Duration::from_secs(5) => {}
+            Err(e) => panic!("still open after 5 s: {e}"),
+        }
+        env.a365(&["token", "work"]).ok();
+    }
+    assert!(
+        start.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        start.elapsed()
+    );
+    assert_bad_request(&answer, "timed out");
+
+    // Half a message, then hang up: nothing to answer, nothing breaks.
+    let vanishing = connect(&env);
+    (&vanishing).write_all(&[0, 0, 0, 40, 1, 2, 3]).unwrap();
+    drop(vanishing);
+
+    // Says nothing at all: closed after the idle timeout.
+    let silent = connect(&env);
+    let start = Instant::now();
+    silent
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    assert_eq!((&silent).read(&mut [0u8; 1]).unwrap_or(1), 0);
+    let idle = start.elapsed();
+    assert!(
+        (Duration::from_millis(1500)..Duration::from_secs(4)).contains(&idle),
+        "{idle:?}"
+    );
+    env.a365(&["token", "work"]).ok();
+    assert!(!agent.log().contains("panicked"));
+}

@@ -38,6 +38,13 @@ struct Args {
     /// Most client connections served at once.
     #[arg(long, default_value_t = Limits::default().max_connections, value_name = "N")]
     max_connections: usize,
+    /// Close a connection that sends nothing for this many seconds.
+    #[arg(long, value_name = "SECS", default_value_t = Limits::default().idle_timeout.as_secs())]
+    idle_timeout: u64,
+    /// Close a connection whose message does not arrive whole within this
+    /// many seconds of its first byte (slow or stalled clients).
+    #[arg(long, value_name = "SECS", default_value_t = Limits::default().read_timeout.as_secs())]
+    read_timeout: u64,
 }
 
 fn main() -> ExitCode {
@@ -111,7 +118,8 @@ fn main() -> ExitCode {
         paths,
         limits: Limits {
             max_connections: args.max_connections,
-            ..Limits::default()
+            idle_timeout: std::time::Duration::from_secs(args.idle_timeout.max(1)),
+            read_timeout: std::time::Duration::from_secs(args.read_timeout.max(1)),
         },
     };
     match runtime.block_on(a365_agent::run_with(options, inherited)) {
