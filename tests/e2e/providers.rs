@@ -216,6 +216,45 @@ fn a_wrong_state_is_ignored_and_an_abandoned_login_times_out_and_frees_the_port(
     );
 }
 
+/// The server checks the agent's `code_verifier` against the challenge of
+/// the authorize URL: a browser that swaps the challenge (as a stolen code
+/// would be redeemed with another verifier) makes the exchange fail, with
+/// a clear error and no token.
+#[test]
+fn a_code_verifier_that_does_not_match_is_rejected_by_the_server() {
+    use std::os::unix::fs::PermissionsExt;
+    let server = server(3600);
+    let env = Env::new();
+    let _agent = env.start_agent();
+    let port = free_port();
+    add_login_profile(&env, &server, port, &[]);
+    let browser = env.path("home/swapping-browser");
+    std::fs::write(
+        &browser,
+        "#!/bin/sh\nexec python3 -c '\nimport re, sys, urllib.request\nurl = re.sub(\"code_challenge=[^&]*\", \"code_challenge=\" + \"A\" * 43, sys.argv[1])\ntry:\n    urllib.request.urlopen(url, timeout=10).read()\nexcept Exception:\n    pass\n' \"$1\"\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&browser, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let out = crate::harness::Out::from(
+        env.command(bin("a365"))
+            .args(["login", "design", "--timeout", "20s"])
+            .env("BROWSER", &browser)
+            .output()
+            .unwrap(),
+    );
+    assert_ne!(out.code, 0, "{}", out.stderr);
+    assert!(!out.stderr.contains("logged in"), "{}", out.stderr);
+    eprintln!("exit {}: {}", out.code, out.stderr);
+    let grants: Vec<_> = server
+        .recorded()
+        .into_iter()
+        .map(|r| (r.grant_type, r.status))
+        .collect();
+    assert_eq!(grants, [("authorization_code".to_owned(), 400)]);
+    assert!(server.last_access_token().is_none());
+    env.a365(&["token", "design"]).code(5);
+}
+
 #[test]
 fn without_offline_access_an_expired_login_asks_to_log_in_again() {
     let server = server(2);
