@@ -3,7 +3,7 @@
 //! it, after the answer, during the store write), restart it, and check
 //! that a token can still be obtained without re-authentication.
 //!
-//! `A365_CRASH_TRIALS` sets the number of trials (default 100); the counts
+//! `A365_CRASH_TRIALS` sets the number of trials (default 200); the counts
 //! are printed (`cargo test --test e2e crash -- --nocapture`).
 
 use std::time::Duration;
@@ -32,7 +32,7 @@ fn kill_9_during_refreshes_loses_no_refresh_token() {
     let trials: usize = std::env::var("A365_CRASH_TRIALS")
         .ok()
         .and_then(|n| n.parse().ok())
-        .unwrap_or(100);
+        .unwrap_or(200);
     let server = TokenServer::start(ServerConfig {
         lifetime: Duration::from_secs(3600),
         ..ServerConfig::default()
