@@ -16,7 +16,8 @@ const URL_SAFE_LENIENT: GeneralPurpose = GeneralPurpose::new(
 /// The claims a365 cares about.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Claims {
-    /// Expiry, UTC epoch seconds.
+    /// Expiry, UTC epoch seconds, within the years -9999 to 9999 (see
+    /// [`epoch_seconds`]).
     pub exp: Option<i64>,
     pub iat: Option<i64>,
     pub scopes: Vec<String>,
@@ -48,14 +49,25 @@ pub fn claims(token: &str) -> Option<Claims> {
     let bytes = Zeroizing::new(URL_SAFE_LENIENT.decode(payload).ok()?);
     let raw: RawClaims = serde_json::from_slice(&bytes).ok()?;
     Some(Claims {
-        exp: raw.exp.map(|v| v as i64),
-        iat: raw.iat.map(|v| v as i64),
+        exp: raw.exp.map(epoch_seconds),
+        iat: raw.iat.map(epoch_seconds),
         scopes: match raw.scope {
             Some(ScopeClaim::List(list)) => list,
             Some(ScopeClaim::Text(text)) => split_scopes(&text),
             None => Vec::new(),
         },
     })
+}
+
+/// A NumericDate clamped to the times jiff represents (years -9999 to
+/// 9999): the agent computes `exp * 1000 - now` unchecked, which an `exp`
+/// of -1e300 overflowed (the fuzz target `token_response` checks it). A far
+/// past stays expired, a far future stays valid.
+fn epoch_seconds(v: f64) -> i64 {
+    (v as i64).clamp(
+        jiff::Timestamp::MIN.as_second(),
+        jiff::Timestamp::MAX.as_second(),
+    )
 }
 
 /// Splits an RFC 6749 scope string (space-separated).
@@ -98,6 +110,23 @@ mod tests {
         assert_eq!(c.exp, None);
         assert_eq!(c.scopes, ["supply.domain", "design.read"]);
         assert_eq!(workspace(&c.scopes), None);
+    }
+
+    /// Regression: an absurd `exp` gave `i64::MIN` seconds, and the agent's
+    /// `exp * 1000 - now` overflowed.
+    #[test]
+    fn absurd_times_are_clamped() {
+        let past = claims(&jwt(r#"{"exp":-1e300,"iat":-9.3e18}"#)).unwrap();
+        assert_eq!(past.exp, Some(jiff::Timestamp::MIN.as_second()));
+        assert_eq!(past.iat, Some(jiff::Timestamp::MIN.as_second()));
+        let now_ms = 1_800_000_000_000_i64;
+        let exp_ms = past.exp.unwrap().saturating_mul(1000);
+        assert!(exp_ms.checked_sub(now_ms).is_some_and(|left| left < 0));
+        let future = claims(&jwt(r#"{"exp":1e300}"#)).unwrap();
+        assert_eq!(future.exp, Some(jiff::Timestamp::MAX.as_second()));
+        assert!(future.exp.unwrap() * 1000 > now_ms);
+        let normal = claims(&jwt(r#"{"exp":1900000000.9}"#)).unwrap();
+        assert_eq!(normal.exp, Some(1_900_000_000));
     }
 
     #[test]

@@ -54,10 +54,21 @@ pub async fn renew(
     let status = response.status();
     let wait = retry_after(response.headers(), now_ms);
     let body = read_body(response).await?;
-    if !status.is_success() {
+    parse_created(status.as_u16(), wait, &body)
+}
+
+/// Sorts what `POST /v4/apiAccessTokens` answered — its HTTP `status`, the
+/// wait its `Retry-After` asked for and its `body` — into the new token or a
+/// classified error. Pure: the fuzz target and tests call it directly.
+pub fn parse_created(
+    status: u16,
+    wait: Option<std::time::Duration>,
+    body: &[u8],
+) -> Result<Renewed, ProviderError> {
+    if !(200..300).contains(&status) {
         return Err(failure(status, wait, "create a new token"));
     }
-    let parsed: CreateResponse = serde_json::from_slice(&body).map_err(|_| {
+    let parsed: CreateResponse = serde_json::from_slice(body).map_err(|_| {
         ProviderError::transient("Designer Cloud answered with a body that is not a created token")
     })?;
     let token = parsed
@@ -116,16 +127,12 @@ pub async fn delete(
     let _ = read_body(response).await;
     match status {
         s if s.is_success() || s == StatusCode::NOT_FOUND => Ok(()),
-        s => Err(failure(s, None, "delete the replaced token")),
+        s => Err(failure(s.as_u16(), None, "delete the replaced token")),
     }
 }
 
-fn failure(
-    status: StatusCode,
-    retry_after: Option<std::time::Duration>,
-    what: &str,
-) -> ProviderError {
-    match status.as_u16() {
+fn failure(status: u16, retry_after: Option<std::time::Duration>, what: &str) -> ProviderError {
+    match status {
         401 => ProviderError::Dead(
             "Designer Cloud rejected the API token (HTTP 401): it expired or was revoked".into(),
         ),
@@ -134,9 +141,56 @@ fn failure(
             retry_after,
         },
         500..=599 => ProviderError::Transient {
-            message: format!("Designer Cloud failed (HTTP {}) to {what}", status.as_u16()),
+            message: format!("Designer Cloud failed (HTTP {status}) to {what}"),
             retry_after,
         },
         code => ProviderError::Rejected(format!("Designer Cloud refused (HTTP {code}) to {what}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn created_tokens_and_failures() {
+        let ok = parse_created(
+            201,
+            None,
+            br#"{"tokenValue":"dc-2","tokenInfo":{"tokenId":7,"expiredAt":"2030-01-01T00:00:00Z"}}"#,
+        )
+        .unwrap();
+        assert_eq!(ok.token.expose_secret(), "dc-2");
+        assert_eq!(ok.token_id, "7");
+        assert_eq!(ok.expires_at_ms, Some(1_893_456_000_000));
+        let forever = parse_created(
+            200,
+            None,
+            br#"{"tokenValue":"dc-3","tokenInfo":{"tokenId":"t-3"}}"#,
+        )
+        .unwrap();
+        assert_eq!(forever.expires_at_ms, None);
+        assert!(matches!(
+            parse_created(401, None, b""),
+            Err(ProviderError::Dead(_))
+        ));
+        assert!(matches!(
+            parse_created(429, Some(std::time::Duration::from_secs(2)), b""),
+            Err(ProviderError::Transient {
+                retry_after: Some(_),
+                ..
+            })
+        ));
+        for bad in [
+            &b"<html>"[..],
+            br#"{"tokenValue":"x"}"#,
+            br#"{"tokenValue":"x","tokenInfo":{"tokenId":""}}"#,
+            br#"{"tokenValue":"x","tokenInfo":{"tokenId":"i","expiredAt":"soon"}}"#,
+        ] {
+            assert!(matches!(
+                parse_created(200, None, bad),
+                Err(ProviderError::Transient { .. })
+            ));
+        }
     }
 }

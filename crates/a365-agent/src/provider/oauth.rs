@@ -159,8 +159,30 @@ fn sort_response(
     body: &[u8],
     call: Call<'_>,
 ) -> Result<Fresh, ProviderError> {
-    if status.is_success() {
-        return parse_success(body, call);
+    parse_token_response(
+        status.as_u16(),
+        retry_after,
+        body,
+        call.now_ms,
+        call.default_lifetime,
+    )
+}
+
+/// Sorts what a token endpoint answered — its HTTP `status`, the wait its
+/// `Retry-After` asked for (see [`parse_retry_after`]) and its `body` — into
+/// a token (§5.1) or a classified error (§5.2). Pure: no I/O, no clock
+/// (`now_ms` is the time of the request, UTC epoch ms), so tests and the
+/// fuzz target call it directly. `default_lifetime` applies when neither
+/// `expires_in` nor a JWT `exp` says when the token expires.
+pub fn parse_token_response(
+    status: u16,
+    retry_after: Option<Duration>,
+    body: &[u8],
+    now_ms: i64,
+    default_lifetime: Duration,
+) -> Result<Fresh, ProviderError> {
+    if (200..300).contains(&status) {
+        return parse_success(body, now_ms, default_lifetime);
     }
     let oauth: Option<ErrorResponse> = serde_json::from_slice(body).ok();
     let code = oauth
@@ -172,7 +194,7 @@ fn sort_response(
         .and_then(|e| e.error_description.as_deref())
         .map(|d| format!(" ({})", sanitize(d)))
         .unwrap_or_default();
-    match (status.as_u16(), code) {
+    match (status, code) {
         (_, "invalid_grant") => Err(ProviderError::Dead(format!(
             "the token server rejected the refresh token (invalid_grant{description}): it was revoked, \
              expired or already used"
@@ -188,12 +210,11 @@ fn sort_response(
             retry_after,
         }),
         (500..=599, _) => Err(ProviderError::Transient {
-            message: format!("the token server failed (HTTP {})", status.as_u16()),
+            message: format!("the token server failed (HTTP {status})"),
             retry_after,
         }),
         (_, "") => Err(ProviderError::Rejected(format!(
-            "the token server refused the request (HTTP {})",
-            status.as_u16()
+            "the token server refused the request (HTTP {status})"
         ))),
         (_, code) => Err(ProviderError::Rejected(format!(
             "the token server refused the request ({}{description})",
@@ -202,7 +223,11 @@ fn sort_response(
     }
 }
 
-fn parse_success(body: &[u8], call: Call<'_>) -> Result<Fresh, ProviderError> {
+fn parse_success(
+    body: &[u8],
+    now_ms: i64,
+    default_lifetime: Duration,
+) -> Result<Fresh, ProviderError> {
     let response: TokenResponse = serde_json::from_slice(body).map_err(|_| {
         ProviderError::transient(
             "the token server answered 200 with a body that is not a token response",
@@ -217,16 +242,16 @@ fn parse_success(body: &[u8], call: Call<'_>) -> Result<Fresh, ProviderError> {
         .and_then(|n| n.as_f64())
         .map(|s| (s * 1000.0) as i64);
     let expires_at_ms = match (expires_in, claims.as_ref().and_then(|c| c.exp)) {
-        (Some(ms), _) if ms > 0 => call.now_ms.saturating_add(ms),
+        (Some(ms), _) if ms > 0 => now_ms.saturating_add(ms),
         (Some(_), _) => {
             return Err(ProviderError::transient(
                 "the token server answered with an expires_in of zero or less",
             ));
         }
         (None, Some(exp)) => exp.saturating_mul(1000),
-        (None, None) => call
-            .now_ms
-            .saturating_add(i64::try_from(call.default_lifetime.as_millis()).unwrap_or(i64::MAX)),
+        (None, None) => {
+            now_ms.saturating_add(i64::try_from(default_lifetime.as_millis()).unwrap_or(i64::MAX))
+        }
     };
     let scopes = match response.scope {
         Some(text) => jwt::split_scopes(&text),
@@ -247,11 +272,16 @@ pub(crate) fn sanitize(text: &str) -> String {
 
 /// `Retry-After` in seconds or as an HTTP date.
 pub(crate) fn retry_after(headers: &reqwest::header::HeaderMap, now_ms: i64) -> Option<Duration> {
-    let value = headers
-        .get(reqwest::header::RETRY_AFTER)?
-        .to_str()
-        .ok()?
-        .trim();
+    parse_retry_after(
+        headers.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?,
+        now_ms,
+    )
+}
+
+/// The wait a `Retry-After` header value asks for, in seconds or as an HTTP
+/// date (a date in the past is no wait); `None` when it is neither.
+pub fn parse_retry_after(value: &str, now_ms: i64) -> Option<Duration> {
+    let value = value.trim();
     if let Ok(secs) = value.parse::<u64>() {
         return Some(Duration::from_secs(secs));
     }
@@ -362,6 +392,24 @@ mod tests {
             call,
         );
         assert!(matches!(scope, Err(ProviderError::Rejected(_))));
+    }
+
+    /// Regression: a JWT `exp` of -1e300 and no `expires_in` gave an expiry
+    /// of `i64::MIN`, which the agent's `expires_at_ms - now` overflowed.
+    #[test]
+    fn an_absurd_jwt_exp_gives_a_usable_expiry() {
+        use base64::Engine;
+        let payload = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(br#"{"exp":-1e300}"#);
+        let body = format!(r#"{{"access_token":"e30.{payload}.c2ln"}}"#);
+        let now_ms = 1_800_000_000_000;
+        let fresh =
+            parse_token_response(200, None, body.as_bytes(), now_ms, Duration::from_secs(60))
+                .unwrap();
+        let left = fresh.expires_at_ms.checked_sub(now_ms);
+        assert!(
+            left.is_some_and(|left| left < 0),
+            "{left:?}: already expired"
+        );
     }
 
     #[test]

@@ -1,0 +1,251 @@
+//! What a token server may answer, and the JWTs it hands out.
+//!
+//! Input: a first line `<status>[ <Retry-After value>]`, then the body, as
+//! the seeds in corpus/token_response/ show; an input without such a line is
+//! a whole body answered with 200. The body is also read as a JWT, and
+//! wrapped as the payload of one (so the fuzzer mutates the claims as plain
+//! JSON), which is then served as an `access_token` without `expires_in`.
+//!
+//! Invariants checked, besides "never panics":
+//! - a token comes back only for a 2xx; `Dead` and `Rejected` only for
+//!   others; a `Retry-After` is kept only for 429 and 5xx;
+//! - the token and rotated refresh token are exactly the body's;
+//! - `expires_in` > 0 gives an expiry after now; any expiry is one the
+//!   agent can subtract now from (it does, unchecked);
+//! - error messages are printable, short, and do not change when the
+//!   secrets in the body do: they never quote a token;
+//! - a JWT's claims come from exactly three parts and give a usable expiry.
+#![no_main]
+
+use std::time::Duration;
+
+use a365_agent::jwt;
+use a365_agent::provider::designer_cloud::parse_created;
+use a365_agent::provider::oauth::{parse_retry_after, parse_token_response};
+use a365_agent::provider::static_token;
+use a365_agent::provider::{Fresh, ProviderError};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use libfuzzer_sys::fuzz_target;
+use secrecy::ExposeSecret;
+use serde::Deserialize;
+use serde_json::Value;
+
+/// The time of the request: 2027-01-15, UTC epoch ms.
+const NOW: i64 = 1_800_000_000_000;
+const DEFAULT_LIFETIME: Duration = Duration::from_secs(3600);
+
+fuzz_target!(|data: &[u8]| {
+    let (status, wait, body) = split(data);
+
+    check_token_response(status, wait, body);
+    check_created(status, wait, body);
+
+    if let Ok(text) = std::str::from_utf8(body) {
+        check_claims(text.trim());
+    }
+    let token = format!("eyJhbGciOiJSUzI1NiJ9.{}.c2ln", URL_SAFE_NO_PAD.encode(body));
+    check_claims(&token);
+    let answer = serde_json::json!({ "access_token": token }).to_string();
+    check_token_response(200, None, answer.as_bytes());
+});
+
+/// `<status>[ <Retry-After>]\n<body>`, or a bare body answered with 200.
+fn split(data: &[u8]) -> (u16, Option<Duration>, &[u8]) {
+    let Some(newline) = data.iter().position(|&b| b == b'\n') else {
+        return (200, None, data);
+    };
+    let Ok(line) = std::str::from_utf8(&data[..newline]) else {
+        return (200, None, data);
+    };
+    let (code, retry) = match line.split_once(' ') {
+        Some((code, retry)) => (code, Some(retry)),
+        None => (line, None),
+    };
+    let Ok(status) = code.parse::<u16>() else {
+        return (200, None, data);
+    };
+    let wait = retry.and_then(|value| {
+        let wait = parse_retry_after(value, NOW);
+        if let Ok(secs) = value.trim().parse::<u64>() {
+            assert_eq!(wait, Some(Duration::from_secs(secs)));
+        }
+        wait
+    });
+    (status, wait, &data[newline + 1..])
+}
+
+fn is_success(status: u16) -> bool {
+    (200..300).contains(&status)
+}
+
+fn check_token_response(status: u16, wait: Option<Duration>, body: &[u8]) {
+    let got = parse_token_response(status, wait, body, NOW, DEFAULT_LIFETIME);
+    match &got {
+        Ok(fresh) => check_fresh(fresh, status, body),
+        Err(e) => {
+            check_error(e, status, wait);
+            if let ProviderError::Dead(_) | ProviderError::Rejected(_) = e {
+                assert!(!is_success(status), "{status} refused: {e}");
+            }
+        }
+    }
+    // The outcome must not depend on the secrets' values, except through
+    // the JWT claims (expiry, scopes) of the access token.
+    if let Some((plain, redacted)) = redact(body, &["access_token", "refresh_token"]) {
+        let a = parse_token_response(status, wait, &plain, NOW, DEFAULT_LIFETIME);
+        let b = parse_token_response(status, wait, &redacted, NOW, DEFAULT_LIFETIME);
+        same_outcome(&a, &b);
+    }
+}
+
+/// The fields of a token response, read independently of the parser (and,
+/// like it, skipping other fields unchecked: serde_json does not validate
+/// UTF-8 in strings it skips, so `Value` would refuse some bodies it takes).
+#[derive(Deserialize)]
+struct Expected {
+    access_token: Option<String>,
+    refresh_token: Option<String>,
+    expires_in: Option<Value>,
+    scope: Option<String>,
+}
+
+/// The same for a Designer Cloud answer.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ExpectedCreated {
+    token_value: Option<String>,
+}
+
+fn check_fresh(fresh: &Fresh, status: u16, body: &[u8]) {
+    assert!(is_success(status), "a token from an HTTP {status}");
+    let v: Expected = serde_json::from_slice(body).expect("a token came from JSON");
+    assert_eq!(
+        Some(fresh.access_token.expose_secret()),
+        v.access_token.as_deref()
+    );
+    assert_eq!(
+        fresh.refresh_token.as_ref().map(|t| t.expose_secret()),
+        v.refresh_token.as_deref()
+    );
+    if v.expires_in.is_some() {
+        assert!(fresh.expires_at_ms > NOW, "expires_in > 0 is in the future");
+    }
+    // profile.rs and agent.rs compute `expires_at_ms - now` unchecked.
+    assert!(
+        fresh.expires_at_ms.checked_sub(NOW).is_some(),
+        "expiry {} cannot be compared with now",
+        fresh.expires_at_ms
+    );
+    if let Some(scope) = v.scope.as_deref() {
+        assert_eq!(
+            fresh.scopes,
+            scope.split_ascii_whitespace().collect::<Vec<_>>()
+        );
+    }
+}
+
+fn check_created(status: u16, wait: Option<Duration>, body: &[u8]) {
+    match parse_created(status, wait, body) {
+        Ok(renewed) => {
+            assert!(is_success(status), "a token from an HTTP {status}");
+            assert!(!renewed.token_id.is_empty());
+            let v: ExpectedCreated = serde_json::from_slice(body).expect("a token came from JSON");
+            assert_eq!(
+                Some(renewed.token.expose_secret()),
+                v.token_value.as_deref()
+            );
+        }
+        Err(e) => {
+            check_error(&e, status, wait);
+            if let ProviderError::Dead(_) = e {
+                assert_eq!(status, 401);
+            }
+            if let ProviderError::Rejected(_) = e {
+                assert!(!is_success(status));
+            }
+        }
+    }
+    if let Some((plain, redacted)) = redact(body, &["tokenValue"]) {
+        same_outcome(
+            &parse_created(status, wait, &plain),
+            &parse_created(status, wait, &redacted),
+        );
+    }
+}
+
+/// What every classified error must be: printable, short, honest about
+/// `Retry-After`.
+fn check_error(e: &ProviderError, status: u16, wait: Option<Duration>) {
+    let text = e.to_string();
+    assert!(
+        !text.chars().any(char::is_control),
+        "control character in {text:?}"
+    );
+    assert!(
+        text.chars().count() <= 600,
+        "{} chars",
+        text.chars().count()
+    );
+    if let ProviderError::Transient {
+        retry_after: Some(after),
+        ..
+    } = e
+    {
+        assert!(status == 429 || (500..=599).contains(&status));
+        assert_eq!(Some(*after), wait);
+    }
+}
+
+/// The body re-serialized, and again with `fields` (when strings) replaced:
+/// `None` when the body is not a JSON object with such a field.
+fn redact(body: &[u8], fields: &[&str]) -> Option<(Vec<u8>, Vec<u8>)> {
+    let Ok(Value::Object(mut map)) = serde_json::from_slice::<Value>(body) else {
+        return None;
+    };
+    let plain = serde_json::to_vec(&map).ok()?;
+    let mut any = false;
+    for field in fields {
+        if let Some(value @ Value::String(_)) = map.get_mut(*field) {
+            *value = Value::String(format!("redacted-{field}"));
+            any = true;
+        }
+    }
+    any.then(|| (plain, serde_json::to_vec(&map).expect("a map serializes")))
+}
+
+fn same_outcome<A, B>(a: &Result<A, ProviderError>, b: &Result<B, ProviderError>) {
+    match (a, b) {
+        (Ok(_), Ok(_)) => {}
+        (Err(a), Err(b)) => {
+            assert_eq!(a.to_string(), b.to_string(), "a message quotes a secret");
+            assert_eq!(
+                std::mem::discriminant(a),
+                std::mem::discriminant(b),
+                "the secret's value changed the outcome"
+            );
+        }
+        (a, b) => panic!(
+            "the secret's value changed the outcome: {:?} / {:?}",
+            a.as_ref().err(),
+            b.as_ref().err()
+        ),
+    }
+}
+
+fn check_claims(token: &str) {
+    let Some(claims) = jwt::claims(token) else {
+        return;
+    };
+    assert_eq!(token.split('.').count(), 3, "claims from a non-JWT");
+    let (exp_ms, scopes) = static_token::describe(token);
+    assert_eq!(scopes, claims.scopes);
+    if let Some(ms) = exp_ms {
+        // A static token's lifetime and remaining time are computed from it.
+        assert!(
+            ms.checked_sub(NOW).is_some(),
+            "JWT exp {:?} gives an unusable expiry {ms}",
+            claims.exp
+        );
+    }
+}
