@@ -22,8 +22,9 @@ use crate::{jwt, schedule};
 
 /// How long a client waits for a refresh before being told to retry later.
 const WAIT: Duration = Duration::from_secs(25);
-/// Even with nothing due, the refresher looks at the wall clock this often:
-/// tokio's timers stand still while the machine sleeps.
+/// Even with nothing due, the refresher looks at the wall clock this often
+/// (at multiples of it, so all profiles at once): tokio's timers stand
+/// still while the machine sleeps.
 const TICK_MS: i64 = 30_000;
 
 /// What every profile shares.
@@ -444,6 +445,9 @@ impl Profile {
 
     /// The refresher: sleeps until the next refresh is due (checking the
     /// wall clock at least every [`TICK_MS`]) or until woken by a client.
+    /// It lives as long as its profile, mostly asleep: the work it awaits
+    /// (an HTTP exchange, a save) is boxed, so that each idle profile's
+    /// task holds only the loop's state (0.6 KiB instead of 1.4 KiB).
     async fn refresher(self: Arc<Self>, mut credential: Credential) {
         let mut failures = 0u32;
         let mut unsaved = false;
@@ -456,13 +460,16 @@ impl Profile {
                 return;
             }
             if unsaved {
-                unsaved = self.persist(&credential).await.is_err();
+                unsaved = Box::pin(self.persist(&credential)).await.is_err();
             }
             if !unsaved
                 && !credential.retired_token_ids.is_empty()
                 && self.shared.clock.now_ms() >= retire_at
             {
-                if self.retire_old_tokens(&mut credential).await.is_ok() {
+                if Box::pin(self.retire_old_tokens(&mut credential))
+                    .await
+                    .is_ok()
+                {
                     retire_failures = 0;
                 } else {
                     retire_failures = retire_failures.saturating_add(1);
@@ -497,7 +504,7 @@ impl Profile {
                 matches!(snap.phase, Phase::Failing { retry_at_ms } if retry_at_ms > now);
             let dead = matches!(snap.phase, Phase::NeedsReauth(_));
             if !dead && (forced || due.is_some_and(|d| d <= now) || (demanded && !backing_off)) {
-                let outcome = self.refresh_once(&mut credential, &mut failures).await;
+                let outcome = Box::pin(self.refresh_once(&mut credential, &mut failures)).await;
                 unsaved = outcome.is_err();
                 continue;
             }
@@ -505,7 +512,11 @@ impl Profile {
                 true => due,
                 false => Some(due.map_or(retire_at, |d| d.min(retire_at))),
             };
-            let sleep_ms = due.map_or(TICK_MS, |d| (d - now).clamp(0, TICK_MS));
+            // The tick falls on a multiple of TICK_MS of the wall clock, the
+            // same instant for every profile: an idle agent wakes twice a
+            // minute, not twice per profile.
+            let tick = TICK_MS - now.rem_euclid(TICK_MS);
+            let sleep_ms = due.map_or(tick, |d| (d - now).clamp(0, tick));
             tokio::select! {
                 _ = tokio::time::sleep(Duration::from_millis(sleep_ms as u64)) => {}
                 _ = self.wake.notified() => {}

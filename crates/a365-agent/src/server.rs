@@ -359,7 +359,22 @@ async fn write(
     response: &Response,
     encoding: Encoding,
 ) -> Result<(), CodecError> {
-    let bytes = codec::encode_response(response, encoding)?;
+    let bytes = match codec::encode_response(response, encoding) {
+        // Say so rather than close without a word (a status of many
+        // hundreds of profiles is over the limit of a message).
+        Err(CodecError::TooLarge(len)) => {
+            tracing::warn!("an answer of {len} bytes is over the limit of a message");
+            let refusal = Response::error(
+                ErrorKind::Internal,
+                format!(
+                    "the answer is {len} bytes, over the {}-byte limit of a message",
+                    a365_proto::MAX_FRAME
+                ),
+            );
+            codec::encode_response(&refusal, encoding)?
+        }
+        other => other?,
+    };
     tokio::time::timeout(Duration::from_secs(10), writer.write_all(&bytes))
         .await
         .map_err(|_| CodecError::Io(std::io::ErrorKind::TimedOut.into()))??;
