@@ -1,0 +1,322 @@
+//! `a365-load`: the measuring half of `bench/run`. `bench/run` starts the
+//! agents and servers; each subcommand here measures one thing and writes
+//! JSON, and `report` turns those files into docs/performance.md.
+
+mod control;
+mod herd;
+mod procfs;
+mod report;
+mod scale;
+mod stats;
+mod throughput;
+mod wire;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+
+use crate::wire::Mode;
+
+/// Load generator and report writer for bench/run (a benchmark, not a test).
+#[derive(Debug, Parser)]
+#[command(version)]
+struct Args {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Debug, Subcommand)]
+enum Cmd {
+    /// Throughput and latency: N persistent connections asking as fast as
+    /// they can (one row per connection count).
+    Load {
+        #[arg(long, value_name = "PATH")]
+        socket: PathBuf,
+        #[arg(long, value_enum)]
+        mode: Mode,
+        /// Connection counts, run one after the other.
+        #[arg(long, value_delimiter = ',', default_value = "1,8,64,256")]
+        connections: Vec<usize>,
+        /// How long each row runs ("5s", "500ms").
+        #[arg(long, default_value = "5s", value_parser = a365_token_server::parse_duration)]
+        duration: Duration,
+        /// The profile to ask for (a365-agent only; default: the default profile).
+        #[arg(long)]
+        profile: Option<String>,
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+    },
+    /// Thundering herd: many clients asking as their token expires.
+    Herd {
+        #[arg(long, value_name = "PATH")]
+        socket: PathBuf,
+        #[arg(long, default_value_t = 1000)]
+        clients: usize,
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
+        /// Lifetime of the herd profile's tokens.
+        #[arg(long, default_value = "4s", value_parser = a365_token_server::parse_duration)]
+        lifetime: Duration,
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+    },
+    /// Adds profiles over the socket (a refresh credential shared by all).
+    Add {
+        #[arg(long, value_name = "PATH")]
+        socket: PathBuf,
+        #[arg(long)]
+        count: usize,
+        #[command(flatten)]
+        credential: Credential,
+    },
+    /// Scale in profiles: for each count, an agent started with that many
+    /// profiles; its start-up, RSS, `a365 status`, a token request, an add.
+    Scale {
+        /// The `a365-agent` to start.
+        #[arg(long, value_name = "PATH")]
+        agent: PathBuf,
+        /// The `a365` to time `status` with.
+        #[arg(long, value_name = "PATH")]
+        a365: PathBuf,
+        /// A directory for the agents' files.
+        #[arg(long, value_name = "DIR")]
+        work: PathBuf,
+        #[arg(long, value_delimiter = ',', default_value = "10,1000,10000")]
+        profiles: Vec<usize>,
+        #[command(flatten)]
+        credential: Credential,
+        /// A response of the token server: the token every profile starts with.
+        #[arg(long, value_name = "FILE")]
+        token_response: PathBuf,
+        #[arg(long, default_value_t = 20)]
+        status_runs: usize,
+        /// How long to measure token requests at each count.
+        #[arg(long, default_value = "2s", value_parser = a365_token_server::parse_duration)]
+        token_time: Duration,
+        /// How long to count the idle agent's wake-ups at each count.
+        #[arg(long, default_value = "10s", value_parser = a365_token_server::parse_duration)]
+        idle_window: Duration,
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+    },
+    /// Idle cost: the agent's RSS and its threads' context switches over a window.
+    Idle {
+        #[arg(long, value_name = "PATH")]
+        socket: PathBuf,
+        #[arg(long, default_value = "60s", value_parser = a365_token_server::parse_duration)]
+        window: Duration,
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+    },
+    /// Writes the markdown report of the JSON files in a directory.
+    Report {
+        #[arg(long, value_name = "DIR")]
+        results: PathBuf,
+        /// The machine line: cores, CPU, kernel, date.
+        #[arg(long)]
+        machine: String,
+        /// A binary to list with its size: LABEL=PATH (repeatable).
+        #[arg(long = "binary", value_name = "LABEL=PATH")]
+        binaries: Vec<String>,
+        /// Seconds each load row ran (for the text).
+        #[arg(long)]
+        load_secs: Option<f64>,
+        /// Mark the report as a smoke run.
+        #[arg(long)]
+        smoke: bool,
+        /// Replace the generated part of this file (e.g. docs/performance.md)
+        /// instead of only printing it.
+        #[arg(long, value_name = "FILE")]
+        write: Option<PathBuf>,
+    },
+}
+
+/// The credential of added profiles.
+#[derive(Debug, clap::Args)]
+struct Credential {
+    /// The token endpoint (a token server run with --no-rotate).
+    #[arg(long, value_name = "URL")]
+    token_url: String,
+    #[arg(long)]
+    client_id: String,
+    /// `{"client_secret", "refresh_token"}`, as `a365-token-server --write-secrets` writes it.
+    #[arg(long, value_name = "FILE")]
+    secrets: PathBuf,
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    match args.command {
+        Cmd::Load {
+            socket,
+            mode,
+            connections,
+            duration,
+            profile,
+            out,
+        } => {
+            raise_fd_limit();
+            let mut rows = Vec::new();
+            for connections in connections {
+                let row = runtime()?.block_on(throughput::run(throughput::Options {
+                    socket: socket.clone(),
+                    mode,
+                    connections,
+                    duration,
+                    profile: profile.clone(),
+                }))?;
+                eprintln!(
+                    "a365-load: {} × {connections}: {:.0} req/s, p50 {:.1} µs, p99 {:.1} µs, p99.9 {:.1} µs",
+                    mode.as_str(),
+                    row.requests_per_sec,
+                    row.latency.p50_us,
+                    row.latency.p99_us,
+                    row.latency.p999_us
+                );
+                rows.push(row);
+            }
+            write_json(&out, &rows)
+        }
+        Cmd::Herd {
+            socket,
+            clients,
+            rounds,
+            lifetime,
+            out,
+        } => {
+            raise_fd_limit();
+            let outcome = runtime()?.block_on(herd::run(herd::Options {
+                socket,
+                clients,
+                rounds,
+                lifetime,
+            }))?;
+            eprintln!(
+                "a365-load: herd of {clients}: token requests {:?}, p99 wait {:.0} µs",
+                outcome.token_requests, outcome.wait.p99_us
+            );
+            write_json(&out, &outcome)
+        }
+        Cmd::Add {
+            socket,
+            count,
+            credential,
+        } => control::add_profiles(
+            &socket,
+            count,
+            &credential.token_url,
+            &credential.client_id,
+            &credential.secrets,
+        ),
+        Cmd::Scale {
+            agent,
+            a365,
+            work,
+            profiles,
+            credential,
+            token_response,
+            status_runs,
+            token_time,
+            idle_window,
+            out,
+        } => {
+            raise_fd_limit();
+            let steps = runtime()?.block_on(scale::run(scale::Options {
+                agent,
+                a365,
+                work,
+                steps: profiles,
+                token_url: credential.token_url,
+                client_id: credential.client_id,
+                secrets: credential.secrets,
+                token_response,
+                status_runs,
+                token_time,
+                idle_window,
+            }))?;
+            write_json(&out, &steps)
+        }
+        Cmd::Idle {
+            socket,
+            window,
+            out,
+        } => {
+            let pid = control::pid_at(&socket)?;
+            let profiles = control::profile_count(&socket)?;
+            let mut idle = procfs::idle(pid, window)?;
+            idle.profiles = profiles;
+            eprintln!(
+                "a365-load: idle {:.0} s: {} switches, RSS {} KiB",
+                idle.secs, idle.wakeups, idle.rss_kib
+            );
+            write_json(&out, &idle)
+        }
+        Cmd::Report {
+            results,
+            machine,
+            binaries,
+            load_secs,
+            smoke,
+            write,
+        } => {
+            let binaries = binaries
+                .iter()
+                .map(|b| binary_size(b))
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            let inputs = report::Inputs {
+                machine,
+                binaries,
+                smoke,
+                load_secs,
+            };
+            let generated = report::render(&results, &inputs)?;
+            print!("{generated}");
+            if let Some(path) = write {
+                let doc = match std::fs::read_to_string(&path) {
+                    Ok(doc) => doc,
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+                    Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+                };
+                std::fs::write(&path, report::splice(&doc, &generated))
+                    .with_context(|| format!("writing {}", path.display()))?;
+            }
+            Ok(())
+        }
+    }
+}
+
+/// One thread drives every connection: the generator takes at most one
+/// of the machine's cores.
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the runtime")
+}
+
+fn write_json(path: &Path, value: &impl serde::Serialize) -> anyhow::Result<()> {
+    let text = serde_json::to_string_pretty(value)?;
+    std::fs::write(path, text + "\n").with_context(|| format!("writing {}", path.display()))
+}
+
+fn binary_size(spec: &str) -> anyhow::Result<(String, u64)> {
+    let (label, path) = spec
+        .split_once('=')
+        .with_context(|| format!("--binary {spec}: expected LABEL=PATH"))?;
+    let bytes = std::fs::metadata(path)
+        .with_context(|| format!("--binary {spec}: cannot read {path}"))?
+        .len();
+    Ok((label.to_owned(), bytes))
+}
+
+/// A thousand connections need more descriptors than the usual soft limit.
+fn raise_fd_limit() {
+    use rustix::process::{Resource, getrlimit, setrlimit};
+    let mut limit = getrlimit(Resource::Nofile);
+    if limit.current < limit.maximum {
+        limit.current = limit.maximum;
+        let _ = setrlimit(Resource::Nofile, limit);
+    }
+}
