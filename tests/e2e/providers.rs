@@ -245,6 +245,13 @@ fn a_code_verifier_that_does_not_match_is_rejected_by_the_server() {
     assert_ne!(out.code, 0, "{}", out.stderr);
     assert!(!out.stderr.contains("logged in"), "{}", out.stderr);
     eprintln!("exit {}: {}", out.code, out.stderr);
+    // It names what was rejected: the login's code, not a refresh token.
+    assert!(
+        out.stderr.contains("authorization code (invalid_grant"),
+        "{}",
+        out.stderr
+    );
+    assert!(!out.stderr.contains("refresh token"), "{}", out.stderr);
     let grants: Vec<_> = server
         .recorded()
         .into_iter()

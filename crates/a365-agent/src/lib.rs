@@ -9,7 +9,6 @@ pub mod config;
 pub mod daemon;
 pub mod events;
 pub mod install;
-pub mod jwt;
 pub mod logging;
 pub mod login;
 pub mod notify;
@@ -19,6 +18,9 @@ pub mod schedule;
 pub mod server;
 pub mod socket;
 pub mod stores;
+
+/// JWT claims: read in `a365-token`, here so `crate::jwt` paths still work.
+pub use a365_token::jwt;
 
 use std::path::PathBuf;
 use std::sync::Arc;

@@ -7,7 +7,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use secrecy::{ExposeSecret, SecretString};
 use sha2::Digest;
 
-use super::oauth::{Call, post_form};
+use super::oauth::{Call, Grant, post_form};
 use super::{Fresh, ProviderError};
 
 /// One login attempt's secrets: the verifier stays in the agent, only its
@@ -82,7 +82,7 @@ pub async fn exchange(
     if let Some(secret) = client_secret {
         form.push(("client_secret", secret.expose_secret()));
     }
-    post_form(call, &form).await
+    post_form(call, Grant::AuthorizationCode, &form).await
 }
 
 #[cfg(test)]

@@ -3,7 +3,7 @@
 
 use secrecy::{ExposeSecret, SecretString};
 
-use super::oauth::{Call, post_form};
+use super::oauth::{Call, Grant, post_form};
 use super::{Fresh, ProviderError};
 
 /// `grant_type=client_credentials`. Nexar allows 2 token requests a second
@@ -27,5 +27,5 @@ pub async fn exchange(
     if secure {
         form.push(("secure", "1"));
     }
-    post_form(call, &form).await
+    post_form(call, Grant::ClientCredentials, &form).await
 }

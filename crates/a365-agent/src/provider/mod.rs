@@ -8,47 +8,6 @@ pub mod oauth;
 pub mod refresh;
 pub mod static_token;
 
-use std::time::Duration;
-
-use secrecy::SecretString;
-
-/// A newly obtained access token.
-#[derive(Debug)]
-pub struct Fresh {
-    pub access_token: SecretString,
-    /// UTC epoch milliseconds; from `expires_in`, else the JWT `exp`, else
-    /// the configured default lifetime.
-    pub expires_at_ms: i64,
-    pub scopes: Vec<String>,
-    /// A rotated refresh token: the old one is dead once this arrives.
-    pub refresh_token: Option<SecretString>,
-}
-
-/// Why no token came back, sorted by what the agent should do next.
-/// Messages are for people and never hold a secret or a response body.
-#[derive(Debug, thiserror::Error)]
-pub enum ProviderError {
-    /// The credential is dead (`invalid_grant`, `invalid_client`): stop
-    /// asking, the user must create a new one.
-    #[error("{0}")]
-    Dead(String),
-    /// Worth retrying later (network, timeout, 5xx, 429, a garbled answer).
-    #[error("{message}")]
-    Transient {
-        message: String,
-        retry_after: Option<Duration>,
-    },
-    /// The server refused the request for a reason retrying won't fix soon
-    /// (a 4xx that is not about the credential): retry slowly.
-    #[error("{0}")]
-    Rejected(String),
-}
-
-impl ProviderError {
-    pub fn transient(message: impl Into<String>) -> Self {
-        ProviderError::Transient {
-            message: message.into(),
-            retry_after: None,
-        }
-    }
-}
+/// What a provider's call ends in. Defined in `a365-token`, whose parsers
+/// return them.
+pub use a365_token::{Fresh, ProviderError};

@@ -1,15 +1,14 @@
 //! RFC 6749 token endpoint calls shared by the OAuth providers: POST a form,
-//! read a bounded body into zeroized memory, sort the outcome (§5.1, §5.2).
+//! read a bounded body into zeroized memory, sort the outcome (§5.1, §5.2)
+//! with `a365-token`'s pure parsers.
 
 use std::time::Duration;
 
-use reqwest::StatusCode;
-use secrecy::SecretString;
-use serde::Deserialize;
 use zeroize::Zeroizing;
 
 use super::{Fresh, ProviderError};
-use crate::jwt;
+
+pub use a365_token::oauth::{Grant, parse_retry_after, parse_token_response};
 
 /// A token response is a few KiB; anything larger is not one.
 const MAX_BODY: usize = 256 * 1024;
@@ -23,23 +22,15 @@ pub struct Call<'a> {
     pub default_lifetime: Duration,
 }
 
-#[derive(Deserialize)]
-struct TokenResponse {
-    access_token: Option<SecretString>,
-    expires_in: Option<serde_json::Number>,
-    refresh_token: Option<SecretString>,
-    scope: Option<String>,
-}
-
-#[derive(Deserialize)]
-struct ErrorResponse {
-    error: Option<String>,
-    error_description: Option<String>,
-}
-
 /// POSTs `form` (which holds secrets, hence the zeroized pairs) and sorts
-/// the answer. Never retried here: a replayed one-time refresh token is dead.
-pub async fn post_form(call: Call<'_>, form: &[(&str, &str)]) -> Result<Fresh, ProviderError> {
+/// the answer; `grant` says what the form presents, for the message of an
+/// `invalid_grant`. Never retried here: a replayed one-time refresh token
+/// is dead.
+pub async fn post_form(
+    call: Call<'_>,
+    grant: Grant,
+    form: &[(&str, &str)],
+) -> Result<Fresh, ProviderError> {
     let body = Zeroizing::new(form_urlencode(form));
     let response = call
         .http
@@ -57,7 +48,14 @@ pub async fn post_form(call: Call<'_>, form: &[(&str, &str)]) -> Result<Fresh, P
     let retry_after = retry_after(response.headers(), call.now_ms);
     let body = read_body(response).await?;
     tracing::debug!(status = status.as_u16(), "token response received");
-    sort_response(status, retry_after, &body, call)
+    parse_token_response(
+        grant,
+        status.as_u16(),
+        retry_after,
+        &body,
+        call.now_ms,
+        call.default_lifetime,
+    )
 }
 
 /// `application/x-www-form-urlencoded`, built in a buffer we can zeroize.
@@ -153,143 +151,12 @@ pub(crate) async fn read_body(
     }
 }
 
-fn sort_response(
-    status: StatusCode,
-    retry_after: Option<Duration>,
-    body: &[u8],
-    call: Call<'_>,
-) -> Result<Fresh, ProviderError> {
-    parse_token_response(
-        status.as_u16(),
-        retry_after,
-        body,
-        call.now_ms,
-        call.default_lifetime,
-    )
-}
-
-/// Sorts what a token endpoint answered — its HTTP `status`, the wait its
-/// `Retry-After` asked for (see [`parse_retry_after`]) and its `body` — into
-/// a token (§5.1) or a classified error (§5.2). Pure: no I/O, no clock
-/// (`now_ms` is the time of the request, UTC epoch ms), so tests and the
-/// fuzz target call it directly. `default_lifetime` applies when neither
-/// `expires_in` nor a JWT `exp` says when the token expires.
-pub fn parse_token_response(
-    status: u16,
-    retry_after: Option<Duration>,
-    body: &[u8],
-    now_ms: i64,
-    default_lifetime: Duration,
-) -> Result<Fresh, ProviderError> {
-    if (200..300).contains(&status) {
-        return parse_success(body, now_ms, default_lifetime);
-    }
-    let oauth: Option<ErrorResponse> = serde_json::from_slice(body).ok();
-    let code = oauth
-        .as_ref()
-        .and_then(|e| e.error.as_deref())
-        .unwrap_or("");
-    let description = oauth
-        .as_ref()
-        .and_then(|e| e.error_description.as_deref())
-        .map(|d| format!(" ({})", sanitize(d)))
-        .unwrap_or_default();
-    match (status, code) {
-        (_, "invalid_grant") => Err(ProviderError::Dead(format!(
-            "the token server rejected the refresh token (invalid_grant{description}): it was revoked, \
-             expired or already used"
-        ))),
-        (_, "invalid_client" | "unauthorized_client") | (401, "") => {
-            Err(ProviderError::Dead(format!(
-                "the token server rejected the client id or secret ({}{description})",
-                if code.is_empty() { "HTTP 401" } else { code }
-            )))
-        }
-        (429, _) => Err(ProviderError::Transient {
-            message: "the token server is rate limiting (HTTP 429)".into(),
-            retry_after,
-        }),
-        (500..=599, _) => Err(ProviderError::Transient {
-            message: format!("the token server failed (HTTP {status})"),
-            retry_after,
-        }),
-        (_, "") => Err(ProviderError::Rejected(format!(
-            "the token server refused the request (HTTP {status})"
-        ))),
-        (_, code) => Err(ProviderError::Rejected(format!(
-            "the token server refused the request ({}{description})",
-            sanitize(code)
-        ))),
-    }
-}
-
-fn parse_success(
-    body: &[u8],
-    now_ms: i64,
-    default_lifetime: Duration,
-) -> Result<Fresh, ProviderError> {
-    let response: TokenResponse = serde_json::from_slice(body).map_err(|_| {
-        ProviderError::transient(
-            "the token server answered 200 with a body that is not a token response",
-        )
-    })?;
-    let access_token = response.access_token.ok_or_else(|| {
-        ProviderError::transient("the token server answered 200 without an access_token")
-    })?;
-    let claims = jwt::claims(secrecy::ExposeSecret::expose_secret(&access_token));
-    let expires_in = response
-        .expires_in
-        .and_then(|n| n.as_f64())
-        .map(|s| (s * 1000.0) as i64);
-    let expires_at_ms = match (expires_in, claims.as_ref().and_then(|c| c.exp)) {
-        (Some(ms), _) if ms > 0 => now_ms.saturating_add(ms),
-        (Some(_), _) => {
-            return Err(ProviderError::transient(
-                "the token server answered with an expires_in of zero or less",
-            ));
-        }
-        (None, Some(exp)) => exp.saturating_mul(1000),
-        (None, None) => {
-            now_ms.saturating_add(i64::try_from(default_lifetime.as_millis()).unwrap_or(i64::MAX))
-        }
-    };
-    let scopes = match response.scope {
-        Some(text) => jwt::split_scopes(&text),
-        None => claims.map(|c| c.scopes).unwrap_or_default(),
-    };
-    Ok(Fresh {
-        access_token,
-        expires_at_ms,
-        scopes,
-        refresh_token: response.refresh_token,
-    })
-}
-
-/// Keeps server-chosen text printable and short, for logs and `status`.
-pub(crate) fn sanitize(text: &str) -> String {
-    text.chars().filter(|c| !c.is_control()).take(200).collect()
-}
-
 /// `Retry-After` in seconds or as an HTTP date.
 pub(crate) fn retry_after(headers: &reqwest::header::HeaderMap, now_ms: i64) -> Option<Duration> {
     parse_retry_after(
         headers.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?,
         now_ms,
     )
-}
-
-/// The wait a `Retry-After` header value asks for, in seconds or as an HTTP
-/// date (a date in the past is no wait); `None` when it is neither.
-pub fn parse_retry_after(value: &str, now_ms: i64) -> Option<Duration> {
-    let value = value.trim();
-    if let Ok(secs) = value.parse::<u64>() {
-        return Some(Duration::from_secs(secs));
-    }
-    let at = jiff::fmt::rfc2822::DateTimeParser::new()
-        .parse_timestamp(value)
-        .ok()?;
-    let ms = at.as_millisecond().saturating_sub(now_ms);
-    Some(Duration::from_millis(u64::try_from(ms).unwrap_or(0)))
 }
 
 #[cfg(test)]
@@ -319,105 +186,5 @@ mod tests {
         assert_eq!(retry_after(&h, now), Some(Duration::from_secs(10)));
         h.insert(reqwest::header::RETRY_AFTER, "soon".parse().unwrap());
         assert_eq!(retry_after(&h, 0), None);
-    }
-
-    fn call_at<'a>(http: &'a reqwest::Client, url: &'a reqwest::Url) -> Call<'a> {
-        Call {
-            http,
-            token_url: url,
-            now_ms: 1_000_000,
-            default_lifetime: Duration::from_secs(60),
-        }
-    }
-
-    #[test]
-    fn sorting() {
-        let http = reqwest::Client::new();
-        let url = reqwest::Url::parse("https://t.example/token").unwrap();
-        let call = call_at(&http, &url);
-        let ok = sort_response(
-            StatusCode::OK,
-            None,
-            br#"{"access_token":"opaque","expires_in":30,"refresh_token":"r2","scope":"a b"}"#,
-            call,
-        )
-        .unwrap();
-        assert_eq!(ok.expires_at_ms, 1_030_000);
-        assert_eq!(ok.scopes, ["a", "b"]);
-        assert!(ok.refresh_token.is_some());
-        let no_exp =
-            sort_response(StatusCode::OK, None, br#"{"access_token":"opaque"}"#, call).unwrap();
-        assert_eq!(
-            no_exp.expires_at_ms, 1_060_000,
-            "falls back to the default lifetime"
-        );
-        let dead = sort_response(
-            StatusCode::BAD_REQUEST,
-            None,
-            br#"{"error":"invalid_grant"}"#,
-            call,
-        );
-        assert!(matches!(dead, Err(ProviderError::Dead(_))));
-        let client = sort_response(StatusCode::UNAUTHORIZED, None, b"", call);
-        assert!(matches!(client, Err(ProviderError::Dead(_))));
-        let busy = sort_response(
-            StatusCode::TOO_MANY_REQUESTS,
-            Some(Duration::from_secs(3)),
-            b"",
-            call,
-        );
-        assert!(matches!(
-            busy,
-            Err(ProviderError::Transient {
-                retry_after: Some(_),
-                ..
-            })
-        ));
-        let down = sort_response(StatusCode::BAD_GATEWAY, None, b"<html>", call);
-        assert!(matches!(down, Err(ProviderError::Transient { .. })));
-        for bad in [
-            &b"{\"access_token\": "[..],
-            b"{}",
-            b"{\"access_token\":\"x\",\"expires_in\":0}",
-        ] {
-            assert!(matches!(
-                sort_response(StatusCode::OK, None, bad, call),
-                Err(ProviderError::Transient { .. })
-            ));
-        }
-        let scope = sort_response(
-            StatusCode::BAD_REQUEST,
-            None,
-            br#"{"error":"invalid_scope"}"#,
-            call,
-        );
-        assert!(matches!(scope, Err(ProviderError::Rejected(_))));
-    }
-
-    /// Regression: a JWT `exp` of -1e300 and no `expires_in` gave an expiry
-    /// of `i64::MIN`, which the agent's `expires_at_ms - now` overflowed.
-    #[test]
-    fn an_absurd_jwt_exp_gives_a_usable_expiry() {
-        use base64::Engine;
-        let payload = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(br#"{"exp":-1e300}"#);
-        let body = format!(r#"{{"access_token":"e30.{payload}.c2ln"}}"#);
-        let now_ms = 1_800_000_000_000;
-        let fresh =
-            parse_token_response(200, None, body.as_bytes(), now_ms, Duration::from_secs(60))
-                .unwrap();
-        let left = fresh.expires_at_ms.checked_sub(now_ms);
-        assert!(
-            left.is_some_and(|left| left < 0),
-            "{left:?}: already expired"
-        );
-    }
-
-    #[test]
-    fn errors_never_quote_the_body() {
-        let http = reqwest::Client::new();
-        let url = reqwest::Url::parse("https://t.example/token").unwrap();
-        let body = br#"{"access_token": "sekrit-token", "expires_in": "x"}"#;
-        let err = sort_response(StatusCode::OK, None, body, call_at(&http, &url)).unwrap_err();
-        assert!(!err.to_string().contains("sekrit"));
     }
 }

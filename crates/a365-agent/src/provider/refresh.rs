@@ -2,7 +2,7 @@
 
 use secrecy::{ExposeSecret, SecretString};
 
-use super::oauth::{Call, post_form};
+use super::oauth::{Call, Grant, post_form};
 use super::{Fresh, ProviderError};
 
 /// The secrets one exchange needs.
@@ -34,5 +34,5 @@ pub async fn exchange(
     if secure {
         form.push(("secure", "1"));
     }
-    post_form(call, &form).await
+    post_form(call, Grant::RefreshToken, &form).await
 }

@@ -6,7 +6,7 @@ use crate::jwt;
 /// claims; an opaque token has neither.
 pub fn describe(token: &str) -> (Option<i64>, Vec<String>) {
     match jwt::claims(token) {
-        Some(claims) => (claims.exp.map(|s| s.saturating_mul(1000)), claims.scopes),
+        Some(claims) => (claims.exp_ms(), claims.scopes),
         None => (None, Vec::new()),
     }
 }

@@ -17,10 +17,18 @@ const URL_SAFE_LENIENT: GeneralPurpose = GeneralPurpose::new(
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Claims {
     /// Expiry, UTC epoch seconds, within the years -9999 to 9999 (see
-    /// [`epoch_seconds`]).
+    /// `epoch_seconds`).
     pub exp: Option<i64>,
     pub iat: Option<i64>,
     pub scopes: Vec<String>,
+}
+
+impl Claims {
+    /// The expiry in UTC epoch milliseconds. `exp` is clamped, so neither
+    /// this nor the agent's `exp_ms - now` overflows.
+    pub fn exp_ms(&self) -> Option<i64> {
+        self.exp.map(|s| s.saturating_mul(1000))
+    }
 }
 
 #[derive(Deserialize)]
@@ -120,7 +128,7 @@ mod tests {
         assert_eq!(past.exp, Some(jiff::Timestamp::MIN.as_second()));
         assert_eq!(past.iat, Some(jiff::Timestamp::MIN.as_second()));
         let now_ms = 1_800_000_000_000_i64;
-        let exp_ms = past.exp.unwrap().saturating_mul(1000);
+        let exp_ms = past.exp_ms().unwrap();
         assert!(exp_ms.checked_sub(now_ms).is_some_and(|left| left < 0));
         let future = claims(&jwt(r#"{"exp":1e300}"#)).unwrap();
         assert_eq!(future.exp, Some(jiff::Timestamp::MAX.as_second()));

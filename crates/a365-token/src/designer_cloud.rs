@@ -1,0 +1,150 @@
+//! What Designer Cloud answers when a v4 API access token creates its
+//! successor (`POST /v4/apiAccessTokens`), and how its failures sort.
+
+use std::time::Duration;
+
+use secrecy::SecretString;
+use serde::Deserialize;
+
+use crate::ProviderError;
+use crate::oauth::sanitize;
+
+/// A newly created API token.
+#[derive(Debug)]
+pub struct Renewed {
+    pub token: SecretString,
+    pub token_id: String,
+    /// UTC epoch ms; `None`: the token never expires.
+    pub expires_at_ms: Option<i64>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct CreateResponse {
+    token_value: Option<SecretString>,
+    token_info: Option<TokenInfo>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct TokenInfo {
+    token_id: Option<serde_json::Value>,
+    expired_at: Option<String>,
+}
+
+/// Sorts what `POST /v4/apiAccessTokens` answered — its HTTP `status`, the
+/// wait its `Retry-After` asked for and its `body` — into the new token or a
+/// classified error. Pure: the fuzz target and tests call it directly.
+pub fn parse_created(
+    status: u16,
+    wait: Option<Duration>,
+    body: &[u8],
+) -> Result<Renewed, ProviderError> {
+    if !(200..300).contains(&status) {
+        return Err(failure(status, wait, "create a new token"));
+    }
+    let parsed: CreateResponse = serde_json::from_slice(body).map_err(|_| {
+        ProviderError::transient("Designer Cloud answered with a body that is not a created token")
+    })?;
+    let token = parsed
+        .token_value
+        .ok_or_else(|| ProviderError::transient("Designer Cloud answered without a tokenValue"))?;
+    let info = parsed
+        .token_info
+        .ok_or_else(|| ProviderError::transient("Designer Cloud answered without tokenInfo"))?;
+    let token_id = match info.token_id {
+        Some(serde_json::Value::String(id)) if !id.is_empty() => id,
+        Some(serde_json::Value::Number(id)) => id.to_string(),
+        _ => {
+            return Err(ProviderError::transient(
+                "Designer Cloud answered without tokenInfo.tokenId",
+            ));
+        }
+    };
+    let expires_at_ms = match info.expired_at {
+        None => None,
+        Some(text) => Some(
+            text.parse::<jiff::Timestamp>()
+                .map_err(|_| {
+                    ProviderError::transient(format!(
+                        "Designer Cloud answered with an expiredAt that is not a time ({})",
+                        sanitize(&text)
+                    ))
+                })?
+                .as_millisecond(),
+        ),
+    };
+    Ok(Renewed {
+        token,
+        token_id,
+        expires_at_ms,
+    })
+}
+
+/// Sorts a non-2xx answer to a request meant to `what` (e.g. "delete the
+/// replaced token").
+pub fn failure(status: u16, retry_after: Option<Duration>, what: &str) -> ProviderError {
+    match status {
+        401 => ProviderError::Dead(
+            "Designer Cloud rejected the API token (HTTP 401): it expired or was revoked".into(),
+        ),
+        429 => ProviderError::Transient {
+            message: format!("Designer Cloud is rate limiting (HTTP 429) the request to {what}"),
+            retry_after,
+        },
+        500..=599 => ProviderError::Transient {
+            message: format!("Designer Cloud failed (HTTP {status}) to {what}"),
+            retry_after,
+        },
+        code => ProviderError::Rejected(format!("Designer Cloud refused (HTTP {code}) to {what}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use secrecy::ExposeSecret;
+
+    use super::*;
+
+    #[test]
+    fn created_tokens_and_failures() {
+        let ok = parse_created(
+            201,
+            None,
+            br#"{"tokenValue":"dc-2","tokenInfo":{"tokenId":7,"expiredAt":"2030-01-01T00:00:00Z"}}"#,
+        )
+        .unwrap();
+        assert_eq!(ok.token.expose_secret(), "dc-2");
+        assert_eq!(ok.token_id, "7");
+        assert_eq!(ok.expires_at_ms, Some(1_893_456_000_000));
+        let forever = parse_created(
+            200,
+            None,
+            br#"{"tokenValue":"dc-3","tokenInfo":{"tokenId":"t-3"}}"#,
+        )
+        .unwrap();
+        assert_eq!(forever.expires_at_ms, None);
+        assert!(matches!(
+            parse_created(401, None, b""),
+            Err(ProviderError::Dead(_))
+        ));
+        assert!(matches!(
+            parse_created(429, Some(Duration::from_secs(2)), b""),
+            Err(ProviderError::Transient {
+                retry_after: Some(_),
+                ..
+            })
+        ));
+        for bad in [
+            &b"<html>"[..],
+            br#"{"tokenValue":"x"}"#,
+            br#"{"tokenValue":"x","tokenInfo":{"tokenId":""}}"#,
+            br#"{"tokenValue":"x","tokenInfo":{"tokenId":"i","expiredAt":"soon"}}"#,
+        ] {
+            assert!(matches!(
+                parse_created(200, None, bad),
+                Err(ProviderError::Transient { .. })
+            ));
+        }
+    }
+}

@@ -1,0 +1,59 @@
+//! a365-token: turns what a token server answers, and what a JWT says, into
+//! typed values — a token with its expiry and scopes, or an error sorted by
+//! what the agent should do next.
+//!
+//! Everything here reads untrusted bytes and nothing else: no I/O, no clock
+//! (the time of the request is passed in), no HTTP client. The agent's
+//! providers send the request and hand the status, `Retry-After` value and
+//! body to [`oauth::parse_token_response`] or
+//! [`designer_cloud::parse_created`]; the fuzz target `token_response` calls
+//! the same functions, and builds only this small crate to do so.
+
+pub mod designer_cloud;
+pub mod jwt;
+pub mod oauth;
+
+use std::time::Duration;
+
+use secrecy::SecretString;
+
+/// A newly obtained access token.
+#[derive(Debug)]
+pub struct Fresh {
+    pub access_token: SecretString,
+    /// UTC epoch milliseconds; from `expires_in`, else the JWT `exp`, else
+    /// the configured default lifetime.
+    pub expires_at_ms: i64,
+    pub scopes: Vec<String>,
+    /// A rotated refresh token: the old one is dead once this arrives.
+    pub refresh_token: Option<SecretString>,
+}
+
+/// Why no token came back, sorted by what the agent should do next.
+/// Messages are for people and never hold a secret or a response body.
+#[derive(Debug, thiserror::Error)]
+pub enum ProviderError {
+    /// The credential is dead (`invalid_grant`, `invalid_client`): stop
+    /// asking, the user must create a new one.
+    #[error("{0}")]
+    Dead(String),
+    /// Worth retrying later (network, timeout, 5xx, 429, a garbled answer).
+    #[error("{message}")]
+    Transient {
+        message: String,
+        retry_after: Option<Duration>,
+    },
+    /// The server refused the request for a reason retrying won't fix soon
+    /// (a 4xx that is not about the credential): retry slowly.
+    #[error("{0}")]
+    Rejected(String),
+}
+
+impl ProviderError {
+    pub fn transient(message: impl Into<String>) -> Self {
+        ProviderError::Transient {
+            message: message.into(),
+            retry_after: None,
+        }
+    }
+}

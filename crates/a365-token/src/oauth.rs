@@ -1,0 +1,319 @@
+//! What an RFC 6749 token endpoint answers: a token (§5.1) or an error
+//! (§5.2), sorted into [`Fresh`] or a [`ProviderError`]; and the wait a
+//! `Retry-After` header asks for.
+
+use std::time::Duration;
+
+use secrecy::SecretString;
+use serde::Deserialize;
+
+use crate::{Fresh, ProviderError, jwt};
+
+/// What the request presented to the token endpoint, so that an
+/// `invalid_grant` names the thing the server rejected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Grant {
+    /// `grant_type=refresh_token`.
+    RefreshToken,
+    /// `grant_type=authorization_code`: the code a browser login returned.
+    AuthorizationCode,
+    /// `grant_type=client_credentials`: the client id and secret alone.
+    ClientCredentials,
+}
+
+impl Grant {
+    /// Why an `invalid_grant` for this grant, in words; `details` is the
+    /// server's code and description, e.g. `invalid_grant (expired)`.
+    fn rejected(self, details: &str) -> String {
+        match self {
+            Grant::RefreshToken => format!(
+                "the token server rejected the refresh token ({details}): it was revoked, expired \
+                 or already used"
+            ),
+            Grant::AuthorizationCode => format!(
+                "the token server rejected the login's authorization code ({details}): it expired, \
+                 was already used, or does not match the login's code_verifier or redirect_uri"
+            ),
+            Grant::ClientCredentials => format!(
+                "the token server rejected the client credentials grant ({details}): the client \
+                 or its secret was revoked or expired, or it may not use this grant"
+            ),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct TokenResponse {
+    access_token: Option<SecretString>,
+    expires_in: Option<serde_json::Number>,
+    refresh_token: Option<SecretString>,
+    scope: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct ErrorResponse {
+    error: Option<String>,
+    error_description: Option<String>,
+}
+
+/// Sorts what a token endpoint answered — its HTTP `status`, the wait its
+/// `Retry-After` asked for (see [`parse_retry_after`]) and its `body` — into
+/// a token (§5.1) or a classified error (§5.2). `grant` is what the request
+/// presented, for the message of an `invalid_grant`. Pure: no I/O, no clock
+/// (`now_ms` is the time of the request, UTC epoch ms), so tests and the
+/// fuzz target call it directly. `default_lifetime` applies when neither
+/// `expires_in` nor a JWT `exp` says when the token expires.
+pub fn parse_token_response(
+    grant: Grant,
+    status: u16,
+    retry_after: Option<Duration>,
+    body: &[u8],
+    now_ms: i64,
+    default_lifetime: Duration,
+) -> Result<Fresh, ProviderError> {
+    if (200..300).contains(&status) {
+        return parse_success(body, now_ms, default_lifetime);
+    }
+    let oauth: Option<ErrorResponse> = serde_json::from_slice(body).ok();
+    let code = oauth
+        .as_ref()
+        .and_then(|e| e.error.as_deref())
+        .unwrap_or("");
+    let description = oauth
+        .as_ref()
+        .and_then(|e| e.error_description.as_deref())
+        .map(|d| format!(" ({})", sanitize(d)))
+        .unwrap_or_default();
+    match (status, code) {
+        (_, "invalid_grant") => Err(ProviderError::Dead(
+            grant.rejected(&format!("invalid_grant{description}")),
+        )),
+        (_, "invalid_client" | "unauthorized_client") | (401, "") => {
+            Err(ProviderError::Dead(format!(
+                "the token server rejected the client id or secret ({}{description})",
+                if code.is_empty() { "HTTP 401" } else { code }
+            )))
+        }
+        (429, _) => Err(ProviderError::Transient {
+            message: "the token server is rate limiting (HTTP 429)".into(),
+            retry_after,
+        }),
+        (500..=599, _) => Err(ProviderError::Transient {
+            message: format!("the token server failed (HTTP {status})"),
+            retry_after,
+        }),
+        (_, "") => Err(ProviderError::Rejected(format!(
+            "the token server refused the request (HTTP {status})"
+        ))),
+        (_, code) => Err(ProviderError::Rejected(format!(
+            "the token server refused the request ({}{description})",
+            sanitize(code)
+        ))),
+    }
+}
+
+fn parse_success(
+    body: &[u8],
+    now_ms: i64,
+    default_lifetime: Duration,
+) -> Result<Fresh, ProviderError> {
+    let response: TokenResponse = serde_json::from_slice(body).map_err(|_| {
+        ProviderError::transient(
+            "the token server answered 200 with a body that is not a token response",
+        )
+    })?;
+    let access_token = response.access_token.ok_or_else(|| {
+        ProviderError::transient("the token server answered 200 without an access_token")
+    })?;
+    let claims = jwt::claims(secrecy::ExposeSecret::expose_secret(&access_token));
+    let expires_in = response
+        .expires_in
+        .and_then(|n| n.as_f64())
+        .map(|s| (s * 1000.0) as i64);
+    let expires_at_ms = match (expires_in, claims.as_ref().and_then(jwt::Claims::exp_ms)) {
+        (Some(ms), _) if ms > 0 => now_ms.saturating_add(ms),
+        (Some(_), _) => {
+            return Err(ProviderError::transient(
+                "the token server answered with an expires_in of zero or less",
+            ));
+        }
+        (None, Some(exp_ms)) => exp_ms,
+        (None, None) => {
+            now_ms.saturating_add(i64::try_from(default_lifetime.as_millis()).unwrap_or(i64::MAX))
+        }
+    };
+    let scopes = match response.scope {
+        Some(text) => jwt::split_scopes(&text),
+        None => claims.map(|c| c.scopes).unwrap_or_default(),
+    };
+    Ok(Fresh {
+        access_token,
+        expires_at_ms,
+        scopes,
+        refresh_token: response.refresh_token,
+    })
+}
+
+/// Keeps server-chosen text printable and short, for logs and `status`.
+pub fn sanitize(text: &str) -> String {
+    text.chars().filter(|c| !c.is_control()).take(200).collect()
+}
+
+/// The wait a `Retry-After` header value asks for, in seconds or as an HTTP
+/// date (a date in the past is no wait); `None` when it is neither.
+pub fn parse_retry_after(value: &str, now_ms: i64) -> Option<Duration> {
+    let value = value.trim();
+    if let Ok(secs) = value.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    let at = jiff::fmt::rfc2822::DateTimeParser::new()
+        .parse_timestamp(value)
+        .ok()?;
+    let ms = at.as_millisecond().saturating_sub(now_ms);
+    Some(Duration::from_millis(u64::try_from(ms).unwrap_or(0)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NOW: i64 = 1_000_000;
+
+    fn parse(
+        status: u16,
+        retry_after: Option<Duration>,
+        body: &[u8],
+    ) -> Result<Fresh, ProviderError> {
+        parse_token_response(
+            Grant::RefreshToken,
+            status,
+            retry_after,
+            body,
+            NOW,
+            Duration::from_secs(60),
+        )
+    }
+
+    #[test]
+    fn retry_after_forms() {
+        assert_eq!(parse_retry_after("7", 0), Some(Duration::from_secs(7)));
+        assert_eq!(parse_retry_after(" 7 ", 0), Some(Duration::from_secs(7)));
+        let now = jiff::Timestamp::from_second(1_445_412_470)
+            .unwrap()
+            .as_millisecond();
+        assert_eq!(
+            parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT", now),
+            Some(Duration::from_secs(10))
+        );
+        assert_eq!(
+            parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT", now + 60_000),
+            Some(Duration::ZERO),
+            "a date in the past is no wait"
+        );
+        assert_eq!(parse_retry_after("soon", 0), None);
+    }
+
+    #[test]
+    fn sorting() {
+        let ok = parse(
+            200,
+            None,
+            br#"{"access_token":"opaque","expires_in":30,"refresh_token":"r2","scope":"a b"}"#,
+        )
+        .unwrap();
+        assert_eq!(ok.expires_at_ms, 1_030_000);
+        assert_eq!(ok.scopes, ["a", "b"]);
+        assert!(ok.refresh_token.is_some());
+        let no_exp = parse(200, None, br#"{"access_token":"opaque"}"#).unwrap();
+        assert_eq!(
+            no_exp.expires_at_ms, 1_060_000,
+            "falls back to the default lifetime"
+        );
+        let dead = parse(400, None, br#"{"error":"invalid_grant"}"#);
+        assert!(matches!(dead, Err(ProviderError::Dead(_))));
+        let client = parse(401, None, b"");
+        assert!(matches!(client, Err(ProviderError::Dead(_))));
+        let busy = parse(429, Some(Duration::from_secs(3)), b"");
+        assert!(matches!(
+            busy,
+            Err(ProviderError::Transient {
+                retry_after: Some(_),
+                ..
+            })
+        ));
+        let down = parse(502, None, b"<html>");
+        assert!(matches!(down, Err(ProviderError::Transient { .. })));
+        for bad in [
+            &b"{\"access_token\": "[..],
+            b"{}",
+            b"{\"access_token\":\"x\",\"expires_in\":0}",
+        ] {
+            assert!(matches!(
+                parse(200, None, bad),
+                Err(ProviderError::Transient { .. })
+            ));
+        }
+        let scope = parse(400, None, br#"{"error":"invalid_scope"}"#);
+        assert!(matches!(scope, Err(ProviderError::Rejected(_))));
+    }
+
+    /// An `invalid_grant` names what was sent: a login's code is not a
+    /// refresh token.
+    #[test]
+    fn invalid_grant_names_the_grant() {
+        let body = br#"{"error":"invalid_grant","error_description":"code expired"}"#;
+        let message = |grant| {
+            parse_token_response(grant, 400, None, body, NOW, Duration::from_secs(60))
+                .unwrap_err()
+                .to_string()
+        };
+        assert_eq!(
+            message(Grant::RefreshToken),
+            "the token server rejected the refresh token (invalid_grant (code expired)): it was \
+             revoked, expired or already used"
+        );
+        let login = message(Grant::AuthorizationCode);
+        assert!(
+            login.contains("authorization code (invalid_grant (code expired))"),
+            "{login}"
+        );
+        assert!(!login.contains("refresh token"), "{login}");
+        let client = message(Grant::ClientCredentials);
+        assert!(
+            client.contains("client credentials grant (invalid_grant (code expired))"),
+            "{client}"
+        );
+        assert!(!client.contains("refresh token"), "{client}");
+    }
+
+    /// Regression: a JWT `exp` of -1e300 and no `expires_in` gave an expiry
+    /// of `i64::MIN`, which the agent's `expires_at_ms - now` overflowed.
+    #[test]
+    fn an_absurd_jwt_exp_gives_a_usable_expiry() {
+        use base64::Engine;
+        let payload = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(br#"{"exp":-1e300}"#);
+        let body = format!(r#"{{"access_token":"e30.{payload}.c2ln"}}"#);
+        let now_ms = 1_800_000_000_000;
+        let fresh = parse_token_response(
+            Grant::RefreshToken,
+            200,
+            None,
+            body.as_bytes(),
+            now_ms,
+            Duration::from_secs(60),
+        )
+        .unwrap();
+        let left = fresh.expires_at_ms.checked_sub(now_ms);
+        assert!(
+            left.is_some_and(|left| left < 0),
+            "{left:?}: already expired"
+        );
+    }
+
+    #[test]
+    fn errors_never_quote_the_body() {
+        let body = br#"{"access_token": "sekrit-token", "expires_in": "x"}"#;
+        let err = parse(200, None, body).unwrap_err();
+        assert!(!err.to_string().contains("sekrit"));
+    }
+}
