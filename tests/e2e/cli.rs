@@ -199,3 +199,73 @@ fn format_env_is_safe_to_eval_in_a_shell() {
     assert_eq!(parts[1], "work");
     assert!(parts[2].parse::<i64>().unwrap() > 1_700_000_000);
 }
+
+/// More profiles than one message can describe: `status` pages through
+/// them on one connection and shows every profile once, in name order; a
+/// JSON plugin asking `status_page` gets pages within the line limit.
+#[test]
+fn status_shows_hundreds_of_profiles() {
+    use std::io::{BufRead, Write};
+    const PROFILES: usize = 600;
+    let env = Env::new();
+    let agent = env.start_agent();
+    // A JWT that expires in 2100, with a few scopes to give each status weight.
+    let token = "eyJhbGciOiJSUzI1NiJ9.eyJleHAiOjQxMDI0NDQ4MDAsInNjb3BlIjpbImEzNjU6cmVxdWlyZW1lbnRzIiwiYTM2NTp3b3Jrc3BhY2U6MTIzNDU2NzgtMTIzNC0xMjM0LTEyMzQtMTIzNDU2Nzg5YWJjIiwiZGVzaWduLnJlYWQiXX0.c2ln";
+    let stream = std::os::unix::net::UnixStream::connect(&env.socket).unwrap();
+    let mut reader = std::io::BufReader::new(&stream);
+    for i in 0..PROFILES {
+        let add = serde_json::json!({"version": 1, "request": {"add_profile": {
+            "name": format!("profile-{i:04}-with-a-longish-name"),
+            "spec": {"kind": "static", "realm": "altium365", "store": "memory"},
+            "secrets": {"access_token": token},
+        }}});
+        (&stream).write_all(format!("{add}\n").as_bytes()).unwrap();
+        let mut line = String::new();
+        reader.read_line(&mut line).unwrap();
+        assert!(line.contains("\"done\""), "{line}");
+    }
+    let status = env.a365(&["status", "--json"]).ok().json();
+    let names: Vec<&str> = status
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    let expected: Vec<String> = (0..PROFILES)
+        .map(|i| format!("profile-{i:04}-with-a-longish-name"))
+        .collect();
+    assert_eq!(names, expected);
+    assert_eq!(
+        status[0]["workspace"],
+        "12345678-1234-1234-1234-123456789abc"
+    );
+    let table = env.a365(&["status"]).ok().stdout;
+    assert_eq!(
+        table.lines().count(),
+        PROFILES + 1,
+        "a header and a line each"
+    );
+
+    // JSON mode: pages stay under the 64 KiB line limit, and chain.
+    let mut after = serde_json::Value::Null;
+    let mut seen = 0;
+    let mut pages = 0;
+    loop {
+        let ask = serde_json::json!({"version": 1, "request": {"status_page": {"after": after}}});
+        (&stream).write_all(format!("{ask}\n").as_bytes()).unwrap();
+        let mut line = String::new();
+        reader.read_line(&mut line).unwrap();
+        assert!(line.len() < a365_proto::MAX_FRAME, "{} bytes", line.len());
+        let answer: serde_json::Value = serde_json::from_str(&line).unwrap();
+        let page = &answer["response"]["status_page"];
+        seen += page["profiles"].as_array().unwrap().len();
+        pages += 1;
+        if page["next"].is_null() {
+            break;
+        }
+        after = page["next"].clone();
+    }
+    assert_eq!(seen, PROFILES);
+    assert!(pages > 1, "{pages} pages");
+    assert!(!agent.log().contains("over the limit"), "{}", agent.log());
+}

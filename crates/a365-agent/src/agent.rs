@@ -5,8 +5,8 @@ use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::time::Duration;
 
 use a365_proto::{
-    AddProfile, ErrorKind, ErrorReply, Kind, PROTOCOL_VERSION, Request, Response, Secrets,
-    StoreKind, TokenRequest,
+    AddProfile, ErrorKind, ErrorReply, Kind, PROTOCOL_VERSION, ProfileStatus, Request, Response,
+    Secrets, StoreKind, TokenRequest,
 };
 use a365_store::{Credential, Store};
 use secrecy::ExposeSecret;
@@ -103,6 +103,7 @@ impl Agent {
         let result = match request {
             Request::Token(req) => self.token(req).await.map(Response::Token),
             Request::Status => Ok(self.status()),
+            Request::StatusPage { after } => Ok(self.status_page(after.as_deref())),
             Request::AddProfile(add) => self.add(add).await,
             Request::RemoveProfile { name } => self.remove(&name).await,
             Request::Refresh { profile } => match self.profile(profile.as_deref()) {
@@ -219,6 +220,48 @@ impl Agent {
                 })
                 .collect(),
         )
+    }
+
+    /// The profiles after `after`, by name, as many as fit in one message
+    /// whichever encoding carries it (at least one, so a page always moves
+    /// on).
+    fn status_page(&self, after: Option<&str>) -> Response {
+        // Room for the envelope, and for JSON escaping beyond what
+        // `serde_json` measured; the decoder also counts each entry's
+        // in-memory size against the limit.
+        const BUDGET: usize = a365_proto::MAX_FRAME * 3 / 4;
+        let default = self.default_profile.read().ok().and_then(|d| d.clone());
+        let (page, total) = match self.profiles.read() {
+            Ok(p) => {
+                let range = match after {
+                    Some(after) => p.range::<str, _>((
+                        std::ops::Bound::Excluded(after),
+                        std::ops::Bound::Unbounded,
+                    )),
+                    None => p.range::<str, _>(..),
+                };
+                (range.map(|(_, p)| Arc::clone(p)).collect::<Vec<_>>(), p.len())
+            }
+            Err(_) => (Vec::new(), 0),
+        };
+        let mut profiles = Vec::new();
+        let mut used = 0;
+        let mut next = None;
+        for profile in page {
+            let status = profile.status(
+                default.as_deref() == Some(profile.name.as_str())
+                    || (default.is_none() && total == 1),
+            );
+            let size = std::mem::size_of::<ProfileStatus>()
+                + serde_json::to_vec(&status).map_or(BUDGET, |json| json.len());
+            if !profiles.is_empty() && used + size > BUDGET {
+                next = profiles.last().map(|p: &ProfileStatus| p.name.clone());
+                break;
+            }
+            used += size;
+            profiles.push(status);
+        }
+        Response::StatusPage { profiles, next }
     }
 
     async fn add(&self, add: AddProfile) -> Result<Response, ErrorReply> {

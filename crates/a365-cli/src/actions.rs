@@ -4,7 +4,8 @@ use std::io::{IsTerminal, Write};
 use std::path::Path;
 
 use a365_proto::{
-    AddProfile, Client, Kind, ProfileSpec, Request, Response, TokenReply, TokenRequest,
+    AddProfile, Client, ErrorKind, Kind, ProfileSpec, ProfileStatus, Request, Response, TokenReply,
+    TokenRequest,
 };
 
 use crate::cli::{AddArgs, ExecArgs, StoreCommand, TokenArgs};
@@ -46,9 +47,7 @@ pub fn token(socket: &Path, args: TokenArgs) -> Result<(), Error> {
 }
 
 pub fn status(socket: &Path, json: bool) -> Result<(), Error> {
-    let Response::Status(profiles) = call(socket, &Request::Status)? else {
-        return Err(Error::Unexpected);
-    };
+    let profiles = all_statuses(socket)?;
     let text = if json {
         output::status_json(&profiles)
     } else {
@@ -58,6 +57,40 @@ pub fn status(socket: &Path, json: bool) -> Result<(), Error> {
     };
     print!("{text}");
     Ok(())
+}
+
+/// Every profile's status, a page at a time on one connection: a single
+/// `status` answer holds only as many profiles as fit in one message.
+fn all_statuses(socket: &Path) -> Result<Vec<ProfileStatus>, Error> {
+    let mut client = crate::autostart::connect(socket)?;
+    let mut profiles = Vec::new();
+    let mut after = None;
+    loop {
+        let first = after.is_none();
+        match client.call(&Request::StatusPage {
+            after: after.take(),
+        })? {
+            Response::StatusPage {
+                profiles: page,
+                next,
+            } => {
+                profiles.extend(page);
+                match next {
+                    Some(name) => after = Some(name),
+                    None => return Ok(profiles),
+                }
+            }
+            // An agent from before status pages: one answer holds all.
+            Response::Error(reply) if reply.kind == ErrorKind::BadRequest && first => {
+                return match call(socket, &Request::Status)? {
+                    Response::Status(all) => Ok(all),
+                    _ => Err(Error::Unexpected),
+                };
+            }
+            Response::Error(reply) => return Err(Error::Agent(reply)),
+            _ => return Err(Error::Unexpected),
+        }
+    }
 }
 
 pub fn add(socket: &Path, mut args: AddArgs) -> Result<(), Error> {

@@ -251,6 +251,23 @@ mod tests {
         assert_eq!(&ping[..], &[0, 0, 0, 2, 1, 5]);
         let shutdown = encode_request(&Request::Shutdown, Encoding::Binary).unwrap();
         assert_eq!(&shutdown[..], &[0, 0, 0, 2, 1, 6]);
+        let page = encode_request(
+            &Request::StatusPage {
+                after: Some("a".into()),
+            },
+            Encoding::Binary,
+        )
+        .unwrap();
+        assert_eq!(&page[..], &[0, 0, 0, 5, 1, 11, 1, 1, b'a']);
+        let answer = encode_response(
+            &Response::StatusPage {
+                profiles: vec![],
+                next: None,
+            },
+            Encoding::Binary,
+        )
+        .unwrap();
+        assert_eq!(&answer[..], &[0, 0, 0, 4, 1, 7, 0, 0]);
     }
 
     #[test]
@@ -263,6 +280,11 @@ mod tests {
         );
         let status = encode_request(&Request::Status, Encoding::Json).unwrap();
         assert_eq!(&status[..], b"{\"version\":1,\"request\":\"status\"}\n");
+        let page = encode_request(&Request::StatusPage { after: None }, Encoding::Json).unwrap();
+        assert_eq!(
+            &page[..],
+            b"{\"version\":1,\"request\":{\"status_page\":{\"after\":null}}}\n"
+        );
     }
 
     #[test]

@@ -43,6 +43,13 @@ pub enum Request {
     /// Subscribe to the events of `profile` (or of all profiles): the agent
     /// answers `done`, then one `event` per change, until the client closes.
     Watch { profile: Option<String> },
+    /// The profiles' states one page at a time, by name, starting after
+    /// `after` (from the first when `None`): what `status` gives, for any
+    /// number of profiles, each page within the message size limit.
+    StatusPage {
+        #[serde(default)]
+        after: Option<String>,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -230,6 +237,12 @@ pub enum Response {
     },
     /// Something happened to a profile (after `watch`).
     Event(Event),
+    /// A page of `status_page`: ask again with `after: next` until `next`
+    /// is `None`.
+    StatusPage {
+        profiles: Vec<ProfileStatus>,
+        next: Option<String>,
+    },
 }
 
 /// What a watcher is told. Never holds a secret: a plugin that wants the new
