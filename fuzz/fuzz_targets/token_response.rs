@@ -98,6 +98,14 @@ fn check_token_response(status: u16, wait: Option<Duration>, body: &[u8]) {
             if let ProviderError::Dead(_) | ProviderError::Rejected(_) = e {
                 assert!(!is_success(status), "{status} refused: {e}");
             }
+            // An unusable 200 keeps the rotated refresh token it carried.
+            if let ProviderError::Unusable { refresh_token, .. } = e {
+                assert!(is_success(status), "unusable {status}: {e}");
+                let sent = serde_json::from_slice::<Value>(body)
+                    .ok()
+                    .and_then(|v| v.get("refresh_token").and_then(Value::as_str).map(str::to_owned));
+                assert_eq!(refresh_token.as_ref().map(|t| t.expose_secret().to_owned()), sent);
+            }
         }
     }
     // The outcome must not depend on the secrets' values, except through

@@ -17,6 +17,11 @@ struct Expect {
     words: &'static str,
     /// Longest wait before the next attempt, in seconds.
     retry_within: i64,
+    /// Exit code of `a365 refresh` once the server behaves again: 0 when
+    /// nothing was lost; 5 where the server rotated the refresh token and
+    /// its answer never fully arrived (the one-time-use window no client
+    /// can close), or the credential was refused.
+    then: i32,
 }
 
 fn check(fault: Fault, expect: Expect) {
@@ -51,6 +56,10 @@ fn check(fault: Fault, expect: Expect) {
     {
         assert!(!out.stderr.contains(&secret) && !last_error.contains(&secret));
     }
+    // The server mends: whether the credential survived the fault.
+    server.clear_fault();
+    let out = env.a365(&["refresh", "work"]);
+    assert_eq!(out.code, expect.then, "after the fault: {}", out.stderr);
     env.a365(&["ping"]).ok();
     assert!(!agent.log().contains("panicked"), "{}", agent.log());
 }
@@ -63,6 +72,7 @@ fn http_500() {
             code: 6,
             words: "HTTP 500",
             retry_within: 2,
+            then: 0,
         },
     );
 }
@@ -75,6 +85,7 @@ fn http_502() {
             code: 6,
             words: "HTTP 502",
             retry_within: 2,
+            then: 0,
         },
     );
 }
@@ -87,6 +98,7 @@ fn http_503() {
             code: 6,
             words: "HTTP 503",
             retry_within: 2,
+            then: 0,
         },
     );
 }
@@ -102,6 +114,7 @@ fn rate_limited_with_retry_after_seconds() {
             code: 6,
             words: "rate limiting (HTTP 429)",
             retry_within: 121,
+            then: 0,
         },
     );
 }
@@ -115,6 +128,7 @@ fn rate_limited_with_retry_after_as_a_date() {
             code: 6,
             words: "rate limiting (HTTP 429)",
             retry_within: 91,
+            then: 0,
         },
     );
 }
@@ -128,6 +142,7 @@ fn malformed_json() {
             code: 6,
             words,
             retry_within: 2,
+            then: 0,
         },
     );
 }
@@ -141,6 +156,7 @@ fn no_access_token() {
             code: 6,
             words,
             retry_within: 2,
+            then: 0,
         },
     );
 }
@@ -155,6 +171,7 @@ fn expires_in_zero_or_negative() {
                 code: 6,
                 words,
                 retry_within: 2,
+                then: 0,
             },
         );
     }
@@ -168,6 +185,7 @@ fn connection_reset_mid_body() {
             code: 6,
             words: "was cut off",
             retry_within: 2,
+            then: 5,
         },
     );
 }
@@ -181,6 +199,7 @@ fn connection_dropped_before_any_answer() {
             code: 6,
             words,
             retry_within: 2,
+            then: 0,
         },
     );
 }
@@ -194,6 +213,7 @@ fn a_server_that_never_answers() {
             code: 6,
             words,
             retry_within: 2,
+            then: 0,
         },
     );
 }
@@ -208,6 +228,7 @@ fn a_server_that_answers_one_byte_at_a_time() {
             code: 6,
             words: "timed out",
             retry_within: 2,
+            then: 5,
         },
     );
 }
@@ -221,6 +242,7 @@ fn invalid_scope_is_refused_and_retried_slowly() {
             code: 6,
             words,
             retry_within: 60,
+            then: 0,
         },
     );
 }
@@ -233,6 +255,7 @@ fn invalid_grant_and_invalid_client_need_reauthentication() {
             code: 5,
             words: "invalid_grant",
             retry_within: 0,
+            then: 5,
         },
     );
     check(
@@ -241,6 +264,7 @@ fn invalid_grant_and_invalid_client_need_reauthentication() {
             code: 5,
             words: "invalid_client",
             retry_within: 0,
+            then: 5,
         },
     );
 }

@@ -240,7 +240,10 @@ impl Agent {
                     )),
                     None => p.range::<str, _>(..),
                 };
-                (range.map(|(_, p)| Arc::clone(p)).collect::<Vec<_>>(), p.len())
+                (
+                    range.map(|(_, p)| Arc::clone(p)).collect::<Vec<_>>(),
+                    p.len(),
+                )
             }
             Err(_) => (Vec::new(), 0),
         };

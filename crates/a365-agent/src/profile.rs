@@ -615,10 +615,21 @@ impl Profile {
                 });
                 Ok(())
             }
-            Err(e) => {
+            Err(mut e) => {
                 *failures = failures.saturating_add(1);
+                // No token to serve, but a new refresh token: the old one
+                // is dead, so it is saved before anything else.
+                let mut saved = Ok(());
+                if let ProviderError::Unusable { refresh_token, .. } = &mut e
+                    && let Some(rt) = refresh_token.take()
+                {
+                    credential.refresh_token = Some(rt);
+                    credential.updated_at_ms = now;
+                    saved = self.persist_with(credential, true).await;
+                }
                 let (rejected, retry_after) = match &e {
                     ProviderError::Transient { retry_after, .. } => (false, *retry_after),
+                    ProviderError::Unusable { .. } => (false, None),
                     _ => (true, None),
                 };
                 let wait = schedule::backoff(*failures, rejected, retry_after, fastrand::f64());
@@ -644,7 +655,7 @@ impl Profile {
                     s.next_refresh_at_ms = Some(retry_at);
                     s.attempts_done += 1;
                 });
-                Ok(())
+                saved.map_err(|_| ())
             }
         }
     }

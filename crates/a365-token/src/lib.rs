@@ -47,6 +47,15 @@ pub enum ProviderError {
     /// (a 4xx that is not about the credential): retry slowly.
     #[error("{0}")]
     Rejected(String),
+    /// The server answered 200 with no token we can serve (none, or one
+    /// already expired): retry later like a transient failure. A refresh
+    /// token that came with it is still the new one (the old one is dead),
+    /// so the caller must keep it.
+    #[error("{message}")]
+    Unusable {
+        message: String,
+        refresh_token: Option<SecretString>,
+    },
 }
 
 impl ProviderError {

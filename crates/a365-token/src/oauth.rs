@@ -122,19 +122,38 @@ fn parse_success(
             "the token server answered 200 with a body that is not a token response",
         )
     })?;
-    let access_token = response.access_token.ok_or_else(|| {
-        ProviderError::transient("the token server answered 200 without an access_token")
-    })?;
+    let TokenResponse {
+        access_token,
+        expires_in,
+        refresh_token,
+        scope,
+    } = response;
+    // Whatever is wrong with the access token, a rotated refresh token
+    // that came with it must not be dropped.
+    let unusable = |message: &str| ProviderError::Unusable {
+        message: message.into(),
+        refresh_token: refresh_token.clone(),
+    };
+    let access_token = access_token
+        .ok_or_else(|| unusable("the token server answered 200 without an access_token"))?;
     let claims = jwt::claims(secrecy::ExposeSecret::expose_secret(&access_token));
-    let expires_in = response
-        .expires_in
+    let expires_in = expires_in
         .and_then(|n| n.as_f64())
         .map(|s| (s * 1000.0) as i64);
     let expires_at_ms = match (expires_in, claims.as_ref().and_then(jwt::Claims::exp_ms)) {
         (Some(ms), _) if ms > 0 => now_ms.saturating_add(ms),
         (Some(_), _) => {
-            return Err(ProviderError::transient(
+            return Err(unusable(
                 "the token server answered with an expires_in of zero or less",
+            ));
+        }
+        // Without expires_in, an exp in the past is a server (or this
+        // machine's) clock that is off: asking again at once would only
+        // burn the server's rate limit.
+        (None, Some(exp_ms)) if exp_ms <= now_ms => {
+            return Err(unusable(
+                "the token server sent a token that had already expired (its exp is in the \
+                 past and it gave no expires_in): check this machine's clock",
             ));
         }
         (None, Some(exp_ms)) => exp_ms,
@@ -142,7 +161,7 @@ fn parse_success(
             now_ms.saturating_add(i64::try_from(default_lifetime.as_millis()).unwrap_or(i64::MAX))
         }
     };
-    let scopes = match response.scope {
+    let scopes = match scope {
         Some(text) => jwt::split_scopes(&text),
         None => claims.map(|c| c.scopes).unwrap_or_default(),
     };
@@ -150,7 +169,7 @@ fn parse_success(
         access_token,
         expires_at_ms,
         scopes,
-        refresh_token: response.refresh_token,
+        refresh_token,
     })
 }
 
@@ -213,6 +232,42 @@ mod tests {
         assert_eq!(parse_retry_after("soon", 0), None);
     }
 
+    /// A 200 without a servable token still carries the rotated refresh
+    /// token: the old one is dead, so dropping it would lose the credential.
+    #[test]
+    fn an_unusable_answer_keeps_the_rotated_refresh_token() {
+        use base64::Engine;
+        use secrecy::ExposeSecret;
+        // now is 1,000,000 ms: an exp of 999 s is past.
+        let expired_jwt = format!(
+            "e30.{}.c2ln",
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(r#"{"exp":999}"#)
+        );
+        for body in [
+            r#"{"access_token":"opaque","expires_in":0,"refresh_token":"r2"}"#.to_owned(),
+            r#"{"expires_in":30,"refresh_token":"r2"}"#.to_owned(),
+            format!(r#"{{"access_token":"{expired_jwt}","refresh_token":"r2"}}"#),
+        ] {
+            match parse(200, None, body.as_bytes()) {
+                Err(ProviderError::Unusable {
+                    refresh_token: Some(rt),
+                    message,
+                }) => {
+                    assert_eq!(rt.expose_secret(), "r2");
+                    assert!(!message.contains("r2"), "{message}");
+                }
+                other => panic!("{body}: {other:?}"),
+            }
+        }
+        let e = parse(
+            200,
+            None,
+            format!(r#"{{"access_token":"{expired_jwt}"}}"#).as_bytes(),
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("check this machine's clock"), "{e}");
+    }
+
     #[test]
     fn sorting() {
         let ok = parse(
@@ -243,14 +298,17 @@ mod tests {
         ));
         let down = parse(502, None, b"<html>");
         assert!(matches!(down, Err(ProviderError::Transient { .. })));
-        for bad in [
-            &b"{\"access_token\": "[..],
-            b"{}",
-            b"{\"access_token\":\"x\",\"expires_in\":0}",
-        ] {
+        assert!(matches!(
+            parse(200, None, b"{\"access_token\": "),
+            Err(ProviderError::Transient { .. })
+        ));
+        for bad in [&b"{}"[..], b"{\"access_token\":\"x\",\"expires_in\":0}"] {
             assert!(matches!(
                 parse(200, None, bad),
-                Err(ProviderError::Transient { .. })
+                Err(ProviderError::Unusable {
+                    refresh_token: None,
+                    ..
+                })
             ));
         }
         let scope = parse(400, None, br#"{"error":"invalid_scope"}"#);
@@ -288,12 +346,28 @@ mod tests {
 
     /// Regression: a JWT `exp` of -1e300 and no `expires_in` gave an expiry
     /// of `i64::MIN`, which the agent's `expires_at_ms - now` overflowed.
+    /// Now clamped, it is simply in the past: an unusable answer.
     #[test]
     fn an_absurd_jwt_exp_gives_a_usable_expiry() {
         use base64::Engine;
         let payload = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(br#"{"exp":-1e300}"#);
         let body = format!(r#"{{"access_token":"e30.{payload}.c2ln"}}"#);
         let now_ms = 1_800_000_000_000;
+        let got = parse_token_response(
+            Grant::RefreshToken,
+            200,
+            None,
+            body.as_bytes(),
+            now_ms,
+            Duration::from_secs(60),
+        );
+        assert!(
+            matches!(got, Err(ProviderError::Unusable { .. })),
+            "{:?}",
+            got.err()
+        );
+        let far = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(br#"{"exp":1e300}"#);
+        let body = format!(r#"{{"access_token":"e30.{far}.c2ln"}}"#);
         let fresh = parse_token_response(
             Grant::RefreshToken,
             200,
@@ -303,10 +377,11 @@ mod tests {
             Duration::from_secs(60),
         )
         .unwrap();
-        let left = fresh.expires_at_ms.checked_sub(now_ms);
         assert!(
-            left.is_some_and(|left| left < 0),
-            "{left:?}: already expired"
+            fresh
+                .expires_at_ms
+                .checked_sub(now_ms)
+                .is_some_and(|left| left > 0)
         );
     }
 
