@@ -85,6 +85,17 @@ fn browser_script(env: &Env) -> std::path::PathBuf {
     path
 }
 
+/// `a365 login design` with `browser` as `$BROWSER`.
+fn login_with(env: &Env, browser: &std::path::Path) -> crate::harness::Out {
+    crate::harness::Out::from(
+        env.command(bin("a365"))
+            .args(["login", "design", "--timeout", "20s"])
+            .env("BROWSER", browser)
+            .output()
+            .unwrap(),
+    )
+}
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -123,14 +134,7 @@ fn a_browser_login_gets_a_token_and_a_refresh_token() {
     assert!(out.stderr.contains("a365 login design"), "{}", out.stderr);
 
     let browser = browser_script(&env);
-    let out = crate::harness::Out::from(
-        env.command(bin("a365"))
-            .args(["login", "design", "--timeout", "20s"])
-            .env("BROWSER", &browser)
-            .output()
-            .unwrap(),
-    )
-    .ok();
+    let out = login_with(&env, &browser).ok();
     assert!(
         out.stderr.contains("/connect/authorize?"),
         "prints the URL: {}",
@@ -235,13 +239,7 @@ fn a_code_verifier_that_does_not_match_is_rejected_by_the_server() {
     )
     .unwrap();
     std::fs::set_permissions(&browser, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let out = crate::harness::Out::from(
-        env.command(bin("a365"))
-            .args(["login", "design", "--timeout", "20s"])
-            .env("BROWSER", &browser)
-            .output()
-            .unwrap(),
-    );
+    let out = login_with(&env, &browser);
     assert_ne!(out.code, 0, "{}", out.stderr);
     assert!(!out.stderr.contains("logged in"), "{}", out.stderr);
     eprintln!("exit {}: {}", out.code, out.stderr);
@@ -275,11 +273,7 @@ fn without_offline_access_an_expired_login_asks_to_log_in_again() {
         &["--scope", "openid", "--scope", "design.domain"],
     );
     let browser = browser_script(&env);
-    env.command(bin("a365"))
-        .args(["login", "design", "--timeout", "20s"])
-        .env("BROWSER", &browser)
-        .output()
-        .unwrap();
+    login_with(&env, &browser);
     assert!(env.token("design").len() > 20);
     std::thread::sleep(Duration::from_millis(2500));
     let out = env.a365(&["token", "design"]).code(5);
@@ -516,14 +510,7 @@ fn a_second_login_replaces_one_still_waiting() {
     assert!(wait_until(Duration::from_secs(5), || {
         std::net::TcpListener::bind(("127.0.0.1", port)).is_err()
     }));
-    let out = crate::harness::Out::from(
-        env.command(bin("a365"))
-            .args(["login", "design", "--timeout", "20s"])
-            .env("BROWSER", browser_script(&env))
-            .output()
-            .unwrap(),
-    )
-    .ok();
+    let out = login_with(&env, &browser_script(&env)).ok();
     assert!(out.stderr.contains("logged in"), "{}", out.stderr);
     let first = crate::harness::Out::from(first.wait_with_output().unwrap()).code(6);
     assert!(
