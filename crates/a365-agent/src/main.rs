@@ -106,7 +106,11 @@ fn main() -> ExitCode {
              with an unlimited RLIMIT_MEMLOCK (LimitMEMLOCK=infinity)"
         ),
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
+    // One thread serves every connection and refresher: a request is a
+    // map lookup and a write, and hand-offs between worker threads cost
+    // more than the work (see docs/performance.md). Blocking work (stores,
+    // config edits, hooks) goes to tokio's blocking pool.
+    let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
     {
