@@ -152,12 +152,10 @@ fn soak() {
 
     // Without faults: correctness, and how many token requests it took.
     let (clean, requests) = run_phase(&env, &server, secs, false);
-    // A token serves clients until fewer than MAX_MIN_VALID_MS remain. Its
-    // `exp` is whole seconds (as real servers issue it), so a token fetched
-    // at fraction f of a second lives LIFETIME - f; fetched when the last
-    // one had MAX_MIN_VALID_MS left, f is 1 - 0.8 and every token after the
-    // first serves LIFETIME - ceil(MAX_MIN_VALID) = 1 s of clients.
-    let usable_ms = LIFETIME_MS - MAX_MIN_VALID_MS.div_ceil(1000) * 1000;
+    // A token serves clients until fewer than MAX_MIN_VALID_MS remain. The
+    // agent times it by `expires_in` (exact to the millisecond), not by the
+    // JWT's whole-second `exp`, so each token serves LIFETIME - MAX_MIN_VALID.
+    let usable_ms = LIFETIME_MS - MAX_MIN_VALID_MS;
     let minimum = (secs * 1000) as f64 / usable_ms as f64;
     println!(
         "soak, clean: {secs} s, {} tokens served, {requests} token requests (minimum {minimum:.0}), {clean:?}",
