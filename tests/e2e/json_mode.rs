@@ -96,3 +96,59 @@ fn the_node_example_client_gets_a_token_and_watches_for_refreshes() {
     let _ = watcher.kill();
     let _ = watcher.wait();
 }
+
+/// The Neovim snippet, in a headless Neovim: the token for a profile, and
+/// the agent's message for an unknown one.
+#[test]
+fn the_neovim_snippet_gets_a_token() {
+    if std::process::Command::new("nvim")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        assert!(
+            std::env::var_os("A365_REQUIRE_NVIM").is_none(),
+            "A365_REQUIRE_NVIM is set but nvim is missing"
+        );
+        eprintln!("SKIPPED: nvim is not installed (Debian package neovim)");
+        return;
+    }
+    let Session {
+        server,
+        env,
+        agent: _agent,
+    } = Session::start(ServerConfig::default());
+    let examples = concat!(env!("CARGO_MANIFEST_DIR"), "/docs/examples");
+    let lua = format!(
+        "package.path = '{examples}/?.lua;' .. package.path\n\
+         local a365 = require('a365')\n\
+         local token, err = a365.token('work')\n\
+         io.stdout:write(tostring(token), '\\n')\n\
+         local none, why = a365.token('nope')\n\
+         io.stdout:write(tostring(none), ' ', tostring(why), '\\n')\n"
+    );
+    let script = env.path("home/check.lua");
+    std::fs::write(&script, lua).unwrap();
+    // `:luafile` and quit: works from Neovim 0.5 on (`-l` needs 0.9).
+    let out = env
+        .command("nvim")
+        .args(["--headless", "-u", "NONE", "-i", "NONE", "-n", "-c"])
+        .arg(format!("luafile {}", script.display()))
+        .args(["-c", "qa!"])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let mut lines = stdout.lines();
+    assert_eq!(
+        lines.next(),
+        Some(server.last_access_token().unwrap().as_str()),
+        "{stdout} / {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let second = lines.next().unwrap_or_default();
+    assert!(
+        second.starts_with("nil ") && second.contains("nope"),
+        "{second}"
+    );
+}
