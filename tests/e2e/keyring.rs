@@ -28,10 +28,11 @@ fn the_keyring_is_the_default_and_holds_rotated_tokens_across_restarts() {
     };
     let server = server();
     let agent = env.start_agent();
+    // The log is read by a thread: give it a moment to catch up.
     assert!(
-        agent
+        wait_until(Duration::from_secs(5), || agent
             .log()
-            .contains("default store for new profiles store=keyring"),
+            .contains("default store for new profiles store=keyring")),
         "{}",
         agent.log()
     );

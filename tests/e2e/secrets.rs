@@ -171,6 +171,10 @@ fn memory_is_locked_where_that_is_safe_and_the_log_says_which() {
         .find_map(|l| l.strip_prefix("VmLck:"))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
         .unwrap();
+    // The log is read by a thread: wait until it holds the verdict.
+    crate::harness::wait_until(std::time::Duration::from_secs(5), || {
+        agent.log().contains("memory locked (") || agent.log().contains("memory not locked (")
+    });
     let log = agent.log();
     let unlimited = rustix::process::getrlimit(rustix::process::Resource::Memlock)
         .current

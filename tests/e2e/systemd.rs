@@ -94,6 +94,11 @@ fn socket_activation_serves_tokens_and_notifies_systemd() {
     assert_eq!(next_notification(&notify), "READY=1\n");
     let token = env.token("work");
     assert_eq!(token.split('.').count(), 3, "a JWT: {token}");
+    crate::harness::wait_until(std::time::Duration::from_secs(5), || {
+        agent
+            .log()
+            .contains("listening on the socket systemd passed")
+    });
     let log = agent.log();
     assert!(
         log.contains("listening on the socket systemd passed"),
