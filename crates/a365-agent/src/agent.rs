@@ -1,6 +1,7 @@
 //! The agent's profiles and what each request does to them.
 
 use std::collections::{BTreeMap, HashMap};
+use std::ops::Bound;
 use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::time::Duration;
 
@@ -203,23 +204,15 @@ impl Agent {
     }
 
     fn status(&self) -> Response {
-        let default = self.default_profile.read().ok().and_then(|d| d.clone());
+        let is_default = self.default_rule();
         let profiles = match self.profiles.read() {
-            Ok(p) => p.values().cloned().collect::<Vec<_>>(),
+            Ok(all) => all
+                .values()
+                .map(|p| p.status(is_default(&p.name, all.len())))
+                .collect(),
             Err(_) => Vec::new(),
         };
-        let only_one = profiles.len() == 1;
-        Response::Status(
-            profiles
-                .iter()
-                .map(|p| {
-                    p.status(
-                        default.as_deref() == Some(p.name.as_str())
-                            || (default.is_none() && only_one),
-                    )
-                })
-                .collect(),
-        )
+        Response::Status(profiles)
     }
 
     /// The profiles after `after`, by name, as many as fit in one message
@@ -230,41 +223,35 @@ impl Agent {
         // `serde_json` measured; the decoder also counts each entry's
         // in-memory size against the limit.
         const BUDGET: usize = a365_proto::MAX_FRAME * 3 / 4;
-        let default = self.default_profile.read().ok().and_then(|d| d.clone());
-        let (page, total) = match self.profiles.read() {
-            Ok(p) => {
-                let range = match after {
-                    Some(after) => p.range::<str, _>((
-                        std::ops::Bound::Excluded(after),
-                        std::ops::Bound::Unbounded,
-                    )),
-                    None => p.range::<str, _>(..),
-                };
-                (
-                    range.map(|(_, p)| Arc::clone(p)).collect::<Vec<_>>(),
-                    p.len(),
-                )
-            }
-            Err(_) => (Vec::new(), 0),
-        };
-        let mut profiles = Vec::new();
-        let mut used = 0;
+        let is_default = self.default_rule();
+        let mut profiles: Vec<ProfileStatus> = Vec::new();
         let mut next = None;
-        for profile in page {
-            let status = profile.status(
-                default.as_deref() == Some(profile.name.as_str())
-                    || (default.is_none() && total == 1),
-            );
-            let size = std::mem::size_of::<ProfileStatus>()
-                + serde_json::to_vec(&status).map_or(BUDGET, |json| json.len());
-            if !profiles.is_empty() && used + size > BUDGET {
-                next = profiles.last().map(|p: &ProfileStatus| p.name.clone());
-                break;
+        if let Ok(all) = self.profiles.read() {
+            let from = after.map_or(Bound::Unbounded, Bound::Excluded);
+            let mut used = 0;
+            for (name, profile) in all.range::<str, _>((from, Bound::Unbounded)) {
+                let status = profile.status(is_default(name, all.len()));
+                let size = std::mem::size_of::<ProfileStatus>()
+                    + serde_json::to_vec(&status).map_or(BUDGET, |json| json.len());
+                if !profiles.is_empty() && used + size > BUDGET {
+                    next = profiles.last().map(|p| p.name.clone());
+                    break;
+                }
+                used += size;
+                profiles.push(status);
             }
-            used += size;
-            profiles.push(status);
         }
         Response::StatusPage { profiles, next }
+    }
+
+    /// Which profile `status` marks as the default: the configured one, or
+    /// the only one there is.
+    fn default_rule(&self) -> impl Fn(&str, usize) -> bool {
+        let default = self.default_profile.read().ok().and_then(|d| d.clone());
+        move |name, total| match &default {
+            Some(default) => default == name,
+            None => total == 1,
+        }
     }
 
     async fn add(&self, add: AddProfile) -> Result<Response, ErrorReply> {

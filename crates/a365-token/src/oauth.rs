@@ -353,14 +353,17 @@ mod tests {
         let payload = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(br#"{"exp":-1e300}"#);
         let body = format!(r#"{{"access_token":"e30.{payload}.c2ln"}}"#);
         let now_ms = 1_800_000_000_000;
-        let got = parse_token_response(
-            Grant::RefreshToken,
-            200,
-            None,
-            body.as_bytes(),
-            now_ms,
-            Duration::from_secs(60),
-        );
+        let at = |body: &str| {
+            parse_token_response(
+                Grant::RefreshToken,
+                200,
+                None,
+                body.as_bytes(),
+                now_ms,
+                Duration::from_secs(60),
+            )
+        };
+        let got = at(&body);
         assert!(
             matches!(got, Err(ProviderError::Unusable { .. })),
             "{:?}",
@@ -368,15 +371,7 @@ mod tests {
         );
         let far = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(br#"{"exp":1e300}"#);
         let body = format!(r#"{{"access_token":"e30.{far}.c2ln"}}"#);
-        let fresh = parse_token_response(
-            Grant::RefreshToken,
-            200,
-            None,
-            body.as_bytes(),
-            now_ms,
-            Duration::from_secs(60),
-        )
-        .unwrap();
+        let fresh = at(&body).unwrap();
         assert!(
             fresh
                 .expires_at_ms
