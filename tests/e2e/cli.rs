@@ -235,6 +235,14 @@ fn status_shows_hundreds_of_profiles() {
         .map(|i| format!("profile-{i:04}-with-a-longish-name"))
         .collect();
     assert_eq!(names, expected);
+    assert!(
+        status
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|p| p["is_default"] == false),
+        "none is the default among many without a configured one"
+    );
     assert_eq!(
         status[0]["workspace"],
         "12345678-1234-1234-1234-123456789abc"

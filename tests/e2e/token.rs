@@ -42,6 +42,7 @@ fn add_a_refresh_profile_and_get_its_token() {
     assert_eq!(work["name"], "work");
     assert_eq!(work["kind"], "refresh");
     assert_eq!(work["state"], "fresh");
+    assert_eq!(work["is_default"], true, "the only profile is the default");
     assert_eq!(work["expires_at"], claims["exp"]);
     assert_eq!(work["workspace"], "6f1c2a7e-3b4d-4c5e-9f80-1a2b3c4d5e6f");
     assert!(
