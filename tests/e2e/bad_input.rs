@@ -299,3 +299,45 @@ fn slow_stalled_and_vanishing_clients_are_closed_and_others_served() {
     env.a365(&["token", "work"]).ok();
     assert!(!agent.log().contains("panicked"));
 }
+
+/// Numbers no person would send (2^64 - 1 milliseconds) get an answer in
+/// both encodings, and the agent lives on: it once recursed without end
+/// formatting `-i64::MIN` and died of a stack overflow in release builds
+/// (CI also runs this test against release binaries).
+#[test]
+fn absurd_numbers_get_a_clear_answer_and_the_agent_lives() {
+    let Session {
+        server: _server,
+        env,
+        agent,
+    } = Session::start(ServerConfig::default());
+    // 2^63 was -i64::MIN once cast; 2^64 - 1 is the most a u64 holds.
+    for min_valid_ms in [1 << 63, u64::MAX, (1 << 63) + 1] {
+        let request = a365_proto::Request::Token(a365_proto::TokenRequest {
+            profile: Some("work".into()),
+            min_valid_ms,
+            scopes: Vec::new(),
+        });
+        let bytes =
+            a365_proto::codec::encode_request(&request, a365_proto::Encoding::Binary).unwrap();
+        match decode(&exchange(&env, &bytes)) {
+            a365_proto::Response::Error(e) => {
+                assert_eq!(e.kind, a365_proto::ErrorKind::Unavailable, "{}", e.message);
+                assert!(e.message.contains("valid"), "{}", e.message);
+            }
+            other => panic!("{other:?}"),
+        }
+        let line = format!(
+            "{{\"version\":1,\"request\":{{\"token\":{{\"profile\":\"work\",\"min_valid_ms\":{min_valid_ms}}}}}}}\n"
+        );
+        let text = String::from_utf8(exchange(&env, line.as_bytes())).unwrap();
+        assert!(text.contains("\"unavailable\""), "{text}");
+    }
+    // --min-valid at its most from the command line too.
+    let out = env
+        .a365(&["token", "work", "--min-valid", "9000000h"])
+        .code(6);
+    assert!(out.stderr.contains("valid"), "{out:#?}");
+    env.a365(&["token", "work"]).ok();
+    assert!(agent.log().contains("listening"), "{}", agent.log());
+}

@@ -12,10 +12,14 @@ use a365_token_server::TokenServer;
 
 /// Builds the binaries once per test run and returns their directory.
 /// `CARGO_BIN_EXE_*` only exists for binaries of this package, and ours
-/// live in their own crates.
+/// live in their own crates. `A365_E2E_BIN_DIR` runs the suite against
+/// binaries built elsewhere (an older release, to see a test fail).
 pub fn bin_dir() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
+        if let Some(dir) = std::env::var_os("A365_E2E_BIN_DIR") {
+            return PathBuf::from(dir);
+        }
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let mut cmd = Command::new(cargo);
         cmd.args([

@@ -15,6 +15,8 @@ use a365_proto::{Client, Request, Response};
 pub enum DaemonError {
     #[error("cannot start the agent: {0}")]
     Spawn(std::io::Error),
+    #[error("cannot start the agent: {0}")]
+    Log(#[from] crate::strict::StrictError),
     #[error("the agent exited at start-up ({status}); its log is {log}")]
     Exited {
         status: std::process::ExitStatus,
@@ -24,20 +26,22 @@ pub enum DaemonError {
     Timeout(String),
 }
 
+/// The variable `a365 exec` hands its command: an agent started from
+/// inside `a365 exec` (autostart) must not keep a token in its environment.
+pub const TOKEN_ENV: &str = "A365_TOKEN";
+
 /// Starts the background agent; returns its pid once it answers.
 pub fn spawn(socket: &Path, args: &[std::ffi::OsString], log: &Path) -> Result<u32, DaemonError> {
     let exe = std::env::current_exe().map_err(DaemonError::Spawn)?;
+    #[cfg(unix)]
     if let Some(dir) = log.parent() {
-        std::fs::create_dir_all(dir).map_err(DaemonError::Spawn)?;
+        a365_proto::path::private_dir(dir).map_err(crate::strict::StrictError::from)?;
     }
-    let log_file = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(log)
-        .map_err(DaemonError::Spawn)?;
+    let log_file = crate::strict::open_log(log)?;
     let mut command = Command::new(exe);
     command
         .args(child_args(args))
+        .env_remove(TOKEN_ENV)
         .arg("--socket")
         .arg(socket)
         .stdin(Stdio::null())

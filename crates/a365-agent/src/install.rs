@@ -25,6 +25,8 @@ pub const LAUNCHD_LABEL: &str = "com.a365.agent";
 pub enum InstallError {
     #[error("cannot find your home directory")]
     NoHome,
+    #[error(transparent)]
+    NoSocketPath(#[from] a365_proto::path::NoSocketPath),
     #[error("cannot find this program's path: {0}")]
     NoExe(std::io::Error),
     #[error("{0} cannot be written into a service file (not UTF-8, or a newline)")]
@@ -192,7 +194,7 @@ pub fn install() -> Result<Report, InstallError> {
         install_launchd(
             &home.join("Library/LaunchAgents"),
             &bin,
-            &a365_proto::path::socket_path(),
+            &a365_proto::path::socket_path()?,
             &home.join("Library/Logs/a365-agent.log"),
         )
     } else {

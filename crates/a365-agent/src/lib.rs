@@ -18,6 +18,7 @@ pub mod schedule;
 pub mod server;
 pub mod socket;
 pub mod stores;
+pub mod strict;
 
 /// JWT claims: read in `a365-token`, here so `crate::jwt` paths still work.
 pub use a365_token::jwt;
@@ -37,6 +38,8 @@ pub enum RunError {
     Socket(#[from] socket::SocketError),
     #[error(transparent)]
     Config(#[from] config::ConfigError),
+    #[error(transparent)]
+    Strict(#[from] strict::StrictError),
     #[error("cannot open the store: {0}")]
     Store(#[from] a365_store::StoreError),
     #[error("cannot set up HTTP: {0}")]
@@ -65,6 +68,7 @@ pub async fn run_with(
     options: Options,
     inherited: Option<socket::Inherited>,
 ) -> Result<(), RunError> {
+    strict::check_paths(&options.paths)?;
     let config = Config::load(&options.paths.config_file)?;
     let owns_socket = inherited.is_none();
     let listener = match inherited {

@@ -48,6 +48,9 @@ struct Args {
 }
 
 fn main() -> ExitCode {
+    if let Err(e) = scrub_environment() {
+        return fail(&e);
+    }
     let args = Args::parse();
     if args.install_service || args.uninstall_service {
         let (done, result) = if args.install_service {
@@ -73,10 +76,14 @@ fn main() -> ExitCode {
         Ok(inherited) => inherited,
         Err(e) => return fail(&e),
     };
-    let socket = args
+    let socket = match args
         .socket
         .clone()
-        .unwrap_or_else(a365_proto::path::socket_path);
+        .map_or_else(a365_proto::path::socket_path, Ok)
+    {
+        Ok(socket) => socket,
+        Err(e) => return fail(&e),
+    };
     let paths = match Paths::from_env() {
         Ok(paths) => paths,
         Err(e) => return fail(&e),
@@ -134,6 +141,29 @@ fn main() -> ExitCode {
         }
         Err(e) => fail(&e),
     }
+}
+
+/// An agent started from inside `a365 exec` inherits `A365_TOKEN`.
+/// Removing it from our own copy of the environment would leave it in the
+/// block the kernel shows in `/proc/PID/environ`, so start afresh on the
+/// same binary and pid without it.
+fn scrub_environment() -> Result<(), String> {
+    #[cfg(unix)]
+    if std::env::var_os(daemon::TOKEN_ENV).is_some() {
+        use std::os::unix::process::CommandExt;
+        let exe = std::env::current_exe().map_err(|e| format!("cannot find my own binary: {e}"))?;
+        let mut args = std::env::args_os();
+        let mut command = std::process::Command::new(exe);
+        if let Some(arg0) = args.next() {
+            command.arg0(arg0);
+        }
+        let e = command.args(args).env_remove(daemon::TOKEN_ENV).exec();
+        return Err(format!(
+            "{} is set and could not be cleared by starting afresh: {e}",
+            daemon::TOKEN_ENV
+        ));
+    }
+    Ok(())
 }
 
 fn fail(e: &dyn std::fmt::Display) -> ExitCode {

@@ -265,7 +265,7 @@ impl Profile {
                      refreshed (static token)",
                     self.name,
                     human_ms(remaining.unwrap_or(0)),
-                    human_ms(min_valid_ms as i64)
+                    human_ms(i64::try_from(min_valid_ms).unwrap_or(i64::MAX))
                 )),
             });
         }
@@ -276,7 +276,7 @@ impl Profile {
             return Some(unavailable(format!(
                 "no token for profile '{}' valid for {}: {error}; next attempt in {}",
                 self.name,
-                human_ms(min_valid_ms as i64),
+                human_ms(i64::try_from(min_valid_ms).unwrap_or(i64::MAX)),
                 human_ms(retry_at_ms - now)
             )));
         }
@@ -290,7 +290,7 @@ impl Profile {
                 "profile '{}' gets tokens valid for {}: --min-valid {} cannot be met",
                 self.name,
                 human_ms(lifetime),
-                human_ms(min_valid_ms as i64)
+                human_ms(i64::try_from(min_valid_ms).unwrap_or(i64::MAX))
             )));
         }
         let refreshed_since_asked = asked_after.is_some_and(|n| snap.attempts_done > n);
@@ -299,7 +299,7 @@ impl Profile {
                 "profile '{}' gets tokens valid for {}, less than --min-valid {}",
                 self.name,
                 human_ms(remaining.unwrap_or(0)),
-                human_ms(min_valid_ms as i64)
+                human_ms(i64::try_from(min_valid_ms).unwrap_or(i64::MAX))
             )));
         }
         None
@@ -968,15 +968,33 @@ fn unavailable(message: impl Into<String>) -> ErrorReply {
 
 /// "3h 12m", "45s", "800ms".
 pub fn human_ms(ms: i64) -> String {
-    if ms < 0 {
-        return format!("-{}", human_ms(-ms));
-    }
+    // No recursion for the sign: -i64::MIN does not exist.
+    let sign = if ms < 0 { "-" } else { "" };
+    let ms = ms.unsigned_abs();
     let s = ms / 1000;
+    format!("{sign}{}", unsigned_human_ms(ms, s))
+}
+
+fn unsigned_human_ms(ms: u64, s: u64) -> String {
     match s {
         0 => format!("{ms}ms"),
         1..=59 => format!("{s}s"),
         60..=3599 => format!("{}m {}s", s / 60, s % 60),
         3600..=86_399 => format!("{}h {}m", s / 3600, s % 3600 / 60),
         _ => format!("{}d {}h", s / 86_400, s % 86_400 / 3600),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::human_ms;
+
+    #[test]
+    fn human_ms_takes_every_i64() {
+        assert_eq!(human_ms(1500), "1s");
+        assert_eq!(human_ms(-1500), "-1s");
+        assert_eq!(human_ms(250), "250ms");
+        assert_eq!(human_ms(i64::MIN), "-106751991167d 7h");
+        assert_eq!(human_ms(i64::MAX), "106751991167d 7h");
     }
 }

@@ -268,7 +268,7 @@ async fn connection(
                     return;
                 }
             };
-        let response = match codec::decode_request(&payload, encoding) {
+        let response = match codec::decode_request(&payload, encoding).map(Request::clamped) {
             Ok(Request::Watch { profile }) => {
                 watch(
                     &agent,

@@ -14,8 +14,9 @@ pub enum SocketError {
     #[error("{path} exists and is not a socket: remove it or choose another --socket")]
     NotASocket { path: PathBuf },
     #[error(
-        "refusing to use {path}: {reason}. The socket directory must belong to you and be writable \
-         only by you (e.g. `chmod 700 {path}`), or choose another --socket"
+        "refusing to use {path}: {reason}. The socket directory must be a real directory (not a \
+         link) that belongs to you and that only you can write (e.g. `chmod 700 {path}`), or \
+         choose another --socket"
     )]
     UnsafeDirectory { path: PathBuf, reason: String },
     #[error("cannot listen at {path}: {source}")]
@@ -178,40 +179,9 @@ pub async fn is_live(path: &Path) -> bool {
 /// The directory must be ours and closed to others, as ssh insists.
 #[cfg(unix)]
 fn prepare_dir(dir: &Path) -> Result<(), SocketError> {
-    use std::os::unix::fs::{DirBuilderExt, MetadataExt};
-    let unsafe_dir = |reason: String| SocketError::UnsafeDirectory {
-        path: dir.to_owned(),
-        reason,
-    };
-    match std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)
-    {
-        Ok(()) => {}
-        Err(source) => {
-            return Err(SocketError::Io {
-                path: dir.to_owned(),
-                source,
-            });
-        }
-    }
-    let meta = std::fs::metadata(dir).map_err(|source| SocketError::Io {
-        path: dir.to_owned(),
-        source,
-    })?;
-    let me = rustix::process::geteuid().as_raw();
-    if meta.uid() != me {
-        return Err(unsafe_dir(format!(
-            "it belongs to uid {}, not to you (uid {me})",
-            meta.uid()
-        )));
-    }
-    if meta.mode() & 0o022 != 0 {
-        return Err(unsafe_dir(format!(
-            "it is writable by others (mode {:o})",
-            meta.mode() & 0o7777
-        )));
-    }
-    Ok(())
+    use a365_proto::path::DirError;
+    a365_proto::path::private_dir(dir).map_err(|e| match e {
+        DirError::Unsafe { path, reason } => SocketError::UnsafeDirectory { path, reason },
+        DirError::Io { path, source } => SocketError::Io { path, source },
+    })
 }

@@ -177,7 +177,7 @@ fn the_launch_agent_agrees_with_the_code() {
     );
 
     // As installed: this binary, the socket clients look for, a log file.
-    let socket = a365_proto::path::default_socket_path();
+    let socket = a365_proto::path::default_socket_path().unwrap();
     let log = Path::new("/Users/someone/Library/Logs/a365-agent.log");
     let rendered = install::launchd_plist(Path::new(AGENT), &socket, log).unwrap();
     let plist = parse_plist(&rendered).unwrap();

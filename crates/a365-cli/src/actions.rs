@@ -192,13 +192,20 @@ pub fn login(
         Response::Error(reply) => return Err(Error::Agent(reply)),
         _ => return Err(Error::Unexpected),
     };
+    if !output::safe_login_url(&url) {
+        return Err(Error::Other(anyhow::anyhow!(
+            "the agent sent a login URL that is neither HTTPS nor this machine's loopback: \
+             not opening it ({})",
+            output::clean(&url, false)
+        )));
+    }
     eprintln!("a365: open this URL to log in (waiting for the browser):\n\n    {url}\n");
     if !no_browser {
         open_browser(&url);
     }
     match client.call(&Request::LoginWait { profile })? {
         Response::Done { message } => {
-            eprintln!("a365: {message}");
+            eprintln!("a365: {}", output::clean(&message, true));
             Ok(())
         }
         Response::Error(reply) => Err(Error::Agent(reply)),
@@ -303,7 +310,7 @@ pub fn exec(socket: &Path, args: ExecArgs) -> Result<std::process::ExitCode, Err
 fn done(response: Response) -> Result<(), Error> {
     match response {
         Response::Done { message } => {
-            eprintln!("a365: {message}");
+            eprintln!("a365: {}", output::clean(&message, true));
             Ok(())
         }
         _ => Err(Error::Unexpected),
@@ -333,7 +340,7 @@ pub fn man(out_dir: Option<&Path>) -> Result<(), Error> {
 pub fn watch(socket: &Path, profile: Option<String>, json: bool) -> Result<(), Error> {
     let mut client = crate::autostart::connect(socket)?;
     match client.call(&Request::Watch { profile })? {
-        Response::Done { message } => eprintln!("a365: {message}"),
+        Response::Done { message } => eprintln!("a365: {}", output::clean(&message, true)),
         Response::Error(reply) => return Err(Error::Agent(reply)),
         _ => return Err(Error::Unexpected),
     }
@@ -348,9 +355,9 @@ pub fn watch(socket: &Path, profile: Option<String>, json: bool) -> Result<(), E
             format!(
                 "{}  {}  {}  {}",
                 jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ"),
-                event.profile,
+                output::clean(&event.profile, false),
                 event.kind.as_str(),
-                event.message
+                output::clean(&event.message, false)
             )
         };
         writeln!(stdout, "{line}")

@@ -17,6 +17,8 @@ use crate::exit::Error;
 pub fn connect(socket: &Path) -> Result<Client, Error> {
     match Client::connect(socket) {
         Ok(client) => Ok(client),
+        // Only when nothing listens: a socket of another user's is refused
+        // (`NotOurs`) and never replaced by an agent of ours.
         Err(ClientError::Unreachable { .. }) if enabled() => {
             start(socket)?;
             Ok(Client::connect(socket)?)
@@ -31,27 +33,34 @@ fn enabled() -> bool {
 
 #[cfg(unix)]
 fn start(socket: &Path) -> Result<(), Error> {
-    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
-    let failed = |what: &str, e: std::io::Error| {
+    use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+    let failed = |what: &str, e: &dyn std::fmt::Display| {
         Error::Other(anyhow::anyhow!("starting an agent: {what}: {e}"))
     };
     let dir = socket.parent().unwrap_or(Path::new("."));
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)
-        .map_err(|e| failed(&dir.display().to_string(), e))?;
+    // The same rules as the agent's: a directory of ours, not a link.
+    a365_proto::path::private_dir(dir).map_err(|e| Error::Other(anyhow::anyhow!("{e}")))?;
     let lock_path = dir.join(".autostart.lock");
     let lock = std::fs::OpenOptions::new()
         .create(true)
         .truncate(false)
         .write(true)
         .mode(0o600)
+        .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
         .open(&lock_path)
-        .map_err(|e| failed(&lock_path.display().to_string(), e))?;
+        .map_err(|e| failed(&lock_path.display().to_string(), &e))?;
+    let meta = lock
+        .metadata()
+        .map_err(|e| failed(&lock_path.display().to_string(), &e))?;
+    if !meta.is_file() || meta.uid() != rustix::process::geteuid().as_raw() {
+        return Err(failed(
+            &lock_path.display().to_string(),
+            &"not a regular file of yours: remove it",
+        ));
+    }
     // Held until `lock` is dropped (closed) at the end of this function.
     rustix::fs::flock(&lock, rustix::fs::FlockOperation::LockExclusive)
-        .map_err(|e| failed("locking", e.into()))?;
+        .map_err(|e| failed("locking", &e))?;
     if Client::connect(socket).is_ok() {
         return Ok(()); // another client started it while we waited
     }
@@ -61,11 +70,13 @@ fn start(socket: &Path) -> Result<(), Error> {
         .arg("--daemon")
         .arg("--socket")
         .arg(socket)
+        // Started from inside `a365 exec`: the agent has no use for it.
+        .env_remove("A365_TOKEN")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .output()
-        .map_err(|e| failed(&agent.display().to_string(), e))?;
+        .map_err(|e| failed(&agent.display().to_string(), &e))?;
     if !output.status.success() {
         return Err(Error::Other(anyhow::anyhow!(
             "no agent was running and starting {} failed: {}",

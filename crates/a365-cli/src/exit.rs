@@ -34,7 +34,8 @@ pub enum Error {
     Usage(String),
     #[error(transparent)]
     Client(#[from] ClientError),
-    #[error("{}", .0.message)]
+    /// Printed through [`crate::output::clean`]: it may quote a token server.
+    #[error("{}", crate::output::clean(&.0.message, true))]
     Agent(ErrorReply),
     #[error("the agent answered something unexpected")]
     Unexpected,
@@ -47,6 +48,7 @@ impl Error {
         match self {
             Error::Usage(_) => USAGE,
             Error::Client(ClientError::Unreachable { .. }) => UNREACHABLE,
+            Error::Client(ClientError::NotOurs { .. }) => PERMISSION_DENIED,
             Error::Client(_) | Error::Unexpected | Error::Other(_) => FAILURE,
             Error::Agent(reply) => match reply.kind {
                 ErrorKind::UnknownProfile => UNKNOWN_PROFILE,
@@ -92,6 +94,12 @@ mod tests {
             source: std::io::ErrorKind::NotFound.into(),
         });
         assert_eq!(unreachable.code(), 3);
+        let squatted = Error::Client(ClientError::NotOurs {
+            path: "/x".into(),
+            uid: 1001,
+            me: 1000,
+        });
+        assert_eq!(squatted.code(), 9);
         assert_eq!(Error::Usage("u".into()).code(), 2);
     }
 }

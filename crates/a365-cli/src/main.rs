@@ -19,13 +19,19 @@ fn main() -> ExitCode {
     // clap's command tree costs a third of the whole process, so the plain
     // form skips it. Anything with a flag goes through clap.
     if let Some(args) = cli::plain_token_args() {
-        return match actions::token(&a365_proto::path::socket_path(), args) {
+        return match a365_proto::path::socket_path()
+            .map_err(|e| exit::Error::Client(e.into()))
+            .and_then(|socket| actions::token(&socket, args))
+        {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => e.report(),
         };
     }
     let cli = Cli::parse();
-    let socket = cli.socket.unwrap_or_else(a365_proto::path::socket_path);
+    let socket = match cli.socket.map_or_else(a365_proto::path::socket_path, Ok) {
+        Ok(socket) => socket,
+        Err(e) => return exit::Error::Client(e.into()).report(),
+    };
     let result = match cli.command {
         Command::Token(args) => actions::token(&socket, args),
         Command::Status { json } => actions::status(&socket, json),

@@ -19,21 +19,12 @@ pub fn token(reply: &TokenReply, format: Format) -> Zeroizing<Vec<u8>> {
             out.extend_from_slice(token.as_bytes());
         }
         Format::Env => {
-            // `eval "$(a365 token --format env)"`: single quotes, so no
-            // character of the token means anything to the shell.
-            out.extend_from_slice(b"export A365_TOKEN='");
-            for &b in token.as_bytes() {
-                match b {
-                    b'\'' => out.extend_from_slice(b"'\\''"),
-                    b => out.push(b),
-                }
-            }
-            out.extend_from_slice(b"'\n");
-            let _ = write!(
-                ExtendVec(&mut out),
-                "export A365_PROFILE='{}'",
-                reply.profile
-            );
+            // `eval "$(a365 token --format env)"`: every value in single
+            // quotes, so nothing the agent sends means anything to the shell.
+            out.extend_from_slice(b"export A365_TOKEN=");
+            shell_quote(&mut out, token.as_bytes());
+            out.extend_from_slice(b"\nexport A365_PROFILE=");
+            shell_quote(&mut out, reply.profile.as_bytes());
             if let Some(exp) = reply.expires_at {
                 let _ = write!(ExtendVec(&mut out), "\nexport A365_TOKEN_EXPIRES_AT={exp}");
             }
@@ -60,6 +51,70 @@ pub fn token(reply: &TokenReply, format: Format) -> Zeroizing<Vec<u8>> {
     }
     out.push(b'\n');
     out
+}
+
+/// `value` in POSIX single quotes: `'` becomes `'\''`, nothing else is
+/// special inside them.
+fn shell_quote(out: &mut Vec<u8>, value: &[u8]) {
+    out.push(b'\'');
+    for &b in value {
+        match b {
+            b'\'' => out.extend_from_slice(b"'\\''"),
+            b => out.push(b),
+        }
+    }
+    out.push(b'\'');
+}
+
+/// Text from the agent or a token server (scopes, error messages, names),
+/// safe to print on a terminal: control characters, which could move the
+/// cursor, rewrite the title or fake a prompt, are shown escaped.
+/// `keep_newlines` for multi-line messages.
+pub fn clean(text: &str, keep_newlines: bool) -> std::borrow::Cow<'_, str> {
+    let bad = |c: char| c.is_control() && !(keep_newlines && c == '\n');
+    if !text.chars().any(bad) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        if bad(c) {
+            out.extend(c.escape_unicode());
+        } else {
+            out.push(c);
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
+/// A login URL is opened only if it is HTTPS, or plain HTTP to this
+/// machine's loopback (the agent's own login launcher): never a `file:`,
+/// `javascript:` or remote plain-HTTP URL, whoever sent it.
+pub fn safe_login_url(url: &str) -> bool {
+    if url.chars().any(|c| c.is_control() || c.is_whitespace()) {
+        return false;
+    }
+    let lower = url.to_ascii_lowercase();
+    let (https, rest) = match (
+        lower.strip_prefix("https://"),
+        lower.strip_prefix("http://"),
+    ) {
+        (Some(rest), _) => (true, rest),
+        (None, Some(rest)) => (false, rest),
+        (None, None) => return false,
+    };
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    if authority.is_empty() || authority.contains('@') {
+        return false;
+    }
+    let host = match authority.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or_default(),
+        None => authority.split(':').next().unwrap_or_default(),
+    };
+    https
+        || matches!(host, "localhost" | "::1")
+        || host.split('.').count() == 4
+            && host.starts_with("127.")
+            && host.split('.').all(|n| n.parse::<u8>().is_ok())
 }
 
 /// `write!` into a zeroized buffer without an intermediate `String`.
@@ -136,6 +191,10 @@ pub fn status_table(profiles: &[ProfileStatus], now_secs: i64, colour: bool) -> 
             ]
         })
         .collect();
+    let rows: Vec<[String; 9]> = rows
+        .into_iter()
+        .map(|row| row.map(|cell| clean(&cell, false).into_owned()))
+        .collect();
     let mut widths = header.map(str::len);
     for row in &rows {
         for (w, cell) in widths.iter_mut().zip(row) {
@@ -162,16 +221,16 @@ pub fn status_table(profiles: &[ProfileStatus], now_secs: i64, colour: bool) -> 
         let _ = writeln!(
             out,
             "\n{}: the token lacks scopes the profile asks for: {}",
-            p.name,
-            p.scopes_not_granted.join(" ")
+            clean(&p.name, false),
+            clean(&p.scopes_not_granted.join(" "), false)
         );
     }
     for p in profiles.iter().filter(|p| p.last_error.is_some()) {
         let _ = writeln!(
             out,
             "\n{}: {}",
-            p.name,
-            p.last_error.as_deref().unwrap_or_default()
+            clean(&p.name, false),
+            clean(p.last_error.as_deref().unwrap_or_default(), true)
         );
     }
     out
@@ -284,6 +343,59 @@ mod tests {
     }
 
     #[test]
+    fn every_env_value_is_quoted_for_the_shell() {
+        let mut hostile = reply();
+        hostile.profile = "x'; touch /tmp/pwned; '".into();
+        let out = token(&hostile, Format::Env);
+        let expected = concat!(
+            "export A365_TOKEN='tok'\n",
+            r"export A365_PROFILE='x'\''; touch /tmp/pwned; '\'''",
+            "\nexport A365_TOKEN_EXPIRES_AT=1900000000\n"
+        );
+        assert_eq!(std::str::from_utf8(&out).unwrap(), expected);
+    }
+
+    #[test]
+    fn terminal_escapes_are_shown_not_sent() {
+        assert_eq!(
+            clean("read\x1b]0;pwned\x07", false),
+            r"read\u{1b}]0;pwned\u{7}"
+        );
+        assert_eq!(clean("a\nb\rc", true), "a\nb\\u{d}c");
+        assert_eq!(clean("a\nb", false), r"a\u{a}b");
+        assert!(matches!(
+            clean("plain", false),
+            std::borrow::Cow::Borrowed(_)
+        ));
+        // C1 controls (a one-byte CSI on some terminals) too.
+        assert_eq!(clean("\u{9b}2J", false), r"\u{9b}2J");
+    }
+
+    #[test]
+    fn only_https_or_loopback_login_urls_are_opened() {
+        for good in [
+            "https://identity.nexar.com/connect/authorize?x=1",
+            "http://127.0.0.1:3000/start/abc",
+            "http://localhost:3000/start/abc",
+            "http://[::1]:3000/start/abc",
+        ] {
+            assert!(safe_login_url(good), "{good}");
+        }
+        for bad in [
+            "file:///etc/passwd",
+            "javascript:alert(1)",
+            "http://evil.example/login",
+            "http://127.0.0.1.evil.example/",
+            "http://localhost@evil.example/",
+            "https://x/ --flag",
+            "-oProxyCommand=x",
+            "https://",
+        ] {
+            assert!(!safe_login_url(bad), "{bad}");
+        }
+    }
+
+    #[test]
     fn expiry_in_words() {
         assert_eq!(expires_in(-5), "expired");
         assert_eq!(expires_in(45), "45s");
@@ -309,6 +421,7 @@ mod tests {
             scopes_not_granted: vec!["a365:design.write".into()],
             is_default: true,
         };
+        let p_clone = p.clone();
         let text = status_table(std::slice::from_ref(&p), 1_000, false);
         let painted = status_table(&[p], 1_000, true);
         assert!(painted.contains("\x1b[32mfresh\x1b[0m"), "{painted}");
@@ -325,6 +438,14 @@ mod tests {
         assert!(text.contains("work: the token server failed (HTTP 500)"));
         assert!(lines[1].contains("in 45m 0s"), "{text}");
         assert!(text.contains("lacks scopes the profile asks for: a365:design.write"));
+        let hostile = ProfileStatus {
+            scopes: vec!["openid\x1b[2J".into()],
+            last_error: Some("bad\x1b]0;title\x07".into()),
+            scopes_not_granted: vec!["x\x1b[A".into()],
+            ..p_clone
+        };
+        let text = status_table(&[hostile], 1_000, false);
+        assert!(!text.contains('\x1b') && !text.contains('\x07'), "{text:?}");
         assert!(status_table(&[], 0, false).contains("a365 add"));
     }
 }

@@ -18,6 +18,15 @@ pub enum ClientError {
     },
     #[error("talking to the agent at {path}: {source}")]
     Protocol { path: PathBuf, source: CodecError },
+    /// Another user's process listens there: nothing was sent to it.
+    #[error(
+        "refusing to talk to {path}: the process listening there runs as uid {uid}, not as you \
+         (uid {me}); another user may have created it first. Nothing was sent. Stop it, or set \
+         A365_AGENT_SOCK to a path in a directory only you can write"
+    )]
+    NotOurs { path: PathBuf, uid: u32, me: u32 },
+    #[error(transparent)]
+    NoPath(#[from] path::NoSocketPath),
 }
 
 /// One connection to the agent, in the binary encoding.
@@ -30,9 +39,12 @@ pub struct Client {
 impl Client {
     /// Connects to the socket at [`path::socket_path`].
     pub fn connect_default() -> Result<Self, ClientError> {
-        Self::connect(&path::socket_path())
+        Self::connect(&path::socket_path()?)
     }
 
+    /// Connects, and checks that the agent runs as this user before
+    /// anything is sent: a socket someone else created first must never
+    /// receive a secret nor hand us a token of its choosing.
     pub fn connect(socket: &Path) -> Result<Self, ClientError> {
         let unreachable = |source| ClientError::Unreachable {
             path: socket.to_owned(),
@@ -40,6 +52,7 @@ impl Client {
         };
         let name = path::socket_name(socket).map_err(unreachable)?;
         let stream = Stream::connect(name).map_err(unreachable)?;
+        check_server(&stream, socket)?;
         Ok(Self {
             stream,
             path: socket.to_owned(),
@@ -78,4 +91,31 @@ impl Client {
         let payload = frame::read_frame(&mut self.stream).map_err(protocol)?;
         codec::decode_response(&payload, Encoding::Binary).map_err(protocol)
     }
+}
+
+/// The listening process must run as our effective user.
+#[cfg(unix)]
+fn check_server(stream: &Stream, socket: &Path) -> Result<(), ClientError> {
+    use interprocess::local_socket::traits::StreamCommon as _;
+    let me = rustix::process::geteuid().as_raw();
+    let creds = stream
+        .peer_creds()
+        .map_err(|source| ClientError::Unreachable {
+            path: socket.to_owned(),
+            source,
+        })?;
+    match creds.euid() {
+        Some(uid) if uid == me => Ok(()),
+        // u32::MAX: the kernel did not say; treat it as not ours.
+        other => Err(ClientError::NotOurs {
+            path: socket.to_owned(),
+            uid: other.unwrap_or(u32::MAX),
+            me,
+        }),
+    }
+}
+
+#[cfg(not(unix))]
+fn check_server(_stream: &Stream, _socket: &Path) -> Result<(), ClientError> {
+    Ok(())
 }

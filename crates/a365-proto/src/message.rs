@@ -52,6 +52,34 @@ pub enum Request {
     },
 }
 
+/// The longest `min_valid_ms` that means anything: a year and a day.
+/// Longer asks are treated as this (and fail as "not valid that long").
+pub const MAX_MIN_VALID_MS: u64 = 366 * 24 * 3600 * 1000;
+/// A browser login waits at least a second and at most an hour.
+pub const LOGIN_TIMEOUT_MS: std::ops::RangeInclusive<u64> = 1_000..=3_600_000;
+
+impl Request {
+    /// Every number a client sent, brought into the range the agent works
+    /// in. Applied once, where a request enters the agent, so no later
+    /// arithmetic sees 2^64 - 1 milliseconds.
+    pub fn clamped(self) -> Request {
+        match self {
+            Request::Token(mut token) => {
+                token.min_valid_ms = token.min_valid_ms.min(MAX_MIN_VALID_MS);
+                Request::Token(token)
+            }
+            Request::Login {
+                profile,
+                timeout_ms,
+            } => Request::Login {
+                profile,
+                timeout_ms: timeout_ms.clamp(*LOGIN_TIMEOUT_MS.start(), *LOGIN_TIMEOUT_MS.end()),
+            },
+            other => other,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TokenRequest {
     #[serde(default)]
