@@ -5,15 +5,33 @@ use std::os::unix::process::CommandExt;
 
 use a365_token_server::ServerConfig;
 
-use crate::harness::{Session, bin, set_mode};
+use a365_proto::{Encoding, Request, Response};
+
+use crate::harness::{OtherUser, Out, Session, bin, set_mode};
 
 /// `nobody` on Debian and most distributions.
 const OTHER_UID: u32 = 65534;
 
+/// What another user's process reads from the agent when it sends `request`
+/// (a ping frame, or a JSON line): the raw answer, as text.
+const PEEK: &str = r#"
+import socket, sys
+s = socket.socket(socket.AF_UNIX)
+s.settimeout(10)
+s.connect(sys.argv[1])
+s.sendall(bytes.fromhex(sys.argv[2]))
+data = b""
+while True:
+    chunk = s.recv(65536)
+    if not chunk:
+        break
+    data += chunk
+sys.stdout.write(data.hex())
+"#;
+
 #[test]
-fn another_user_is_refused_and_the_owner_is_still_served() {
-    if !rustix::process::geteuid().is_root() {
-        eprintln!("skipped: switching to another uid needs root (CI runs as root)");
+fn another_user_is_refused_in_its_encoding_and_the_owner_is_still_served() {
+    if !crate::harness::require_root("switch to another user") {
         return;
     }
     let Session {
@@ -26,30 +44,175 @@ fn another_user_is_refused_and_the_owner_is_still_served() {
     set_mode(&env.path("run"), 0o755);
     set_mode(env.socket.parent().unwrap(), 0o755);
     set_mode(&env.socket, 0o666);
-
-    let out = env
-        .command(bin("a365"))
-        .args(["token", "work"])
-        .uid(OTHER_UID)
-        .gid(OTHER_UID)
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(9), "permission denied: {stderr}");
-    assert!(out.stdout.is_empty(), "nothing but an error");
-    assert!(stderr.contains("only its own user"), "{stderr}");
+    let other = OtherUser::create();
+    let peek = |bytes: &[u8]| -> Vec<u8> {
+        let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        let out = other
+            .command("python3")
+            .args(["-c", PEEK, env.socket.to_str().unwrap(), &hex])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let text = String::from_utf8(out.stdout).unwrap();
+        (0..text.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&text[i..i + 2], 16).unwrap())
+            .collect()
+    };
+    let ping = a365_proto::codec::encode_request(&Request::Ping, Encoding::Binary).unwrap();
+    let answer = peek(&ping);
+    match a365_proto::codec::decode_response(&answer[4..], Encoding::Binary).unwrap() {
+        Response::Error(e) => {
+            assert_eq!(e.kind, a365_proto::ErrorKind::PermissionDenied);
+            assert!(e.message.contains("only its own user"), "{}", e.message);
+        }
+        other => panic!("{other:?}"),
+    }
+    // A JSON client is refused in JSON, which it can read.
+    let answer = peek(b"{\"version\":1,\"request\":{\"token\":{\"profile\":\"work\"}}}\n");
+    let text = String::from_utf8(answer).unwrap();
+    assert!(
+        text.starts_with('{') && text.contains("permission_denied"),
+        "{text}"
+    );
+    assert!(!text.contains("access_token") && !text.contains("\"token\":{\"profile\""));
     let logged = crate::harness::wait_until(std::time::Duration::from_secs(5), || {
         agent.log().contains("refused a connection")
     });
     assert!(logged, "{}", agent.log());
+    // Their `a365` refuses our agent before sending anything, as ours
+    // would refuse theirs.
+    let out = Out::from(
+        other
+            .command(bin("a365"))
+            .args(["token", "work"])
+            .env("A365_AGENT_SOCK", &env.socket)
+            .env("A365_NO_AUTOSTART", "1")
+            .output()
+            .unwrap(),
+    )
+    .code(9);
+    assert!(out.stdout.is_empty(), "nothing but an error");
+    assert!(out.stderr.contains("runs as uid 0"), "{}", out.stderr);
     // The owner is still served.
     env.a365(&["token", "work"]).ok();
 }
 
+/// A listener of another user's, at the path the victim's client uses (a
+/// shared place, or a name it created first): it receives not one byte,
+/// the client says whose it is (exit 9) and starts no agent over it.
+const SQUATTER: &str = r#"
+import os, socket, sys
+path, record = sys.argv[1], sys.argv[2]
+s = socket.socket(socket.AF_UNIX)
+s.bind(path)
+os.chmod(path, 0o777)
+s.listen(16)
+open(record + ".ready", "w").close()
+got = 0
+while True:
+    c, _ = s.accept()
+    c.settimeout(2)
+    try:
+        while True:
+            chunk = c.recv(65536)
+            if not chunk:
+                break
+            got += len(chunk)
+    except OSError:
+        pass
+    c.close()
+    with open(record, "w") as f:
+        f.write(str(got))
+"#;
+
+#[test]
+fn a_socket_another_user_created_first_receives_nothing() {
+    if !crate::harness::require_root("switch to another user") {
+        return;
+    }
+    let server = a365_token_server::TokenServer::start(ServerConfig::default()).unwrap();
+    let env = crate::harness::Env::new();
+    let other = OtherUser::create();
+    // A directory of the attacker's that the victim can reach.
+    set_mode(env.dir.path(), 0o755);
+    let trap = env.path("trap");
+    std::fs::create_dir(&trap).unwrap();
+    std::os::unix::fs::chown(&trap, Some(other.uid), Some(other.gid)).unwrap();
+    set_mode(&trap, 0o755);
+    let socket = trap.join("agent.sock");
+    let record = trap.join("received");
+    let mut squatter = other
+        .command("python3")
+        .args([
+            "-c",
+            SQUATTER,
+            socket.to_str().unwrap(),
+            record.to_str().unwrap(),
+        ])
+        .spawn()
+        .unwrap();
+    assert!(crate::harness::wait_until(
+        std::time::Duration::from_secs(10),
+        || trap.join("received.ready").exists()
+    ));
+    let secrets = r#"{"client_secret":"squat-secret-1","refresh_token":"squat-refresh-2"}"#;
+    let token_url = server.token_url();
+    let run = |args: &[&str], input: &[u8]| {
+        use std::io::Write;
+        let mut cmd = env.command(bin("a365"));
+        cmd.args(args)
+            .env("A365_AGENT_SOCK", &socket)
+            // Autostart allowed: it must not happen over another's socket.
+            .env_remove("A365_NO_AUTOSTART")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        let mut child = cmd.spawn().unwrap();
+        child.stdin.take().unwrap().write_all(input).unwrap();
+        Out::from(child.wait_with_output().unwrap())
+    };
+    let add = run(
+        &[
+            "add",
+            "work",
+            "--kind",
+            "refresh",
+            "--token-url",
+            &token_url,
+            "--client-id",
+            "c",
+            "--secrets-from",
+            "-",
+        ],
+        secrets.as_bytes(),
+    )
+    .code(9);
+    assert!(
+        add.stderr.contains(&socket.display().to_string())
+            && add.stderr.contains(&format!("runs as uid {}", other.uid)),
+        "{}",
+        add.stderr
+    );
+    for args in [&["token", "work"][..], &["login", "work"], &["status"]] {
+        let out = run(args, b"").code(9);
+        assert!(out.stdout.is_empty(), "{args:?}: {out:#?}");
+        assert!(!out.stderr.contains("started a365-agent"), "{out:#?}");
+    }
+    let _ = squatter.kill();
+    let _ = squatter.wait();
+    let received = std::fs::read_to_string(&record).unwrap_or_else(|_| "0".into());
+    assert_eq!(received.trim(), "0", "the squatter received bytes");
+    assert_eq!(server.requests(), 0);
+}
+
 #[test]
 fn a_socket_directory_owned_by_another_user_is_refused() {
-    if !rustix::process::geteuid().is_root() {
-        eprintln!("skipped: chown to another uid needs root (CI runs as root)");
+    if !crate::harness::require_root("chown to another uid") {
         return;
     }
     let env = crate::harness::Env::new();
@@ -86,8 +249,7 @@ fn a_socket_in_a_world_writable_directory_is_refused() {
 
 #[test]
 fn the_agent_is_not_dumpable_and_a_crash_leaves_no_core() {
-    if !rustix::process::geteuid().is_root() {
-        eprintln!("skipped: running the agent as another uid needs root (CI runs as root)");
+    if !crate::harness::require_root("run the agent as another uid") {
         return;
     }
     use std::os::unix::fs::MetadataExt;

@@ -519,3 +519,65 @@ impl Session {
         Session { server, env, agent }
     }
 }
+
+/// Whether this test may do what needs root (switch users, chown). Not
+/// root: skipped with a word, except under `CI=true`, where CI promised to
+/// run it and a silent skip would hide a missing check.
+pub fn require_root(what: &str) -> bool {
+    if rustix::process::geteuid().is_root() {
+        return true;
+    }
+    assert!(
+        std::env::var_os("CI").is_none_or(|v| v != "true"),
+        "CI=true but not root: cannot {what}"
+    );
+    eprintln!("SKIPPED: {what} needs root (CI runs as root)");
+    false
+}
+
+/// Another local user, the attacker of the security tests: made with
+/// `useradd -M` for this test and removed (`userdel`) when dropped.
+pub struct OtherUser {
+    pub name: String,
+    pub uid: u32,
+    pub gid: u32,
+}
+
+impl OtherUser {
+    /// Call only after [`require_root`].
+    pub fn create() -> OtherUser {
+        let name = format!("a365t{}", fastrand::u32(100_000..999_999));
+        let status = Command::new("useradd")
+            .args(["-M", "-U", "-s", "/usr/sbin/nologin", &name])
+            .status()
+            .expect("run useradd (Debian package passwd)");
+        assert!(status.success(), "useradd {name} failed");
+        let id = |flag: &str| -> u32 {
+            let out = Command::new("id").args([flag, &name]).output().expect("id");
+            String::from_utf8_lossy(&out.stdout)
+                .trim()
+                .parse()
+                .expect("a numeric id")
+        };
+        let (uid, gid) = (id("-u"), id("-g"));
+        OtherUser { name, uid, gid }
+    }
+
+    /// `program` run as this user.
+    pub fn command(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
+        use std::os::unix::process::CommandExt;
+        let mut cmd = Command::new(program);
+        cmd.uid(self.uid).gid(self.gid);
+        cmd.env_clear().env("PATH", "/usr/bin:/bin");
+        cmd
+    }
+}
+
+impl Drop for OtherUser {
+    fn drop(&mut self) {
+        let _ = Command::new("pkill")
+            .args(["-KILL", "-u", &self.name])
+            .status();
+        let _ = Command::new("userdel").arg(&self.name).status();
+    }
+}

@@ -135,11 +135,15 @@ fn a_browser_login_gets_a_token_and_a_refresh_token() {
 
     let browser = browser_script(&env);
     let out = login_with(&env, &browser).ok();
+    // The URL printed and given to the browser is the agent's one-time
+    // launcher: no state or challenge on any command line.
     assert!(
-        out.stderr.contains("/connect/authorize?"),
-        "prints the URL: {}",
+        out.stderr
+            .contains(&format!("http://127.0.0.1:{port}/start/")),
+        "prints the launcher: {}",
         out.stderr
     );
+    assert!(!out.stderr.contains("code_challenge"), "{}", out.stderr);
     assert!(out.stderr.contains("logged in"), "{}", out.stderr);
     let token = env.token("design");
     let scopes = jwt_payload(&token)["scope"].clone();
@@ -184,7 +188,7 @@ fn a_wrong_state_is_ignored_and_an_abandoned_login_times_out_and_frees_the_port(
         .unwrap();
     let mut stderr = std::io::BufReader::new(login.stderr.take().unwrap());
     let mut url = String::new();
-    while !url.contains("/connect/authorize?") {
+    while !url.contains("/start/") {
         url.clear();
         std::io::BufRead::read_line(&mut stderr, &mut url).unwrap();
     }
@@ -235,7 +239,7 @@ fn a_code_verifier_that_does_not_match_is_rejected_by_the_server() {
     let browser = env.path("home/swapping-browser");
     std::fs::write(
         &browser,
-        "#!/bin/sh\nexec python3 -c '\nimport re, sys, urllib.request\nurl = re.sub(\"code_challenge=[^&]*\", \"code_challenge=\" + \"A\" * 43, sys.argv[1])\ntry:\n    urllib.request.urlopen(url, timeout=10).read()\nexcept Exception:\n    pass\n' \"$1\"\n",
+        "#!/bin/sh\nexec python3 -c '\nimport re, sys, urllib.request, urllib.error\nclass Stay(urllib.request.HTTPRedirectHandler):\n    def redirect_request(self, *a, **k):\n        return None\ntry:\n    urllib.request.build_opener(Stay).open(sys.argv[1], timeout=10)\nexcept urllib.error.HTTPError as e:\n    url = e.headers[\"Location\"]\nurl = re.sub(\"code_challenge=[^&]*\", \"code_challenge=\" + \"A\" * 43, url)\ntry:\n    urllib.request.urlopen(url, timeout=10).read()\nexcept Exception:\n    pass\n' \"$1\"\n",
     )
     .unwrap();
     std::fs::set_permissions(&browser, std::fs::Permissions::from_mode(0o755)).unwrap();

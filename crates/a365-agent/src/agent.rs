@@ -44,6 +44,15 @@ struct Login {
     task: tokio::task::AbortHandle,
 }
 
+/// A task that ends with the task that awaits it.
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 impl Agent {
     /// Loads every configured profile's credential and starts its refresher.
     pub async fn start(
@@ -445,21 +454,29 @@ impl Agent {
             &scopes,
             &pkce,
         );
+        let launcher_path =
+            crate::login::launcher_path().map_err(|e| internal(format!("no randomness: {e}")))?;
+        let mut launcher = login.redirect_uri.clone();
+        launcher.set_path(&launcher_path);
+        launcher.set_query(None);
+        launcher.set_fragment(None);
+        let expect = crate::login::Expect {
+            redirect_path: login.redirect_uri.path().to_owned(),
+            launcher_path,
+            authorize_url: url.to_string(),
+            state: pkce.state.clone(),
+        };
         let (tx, rx) = watch::channel(None);
         let timeout = Duration::from_millis(timeout_ms.clamp(1_000, 3_600_000));
         let me = self.me.clone();
         let name = name.to_owned();
         tracing::info!(profile = %name, redirect = %login.redirect_uri, "login started");
         let key = name.clone();
-        let task = tokio::spawn(async move {
-            let code = crate::login::wait_for_code(
-                listener,
-                login.redirect_uri.path(),
-                pkce.state.clone(),
-                timeout,
-            )
-            .await;
-            let outcome = match (code, me.upgrade()) {
+        let worker_name = name.clone();
+        let work = tokio::spawn(async move {
+            let name = worker_name;
+            let code = crate::login::wait_for_code(listener, expect, timeout).await;
+            match (code, me.upgrade()) {
                 (Err(e), _) => Err(unavailable(format!(
                     "{e}; run `a365 login {name}` to try again"
                 ))),
@@ -469,6 +486,19 @@ impl Agent {
                         .finish_login(&name, &endpoint, &login.redirect_uri, &code, &pkce)
                         .await
                 }
+            }
+        });
+        let task = tokio::spawn(async move {
+            // Aborting this task (a newer login) aborts the work too.
+            let mut work = AbortOnDrop(work);
+            // A bug that panics the login says so, rather than leaving the
+            // waiting client a misleading "replaced or stopped".
+            let outcome = match (&mut work.0).await {
+                Ok(outcome) => outcome,
+                Err(e) if e.is_panic() => Err(internal(
+                    "the login failed inside the agent (a bug: see its log); run `a365 login` again",
+                )),
+                Err(_) => Err(unavailable("the login was abandoned")),
             };
             match &outcome {
                 Ok(_) => tracing::info!(profile = %name, "logged in"),
@@ -486,7 +516,7 @@ impl Agent {
             );
         }
         Ok(Response::LoginUrl {
-            url: url.to_string(),
+            url: launcher.to_string(),
         })
     }
 

@@ -336,6 +336,19 @@ impl LoginEndpoint {
                  (the agent listens there)"
             )));
         }
+        // The listener compares the path exactly; a query or fragment would
+        // never match, and `:`, `*`, `{`, `}` read as patterns to people
+        // and to routers.
+        if redirect_uri.query().is_some()
+            || redirect_uri.fragment().is_some()
+            || redirect_uri.path().contains([':', '*', '{', '}'])
+            || redirect_uri.path().starts_with("/start/")
+        {
+            return Err(ConfigError::Invalid(format!(
+                "redirect_uri '{text}' must be a plain path without a query, a fragment, `:`, \
+                 `*`, `{{` or `}}`, and not under /start/ (the agent's own login launcher)"
+            )));
+        }
         Ok(LoginEndpoint {
             authorize_url,
             redirect_uri,

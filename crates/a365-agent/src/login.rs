@@ -1,13 +1,20 @@
 //! The loopback end of a browser login (RFC 8252 §7.3): listen on the
 //! registered redirect, take the one request that carries our `state`,
 //! answer the browser with a short page, and hand the code back.
+//!
+//! The browser is not given the authorize URL (its `state` and PKCE
+//! challenge) on its command line, where every local user can read it in
+//! `/proc/PID/cmdline` and race the victim to the login. It gets a
+//! one-time *launcher* on the same loopback listener,
+//! `http://HOST:PORT/start/<random>`, which redirects to the authorize URL;
+//! a second fetch of it fails the login loudly.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::extract::{RawQuery, State};
-use axum::http::StatusCode;
-use axum::response::Html;
+use axum::http::{StatusCode, Uri, header};
+use axum::response::{Html, IntoResponse, Response};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 
@@ -23,79 +30,171 @@ pub enum LoginError {
     TimedOut(u64),
     #[error("the authorization server refused the login: {0}")]
     Refused(String),
+    #[error(
+        "the login link was opened twice: another program or user may have opened it first, so \
+         this login is abandoned"
+    )]
+    LauncherReused,
 }
 
 /// Binds the redirect's port now, so a busy port is reported before the
-/// browser opens. `localhost` means the IPv4 loopback, as browsers try it.
-pub async fn listen(redirect: &reqwest::Url) -> Result<TcpListener, LoginError> {
+/// browser opens. `localhost` is bound on both loopbacks: a browser may
+/// try `[::1]` first, and another user listening there would get the code.
+/// A loopback the machine does not have (IPv6 off) nobody can bind either.
+pub async fn listen(redirect: &reqwest::Url) -> Result<Vec<TcpListener>, LoginError> {
     let port = redirect.port().unwrap_or(80);
-    let host = match redirect.host_str() {
-        Some("localhost") | None => "127.0.0.1".to_owned(),
-        Some(host) => host
-            .trim_start_matches('[')
-            .trim_end_matches(']')
-            .to_owned(),
+    let literal = redirect
+        .host_str()
+        .map(|h| h.trim_start_matches('[').trim_end_matches(']'))
+        .and_then(|h| h.parse::<std::net::IpAddr>().ok());
+    let hosts: Vec<std::net::IpAddr> = match literal {
+        Some(ip) => vec![ip],
+        None => vec![
+            std::net::Ipv4Addr::LOCALHOST.into(),
+            std::net::Ipv6Addr::LOCALHOST.into(),
+        ],
     };
-    TcpListener::bind((host.as_str(), port))
-        .await
-        .map_err(|source| LoginError::Listen {
-            redirect: redirect.to_string(),
-            source,
-        })
+    let several = hosts.len() > 1;
+    let mut listeners = Vec::new();
+    for ip in hosts {
+        match TcpListener::bind((ip, port)).await {
+            Ok(listener) => listeners.push(listener),
+            Err(e) if several && e.kind() == std::io::ErrorKind::AddrNotAvailable => {
+                tracing::debug!("{ip} is not available here: not listening there");
+            }
+            Err(source) => {
+                return Err(LoginError::Listen {
+                    redirect: redirect.to_string(),
+                    source,
+                });
+            }
+        }
+    }
+    Ok(listeners)
+}
+
+/// The random path of the one-time launcher.
+pub fn launcher_path() -> Result<String, getrandom::Error> {
+    use base64::Engine as _;
+    let mut bytes = [0u8; 24];
+    getrandom::fill(&mut bytes)?;
+    Ok(format!(
+        "/start/{}",
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+    ))
 }
 
 type Outcome = Result<String, LoginError>;
 
+/// What the listener waits for.
+#[derive(Debug)]
+pub struct Expect {
+    /// The redirect's path (`/login`).
+    pub redirect_path: String,
+    /// From [`launcher_path`].
+    pub launcher_path: String,
+    /// Where the launcher sends the browser.
+    pub authorize_url: String,
+    pub state: String,
+}
+
 #[derive(Clone)]
 struct Waiting {
-    state: Arc<String>,
+    expect: Arc<Expect>,
+    launched: Arc<std::sync::atomic::AtomicBool>,
     done: Arc<Mutex<Option<oneshot::Sender<Outcome>>>>,
 }
 
-/// Serves the redirect path until a request with our `state` brings a code
-/// (or an error), or until `timeout`; the listener is closed on return, so
-/// the port is free again.
+impl Waiting {
+    fn finish(&self, outcome: Outcome) {
+        if let Some(tx) = self.done.lock().ok().and_then(|mut d| d.take()) {
+            let _ = tx.send(outcome);
+        }
+    }
+}
+
+/// Serves the launcher and the redirect path until a request with our
+/// `state` brings a code (or an error), or until `timeout`; the listeners
+/// are closed on return, so the port is free again.
 pub async fn wait_for_code(
-    listener: TcpListener,
-    path: &str,
-    state: String,
+    listeners: Vec<TcpListener>,
+    expect: Expect,
     timeout: Duration,
 ) -> Outcome {
     let (tx, rx) = oneshot::channel();
     let waiting = Waiting {
-        state: Arc::new(state),
+        expect: Arc::new(expect),
+        launched: Arc::default(),
         done: Arc::new(Mutex::new(Some(tx))),
     };
-    let app = axum::Router::new()
-        .route(path, axum::routing::get(redirect))
-        .with_state(waiting);
-    let (stop_tx, stop_rx) = oneshot::channel::<()>();
-    let server = tokio::spawn(async move {
-        let _ = axum::serve(listener, app)
-            .with_graceful_shutdown(async {
-                let _ = stop_rx.await;
-            })
-            .await;
-    });
+    // Paths are compared, never turned into routes: a redirect path with
+    // `:` or `*` would be route syntax.
+    let app = axum::Router::new().fallback(handle).with_state(waiting);
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let mut servers = Vec::new();
+    for listener in listeners {
+        let (app, mut stop) = (app.clone(), stop_rx.clone());
+        servers.push(tokio::spawn(async move {
+            let _ = axum::serve(listener, app)
+                .with_graceful_shutdown(async move {
+                    let _ = stop.wait_for(|s| *s).await;
+                })
+                .await;
+        }));
+    }
     let outcome = match tokio::time::timeout(timeout, rx).await {
         Ok(Ok(outcome)) => outcome,
         Ok(Err(_)) => Err(LoginError::Refused("the login listener stopped".into())),
         Err(_) => Err(LoginError::TimedOut(timeout.as_secs())),
     };
-    let _ = stop_tx.send(());
+    let _ = stop_tx.send(true);
     // Graceful shutdown lets the browser's page finish; then the port is free.
-    let _ = tokio::time::timeout(Duration::from_secs(5), server).await;
+    for server in servers {
+        let _ = tokio::time::timeout(Duration::from_secs(5), server).await;
+    }
     outcome
 }
 
-async fn redirect(
-    State(waiting): State<Waiting>,
-    RawQuery(query): RawQuery,
-) -> (StatusCode, Html<&'static str>) {
+async fn handle(State(waiting): State<Waiting>, uri: Uri, RawQuery(query): RawQuery) -> Response {
+    let path = uri.path();
+    if path == waiting.expect.launcher_path {
+        return launch(&waiting);
+    }
+    if path == waiting.expect.redirect_path {
+        return redirect(&waiting, query.as_deref().unwrap_or_default()).into_response();
+    }
+    (StatusCode::NOT_FOUND, Html("<h1>a365: not found</h1>")).into_response()
+}
+
+/// The launcher: once to the authorize URL; twice is someone else.
+fn launch(waiting: &Waiting) -> Response {
+    use std::sync::atomic::Ordering;
+    if waiting.launched.swap(true, Ordering::SeqCst) {
+        waiting.finish(Err(LoginError::LauncherReused));
+        return (
+            StatusCode::GONE,
+            Html(
+                "<h1>a365: this login link was already used</h1>\
+                 <p>The login is abandoned: see your terminal and run <code>a365 login</code> again.</p>",
+            ),
+        )
+            .into_response();
+    }
+    (
+        StatusCode::FOUND,
+        [
+            (header::LOCATION, waiting.expect.authorize_url.as_str()),
+            (header::CACHE_CONTROL, "no-store"),
+        ],
+    )
+        .into_response()
+}
+
+fn redirect(waiting: &Waiting, query: &str) -> (StatusCode, Html<&'static str>) {
     let mut code = None;
     let mut state = None;
     let mut error = None;
-    for (key, value) in form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
+    for (key, value) in form_urlencoded::parse(query.as_bytes()) {
         match &*key {
             "code" => code = Some(value.into_owned()),
             "state" => state = Some(value.into_owned()),
@@ -105,7 +204,7 @@ async fn redirect(
     }
     // Anything without our state is not the browser we sent: ignore it and
     // keep waiting (it may be a stray or hostile local request).
-    if state.as_deref() != Some(waiting.state.as_str()) {
+    if state.as_deref() != Some(waiting.expect.state.as_str()) {
         return (
             StatusCode::BAD_REQUEST,
             Html("<h1>a365: this login link is not the one the agent is waiting for</h1>"),
@@ -127,8 +226,6 @@ async fn redirect(
     } else {
         "<h1>a365: the login was refused</h1><p>See your terminal.</p>"
     };
-    if let Some(tx) = waiting.done.lock().ok().and_then(|mut d| d.take()) {
-        let _ = tx.send(outcome);
-    }
+    waiting.finish(outcome);
     (StatusCode::OK, Html(page))
 }

@@ -119,6 +119,18 @@ pub async fn serve(
         let (agent, limits, shutdown) = (Arc::clone(&agent), limits.clone(), shutdown.clone());
         let (permits, idle) = (Arc::clone(&permits), Arc::clone(&idle));
         tokio::spawn(async move {
+            // Before a slot is taken or an idle client evicted: another
+            // user must not be able to push our own clients out.
+            if let Err(reason) = check_peer(&stream) {
+                tracing::warn!("refused a connection: {reason}");
+                refuse(
+                    stream,
+                    ErrorKind::PermissionDenied,
+                    "the agent serves only its own user",
+                )
+                .await;
+                return;
+            }
             let Some(permit) = make_room(&permits, &idle).await else {
                 tracing::warn!(
                     limit = limits.max_connections,
@@ -175,8 +187,27 @@ async fn make_room(
     }
 }
 
+/// Answers once and closes, in the client's encoding if its first byte
+/// arrives within a moment (a JSON plugin must be able to read why).
 async fn refuse(stream: Stream, kind: ErrorKind, message: &str) {
-    if let Ok(bytes) = codec::encode_response(&Response::error(kind, message), Encoding::Binary) {
+    use tokio::io::AsyncReadExt as _;
+    let mut reader = &stream;
+    let mut buf = zeroize::Zeroizing::new([0u8; 4096]);
+    let first = tokio::time::timeout(Duration::from_millis(200), reader.read(&mut buf[..])).await;
+    let encoding = match first {
+        Ok(Ok(n)) if n > 0 => Encoding::sniff(buf[0]).unwrap_or(Encoding::Binary),
+        _ => Encoding::Binary,
+    };
+    // Read what else it sent (one message at most): closing on unread
+    // bytes resets the connection, and the client would lose our answer.
+    let mut left = a365_proto::MAX_FRAME + 4;
+    while left > 0 {
+        match tokio::time::timeout(Duration::from_millis(20), reader.read(&mut buf[..])).await {
+            Ok(Ok(n)) if n > 0 => left = left.saturating_sub(n),
+            _ => break,
+        }
+    }
+    if let Ok(bytes) = codec::encode_response(&Response::error(kind, message), encoding) {
         let mut writer = &stream;
         let _ = tokio::time::timeout(Duration::from_secs(1), writer.write_all(&bytes)).await;
     }
@@ -189,16 +220,6 @@ async fn connection(
     idle: &Idle,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    if let Err(reason) = check_peer(&stream) {
-        tracing::warn!("refused a connection: {reason}");
-        refuse(
-            stream,
-            ErrorKind::PermissionDenied,
-            "the agent serves only its own user",
-        )
-        .await;
-        return;
-    }
     let mut reader = BufReader::with_capacity(4096, &stream);
     let mut writer = &stream;
     // The first byte says which encoding the client speaks.
