@@ -523,3 +523,130 @@ fn a_second_login_replaces_one_still_waiting() {
         first.stderr
     );
 }
+
+/// Another local user who reads the browser's command line (`/proc/PID/
+/// cmdline`) and fetches the link first learns the authorize URL, but the
+/// victim's own fetch then finds the link used, and the login is
+/// abandoned loudly instead of finishing in the other user's account.
+#[test]
+fn a_login_link_opened_twice_abandons_the_login() {
+    use std::os::unix::fs::PermissionsExt;
+    let server = server(3600);
+    let env = Env::new();
+    let _agent = env.start_agent();
+    let port = free_port();
+    add_login_profile(&env, &server, port, &[]);
+    // The "browser" records its arguments, lets someone else open the link
+    // first (the race the attacker wins), then opens it itself.
+    let argv = env.path("home/argv");
+    let browser = env.path("home/racing-browser");
+    std::fs::write(
+        &browser,
+        format!(
+            "#!/bin/sh\nprintf '%s\\n' \"$@\" > {argv}\nexec python3 -c '\nimport sys, urllib.request, urllib.error\nclass Stay(urllib.request.HTTPRedirectHandler):\n    def redirect_request(self, *a, **k):\n        return None\nfor who in (\"attacker\", \"victim\"):\n    try:\n        urllib.request.build_opener(Stay).open(sys.argv[1], timeout=10)\n    except urllib.error.HTTPError as e:\n        print(who, e.code, e.headers.get(\"Location\", \"\"))\n' \"$1\" > {argv}.seen\n",
+            argv = argv.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&browser, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let out = login_with(&env, &browser).code(6);
+    assert!(out.stderr.contains("opened twice"), "{}", out.stderr);
+    let seen = std::fs::read_to_string(format!("{}.seen", argv.display())).unwrap();
+    let lines: Vec<&str> = seen.lines().collect();
+    assert!(
+        lines[0].starts_with("attacker 302 ") && lines[0].contains("/connect/authorize?"),
+        "{seen}"
+    );
+    assert_eq!(lines[1], "victim 410 ", "{seen}");
+    // On the browser's command line: the launcher only.
+    let argv = std::fs::read_to_string(&argv).unwrap();
+    assert!(argv.contains("/start/"), "{argv}");
+    assert!(
+        !argv.contains("state=") && !argv.contains("code_challenge"),
+        "{argv}"
+    );
+    assert_eq!(server.requests(), 0, "no code was exchanged");
+    env.a365(&["token", "design"]).code(5);
+}
+
+/// `localhost` means both loopbacks to a browser: with `[::1]:PORT` taken
+/// by someone else, the login refuses to start rather than let them
+/// receive the code from an IPv6-first browser.
+#[test]
+fn a_localhost_redirect_with_either_loopback_taken_is_refused() {
+    let Ok(squatter) = std::net::TcpListener::bind(("::1", 0)) else {
+        eprintln!("SKIPPED: this machine has no IPv6 loopback");
+        return;
+    };
+    let port = squatter.local_addr().unwrap().port();
+    let server = server(3600);
+    let env = Env::new();
+    let _agent = env.start_agent();
+    let redirect = format!("http://localhost:{port}/login");
+    let token_url = server.token_url();
+    add(
+        &env,
+        &[
+            "design",
+            "--kind",
+            "authorization-code",
+            "--token-url",
+            &token_url,
+            "--client-id",
+            "test-client",
+            "--redirect-uri",
+            &redirect,
+        ],
+        r#"{"client_secret":"test-secret"}"#,
+    )
+    .ok();
+    let out = env
+        .a365(&["login", "design", "--no-browser", "--timeout", "2s"])
+        .code(6);
+    assert!(
+        out.stderr.contains("cannot listen on") && out.stderr.contains("in use"),
+        "{}",
+        out.stderr
+    );
+    drop(squatter);
+    // Free again: both loopbacks are bound, and a login through either works.
+    let browser = browser_script(&env);
+    login_with(&env, &browser).ok();
+}
+
+#[test]
+fn a_redirect_path_that_reads_as_a_pattern_is_refused_at_add() {
+    let server = server(3600);
+    let env = Env::new();
+    let _agent = env.start_agent();
+    let token_url = server.token_url();
+    for bad in [
+        "http://127.0.0.1:3000/:code",
+        "http://127.0.0.1:3000/*rest",
+        "http://127.0.0.1:3000/cb?x=1",
+    ] {
+        let out = add(
+            &env,
+            &[
+                "design",
+                "--kind",
+                "authorization-code",
+                "--token-url",
+                &token_url,
+                "--client-id",
+                "test-client",
+                "--redirect-uri",
+                bad,
+            ],
+            r#"{"client_secret":"test-secret"}"#,
+        )
+        .code(8);
+        assert!(
+            out.stderr.contains("must be a plain path"),
+            "{bad}: {}",
+            out.stderr
+        );
+    }
+    let out = env.a365(&["status", "--json"]).ok();
+    assert_eq!(out.json().as_array().unwrap().len(), 0, "nothing was added");
+}

@@ -190,3 +190,80 @@ fn memory_is_locked_where_that_is_safe_and_the_log_says_which() {
         assert_eq!(locked_kib, 0);
     }
 }
+
+/// `--secrets-from` reads at most 64 KiB (`/dev/zero` once reached 731 MB
+/// in two seconds), and warns about a file others can read.
+#[test]
+fn secrets_from_is_capped_and_warns_about_a_file_others_can_read() {
+    let server = TokenServer::start(ServerConfig::default()).unwrap();
+    let env = Env::new();
+    let _agent = env.start_agent();
+    let token_url = server.token_url();
+    let add = |file: &str| {
+        env.a365(&[
+            "add",
+            "work",
+            "--kind",
+            "refresh",
+            "--token-url",
+            &token_url,
+            "--client-id",
+            "test-client",
+            "--secrets-from",
+            file,
+        ])
+    };
+    let started = std::time::Instant::now();
+    let out = add("/dev/zero").code(2);
+    assert!(out.stderr.contains("more than 64 KiB"), "{}", out.stderr);
+    assert!(started.elapsed() < Duration::from_secs(5));
+
+    let file = env.path("home/secrets.json");
+    let write = |file: &std::path::Path| {
+        let rt = server.issue_refresh_token("test-client");
+        let text = format!(r#"{{"client_secret":"test-secret","refresh_token":"{rt}"}}"#);
+        std::fs::write(file, text).unwrap();
+    };
+    write(&file);
+    crate::harness::set_mode(&file, 0o644);
+    let out = add(file.to_str().unwrap()).ok();
+    assert!(
+        out.stderr.contains("readable by other users (mode 644)")
+            && out.stderr.contains("shred -u"),
+        "{}",
+        out.stderr
+    );
+    assert!(!out.stderr.contains("test-secret"), "{}", out.stderr);
+    env.a365(&["remove", "work"]).ok();
+    write(&file);
+    crate::harness::set_mode(&file, 0o600);
+    let out = add(file.to_str().unwrap()).ok();
+    assert!(
+        !out.stderr.contains("readable by other users"),
+        "{}",
+        out.stderr
+    );
+}
+
+/// An agent started from inside `a365 exec` (an autostart) inherits
+/// `A365_TOKEN`; it starts afresh without it, so its environment as the
+/// kernel shows it (`/proc/PID/environ`) holds no token.
+#[test]
+fn an_inherited_a365_token_leaves_the_agent_environment() {
+    if !crate::harness::require_root("read a non-dumpable process's environment") {
+        return;
+    }
+    let env = Env::new();
+    let mut cmd = env.command(crate::harness::bin("a365-agent"));
+    cmd.env("A365_TOKEN", "inherited-token-7d1f");
+    let agent = env.spawn_agent_command(cmd);
+    agent.wait_ready(&env.socket);
+    let environ = std::fs::read(format!("/proc/{}/environ", agent.pid())).unwrap();
+    let text = String::from_utf8_lossy(&environ);
+    assert!(!text.contains("inherited-token-7d1f"), "{text}");
+    assert!(!text.contains("A365_TOKEN="), "{text}");
+    assert!(
+        text.contains("A365_AGENT_SOCK="),
+        "the rest is kept: {text}"
+    );
+}

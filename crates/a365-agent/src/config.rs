@@ -366,7 +366,13 @@ enum Cloud {
 
 impl Cloud {
     fn of(url: &reqwest::Url) -> Cloud {
-        let host = url.host_str().unwrap_or("").to_ascii_lowercase();
+        // `auth.altium.com.` (fully qualified) is the same host to DNS and
+        // TLS: compare without the root's dot, in one case.
+        let host = url
+            .host_str()
+            .unwrap_or("")
+            .trim_end_matches('.')
+            .to_ascii_lowercase();
         let under = |domain: &str| host == domain || host.ends_with(&format!(".{domain}"));
         if under("365-gov.altium.com") {
             Cloud::Gov
@@ -432,7 +438,7 @@ fn is_loopback(url: &reqwest::Url) -> bool {
         return false;
     };
     let bare = host.trim_start_matches('[').trim_end_matches(']');
-    host.eq_ignore_ascii_case("localhost")
+    host.trim_end_matches('.').eq_ignore_ascii_case("localhost")
         || bare
             .parse::<std::net::IpAddr>()
             .is_ok_and(|ip| ip.is_loopback())
@@ -627,6 +633,32 @@ mod tests {
             assert!(Endpoint::resolve(&s).is_err(), "{bad}");
         }
         assert_eq!(Endpoint::resolve(&spec(Kind::Static)).unwrap(), None);
+    }
+
+    /// `auth.altium.com.` and `AUTH.Altium.COM` are the commercial cloud:
+    /// a trailing dot or other case once slipped past the Gov guard.
+    #[test]
+    fn the_cloud_guard_sees_through_a_trailing_dot_and_case() {
+        for commercial in [
+            "https://auth.altium.com./connect/token",
+            "https://AUTH.Altium.COM/connect/token",
+            "https://auth.altium.com../connect/token",
+        ] {
+            let url = reqwest::Url::parse(commercial).unwrap();
+            assert_eq!(Cloud::of(&url), Cloud::Commercial, "{commercial}");
+            let mut s = spec(Kind::Refresh);
+            s.token_url = Some(commercial.into());
+            s.secure = Some(true);
+            let err = Endpoint::resolve(&s).unwrap_err().to_string();
+            assert!(err.contains("commercial endpoint"), "{commercial}: {err}");
+        }
+        let gov = reqwest::Url::parse("https://auth.365-gov.altium.com./x").unwrap();
+        assert_eq!(Cloud::of(&gov), Cloud::Gov);
+        let mut s = spec(Kind::AuthorizationCode);
+        s.token_url = Some("https://auth.365-gov.altium.com/connect/token".into());
+        s.authorize_url = Some("https://auth.altium.com./connect/authorize".into());
+        let err = Endpoint::resolve(&s).unwrap_err().to_string();
+        assert!(err.contains("different Altium clouds"), "{err}");
     }
 
     #[test]

@@ -641,11 +641,29 @@ impl Profile {
                     retry_in_ms = wait.as_millis() as u64,
                     "refresh failed: {e}"
                 );
+                let held_expiry = self.snapshot().token.as_ref().and_then(|h| h.expires_at_ms);
+                // The server asked us to wait past the held token's end:
+                // say so now, not once clients start failing.
+                let gap = match held_expiry {
+                    Some(exp) if exp > now && exp < retry_at => {
+                        tracing::warn!(
+                            profile = %self.name,
+                            "the held token expires in {} but the next attempt is in {}",
+                            human_ms(exp - now),
+                            human_ms(retry_at - now)
+                        );
+                        format!(
+                            "; the held token expires in {}, before that attempt",
+                            human_ms(exp - now)
+                        )
+                    }
+                    _ => String::new(),
+                };
                 self.shared.events.emit(
                     &self.name,
                     EventKind::RefreshFailed,
-                    self.snapshot().token.as_ref().and_then(|h| h.expires_at_ms),
-                    format!("{e}; next attempt in {}", human_ms(retry_at - now)),
+                    held_expiry,
+                    format!("{e}; next attempt in {}{gap}", human_ms(retry_at - now)),
                 );
                 self.state.send_modify(|s| {
                     s.phase = Phase::Failing {

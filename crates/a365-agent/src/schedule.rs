@@ -16,10 +16,14 @@ pub fn refresh_at(obtained_ms: i64, expires_ms: i64, jitter: f64) -> i64 {
     expires_ms - margin - spread
 }
 
+/// The longest `Retry-After` honoured: one answer once asked for 317
+/// years, which would have stopped a profile for good.
+pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
+
 /// How long to wait after the `attempts`-th failure in a row: exponential
 /// from 1 s (60 s for refusals that retrying won't fix soon) up to 5 min
 /// (30 min), with "equal jitter", and never less than the server's
-/// `Retry-After`.
+/// `Retry-After` (itself at most [`MAX_RETRY_AFTER`]).
 pub fn backoff(
     attempts: u32,
     rejected: bool,
@@ -35,7 +39,8 @@ pub fn backoff(
         .saturating_mul(1u64 << attempts.saturating_sub(1).min(20))
         .min(cap);
     let jittered = exp / 2 + (exp as f64 / 2.0 * jitter.clamp(0.0, 1.0)) as u64;
-    Duration::from_millis(jittered).max(retry_after.unwrap_or_default())
+    let asked = retry_after.unwrap_or_default().min(MAX_RETRY_AFTER);
+    Duration::from_millis(jittered).max(asked)
 }
 
 #[cfg(test)]
@@ -67,5 +72,8 @@ mod tests {
             Duration::from_secs(7)
         );
         assert!(backoff(u32::MAX, true, None, 1.0) <= Duration::from_secs(1800));
+        let centuries = Duration::from_secs(317 * 365 * 86_400);
+        assert_eq!(backoff(1, false, Some(centuries), 0.0), MAX_RETRY_AFTER);
+        assert_eq!(backoff(1, false, Some(Duration::MAX), 1.0), MAX_RETRY_AFTER);
     }
 }

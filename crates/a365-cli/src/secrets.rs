@@ -19,23 +19,60 @@ struct SecretsFile {
     access_token: Option<SecretString>,
 }
 
-/// Reads `--secrets-from FILE|-`.
+/// The most `--secrets-from` reads: secrets are a few KiB, and
+/// `/dev/zero` must not fill the memory.
+pub const MAX_SECRETS_BYTES: u64 = 64 * 1024;
+
+/// Reads `--secrets-from FILE|-`, at most [`MAX_SECRETS_BYTES`]. A file
+/// others can read gets a warning: its secrets may already be copied.
 pub fn from_file(path: &Path) -> Result<Secrets, Error> {
-    let mut buf = Zeroizing::new(Vec::new());
+    // Sized once: growing would leave unzeroed copies behind.
+    let mut buf = Zeroizing::new(Vec::with_capacity(MAX_SECRETS_BYTES as usize + 1));
     let (what, result) = if path == Path::new("-") {
+        let stdin = std::io::stdin().lock();
         (
             "standard input".to_owned(),
-            std::io::stdin().lock().read_to_end(&mut buf),
+            stdin.take(MAX_SECRETS_BYTES + 1).read_to_end(&mut buf),
         )
     } else {
         let shown = path.display().to_string();
-        (
-            shown,
-            std::fs::File::open(path).and_then(|mut f| f.read_to_end(&mut buf)),
-        )
+        let read = std::fs::File::open(path).and_then(|file| {
+            warn_if_shared(path, &file);
+            file.take(MAX_SECRETS_BYTES + 1).read_to_end(&mut buf)
+        });
+        (shown, read)
     };
     result.map_err(|e| Error::Usage(format!("cannot read secrets from {what}: {e}")))?;
+    if buf.len() as u64 > MAX_SECRETS_BYTES {
+        return Err(Error::Usage(format!(
+            "secrets from {what}: more than {} KiB, which no secret needs: is it the right file?",
+            MAX_SECRETS_BYTES / 1024
+        )));
+    }
     parse(&buf).map_err(|e| Error::Usage(format!("secrets from {what}: {e}")))
+}
+
+/// Secrets in a file that others can read are no longer only ours.
+fn warn_if_shared(path: &Path, file: &std::fs::File) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        if let Ok(meta) = file.metadata()
+            && meta.is_file()
+            && meta.mode() & 0o044 != 0
+        {
+            eprintln!(
+                "a365: warning: {} is readable by other users (mode {:o}): they may have read these \
+                 secrets. Delete it once the profile is added (`shred -u {}`), and keep secret \
+                 files mode 600 (or pipe them: --secrets-from -)",
+                path.display(),
+                meta.mode() & 0o777,
+                path.display()
+            );
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = (path, file);
 }
 
 /// Parses the JSON object; errors name fields and positions, never values.
