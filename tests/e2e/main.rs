@@ -19,6 +19,7 @@ mod fault_suite;
 mod json_mode;
 mod keyring;
 mod providers;
+mod proxy;
 mod refresh;
 mod secrets;
 mod systemd;

@@ -328,6 +328,10 @@ impl Agent {
         {
             tracing::warn!(profile = %name, "could not delete the replaced secrets: {}", e.message);
         }
+        let plain_http = endpoint
+            .as_ref()
+            .filter(|e| e.token_url.scheme() == "http")
+            .map(|e| e.token_url.to_string());
         let profile = Profile::start(
             name.clone(),
             spec.clone(),
@@ -350,6 +354,13 @@ impl Agent {
             "profile '{name}' ({}) added; its secrets are kept {store}",
             spec.kind
         );
+        if let Some(url) = plain_http {
+            message.push_str(&format!(
+                ". Note: {url} is plain HTTP: any local user who listens on that port first \
+                 receives the client secret and refresh token (fine for tests on a machine of \
+                 your own; use https otherwise)"
+            ));
+        }
         if spec.kind == Kind::AuthorizationCode {
             message.push_str(&format!("; now log in: `a365 login {name}`"));
         } else if spec.kind != Kind::Static {

@@ -123,13 +123,50 @@ fn http_client(config: &Config) -> Result<reqwest::Client, RunError> {
         .redirect(reqwest::redirect::Policy::none())
         .connect_timeout(Duration::from_secs(5))
         .timeout(Duration::from_secs(20))
-        .user_agent(concat!("a365-agent/", env!("CARGO_PKG_VERSION")));
-    if let Some(proxy) = &config.proxy {
-        let proxy =
-            reqwest::Proxy::all(proxy).map_err(|e| RunError::Http(format!("proxy: {e}")))?;
+        .user_agent(concat!("a365-agent/", env!("CARGO_PKG_VERSION")))
+        // reqwest's own reading of the environment would send loopback
+        // requests through the proxy too: the proxies are set below.
+        .no_proxy();
+    for proxy in proxies(config)? {
         builder = builder.proxy(proxy);
     }
     builder.build().map_err(|e| RunError::Http(e.to_string()))
+}
+
+/// Loopback destinations never go through a proxy: a plain-HTTP token URL
+/// on this machine would carry the client secret in clear text to it.
+const NEVER_PROXIED: &str = "localhost,127.0.0.0/8,::1";
+
+/// `proxy` from the config, else the usual variables (`HTTPS_PROXY`,
+/// `HTTP_PROXY`, `ALL_PROXY`, lower case too), each with `NO_PROXY` plus
+/// the loopback.
+fn proxies(config: &Config) -> Result<Vec<reqwest::Proxy>, RunError> {
+    let var = |name: &str| {
+        std::env::var(name)
+            .or_else(|_| std::env::var(name.to_ascii_lowercase()))
+            .ok()
+            .filter(|v| !v.trim().is_empty())
+    };
+    let bad = |e: reqwest::Error| RunError::Http(format!("proxy: {e}"));
+    let mut proxies = Vec::new();
+    if let Some(url) = &config.proxy {
+        proxies.push(reqwest::Proxy::all(url).map_err(bad)?);
+    } else {
+        if let Some(url) = var("HTTPS_PROXY") {
+            proxies.push(reqwest::Proxy::https(url).map_err(bad)?);
+        }
+        if let Some(url) = var("HTTP_PROXY") {
+            proxies.push(reqwest::Proxy::http(url).map_err(bad)?);
+        }
+        if let Some(url) = var("ALL_PROXY") {
+            proxies.push(reqwest::Proxy::all(url).map_err(bad)?);
+        }
+    }
+    let exempt = format!("{NEVER_PROXIED},{}", var("NO_PROXY").unwrap_or_default());
+    Ok(proxies
+        .into_iter()
+        .map(|p| p.no_proxy(reqwest::NoProxy::from_string(&exempt)))
+        .collect())
 }
 
 fn spawn_signal_handlers(stop: watch::Sender<bool>) -> Result<(), RunError> {

@@ -5,11 +5,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use a365_proto::codec::{self, CodecError, Encoding};
+use a365_proto::frame::ZeroizingBufReader;
 use a365_proto::{ErrorKind, Request, Response, frame};
 use interprocess::local_socket::tokio::{Listener, Stream};
 use interprocess::local_socket::traits::StreamCommon as _;
 use interprocess::local_socket::traits::tokio::Listener as _;
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
 use tokio::sync::{Semaphore, watch};
 
 use crate::agent::Agent;
@@ -220,7 +221,7 @@ async fn connection(
     idle: &Idle,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let mut reader = BufReader::with_capacity(4096, &stream);
+    let mut reader = ZeroizingBufReader::with_capacity(4096, &stream);
     let mut writer = &stream;
     // The first byte says which encoding the client speaks.
     let first = {
@@ -322,7 +323,7 @@ async fn connection(
 async fn watch(
     agent: &Agent,
     profile: Option<String>,
-    reader: &mut BufReader<&Stream>,
+    reader: &mut ZeroizingBufReader<&Stream>,
     writer: &mut &Stream,
     encoding: Encoding,
     mut shutdown: watch::Receiver<bool>,
@@ -366,7 +367,7 @@ async fn watch(
 }
 
 async fn read(
-    reader: &mut BufReader<&Stream>,
+    reader: &mut ZeroizingBufReader<&Stream>,
     encoding: Encoding,
 ) -> Result<zeroize::Zeroizing<Vec<u8>>, CodecError> {
     match encoding {

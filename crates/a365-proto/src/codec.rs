@@ -111,8 +111,16 @@ pub fn decode_response(payload: &[u8], encoding: Encoding) -> Result<Response, C
     decode::<ResponseEnvelope<Response>>(payload, encoding).map(|e| e.response)
 }
 
+/// Encodes into a buffer allocated once at its final size: a buffer that
+/// grew while a token was written into it would leave the old, unzeroed
+/// copies behind in freed memory.
 fn encode<T: Serialize>(value: &T, encoding: Encoding) -> Result<Zeroizing<Vec<u8>>, CodecError> {
-    let mut out = Zeroizing::new(Vec::with_capacity(256));
+    let size = encoded_size(value, encoding)?;
+    if size > MAX_FRAME {
+        return Err(CodecError::TooLarge(size));
+    }
+    // Frame header (4) or newline (1).
+    let mut out = Zeroizing::new(Vec::with_capacity(size + 4));
     match encoding {
         Encoding::Binary => {
             out.extend_from_slice(&[0; 4]);
@@ -135,6 +143,38 @@ fn encode<T: Serialize>(value: &T, encoding: Encoding) -> Result<Zeroizing<Vec<u
         }
     }
     Ok(out)
+}
+
+/// The payload's length, from a dry run that writes nothing.
+fn encoded_size<T: Serialize>(value: &T, encoding: Encoding) -> Result<usize, CodecError> {
+    let malformed = |e: &dyn std::fmt::Display| CodecError::Malformed(e.to_string());
+    match encoding {
+        Encoding::Binary => {
+            let mut counter = bincode::enc::write::SizeWriter::default();
+            bincode::serde::encode_into_writer(value, &mut counter, BINCODE)
+                .map_err(|e| malformed(&e))?;
+            Ok(counter.bytes_written)
+        }
+        Encoding::Json => {
+            let mut counter = Counter(0);
+            serde_json::to_writer(&mut counter, value).map_err(|e| malformed(&e))?;
+            Ok(counter.0)
+        }
+    }
+}
+
+/// Counts the bytes written to it.
+struct Counter(usize);
+
+impl std::io::Write for Counter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0 += buf.len();
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 fn check_version(payload: &[u8], encoding: Encoding) -> Result<(), CodecError> {

@@ -161,6 +161,7 @@ pub fn check_dir(dir: &Path) -> Result<(), DirError> {
 
 #[cfg(all(test, unix))]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use super::*;
 
     #[test]

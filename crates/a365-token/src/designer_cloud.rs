@@ -53,7 +53,20 @@ pub fn parse_created(
         .token_info
         .ok_or_else(|| ProviderError::transient("Designer Cloud answered without tokenInfo"))?;
     let token_id = match info.token_id {
-        Some(serde_json::Value::String(id)) if !id.is_empty() => id,
+        // It goes into a URL path (the later DELETE) and onto terminals:
+        // URL-unreserved characters only, so `../x` or an escape sequence
+        // is no id.
+        Some(serde_json::Value::String(id))
+            if !id.is_empty()
+                && id.len() <= 128
+                && id.bytes().all(|b| {
+                    b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~')
+                })
+                && id != "."
+                && id != ".." =>
+        {
+            id
+        }
         Some(serde_json::Value::Number(id)) => id.to_string(),
         _ => {
             return Err(ProviderError::transient(
@@ -139,6 +152,9 @@ mod tests {
             &b"<html>"[..],
             br#"{"tokenValue":"x"}"#,
             br#"{"tokenValue":"x","tokenInfo":{"tokenId":""}}"#,
+            br#"{"tokenValue":"x","tokenInfo":{"tokenId":"../users/1"}}"#,
+            br#"{"tokenValue":"x","tokenInfo":{"tokenId":".."}}"#,
+            b"{\"tokenValue\":\"x\",\"tokenInfo\":{\"tokenId\":\"a\\u001b[2J\"}}",
             br#"{"tokenValue":"x","tokenInfo":{"tokenId":"i","expiredAt":"soon"}}"#,
         ] {
             assert!(matches!(

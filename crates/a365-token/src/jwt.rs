@@ -60,7 +60,9 @@ pub fn claims(token: &str) -> Option<Claims> {
         exp: raw.exp.map(epoch_seconds),
         iat: raw.iat.map(epoch_seconds),
         scopes: match raw.scope {
-            Some(ScopeClaim::List(list)) => list,
+            Some(ScopeClaim::List(list)) => {
+                list.into_iter().filter(|s| is_scope_token(s)).collect()
+            }
             Some(ScopeClaim::Text(text)) => split_scopes(&text),
             None => Vec::new(),
         },
@@ -78,9 +80,23 @@ fn epoch_seconds(v: f64) -> i64 {
     )
 }
 
-/// Splits an RFC 6749 scope string (space-separated).
+/// Splits an RFC 6749 scope string (space-separated), keeping only valid
+/// scope tokens.
 pub fn split_scopes(text: &str) -> Vec<String> {
-    text.split_ascii_whitespace().map(str::to_owned).collect()
+    text.split_ascii_whitespace()
+        .filter(|s| is_scope_token(s))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// RFC 6749 §3.3: a scope token is printable ASCII but `"` and `\`. What a
+/// token server sends beyond that (control characters, escape sequences
+/// meant for the terminal that prints `status`) is dropped here, once.
+pub fn is_scope_token(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 256
+        && s.bytes()
+            .all(|b| matches!(b, 0x21 | 0x23..=0x5b | 0x5d..=0x7e))
 }
 
 /// The workspace id from an `a365:workspace:{uuid}` scope.
@@ -99,6 +115,22 @@ mod tests {
     fn jwt(payload: &str) -> String {
         let enc = |s: &str| URL_SAFE_LENIENT.encode(s.as_bytes());
         format!("{}.{}.c2ln", enc(r#"{"alg":"RS256"}"#), enc(payload))
+    }
+
+    #[test]
+    fn scopes_with_control_characters_are_dropped_at_parse_time() {
+        let c = claims(&jwt(
+            r#"{"scope":["openid","evil\u001b]0;pwned\u0007","a365:workspace:\u001b[2J","ok"]}"#,
+        ))
+        .unwrap();
+        assert_eq!(c.scopes, ["openid", "ok"]);
+        assert_eq!(workspace(&c.scopes), None);
+        assert_eq!(
+            split_scopes("a \u{1b}[31mred b\u{9b}2J c\"q d\\e f"),
+            ["a", "f"]
+        );
+        assert!(is_scope_token("a365:design.read"));
+        assert!(!is_scope_token(""));
     }
 
     #[test]

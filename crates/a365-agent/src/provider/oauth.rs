@@ -31,7 +31,6 @@ pub async fn post_form(
     grant: Grant,
     form: &[(&str, &str)],
 ) -> Result<Fresh, ProviderError> {
-    let body = Zeroizing::new(form_urlencode(form));
     let response = call
         .http
         .post(call.token_url.clone())
@@ -40,7 +39,7 @@ pub async fn post_form(
             "application/x-www-form-urlencoded",
         )
         .header(reqwest::header::ACCEPT, "application/json")
-        .body(body.as_bytes().to_vec())
+        .body(bytes::Bytes::from_owner(Wiped(form_body(form))))
         .send()
         .await
         .map_err(|e| ProviderError::transient(describe_send_error(&e, call.token_url)))?;
@@ -58,11 +57,25 @@ pub async fn post_form(
     )
 }
 
-/// `application/x-www-form-urlencoded`, built in a buffer we can zeroize.
-fn form_urlencode(form: &[(&str, &str)]) -> String {
-    form_urlencoded::Serializer::new(String::with_capacity(256))
+/// `application/x-www-form-urlencoded`, built in a buffer sized for the
+/// worst case up front (every byte percent-encoded), so it never grows
+/// and leaves a copy of a secret behind, and wiped when dropped.
+pub fn form_body(form: &[(&str, &str)]) -> Zeroizing<Vec<u8>> {
+    let worst: usize = form.iter().map(|(k, v)| 3 * (k.len() + v.len()) + 2).sum();
+    let text = form_urlencoded::Serializer::new(String::with_capacity(worst))
         .extend_pairs(form)
-        .finish()
+        .finish();
+    Zeroizing::new(text.into_bytes())
+}
+
+/// The request body handed to reqwest: its bytes are wiped when the last
+/// reference to them drops, after the request was written.
+struct Wiped(Zeroizing<Vec<u8>>);
+
+impl AsRef<[u8]> for Wiped {
+    fn as_ref(&self) -> &[u8] {
+        &self.0
+    }
 }
 
 pub(crate) fn describe_send_error(e: &reqwest::Error, url: &reqwest::Url) -> String {
@@ -134,7 +147,9 @@ pub(crate) async fn read_body(
                         "the token server sent an oversized response",
                     ));
                 }
-                body.extend_from_slice(&chunk);
+                // A token response over 2 KiB must not leave its first
+                // part behind in a freed buffer.
+                a365_proto::frame::extend_zeroizing(&mut body, &chunk);
             }
             Ok(None) => return Ok(body),
             Err(e) => {
@@ -165,10 +180,16 @@ mod tests {
 
     #[test]
     fn form_encoding() {
+        let body = form_body(&[("grant_type", "refresh_token"), ("x", "a b&c=d/é")]);
         assert_eq!(
-            form_urlencode(&[("grant_type", "refresh_token"), ("x", "a b&c=d/é")]),
-            "grant_type=refresh_token&x=a+b%26c%3Dd%2F%C3%A9"
+            &body[..],
+            b"grant_type=refresh_token&x=a+b%26c%3Dd%2F%C3%A9"
         );
+        // Sized once, for the worst case: it never grew.
+        let all_escaped = "\u{e9}".repeat(500);
+        let body = form_body(&[("refresh_token", &all_escaped)]);
+        assert_eq!(body.len(), "refresh_token=".len() + 6 * 500);
+        assert!(body.capacity() >= body.len());
     }
 
     #[test]
