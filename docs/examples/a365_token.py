@@ -9,8 +9,9 @@ JSON line, read one JSON line. See docs/protocol.md.
 import json
 import os
 import socket
+import stat
+import struct
 import sys
-import tempfile
 
 # a365's exit codes, by error kind (see docs/protocol.md).
 EXIT_CODES = {
@@ -19,25 +20,72 @@ EXIT_CODES = {
 }
 
 
+def ours(path):
+    """A directory of our own that nobody else can write (checked without
+    following a link)."""
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return False
+    return stat.S_ISDIR(st.st_mode) and st.st_uid == os.geteuid() and not st.st_mode & 0o022
+
+
 def socket_path():
+    """Where a365 looks (docs/protocol.md): never a shared place like /tmp."""
     if os.environ.get("A365_AGENT_SOCK"):
         return os.environ["A365_AGENT_SOCK"]
     if os.environ.get("XDG_RUNTIME_DIR"):
         return os.path.join(os.environ["XDG_RUNTIME_DIR"], "a365", "agent.sock")
-    return os.path.join(tempfile.gettempdir(), f"a365-{os.getuid()}", "agent.sock")
+    session = f"/run/user/{os.geteuid()}"
+    if sys.platform.startswith("linux") and ours(session):
+        return os.path.join(session, "a365", "agent.sock")
+    home = os.path.expanduser("~")
+    if sys.platform == "darwin":
+        state = os.path.join(home, "Library", "Application Support")
+    else:
+        state = os.environ.get("XDG_STATE_HOME") or os.path.join(home, ".local", "state")
+    return os.path.join(state, "a365", "agent.sock")
+
+
+def refuse(message):
+    print(f"a365_token.py: {message}; nothing was sent", file=sys.stderr)
+    sys.exit(9)
+
+
+def check_peer(sock, path):
+    """The agent must run as us: another user may have created the socket
+    first, and would receive our requests and hand us tokens of its choice.
+    Linux tells the peer's uid (SO_PEERCRED); elsewhere the socket and its
+    directory must at least be ours."""
+    me = os.geteuid()
+    if hasattr(socket, "SO_PEERCRED"):
+        creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+        _pid, uid, _gid = struct.unpack("3i", creds)
+        if uid != me:
+            refuse(f"the process at {path} runs as uid {uid}, not as you (uid {me})")
+        return
+    if not ours(os.path.dirname(path) or "."):
+        refuse(f"{os.path.dirname(path)} is not a directory of yours that only you can write")
+    if os.lstat(path).st_uid != me:
+        refuse(f"{path} does not belong to you")
 
 
 def ask(request):
     """Sends one request, returns the response object."""
     path = socket_path()
-    try:
-        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        try:
             sock.connect(path)
+        except OSError as e:
+            print(f"a365_token.py: no agent at {path}: {e}", file=sys.stderr)
+            sys.exit(3)
+        check_peer(sock, path)
+        try:
             sock.sendall(json.dumps({"version": 1, "request": request}).encode() + b"\n")
             line = sock.makefile("rb").readline()
-    except OSError as e:
-        print(f"a365_token.py: no agent at {path}: {e}", file=sys.stderr)
-        sys.exit(3)
+        except OSError as e:
+            print(f"a365_token.py: talking to the agent at {path}: {e}", file=sys.stderr)
+            sys.exit(3)
     return json.loads(line)["response"]
 
 

@@ -105,31 +105,6 @@ fn another_user_is_refused_in_its_encoding_and_the_owner_is_still_served() {
 /// A listener of another user's, at the path the victim's client uses (a
 /// shared place, or a name it created first): it receives not one byte,
 /// the client says whose it is (exit 9) and starts no agent over it.
-const SQUATTER: &str = r#"
-import os, socket, sys
-path, record = sys.argv[1], sys.argv[2]
-s = socket.socket(socket.AF_UNIX)
-s.bind(path)
-os.chmod(path, 0o777)
-s.listen(16)
-open(record + ".ready", "w").close()
-got = 0
-while True:
-    c, _ = s.accept()
-    c.settimeout(2)
-    try:
-        while True:
-            chunk = c.recv(65536)
-            if not chunk:
-                break
-            got += len(chunk)
-    except OSError:
-        pass
-    c.close()
-    with open(record, "w") as f:
-        f.write(str(got))
-"#;
-
 #[test]
 fn a_socket_another_user_created_first_receives_nothing() {
     if !crate::harness::require_root("switch to another user") {
@@ -138,28 +113,8 @@ fn a_socket_another_user_created_first_receives_nothing() {
     let server = a365_token_server::TokenServer::start(ServerConfig::default()).unwrap();
     let env = crate::harness::Env::new();
     let other = OtherUser::create();
-    // A directory of the attacker's that the victim can reach.
-    set_mode(env.dir.path(), 0o755);
-    let trap = env.path("trap");
-    std::fs::create_dir(&trap).unwrap();
-    std::os::unix::fs::chown(&trap, Some(other.uid), Some(other.gid)).unwrap();
-    set_mode(&trap, 0o755);
-    let socket = trap.join("agent.sock");
-    let record = trap.join("received");
-    let mut squatter = other
-        .command("python3")
-        .args([
-            "-c",
-            SQUATTER,
-            socket.to_str().unwrap(),
-            record.to_str().unwrap(),
-        ])
-        .spawn()
-        .unwrap();
-    assert!(crate::harness::wait_until(
-        std::time::Duration::from_secs(10),
-        || trap.join("received.ready").exists()
-    ));
+    let squatter = other.squat(&env);
+    let socket = squatter.socket.clone();
     let secrets = r#"{"client_secret":"squat-secret-1","refresh_token":"squat-refresh-2"}"#;
     let token_url = server.token_url();
     let run = |args: &[&str], input: &[u8]| {
@@ -203,11 +158,45 @@ fn a_socket_another_user_created_first_receives_nothing() {
         assert!(out.stdout.is_empty(), "{args:?}: {out:#?}");
         assert!(!out.stderr.contains("started a365-agent"), "{out:#?}");
     }
-    let _ = squatter.kill();
-    let _ = squatter.wait();
-    let received = std::fs::read_to_string(&record).unwrap_or_else(|_| "0".into());
-    assert_eq!(received.trim(), "0", "the squatter received bytes");
+    assert_eq!(squatter.received(), 0, "the squatter received bytes");
     assert_eq!(server.requests(), 0);
+}
+
+/// The example clients plugin authors copy check too: each refuses
+/// (exit 9, or an error in Lua) and the squatter gets nothing.
+#[test]
+fn the_example_clients_refuse_a_socket_of_another_user() {
+    if !crate::harness::require_root("switch to another user") {
+        return;
+    }
+    let env = crate::harness::Env::new();
+    let other = OtherUser::create();
+    let squatter = other.squat(&env);
+    let examples = concat!(env!("CARGO_MANIFEST_DIR"), "/docs/examples");
+    for (program, script) in [("python3", "a365_token.py"), ("node", "a365_token.js")] {
+        let out = Out::from(
+            env.command(program)
+                .arg(format!("{examples}/{script}"))
+                .arg("work")
+                .env("A365_AGENT_SOCK", &squatter.socket)
+                .output()
+                .unwrap(),
+        )
+        .code(9);
+        assert!(out.stdout.is_empty(), "{out:#?}");
+        assert!(
+            out.stderr.contains("nothing was sent"),
+            "{script}: {}",
+            out.stderr
+        );
+    }
+    if let Some(lines) = crate::json_mode::run_lua(&env, &[("A365_AGENT_SOCK", &squatter.socket)]) {
+        assert!(
+            lines[0].starts_with("nil ") && lines[0].contains("nothing was sent"),
+            "{lines:?}"
+        );
+    }
+    assert_eq!(squatter.received(), 0, "the squatter received bytes");
 }
 
 #[test]

@@ -573,6 +573,89 @@ impl OtherUser {
     }
 }
 
+/// A listener of another user's: counts the bytes it receives, answers
+/// nothing. See [`OtherUser::squat`].
+const SQUATTER: &str = r#"
+import os, socket, sys
+path, record = sys.argv[1], sys.argv[2]
+s = socket.socket(socket.AF_UNIX)
+s.bind(path)
+os.chmod(path, 0o777)
+s.listen(16)
+open(record + ".ready", "w").close()
+got = 0
+while True:
+    c, _ = s.accept()
+    c.settimeout(2)
+    try:
+        while True:
+            chunk = c.recv(65536)
+            if not chunk:
+                break
+            got += len(chunk)
+    except OSError:
+        pass
+    c.close()
+    with open(record, "w") as f:
+        f.write(str(got))
+"#;
+
+/// Another user's socket, in a directory of theirs the victim can reach.
+pub struct Squatter {
+    pub socket: PathBuf,
+    record: PathBuf,
+    child: Child,
+}
+
+impl Squatter {
+    /// Bytes received by the squatter over all connections so far.
+    pub fn received(&self) -> u64 {
+        std::fs::read_to_string(&self.record)
+            .ok()
+            .and_then(|t| t.trim().parse().ok())
+            .unwrap_or(0)
+    }
+}
+
+impl Drop for Squatter {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl OtherUser {
+    /// Listens, as this user, on a socket in a directory of theirs inside
+    /// `env` (opened up so the victim can reach it).
+    pub fn squat(&self, env: &Env) -> Squatter {
+        set_mode(env.dir.path(), 0o755);
+        let trap = env.path("trap");
+        std::fs::create_dir(&trap).expect("mkdir trap");
+        std::os::unix::fs::chown(&trap, Some(self.uid), Some(self.gid)).expect("chown");
+        set_mode(&trap, 0o755);
+        let socket = trap.join("agent.sock");
+        let record = trap.join("received");
+        let child = self
+            .command("python3")
+            .args(["-c", SQUATTER])
+            .arg(&socket)
+            .arg(&record)
+            .spawn()
+            .expect("python3");
+        assert!(
+            wait_until(Duration::from_secs(10), || trap
+                .join("received.ready")
+                .exists()),
+            "the squatter did not start"
+        );
+        Squatter {
+            socket,
+            record,
+            child,
+        }
+    }
+}
+
 impl Drop for OtherUser {
     fn drop(&mut self) {
         let _ = Command::new("pkill")

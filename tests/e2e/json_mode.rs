@@ -2,7 +2,7 @@
 
 use a365_token_server::ServerConfig;
 
-use crate::harness::Session;
+use crate::harness::{Env, Session};
 
 #[test]
 fn the_python_example_client_gets_a_token() {
@@ -97,10 +97,10 @@ fn the_node_example_client_gets_a_token_and_watches_for_refreshes() {
     let _ = watcher.wait();
 }
 
-/// The Neovim snippet, in a headless Neovim: the token for a profile, and
-/// the agent's message for an unknown one.
-#[test]
-fn the_neovim_snippet_gets_a_token() {
+/// Runs the Neovim snippet headless in `env` (with `vars`): its answers
+/// for profile `work` and for an unknown profile, one line each; `None`
+/// (after saying so) where nvim is missing, unless `A365_REQUIRE_NVIM`.
+pub fn run_lua(env: &Env, vars: &[(&str, &std::path::Path)]) -> Option<Vec<String>> {
     if std::process::Command::new("nvim")
         .arg("--version")
         .output()
@@ -111,44 +111,58 @@ fn the_neovim_snippet_gets_a_token() {
             "A365_REQUIRE_NVIM is set but nvim is missing"
         );
         eprintln!("SKIPPED: nvim is not installed (Debian package neovim)");
-        return;
+        return None;
     }
-    let Session {
-        server,
-        env,
-        agent: _agent,
-    } = Session::start(ServerConfig::default());
     let examples = concat!(env!("CARGO_MANIFEST_DIR"), "/docs/examples");
     let lua = format!(
         "package.path = '{examples}/?.lua;' .. package.path\n\
          local a365 = require('a365')\n\
          local token, err = a365.token('work')\n\
-         io.stdout:write(tostring(token), '\\n')\n\
+         io.stdout:write(tostring(token), ' ', tostring(err), '\\n')\n\
          local none, why = a365.token('nope')\n\
          io.stdout:write(tostring(none), ' ', tostring(why), '\\n')\n"
     );
     let script = env.path("home/check.lua");
     std::fs::write(&script, lua).unwrap();
     // `:luafile` and quit: works from Neovim 0.5 on (`-l` needs 0.9).
-    let out = env
-        .command("nvim")
-        .args(["--headless", "-u", "NONE", "-i", "NONE", "-n", "-c"])
+    let mut cmd = env.command("nvim");
+    cmd.args(["--headless", "-u", "NONE", "-i", "NONE", "-n", "-c"])
         .arg(format!("luafile {}", script.display()))
         .args(["-c", "qa!"])
-        .stdin(std::process::Stdio::null())
-        .output()
-        .unwrap();
+        .stdin(std::process::Stdio::null());
+    for (name, value) in vars {
+        cmd.env(name, value);
+    }
+    let out = cmd.output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
-    let mut lines = stdout.lines();
-    assert_eq!(
-        lines.next(),
-        Some(server.last_access_token().unwrap().as_str()),
+    let lines: Vec<String> = stdout.lines().map(str::to_owned).collect();
+    assert!(
+        lines.len() >= 2,
         "{stdout} / {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let second = lines.next().unwrap_or_default();
+    Some(lines)
+}
+
+/// The Neovim snippet, in a headless Neovim: the token for a profile, and
+/// the agent's message for an unknown one.
+#[test]
+fn the_neovim_snippet_gets_a_token() {
+    let Session {
+        server,
+        env,
+        agent: _agent,
+    } = Session::start(ServerConfig::default());
+    let Some(lines) = run_lua(&env, &[]) else {
+        return;
+    };
+    assert_eq!(
+        lines[0],
+        format!("{} nil", server.last_access_token().unwrap())
+    );
     assert!(
-        second.starts_with("nil ") && second.contains("nope"),
-        "{second}"
+        lines[1].starts_with("nil ") && lines[1].contains("nope"),
+        "{}",
+        lines[1]
     );
 }
