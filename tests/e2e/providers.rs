@@ -144,7 +144,12 @@ fn a_browser_login_gets_a_token_and_a_refresh_token() {
         out.stderr
     );
     assert!(!out.stderr.contains("code_challenge"), "{}", out.stderr);
-    assert!(out.stderr.contains("logged in"), "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("logged in as user-of-test-client: profile"),
+        "{}",
+        out.stderr
+    );
     let token = env.token("design");
     let scopes = jwt_payload(&token)["scope"].clone();
     assert_eq!(

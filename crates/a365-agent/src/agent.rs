@@ -569,6 +569,14 @@ impl Agent {
             )
         })?;
         let refreshable = fresh.refresh_token.is_some();
+        // Say whose account this is: a login finished by someone else's
+        // browser shows up here, not at the first API call.
+        let account = {
+            use secrecy::ExposeSecret;
+            a365_token::jwt::claims(fresh.access_token.expose_secret())
+                .and_then(|c| c.account)
+                .map_or_else(String::new, |a| format!(" as {a}"))
+        };
         credential.refresh_token = fresh.refresh_token;
         credential.access_token = Some(fresh.access_token);
         credential.access_expires_at_ms = Some(fresh.expires_at_ms);
@@ -594,7 +602,7 @@ impl Agent {
             profiles.insert(name.to_owned(), new);
         }
         Ok(format!(
-            "logged in: profile '{name}' has a token valid for {}{}",
+            "logged in{account}: profile '{name}' has a token valid for {}{}",
             crate::profile::human_ms(fresh.expires_at_ms - now),
             if refreshable {
                 ", renewed with its refresh token from now on"

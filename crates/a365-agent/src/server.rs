@@ -305,7 +305,7 @@ async fn connection(
             }
             Ok(request) => {
                 tracing::trace!(?request, "request");
-                agent.handle(request).await
+                handle(&agent, request).await
             }
             Err(e) => {
                 tracing::debug!("undecodable request: {e}");
@@ -362,6 +362,26 @@ async fn watch(
             // (Outputs mapped to `()`: the guards they hold are not Send.)
             () = async { let _ = reader.fill_buf().await; } => return,
             () = async { let _ = shutdown.wait_for(|stop| *stop).await; } => return,
+        }
+    }
+}
+
+/// Runs one request; a bug that panics (an overflow check, say) answers
+/// that request with an error instead of closing the connection unsaid.
+async fn handle(agent: &Agent, request: Request) -> Response {
+    use futures_util::FutureExt as _;
+    match std::panic::AssertUnwindSafe(agent.handle(request))
+        .catch_unwind()
+        .await
+    {
+        Ok(response) => response,
+        Err(_) => {
+            tracing::error!("a request failed inside the agent (a bug); the agent carries on");
+            Response::error(
+                ErrorKind::Internal,
+                "the agent failed on this request (a bug: its log says more); other requests are \
+                 served",
+            )
         }
     }
 }

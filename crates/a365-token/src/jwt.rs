@@ -21,6 +21,9 @@ pub struct Claims {
     pub exp: Option<i64>,
     pub iat: Option<i64>,
     pub scopes: Vec<String>,
+    /// Who the token is for, to show a person: `preferred_username`, else
+    /// `email`, else `sub`; printable text only.
+    pub account: Option<String>,
 }
 
 impl Claims {
@@ -37,6 +40,9 @@ struct RawClaims {
     iat: Option<f64>,
     #[serde(default)]
     scope: Option<ScopeClaim>,
+    preferred_username: Option<serde_json::Value>,
+    email: Option<serde_json::Value>,
+    sub: Option<serde_json::Value>,
 }
 
 /// `scope` is an array in Altium's JWTs and a space-separated string elsewhere.
@@ -56,7 +62,14 @@ pub fn claims(token: &str) -> Option<Claims> {
     }
     let bytes = Zeroizing::new(URL_SAFE_LENIENT.decode(payload).ok()?);
     let raw: RawClaims = serde_json::from_slice(&bytes).ok()?;
+    let account = [&raw.preferred_username, &raw.email, &raw.sub]
+        .into_iter()
+        .find_map(|v| match v {
+            Some(serde_json::Value::String(s)) if printable(s) => Some(s.clone()),
+            _ => None,
+        });
     Some(Claims {
+        account,
         exp: raw.exp.map(epoch_seconds),
         iat: raw.iat.map(epoch_seconds),
         scopes: match raw.scope {
@@ -89,6 +102,11 @@ pub fn split_scopes(text: &str) -> Vec<String> {
         .collect()
 }
 
+/// Short text without control characters, safe to show.
+fn printable(s: &str) -> bool {
+    !s.is_empty() && s.len() <= 256 && !s.chars().any(char::is_control)
+}
+
 /// RFC 6749 §3.3: a scope token is printable ASCII but `"` and `\`. What a
 /// token server sends beyond that (control characters, escape sequences
 /// meant for the terminal that prints `status`) is dropped here, once.
@@ -115,6 +133,22 @@ mod tests {
     fn jwt(payload: &str) -> String {
         let enc = |s: &str| URL_SAFE_LENIENT.encode(s.as_bytes());
         format!("{}.{}.c2ln", enc(r#"{"alg":"RS256"}"#), enc(payload))
+    }
+
+    #[test]
+    fn the_account_is_the_friendliest_printable_name() {
+        let account = |payload: &str| claims(&jwt(payload)).unwrap().account;
+        assert_eq!(
+            account(r#"{"sub":"u1","email":"a@b.c","preferred_username":"ann"}"#),
+            Some("ann".into())
+        );
+        assert_eq!(
+            account(r#"{"sub":"u1","email":"a@b.c"}"#),
+            Some("a@b.c".into())
+        );
+        assert_eq!(account(r#"{"sub":"u1"}"#), Some("u1".into()));
+        assert_eq!(account(r#"{"sub":"u\u001b[2J","email":7}"#), None);
+        assert_eq!(account(r#"{}"#), None);
     }
 
     #[test]
