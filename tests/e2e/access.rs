@@ -306,3 +306,28 @@ fn the_agent_is_not_dumpable_and_a_crash_leaves_no_core() {
         assert!(cores.is_empty(), "{cores:?}");
     }
 }
+
+/// A config file others can write would run their `on_event` command and
+/// send our secrets to their `token_url`: the agent refuses to start on
+/// it, says which file and how to fix it, and starts once it is fixed.
+#[test]
+fn a_config_file_others_can_write_stops_the_agent() {
+    let env = crate::harness::Env::new();
+    std::fs::create_dir_all(env.config_file().parent().unwrap()).unwrap();
+    std::fs::write(env.config_file(), "on_event = \"touch /tmp/owned\"\n").unwrap();
+    set_mode(&env.config_file(), 0o666);
+    let (status, log) = env
+        .spawn_agent(&[])
+        .wait(std::time::Duration::from_secs(10));
+    assert_eq!(status.code(), Some(1), "{log}");
+    assert!(
+        log.contains(&env.config_file().display().to_string())
+            && log.contains("writable by others (mode 666)")
+            && log.contains("chmod 600"),
+        "{log}"
+    );
+    assert!(!env.socket.exists(), "it never listened");
+    set_mode(&env.config_file(), 0o600);
+    let _agent = env.start_agent();
+    env.a365(&["status"]).ok();
+}
