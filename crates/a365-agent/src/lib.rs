@@ -1,13 +1,16 @@
 //! a365-agent: holds API credentials in memory and keeps every profile's
 //! access token fresh, serving it over a private local socket.
 //!
-//! `main.rs` is thin; [`run`] is what tests and the binary call.
+//! `main.rs` is thin; [`run`] is what tests and the binary call, with
+//! the clock and the shutdown signal as parameters.
 
 pub mod agent;
 pub mod clock;
 pub mod config;
 pub mod daemon;
+pub mod endpoint;
 pub mod events;
+pub mod expiry;
 pub mod install;
 pub mod logging;
 pub mod login;
@@ -20,9 +23,7 @@ pub mod socket;
 pub mod stores;
 pub mod strict;
 
-/// JWT claims: read in `a365-token`, here so `crate::jwt` paths still work.
-pub use a365_token::jwt;
-
+use std::future::Future;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -53,20 +54,40 @@ pub struct Options {
     pub socket: PathBuf,
     pub paths: Paths,
     pub limits: server::Limits,
+    pub timeouts: Timeouts,
 }
 
-/// Runs the agent on its own socket: see [`run_with`].
-pub async fn run(options: Options) -> Result<(), RunError> {
-    run_with(options, None).await
+/// The waits of the agent, in one place so that tests can shorten them.
+#[derive(Debug, Clone)]
+pub struct Timeouts {
+    /// One token request, from connecting to the last byte of the answer.
+    pub http: Duration,
+    /// How long a client waits for a refresh before being told to retry.
+    pub client_wait: Duration,
+    /// How long `add` waits for a new profile's first exchange.
+    pub add_wait: Duration,
 }
 
-/// Runs the agent until SIGTERM/SIGINT or a `Shutdown` request: binds the
-/// socket (or serves the one systemd passed), loads profiles, tells systemd
-/// it is ready, serves, then drains requests, lets refreshes in flight
-/// finish and removes the socket it bound itself.
-pub async fn run_with(
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts {
+            http: Duration::from_secs(20),
+            client_wait: Duration::from_secs(25),
+            add_wait: Duration::from_secs(25),
+        }
+    }
+}
+
+/// Runs the agent until `shutdown` completes or a client asks it to stop:
+/// binds the socket (or serves the one systemd passed), loads profiles,
+/// tells systemd it is ready, serves, then drains requests, lets refreshes
+/// in flight finish and removes the socket it bound itself. Time is
+/// `clock`'s: tests run the agent in-process with a manual one.
+pub async fn run(
     options: Options,
     inherited: Option<socket::Inherited>,
+    clock: Arc<dyn clock::Clock>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), RunError> {
     strict::check_paths(&options.paths)?;
     let config = Config::load(&options.paths.config_file)?;
@@ -85,14 +106,26 @@ pub async fn run_with(
         }
     };
     let shared = Arc::new(profile::Shared {
-        http: http_client(&config)?,
+        http: http_client(&config, options.timeouts.http)?,
         events: events::Events::default(),
-        clock: Arc::new(clock::SystemClock),
+        clock,
         default_lifetime: config.default_lifetime(),
+        client_wait: options.timeouts.client_wait,
     });
     let (stop_tx, stop_rx) = watch::channel(false);
-    spawn_signal_handlers(stop_tx.clone())?;
-    let agent = agent::Agent::start(&config, options.paths.clone(), shared, stop_tx).await;
+    let stop = stop_tx.clone();
+    tokio::spawn(async move {
+        shutdown.await;
+        let _ = stop.send(true);
+    });
+    let agent = agent::Agent::start(
+        &config,
+        options.paths.clone(),
+        shared,
+        stop_tx,
+        options.timeouts.add_wait,
+    )
+    .await;
     // The socket listens already: clients that connect from now on are served.
     notify::ready();
     let mut stopping = stop_rx.clone();
@@ -118,11 +151,11 @@ pub async fn run_with(
 
 /// The one HTTP client: rustls with the platform's roots, no redirects (a
 /// 307 would re-send the secret form to another host), bounded waits.
-fn http_client(config: &Config) -> Result<reqwest::Client, RunError> {
+fn http_client(config: &Config, timeout: Duration) -> Result<reqwest::Client, RunError> {
     let mut builder = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
-        .connect_timeout(Duration::from_secs(5))
-        .timeout(Duration::from_secs(20))
+        .connect_timeout(Duration::from_secs(5).min(timeout))
+        .timeout(timeout)
         .user_agent(concat!("a365-agent/", env!("CARGO_PKG_VERSION")))
         // reqwest's own reading of the environment would send loopback
         // requests through the proxy too: the proxies are set below.
@@ -169,35 +202,34 @@ fn proxies(config: &Config) -> Result<Vec<reqwest::Proxy>, RunError> {
         .collect())
 }
 
-fn spawn_signal_handlers(stop: watch::Sender<bool>) -> Result<(), RunError> {
+/// Completes on SIGTERM or SIGINT (Ctrl-C where there are no signals);
+/// SIGHUP is logged and ignored: a closed terminal must not stop a
+/// backgrounded agent. Call within the runtime.
+pub fn signals() -> Result<impl Future<Output = ()> + Send + 'static, RunError> {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
         let mut term = signal(SignalKind::terminate()).map_err(RunError::Signals)?;
         let mut int = signal(SignalKind::interrupt()).map_err(RunError::Signals)?;
         let mut hup = signal(SignalKind::hangup()).map_err(RunError::Signals)?;
-        tokio::spawn(async move {
+        Ok(async move {
             loop {
                 tokio::select! {
                     _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
                     _ = int.recv() => tracing::info!("SIGINT: shutting down"),
                     _ = hup.recv() => {
-                        // A closed terminal must not stop a backgrounded agent.
                         tracing::info!("SIGHUP ignored");
                         continue;
                     }
                 }
-                let _ = stop.send(true);
+                return;
             }
-        });
+        })
     }
     #[cfg(not(unix))]
     {
-        tokio::spawn(async move {
-            if tokio::signal::ctrl_c().await.is_ok() {
-                let _ = stop.send(true);
-            }
-        });
+        Ok(async move {
+            let _ = tokio::signal::ctrl_c().await;
+        })
     }
-    Ok(())
 }

@@ -132,8 +132,14 @@ fn main() -> ExitCode {
             idle_timeout: std::time::Duration::from_secs(args.idle_timeout.max(1)),
             read_timeout: std::time::Duration::from_secs(args.read_timeout.max(1)),
         },
+        timeouts: a365_agent::Timeouts::default(),
     };
-    match runtime.block_on(a365_agent::run_with(options, inherited)) {
+    let clock = std::sync::Arc::new(a365_agent::clock::SystemClock);
+    let running = runtime.block_on(async {
+        let shutdown = a365_agent::signals()?;
+        a365_agent::run(options, inherited, clock, shutdown).await
+    });
+    match running {
         Ok(()) => ExitCode::SUCCESS,
         Err(e @ RunError::Socket(SocketError::AlreadyRunning(_))) => {
             eprintln!("a365-agent: {e}");

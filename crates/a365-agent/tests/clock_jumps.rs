@@ -8,8 +8,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use a365_agent::clock::ManualClock;
-use a365_agent::config::Endpoint;
-use a365_agent::profile::{Placed, Profile, Shared};
+use a365_agent::endpoint::Endpoint;
+use a365_agent::profile::{Profile, Shared};
+use a365_agent::stores::Placed;
 use a365_proto::{ErrorKind, Kind, ProfileSpec, StoreKind};
 use a365_store::{Credential, MemoryStore};
 use secrecy::SecretString;
@@ -26,6 +27,7 @@ fn shared(clock: Arc<ManualClock>) -> Arc<Shared> {
         clock,
         events: Default::default(),
         default_lifetime: Duration::from_secs(3600),
+        client_wait: Duration::from_secs(25),
     })
 }
 

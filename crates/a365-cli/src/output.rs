@@ -297,10 +297,7 @@ fn scopes(scopes: &[String]) -> String {
 pub fn expires_in(secs: i64) -> String {
     match secs {
         ..=0 => "expired".into(),
-        1..=59 => format!("{secs}s"),
-        60..=3599 => format!("{}m {}s", secs / 60, secs % 60),
-        3600..=86_399 => format!("{}h {}m", secs / 3600, secs % 3600 / 60),
-        _ => format!("{}d {}h", secs / 86_400, secs % 86_400 / 3600),
+        _ => a365_proto::human_ms(secs.saturating_mul(1000)),
     }
 }
 

@@ -16,12 +16,14 @@
 pub mod client;
 pub mod codec;
 pub mod frame;
+mod human;
 pub mod message;
 pub mod path;
 mod secret;
 
 pub use client::{Client, ClientError};
 pub use codec::{CodecError, Encoding};
+pub use human::human_ms;
 pub use message::*;
 pub use secret::WireSecret;
 

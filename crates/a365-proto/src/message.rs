@@ -328,7 +328,7 @@ pub struct ProfileStatus {
     pub kind: Kind,
     pub realm: Option<String>,
     pub token_url: Option<String>,
-    /// `fresh`, `refreshing`, `failing`, `needs-reauth` or `empty`.
+    /// One of [`state`]'s values.
     pub state: String,
     /// UTC epoch seconds of the held token's expiry.
     pub expires_at: Option<i64>,
@@ -343,6 +343,25 @@ pub struct ProfileStatus {
     /// Scopes the profile asks for that its token lacks.
     pub scopes_not_granted: Vec<String>,
     pub is_default: bool,
+}
+
+/// The values of [`ProfileStatus::state`]. Strings on the wire, so a
+/// client of an older release shows a new one as it is; values are only
+/// ever added.
+pub mod state {
+    /// No token yet; the first is being fetched.
+    pub const EMPTY: &str = "empty";
+    /// A token is held and valid.
+    pub const FRESH: &str = "fresh";
+    /// The held token has expired (a static token, or a clock jump the
+    /// refresher has not caught up with).
+    pub const EXPIRED: &str = "expired";
+    /// A refresh is in flight; the held token is still served.
+    pub const REFRESHING: &str = "refreshing";
+    /// The last refresh failed; the next is planned (`next_refresh_at`).
+    pub const FAILING: &str = "failing";
+    /// The credential is dead: `last_error` says what to do.
+    pub const NEEDS_REAUTH: &str = "needs-reauth";
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -2,13 +2,159 @@
 //! and a loopback redirect (RFC 8252), then refresh-token exchanges when the
 //! server granted `offline_access`.
 
+use a365_proto::{ProfileSpec, Secrets};
+use a365_store::Credential;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use secrecy::{ExposeSecret, SecretString};
 use sha2::Digest;
 
 use super::oauth::{Call, Grant, post_form};
-use super::{Fresh, ProviderError};
+use super::refresh::RefreshCredential;
+use super::{BadSecrets, Exchange, Fresh, Obtained, Pending, Provider, ProviderError, Restore};
+use crate::endpoint::{self, Endpoint, EndpointError, LoginEndpoint, is_loopback, parse_url};
+
+/// Where Nexar registers its design apps' redirect.
+pub const DEFAULT_REDIRECT: &str = "http://localhost:3000/login";
+
+#[derive(Debug)]
+pub struct AuthorizationCode;
+
+impl Provider for AuthorizationCode {
+    fn credential(
+        &self,
+        _name: &str,
+        spec: &ProfileSpec,
+        secrets: Secrets,
+        now_ms: i64,
+    ) -> Result<Credential, BadSecrets> {
+        super::needs_client_id(spec)?;
+        if secrets.refresh_token.is_some() || secrets.access_token.is_some() {
+            return Err(BadSecrets(format!(
+                "a {} profile takes only a client_secret secret",
+                spec.kind
+            )));
+        }
+        let mut credential = super::new_credential(now_ms);
+        // PKCE serves public clients too (no secret); Nexar's apps have one.
+        credential.client_secret = secrets.client_secret.map(|s| s.into_inner());
+        Ok(credential)
+    }
+
+    fn endpoint(&self, spec: &ProfileSpec) -> Result<Option<Endpoint>, EndpointError> {
+        let (token_url, secure) = endpoint::token_endpoint(spec)?;
+        let login = login_endpoint(spec, &token_url)?;
+        Endpoint {
+            token_url,
+            secure,
+            login: Some(login),
+        }
+        .check_cloud()
+        .map(Some)
+    }
+
+    /// A profile that never logged in has nothing to serve or renew.
+    fn restore(&self, name: &str, credential: &Credential) -> Restore {
+        if credential.access_token.is_none() && credential.refresh_token.is_none() {
+            return Restore::NotReady(format!(
+                "profile '{name}' is not logged in yet: run `a365 login {name}`"
+            ));
+        }
+        Restore::WhileValid
+    }
+
+    fn can_renew(&self, name: &str, credential: &Credential) -> Result<(), String> {
+        match credential.refresh_token {
+            Some(_) => Ok(()),
+            None => Err(format!(
+                "the server granted no refresh token (offline_access): log in again with \
+                 `a365 login {name}`"
+            )),
+        }
+    }
+
+    fn obtain<'a>(
+        &'a self,
+        exchange: Exchange<'a>,
+        credential: &'a Credential,
+    ) -> Pending<'a, Result<Obtained, ProviderError>> {
+        Box::pin(async move {
+            let empty = SecretString::from("");
+            let secrets = RefreshCredential {
+                client_id: exchange.client_id(),
+                // A public client (PKCE without a secret) sends an empty one.
+                client_secret: credential.client_secret.as_ref().unwrap_or(&empty),
+                refresh_token: credential
+                    .refresh_token
+                    .as_ref()
+                    .ok_or_else(super::missing)?,
+            };
+            // The login asked for its scopes; a refresh keeps them.
+            super::refresh::exchange(exchange.call(), &secrets, &[], exchange.endpoint.secure)
+                .await
+                .map(Obtained::from)
+        })
+    }
+
+    fn reauth_advice(&self, name: &str) -> String {
+        format!("Log in again: `a365 login {name}`")
+    }
+}
+
+/// The authorize URL (given, or the token URL's sibling `…/authorize`) and
+/// the loopback redirect the agent listens on.
+fn login_endpoint(
+    spec: &ProfileSpec,
+    token_url: &reqwest::Url,
+) -> Result<LoginEndpoint, EndpointError> {
+    let invalid = |m: String| EndpointError(m);
+    let authorize_url = match &spec.authorize_url {
+        Some(url) => parse_url("authorize_url", url)?,
+        None => {
+            let path = token_url.path();
+            let Some(prefix) = path.strip_suffix("/token") else {
+                return Err(invalid(
+                    "give the authorize_url: it cannot be derived from a token URL that does \
+                     not end in /token"
+                        .into(),
+                ));
+            };
+            let mut url = token_url.clone();
+            url.set_path(&format!("{prefix}/authorize"));
+            url
+        }
+    };
+    let text = spec.redirect_uri.as_deref().unwrap_or(DEFAULT_REDIRECT);
+    let redirect_uri =
+        reqwest::Url::parse(text).map_err(|e| invalid(format!("redirect_uri '{text}': {e}")))?;
+    // RFC 8252 §7.3: the agent can only receive a loopback redirect.
+    if redirect_uri.scheme() != "http"
+        || !is_loopback(&redirect_uri)
+        || redirect_uri.port().is_none()
+    {
+        return Err(invalid(format!(
+            "redirect_uri '{text}' must be http://localhost:PORT/… or http://127.0.0.1:PORT/… \
+             (the agent listens there)"
+        )));
+    }
+    // The listener compares the path exactly; a query or fragment would
+    // never match, and `:`, `*`, `{`, `}` read as patterns to people
+    // and to routers.
+    if redirect_uri.query().is_some()
+        || redirect_uri.fragment().is_some()
+        || redirect_uri.path().contains([':', '*', '{', '}'])
+        || redirect_uri.path().starts_with("/start/")
+    {
+        return Err(invalid(format!(
+            "redirect_uri '{text}' must be a plain path without a query, a fragment, `:`, \
+             `*`, `{{` or `}}`, and not under /start/ (the agent's own login launcher)"
+        )));
+    }
+    Ok(LoginEndpoint {
+        authorize_url,
+        redirect_uri,
+    })
+}
 
 /// One login attempt's secrets: the verifier stays in the agent, only its
 /// hash goes to the browser.

@@ -1,10 +1,72 @@
 //! The `client-credentials` kind (Nexar supply): client id and secret, no
 //! refresh token; a new token is simply asked for again.
 
+use a365_proto::{ProfileSpec, Secrets};
+use a365_store::Credential;
 use secrecy::{ExposeSecret, SecretString};
 
 use super::oauth::{Call, Grant, post_form};
-use super::{Fresh, ProviderError};
+use super::{BadSecrets, Exchange, Fresh, Obtained, Pending, Provider, ProviderError};
+
+#[derive(Debug)]
+pub struct ClientCredentials;
+
+impl Provider for ClientCredentials {
+    fn credential(
+        &self,
+        _name: &str,
+        spec: &ProfileSpec,
+        secrets: Secrets,
+        now_ms: i64,
+    ) -> Result<Credential, BadSecrets> {
+        super::needs_client_id(spec)?;
+        if secrets.refresh_token.is_some() || secrets.access_token.is_some() {
+            return Err(BadSecrets(format!(
+                "a {} profile takes only a client_secret secret",
+                spec.kind
+            )));
+        }
+        let Some(secret) = secrets.client_secret else {
+            return Err(BadSecrets(format!(
+                "a {} profile needs the client_secret secret",
+                spec.kind
+            )));
+        };
+        let mut credential = super::new_credential(now_ms);
+        credential.client_secret = Some(secret.into_inner());
+        Ok(credential)
+    }
+
+    fn obtain<'a>(
+        &'a self,
+        exchange: Exchange<'a>,
+        credential: &'a Credential,
+    ) -> Pending<'a, Result<Obtained, ProviderError>> {
+        Box::pin(async move {
+            let secret = credential
+                .client_secret
+                .as_ref()
+                .ok_or_else(super::missing)?;
+            let scopes = crate::endpoint::requested_scopes(exchange.spec);
+            self::exchange(
+                exchange.call(),
+                exchange.client_id(),
+                secret,
+                &scopes,
+                exchange.endpoint.secure,
+            )
+            .await
+            .map(Obtained::from)
+        })
+    }
+
+    fn reauth_advice(&self, name: &str) -> String {
+        format!(
+            "Check the app's client id and secret (Nexar portal → your app → Authorization), \
+             then run `a365 add {name} --kind client-credentials --replace …`"
+        )
+    }
+}
 
 /// `grant_type=client_credentials`. Nexar allows 2 token requests a second
 /// and 200 per 15 minutes: the caller asks only when no held token will do.

@@ -2,12 +2,163 @@
 //! The current token creates its successor (`POST /v4/apiAccessTokens`);
 //! the caller stores the new one durably, and only then deletes the old one.
 
+use a365_proto::{ProfileSpec, Secrets};
+use a365_store::Credential;
 use a365_token::designer_cloud::failure;
 use reqwest::StatusCode;
 use secrecy::{ExposeSecret, SecretString};
 
-use super::ProviderError;
 use super::oauth::{describe_send_error, read_body, retry_after};
+use super::{BadSecrets, Exchange, Obtained, Pending, Provider, ProviderError, Restore};
+use crate::endpoint::{Endpoint, EndpointError, parse_url};
+
+/// Lifetime of a renewed token when the profile sets none.
+pub const DEFAULT_RENEW_LIFETIME_SECS: u64 = 30 * 24 * 3600;
+
+#[derive(Debug)]
+pub struct DesignerCloud;
+
+impl Provider for DesignerCloud {
+    fn credential(
+        &self,
+        _name: &str,
+        _spec: &ProfileSpec,
+        secrets: Secrets,
+        now_ms: i64,
+    ) -> Result<Credential, BadSecrets> {
+        let Some(token) = secrets.access_token else {
+            return Err(BadSecrets(
+                "a designer-cloud profile needs the API token as its access_token secret".into(),
+            ));
+        };
+        if secrets.client_secret.is_some() || secrets.refresh_token.is_some() {
+            return Err(BadSecrets(
+                "a designer-cloud profile takes only an access_token secret".into(),
+            ));
+        }
+        let mut credential = super::new_credential(now_ms);
+        credential.access_token = Some(token.into_inner());
+        Ok(credential)
+    }
+
+    /// `{base_url}/v4/apiAccessTokens` of its instance; no realm, token URL
+    /// or client id.
+    fn endpoint(&self, spec: &ProfileSpec) -> Result<Option<Endpoint>, EndpointError> {
+        if spec.realm.is_some() || spec.token_url.is_some() || spec.client_id.is_some() {
+            return Err(EndpointError(
+                "a designer-cloud profile takes a base_url (its instance), not a realm, token_url \
+                 or client id"
+                    .into(),
+            ));
+        }
+        crate::endpoint::reject_login_fields(spec)?;
+        let base = spec.base_url.as_deref().ok_or_else(|| {
+            EndpointError(
+                "a designer-cloud profile needs the base_url of its instance (--base-url)".into(),
+            )
+        })?;
+        let mut base = parse_url("base_url", base)?;
+        if !base.path().ends_with('/') {
+            let path = format!("{}/", base.path());
+            base.set_path(&path);
+        }
+        let token_url = base
+            .join("v4/apiAccessTokens")
+            .map_err(|e| EndpointError(format!("base_url: {e}")))?;
+        Ok(Some(Endpoint {
+            token_url,
+            secure: false,
+            login: None,
+        }))
+    }
+
+    /// A token of unknown id and expiry is renewed at once, so that from
+    /// then on the agent knows both.
+    fn restore(&self, _name: &str, credential: &Credential) -> Restore {
+        match credential.token_id {
+            None => Restore::RenewNow,
+            Some(_) => Restore::WhileValid,
+        }
+    }
+
+    fn obtain<'a>(
+        &'a self,
+        exchange: Exchange<'a>,
+        credential: &'a Credential,
+    ) -> Pending<'a, Result<Obtained, ProviderError>> {
+        Box::pin(async move {
+            let current = credential
+                .access_token
+                .as_ref()
+                .ok_or_else(super::missing)?;
+            let lifetime = exchange
+                .spec
+                .renew_lifetime_secs
+                .unwrap_or(DEFAULT_RENEW_LIFETIME_SECS);
+            let renewed = renew(
+                exchange.http,
+                &exchange.endpoint.token_url,
+                current,
+                lifetime,
+                exchange.now_ms,
+            )
+            .await?;
+            Ok(Obtained {
+                access_token: renewed.token,
+                expires_at_ms: renewed.expires_at_ms,
+                scopes: Vec::new(),
+                refresh_token: None,
+                token_id: Some(renewed.token_id),
+            })
+        })
+    }
+
+    fn has_work_after_save(&self, credential: &Credential) -> bool {
+        !credential.retired_token_ids.is_empty()
+    }
+
+    /// Deletes the tokens this one replaced, each only once its successor
+    /// is saved; one that cannot be deleted now stays listed (and saved)
+    /// for a later attempt.
+    fn after_save<'a>(
+        &'a self,
+        exchange: Exchange<'a>,
+        name: &'a str,
+        credential: &'a mut Credential,
+    ) -> Pending<'a, super::AfterSave> {
+        Box::pin(async move {
+            let mut outcome = super::AfterSave::default();
+            let Some(current) = credential.access_token.clone() else {
+                return outcome;
+            };
+            for id in credential.retired_token_ids.clone() {
+                match delete(exchange.http, &exchange.endpoint.token_url, &current, &id).await {
+                    Ok(()) => {
+                        tracing::info!(profile = %name, token_id = %id, "replaced token deleted");
+                        credential.retired_token_ids.retain(|r| *r != id);
+                        outcome.changed = true;
+                    }
+                    Err(e) => {
+                        tracing::warn!(
+                            profile = %name,
+                            token_id = %id,
+                            "could not delete the replaced token (retried later): {e}"
+                        );
+                        outcome.unfinished = true;
+                    }
+                }
+            }
+            outcome
+        })
+    }
+
+    fn reauth_advice(&self, name: &str) -> String {
+        format!(
+            "Create a new API token in Designer Cloud, then run \
+             `a365 add {name} --kind designer-cloud --replace …`"
+        )
+    }
+}
 
 /// The answer is parsed in `a365-token`: pure, and built by the fuzz
 /// target `token_response` without the agent.

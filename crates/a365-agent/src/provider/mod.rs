@@ -1,5 +1,10 @@
-//! Providers turn a stored credential into a fresh access token. They know
-//! nothing of sockets or scheduling: one call, one outcome.
+//! Providers turn a stored credential into a fresh access token. Each kind
+//! of credential lives in one file here and implements [`Provider`]: the
+//! secrets it needs, where its requests go, the exchange, what follows a
+//! save, and what to tell the user when the credential dies. They know
+//! nothing of sockets or scheduling.
+//!
+//! A new kind is one file and one line in [`of`].
 
 pub mod authorization_code;
 pub mod client_credentials;
@@ -8,6 +13,298 @@ pub mod oauth;
 pub mod refresh;
 pub mod static_token;
 
+use std::future::Future;
+use std::pin::Pin;
+use std::time::Duration;
+
+use a365_proto::{Kind, ProfileSpec, Secrets};
+use a365_store::Credential;
+use secrecy::SecretString;
+
+use crate::endpoint::Endpoint;
+
 /// What a provider's call ends in. Defined in `a365-token`, whose parsers
 /// return them.
 pub use a365_token::{Fresh, ProviderError};
+
+/// The provider of each kind: the one table of kinds.
+pub fn of(kind: Kind) -> &'static dyn Provider {
+    match kind {
+        Kind::Static => &static_token::Static,
+        Kind::Refresh => &refresh::Refresh,
+        Kind::ClientCredentials => &client_credentials::ClientCredentials,
+        Kind::AuthorizationCode => &authorization_code::AuthorizationCode,
+        Kind::DesignerCloud => &designer_cloud::DesignerCloud,
+    }
+}
+
+/// A future a provider returns; boxed, so that [`Provider`] can be a
+/// trait object and an idle profile's task stays small.
+pub type Pending<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Secrets sent with `a365 add` that do not fit the kind.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct BadSecrets(pub String);
+
+/// What one exchange may use.
+#[derive(Debug, Clone, Copy)]
+pub struct Exchange<'a> {
+    pub http: &'a reqwest::Client,
+    pub endpoint: &'a Endpoint,
+    pub spec: &'a ProfileSpec,
+    pub now_ms: i64,
+    /// Lifetime assumed for a token that states none.
+    pub default_lifetime: Duration,
+}
+
+impl<'a> Exchange<'a> {
+    /// The context of an OAuth token-endpoint call.
+    pub fn call(&self) -> oauth::Call<'a> {
+        oauth::Call {
+            http: self.http,
+            token_url: &self.endpoint.token_url,
+            now_ms: self.now_ms,
+            default_lifetime: self.default_lifetime,
+        }
+    }
+
+    pub fn client_id(&self) -> &'a str {
+        self.spec.client_id.as_deref().unwrap_or_default()
+    }
+}
+
+/// What a refresh of any kind brought.
+#[derive(Debug)]
+pub struct Obtained {
+    pub access_token: SecretString,
+    /// `None`: never expires (a Designer Cloud token with no `expiredAt`).
+    pub expires_at_ms: Option<i64>,
+    pub scopes: Vec<String>,
+    /// A rotated refresh token: the one presented is dead.
+    pub refresh_token: Option<SecretString>,
+    /// Designer Cloud: the new token's id.
+    pub token_id: Option<String>,
+}
+
+impl From<Fresh> for Obtained {
+    fn from(fresh: Fresh) -> Obtained {
+        Obtained {
+            access_token: fresh.access_token,
+            expires_at_ms: Some(fresh.expires_at_ms),
+            scopes: fresh.scopes,
+            refresh_token: fresh.refresh_token,
+            token_id: None,
+        }
+    }
+}
+
+/// How [`Provider::after_save`] went.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct AfterSave {
+    /// The credential changed: save it again.
+    pub changed: bool,
+    /// Some of the work is left for a later attempt.
+    pub unfinished: bool,
+}
+
+/// How a credential read from the store at start-up is served.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Restore {
+    /// Serve the cached token as it is, never renewed (a static token).
+    AsIs,
+    /// Serve the cached token while it is valid, then renew it.
+    WhileValid,
+    /// Renew at once, whatever is cached.
+    RenewNow,
+    /// Nothing can be served or renewed yet: tell the user this.
+    NotReady(String),
+}
+
+/// One kind of credential.
+pub trait Provider: Sync + std::fmt::Debug {
+    /// The credential `a365 add` stores: exactly the secrets this kind
+    /// needs (and a client id where it needs one), checked.
+    fn credential(
+        &self,
+        name: &str,
+        spec: &ProfileSpec,
+        secrets: Secrets,
+        now_ms: i64,
+    ) -> Result<Credential, BadSecrets>;
+
+    /// Where its token requests go; `None` for a kind that makes none.
+    fn endpoint(
+        &self,
+        spec: &ProfileSpec,
+    ) -> Result<Option<Endpoint>, crate::endpoint::EndpointError> {
+        crate::endpoint::oauth(spec)
+    }
+
+    /// Whether the agent ever renews its tokens (a static token: never).
+    fn renews(&self) -> bool {
+        true
+    }
+
+    /// How a stored credential is served at start-up.
+    fn restore(&self, _name: &str, _credential: &Credential) -> Restore {
+        Restore::WhileValid
+    }
+
+    /// `Err(why)` when `credential` cannot be renewed at all (a login
+    /// that was granted no refresh token): it is served until it expires.
+    fn can_renew(&self, _name: &str, _credential: &Credential) -> Result<(), String> {
+        Ok(())
+    }
+
+    /// A new token from `credential`.
+    fn obtain<'a>(
+        &'a self,
+        exchange: Exchange<'a>,
+        credential: &'a Credential,
+    ) -> Pending<'a, Result<Obtained, ProviderError>>;
+
+    /// Whether [`Provider::after_save`] has work for `credential`.
+    fn has_work_after_save(&self, _credential: &Credential) -> bool {
+        false
+    }
+
+    /// Work that waits until the new credential is saved (Designer Cloud
+    /// deletes the tokens it replaced).
+    fn after_save<'a>(
+        &'a self,
+        _exchange: Exchange<'a>,
+        _name: &'a str,
+        _credential: &'a mut Credential,
+    ) -> Pending<'a, AfterSave> {
+        Box::pin(async { AfterSave::default() })
+    }
+
+    /// What to do when the credential is dead.
+    fn reauth_advice(&self, name: &str) -> String;
+}
+
+/// A secret a provider needs that the store does not hold.
+pub fn missing() -> ProviderError {
+    ProviderError::Dead("a secret this profile needs is missing".into())
+}
+
+/// The checks every kind with a client id shares.
+pub fn needs_client_id(spec: &ProfileSpec) -> Result<(), BadSecrets> {
+    if spec.client_id.as_deref().is_none_or(str::is_empty) {
+        Err(BadSecrets(format!(
+            "a {} profile needs a client id (--client-id)",
+            spec.kind
+        )))
+    } else {
+        Ok(())
+    }
+}
+
+/// A fresh credential, stamped now.
+fn new_credential(now_ms: i64) -> Credential {
+    Credential {
+        updated_at_ms: now_ms,
+        ..Credential::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use a365_proto::WireSecret;
+
+    fn secret(s: &str) -> Option<WireSecret> {
+        Some(WireSecret::new(SecretString::from(s)))
+    }
+
+    fn spec(kind: Kind) -> ProfileSpec {
+        ProfileSpec {
+            kind,
+            client_id: Some("cid".into()),
+            ..ProfileSpec::default()
+        }
+    }
+
+    /// Which secrets each kind takes: the pure decision behind `a365 add`.
+    #[test]
+    fn each_kind_takes_exactly_its_secrets() {
+        use secrecy::ExposeSecret;
+        let all = || Secrets {
+            client_secret: secret("cs"),
+            refresh_token: secret("rt"),
+            access_token: secret("at"),
+        };
+        let only = |cs, rt, at| Secrets {
+            client_secret: if cs { secret("cs") } else { None },
+            refresh_token: if rt { secret("rt") } else { None },
+            access_token: if at { secret("at") } else { None },
+        };
+        let add = |kind, secrets| of(kind).credential("p", &spec(kind), secrets, 7);
+
+        let c = add(Kind::Refresh, only(true, true, false)).unwrap();
+        assert_eq!(c.refresh_token.unwrap().expose_secret(), "rt");
+        assert_eq!(c.updated_at_ms, 7);
+        assert!(add(Kind::Refresh, only(true, false, false)).is_err());
+        assert!(add(Kind::Refresh, all()).is_err());
+
+        assert!(add(Kind::ClientCredentials, only(true, false, false)).is_ok());
+        assert!(add(Kind::ClientCredentials, only(false, false, false)).is_err());
+        assert!(add(Kind::ClientCredentials, only(true, true, false)).is_err());
+
+        // A public PKCE client has no secret.
+        assert!(add(Kind::AuthorizationCode, only(false, false, false)).is_ok());
+        assert!(add(Kind::AuthorizationCode, only(false, true, false)).is_err());
+
+        assert!(add(Kind::Static, only(false, false, true)).is_ok());
+        assert!(add(Kind::Static, all()).is_err());
+        assert!(add(Kind::DesignerCloud, only(false, false, true)).is_ok());
+        assert!(add(Kind::DesignerCloud, only(true, false, true)).is_err());
+
+        let no_id = ProfileSpec {
+            client_id: None,
+            ..spec(Kind::Refresh)
+        };
+        let err = of(Kind::Refresh)
+            .credential("p", &no_id, only(true, true, false), 0)
+            .unwrap_err();
+        assert!(err.0.contains("--client-id"), "{err}");
+    }
+
+    #[test]
+    fn only_static_tokens_are_never_renewed() {
+        for kind in [
+            Kind::Refresh,
+            Kind::ClientCredentials,
+            Kind::AuthorizationCode,
+            Kind::DesignerCloud,
+        ] {
+            assert!(of(kind).renews(), "{kind}");
+        }
+        assert!(!of(Kind::Static).renews());
+    }
+
+    #[test]
+    fn what_a_restart_serves() {
+        let empty = Credential::default();
+        assert_eq!(of(Kind::Static).restore("p", &empty), Restore::AsIs);
+        assert_eq!(of(Kind::Refresh).restore("p", &empty), Restore::WhileValid);
+        assert!(matches!(
+            of(Kind::AuthorizationCode).restore("p", &empty),
+            Restore::NotReady(m) if m.contains("a365 login p")
+        ));
+        assert_eq!(
+            of(Kind::DesignerCloud).restore("p", &empty),
+            Restore::RenewNow,
+            "a token of unknown id is renewed at once"
+        );
+        let known = Credential {
+            token_id: Some("t1".into()),
+            ..Credential::default()
+        };
+        assert_eq!(
+            of(Kind::DesignerCloud).restore("p", &known),
+            Restore::WhileValid
+        );
+    }
+}

@@ -1,9 +1,71 @@
 //! The `refresh` kind: client id + secret + a (one-time-use) refresh token.
 
+use a365_proto::{ProfileSpec, Secrets};
+use a365_store::Credential;
 use secrecy::{ExposeSecret, SecretString};
 
 use super::oauth::{Call, Grant, post_form};
-use super::{Fresh, ProviderError};
+use super::{BadSecrets, Exchange, Fresh, Obtained, Pending, Provider, ProviderError};
+
+#[derive(Debug)]
+pub struct Refresh;
+
+impl Provider for Refresh {
+    fn credential(
+        &self,
+        _name: &str,
+        spec: &ProfileSpec,
+        secrets: Secrets,
+        now_ms: i64,
+    ) -> Result<Credential, BadSecrets> {
+        super::needs_client_id(spec)?;
+        let (Some(secret), Some(rt)) = (secrets.client_secret, secrets.refresh_token) else {
+            return Err(BadSecrets(
+                "a refresh profile needs the client_secret and refresh_token secrets".into(),
+            ));
+        };
+        if secrets.access_token.is_some() {
+            return Err(BadSecrets(
+                "a refresh profile takes client_secret and refresh_token, not access_token".into(),
+            ));
+        }
+        let mut credential = super::new_credential(now_ms);
+        credential.client_secret = Some(secret.into_inner());
+        credential.refresh_token = Some(rt.into_inner());
+        Ok(credential)
+    }
+
+    fn obtain<'a>(
+        &'a self,
+        exchange: Exchange<'a>,
+        credential: &'a Credential,
+    ) -> Pending<'a, Result<Obtained, ProviderError>> {
+        Box::pin(async move {
+            let secrets = RefreshCredential {
+                client_id: exchange.client_id(),
+                client_secret: credential
+                    .client_secret
+                    .as_ref()
+                    .ok_or_else(super::missing)?,
+                refresh_token: credential
+                    .refresh_token
+                    .as_ref()
+                    .ok_or_else(super::missing)?,
+            };
+            let scopes = crate::endpoint::requested_scopes(exchange.spec);
+            self::exchange(exchange.call(), &secrets, &scopes, exchange.endpoint.secure)
+                .await
+                .map(Obtained::from)
+        })
+    }
+
+    fn reauth_advice(&self, name: &str) -> String {
+        format!(
+            "Create a new refresh token in Altium 365 (Admin → Developer), then run \
+             `a365 add {name} --kind refresh --replace …`"
+        )
+    }
+}
 
 /// The secrets one exchange needs.
 #[derive(Debug)]

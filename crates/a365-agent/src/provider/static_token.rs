@@ -1,6 +1,80 @@
-//! The `static` kind: one long-lived bearer token, served as is.
+//! The `static` kind: one long-lived bearer token (an Altium 365
+//! "long-lived access token", up to a year), served as is.
 
-use crate::jwt;
+use a365_proto::{ProfileSpec, Secrets};
+use a365_store::Credential;
+use secrecy::ExposeSecret;
+
+use super::{BadSecrets, Exchange, Obtained, Pending, Provider, ProviderError, Restore};
+use crate::endpoint::{self, Endpoint, EndpointError};
+use a365_token::jwt;
+
+#[derive(Debug)]
+pub struct Static;
+
+impl Provider for Static {
+    fn credential(
+        &self,
+        name: &str,
+        _spec: &ProfileSpec,
+        secrets: Secrets,
+        now_ms: i64,
+    ) -> Result<Credential, BadSecrets> {
+        let Some(token) = secrets.access_token else {
+            return Err(BadSecrets(
+                "a static profile needs an access_token secret".into(),
+            ));
+        };
+        if secrets.client_secret.is_some() || secrets.refresh_token.is_some() {
+            return Err(BadSecrets(
+                "a static profile takes only an access_token secret".into(),
+            ));
+        }
+        let token = token.into_inner();
+        let (exp, scopes) = describe(token.expose_secret());
+        if let Some(exp) = exp.filter(|exp| *exp <= now_ms) {
+            return Err(BadSecrets(format!(
+                "the token for '{name}' expired {} ago: create a new one in Altium 365 (Admin → Developer)",
+                a365_proto::human_ms(now_ms - exp)
+            )));
+        }
+        let mut credential = super::new_credential(now_ms);
+        credential.access_token = Some(token);
+        credential.access_expires_at_ms = exp;
+        credential.access_scopes = scopes;
+        Ok(credential)
+    }
+
+    /// A realm or token URL only names where the token came from, for
+    /// `status`: a static token is never exchanged.
+    fn endpoint(&self, spec: &ProfileSpec) -> Result<Option<Endpoint>, EndpointError> {
+        endpoint::named_url(spec)?;
+        Ok(None)
+    }
+
+    fn renews(&self) -> bool {
+        false
+    }
+
+    fn restore(&self, _name: &str, _credential: &Credential) -> Restore {
+        Restore::AsIs
+    }
+
+    fn obtain<'a>(
+        &'a self,
+        _exchange: Exchange<'a>,
+        _credential: &'a Credential,
+    ) -> Pending<'a, Result<Obtained, ProviderError>> {
+        Box::pin(async { Err(super::missing()) })
+    }
+
+    fn reauth_advice(&self, name: &str) -> String {
+        format!(
+            "Create a new token in Altium 365 (Admin → Developer), then run \
+             `a365 add {name} --kind static --replace`"
+        )
+    }
+}
 
 /// Expiry (UTC epoch ms) and scopes of a static token, read from its JWT
 /// claims; an opaque token has neither.

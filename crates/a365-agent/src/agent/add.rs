@@ -1,0 +1,188 @@
+//! `add_profile` and `remove_profile`: the store, then the config, then
+//! the running profile, each step undone if a later one fails.
+
+use std::sync::Arc;
+
+use a365_proto::{AddProfile, ErrorKind, ErrorReply, Kind, Response};
+
+use super::{Agent, internal, invalid};
+use crate::config;
+use crate::endpoint::Endpoint;
+use crate::profile::{Phase, Profile};
+use crate::provider;
+
+impl Agent {
+    /// Adds (or with `replace`, replaces) a profile, and reports its first
+    /// exchange so that a bad secret shows up now.
+    pub(super) async fn add(&self, add: AddProfile) -> Result<Response, ErrorReply> {
+        let AddProfile {
+            name,
+            mut spec,
+            secrets,
+            replace,
+        } = add;
+        // Record where the secrets go, so a later default cannot lose them.
+        let kind = *spec.store.get_or_insert(self.stores.default());
+        config::validate_name(&name).map_err(invalid)?;
+        let endpoint = Endpoint::resolve(&spec).map_err(invalid)?;
+        let credential = provider::of(spec.kind)
+            .credential(&name, &spec, secrets, self.shared.clock.now_ms())
+            .map_err(invalid)?;
+        let plain_http = endpoint
+            .as_ref()
+            .filter(|e| e.token_url.scheme() == "http")
+            .map(|e| e.token_url.to_string());
+        let profile = {
+            // Only the edit itself is serialized, not the wait below for the
+            // first exchange: a slow token server must not block `remove`,
+            // `migrate` or a finishing login.
+            let _edit = self.edits.lock().await;
+            let placed = self.stores.place(kind).await;
+            if let Err(e) = &placed.store {
+                return Err(invalid(format!(
+                    "cannot keep secrets in the {kind} store: {e}; choose another with `--store file`"
+                )));
+            }
+            self.install(&name, &spec, endpoint, placed, credential, replace)
+                .await?
+        };
+        tracing::info!(profile = %name, kind = %spec.kind, store = %kind, "profile added");
+        self.expiry_check.notify_one();
+        let mut message = format!(
+            "profile '{name}' ({}) added; its secrets are kept {}",
+            spec.kind,
+            self.stores.describe(kind)
+        );
+        if let Some(url) = plain_http {
+            message.push_str(&format!(
+                ". Note: {url} is plain HTTP: any local user who listens on that port first \
+                 receives the client secret and refresh token (fine for tests on a machine of \
+                 your own; use https otherwise)"
+            ));
+        }
+        if spec.kind == Kind::AuthorizationCode {
+            message.push_str(&format!("; now log in: `a365 login {name}`"));
+        } else if provider::of(spec.kind).renews() {
+            message.push_str(&self.first_exchange(&profile).await?);
+        }
+        Ok(Response::Done { message })
+    }
+
+    /// Saves the secrets, writes the config, starts the profile; each step
+    /// undone (and a replaced profile restarted) when a later one fails.
+    async fn install(
+        &self,
+        name: &str,
+        spec: &a365_proto::ProfileSpec,
+        endpoint: Option<Endpoint>,
+        placed: crate::stores::Placed,
+        credential: a365_store::Credential,
+        replace: bool,
+    ) -> Result<Arc<Profile>, ErrorReply> {
+        let old = self.profiles.read().ok().and_then(|p| p.get(name).cloned());
+        if old.is_some() && !replace {
+            return Err(invalid(format!(
+                "profile '{name}' exists: add --replace to overwrite it"
+            )));
+        }
+        if let Some(old) = &old {
+            old.stop().await;
+        }
+        if let Err(e) = placed.save(name, &credential, false).await {
+            if let Some(old) = &old {
+                self.restart(old).await;
+            }
+            return Err(internal(format!("could not save the secrets: {e}")));
+        }
+        let (path, profile_name, written) = (
+            self.paths.config_file.clone(),
+            name.to_owned(),
+            spec.clone(),
+        );
+        if let Err(e) =
+            config::in_background(move || config::write_profile(&path, &profile_name, &written))
+                .await
+        {
+            match &old {
+                None => {
+                    let _ = placed.delete(name).await;
+                }
+                Some(old) => self.restart(old).await,
+            }
+            return Err(internal(e.to_string()));
+        }
+        // The old secrets are superseded; drop them if they lived elsewhere.
+        if let Some(old) = old.as_ref().filter(|old| old.placed.kind != placed.kind)
+            && let Err(e) = old.placed.delete(name).await
+        {
+            tracing::warn!(profile = %name, "could not delete the replaced secrets: {e}");
+        }
+        let profile = Profile::start(
+            name.to_owned(),
+            spec.clone(),
+            endpoint,
+            placed,
+            Ok(Some(credential)),
+            Arc::clone(&self.shared),
+        );
+        if let Ok(mut profiles) = self.profiles.write() {
+            profiles.insert(name.to_owned(), Arc::clone(&profile));
+        }
+        Ok(profile)
+    }
+
+    /// Waits (at most `add_wait`) for a new profile's first exchange and
+    /// says how it went; a dead credential is an error.
+    async fn first_exchange(&self, profile: &Profile) -> Result<String, ErrorReply> {
+        let mut rx = profile.subscribe();
+        let _ = tokio::time::timeout(self.add_wait, rx.wait_for(|s| s.attempts_done > 0)).await;
+        let snap = profile.snapshot();
+        match snap.phase {
+            Phase::NeedsReauth(m) => Err(ErrorReply::new(ErrorKind::NeedsReauth, m)),
+            Phase::Fresh => Ok("; a token was obtained".into()),
+            _ => Ok(format!(
+                "; no token yet: {}",
+                snap.last_error
+                    .as_deref()
+                    .unwrap_or("the token server has not answered")
+            )),
+        }
+    }
+
+    pub(super) async fn remove(&self, name: &str) -> Result<Response, ErrorReply> {
+        let _edit = self.edits.lock().await;
+        let profile = self.profile(Some(name))?;
+        if let Err(e) = &profile.placed.store {
+            return Err(internal(format!(
+                "cannot delete the secrets of '{name}': {e}; the profile is kept"
+            )));
+        }
+        profile.stop().await;
+        if let Err(e) = profile.placed.delete(name).await {
+            self.restart(&profile).await;
+            return Err(internal(format!("could not delete the secrets: {e}")));
+        }
+        let (path, profile_name) = (self.paths.config_file.clone(), name.to_owned());
+        config::in_background(move || config::remove_profile(&path, &profile_name))
+            .await
+            .map_err(|e| internal(e.to_string()))?;
+        if let Ok(mut profiles) = self.profiles.write() {
+            profiles.remove(name);
+        }
+        if let Ok(mut default) = self.default_profile.write()
+            && default.as_deref() == Some(name)
+        {
+            *default = None;
+        }
+        tracing::info!(profile = %name, "profile removed");
+        self.shared.events.emit(
+            name,
+            a365_proto::EventKind::Removed,
+            None,
+            format!("profile '{name}' was removed"),
+        );
+        Ok(Response::Done {
+            message: format!("profile '{name}' removed, with its secrets"),
+        })
+    }
+}

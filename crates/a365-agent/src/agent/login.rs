@@ -1,0 +1,266 @@
+//! The browser login of an `authorization-code` profile: the agent
+//! listens on the loopback redirect (`crate::login`), the client opens the
+//! browser and waits; the code is exchanged and the new credential saved
+//! and served.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use a365_proto::{ErrorKind, ErrorReply, Kind, Response};
+use tokio::sync::watch;
+
+use super::{Agent, internal, invalid, unavailable};
+use crate::endpoint::{self, Endpoint};
+use crate::profile::Profile;
+
+pub(super) type LoginOutcome = Result<String, ErrorReply>;
+
+#[derive(Debug)]
+pub(super) struct Login {
+    outcome: watch::Receiver<Option<LoginOutcome>>,
+    task: tokio::task::AbortHandle,
+}
+
+/// A task that ends with the task that awaits it.
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+impl Agent {
+    /// Starts a browser login: binds the redirect, answers with the URL to
+    /// open; a task waits for the browser, exchanges the code and installs
+    /// the new credential. `login_wait` reports how it ended.
+    pub(super) async fn login(&self, name: &str, timeout_ms: u64) -> Result<Response, ErrorReply> {
+        use crate::provider::authorization_code::{Pkce, authorize_url};
+        let profile = self.profile(Some(name))?;
+        if profile.spec.kind != Kind::AuthorizationCode {
+            return Err(invalid(format!(
+                "profile '{name}' is a {} profile: only authorization-code profiles log in with a browser",
+                profile.spec.kind
+            )));
+        }
+        let endpoint = Endpoint::resolve(&profile.spec)
+            .map_err(invalid)?
+            .ok_or_else(|| invalid("the profile has no token endpoint"))?;
+        let login = endpoint
+            .login
+            .clone()
+            .ok_or_else(|| invalid("the profile has no login endpoint"))?;
+        let pkce = Pkce::generate().map_err(|e| internal(format!("no randomness: {e}")))?;
+        // A new login replaces one still waiting (a closed tab, a retry).
+        let previous = self.logins.lock().ok().and_then(|mut l| l.remove(name));
+        if let Some(previous) = &previous {
+            previous.task.abort();
+        }
+        let mut listener = crate::login::listen(&login.redirect_uri).await;
+        // The replaced login's listener closes as its task winds down.
+        for _ in 0..20 {
+            if listener.is_ok() || previous.is_none() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            listener = crate::login::listen(&login.redirect_uri).await;
+        }
+        let listener = listener.map_err(|e| unavailable(e.to_string()))?;
+        let client_id = profile.spec.client_id.clone().unwrap_or_default();
+        let scopes = endpoint::requested_scopes(&profile.spec);
+        let url = authorize_url(
+            &login.authorize_url,
+            &client_id,
+            &login.redirect_uri,
+            &scopes,
+            &pkce,
+        );
+        let launcher_path =
+            crate::login::launcher_path().map_err(|e| internal(format!("no randomness: {e}")))?;
+        let mut launcher = login.redirect_uri.clone();
+        launcher.set_path(&launcher_path);
+        launcher.set_query(None);
+        launcher.set_fragment(None);
+        let expect = crate::login::Expect {
+            redirect_path: login.redirect_uri.path().to_owned(),
+            launcher_path,
+            authorize_url: url.to_string(),
+            state: pkce.state.clone(),
+        };
+        let (tx, rx) = watch::channel(None);
+        let timeout = Duration::from_millis(timeout_ms.clamp(1_000, 3_600_000));
+        let me = self.me.clone();
+        let name = name.to_owned();
+        tracing::info!(profile = %name, redirect = %login.redirect_uri, "login started");
+        let key = name.clone();
+        let worker_name = name.clone();
+        let work = tokio::spawn(async move {
+            let name = worker_name;
+            let code = crate::login::wait_for_code(listener, expect, timeout).await;
+            match (code, me.upgrade()) {
+                (Err(e), _) => Err(unavailable(format!(
+                    "{e}; run `a365 login {name}` to try again"
+                ))),
+                (Ok(_), None) => Err(unavailable("the agent is stopping")),
+                (Ok(code), Some(agent)) => {
+                    agent
+                        .finish_login(&name, &endpoint, &login.redirect_uri, &code, &pkce)
+                        .await
+                }
+            }
+        });
+        let task = tokio::spawn(async move {
+            // Aborting this task (a newer login) aborts the work too.
+            let mut work = AbortOnDrop(work);
+            // A bug that panics the login says so, rather than leaving the
+            // waiting client a misleading "replaced or stopped".
+            let outcome = match (&mut work.0).await {
+                Ok(outcome) => outcome,
+                Err(e) if e.is_panic() => Err(internal(
+                    "the login failed inside the agent (a bug: see its log); run `a365 login` again",
+                )),
+                Err(_) => Err(unavailable("the login was abandoned")),
+            };
+            match &outcome {
+                Ok(_) => tracing::info!(profile = %name, "logged in"),
+                Err(e) => tracing::warn!(profile = %name, "login failed: {}", e.message),
+            }
+            let _ = tx.send(Some(outcome));
+        });
+        if let Ok(mut logins) = self.logins.lock() {
+            logins.insert(
+                key,
+                Login {
+                    outcome: rx,
+                    task: task.abort_handle(),
+                },
+            );
+        }
+        Ok(Response::LoginUrl {
+            url: launcher.to_string(),
+        })
+    }
+
+    /// Exchanges the code, saves the credential, restarts the profile on it.
+    async fn finish_login(
+        &self,
+        name: &str,
+        endpoint: &Endpoint,
+        redirect_uri: &reqwest::Url,
+        code: &str,
+        pkce: &crate::provider::authorization_code::Pkce,
+    ) -> LoginOutcome {
+        let profile = self.profile(Some(name))?;
+        let mut credential = profile
+            .placed
+            .load(name)
+            .await
+            .map_err(|e| internal(format!("cannot read the client secret: {e}")))?
+            .unwrap_or_default();
+        let now = self.shared.clock.now_ms();
+        let call = crate::provider::oauth::Call {
+            http: &self.shared.http,
+            token_url: &endpoint.token_url,
+            now_ms: now,
+            default_lifetime: self.shared.default_lifetime,
+        };
+        let fresh = crate::provider::authorization_code::exchange(
+            call,
+            profile.spec.client_id.as_deref().unwrap_or_default(),
+            credential.client_secret.as_ref(),
+            code,
+            redirect_uri,
+            &pkce.verifier,
+        )
+        .await
+        .map_err(|e| {
+            ErrorReply::new(
+                ErrorKind::NeedsReauth,
+                format!("the token server refused the login: {e}"),
+            )
+        })?;
+        let refreshable = fresh.refresh_token.is_some();
+        // Say whose account this is: a login finished by someone else's
+        // browser shows up here, not at the first API call.
+        let account = {
+            use secrecy::ExposeSecret;
+            a365_token::jwt::claims(fresh.access_token.expose_secret())
+                .and_then(|c| c.account)
+                .map_or_else(String::new, |a| format!(" as {a}"))
+        };
+        credential.refresh_token = fresh.refresh_token;
+        credential.access_token = Some(fresh.access_token);
+        credential.access_expires_at_ms = Some(fresh.expires_at_ms);
+        credential.access_scopes = fresh.scopes;
+        credential.updated_at_ms = now;
+        // The edit lock only now, after the network exchange; the profile
+        // must still be the one the login started for.
+        let _edit = self.edits.lock().await;
+        if !self
+            .profile(Some(name))
+            .is_ok_and(|now| Arc::ptr_eq(&now, &profile))
+        {
+            return Err(unavailable(format!(
+                "profile '{name}' was removed or replaced during the login"
+            )));
+        }
+        profile
+            .placed
+            .save(name, &credential, false)
+            .await
+            .map_err(|e| internal(format!("could not save the new credential: {e}")))?;
+        profile.stop().await;
+        let new = Profile::start(
+            name.to_owned(),
+            profile.spec.clone(),
+            Some(endpoint.clone()),
+            profile.placed.clone(),
+            Ok(Some(credential)),
+            Arc::clone(&self.shared),
+        );
+        if let Ok(mut profiles) = self.profiles.write() {
+            profiles.insert(name.to_owned(), new);
+        }
+        Ok(format!(
+            "logged in{account}: profile '{name}' has a token valid for {}{}",
+            a365_proto::human_ms(fresh.expires_at_ms - now),
+            if refreshable {
+                ", renewed with its refresh token from now on"
+            } else {
+                "; no refresh token was granted, so log in again when it expires"
+            }
+        ))
+    }
+
+    /// Waits for the outcome of the login `login` started.
+    pub(super) async fn login_wait(&self, name: &str) -> Result<Response, ErrorReply> {
+        let rx = self
+            .logins
+            .lock()
+            .ok()
+            .and_then(|logins| logins.get(name).map(|l| l.outcome.clone()));
+        let Some(mut rx) = rx else {
+            return Err(invalid(format!(
+                "no login is under way for '{name}': run `a365 login {name}`"
+            )));
+        };
+        let outcome = match rx.wait_for(Option::is_some).await {
+            Ok(outcome) => outcome.clone(),
+            Err(_) => None,
+        };
+        if let Ok(mut logins) = self.logins.lock()
+            && logins
+                .get(name)
+                .is_some_and(|l| l.outcome.same_channel(&rx))
+        {
+            logins.remove(name);
+        }
+        match outcome {
+            Some(Ok(message)) => Ok(Response::Done { message }),
+            Some(Err(e)) => Err(e),
+            None => Err(unavailable(
+                "the login was replaced by a newer `a365 login`, or the agent stopped",
+            )),
+        }
+    }
+}

@@ -1,0 +1,265 @@
+//! The agent: its profiles, and what each request does to them. One file
+//! per kind of work:
+//!
+//! - [`status`]: `status` and `status_page`;
+//! - [`add`]: `add_profile` and `remove_profile`;
+//! - [`login`]: the browser login of `authorization-code` profiles;
+//! - [`migrate`]: moving secrets between stores.
+//!
+//! Errors become wire replies here, at the edge; the profiles, providers
+//! and stores below report typed errors.
+
+mod add;
+mod login;
+mod migrate;
+mod status;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, RwLock, Weak};
+use std::time::Duration;
+
+use a365_proto::{
+    ErrorKind, ErrorReply, PROTOCOL_VERSION, Request, Response, StoreKind, TokenRequest,
+};
+use tokio::sync::watch;
+
+use crate::config::{Config, Paths};
+use crate::endpoint::Endpoint;
+use crate::profile::{Profile, Shared};
+use crate::stores::Stores;
+
+#[derive(Debug)]
+pub struct Agent {
+    shared: Arc<Shared>,
+    stores: Stores,
+    paths: Paths,
+    profiles: RwLock<BTreeMap<String, Arc<Profile>>>,
+    default_profile: RwLock<Option<String>>,
+    /// Serializes the edits of profiles (add, remove, migrate, a login
+    /// finishing), which touch the store and the config. Never held across
+    /// a network wait.
+    edits: tokio::sync::Mutex<()>,
+    shutdown: watch::Sender<bool>,
+    /// Browser logins under way, by profile: their outcome once known.
+    logins: Mutex<HashMap<String, login::Login>>,
+    /// For tasks that outlive a request (a login finishing in the browser).
+    me: Weak<Agent>,
+    /// Wakes the expiry watcher (a profile was added).
+    expiry_check: Arc<tokio::sync::Notify>,
+    /// How long `add` waits for a new profile's first exchange.
+    add_wait: Duration,
+}
+
+impl Agent {
+    /// Loads every configured profile's credential and starts its refresher.
+    pub async fn start(
+        config: &Config,
+        paths: Paths,
+        shared: Arc<Shared>,
+        shutdown: watch::Sender<bool>,
+        add_wait: Duration,
+    ) -> Arc<Agent> {
+        let stores = Stores::open(paths.state_dir.clone(), config.store).await;
+        let mut profiles = BTreeMap::new();
+        for (name, spec) in &config.profiles {
+            let endpoint = Endpoint::resolve(spec).ok().flatten();
+            // Profiles written before stores were recorded used the
+            // configured store, and files before that.
+            let kind = spec.store.or(config.store).unwrap_or(StoreKind::File);
+            let placed = stores.place(kind).await;
+            let loaded = placed.load(name).await;
+            if let Err(e) = &loaded {
+                tracing::error!(profile = %name, store = %kind, "cannot read its secrets: {e}");
+            }
+            let profile = Profile::start(
+                name.clone(),
+                spec.clone(),
+                endpoint,
+                placed,
+                loaded,
+                Arc::clone(&shared),
+            );
+            profiles.insert(name.clone(), profile);
+        }
+        tracing::info!(profiles = profiles.len(), "profiles loaded");
+        let agent = Arc::new_cyclic(|me| Agent {
+            shared,
+            stores,
+            paths,
+            profiles: RwLock::new(profiles),
+            default_profile: RwLock::new(config.default_profile.clone()),
+            edits: tokio::sync::Mutex::new(()),
+            shutdown,
+            logins: Mutex::new(HashMap::new()),
+            me: me.clone(),
+            expiry_check: Arc::default(),
+            add_wait,
+        });
+        if let Some(command) = &config.on_event {
+            agent.shared.events.spawn_hook(command.clone());
+        }
+        tokio::spawn(crate::expiry::expiry_watcher(
+            Arc::downgrade(&agent),
+            config.expires_soon_days,
+            Arc::clone(&agent.expiry_check),
+        ));
+        agent
+    }
+
+    /// What every profile shares (the clock, the events, HTTP).
+    pub fn shared(&self) -> &Shared {
+        &self.shared
+    }
+
+    /// Every profile, in name order.
+    pub fn all_profiles(&self) -> Vec<Arc<Profile>> {
+        match self.profiles.read() {
+            Ok(p) => p.values().cloned().collect(),
+            Err(_) => Vec::new(),
+        }
+    }
+
+    pub async fn handle(&self, request: Request) -> Response {
+        let result = match request {
+            Request::Token(req) => self.token(req).await.map(Response::Token),
+            Request::Status => Ok(self.status()),
+            Request::StatusPage { after } => Ok(self.status_page(after.as_deref())),
+            Request::AddProfile(add) => self.add(add).await,
+            Request::RemoveProfile { name } => self.remove(&name).await,
+            Request::Refresh { profile } => match self.profile(profile.as_deref()) {
+                Ok(p) => p
+                    .force_refresh()
+                    .await
+                    .map(|message| Response::Done { message }),
+                Err(e) => Err(e),
+            },
+            Request::Ping => Ok(Response::Pong {
+                protocol: PROTOCOL_VERSION,
+                agent_version: env!("CARGO_PKG_VERSION").into(),
+                pid: std::process::id(),
+            }),
+            Request::Shutdown => {
+                let _ = self.shutdown.send(true);
+                Ok(Response::Done {
+                    message: "the agent is shutting down".into(),
+                })
+            }
+            Request::MigrateStore { to, profile } => self.migrate(to, profile.as_deref()).await,
+            Request::Login {
+                profile,
+                timeout_ms,
+            } => self.login(&profile, timeout_ms).await,
+            Request::LoginWait { profile } => self.login_wait(&profile).await,
+            // The connection streams events itself (`server`); here only
+            // when something forwarded it wrongly.
+            Request::Watch { .. } => Err(ErrorReply::new(
+                ErrorKind::BadRequest,
+                "watch must be the only request of its connection",
+            )),
+        };
+        result.unwrap_or_else(Response::Error)
+    }
+
+    /// Events for `profile` (checked to exist) or for all profiles.
+    pub fn watch(
+        &self,
+        profile: Option<&str>,
+    ) -> Result<tokio::sync::broadcast::Receiver<a365_proto::Event>, ErrorReply> {
+        if let Some(name) = profile {
+            self.profile(Some(name))?;
+        }
+        Ok(self.shared.events.subscribe())
+    }
+
+    async fn token(&self, req: TokenRequest) -> Result<a365_proto::TokenReply, ErrorReply> {
+        let profile = self.profile(req.profile.as_deref())?;
+        profile.token(req.min_valid_ms, &req.scopes).await
+    }
+
+    /// The named profile, or the default one.
+    fn profile(&self, name: Option<&str>) -> Result<Arc<Profile>, ErrorReply> {
+        let profiles = self
+            .profiles
+            .read()
+            .map_err(|_| internal("profile table poisoned"))?;
+        let name = match name {
+            Some(name) => name.to_owned(),
+            None => match self.default_profile.read().ok().and_then(|d| d.clone()) {
+                Some(default) => default,
+                None if profiles.len() == 1 => profiles.keys().next().cloned().unwrap_or_default(),
+                None if profiles.is_empty() => {
+                    return Err(ErrorReply::new(
+                        ErrorKind::UnknownProfile,
+                        "no profiles yet: add one with `a365 add NAME --kind refresh --realm altium365 …`",
+                    ));
+                }
+                None => {
+                    return Err(ErrorReply::new(
+                        ErrorKind::UnknownProfile,
+                        format!(
+                            "which profile? name one, set A365_PROFILE, or set default_profile in {} \
+                             (profiles: {})",
+                            self.paths.config_file.display(),
+                            profiles.keys().cloned().collect::<Vec<_>>().join(", ")
+                        ),
+                    ));
+                }
+            },
+        };
+        profiles.get(&name).cloned().ok_or_else(|| {
+            ErrorReply::new(
+                ErrorKind::UnknownProfile,
+                format!(
+                    "no profile named '{}' (profiles: {})",
+                    name.escape_default(),
+                    if profiles.is_empty() {
+                        "none".into()
+                    } else {
+                        profiles.keys().cloned().collect::<Vec<_>>().join(", ")
+                    }
+                ),
+            )
+        })
+    }
+
+    /// Starts `old` again from what its store holds (after a stop whose
+    /// change then failed).
+    async fn restart(&self, old: &Arc<Profile>) {
+        let loaded = old.placed.load(&old.name).await;
+        let endpoint = Endpoint::resolve(&old.spec).ok().flatten();
+        let profile = Profile::start(
+            old.name.clone(),
+            old.spec.clone(),
+            endpoint,
+            old.placed.clone(),
+            loaded,
+            Arc::clone(&self.shared),
+        );
+        if let Ok(mut profiles) = self.profiles.write() {
+            profiles.insert(old.name.clone(), profile);
+        }
+    }
+
+    /// Stops every refresher; a refresh in flight finishes and is saved.
+    pub async fn stop_profiles(&self) {
+        let profiles: Vec<_> = match self.profiles.read() {
+            Ok(p) => p.values().cloned().collect(),
+            Err(_) => return,
+        };
+        for profile in profiles {
+            profile.stop().await;
+        }
+    }
+}
+
+fn invalid(message: impl ToString) -> ErrorReply {
+    ErrorReply::new(ErrorKind::InvalidProfile, message.to_string())
+}
+
+fn unavailable(message: impl Into<String>) -> ErrorReply {
+    ErrorReply::new(ErrorKind::Unavailable, message)
+}
+
+fn internal(message: impl Into<String>) -> ErrorReply {
+    ErrorReply::new(ErrorKind::Internal, message)
+}

@@ -1,0 +1,61 @@
+//! `status` and `status_page`: every profile's state, one message or one
+//! page at a time.
+
+use std::ops::Bound;
+
+use a365_proto::{ProfileStatus, Response};
+
+use super::Agent;
+
+impl Agent {
+    pub(super) fn status(&self) -> Response {
+        let is_default = self.default_rule();
+        let profiles = match self.profiles.read() {
+            Ok(all) => all
+                .values()
+                .map(|p| p.status(is_default(&p.name, all.len())))
+                .collect(),
+            Err(_) => Vec::new(),
+        };
+        Response::Status(profiles)
+    }
+
+    /// The profiles after `after`, by name, as many as fit in one message
+    /// whichever encoding carries it (at least one, so a page always moves
+    /// on).
+    pub(super) fn status_page(&self, after: Option<&str>) -> Response {
+        // Room for the envelope, and for JSON escaping beyond what
+        // `serde_json` measured; the decoder also counts each entry's
+        // in-memory size against the limit.
+        const BUDGET: usize = a365_proto::MAX_FRAME * 3 / 4;
+        let is_default = self.default_rule();
+        let mut profiles: Vec<ProfileStatus> = Vec::new();
+        let mut next = None;
+        if let Ok(all) = self.profiles.read() {
+            let from = after.map_or(Bound::Unbounded, Bound::Excluded);
+            let mut used = 0;
+            for (name, profile) in all.range::<str, _>((from, Bound::Unbounded)) {
+                let status = profile.status(is_default(name, all.len()));
+                let size = std::mem::size_of::<ProfileStatus>()
+                    + serde_json::to_vec(&status).map_or(BUDGET, |json| json.len());
+                if !profiles.is_empty() && used + size > BUDGET {
+                    next = profiles.last().map(|p| p.name.clone());
+                    break;
+                }
+                used += size;
+                profiles.push(status);
+            }
+        }
+        Response::StatusPage { profiles, next }
+    }
+
+    /// Which profile `status` marks as the default: the configured one, or
+    /// the only one there is.
+    fn default_rule(&self) -> impl Fn(&str, usize) -> bool {
+        let default = self.default_profile.read().ok().and_then(|d| d.clone());
+        move |name, total| match &default {
+            Some(default) => default == name,
+            None => total == 1,
+        }
+    }
+}

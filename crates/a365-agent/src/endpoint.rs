@@ -1,0 +1,322 @@
+//! Where a profile's token requests go: realms, URLs and the rules every
+//! URL must meet (HTTPS, or plain HTTP to loopback only; one Altium cloud
+//! per profile). Which of them a kind takes is its provider's to say
+//! (`provider::Provider::endpoint`); the shared rules are here.
+
+use a365_proto::{Kind, ProfileSpec};
+
+/// A profile's URLs do not make a usable endpoint.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct EndpointError(pub String);
+
+fn invalid(message: impl Into<String>) -> EndpointError {
+    EndpointError(message.into())
+}
+
+/// The named token endpoints; each realm's authorize endpoint is the same
+/// URL ending in `/authorize`.
+pub const REALMS: &[(&str, &str)] = &[
+    ("altium365", "https://auth.altium.com/connect/token"),
+    (
+        "altium365-gov",
+        "https://auth.365-gov.altium.com/connect/token",
+    ),
+    ("nexar", "https://identity.nexar.com/connect/token"),
+];
+
+/// Nexar's scopes for a design app; `offline_access` asks for a refresh token.
+pub const DEFAULT_LOGIN_SCOPES: &[&str] = &[
+    "openid",
+    "profile",
+    "email",
+    "design.domain",
+    "user.access",
+    "offline_access",
+];
+/// Nexar's supply API scope, asked for by client-credentials profiles.
+pub const DEFAULT_SUPPLY_SCOPE: &str = "supply.domain";
+
+/// Where a profile's token requests go, and how.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Endpoint {
+    /// The token endpoint; for `designer-cloud`, `{base}/v4/apiAccessTokens`.
+    pub token_url: reqwest::Url,
+    /// Send `secure=1` (Gov Cloud).
+    pub secure: bool,
+    /// `authorization-code` only.
+    pub login: Option<LoginEndpoint>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct LoginEndpoint {
+    pub authorize_url: reqwest::Url,
+    /// A loopback `http` URL with a port: where the agent listens.
+    pub redirect_uri: reqwest::Url,
+}
+
+impl Endpoint {
+    /// Resolves a profile's realm or explicit URLs, by its kind's rules;
+    /// `None` for a kind that never calls a token endpoint.
+    pub fn resolve(spec: &ProfileSpec) -> Result<Option<Endpoint>, EndpointError> {
+        crate::provider::of(spec.kind).endpoint(spec)
+    }
+
+    /// A Gov Cloud secret never goes to a commercial endpoint, nor the
+    /// other way round: every URL of a profile must be on one side.
+    pub fn check_cloud(self) -> Result<Endpoint, EndpointError> {
+        let token = Cloud::of(&self.token_url);
+        if let Some(login) = &self.login {
+            let authorize = Cloud::of(&login.authorize_url);
+            if token != authorize && token != Cloud::Other && authorize != Cloud::Other {
+                return Err(invalid(format!(
+                    "the authorize URL ({}) and the token URL ({}) are on different Altium clouds \
+                     (Gov and commercial): a secret must stay on one",
+                    login.authorize_url.host_str().unwrap_or("?"),
+                    self.token_url.host_str().unwrap_or("?")
+                )));
+            }
+        }
+        if self.secure && token == Cloud::Commercial {
+            return Err(invalid(format!(
+                "secure=1 is for Altium 365 Gov Cloud, but {} is a commercial endpoint: use \
+                 realm altium365-gov, or turn secure off",
+                self.token_url.host_str().unwrap_or("?")
+            )));
+        }
+        Ok(self)
+    }
+}
+
+/// The endpoint of an OAuth kind without a browser login (refresh,
+/// client-credentials): a realm or a token URL, nothing else.
+pub fn oauth(spec: &ProfileSpec) -> Result<Option<Endpoint>, EndpointError> {
+    reject_login_fields(spec)?;
+    let (token_url, secure) = token_endpoint(spec)?;
+    Endpoint {
+        token_url,
+        secure,
+        login: None,
+    }
+    .check_cloud()
+    .map(Some)
+}
+
+/// The token URL (from the realm or given) and whether to send
+/// `secure=1`; refuses the fields of a Designer Cloud profile.
+pub fn token_endpoint(spec: &ProfileSpec) -> Result<(reqwest::Url, bool), EndpointError> {
+    let url = named_url(spec)?.ok_or_else(|| {
+        invalid(format!(
+            "a {} profile needs a realm ({}) or a token_url",
+            spec.kind,
+            REALMS
+                .iter()
+                .map(|(n, _)| *n)
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))
+    })?;
+    let token_url = parse_url("token_url", url)?;
+    let secure = spec
+        .secure
+        .unwrap_or(spec.realm.as_deref() == Some("altium365-gov"));
+    Ok((token_url, secure))
+}
+
+/// The realm's URL or the given one (not both), if any; refuses the
+/// fields of a Designer Cloud profile.
+pub fn named_url(spec: &ProfileSpec) -> Result<Option<&str>, EndpointError> {
+    if spec.base_url.is_some() || spec.renew_lifetime_secs.is_some() {
+        return Err(invalid(
+            "base_url and renew_lifetime_secs are for designer-cloud profiles",
+        ));
+    }
+    match (&spec.realm, &spec.token_url) {
+        (Some(_), Some(_)) => Err(invalid("give either a realm or a token_url, not both")),
+        (Some(realm), None) => realm_url(realm).map(Some),
+        (None, Some(url)) => Ok(Some(url.as_str())),
+        (None, None) => Ok(None),
+    }
+}
+
+/// Only an `authorization-code` profile logs in with a browser.
+pub fn reject_login_fields(spec: &ProfileSpec) -> Result<(), EndpointError> {
+    if spec.authorize_url.is_some() || spec.redirect_uri.is_some() {
+        return Err(invalid(
+            "authorize_url and redirect_uri are for authorization-code profiles",
+        ));
+    }
+    Ok(())
+}
+
+/// Which Altium cloud a URL belongs to, by host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Cloud {
+    Gov,
+    Commercial,
+    Other,
+}
+
+impl Cloud {
+    fn of(url: &reqwest::Url) -> Cloud {
+        // `auth.altium.com.` (fully qualified) is the same host to DNS and
+        // TLS: compare without the root's dot, in one case.
+        let host = url
+            .host_str()
+            .unwrap_or("")
+            .trim_end_matches('.')
+            .to_ascii_lowercase();
+        let under = |domain: &str| host == domain || host.ends_with(&format!(".{domain}"));
+        if under("365-gov.altium.com") {
+            Cloud::Gov
+        } else if under("altium.com") {
+            Cloud::Commercial
+        } else {
+            Cloud::Other
+        }
+    }
+}
+
+fn realm_url(realm: &str) -> Result<&'static str, EndpointError> {
+    REALMS
+        .iter()
+        .find(|(name, _)| *name == realm)
+        .map(|(_, url)| *url)
+        .ok_or_else(|| {
+            let known: Vec<_> = REALMS.iter().map(|(n, _)| *n).collect();
+            invalid(format!(
+                "unknown realm '{realm}' (known: {}), or give a token_url",
+                known.join(", ")
+            ))
+        })
+}
+
+/// The scopes a profile's token requests carry: its own, else its kind's
+/// default on Nexar.
+pub fn requested_scopes(spec: &ProfileSpec) -> Vec<String> {
+    if !spec.scopes.is_empty() {
+        return spec.scopes.clone();
+    }
+    let nexar = spec.realm.as_deref() == Some("nexar");
+    match spec.kind {
+        Kind::ClientCredentials if nexar => vec![DEFAULT_SUPPLY_SCOPE.into()],
+        Kind::AuthorizationCode => DEFAULT_LOGIN_SCOPES.iter().map(|s| s.to_string()).collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// HTTPS only, except plain HTTP to a loopback host (tests, local servers).
+pub fn parse_url(what: &str, text: &str) -> Result<reqwest::Url, EndpointError> {
+    let url = reqwest::Url::parse(text)
+        .map_err(|e| invalid(format!("{what} '{text}' is not a URL: {e}")))?;
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(invalid(format!("{what} must not contain credentials")));
+    }
+    match url.scheme() {
+        "https" => Ok(url),
+        "http" if is_loopback(&url) => Ok(url),
+        "http" => Err(invalid(format!(
+            "{what} '{text}' uses plain http: only https is allowed, except for loopback hosts"
+        ))),
+        other => Err(invalid(format!("{what} scheme '{other}' is not https"))),
+    }
+}
+
+pub fn is_loopback(url: &reqwest::Url) -> bool {
+    let Some(host) = url.host_str() else {
+        return false;
+    };
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    host.trim_end_matches('.').eq_ignore_ascii_case("localhost")
+        || bare
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(kind: Kind) -> ProfileSpec {
+        ProfileSpec {
+            kind,
+            realm: None,
+            token_url: None,
+            client_id: Some("cid".into()),
+            scopes: vec![],
+            secure: None,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn realms_and_urls() {
+        let mut s = spec(Kind::Refresh);
+        assert!(Endpoint::resolve(&s).is_err(), "refresh needs an endpoint");
+        s.realm = Some("altium365-gov".into());
+        let e = Endpoint::resolve(&s).unwrap().unwrap();
+        assert!(e.secure);
+        assert_eq!(
+            e.token_url.as_str(),
+            "https://auth.365-gov.altium.com/connect/token"
+        );
+        s.secure = Some(false);
+        assert!(!Endpoint::resolve(&s).unwrap().unwrap().secure);
+        s.realm = Some("altium365".into());
+        s.secure = None;
+        assert!(!Endpoint::resolve(&s).unwrap().unwrap().secure);
+        s.realm = Some("mars".into());
+        assert!(
+            Endpoint::resolve(&s)
+                .unwrap_err()
+                .to_string()
+                .contains("unknown realm 'mars'")
+        );
+        s.realm = None;
+        for ok in [
+            "http://127.0.0.1:9/t",
+            "http://localhost/t",
+            "http://[::1]:8/t",
+            "https://x.example/t",
+        ] {
+            s.token_url = Some(ok.into());
+            assert!(Endpoint::resolve(&s).is_ok(), "{ok}");
+        }
+        for bad in [
+            "http://example.com/t",
+            "ftp://127.0.0.1/",
+            "https://u:p@x.example/",
+            "nope",
+        ] {
+            s.token_url = Some(bad.into());
+            assert!(Endpoint::resolve(&s).is_err(), "{bad}");
+        }
+        assert_eq!(Endpoint::resolve(&spec(Kind::Static)).unwrap(), None);
+    }
+
+    /// `auth.altium.com.` and `AUTH.Altium.COM` are the commercial cloud:
+    /// a trailing dot or other case once slipped past the Gov guard.
+    #[test]
+    fn the_cloud_guard_sees_through_a_trailing_dot_and_case() {
+        for commercial in [
+            "https://auth.altium.com./connect/token",
+            "https://AUTH.Altium.COM/connect/token",
+            "https://auth.altium.com../connect/token",
+        ] {
+            let url = reqwest::Url::parse(commercial).unwrap();
+            assert_eq!(Cloud::of(&url), Cloud::Commercial, "{commercial}");
+            let mut s = spec(Kind::Refresh);
+            s.token_url = Some(commercial.into());
+            s.secure = Some(true);
+            let err = Endpoint::resolve(&s).unwrap_err().to_string();
+            assert!(err.contains("commercial endpoint"), "{commercial}: {err}");
+        }
+        let gov = reqwest::Url::parse("https://auth.365-gov.altium.com./x").unwrap();
+        assert_eq!(Cloud::of(&gov), Cloud::Gov);
+        let mut s = spec(Kind::AuthorizationCode);
+        s.token_url = Some("https://auth.365-gov.altium.com/connect/token".into());
+        s.authorize_url = Some("https://auth.altium.com./connect/authorize".into());
+        let err = Endpoint::resolve(&s).unwrap_err().to_string();
+        assert!(err.contains("different Altium clouds"), "{err}");
+    }
+}

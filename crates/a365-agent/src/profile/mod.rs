@@ -1,0 +1,184 @@
+//! One profile: its current token, published through a `watch` channel so
+//! readers never wait on a lock, and one refresher task that is the only
+//! place a token request is made (single flight by construction).
+//!
+//! - [`serve`]: what a client gets (`token`, `refresh`), never waiting on a lock;
+//! - [`refresher`]: the task that renews, saves and backs off;
+//! - [`restore`]: what a restart serves from the store, without a request;
+//! - [`status`]: the profile as `a365 status` shows it.
+
+mod refresher;
+mod restore;
+mod serve;
+mod status;
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use a365_proto::{ErrorKind, ErrorReply, ProfileSpec};
+use a365_store::Credential;
+use secrecy::SecretString;
+use tokio::sync::{Notify, watch};
+use tokio::task::JoinHandle;
+
+use crate::clock::Clock;
+use crate::endpoint::Endpoint;
+use crate::provider::{self, Provider};
+use crate::stores::Placed;
+
+/// What every profile shares.
+#[derive(Debug)]
+pub struct Shared {
+    pub http: reqwest::Client,
+    pub events: crate::events::Events,
+    pub clock: Arc<dyn Clock>,
+    pub default_lifetime: Duration,
+    /// How long a client waits for a refresh before being told to retry.
+    pub client_wait: Duration,
+}
+
+/// A token being served.
+#[derive(Debug)]
+pub struct Held {
+    pub secret: SecretString,
+    /// UTC epoch ms; `None` for a token that states no expiry.
+    pub expires_at_ms: Option<i64>,
+    pub scopes: Vec<String>,
+    /// When it was obtained (UTC epoch ms): with the expiry, its lifetime.
+    pub obtained_at_ms: i64,
+}
+
+impl Held {
+    /// How long tokens of this profile live, judging by this one.
+    fn lifetime_ms(&self) -> Option<i64> {
+        self.expires_at_ms.map(|exp| exp - self.obtained_at_ms)
+    }
+
+    fn valid_for(&self, now_ms: i64, min_valid_ms: u64) -> bool {
+        let min = i64::try_from(min_valid_ms).unwrap_or(i64::MAX);
+        self.expires_at_ms
+            .is_none_or(|exp| exp > now_ms.saturating_add(min))
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Phase {
+    /// No token yet; one is being fetched.
+    Empty,
+    Fresh,
+    Refreshing,
+    /// The last attempt failed; the next is due at `retry_at_ms`.
+    Failing {
+        retry_at_ms: i64,
+    },
+    /// The credential is dead; the message tells the user what to do.
+    NeedsReauth(String),
+}
+
+/// The published state; cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Snapshot {
+    pub token: Option<Arc<Held>>,
+    pub phase: Phase,
+    pub last_error: Option<String>,
+    pub next_refresh_at_ms: Option<i64>,
+    /// Finished refresh attempts, so a waiting client knows one completed.
+    pub attempts_done: u64,
+}
+
+#[derive(Debug)]
+pub struct Profile {
+    pub name: String,
+    pub spec: ProfileSpec,
+    endpoint: Option<Endpoint>,
+    /// Where its secrets are saved, rotated refresh tokens included.
+    pub placed: Placed,
+    shared: Arc<Shared>,
+    state: watch::Sender<Snapshot>,
+    wake: Notify,
+    /// A client needs a better token than the one held.
+    demand: AtomicBool,
+    /// The longest `min_valid_ms` asked for since the last refresh: a
+    /// demand that the token published meanwhile meets costs no request.
+    demand_min_valid_ms: AtomicU64,
+    /// `a365 refresh`: exchange now even if the token is fresh.
+    force: AtomicBool,
+    stopping: AtomicBool,
+    task: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Profile {
+    /// Builds the profile from what the store holds and starts its
+    /// refresher. A cached access token that is still valid is served
+    /// without any token request.
+    pub fn start(
+        name: String,
+        spec: ProfileSpec,
+        endpoint: Option<Endpoint>,
+        placed: Placed,
+        loaded: Result<Option<Credential>, crate::stores::StoreError>,
+        shared: Arc<Shared>,
+    ) -> Arc<Profile> {
+        let now = shared.clock.now_ms();
+        let initial = restore::initial_snapshot(&name, &spec, placed.kind, &loaded, now);
+        let credential = loaded.ok().flatten();
+        let provider = provider::of(spec.kind);
+        let profile = Arc::new(Profile {
+            name,
+            spec,
+            endpoint,
+            placed,
+            shared,
+            state: watch::Sender::new(initial),
+            wake: Notify::new(),
+            demand: AtomicBool::new(false),
+            demand_min_valid_ms: AtomicU64::new(0),
+            force: AtomicBool::new(false),
+            stopping: AtomicBool::new(false),
+            task: Mutex::new(None),
+        });
+        // Nothing to renew: a static token, or a login not made yet.
+        let refreshes = |c: &Credential| {
+            provider.renews()
+                && !matches!(
+                    provider.restore(&profile.name, c),
+                    provider::Restore::NotReady(_)
+                )
+        };
+        if let Some(credential) = credential.filter(refreshes) {
+            let handle = tokio::spawn(Arc::clone(&profile).refresher(credential));
+            if let Ok(mut task) = profile.task.lock() {
+                *task = Some(handle);
+            }
+        }
+        profile
+    }
+
+    /// This profile's kind.
+    fn provider(&self) -> &'static dyn Provider {
+        provider::of(self.spec.kind)
+    }
+
+    pub fn snapshot(&self) -> Snapshot {
+        self.state.borrow().clone()
+    }
+
+    pub fn subscribe(&self) -> watch::Receiver<Snapshot> {
+        self.state.subscribe()
+    }
+
+    /// Stops the refresher, letting a refresh in flight finish and persist.
+    pub async fn stop(&self) {
+        self.stopping.store(true, Ordering::SeqCst);
+        self.wake.notify_one();
+        let handle = self.task.lock().ok().and_then(|mut t| t.take());
+        if let Some(handle) = handle {
+            let _ = handle.await;
+        }
+    }
+}
+
+fn unavailable(message: impl Into<String>) -> ErrorReply {
+    ErrorReply::new(ErrorKind::Unavailable, message)
+}

@@ -1,0 +1,206 @@
+//! What a client gets from a profile: the held token when it is good
+//! enough, else a wait for the refresher's outcome (never a token request
+//! of its own), or the reason no wait can help.
+
+use std::sync::atomic::Ordering;
+
+use a365_proto::{ErrorKind, ErrorReply, TokenReply, WireSecret, human_ms};
+
+use super::{Held, Phase, Profile, Snapshot, unavailable};
+
+impl Profile {
+    /// The held token if it stays valid `min_valid_ms` and has `scopes`;
+    /// otherwise asks the refresher and waits for its outcome.
+    pub async fn token(
+        &self,
+        min_valid_ms: u64,
+        scopes: &[String],
+    ) -> Result<TokenReply, ErrorReply> {
+        let mut rx = self.state.subscribe();
+        let wait = self.shared.client_wait;
+        let deadline = tokio::time::Instant::now() + wait;
+        let mut asked_after: Option<u64> = None;
+        loop {
+            {
+                // Looked at in place: no copy on the hot path, and the
+                // borrow ends before any await.
+                let snap = rx.borrow_and_update();
+                let now = self.shared.clock.now_ms();
+                if let Some(held) = snap
+                    .token
+                    .as_ref()
+                    .filter(|h| h.valid_for(now, min_valid_ms))
+                {
+                    return self.reply(held, scopes);
+                }
+                if let Some(err) = self.why_not_now(&snap, now, min_valid_ms, asked_after) {
+                    return Err(err);
+                }
+                if asked_after.is_none() {
+                    asked_after = Some(snap.attempts_done);
+                    self.demand_min_valid_ms
+                        .fetch_max(min_valid_ms, Ordering::SeqCst);
+                    self.demand.store(true, Ordering::SeqCst);
+                    self.wake.notify_one();
+                }
+            }
+            match tokio::time::timeout_at(deadline, rx.changed()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) => {
+                    return Err(unavailable(format!("profile '{}' was removed", self.name)));
+                }
+                Err(_) => {
+                    return Err(unavailable(format!(
+                        "the token server has not answered for profile '{}' within {}",
+                        self.name,
+                        human_ms(i64::try_from(wait.as_millis()).unwrap_or(i64::MAX))
+                    )));
+                }
+            }
+        }
+    }
+
+    /// The error to answer at once when waiting cannot help, `None` when a
+    /// refresh may still bring a good enough token.
+    fn why_not_now(
+        &self,
+        snap: &Snapshot,
+        now: i64,
+        min_valid_ms: u64,
+        asked_after: Option<u64>,
+    ) -> Option<ErrorReply> {
+        if let Phase::NeedsReauth(message) = &snap.phase {
+            return Some(ErrorReply::new(ErrorKind::NeedsReauth, message.clone()));
+        }
+        let min_valid = human_ms(i64::try_from(min_valid_ms).unwrap_or(i64::MAX));
+        let remaining = snap
+            .token
+            .as_ref()
+            .and_then(|h| h.expires_at_ms)
+            .map(|exp| exp - now);
+        if !self.provider().renews() {
+            return Some(match remaining {
+                Some(ms) if ms <= 0 => {
+                    ErrorReply::new(ErrorKind::NeedsReauth, self.expired_static_message())
+                }
+                _ => unavailable(format!(
+                    "the token of profile '{}' is valid for {} more, less than --min-valid {min_valid}; \
+                     it cannot be refreshed (static token)",
+                    self.name,
+                    human_ms(remaining.unwrap_or(0)),
+                )),
+            });
+        }
+        let error = snap.last_error.as_deref().unwrap_or("unknown error");
+        if let Phase::Failing { retry_at_ms } = snap.phase
+            && (retry_at_ms > now || asked_after.is_some_and(|n| snap.attempts_done > n))
+        {
+            return Some(unavailable(format!(
+                "no token for profile '{}' valid for {min_valid}: {error}; next attempt in {}",
+                self.name,
+                human_ms(retry_at_ms - now)
+            )));
+        }
+        // No refresh can meet a guarantee longer than the tokens live: say
+        // so at once instead of spending a (rate-limited) token request.
+        let lifetime = snap.token.as_ref().and_then(|h| h.lifetime_ms());
+        if let Some(lifetime) =
+            lifetime.filter(|l| i64::try_from(min_valid_ms).unwrap_or(i64::MAX) >= *l)
+        {
+            return Some(unavailable(format!(
+                "profile '{}' gets tokens valid for {}: --min-valid {min_valid} cannot be met",
+                self.name,
+                human_ms(lifetime),
+            )));
+        }
+        let refreshed_since_asked = asked_after.is_some_and(|n| snap.attempts_done > n);
+        if refreshed_since_asked && snap.phase == Phase::Fresh {
+            return Some(unavailable(format!(
+                "profile '{}' gets tokens valid for {}, less than --min-valid {min_valid}",
+                self.name,
+                human_ms(remaining.unwrap_or(0)),
+            )));
+        }
+        None
+    }
+
+    fn reply(&self, held: &Held, wanted: &[String]) -> Result<TokenReply, ErrorReply> {
+        let missing: Vec<&str> = wanted
+            .iter()
+            .filter(|w| !held.scopes.iter().any(|s| s == *w))
+            .map(String::as_str)
+            .collect();
+        if !missing.is_empty() {
+            return Err(ErrorReply::new(
+                ErrorKind::MissingScope,
+                format!(
+                    "the token of profile '{}' lacks scope {}; it has: {}",
+                    self.name,
+                    missing.join(", "),
+                    if held.scopes.is_empty() {
+                        "no scopes".into()
+                    } else {
+                        held.scopes.join(" ")
+                    }
+                ),
+            ));
+        }
+        Ok(TokenReply {
+            profile: self.name.clone(),
+            token: WireSecret::new(held.secret.clone()),
+            expires_at: held.expires_at_ms.map(|ms| ms.div_euclid(1000)),
+            scopes: held.scopes.clone(),
+        })
+    }
+
+    /// Forces an exchange now and waits for its outcome (`a365 refresh`).
+    pub async fn force_refresh(&self) -> Result<String, ErrorReply> {
+        let mut rx = self.state.subscribe();
+        let before = rx.borrow_and_update().clone();
+        if let Phase::NeedsReauth(message) = &before.phase {
+            return Err(ErrorReply::new(ErrorKind::NeedsReauth, message.clone()));
+        }
+        if !self.provider().renews() {
+            return Err(ErrorReply::new(
+                ErrorKind::InvalidProfile,
+                format!(
+                    "profile '{}' holds a static token: there is nothing to refresh",
+                    self.name
+                ),
+            ));
+        }
+        self.force.store(true, Ordering::SeqCst);
+        self.wake.notify_one();
+        let deadline = tokio::time::Instant::now() + self.shared.client_wait;
+        loop {
+            match tokio::time::timeout_at(deadline, rx.changed()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) => return Err(unavailable("the profile was removed")),
+                Err(_) => return Err(unavailable("the token server did not answer in time")),
+            }
+            let snap = rx.borrow_and_update().clone();
+            if snap.attempts_done == before.attempts_done {
+                continue;
+            }
+            return match snap.phase {
+                Phase::NeedsReauth(message) => {
+                    Err(ErrorReply::new(ErrorKind::NeedsReauth, message))
+                }
+                Phase::Failing { .. } => Err(unavailable(format!(
+                    "refresh failed: {}",
+                    snap.last_error.as_deref().unwrap_or("unknown error")
+                ))),
+                _ => {
+                    let exp = snap.token.as_ref().and_then(|h| h.expires_at_ms);
+                    let now = self.shared.clock.now_ms();
+                    Ok(format!(
+                        "profile '{}' refreshed; the new token expires in {}",
+                        self.name,
+                        exp.map(|e| human_ms(e - now))
+                            .unwrap_or_else(|| "(no expiry)".into())
+                    ))
+                }
+            };
+        }
+    }
+}
