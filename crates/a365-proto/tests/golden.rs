@@ -1,0 +1,316 @@
+//! The wire contract, pinned: one message for every variant of every wire
+//! enum (`Request`, `Response`, `Kind`, `StoreKind`, `ErrorKind`,
+//! `EventKind`), in both encodings, compared byte for byte with the files
+//! committed in `fuzz/corpus/wire/` (which also seed the `wire` fuzz
+//! target). Reordering two variants changes what an older client decodes
+//! (its exit codes among it) and fails here; a new variant does not compile
+//! until it is listed below. `A365_BLESS=1 cargo test -p a365-proto --test
+//! golden` writes the files of a deliberate change.
+
+#![allow(clippy::unwrap_used)]
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use a365_proto::codec::{decode_request, decode_response, encode_request, encode_response};
+use a365_proto::{
+    AddProfile, CodecError, Encoding, ErrorKind, ErrorReply, Event, EventKind, Kind, ProfileSpec,
+    ProfileStatus, Request, Response, Secrets, StoreKind, TokenReply, TokenRequest, WireSecret,
+};
+use secrecy::SecretString;
+
+fn corpus() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/corpus/wire")
+}
+
+fn secret(s: &str) -> Option<WireSecret> {
+    Some(WireSecret::new(SecretString::from(s)))
+}
+
+/// A name for every request variant: a new variant fails to compile here.
+fn request_name(r: &Request) -> String {
+    match r {
+        Request::Token(_) => "token".into(),
+        Request::Status => "status".into(),
+        Request::AddProfile(a) => format!("add-{}", a.spec.kind),
+        Request::RemoveProfile { .. } => "remove".into(),
+        Request::Refresh { .. } => "refresh".into(),
+        Request::Ping => "ping".into(),
+        Request::Shutdown => "shutdown".into(),
+        Request::MigrateStore { to, .. } => format!("migrate-{to}"),
+        Request::Login { .. } => "login".into(),
+        Request::LoginWait { .. } => "login-wait".into(),
+        Request::Watch { .. } => "watch".into(),
+        Request::StatusPage { .. } => "status-page".into(),
+    }
+}
+
+fn response_name(r: &Response) -> String {
+    match r {
+        Response::Token(_) => "token".into(),
+        Response::Status(_) => "status".into(),
+        Response::Done { .. } => "done".into(),
+        Response::Pong { .. } => "pong".into(),
+        Response::Error(e) => format!("error-{}", error_name(e.kind)),
+        Response::LoginUrl { .. } => "login-url".into(),
+        Response::Event(e) => format!("event-{}", e.kind.as_str()),
+        Response::StatusPage { .. } => "status-page".into(),
+    }
+}
+
+fn error_name(kind: ErrorKind) -> &'static str {
+    match kind {
+        ErrorKind::BadRequest => "bad-request",
+        ErrorKind::UnknownProfile => "unknown-profile",
+        ErrorKind::NeedsReauth => "needs-reauth",
+        ErrorKind::Unavailable => "unavailable",
+        ErrorKind::MissingScope => "missing-scope",
+        ErrorKind::InvalidProfile => "invalid-profile",
+        ErrorKind::PermissionDenied => "permission-denied",
+        ErrorKind::Internal => "internal",
+    }
+}
+
+const ERROR_KINDS: [ErrorKind; 8] = [
+    ErrorKind::BadRequest,
+    ErrorKind::UnknownProfile,
+    ErrorKind::NeedsReauth,
+    ErrorKind::Unavailable,
+    ErrorKind::MissingScope,
+    ErrorKind::InvalidProfile,
+    ErrorKind::PermissionDenied,
+    ErrorKind::Internal,
+];
+
+const EVENT_KINDS: [EventKind; 5] = [
+    EventKind::Refreshed,
+    EventKind::RefreshFailed,
+    EventKind::NeedsReauth,
+    EventKind::ExpiresSoon,
+    EventKind::Removed,
+];
+
+fn requests() -> Vec<Request> {
+    let mut all = vec![
+        Request::Token(TokenRequest {
+            profile: Some("work".into()),
+            min_valid_ms: 300_000,
+            scopes: vec!["a365:requirements".into(), "design.read".into()],
+        }),
+        Request::Status,
+        Request::RemoveProfile { name: "old".into() },
+        Request::Refresh {
+            profile: Some("nexar".into()),
+        },
+        Request::Ping,
+        Request::Shutdown,
+        Request::Login {
+            profile: "design".into(),
+            timeout_ms: 120_000,
+        },
+        Request::LoginWait {
+            profile: "design".into(),
+        },
+        Request::Watch { profile: None },
+        Request::StatusPage {
+            after: Some("m".into()),
+        },
+    ];
+    for kind in Kind::ALL {
+        all.push(Request::AddProfile(AddProfile {
+            name: "gov".into(),
+            spec: ProfileSpec {
+                kind,
+                realm: Some("altium365-gov".into()),
+                client_id: Some("cid-123".into()),
+                scopes: vec!["openid".into(), "offline_access".into()],
+                secure: Some(true),
+                store: Some(StoreKind::File),
+                ..ProfileSpec::default()
+            },
+            secrets: Secrets {
+                client_secret: secret("s3cr3t"),
+                refresh_token: secret("rt-0001"),
+                access_token: None,
+            },
+            replace: false,
+        }));
+    }
+    for to in StoreKind::ALL {
+        all.push(Request::MigrateStore { to, profile: None });
+    }
+    all
+}
+
+fn status() -> ProfileStatus {
+    ProfileStatus {
+        name: "work".into(),
+        kind: Kind::Refresh,
+        realm: Some("altium365".into()),
+        token_url: None,
+        state: a365_proto::state::FRESH.into(),
+        expires_at: Some(1_900_000_000),
+        next_refresh_at: Some(1_899_999_100),
+        scopes: vec!["a365:workspace:abc".into()],
+        workspace: Some("abc".into()),
+        last_error: None,
+        store: "keyring".into(),
+        scopes_not_granted: vec![],
+        is_default: true,
+    }
+}
+
+fn responses() -> Vec<Response> {
+    let mut all = vec![
+        Response::Token(TokenReply {
+            profile: "work".into(),
+            token: WireSecret::new(SecretString::from("eyJhbGciOiJSUzI1NiJ9.e30.c2ln")),
+            expires_at: Some(1_900_000_000),
+            scopes: vec!["openid".into()],
+        }),
+        Response::Status(vec![status()]),
+        Response::Done {
+            message: "profile 'work' removed".into(),
+        },
+        Response::Pong {
+            protocol: a365_proto::PROTOCOL_VERSION,
+            agent_version: "0.1.0".into(),
+            pid: 4242,
+        },
+        Response::LoginUrl {
+            url: "http://127.0.0.1:3000/start/abc".into(),
+        },
+        Response::StatusPage {
+            profiles: vec![status()],
+            next: Some("work".into()),
+        },
+    ];
+    for kind in ERROR_KINDS {
+        all.push(Response::Error(ErrorReply::new(kind, "what happened")));
+    }
+    for kind in EVENT_KINDS {
+        all.push(Response::Event(Event {
+            profile: "work".into(),
+            kind,
+            expires_at: None,
+            message: "what happened".into(),
+        }));
+    }
+    all
+}
+
+/// Compares `bytes` with the committed file, or writes it when blessing.
+fn check(name: &str, bytes: &[u8], bless: bool) -> Option<String> {
+    let path = corpus().join(name);
+    if bless {
+        std::fs::write(&path, bytes).unwrap();
+        return None;
+    }
+    match std::fs::read(&path) {
+        Ok(committed) if committed == bytes => None,
+        Ok(_) => Some(format!("{name}: the encoding changed")),
+        Err(e) => Some(format!("{name}: {e}")),
+    }
+}
+
+#[test]
+fn every_variant_encodes_as_committed_in_both_encodings() {
+    let bless = std::env::var_os("A365_BLESS").is_some_and(|v| v == "1");
+    let mut problems = Vec::new();
+    let mut names = BTreeSet::new();
+    for request in requests() {
+        let name = format!("request-{}", request_name(&request));
+        assert!(names.insert(name.clone()), "{name} twice");
+        for (encoding, ext) in [(Encoding::Binary, "bin"), (Encoding::Json, "json")] {
+            let bytes = encode_request(&request, encoding).unwrap();
+            problems.extend(check(&format!("{name}.{ext}"), &bytes, bless));
+            let payload = if encoding == Encoding::Binary {
+                &bytes[4..]
+            } else {
+                &bytes[..bytes.len() - 1]
+            };
+            assert_eq!(
+                decode_request(payload, encoding).unwrap(),
+                request,
+                "{name}"
+            );
+        }
+    }
+    for response in responses() {
+        let name = format!("response-{}", response_name(&response));
+        assert!(names.insert(name.clone()), "{name} twice");
+        for (encoding, ext) in [(Encoding::Binary, "bin"), (Encoding::Json, "json")] {
+            let bytes = encode_response(&response, encoding).unwrap();
+            problems.extend(check(&format!("{name}.{ext}"), &bytes, bless));
+            let payload = if encoding == Encoding::Binary {
+                &bytes[4..]
+            } else {
+                &bytes[..bytes.len() - 1]
+            };
+            assert_eq!(
+                decode_response(payload, encoding).unwrap(),
+                response,
+                "{name}"
+            );
+        }
+    }
+    assert!(
+        problems.is_empty(),
+        "{}\n(if the change is deliberate, and a new protocol version or an appended variant, \
+         run with A365_BLESS=1 and commit the files)",
+        problems.join("\n")
+    );
+    // Every variant of every enum is covered (the lists above are by hand).
+    let requests = names.iter().filter(|n| n.starts_with("request-")).count();
+    assert_eq!(requests, 12 - 2 + Kind::ALL.len() + StoreKind::ALL.len());
+    let errors = names
+        .iter()
+        .filter(|n| n.starts_with("response-error-"))
+        .count();
+    assert_eq!(errors, ERROR_KINDS.len());
+    let events = names
+        .iter()
+        .filter(|n| n.starts_with("response-event-"))
+        .count();
+    assert_eq!(events, EVENT_KINDS.len());
+}
+
+/// The other seeds of the corpus say what they are meant to.
+#[test]
+fn the_other_seeds_decode_as_intended() {
+    let read = |name: &str| std::fs::read(corpus().join(name)).unwrap();
+    // Another protocol version: refused, naming it.
+    let v2 = read("version-2.json");
+    assert!(matches!(
+        decode_request(v2.trim_ascii_end(), Encoding::Json),
+        Err(CodecError::Version(2))
+    ));
+    let v2 = read("version-2.bin");
+    assert!(matches!(
+        decode_request(&v2[4..], Encoding::Binary),
+        Err(CodecError::Version(2))
+    ));
+    // Not an a365 client at all.
+    assert_eq!(Encoding::sniff(read("http.txt")[0]), None);
+    // A request written by hand, fields omitted.
+    let hand = read("hand-token.json");
+    assert!(matches!(
+        decode_request(hand.trim_ascii_end(), Encoding::Json),
+        Ok(Request::Token(_))
+    ));
+    // Several requests on one connection, in each encoding: the same ones.
+    let lines: Vec<Request> = read("requests.json")
+        .split(|b| *b == b'\n')
+        .filter(|l| !l.is_empty())
+        .map(|l| decode_request(l, Encoding::Json).unwrap())
+        .collect();
+    let bin = read("requests.bin");
+    let mut frames = Vec::new();
+    let mut rest = &bin[..];
+    while !rest.is_empty() {
+        let payload = a365_proto::frame::read_frame(&mut rest).unwrap();
+        frames.push(decode_request(&payload, Encoding::Binary).unwrap());
+    }
+    assert!(!lines.is_empty());
+    assert_eq!(lines, frames);
+}
