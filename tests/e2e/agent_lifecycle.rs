@@ -115,8 +115,10 @@ fn sigterm_lets_a_refresh_in_flight_finish_and_keeps_its_refresh_token() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    std::thread::sleep(Duration::from_millis(500));
     // The token server has the request (and will rotate) when we stop.
+    assert!(crate::harness::wait_until(Duration::from_secs(10), || {
+        server.requests() >= 2
+    }));
     let (status, log) = agent.terminate();
     assert!(status.success(), "{log}");
     let out = refresh.wait_with_output().unwrap();

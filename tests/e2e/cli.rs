@@ -2,7 +2,7 @@
 
 use a365_token_server::{ServerConfig, TokenServer};
 
-use crate::harness::Env;
+use crate::harness::{Env, bin};
 
 #[test]
 fn usage_errors_exit_2() {
@@ -104,8 +104,9 @@ fn invalid_profiles_exit_8_with_the_reason() {
         ),
     ];
     for (args, reason) in cases {
-        let out = env.a365_with_stdin(&[args, &["--secrets-from", "-"]].concat(), secrets);
-        assert!(out.code == 8 || out.code == 2, "{out:?}");
+        let out = env
+            .a365_with_stdin(&[args, &["--secrets-from", "-"]].concat(), secrets)
+            .code(8);
         assert!(out.stderr.contains(reason), "{reason}: {out:?}");
     }
     assert!(
@@ -276,4 +277,32 @@ fn status_shows_hundreds_of_profiles() {
     assert_eq!(seen, PROFILES);
     assert!(pages > 1, "{pages} pages");
     assert!(!agent.log().contains("over the limit"), "{}", agent.log());
+}
+
+/// `a365 status | head -1`: a reader that went away ends the command
+/// quietly (exit 0), as with `cat`; it used to panic in `print!`.
+#[test]
+fn a_closed_stdout_is_a_quiet_success() {
+    let server = TokenServer::start(ServerConfig::default()).unwrap();
+    let env = Env::new();
+    let _agent = env.start_agent();
+    env.add_refresh("work", &server);
+    for args in [
+        &["status"][..],
+        &["token", "work"],
+        &["completions", "bash"],
+    ] {
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        let out = env
+            .command(bin("a365"))
+            .args(args)
+            .stdout(writer)
+            .stderr(std::process::Stdio::piped())
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {stderr}");
+        assert!(stderr.is_empty(), "{args:?}: {stderr}");
+    }
 }

@@ -24,8 +24,15 @@ struct Expect {
     then: i32,
 }
 
+/// Token requests time out after this long here (20 s by default), so a
+/// server that hangs or trickles costs the suite seconds, not minutes.
+const HTTP_TIMEOUT_SECS: &str = "3";
+
 fn check(fault: Fault, expect: Expect) {
-    let Session { server, env, agent } = Session::start(ServerConfig::default());
+    let Session { server, env, agent } = Session::start_with(
+        ServerConfig::default(),
+        &["--http-timeout", HTTP_TIMEOUT_SECS],
+    );
     let token = env.token("work");
     server.set_fault(fault, None);
     let out = env.a365(&["refresh", "work"]).code(expect.code);
@@ -58,8 +65,25 @@ fn check(fault: Fault, expect: Expect) {
     }
     // The server mends: whether the credential survived the fault.
     server.clear_fault();
+    let before = server.recorded().len();
     let out = env.a365(&["refresh", "work"]);
     assert_eq!(out.code, expect.then, "after the fault: {}", out.stderr);
+    let after: Vec<_> = server.recorded().into_iter().skip(before).collect();
+    if expect.code != 6 {
+        // A credential refused as dead is never sent again.
+        assert!(after.is_empty(), "sent again: {after:?}");
+    } else if expect.then == 5 {
+        // Sent, and refused: the server had rotated it during the fault.
+        assert!(
+            after.iter().any(|r| r.status == 400),
+            "the server refused the old refresh token: {after:?}"
+        );
+    } else {
+        assert!(
+            after.iter().any(|r| r.status == 200),
+            "a new token came: {after:?}"
+        );
+    }
     env.a365(&["ping"]).ok();
     assert!(!agent.log().contains("panicked"), "{}", agent.log());
 }
@@ -220,7 +244,7 @@ fn a_server_that_never_answers() {
 
 #[test]
 fn a_server_that_answers_one_byte_at_a_time() {
-    // 21 s of body for a ~300-byte answer: past the 20 s request timeout.
+    // 21 s of body for a ~300-byte answer: past the request timeout.
     let fault = Fault::Trickle(Duration::from_millis(70));
     check(
         fault,

@@ -446,6 +446,7 @@ impl Agent {
     }
 
     /// Resident memory in KiB, from /proc.
+    #[allow(dead_code)] // used by tests/alone
     pub fn rss_kib(&self) -> u64 {
         let status =
             std::fs::read_to_string(format!("/proc/{}/status", self.pid())).expect("proc status");
@@ -512,9 +513,15 @@ pub struct Session {
 
 impl Session {
     pub fn start(config: a365_token_server::ServerConfig) -> Session {
+        Session::start_with(config, &[])
+    }
+
+    /// The same, with `a365-agent AGENT_ARGS…`.
+    pub fn start_with(config: a365_token_server::ServerConfig, agent_args: &[&str]) -> Session {
         let server = TokenServer::start(config).expect("token server");
         let env = Env::new();
-        let agent = env.start_agent();
+        let agent = env.spawn_agent(agent_args);
+        agent.wait_ready(&env.socket);
         env.add_refresh("work", &server);
         Session { server, env, agent }
     }

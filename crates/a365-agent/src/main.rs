@@ -45,6 +45,10 @@ struct Args {
     /// many seconds of its first byte (slow or stalled clients).
     #[arg(long, value_name = "SECS", default_value_t = Limits::default().read_timeout.as_secs())]
     read_timeout: u64,
+    /// Give up on a token request (connect, send, the whole answer) after
+    /// this many seconds; it is retried with back-off.
+    #[arg(long, value_name = "SECS", default_value_t = a365_agent::Timeouts::default().http.as_secs())]
+    http_timeout: u64,
 }
 
 fn main() -> ExitCode {
@@ -132,7 +136,10 @@ fn main() -> ExitCode {
             idle_timeout: std::time::Duration::from_secs(args.idle_timeout.max(1)),
             read_timeout: std::time::Duration::from_secs(args.read_timeout.max(1)),
         },
-        timeouts: a365_agent::Timeouts::default(),
+        timeouts: a365_agent::Timeouts {
+            http: std::time::Duration::from_secs(args.http_timeout.clamp(1, 3600)),
+            ..a365_agent::Timeouts::default()
+        },
     };
     let clock = std::sync::Arc::new(a365_agent::clock::SystemClock);
     let running = runtime.block_on(async {

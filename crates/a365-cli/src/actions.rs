@@ -1,6 +1,6 @@
 //! One function per command: connect, send one request, print the answer.
 
-use std::io::{IsTerminal, Write};
+use std::io::IsTerminal;
 use std::path::Path;
 
 use a365_proto::{
@@ -39,11 +39,7 @@ fn get_token(
 pub fn token(socket: &Path, args: TokenArgs) -> Result<(), Error> {
     let reply = get_token(socket, args.profile, args.min_valid, args.scopes)?;
     let bytes = output::token(&reply, args.format);
-    let mut stdout = std::io::stdout().lock();
-    stdout
-        .write_all(&bytes)
-        .and_then(|()| stdout.flush())
-        .map_err(|e| Error::Other(anyhow::anyhow!("writing the token: {e}")))
+    output::to_stdout(&bytes)
 }
 
 pub fn status(socket: &Path, json: bool) -> Result<(), Error> {
@@ -55,8 +51,7 @@ pub fn status(socket: &Path, json: bool) -> Result<(), Error> {
         let colour = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
         output::status_table(&profiles, jiff::Timestamp::now().as_second(), colour)
     };
-    print!("{text}");
-    Ok(())
+    output::to_stdout(text.as_bytes())
 }
 
 /// Every profile's status, a page at a time on one connection: a single
@@ -266,11 +261,12 @@ pub fn ping(socket: &Path) -> Result<(), Error> {
             agent_version,
             pid,
         } => {
-            println!(
-                "a365-agent {agent_version} (protocol {protocol}), pid {pid}, at {}",
+            let line = format!(
+                "a365-agent {} (protocol {protocol}), pid {pid}, at {}\n",
+                output::clean(&agent_version, false),
                 socket.display()
             );
-            Ok(())
+            output::to_stdout(line.as_bytes())
         }
         Response::Error(reply) => Err(Error::Agent(reply)),
         _ => Err(Error::Unexpected),
@@ -344,7 +340,6 @@ pub fn watch(socket: &Path, profile: Option<String>, json: bool) -> Result<(), E
         Response::Error(reply) => return Err(Error::Agent(reply)),
         _ => return Err(Error::Unexpected),
     }
-    let mut stdout = std::io::stdout().lock();
     loop {
         let Response::Event(event) = client.next_response()? else {
             return Err(Error::Unexpected);
@@ -360,8 +355,6 @@ pub fn watch(socket: &Path, profile: Option<String>, json: bool) -> Result<(), E
                 output::clean(&event.message, false)
             )
         };
-        writeln!(stdout, "{line}")
-            .and_then(|()| stdout.flush())
-            .map_err(|e| Error::Other(anyhow::anyhow!("writing: {e}")))?;
+        output::to_stdout(format!("{line}\n").as_bytes())?;
     }
 }

@@ -41,11 +41,16 @@ pub enum Error {
     Unexpected,
     #[error("{0:#}")]
     Other(#[from] anyhow::Error),
+    /// Whoever read our output stopped (`a365 status | head -1`): not an
+    /// error, and nothing to say.
+    #[error("standard output was closed")]
+    StdoutClosed,
 }
 
 impl Error {
     pub fn code(&self) -> u8 {
         match self {
+            Error::StdoutClosed => 0,
             Error::Usage(_) => USAGE,
             Error::Client(ClientError::Unreachable { .. }) => UNREACHABLE,
             Error::Client(ClientError::NotOurs { .. }) => PERMISSION_DENIED,
@@ -65,6 +70,9 @@ impl Error {
     /// Prints the error once, with a hint where there is one, and gives
     /// the exit code.
     pub fn report(&self) -> ExitCode {
+        if let Error::StdoutClosed = self {
+            return ExitCode::SUCCESS;
+        }
         eprintln!("a365: {self}");
         if let Error::Client(ClientError::Unreachable { .. }) = self {
             eprintln!(

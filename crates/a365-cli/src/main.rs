@@ -45,8 +45,9 @@ fn main() -> ExitCode {
         Command::Ping => actions::ping(&socket),
         Command::Completions { shell } => {
             use clap::CommandFactory;
-            clap_complete::generate(shell, &mut Cli::command(), "a365", &mut std::io::stdout());
-            Ok(())
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "a365", &mut script);
+            output::to_stdout(&script)
         }
         Command::Man { out_dir } => actions::man(out_dir.as_deref()),
         Command::Watch { profile, json } => actions::watch(&socket, profile, json),

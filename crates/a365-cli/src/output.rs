@@ -53,6 +53,23 @@ pub fn token(reply: &TokenReply, format: Format) -> Zeroizing<Vec<u8>> {
     out
 }
 
+/// Writes all of `bytes` to stdout and flushes. A reader that went away
+/// (`a365 status | head -1`) ends the command quietly and successfully,
+/// as it does for `cat`; `print!` would panic.
+pub fn to_stdout(bytes: &[u8]) -> Result<(), crate::exit::Error> {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    match stdout.write_all(bytes).and_then(|()| stdout.flush()) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {
+            Err(crate::exit::Error::StdoutClosed)
+        }
+        Err(e) => Err(crate::exit::Error::Other(anyhow::anyhow!(
+            "writing to standard output: {e}"
+        ))),
+    }
+}
+
 /// `value` in POSIX single quotes: `'` becomes `'\''`, nothing else is
 /// special inside them.
 fn shell_quote(out: &mut Vec<u8>, value: &[u8]) {
