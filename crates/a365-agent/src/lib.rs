@@ -19,6 +19,7 @@ pub mod profile;
 pub mod provider;
 pub mod schedule;
 pub mod server;
+pub mod shared;
 pub mod socket;
 pub mod stores;
 pub mod strict;
@@ -105,7 +106,7 @@ pub async fn run(
             listener
         }
     };
-    let shared = Arc::new(profile::Shared {
+    let shared = Arc::new(shared::Shared {
         http: http_client(&config, options.timeouts.http)?,
         events: events::Events::default(),
         clock,

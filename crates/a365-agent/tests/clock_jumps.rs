@@ -9,11 +9,12 @@ use std::time::Duration;
 
 use a365_agent::clock::ManualClock;
 use a365_agent::endpoint::Endpoint;
-use a365_agent::profile::{Profile, Shared};
+use a365_agent::profile::Profile;
+use a365_agent::shared::Shared;
 use a365_agent::stores::Placed;
-use a365_proto::{ErrorKind, Kind, ProfileSpec, StoreKind};
+use a365_proto::{ErrorKind, ErrorReply, Kind, ProfileSpec, StoreKind};
 use a365_store::{Credential, MemoryStore};
-use secrecy::SecretString;
+use secrecy::{ExposeSecret, SecretString};
 
 const NOW: i64 = 1_900_000_000_000;
 const HOUR: i64 = 3_600_000;
@@ -80,16 +81,16 @@ async fn a_night_of_sleep_never_yields_an_expired_token() {
 
     let token = profile.token(0, &[]).await.unwrap();
     assert_eq!(
-        token.token.expose(),
+        token.secret.expose_secret(),
         "cached-access-token",
         "served from the cache, no request"
     );
-    assert_eq!(token.expires_at, Some((NOW + HOUR) / 1000));
+    assert_eq!(token.expires_at_ms, Some(NOW + HOUR));
 
     // The lid opens 8 hours later: tokio's timers have not fired, but the
     // wall clock moved. The cached token must not be served.
     clock.advance(8 * HOUR);
-    let err = profile.token(0, &[]).await.unwrap_err();
+    let err = ErrorReply::from(profile.token(0, &[]).await.unwrap_err());
     assert_eq!(err.kind, ErrorKind::Unavailable, "{}", err.message);
     assert!(err.message.contains("cannot connect"), "{}", err.message);
     let status = profile.status(true);
@@ -113,7 +114,7 @@ async fn min_valid_is_a_guarantee_across_clock_jumps() {
     // refresh that would be needed fails).
     assert!(profile.token(30 * 60_000, &[]).await.is_ok());
     assert_eq!(
-        profile.token(2 * HOUR as u64, &[]).await.unwrap_err().kind,
+        ErrorReply::from(profile.token(2 * HOUR as u64, &[]).await.unwrap_err()).kind,
         ErrorKind::Unavailable
     );
     // NTP moves the clock back an hour: the token is simply valid longer.
@@ -152,10 +153,10 @@ async fn an_expired_static_token_asks_for_a_new_one() {
         shared(Arc::clone(&clock)),
     );
     assert!(profile.token(0, &[]).await.is_ok());
-    let err = profile.token(2 * HOUR as u64, &[]).await.unwrap_err();
+    let err = ErrorReply::from(profile.token(2 * HOUR as u64, &[]).await.unwrap_err());
     assert_eq!(err.kind, ErrorKind::Unavailable);
     clock.advance(2 * HOUR);
-    let err = profile.token(0, &[]).await.unwrap_err();
+    let err = ErrorReply::from(profile.token(0, &[]).await.unwrap_err());
     assert_eq!(err.kind, ErrorKind::NeedsReauth);
     assert!(err.message.contains("Admin → Developer"), "{}", err.message);
     assert_eq!(profile.status(true).state, "expired");
@@ -178,7 +179,7 @@ async fn a_memory_store_after_restart_says_what_to_do() {
     );
     let profile = Profile::start("work".into(), spec, endpoint, placed, Ok(None), shared);
     assert_eq!(profile.status(true).state, "needs-reauth");
-    let err = profile.token(0, &[]).await.unwrap_err();
+    let err = ErrorReply::from(profile.token(0, &[]).await.unwrap_err());
     assert_eq!(err.kind, ErrorKind::NeedsReauth);
     assert!(
         err.message.contains("a365 add work --replace"),

@@ -99,6 +99,39 @@ pub fn encode_response(
     )
 }
 
+/// `Response::Token` built from borrowed parts, encoded exactly as the
+/// owned one: the agent's hot path answers without copying the token, the
+/// profile name or the scopes.
+#[derive(Debug, Serialize)]
+pub struct TokenReplyRef<'a> {
+    pub profile: &'a str,
+    /// The token: exposed here, on its way to the wire.
+    pub token: &'a str,
+    pub expires_at: Option<i64>,
+    pub scopes: &'a [String],
+}
+
+/// The first variant of [`Response`], and only it: same index, same name.
+#[derive(Serialize)]
+#[serde(rename_all = "snake_case")]
+enum TokenResponseRef<'a> {
+    Token(&'a TokenReplyRef<'a>),
+}
+
+/// The bytes of `Response::Token(reply)`, from borrowed parts.
+pub fn encode_token_reply(
+    reply: &TokenReplyRef<'_>,
+    encoding: Encoding,
+) -> Result<Zeroizing<Vec<u8>>, CodecError> {
+    encode(
+        &ResponseEnvelope {
+            version: PROTOCOL_VERSION,
+            response: TokenResponseRef::Token(reply),
+        },
+        encoding,
+    )
+}
+
 /// Decodes a frame's payload (without its length) or a JSON line.
 pub fn decode_request(payload: &[u8], encoding: Encoding) -> Result<Request, CodecError> {
     check_version(payload, encoding)?;

@@ -314,3 +314,32 @@ fn the_other_seeds_decode_as_intended() {
     assert!(!lines.is_empty());
     assert_eq!(lines, frames);
 }
+
+/// The agent's hot path encodes a token reply from borrowed parts: the
+/// same bytes as the owned `Response::Token`, in both encodings.
+#[test]
+fn a_borrowed_token_reply_encodes_like_the_owned_one() {
+    use a365_proto::codec::{TokenReplyRef, encode_token_reply};
+    let scopes = vec!["openid".to_owned(), "a365:workspace:abc".to_owned()];
+    for expires_at in [Some(1_900_000_000), None] {
+        let owned = Response::Token(TokenReply {
+            profile: "work".into(),
+            token: WireSecret::new(SecretString::from("tok-123")),
+            expires_at,
+            scopes: scopes.clone(),
+        });
+        let borrowed = TokenReplyRef {
+            profile: "work",
+            token: "tok-123",
+            expires_at,
+            scopes: &scopes,
+        };
+        for encoding in [Encoding::Binary, Encoding::Json] {
+            assert_eq!(
+                &encode_token_reply(&borrowed, encoding).unwrap()[..],
+                &encode_response(&owned, encoding).unwrap()[..],
+                "{encoding:?}"
+            );
+        }
+    }
+}

@@ -43,7 +43,7 @@ impl Agent {
                     "cannot keep secrets in the {kind} store: {e}; choose another with `--store file`"
                 )));
             }
-            self.install(&name, &spec, endpoint, placed, credential, replace)
+            self.install(&name, &spec, placed, credential, replace)
                 .await?
         };
         tracing::info!(profile = %name, kind = %spec.kind, store = %kind, "profile added");
@@ -74,7 +74,6 @@ impl Agent {
         &self,
         name: &str,
         spec: &a365_proto::ProfileSpec,
-        endpoint: Option<Endpoint>,
         placed: crate::stores::Placed,
         credential: a365_store::Credential,
         replace: bool,
@@ -117,18 +116,7 @@ impl Agent {
         {
             tracing::warn!(profile = %name, "could not delete the replaced secrets: {e}");
         }
-        let profile = Profile::start(
-            name.to_owned(),
-            spec.clone(),
-            endpoint,
-            placed,
-            Ok(Some(credential)),
-            Arc::clone(&self.shared),
-        );
-        if let Ok(mut profiles) = self.profiles.write() {
-            profiles.insert(name.to_owned(), Arc::clone(&profile));
-        }
-        Ok(profile)
+        Ok(self.launch(name, spec.clone(), placed, Ok(Some(credential))))
     }
 
     /// Waits (at most `add_wait`) for a new profile's first exchange and

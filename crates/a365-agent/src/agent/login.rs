@@ -11,7 +11,6 @@ use tokio::sync::watch;
 
 use super::{Agent, internal, invalid, unavailable};
 use crate::endpoint::{self, Endpoint};
-use crate::profile::Profile;
 
 pub(super) type LoginOutcome = Result<String, ErrorReply>;
 
@@ -210,17 +209,12 @@ impl Agent {
             .await
             .map_err(|e| internal(format!("could not save the new credential: {e}")))?;
         profile.stop().await;
-        let new = Profile::start(
-            name.to_owned(),
+        self.launch(
+            name,
             profile.spec.clone(),
-            Some(endpoint.clone()),
             profile.placed.clone(),
             Ok(Some(credential)),
-            Arc::clone(&self.shared),
         );
-        if let Ok(mut profiles) = self.profiles.write() {
-            profiles.insert(name.to_owned(), new);
-        }
         Ok(format!(
             "logged in{account}: profile '{name}' has a token valid for {}{}",
             a365_proto::human_ms(fresh.expires_at_ms - now),

@@ -8,7 +8,6 @@ use a365_proto::{ErrorReply, Response, StoreKind};
 
 use super::{Agent, internal, invalid};
 use crate::config;
-use crate::endpoint::Endpoint;
 use crate::profile::Profile;
 use crate::stores::Placed;
 
@@ -140,19 +139,7 @@ impl Agent {
                 ))
             }
         };
-        let placed = target.clone();
-        let endpoint = Endpoint::resolve(&spec).ok().flatten();
-        let new = Profile::start(
-            name.clone(),
-            spec,
-            endpoint,
-            placed,
-            Ok(credential),
-            Arc::clone(&self.shared),
-        );
-        if let Ok(mut profiles) = self.profiles.write() {
-            profiles.insert(name, new);
-        }
+        self.launch(&name, spec, target.clone(), Ok(credential));
         Ok(note)
     }
 }

@@ -19,14 +19,17 @@ use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::time::Duration;
 
 use a365_proto::{
-    ErrorKind, ErrorReply, PROTOCOL_VERSION, Request, Response, StoreKind, TokenRequest,
+    ErrorKind, ErrorReply, PROTOCOL_VERSION, ProfileSpec, Request, Response, StoreKind,
+    TokenRequest,
 };
+use a365_store::Credential;
 use tokio::sync::watch;
 
 use crate::config::{Config, Paths};
 use crate::endpoint::Endpoint;
-use crate::profile::{Profile, Shared};
-use crate::stores::Stores;
+use crate::profile::{Held, Profile, TokenError};
+use crate::shared::Shared;
+use crate::stores::{Placed, StoreError, Stores};
 
 #[derive(Debug)]
 pub struct Agent {
@@ -119,9 +122,16 @@ impl Agent {
         }
     }
 
-    pub async fn handle(&self, request: Request) -> Response {
+    /// What `request` gets. A token is answered by reference (the
+    /// server encodes it without copying); everything else as a message.
+    pub async fn handle(&self, request: Request) -> Answer {
         let result = match request {
-            Request::Token(req) => self.token(req).await.map(Response::Token),
+            Request::Token(req) => {
+                return match self.token(req).await {
+                    Ok((profile, held)) => Answer::Token { profile, held },
+                    Err(e) => Answer::Response(Response::Error(e)),
+                };
+            }
             Request::Status => Ok(self.status()),
             Request::StatusPage { after } => Ok(self.status_page(after.as_deref())),
             Request::AddProfile(add) => self.add(add).await,
@@ -130,7 +140,8 @@ impl Agent {
                 Ok(p) => p
                     .force_refresh()
                     .await
-                    .map(|message| Response::Done { message }),
+                    .map(|message| Response::Done { message })
+                    .map_err(ErrorReply::from),
                 Err(e) => Err(e),
             },
             Request::Ping => Ok(Response::Pong {
@@ -157,7 +168,7 @@ impl Agent {
                 "watch must be the only request of its connection",
             )),
         };
-        result.unwrap_or_else(Response::Error)
+        Answer::Response(result.unwrap_or_else(Response::Error))
     }
 
     /// Events for `profile` (checked to exist) or for all profiles.
@@ -171,9 +182,10 @@ impl Agent {
         Ok(self.shared.events.subscribe())
     }
 
-    async fn token(&self, req: TokenRequest) -> Result<a365_proto::TokenReply, ErrorReply> {
+    async fn token(&self, req: TokenRequest) -> Result<(Arc<Profile>, Arc<Held>), ErrorReply> {
         let profile = self.profile(req.profile.as_deref())?;
-        profile.token(req.min_valid_ms, &req.scopes).await
+        let held = profile.token(req.min_valid_ms, &req.scopes).await?;
+        Ok((profile, held))
     }
 
     /// The named profile, or the default one.
@@ -226,18 +238,25 @@ impl Agent {
     /// change then failed).
     async fn restart(&self, old: &Arc<Profile>) {
         let loaded = old.placed.load(&old.name).await;
-        let endpoint = Endpoint::resolve(&old.spec).ok().flatten();
-        let profile = Profile::start(
-            old.name.clone(),
-            old.spec.clone(),
-            endpoint,
-            old.placed.clone(),
-            loaded,
-            Arc::clone(&self.shared),
-        );
+        self.launch(&old.name, old.spec.clone(), old.placed.clone(), loaded);
+    }
+
+    /// Starts profile `name` from `loaded` and puts it in the table, in
+    /// place of any profile of that name.
+    fn launch(
+        &self,
+        name: &str,
+        spec: ProfileSpec,
+        placed: Placed,
+        loaded: Result<Option<Credential>, StoreError>,
+    ) -> Arc<Profile> {
+        let endpoint = Endpoint::resolve(&spec).ok().flatten();
+        let shared = Arc::clone(&self.shared);
+        let profile = Profile::start(name.to_owned(), spec, endpoint, placed, loaded, shared);
         if let Ok(mut profiles) = self.profiles.write() {
-            profiles.insert(old.name.clone(), profile);
+            profiles.insert(name.to_owned(), Arc::clone(&profile));
         }
+        profile
     }
 
     /// Stops every refresher; a refresh in flight finishes and is saved.
@@ -249,6 +268,35 @@ impl Agent {
         for profile in profiles {
             profile.stop().await;
         }
+    }
+}
+
+/// What a request gets: a token by reference, or a message.
+#[derive(Debug)]
+pub enum Answer {
+    Token {
+        profile: Arc<Profile>,
+        held: Arc<Held>,
+    },
+    Response(Response),
+}
+
+impl From<Response> for Answer {
+    fn from(response: Response) -> Answer {
+        Answer::Response(response)
+    }
+}
+
+/// A profile's typed refusal, as the wire says it (one exit code each).
+impl From<TokenError> for ErrorReply {
+    fn from(e: TokenError) -> ErrorReply {
+        let kind = match &e {
+            TokenError::NeedsReauth(_) => ErrorKind::NeedsReauth,
+            TokenError::Unavailable(_) => ErrorKind::Unavailable,
+            TokenError::MissingScope(_) => ErrorKind::MissingScope,
+            TokenError::NotForThisProfile(_) => ErrorKind::InvalidProfile,
+        };
+        ErrorReply::new(kind, e.to_string())
     }
 }
 

@@ -14,29 +14,17 @@ mod status;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
-use a365_proto::{ErrorKind, ErrorReply, ProfileSpec};
+use a365_proto::ProfileSpec;
 use a365_store::Credential;
 use secrecy::SecretString;
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
 
-use crate::clock::Clock;
 use crate::endpoint::Endpoint;
 use crate::provider::{self, Provider};
+use crate::shared::Shared;
 use crate::stores::Placed;
-
-/// What every profile shares.
-#[derive(Debug)]
-pub struct Shared {
-    pub http: reqwest::Client,
-    pub events: crate::events::Events,
-    pub clock: Arc<dyn Clock>,
-    pub default_lifetime: Duration,
-    /// How long a client waits for a refresh before being told to retry.
-    pub client_wait: Duration,
-}
 
 /// A token being served.
 #[derive(Debug)]
@@ -179,6 +167,24 @@ impl Profile {
     }
 }
 
-fn unavailable(message: impl Into<String>) -> ErrorReply {
-    ErrorReply::new(ErrorKind::Unavailable, message)
+/// Why a profile gives no token now. Typed here; the agent turns it into
+/// a wire reply at its edge.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TokenError {
+    /// The credential is dead: the message says what to do.
+    #[error("{0}")]
+    NeedsReauth(String),
+    /// No good enough token now; retrying later may work.
+    #[error("{0}")]
+    Unavailable(String),
+    /// The token lacks a scope that was asked for.
+    #[error("{0}")]
+    MissingScope(String),
+    /// The request does not fit this profile (refreshing a static token).
+    #[error("{0}")]
+    NotForThisProfile(String),
+}
+
+fn unavailable(message: impl Into<String>) -> TokenError {
+    TokenError::Unavailable(message.into())
 }

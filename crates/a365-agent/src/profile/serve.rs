@@ -2,11 +2,12 @@
 //! enough, else a wait for the refresher's outcome (never a token request
 //! of its own), or the reason no wait can help.
 
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use a365_proto::{ErrorKind, ErrorReply, TokenReply, WireSecret, human_ms};
+use a365_proto::human_ms;
 
-use super::{Held, Phase, Profile, Snapshot, unavailable};
+use super::{Held, Phase, Profile, Snapshot, TokenError, unavailable};
 
 impl Profile {
     /// The held token if it stays valid `min_valid_ms` and has `scopes`;
@@ -15,7 +16,7 @@ impl Profile {
         &self,
         min_valid_ms: u64,
         scopes: &[String],
-    ) -> Result<TokenReply, ErrorReply> {
+    ) -> Result<Arc<Held>, TokenError> {
         let mut rx = self.state.subscribe();
         let wait = self.shared.client_wait;
         let deadline = tokio::time::Instant::now() + wait;
@@ -68,9 +69,9 @@ impl Profile {
         now: i64,
         min_valid_ms: u64,
         asked_after: Option<u64>,
-    ) -> Option<ErrorReply> {
+    ) -> Option<TokenError> {
         if let Phase::NeedsReauth(message) = &snap.phase {
-            return Some(ErrorReply::new(ErrorKind::NeedsReauth, message.clone()));
+            return Some(TokenError::NeedsReauth(message.clone()));
         }
         let min_valid = human_ms(i64::try_from(min_valid_ms).unwrap_or(i64::MAX));
         let remaining = snap
@@ -80,9 +81,7 @@ impl Profile {
             .map(|exp| exp - now);
         if !self.provider().renews() {
             return Some(match remaining {
-                Some(ms) if ms <= 0 => {
-                    ErrorReply::new(ErrorKind::NeedsReauth, self.expired_static_message())
-                }
+                Some(ms) if ms <= 0 => TokenError::NeedsReauth(self.expired_static_message()),
                 _ => unavailable(format!(
                     "the token of profile '{}' is valid for {} more, less than --min-valid {min_valid}; \
                      it cannot be refreshed (static token)",
@@ -124,50 +123,40 @@ impl Profile {
         None
     }
 
-    fn reply(&self, held: &Held, wanted: &[String]) -> Result<TokenReply, ErrorReply> {
+    /// `held`, if it carries every scope `wanted`.
+    fn reply(&self, held: &Arc<Held>, wanted: &[String]) -> Result<Arc<Held>, TokenError> {
         let missing: Vec<&str> = wanted
             .iter()
             .filter(|w| !held.scopes.iter().any(|s| s == *w))
             .map(String::as_str)
             .collect();
         if !missing.is_empty() {
-            return Err(ErrorReply::new(
-                ErrorKind::MissingScope,
-                format!(
-                    "the token of profile '{}' lacks scope {}; it has: {}",
-                    self.name,
-                    missing.join(", "),
-                    if held.scopes.is_empty() {
-                        "no scopes".into()
-                    } else {
-                        held.scopes.join(" ")
-                    }
-                ),
-            ));
+            return Err(TokenError::MissingScope(format!(
+                "the token of profile '{}' lacks scope {}; it has: {}",
+                self.name,
+                missing.join(", "),
+                if held.scopes.is_empty() {
+                    "no scopes".into()
+                } else {
+                    held.scopes.join(" ")
+                }
+            )));
         }
-        Ok(TokenReply {
-            profile: self.name.clone(),
-            token: WireSecret::new(held.secret.clone()),
-            expires_at: held.expires_at_ms.map(|ms| ms.div_euclid(1000)),
-            scopes: held.scopes.clone(),
-        })
+        Ok(Arc::clone(held))
     }
 
     /// Forces an exchange now and waits for its outcome (`a365 refresh`).
-    pub async fn force_refresh(&self) -> Result<String, ErrorReply> {
+    pub async fn force_refresh(&self) -> Result<String, TokenError> {
         let mut rx = self.state.subscribe();
         let before = rx.borrow_and_update().clone();
         if let Phase::NeedsReauth(message) = &before.phase {
-            return Err(ErrorReply::new(ErrorKind::NeedsReauth, message.clone()));
+            return Err(TokenError::NeedsReauth(message.clone()));
         }
         if !self.provider().renews() {
-            return Err(ErrorReply::new(
-                ErrorKind::InvalidProfile,
-                format!(
-                    "profile '{}' holds a static token: there is nothing to refresh",
-                    self.name
-                ),
-            ));
+            return Err(TokenError::NotForThisProfile(format!(
+                "profile '{}' holds a static token: there is nothing to refresh",
+                self.name
+            )));
         }
         self.force.store(true, Ordering::SeqCst);
         self.wake.notify_one();
@@ -183,9 +172,7 @@ impl Profile {
                 continue;
             }
             return match snap.phase {
-                Phase::NeedsReauth(message) => {
-                    Err(ErrorReply::new(ErrorKind::NeedsReauth, message))
-                }
+                Phase::NeedsReauth(message) => Err(TokenError::NeedsReauth(message)),
                 Phase::Failing { .. } => Err(unavailable(format!(
                     "refresh failed: {}",
                     snap.last_error.as_deref().unwrap_or("unknown error")

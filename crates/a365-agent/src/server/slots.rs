@@ -1,0 +1,90 @@
+//! The connection cap: a semaphore of slots, and the idle connections
+//! that give theirs up, oldest first, so a client with a request is served
+//! rather than refused by clients doing nothing.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::Semaphore;
+
+/// Connections waiting for their next request, by age. At the cap, the
+/// oldest is closed to make room: a client about to ask for a token must
+/// not be refused because others hold connections open doing nothing (an
+/// idle plugin reconnects when it needs to).
+#[derive(Debug, Default)]
+pub(super) struct Idle {
+    next: std::sync::atomic::AtomicU64,
+    waiting: std::sync::Mutex<std::collections::BTreeMap<u64, Arc<tokio::sync::Notify>>>,
+}
+
+/// A connection's place among the idle; leaves it when dropped.
+pub(super) struct IdleTicket<'a> {
+    idle: &'a Idle,
+    id: u64,
+    pub(super) evicted: Arc<tokio::sync::Notify>,
+}
+
+impl Idle {
+    pub(super) fn enter(&self) -> IdleTicket<'_> {
+        let id = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let evicted = Arc::new(tokio::sync::Notify::new());
+        if let Ok(mut waiting) = self.waiting.lock() {
+            waiting.insert(id, Arc::clone(&evicted));
+        }
+        IdleTicket {
+            idle: self,
+            id,
+            evicted,
+        }
+    }
+
+    /// Tells the oldest idle connection to close; false if none is idle.
+    fn evict_oldest(&self) -> bool {
+        let oldest = self.waiting.lock().ok().and_then(|mut w| w.pop_first());
+        match oldest {
+            Some((_, evicted)) => {
+                // A stored permit: works even before the connection waits.
+                evicted.notify_one();
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+impl Drop for IdleTicket<'_> {
+    fn drop(&mut self) {
+        if let Ok(mut waiting) = self.idle.waiting.lock() {
+            waiting.remove(&self.id);
+        }
+    }
+}
+
+/// A connection slot: a free one, else one an idle connection gives up
+/// (closing the oldest; a just-accepted one may take a moment to count as
+/// idle). `None` when every connection is busy for a second.
+pub(super) async fn make_room(
+    permits: &Arc<Semaphore>,
+    idle: &Idle,
+) -> Option<tokio::sync::OwnedSemaphorePermit> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(1);
+    loop {
+        if let Ok(permit) = Arc::clone(permits).try_acquire_owned() {
+            return Some(permit);
+        }
+        let wait = if idle.evict_oldest() {
+            Duration::from_millis(100)
+        } else {
+            Duration::from_millis(10)
+        };
+        let until = (tokio::time::Instant::now() + wait).min(deadline);
+        if let Ok(Ok(permit)) =
+            tokio::time::timeout_at(until, Arc::clone(permits).acquire_owned()).await
+        {
+            return Some(permit);
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return None;
+        }
+    }
+}

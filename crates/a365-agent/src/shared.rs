@@ -1,0 +1,18 @@
+//! What every profile of an agent shares: the HTTP client, the event bus,
+//! the clock and the waits set at start.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::clock::Clock;
+
+/// What every profile shares.
+#[derive(Debug)]
+pub struct Shared {
+    pub http: reqwest::Client,
+    pub events: crate::events::Events,
+    pub clock: Arc<dyn Clock>,
+    pub default_lifetime: Duration,
+    /// How long a client waits for a refresh before being told to retry.
+    pub client_wait: Duration,
+}
