@@ -115,7 +115,7 @@ fn a_static_token_close_to_expiry_is_announced() {
     assert!(!environment.contains(&token));
 }
 
-fn base64_url(text: &str) -> String {
+pub fn base64_url(text: &str) -> String {
     const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
     let bytes = text.as_bytes();
     let mut out = String::new();

@@ -20,6 +20,7 @@ mod json_mode;
 mod keyring;
 mod providers;
 mod proxy;
+mod readme;
 mod refresh;
 mod secrets;
 mod systemd;

@@ -319,4 +319,21 @@ mod tests {
         let err = Endpoint::resolve(&s).unwrap_err().to_string();
         assert!(err.contains("different Altium clouds"), "{err}");
     }
+
+    /// The scopes a request carries when the profile names none: Nexar's
+    /// supply scope for client credentials on the `nexar` realm, Nexar's
+    /// design scopes for a browser login, none otherwise.
+    #[test]
+    fn default_scopes_by_kind_and_realm() {
+        let mut s = spec(Kind::ClientCredentials);
+        s.realm = Some("nexar".into());
+        assert_eq!(requested_scopes(&s), ["supply.domain"]);
+        s.realm = Some("altium365".into());
+        assert!(requested_scopes(&s).is_empty());
+        let login = requested_scopes(&spec(Kind::AuthorizationCode));
+        assert!(login.contains(&"offline_access".to_owned()), "{login:?}");
+        assert!(requested_scopes(&spec(Kind::Refresh)).is_empty());
+        s.scopes = vec!["mine".into()];
+        assert_eq!(requested_scopes(&s), ["mine"], "a profile's own scopes win");
+    }
 }

@@ -67,6 +67,9 @@ pub struct Timeouts {
     pub client_wait: Duration,
     /// How long `add` waits for a new profile's first exchange.
     pub add_wait: Duration,
+    /// Every refresher looks at the wall clock at least this often:
+    /// tokio's timers stand still while the machine sleeps.
+    pub tick: Duration,
 }
 
 impl Default for Timeouts {
@@ -75,6 +78,7 @@ impl Default for Timeouts {
             http: Duration::from_secs(20),
             client_wait: Duration::from_secs(25),
             add_wait: Duration::from_secs(25),
+            tick: Duration::from_secs(30),
         }
     }
 }
@@ -112,6 +116,9 @@ pub async fn run(
         clock,
         default_lifetime: config.default_lifetime(),
         client_wait: options.timeouts.client_wait,
+        tick_ms: i64::try_from(options.timeouts.tick.as_millis())
+            .unwrap_or(i64::MAX)
+            .max(1),
     });
     let (stop_tx, stop_rx) = watch::channel(false);
     let stop = stop_tx.clone();

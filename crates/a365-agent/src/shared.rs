@@ -15,4 +15,7 @@ pub struct Shared {
     pub default_lifetime: Duration,
     /// How long a client waits for a refresh before being told to retry.
     pub client_wait: Duration,
+    /// Every refresher looks at the wall clock at least this often (at
+    /// multiples of it, so all profiles at once).
+    pub tick_ms: i64,
 }

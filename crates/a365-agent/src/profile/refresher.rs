@@ -14,11 +14,6 @@ use super::{Held, Phase, Profile};
 use crate::provider::{Exchange, ProviderError};
 use crate::schedule;
 
-/// Even with nothing due, the refresher looks at the wall clock this often
-/// (at multiples of it, so all profiles at once): tokio's timers stand
-/// still while the machine sleeps.
-const TICK_MS: i64 = 30_000;
-
 /// A new credential could not be saved; it is held in memory and saving is
 /// retried.
 #[derive(Debug)]
@@ -26,7 +21,8 @@ struct Unsaved;
 
 impl Profile {
     /// Sleeps until the next refresh is due (checking the wall clock at
-    /// least every [`TICK_MS`]) or until woken by a client. It lives as
+    /// least every tick: tokio's timers stand still while the machine
+    /// sleeps) or until woken by a client. It lives as
     /// long as its profile, mostly asleep: the work it awaits (an HTTP
     /// exchange, a save) is boxed, so that each idle profile's task holds
     /// only the loop's state (0.6 KiB instead of 1.4 KiB).
@@ -89,10 +85,11 @@ impl Profile {
                 false => due,
                 true => Some(due.map_or(after_save_at, |d| d.min(after_save_at))),
             };
-            // The tick falls on a multiple of TICK_MS of the wall clock, the
-            // same instant for every profile: an idle agent wakes twice a
-            // minute, not twice per profile.
-            let tick = TICK_MS - now.rem_euclid(TICK_MS);
+            // The tick falls on a multiple of the tick of the wall clock,
+            // the same instant for every profile: an idle agent wakes twice
+            // a minute, not twice per profile.
+            let every = self.shared.tick_ms;
+            let tick = every - now.rem_euclid(every);
             let sleep_ms = due.map_or(tick, |d| (d - now).clamp(0, tick));
             tokio::select! {
                 _ = tokio::time::sleep(Duration::from_millis(sleep_ms as u64)) => {}
