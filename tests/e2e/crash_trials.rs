@@ -86,24 +86,7 @@ fn kill_9_before_the_server_answers_never_costs_the_credential() {
             (false, false) => counts.lost_before_answer += 1,
         }
         // Start the next trial from a working credential.
-        let rt = server.issue_refresh_token("test-client");
-        env.a365_with_stdin(
-            &[
-                "add",
-                "work",
-                "--replace",
-                "--kind",
-                "refresh",
-                "--token-url",
-                &server.token_url(),
-                "--client-id",
-                "test-client",
-                "--secrets-from",
-                "-",
-            ],
-            format!(r#"{{"client_secret":"test-secret","refresh_token":"{rt}"}}"#).as_bytes(),
-        )
-        .ok();
+        env.try_add_refresh("work", &server, &["--replace"]).1.ok();
     }
     println!("crash trials: {trials}: {counts:?}");
     // Some kills must have landed in each place, or the trials prove

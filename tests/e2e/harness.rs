@@ -263,27 +263,38 @@ impl Env {
     }
 
     /// Adds a refresh profile against `server` with a freshly minted
-    /// refresh token; returns that token.
+    /// refresh token (returned), and checks that it worked.
     pub fn add_refresh(&self, name: &str, server: &TokenServer) -> String {
+        let (rt, out) = self.try_add_refresh(name, server, &[]);
+        out.ok();
+        rt
+    }
+
+    /// `a365 add NAME --kind refresh …` against `server` with a freshly
+    /// minted refresh token and `extra` flags; the token and what `add` said.
+    pub fn try_add_refresh(
+        &self,
+        name: &str,
+        server: &TokenServer,
+        extra: &[&str],
+    ) -> (String, Out) {
         let rt = server.issue_refresh_token("test-client");
         let secrets = format!(r#"{{"client_secret":"test-secret","refresh_token":"{rt}"}}"#);
-        self.a365_with_stdin(
-            &[
-                "add",
-                name,
-                "--kind",
-                "refresh",
-                "--token-url",
-                &server.token_url(),
-                "--client-id",
-                "test-client",
-                "--secrets-from",
-                "-",
-            ],
-            secrets.as_bytes(),
-        )
-        .ok();
-        rt
+        let token_url = server.token_url();
+        let mut args = vec![
+            "add",
+            name,
+            "--kind",
+            "refresh",
+            "--token-url",
+            &token_url,
+            "--client-id",
+            "test-client",
+        ];
+        args.extend_from_slice(extra);
+        args.extend_from_slice(&["--secrets-from", "-"]);
+        let out = self.a365_with_stdin(&args, secrets.as_bytes());
+        (rt, out)
     }
 
     /// `a365 token PROFILE --min-valid 0s`, the token only.

@@ -36,25 +36,8 @@ fn the_keyring_is_the_default_and_holds_rotated_tokens_across_restarts() {
         "{}",
         agent.log()
     );
-    let rt = server.issue_refresh_token("test-client");
-    let secrets = format!(r#"{{"client_secret":"test-secret","refresh_token":"{rt}"}}"#);
-    let out = env
-        .a365_with_stdin(
-            &[
-                "add",
-                "work",
-                "--kind",
-                "refresh",
-                "--token-url",
-                &server.token_url(),
-                "--client-id",
-                "test-client",
-                "--secrets-from",
-                "-",
-            ],
-            secrets.as_bytes(),
-        )
-        .ok();
+    let (rt, out) = env.try_add_refresh("work", &server, &[]);
+    let out = out.ok();
     assert!(
         out.stderr.contains("in the OS keyring (Secret Service"),
         "add says where the secret went: {}",
@@ -162,25 +145,8 @@ fn without_a_keyring_files_are_the_default_and_the_log_says_why() {
         "{}",
         agent.log()
     );
-    let rt = server.issue_refresh_token("test-client");
-    let secrets = format!(r#"{{"client_secret":"test-secret","refresh_token":"{rt}"}}"#);
-    let out = env
-        .a365_with_stdin(
-            &[
-                "add",
-                "work",
-                "--kind",
-                "refresh",
-                "--token-url",
-                &server.token_url(),
-                "--client-id",
-                "test-client",
-                "--secrets-from",
-                "-",
-            ],
-            secrets.as_bytes(),
-        )
-        .ok();
+    let (_, out) = env.try_add_refresh("work", &server, &[]);
+    let out = out.ok();
     assert!(out.stderr.contains("in the file store ("), "{}", out.stderr);
     // Asking for the keyring explicitly is a clear error, not a fallback.
     let out = env

@@ -37,24 +37,7 @@ fn a_loopback_token_server_is_never_reached_through_a_proxy() {
     cmd.env_remove("NO_PROXY").env_remove("no_proxy");
     let agent = env.spawn_agent_command(cmd);
     agent.wait_ready(&env.socket);
-    let rt = server.issue_refresh_token("test-client");
-    let out = env
-        .a365_with_stdin(
-            &[
-                "add",
-                "work",
-                "--kind",
-                "refresh",
-                "--token-url",
-                &server.token_url(),
-                "--client-id",
-                "test-client",
-                "--secrets-from",
-                "-",
-            ],
-            format!(r#"{{"client_secret":"test-secret","refresh_token":"{rt}"}}"#).as_bytes(),
-        )
-        .ok();
+    let out = env.try_add_refresh("work", &server, &[]).1.ok();
     // The user is told what plain HTTP means, even on loopback.
     assert!(
         out.stderr

@@ -61,29 +61,11 @@ fn secure_and_no_secure() {
     let server = TokenServer::start(ServerConfig::default()).unwrap();
     let env = Env::new();
     let _agent = env.start_agent();
-    let token_url = server.token_url();
     for (name, flags, secure) in [
         ("on", &["--secure"][..], true),
         ("off", &["--secure", "--no-secure"], false),
     ] {
-        let rt = server.issue_refresh_token("test-client");
-        let mut args = vec![
-            "add",
-            name,
-            "--kind",
-            "refresh",
-            "--token-url",
-            &token_url,
-            "--client-id",
-            "test-client",
-        ];
-        args.extend_from_slice(flags);
-        args.extend_from_slice(&["--secrets-from", "-"]);
-        env.a365_with_stdin(
-            &args,
-            format!(r#"{{"client_secret":"test-secret","refresh_token":"{rt}"}}"#).as_bytes(),
-        )
-        .ok();
+        env.try_add_refresh(name, &server, flags).1.ok();
         let last = server.recorded().pop().unwrap();
         assert_eq!(last.secure, secure, "{name}");
     }

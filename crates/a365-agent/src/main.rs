@@ -57,22 +57,7 @@ fn main() -> ExitCode {
     }
     let args = Args::parse();
     if args.install_service || args.uninstall_service {
-        let (done, result) = if args.install_service {
-            ("Wrote", a365_agent::install::install())
-        } else {
-            ("Removed", a365_agent::install::uninstall())
-        };
-        return match result {
-            Ok(report) if report.changed.is_empty() => {
-                println!("Nothing to remove.\n{}", report.next);
-                ExitCode::SUCCESS
-            }
-            Ok(report) => {
-                print!("{done}:\n{report}");
-                ExitCode::SUCCESS
-            }
-            Err(e) => fail(&e),
-        };
+        return service(args.install_service);
     }
     let memory = harden();
     // Before any thread exists: this edits the environment.
@@ -117,17 +102,6 @@ fn main() -> ExitCode {
              with an unlimited RLIMIT_MEMLOCK (LimitMEMLOCK=infinity)"
         ),
     }
-    // One thread serves every connection and refresher: a request is a
-    // map lookup and a write, and hand-offs between worker threads cost
-    // more than the work (see docs/performance.md). Blocking work (stores,
-    // config edits, hooks) goes to tokio's blocking pool.
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(runtime) => runtime,
-        Err(e) => return fail(&e),
-    };
     let options = Options {
         socket,
         paths,
@@ -141,6 +115,22 @@ fn main() -> ExitCode {
             ..a365_agent::Timeouts::default()
         },
     };
+    serve(options, inherited)
+}
+
+/// Runs the agent in the foreground until a signal or a `shutdown`.
+fn serve(options: Options, inherited: Option<a365_agent::socket::Inherited>) -> ExitCode {
+    // One thread serves every connection and refresher: a request is a
+    // map lookup and a write, and hand-offs between worker threads cost
+    // more than the work (see docs/performance.md). Blocking work (stores,
+    // config edits, hooks) goes to tokio's blocking pool.
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => return fail(&e),
+    };
     let clock = std::sync::Arc::new(a365_agent::clock::SystemClock);
     let running = runtime.block_on(async {
         let shutdown = a365_agent::signals()?;
@@ -151,6 +141,26 @@ fn main() -> ExitCode {
         Err(e @ RunError::Socket(SocketError::AlreadyRunning(_))) => {
             eprintln!("a365-agent: {e}");
             ExitCode::from(EXIT_ALREADY_RUNNING)
+        }
+        Err(e) => fail(&e),
+    }
+}
+
+/// `--install-service` / `--uninstall-service`.
+fn service(install: bool) -> ExitCode {
+    let (done, result) = if install {
+        ("Wrote", a365_agent::install::install())
+    } else {
+        ("Removed", a365_agent::install::uninstall())
+    };
+    match result {
+        Ok(report) if report.changed.is_empty() => {
+            println!("Nothing to remove.\n{}", report.next);
+            ExitCode::SUCCESS
+        }
+        Ok(report) => {
+            print!("{done}:\n{report}");
+            ExitCode::SUCCESS
         }
         Err(e) => fail(&e),
     }

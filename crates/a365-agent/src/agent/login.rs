@@ -11,6 +11,7 @@ use tokio::sync::watch;
 
 use super::{Agent, internal, invalid, unavailable};
 use crate::endpoint::{self, Endpoint};
+use crate::profile::Profile;
 
 pub(super) type LoginOutcome = Result<String, ErrorReply>;
 
@@ -29,73 +30,109 @@ impl<T> Drop for AbortOnDrop<T> {
     }
 }
 
+/// " as NAME" for the account a token is for (whose account a login
+/// ended in: a login finished in someone else's browser shows here, not
+/// at the first API call), or nothing when the token does not say.
+fn account(token: &secrecy::SecretString) -> String {
+    use secrecy::ExposeSecret;
+    a365_token::jwt::claims(token.expose_secret())
+        .and_then(|c| c.account)
+        .map_or_else(String::new, |a| format!(" as {a}"))
+}
+
+/// The endpoint of a profile that logs in with a browser.
+fn login_endpoint(profile: &Profile) -> Result<Endpoint, ErrorReply> {
+    if profile.spec.kind != Kind::AuthorizationCode {
+        return Err(invalid(format!(
+            "profile '{}' is a {} profile: only authorization-code profiles log in with a browser",
+            profile.name, profile.spec.kind
+        )));
+    }
+    Endpoint::resolve(&profile.spec)
+        .map_err(invalid)?
+        .ok_or_else(|| invalid("the profile has no token endpoint"))
+}
+
+/// What the listener expects (the launcher, the redirect, the state) and
+/// the launcher's URL, which is all the browser is given.
+fn launch_plan(
+    profile: &Profile,
+    login: &endpoint::LoginEndpoint,
+    pkce: &crate::provider::authorization_code::Pkce,
+) -> Result<(crate::login::Expect, reqwest::Url), ErrorReply> {
+    let client_id = profile.spec.client_id.clone().unwrap_or_default();
+    let scopes = endpoint::requested_scopes(&profile.spec);
+    let url = crate::provider::authorization_code::authorize_url(
+        &login.authorize_url,
+        &client_id,
+        &login.redirect_uri,
+        &scopes,
+        pkce,
+    );
+    let launcher_path =
+        crate::login::launcher_path().map_err(|e| internal(format!("no randomness: {e}")))?;
+    let mut launcher = login.redirect_uri.clone();
+    launcher.set_path(&launcher_path);
+    launcher.set_query(None);
+    launcher.set_fragment(None);
+    let expect = crate::login::Expect {
+        redirect_path: login.redirect_uri.path().to_owned(),
+        launcher_path,
+        authorize_url: url.to_string(),
+        state: pkce.state.clone(),
+    };
+    Ok((expect, launcher))
+}
+
+/// Waits for the login's work and publishes how it ended. Aborting this
+/// task (a newer login) aborts the work too; a bug that panics the work
+/// says so, rather than leaving the waiting client a misleading
+/// "replaced or stopped".
+async fn report_login(
+    name: String,
+    work: tokio::task::JoinHandle<LoginOutcome>,
+    tx: watch::Sender<Option<LoginOutcome>>,
+) {
+    let mut work = AbortOnDrop(work);
+    let outcome = match (&mut work.0).await {
+        Ok(outcome) => outcome,
+        Err(e) if e.is_panic() => Err(internal(
+            "the login failed inside the agent (a bug: see its log); run `a365 login` again",
+        )),
+        Err(_) => Err(unavailable("the login was abandoned")),
+    };
+    match &outcome {
+        Ok(_) => tracing::info!(profile = %name, "logged in"),
+        Err(e) => tracing::warn!(profile = %name, "login failed: {}", e.message),
+    }
+    let _ = tx.send(Some(outcome));
+}
+
 impl Agent {
     /// Starts a browser login: binds the redirect, answers with the URL to
     /// open; a task waits for the browser, exchanges the code and installs
     /// the new credential. `login_wait` reports how it ended.
+    /// Starts a browser login: binds the redirect, answers with the
+    /// one-time launcher URL to open; a task waits for the browser,
+    /// exchanges the code and installs the new credential. `login_wait`
+    /// reports how it ended.
     pub(super) async fn login(&self, name: &str, timeout_ms: u64) -> Result<Response, ErrorReply> {
-        use crate::provider::authorization_code::{Pkce, authorize_url};
+        use crate::provider::authorization_code::Pkce;
         let profile = self.profile(Some(name))?;
-        if profile.spec.kind != Kind::AuthorizationCode {
-            return Err(invalid(format!(
-                "profile '{name}' is a {} profile: only authorization-code profiles log in with a browser",
-                profile.spec.kind
-            )));
-        }
-        let endpoint = Endpoint::resolve(&profile.spec)
-            .map_err(invalid)?
-            .ok_or_else(|| invalid("the profile has no token endpoint"))?;
+        let endpoint = login_endpoint(&profile)?;
         let login = endpoint
             .login
             .clone()
             .ok_or_else(|| invalid("the profile has no login endpoint"))?;
         let pkce = Pkce::generate().map_err(|e| internal(format!("no randomness: {e}")))?;
-        // A new login replaces one still waiting (a closed tab, a retry).
-        let previous = self.logins.lock().ok().and_then(|mut l| l.remove(name));
-        if let Some(previous) = &previous {
-            previous.task.abort();
-        }
-        let mut listener = crate::login::listen(&login.redirect_uri).await;
-        // The replaced login's listener closes as its task winds down.
-        for _ in 0..20 {
-            if listener.is_ok() || previous.is_none() {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-            listener = crate::login::listen(&login.redirect_uri).await;
-        }
-        let listener = listener.map_err(|e| unavailable(e.to_string()))?;
-        let client_id = profile.spec.client_id.clone().unwrap_or_default();
-        let scopes = endpoint::requested_scopes(&profile.spec);
-        let url = authorize_url(
-            &login.authorize_url,
-            &client_id,
-            &login.redirect_uri,
-            &scopes,
-            &pkce,
-        );
-        let launcher_path =
-            crate::login::launcher_path().map_err(|e| internal(format!("no randomness: {e}")))?;
-        let mut launcher = login.redirect_uri.clone();
-        launcher.set_path(&launcher_path);
-        launcher.set_query(None);
-        launcher.set_fragment(None);
-        let expect = crate::login::Expect {
-            redirect_path: login.redirect_uri.path().to_owned(),
-            launcher_path,
-            authorize_url: url.to_string(),
-            state: pkce.state.clone(),
-        };
-        let (tx, rx) = watch::channel(None);
-        let timeout = Duration::from_millis(timeout_ms.clamp(1_000, 3_600_000));
-        let me = self.me.clone();
-        let name = name.to_owned();
+        let listeners = self.take_redirect(name, &login.redirect_uri).await?;
+        let (expect, launcher) = launch_plan(&profile, &login, &pkce)?;
         tracing::info!(profile = %name, redirect = %login.redirect_uri, "login started");
-        let key = name.clone();
-        let worker_name = name.clone();
+        let timeout = Duration::from_millis(timeout_ms.clamp(1_000, 3_600_000));
+        let (me, worker_name) = (self.me.clone(), name.to_owned());
         let work = tokio::spawn(async move {
             let name = worker_name;
-            let code = crate::login::wait_for_code(listener, expect, timeout).await;
+            let code = crate::login::wait_for_code(listeners, expect, timeout).await;
             match (code, me.upgrade()) {
                 (Err(e), _) => Err(unavailable(format!(
                     "{e}; run `a365 login {name}` to try again"
@@ -108,36 +145,37 @@ impl Agent {
                 }
             }
         });
-        let task = tokio::spawn(async move {
-            // Aborting this task (a newer login) aborts the work too.
-            let mut work = AbortOnDrop(work);
-            // A bug that panics the login says so, rather than leaving the
-            // waiting client a misleading "replaced or stopped".
-            let outcome = match (&mut work.0).await {
-                Ok(outcome) => outcome,
-                Err(e) if e.is_panic() => Err(internal(
-                    "the login failed inside the agent (a bug: see its log); run `a365 login` again",
-                )),
-                Err(_) => Err(unavailable("the login was abandoned")),
-            };
-            match &outcome {
-                Ok(_) => tracing::info!(profile = %name, "logged in"),
-                Err(e) => tracing::warn!(profile = %name, "login failed: {}", e.message),
-            }
-            let _ = tx.send(Some(outcome));
-        });
+        let (tx, rx) = watch::channel(None);
+        let task = tokio::spawn(report_login(name.to_owned(), work, tx));
         if let Ok(mut logins) = self.logins.lock() {
-            logins.insert(
-                key,
-                Login {
-                    outcome: rx,
-                    task: task.abort_handle(),
-                },
-            );
+            let task = task.abort_handle();
+            logins.insert(name.to_owned(), Login { outcome: rx, task });
         }
         Ok(Response::LoginUrl {
             url: launcher.to_string(),
         })
+    }
+
+    /// Listens on the redirect; a login of `name` still waiting (a closed
+    /// tab, a retry) is replaced, and its listener given a moment to close.
+    async fn take_redirect(
+        &self,
+        name: &str,
+        redirect: &reqwest::Url,
+    ) -> Result<Vec<tokio::net::TcpListener>, ErrorReply> {
+        let previous = self.logins.lock().ok().and_then(|mut l| l.remove(name));
+        if let Some(previous) = &previous {
+            previous.task.abort();
+        }
+        let mut listeners = crate::login::listen(redirect).await;
+        for _ in 0..20 {
+            if listeners.is_ok() || previous.is_none() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            listeners = crate::login::listen(redirect).await;
+        }
+        listeners.map_err(|e| unavailable(e.to_string()))
     }
 
     /// Exchanges the code, saves the credential, restarts the profile on it.
@@ -163,30 +201,23 @@ impl Agent {
             now_ms: now,
             default_lifetime: self.shared.default_lifetime,
         };
+        let client_id = profile.spec.client_id.as_deref().unwrap_or_default();
+        let secret = credential.client_secret.as_ref();
         let fresh = crate::provider::authorization_code::exchange(
             call,
-            profile.spec.client_id.as_deref().unwrap_or_default(),
-            credential.client_secret.as_ref(),
+            client_id,
+            secret,
             code,
             redirect_uri,
             &pkce.verifier,
         )
         .await
         .map_err(|e| {
-            ErrorReply::new(
-                ErrorKind::NeedsReauth,
-                format!("the token server refused the login: {e}"),
-            )
+            let message = format!("the token server refused the login: {e}");
+            ErrorReply::new(ErrorKind::NeedsReauth, message)
         })?;
         let refreshable = fresh.refresh_token.is_some();
-        // Say whose account this is: a login finished by someone else's
-        // browser shows up here, not at the first API call.
-        let account = {
-            use secrecy::ExposeSecret;
-            a365_token::jwt::claims(fresh.access_token.expose_secret())
-                .and_then(|c| c.account)
-                .map_or_else(String::new, |a| format!(" as {a}"))
-        };
+        let account = account(&fresh.access_token);
         credential.refresh_token = fresh.refresh_token;
         credential.access_token = Some(fresh.access_token);
         credential.access_expires_at_ms = Some(fresh.expires_at_ms);

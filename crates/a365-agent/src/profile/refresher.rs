@@ -11,7 +11,7 @@ use a365_proto::{EventKind, human_ms};
 use a365_store::Credential;
 
 use super::{Held, Phase, Profile};
-use crate::provider::{Exchange, ProviderError};
+use crate::provider::{Exchange, Obtained, ProviderError};
 use crate::schedule;
 
 /// A new credential could not be saved; it is held in memory and saving is
@@ -138,52 +138,7 @@ impl Profile {
         match result {
             Ok(got) => {
                 *failures = 0;
-                let rotated = got.refresh_token.is_some();
-                if let Some(rt) = got.refresh_token {
-                    credential.refresh_token = Some(rt);
-                }
-                if let Some(id) = got.token_id {
-                    // The old token is deleted only once the new one is saved.
-                    if let Some(old) = credential.token_id.replace(id) {
-                        credential.retired_token_ids.push(old);
-                    }
-                }
-                credential.access_token = Some(got.access_token.clone());
-                credential.access_expires_at_ms = got.expires_at_ms;
-                credential.access_scopes = got.scopes.clone();
-                credential.updated_at_ms = now;
-                // Durable before anything else: the old refresh token is dead.
-                let saved = self.persist(credential, rotated).await;
-                let next = got
-                    .expires_at_ms
-                    .map(|exp| schedule::refresh_at(now, exp, fastrand::f64()));
-                tracing::info!(
-                    profile = %self.name,
-                    expires_in_s = got.expires_at_ms.map(|exp| (exp - now) / 1000),
-                    rotated,
-                    "token refreshed"
-                );
-                let held = Held {
-                    secret: got.access_token,
-                    expires_at_ms: got.expires_at_ms,
-                    scopes: got.scopes,
-                    obtained_at_ms: now,
-                };
-                let expires_at_ms = held.expires_at_ms;
-                self.state.send_modify(|s| {
-                    s.token = Some(Arc::new(held));
-                    s.phase = Phase::Fresh;
-                    s.next_refresh_at_ms = next;
-                    s.last_error = saved.as_ref().err().cloned();
-                    s.attempts_done += 1;
-                });
-                self.shared.events.emit(
-                    &self.name,
-                    EventKind::Refreshed,
-                    expires_at_ms,
-                    "a new token is being served".into(),
-                );
-                saved.map_err(|_| Unsaved)
+                self.refreshed(got, credential, now).await
             }
             Err(ProviderError::Dead(reason)) => {
                 tracing::warn!(profile = %self.name, "credential rejected: {reason}");
@@ -201,6 +156,62 @@ impl Profile {
             }
             Err(e) => self.failed(e, credential, failures, now).await,
         }
+    }
+
+    /// A new token: the credential it changes is saved (durably, before
+    /// anything else when the refresh token rotated), then it is served.
+    async fn refreshed(
+        &self,
+        got: Obtained,
+        credential: &mut Credential,
+        now: i64,
+    ) -> Result<(), Unsaved> {
+        let rotated = got.refresh_token.is_some();
+        if let Some(rt) = got.refresh_token {
+            credential.refresh_token = Some(rt);
+        }
+        if let Some(id) = got.token_id {
+            // The old token is deleted only once the new one is saved.
+            if let Some(old) = credential.token_id.replace(id) {
+                credential.retired_token_ids.push(old);
+            }
+        }
+        credential.access_token = Some(got.access_token.clone());
+        credential.access_expires_at_ms = got.expires_at_ms;
+        credential.access_scopes = got.scopes.clone();
+        credential.updated_at_ms = now;
+        // Durable before anything else: the old refresh token is dead.
+        let saved = self.persist(credential, rotated).await;
+        let next = got
+            .expires_at_ms
+            .map(|exp| schedule::refresh_at(now, exp, fastrand::f64()));
+        tracing::info!(
+            profile = %self.name,
+            expires_in_s = got.expires_at_ms.map(|exp| (exp - now) / 1000),
+            rotated,
+            "token refreshed"
+        );
+        let held = Held {
+            secret: got.access_token,
+            expires_at_ms: got.expires_at_ms,
+            scopes: got.scopes,
+            obtained_at_ms: now,
+        };
+        let expires_at_ms = held.expires_at_ms;
+        self.state.send_modify(|s| {
+            s.token = Some(Arc::new(held));
+            s.phase = Phase::Fresh;
+            s.next_refresh_at_ms = next;
+            s.last_error = saved.as_ref().err().cloned();
+            s.attempts_done += 1;
+        });
+        self.shared.events.emit(
+            &self.name,
+            EventKind::Refreshed,
+            expires_at_ms,
+            "a new token is being served".into(),
+        );
+        saved.map_err(|_| Unsaved)
     }
 
     /// A failure worth retrying: back off (at least as long as the
