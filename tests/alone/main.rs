@@ -14,33 +14,13 @@ use a365_token_server::ServerConfig;
 
 use crate::harness::Env;
 
-fn connect(env: &Env) -> UnixStream {
-    let stream = UnixStream::connect(&env.socket).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
-    stream
-}
-
-fn raise_fd_limit() {
-    use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
-    let limit = getrlimit(Resource::Nofile);
-    let _ = setrlimit(
-        Resource::Nofile,
-        Rlimit {
-            current: limit.maximum,
-            maximum: limit.maximum,
-        },
-    );
-}
-
 /// Ten thousand connections held open (half of them stalled mid-header)
 /// cost the agent bounded memory, and a well-behaved client's round trip
 /// stays within twice its normal latency.
 #[test]
 fn ten_thousand_idle_connections_do_not_slow_other_clients() {
     const HELD: usize = 10_000;
-    raise_fd_limit();
+    crate::harness::raise_fd_limit();
     let server = a365_token_server::TokenServer::start(ServerConfig::default()).unwrap();
     let env = Env::new();
     let agent = env.spawn_agent(&["--max-connections", "12000"]);
@@ -50,13 +30,13 @@ fn ten_thousand_idle_connections_do_not_slow_other_clients() {
     let normal = median_round_trip(&mut client);
     let before = agent.rss_kib();
 
-    let idle: Vec<UnixStream> = (0..HELD).map(|_| connect(&env)).collect();
+    let idle: Vec<UnixStream> = (0..HELD).map(|_| env.connect_raw()).collect();
     for stream in idle.iter().step_by(2) {
         (&*stream).write_all(&[0, 0]).unwrap();
     }
     // Every one of them is accepted and held: the agent answers on the
     // last one opened.
-    let mut last = connect(&env);
+    let mut last = env.connect_raw();
     last.write_all(
         &a365_proto::codec::encode_request(
             &a365_proto::Request::Ping,

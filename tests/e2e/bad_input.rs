@@ -2,23 +2,14 @@
 
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
-use std::time::Duration;
 
 use a365_token_server::ServerConfig;
 
 use crate::harness::{Env, Session};
 
-fn connect(env: &Env) -> UnixStream {
-    let stream = UnixStream::connect(&env.socket).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
-    stream
-}
-
 /// Sends `bytes`, returns everything the agent answers until it closes.
 fn exchange(env: &Env, bytes: &[u8]) -> Vec<u8> {
-    let mut stream = connect(env);
+    let mut stream = env.connect_raw();
     stream.write_all(bytes).unwrap();
     stream.shutdown(std::net::Shutdown::Write).unwrap();
     let mut answer = Vec::new();
@@ -70,7 +61,7 @@ fn garbage_and_lies_get_a_clear_error_and_the_agent_keeps_serving() {
     assert!(String::from_utf8_lossy(&exchange(&env, b"{\"version\":1,")).contains("error"));
 
     // An unknown request variant: an error, and the connection stays usable.
-    let mut stream = connect(&env);
+    let mut stream = env.connect_raw();
     stream.write_all(&[0, 0, 0, 2, 1, 99]).unwrap();
     let mut header = [0u8; 4];
     stream.read_exact(&mut header).unwrap();
@@ -96,7 +87,7 @@ fn garbage_and_lies_get_a_clear_error_and_the_agent_keeps_serving() {
     ));
 
     // Malformed JSON gets a JSON error; the line after it is served.
-    let mut stream = connect(&env);
+    let mut stream = env.connect_raw();
     stream
         .write_all(b"{not json}\n{\"version\":1,\"request\":\"ping\"}\n")
         .unwrap();
@@ -115,29 +106,17 @@ fn garbage_and_lies_get_a_clear_error_and_the_agent_keeps_serving() {
     assert!(env.a365(&["status"]).code == 0, "{}", agent.log());
 }
 
-fn raise_fd_limit() {
-    use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
-    let limit = getrlimit(Resource::Nofile);
-    let _ = setrlimit(
-        Resource::Nofile,
-        Rlimit {
-            current: limit.maximum,
-            maximum: limit.maximum,
-        },
-    );
-}
-
 /// At the connection cap, the oldest idle connection makes room: a client
 /// that has a request to make is served, not refused.
 #[test]
 fn at_the_cap_the_oldest_idle_connection_makes_room() {
-    raise_fd_limit();
+    crate::harness::raise_fd_limit();
     let server = a365_token_server::TokenServer::start(ServerConfig::default()).unwrap();
     let env = Env::new();
     let agent = env.spawn_agent(&["--max-connections", "50"]);
     agent.wait_ready(&env.socket);
     env.add_refresh("work", &server);
-    let idle: Vec<UnixStream> = (0..200).map(|_| connect(&env)).collect();
+    let idle: Vec<UnixStream> = (0..200).map(|_| env.connect_raw()).collect();
     for _ in 0..10 {
         env.a365(&["token", "work"]).ok();
     }
@@ -173,7 +152,7 @@ fn slow_stalled_and_vanishing_clients_are_closed_and_others_served() {
     env.add_refresh("work", &server);
 
     // A frame header promising 16 bytes, then one byte every 300 ms.
-    let slow = connect(&env);
+    let slow = env.connect_raw();
     let start = Instant::now();
     let mut slow_w = &slow;
     slow_w.write_all(&[0, 0, 0, 16]).unwrap();
@@ -201,12 +180,12 @@ fn slow_stalled_and_vanishing_clients_are_closed_and_others_served() {
     assert_bad_request(&answer, "timed out");
 
     // Half a message, then hang up: nothing to answer, nothing breaks.
-    let vanishing = connect(&env);
+    let vanishing = env.connect_raw();
     (&vanishing).write_all(&[0, 0, 0, 40, 1, 2, 3]).unwrap();
     drop(vanishing);
 
     // Says nothing at all: closed after the idle timeout.
-    let silent = connect(&env);
+    let silent = env.connect_raw();
     let start = Instant::now();
     silent
         .set_read_timeout(Some(Duration::from_secs(5)))

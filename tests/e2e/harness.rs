@@ -190,6 +190,16 @@ impl Env {
         cmd
     }
 
+    /// A raw connection to the agent's socket (10 s read timeout): for
+    /// tests that speak bytes rather than messages.
+    pub fn connect_raw(&self) -> std::os::unix::net::UnixStream {
+        let stream = std::os::unix::net::UnixStream::connect(&self.socket).expect("connect");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .expect("read timeout");
+        stream
+    }
+
     /// `a365 ARGS…`
     pub fn a365(&self, args: &[&str]) -> Out {
         Out::from(
@@ -474,6 +484,19 @@ impl Drop for Agent {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// As many open files as the hard limit allows (thousands of connections).
+pub fn raise_fd_limit() {
+    use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
+    let limit = getrlimit(Resource::Nofile);
+    let _ = setrlimit(
+        Resource::Nofile,
+        Rlimit {
+            current: limit.maximum,
+            maximum: limit.maximum,
+        },
+    );
 }
 
 /// Polls `f` every 20 ms until it holds or `timeout` passes.

@@ -71,18 +71,23 @@ fn client_credentials_are_cached_reused_across_restarts_and_refreshed_early() {
     assert!(jwt_payload(&renewed)["iat"].as_i64().unwrap() <= exp);
 }
 
+/// A script `home/NAME` of `text`, executable: a `$BROWSER`.
+fn script(env: &Env, name: &str, text: &str) -> std::path::PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let path = env.path(&format!("home/{name}"));
+    std::fs::write(&path, text).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    path
+}
+
 /// A `$BROWSER` that does what a browser does with the authorize URL:
 /// follows the redirect to the agent's loopback listener.
 fn browser_script(env: &Env) -> std::path::PathBuf {
-    use std::os::unix::fs::PermissionsExt;
-    let path = env.path("home/browser");
-    std::fs::write(
-        &path,
+    script(
+        env,
+        "browser",
         "#!/bin/sh\nexec python3 -c 'import sys, urllib.request; urllib.request.urlopen(sys.argv[1], timeout=10).read()' \"$1\"\n",
     )
-    .unwrap();
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
-    path
 }
 
 /// `a365 login design` with `browser` as `$BROWSER`.
@@ -235,19 +240,16 @@ fn a_wrong_state_is_ignored_and_an_abandoned_login_times_out_and_frees_the_port(
 /// a clear error and no token.
 #[test]
 fn a_code_verifier_that_does_not_match_is_rejected_by_the_server() {
-    use std::os::unix::fs::PermissionsExt;
     let server = server(3600);
     let env = Env::new();
     let _agent = env.start_agent();
     let port = free_port();
     add_login_profile(&env, &server, port, &[]);
-    let browser = env.path("home/swapping-browser");
-    std::fs::write(
-        &browser,
+    let browser = script(
+        &env,
+        "swapping-browser",
         "#!/bin/sh\nexec python3 -c '\nimport re, sys, urllib.request, urllib.error\nclass Stay(urllib.request.HTTPRedirectHandler):\n    def redirect_request(self, *a, **k):\n        return None\ntry:\n    urllib.request.build_opener(Stay).open(sys.argv[1], timeout=10)\nexcept urllib.error.HTTPError as e:\n    url = e.headers[\"Location\"]\nurl = re.sub(\"code_challenge=[^&]*\", \"code_challenge=\" + \"A\" * 43, url)\ntry:\n    urllib.request.urlopen(url, timeout=10).read()\nexcept Exception:\n    pass\n' \"$1\"\n",
-    )
-    .unwrap();
-    std::fs::set_permissions(&browser, std::fs::Permissions::from_mode(0o755)).unwrap();
+    );
     let out = login_with(&env, &browser);
     assert_ne!(out.code, 0, "{}", out.stderr);
     assert!(!out.stderr.contains("logged in"), "{}", out.stderr);
@@ -535,7 +537,6 @@ fn a_second_login_replaces_one_still_waiting() {
 /// abandoned loudly instead of finishing in the other user's account.
 #[test]
 fn a_login_link_opened_twice_abandons_the_login() {
-    use std::os::unix::fs::PermissionsExt;
     let server = server(3600);
     let env = Env::new();
     let _agent = env.start_agent();
@@ -544,16 +545,14 @@ fn a_login_link_opened_twice_abandons_the_login() {
     // The "browser" records its arguments, lets someone else open the link
     // first (the race the attacker wins), then opens it itself.
     let argv = env.path("home/argv");
-    let browser = env.path("home/racing-browser");
-    std::fs::write(
-        &browser,
-        format!(
+    let browser = script(
+        &env,
+        "racing-browser",
+        &format!(
             "#!/bin/sh\nprintf '%s\\n' \"$@\" > {argv}\nexec python3 -c '\nimport sys, urllib.request, urllib.error\nclass Stay(urllib.request.HTTPRedirectHandler):\n    def redirect_request(self, *a, **k):\n        return None\nfor who in (\"attacker\", \"victim\"):\n    try:\n        urllib.request.build_opener(Stay).open(sys.argv[1], timeout=10)\n    except urllib.error.HTTPError as e:\n        print(who, e.code, e.headers.get(\"Location\", \"\"))\n' \"$1\" > {argv}.seen\n",
             argv = argv.display()
         ),
-    )
-    .unwrap();
-    std::fs::set_permissions(&browser, std::fs::Permissions::from_mode(0o755)).unwrap();
+    );
     let out = login_with(&env, &browser).code(6);
     assert!(out.stderr.contains("opened twice"), "{}", out.stderr);
     let seen = std::fs::read_to_string(format!("{}.seen", argv.display())).unwrap();

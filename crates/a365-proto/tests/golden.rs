@@ -213,47 +213,73 @@ fn check(name: &str, bytes: &[u8], bless: bool) -> Option<String> {
     }
 }
 
+/// The bytes of one message on the wire.
+type Encoded = Result<zeroize::Zeroizing<Vec<u8>>, CodecError>;
+
+/// One message type's codec, for [`Golden::check`].
+struct Codec<T> {
+    prefix: &'static str,
+    name: fn(&T) -> String,
+    encode: fn(&T, Encoding) -> Encoded,
+    decode: fn(&[u8], Encoding) -> Result<T, CodecError>,
+}
+
+/// What the check found: every name seen, and every mismatch.
+#[derive(Default)]
+struct Golden {
+    bless: bool,
+    names: BTreeSet<String>,
+    problems: Vec<String>,
+}
+
+impl Golden {
+    /// Encodes each of `messages` in both encodings, compares with the
+    /// committed files `PREFIX-NAME.{bin,json}`, and decodes them back.
+    fn check<T: PartialEq + std::fmt::Debug>(&mut self, codec: &Codec<T>, messages: Vec<T>) {
+        for message in messages {
+            let name = format!("{}-{}", codec.prefix, (codec.name)(&message));
+            assert!(self.names.insert(name.clone()), "{name} twice");
+            for (encoding, ext) in [(Encoding::Binary, "bin"), (Encoding::Json, "json")] {
+                let bytes = (codec.encode)(&message, encoding).unwrap();
+                self.problems
+                    .extend(check(&format!("{name}.{ext}"), &bytes, self.bless));
+                let payload = match encoding {
+                    Encoding::Binary => &bytes[4..],
+                    Encoding::Json => &bytes[..bytes.len() - 1],
+                };
+                assert_eq!(
+                    (codec.decode)(payload, encoding).unwrap(),
+                    message,
+                    "{name}"
+                );
+            }
+        }
+    }
+}
+
 #[test]
 fn every_variant_encodes_as_committed_in_both_encodings() {
-    let bless = std::env::var_os("A365_BLESS").is_some_and(|v| v == "1");
-    let mut problems = Vec::new();
-    let mut names = BTreeSet::new();
-    for request in requests() {
-        let name = format!("request-{}", request_name(&request));
-        assert!(names.insert(name.clone()), "{name} twice");
-        for (encoding, ext) in [(Encoding::Binary, "bin"), (Encoding::Json, "json")] {
-            let bytes = encode_request(&request, encoding).unwrap();
-            problems.extend(check(&format!("{name}.{ext}"), &bytes, bless));
-            let payload = if encoding == Encoding::Binary {
-                &bytes[4..]
-            } else {
-                &bytes[..bytes.len() - 1]
-            };
-            assert_eq!(
-                decode_request(payload, encoding).unwrap(),
-                request,
-                "{name}"
-            );
-        }
-    }
-    for response in responses() {
-        let name = format!("response-{}", response_name(&response));
-        assert!(names.insert(name.clone()), "{name} twice");
-        for (encoding, ext) in [(Encoding::Binary, "bin"), (Encoding::Json, "json")] {
-            let bytes = encode_response(&response, encoding).unwrap();
-            problems.extend(check(&format!("{name}.{ext}"), &bytes, bless));
-            let payload = if encoding == Encoding::Binary {
-                &bytes[4..]
-            } else {
-                &bytes[..bytes.len() - 1]
-            };
-            assert_eq!(
-                decode_response(payload, encoding).unwrap(),
-                response,
-                "{name}"
-            );
-        }
-    }
+    let mut golden = Golden {
+        bless: std::env::var_os("A365_BLESS").is_some_and(|v| v == "1"),
+        ..Golden::default()
+    };
+    let requests_codec = Codec {
+        prefix: "request",
+        name: request_name,
+        encode: encode_request,
+        decode: decode_request,
+    };
+    golden.check(&requests_codec, requests());
+    let responses_codec = Codec {
+        prefix: "response",
+        name: response_name,
+        encode: encode_response,
+        decode: decode_response,
+    };
+    golden.check(&responses_codec, responses());
+    let Golden {
+        names, problems, ..
+    } = golden;
     assert!(
         problems.is_empty(),
         "{}\n(if the change is deliberate, and a new protocol version or an appended variant, \
