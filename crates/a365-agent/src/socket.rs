@@ -62,6 +62,9 @@ pub fn inherited() -> Result<Option<Inherited>, SocketError> {
             .take_unix_listener(0)
             .map_err(|e| SocketError::Inherited(e.to_string()))?
             .ok_or_else(|| SocketError::Inherited("no socket at fd 3".into()))?;
+        // SO_ACCEPTCONN exists on Linux only; launchd passes listening
+        // sockets by construction.
+        #[cfg(target_os = "linux")]
         if !rustix::net::sockopt::socket_acceptconn(&listener)
             .map_err(|e| SocketError::Inherited(e.to_string()))?
         {
@@ -143,14 +146,22 @@ pub async fn bind(path: &Path) -> Result<Listener, SocketError> {
         }
     }
     let name = a365_proto::path::socket_name(path).map_err(io)?;
-    let listener = ListenerOptions::new()
-        .name(name)
-        .reclaim_name(true)
-        .create_tokio()
-        .map_err(|e| match e.kind() {
-            io::ErrorKind::AddrInUse => SocketError::AlreadyRunning(path.to_owned()),
-            _ => io(e),
-        })?;
+    let options = ListenerOptions::new().name(name).reclaim_name(true);
+    // interprocess creates the first pipe instance with
+    // FILE_FLAG_FIRST_PIPE_INSTANCE (a squatter's pipe makes this fail) and
+    // rejects remote clients; the access list is ours to give.
+    #[cfg(windows)]
+    let options = {
+        use interprocess::os::windows::local_socket::ListenerOptionsExt as _;
+        use interprocess::os::windows::security_descriptor::SecurityDescriptor;
+        let sddl = a365_proto::peer::private_pipe_sddl().map_err(io)?;
+        let wide = widestring::U16CString::from_str(&sddl).map_err(|e| io(io::Error::other(e)))?;
+        options.security_descriptor(SecurityDescriptor::deserialize(&wide).map_err(io)?)
+    };
+    let listener = options.create_tokio().map_err(|e| match e.kind() {
+        io::ErrorKind::AddrInUse => SocketError::AlreadyRunning(path.to_owned()),
+        _ => io(e),
+    })?;
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;

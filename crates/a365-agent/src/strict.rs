@@ -57,6 +57,7 @@ pub fn check_paths(_paths: &Paths) -> Result<(), StrictError> {
 }
 
 /// The canonical path of `path`, `None` when it does not exist.
+#[cfg(unix)]
 fn existing(path: &Path) -> Result<Option<PathBuf>, StrictError> {
     match std::fs::canonicalize(path) {
         Ok(real) => Ok(Some(real)),

@@ -6,7 +6,10 @@
 //! Not done when `A365_NO_AUTOSTART=1`, nor for `ping`, whose job is to say
 //! whether an agent runs.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
+#[cfg(unix)]
+use std::path::PathBuf;
+#[cfg(unix)]
 use std::process::{Command, Stdio};
 
 use a365_proto::{Client, ClientError};
@@ -100,6 +103,7 @@ fn start(_socket: &Path) -> Result<(), Error> {
 }
 
 /// `a365-agent` next to this binary (how both are installed), else `PATH`.
+#[cfg(unix)]
 fn agent_binary() -> PathBuf {
     let name = format!("a365-agent{}", std::env::consts::EXE_SUFFIX);
     std::env::current_exe()

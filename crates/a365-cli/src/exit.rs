@@ -104,8 +104,10 @@ mod tests {
         assert_eq!(unreachable.code(), 3);
         let squatted = Error::Client(ClientError::NotOurs {
             path: "/x".into(),
-            uid: 1001,
-            me: 1000,
+            reason: a365_proto::peer::NotMe::Other {
+                who: "uid 1001".into(),
+                me: "uid 1000".into(),
+            },
         });
         assert_eq!(squatted.code(), 9);
         assert_eq!(Error::Usage("u".into()).code(), 2);

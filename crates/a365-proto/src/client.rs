@@ -18,13 +18,17 @@ pub enum ClientError {
     },
     #[error("talking to the agent at {path}: {source}")]
     Protocol { path: PathBuf, source: CodecError },
-    /// Another user's process listens there: nothing was sent to it.
+    /// Another user's process listens there (or it cannot be told whose
+    /// it is): nothing was sent to it.
     #[error(
-        "refusing to talk to {path}: the process listening there runs as uid {uid}, not as you \
-         (uid {me}); another user may have created it first. Nothing was sent. Stop it, or set \
-         A365_AGENT_SOCK to a path in a directory only you can write"
+        "refusing to talk to {path}: {}; another user may have created it first. Nothing was \
+         sent. Stop it, or set A365_AGENT_SOCK to a path in a directory only you can write",
+        listener(.reason)
     )]
-    NotOurs { path: PathBuf, uid: u32, me: u32 },
+    NotOurs {
+        path: PathBuf,
+        reason: crate::peer::NotMe,
+    },
     #[error(transparent)]
     NoPath(#[from] path::NoSocketPath),
 }
@@ -93,29 +97,20 @@ impl Client {
     }
 }
 
-/// The listening process must run as our effective user.
-#[cfg(unix)]
+/// The listening process must run as our user.
 fn check_server(stream: &Stream, socket: &Path) -> Result<(), ClientError> {
-    use interprocess::local_socket::traits::StreamCommon as _;
-    let me = rustix::process::geteuid().as_raw();
-    let creds = stream
-        .peer_creds()
-        .map_err(|source| ClientError::Unreachable {
-            path: socket.to_owned(),
-            source,
-        })?;
-    match creds.euid() {
-        Some(uid) if uid == me => Ok(()),
-        // u32::MAX: the kernel did not say; treat it as not ours.
-        other => Err(ClientError::NotOurs {
-            path: socket.to_owned(),
-            uid: other.unwrap_or(u32::MAX),
-            me,
-        }),
-    }
+    crate::peer::check(stream).map_err(|reason| ClientError::NotOurs {
+        path: socket.to_owned(),
+        reason,
+    })
 }
 
-#[cfg(not(unix))]
-fn check_server(_stream: &Stream, _socket: &Path) -> Result<(), ClientError> {
-    Ok(())
+/// "the process listening there runs as uid 1001, not as you (uid 1000)".
+fn listener(reason: &crate::peer::NotMe) -> String {
+    match reason {
+        crate::peer::NotMe::Other { who, me } => {
+            format!("the process listening there runs as {who}, not as you ({me})")
+        }
+        unknown => format!("whose process listens there is unknown ({unknown})"),
+    }
 }

@@ -19,6 +19,7 @@ pub mod frame;
 mod human;
 pub mod message;
 pub mod path;
+pub mod peer;
 mod secret;
 
 pub use client::{Client, ClientError};

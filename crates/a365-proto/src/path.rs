@@ -1,7 +1,9 @@
 //! Where the agent listens, and the rules its directory must meet: the one
 //! definition the agent and every client use.
 
-use std::path::{Path, PathBuf};
+#[cfg(unix)]
+use std::path::Path;
+use std::path::PathBuf;
 
 /// Overrides the socket path, like `SSH_AUTH_SOCK`.
 pub const SOCKET_ENV: &str = "A365_AGENT_SOCK";

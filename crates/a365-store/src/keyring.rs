@@ -49,12 +49,18 @@ impl KeyringStore {
     /// keyring manager; `keyring::Entry::store_status` installed the store.
     fn entry(&self, user: &str) -> Result<keyring_core::Entry, StoreError> {
         let label = format!("a365 profile '{user}' ({})", self.service);
-        let modifiers = HashMap::from([("label", label.as_str())]);
         let result = if cfg!(any(
             target_os = "linux",
             target_os = "freebsd",
             target_os = "openbsd"
         )) {
+            let modifiers = HashMap::from([("label", label.as_str())]);
+            keyring_core::Entry::new_with_modifiers(&self.service, user, &modifiers)
+        } else if cfg!(windows) {
+            // This machine only: an Enterprise (roaming) item would follow a
+            // roaming profile to another machine, where a second agent would
+            // replay the same one-time refresh token.
+            let modifiers = HashMap::from([("persistence", "Local")]);
             keyring_core::Entry::new_with_modifiers(&self.service, user, &modifiers)
         } else {
             keyring_core::Entry::new(&self.service, user)
@@ -95,6 +101,9 @@ impl Store for KeyringStore {
         let json = credential
             .to_json()
             .map_err(|e| StoreError::Keyring(e.to_string()))?;
+        if cfg!(windows) {
+            fits_credential_manager(json.len())?;
+        }
         self.entry(profile)?
             .set_secret(&json)
             .map_err(|e| keyring_error(&e))
@@ -108,6 +117,22 @@ impl Store for KeyringStore {
             Err(e) => Err(keyring_error(&e)),
         }
     }
+}
+
+/// Credential Manager holds at most 2,560 bytes an item
+/// (`CRED_MAX_CREDENTIAL_BLOB_SIZE`): a record over it is refused with
+/// what to do, never truncated.
+pub const CREDENTIAL_MANAGER_MAX: usize = 5 * 512;
+
+fn fits_credential_manager(len: usize) -> Result<(), StoreError> {
+    if len > CREDENTIAL_MANAGER_MAX {
+        return Err(StoreError::Keyring(format!(
+            "the profile's secrets and cached token take {len} bytes, over Credential Manager's \
+             limit of {CREDENTIAL_MANAGER_MAX} bytes an item: keep this profile in the file store \
+             (`--store file`, or `a365 store migrate --to file`)"
+        )));
+    }
+    Ok(())
 }
 
 /// keyring's messages name the platform failure, never the secret (we use
@@ -124,4 +149,19 @@ fn keyring_error(e: &keyring_core::Error) -> StoreError {
         other => other.to_string(),
     };
     StoreError::Keyring(reason)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_record_over_credential_managers_limit_is_refused_not_truncated() {
+        assert!(fits_credential_manager(2_560).is_ok());
+        let err = fits_credential_manager(2_561).unwrap_err().to_string();
+        assert!(
+            err.contains("2561 bytes") && err.contains("--store file"),
+            "{err}"
+        );
+    }
 }

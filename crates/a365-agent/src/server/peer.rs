@@ -7,32 +7,11 @@ use std::time::Duration;
 use a365_proto::codec::{self, Encoding};
 use a365_proto::{ErrorKind, Response};
 use interprocess::local_socket::tokio::Stream;
-#[cfg(unix)]
-use interprocess::local_socket::traits::StreamCommon as _;
 use tokio::io::AsyncWriteExt;
 
 /// Only the agent's own user may talk to it.
-pub(super) fn check(stream: &Stream) -> Result<(), String> {
-    #[cfg(unix)]
-    {
-        let creds = stream
-            .peer_creds()
-            .map_err(|e| format!("cannot read peer credentials: {e}"))?;
-        let me = rustix::process::geteuid().as_raw();
-        match creds.euid() {
-            Some(uid) if uid == me => Ok(()),
-            Some(uid) => Err(format!(
-                "peer uid {uid} (pid {:?}) is not the agent's uid {me}",
-                creds.pid()
-            )),
-            None => Err("the peer's uid is unknown".into()),
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = stream;
-        Ok(())
-    }
+pub(super) fn check(stream: &Stream) -> Result<(), a365_proto::peer::NotMe> {
+    a365_proto::peer::check(stream)
 }
 
 /// Answers once and closes, in the client's encoding if its first byte

@@ -1,0 +1,182 @@
+//! Who is on the other end of a connection: this process's own user, or
+//! someone else. The agent asks it of every client, and a client asks it of
+//! the agent before sending anything (another user may have created the
+//! socket or pipe first). One module for this platform concern: the user
+//! id from `SO_PEERCRED` / `getpeereid` on Unix, the token user's SID of the
+//! peer process on Windows.
+
+use interprocess::local_socket::traits::StreamCommon;
+
+/// The peer runs as another user, or could not be identified.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NotMe {
+    /// Another user: `who` is their uid (Unix) or SID (Windows), `me` ours.
+    #[error("the peer runs as {who}, not as you ({me})")]
+    Other { who: String, me: String },
+    /// The system would not say (fail closed).
+    #[error("the peer's user cannot be read: {0}")]
+    Unknown(String),
+}
+
+/// Checks that the process on the other end of `stream` runs as our user.
+pub fn check(stream: &impl StreamCommon) -> Result<(), NotMe> {
+    let creds = stream
+        .peer_creds()
+        .map_err(|e| NotMe::Unknown(e.to_string()))?;
+    #[cfg(unix)]
+    {
+        let me = rustix::process::geteuid().as_raw();
+        match creds.euid() {
+            Some(uid) if uid == me => Ok(()),
+            Some(uid) => Err(NotMe::Other {
+                who: format!("uid {uid}"),
+                me: format!("uid {me}"),
+            }),
+            None => Err(NotMe::Unknown("no uid".into())),
+        }
+    }
+    #[cfg(windows)]
+    {
+        let pid = creds
+            .pid()
+            .ok_or_else(|| NotMe::Unknown("no process id".into()))?;
+        let unknown = |e: std::io::Error| NotMe::Unknown(e.to_string());
+        let me = windows::current_user().map_err(unknown)?;
+        let them = windows::process_user(pid).map_err(unknown)?;
+        if me == them {
+            Ok(())
+        } else {
+            Err(NotMe::Other {
+                who: windows::sid_string(&them),
+                me: windows::sid_string(&me),
+            })
+        }
+    }
+}
+
+/// The SDDL of a pipe only this process's user may open: a protected DACL
+/// (nothing inherited) that grants the user all access and nobody else
+/// anything (the default DACL lets Everyone and Anonymous read).
+#[cfg(windows)]
+pub fn private_pipe_sddl() -> std::io::Result<String> {
+    Ok(pipe_sddl(&windows::sid_string(&windows::current_user()?)))
+}
+
+/// The SDDL for `sid` alone (pure, so it is tested on every platform).
+pub fn pipe_sddl(sid: &str) -> String {
+    format!("D:P(A;;GA;;;{sid})")
+}
+
+#[cfg(windows)]
+#[allow(unsafe_code)]
+mod windows {
+    //! The only unsafe code of the client side: reading a process's token
+    //! user with the Win32 API.
+
+    use std::io;
+
+    use windows_sys::Win32::Foundation::{CloseHandle, HANDLE, LocalFree};
+    use windows_sys::Win32::Security::Authorization::ConvertSidToStringSidW;
+    use windows_sys::Win32::Security::{
+        GetLengthSid, GetTokenInformation, TOKEN_QUERY, TOKEN_USER, TokenUser,
+    };
+    use windows_sys::Win32::System::Threading::{
+        GetCurrentProcess, OpenProcess, OpenProcessToken, PROCESS_QUERY_LIMITED_INFORMATION,
+    };
+
+    /// A SID's bytes: equal SIDs have equal bytes.
+    pub type Sid = Vec<u8>;
+
+    /// Closes a handle when dropped.
+    struct Handle(HANDLE);
+
+    impl Drop for Handle {
+        fn drop(&mut self) {
+            // SAFETY: the handle was opened by us and is closed once.
+            unsafe { CloseHandle(self.0) };
+        }
+    }
+
+    pub fn current_user() -> io::Result<Sid> {
+        // SAFETY: the pseudo-handle of the current process needs no closing.
+        token_user(unsafe { GetCurrentProcess() })
+    }
+
+    pub fn process_user(pid: u32) -> io::Result<Sid> {
+        // SAFETY: plain call; a null handle is checked below.
+        let process = unsafe { OpenProcess(PROCESS_QUERY_LIMITED_INFORMATION, 0, pid) };
+        if process.is_null() {
+            return Err(io::Error::last_os_error());
+        }
+        let process = Handle(process);
+        token_user(process.0)
+    }
+
+    fn token_user(process: HANDLE) -> io::Result<Sid> {
+        let mut token: HANDLE = std::ptr::null_mut();
+        // SAFETY: `token` is a valid out pointer; failure is checked.
+        if unsafe { OpenProcessToken(process, TOKEN_QUERY, &mut token) } == 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let token = Handle(token);
+        let mut len = 0u32;
+        // SAFETY: asks for the size only (null buffer, length 0).
+        unsafe { GetTokenInformation(token.0, TokenUser, std::ptr::null_mut(), 0, &mut len) };
+        if len == 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // u64s: TOKEN_USER holds a pointer and must be aligned for it.
+        let mut buffer = vec![0u64; (len as usize).div_ceil(8)];
+        // SAFETY: the buffer holds `len` bytes, aligned for TOKEN_USER.
+        let ok = unsafe {
+            GetTokenInformation(
+                token.0,
+                TokenUser,
+                buffer.as_mut_ptr().cast(),
+                len,
+                &mut len,
+            )
+        };
+        if ok == 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: on success the buffer starts with a TOKEN_USER whose SID
+        // points into the same buffer, `GetLengthSid` bytes long.
+        unsafe {
+            let user = &*buffer.as_ptr().cast::<TOKEN_USER>();
+            let sid = user.User.Sid;
+            let sid_len = GetLengthSid(sid) as usize;
+            Ok(std::slice::from_raw_parts(sid.cast::<u8>(), sid_len).to_vec())
+        }
+    }
+
+    /// `S-1-5-21-…`, for SDDL and messages.
+    pub fn sid_string(sid: &Sid) -> String {
+        let mut text: *mut u16 = std::ptr::null_mut();
+        // SAFETY: `sid` holds a whole SID; the string is freed below.
+        if unsafe { ConvertSidToStringSidW(sid.as_ptr().cast_mut().cast(), &mut text) } == 0 {
+            return "an unknown user".into();
+        }
+        // SAFETY: a NUL-terminated UTF-16 string from the call above.
+        let string = unsafe {
+            let len = (0..).take_while(|&i| *text.add(i) != 0).count();
+            String::from_utf16_lossy(std::slice::from_raw_parts(text, len))
+        };
+        // SAFETY: allocated by ConvertSidToStringSidW, freed once.
+        unsafe { LocalFree(text.cast()) };
+        string
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_pipe_dacl_grants_only_the_user() {
+        assert_eq!(
+            pipe_sddl("S-1-5-21-1-2-3-1001"),
+            "D:P(A;;GA;;;S-1-5-21-1-2-3-1001)"
+        );
+    }
+}
