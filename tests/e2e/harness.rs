@@ -20,6 +20,18 @@ pub fn bin_dir() -> &'static Path {
         if let Some(dir) = std::env::var_os("A365_E2E_BIN_DIR") {
             return PathBuf::from(dir);
         }
+        // target/<profile>/deps/e2e-… → target/<profile>
+        let exe = std::env::current_exe().expect("current_exe");
+        let dir = exe
+            .parent()
+            .and_then(Path::parent)
+            .expect("target dir")
+            .to_path_buf();
+        // The binaries in the same profile as this test ("debug" is "dev").
+        let profile = match dir.file_name().and_then(|n| n.to_str()) {
+            Some("debug") | None => "dev".to_owned(),
+            Some(other) => other.to_owned(),
+        };
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let mut cmd = Command::new(cargo);
         cmd.args([
@@ -33,18 +45,12 @@ pub fn bin_dir() -> &'static Path {
             "-p",
             "a365-token-server",
         ])
+        .arg("--profile")
+        .arg(&profile)
         .current_dir(env!("CARGO_MANIFEST_DIR"));
-        if !cfg!(debug_assertions) {
-            cmd.arg("--release");
-        }
         let status = cmd.status().expect("run cargo build");
         assert!(status.success(), "building the binaries failed");
-        // target/<profile>/deps/e2e-… → target/<profile>
-        let exe = std::env::current_exe().expect("current_exe");
-        exe.parent()
-            .and_then(Path::parent)
-            .expect("target dir")
-            .to_path_buf()
+        dir
     })
 }
 

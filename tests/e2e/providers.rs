@@ -518,7 +518,7 @@ fn a_second_login_replaces_one_still_waiting() {
         .spawn()
         .unwrap();
     // The first one is listening once the port is taken.
-    assert!(wait_until(Duration::from_secs(5), || {
+    assert!(wait_until(Duration::from_secs(20), || {
         std::net::TcpListener::bind(("127.0.0.1", port)).is_err()
     }));
     let out = login_with(&env, &browser_script(&env)).ok();

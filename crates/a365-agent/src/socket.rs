@@ -21,6 +21,12 @@ pub enum SocketError {
     UnsafeDirectory { path: PathBuf, reason: String },
     #[error("cannot listen at {path}: {source}")]
     Io { path: PathBuf, source: io::Error },
+    #[error(
+        "the pipe {path} is held by another process that is not an agent of yours (another \
+         user's, or one that took the name first): refusing to share it; stop it, or choose \
+         another --socket"
+    )]
+    PipeTaken { path: PathBuf },
     #[error("the socket passed by the service manager (LISTEN_FDS) is unusable: {0}")]
     Inherited(String),
 }
@@ -145,6 +151,12 @@ pub async fn bind(path: &Path) -> Result<Listener, SocketError> {
             Err(e) => return Err(io(e)),
         }
     }
+    // A pipe name another agent answers on is taken (Wine does not enforce
+    // FILE_FLAG_FIRST_PIPE_INSTANCE, so ask first).
+    #[cfg(windows)]
+    if is_live(path).await {
+        return Err(SocketError::AlreadyRunning(path.to_owned()));
+    }
     let name = a365_proto::path::socket_name(path).map_err(io)?;
     let options = ListenerOptions::new().name(name).reclaim_name(true);
     // interprocess creates the first pipe instance with
@@ -160,6 +172,11 @@ pub async fn bind(path: &Path) -> Result<Listener, SocketError> {
     };
     let listener = options.create_tokio().map_err(|e| match e.kind() {
         io::ErrorKind::AddrInUse => SocketError::AlreadyRunning(path.to_owned()),
+        // FILE_FLAG_FIRST_PIPE_INSTANCE: the name is held by a pipe that
+        // does not answer as an agent of ours (another user's, a squatter).
+        io::ErrorKind::PermissionDenied if cfg!(windows) => SocketError::PipeTaken {
+            path: path.to_owned(),
+        },
         _ => io(e),
     })?;
     #[cfg(unix)]
