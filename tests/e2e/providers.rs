@@ -109,8 +109,13 @@ fn free_port() -> u16 {
         .port()
 }
 
-fn add_login_profile(env: &Env, server: &TokenServer, port: u16, extra: &[&str]) {
-    let redirect = format!("http://127.0.0.1:{port}/login");
+/// `a365 add design --kind authorization-code` redirecting to `redirect`.
+fn add_login(
+    env: &Env,
+    server: &TokenServer,
+    redirect: &str,
+    extra: &[&str],
+) -> crate::harness::Out {
     let token_url = server.token_url();
     let mut args = vec![
         "design",
@@ -121,10 +126,15 @@ fn add_login_profile(env: &Env, server: &TokenServer, port: u16, extra: &[&str])
         "--client-id",
         "test-client",
         "--redirect-uri",
-        &redirect,
+        redirect,
     ];
     args.extend_from_slice(extra);
-    let out = add(env, &args, r#"{"client_secret":"test-secret"}"#).ok();
+    add(env, &args, r#"{"client_secret":"test-secret"}"#)
+}
+
+fn add_login_profile(env: &Env, server: &TokenServer, port: u16, extra: &[&str]) {
+    let redirect = format!("http://127.0.0.1:{port}/login");
+    let out = add_login(env, server, &redirect, extra).ok();
     assert!(out.stderr.contains("a365 login design"), "{}", out.stderr);
 }
 
@@ -587,23 +597,7 @@ fn a_localhost_redirect_with_either_loopback_taken_is_refused() {
     let env = Env::new();
     let _agent = env.start_agent();
     let redirect = format!("http://localhost:{port}/login");
-    let token_url = server.token_url();
-    add(
-        &env,
-        &[
-            "design",
-            "--kind",
-            "authorization-code",
-            "--token-url",
-            &token_url,
-            "--client-id",
-            "test-client",
-            "--redirect-uri",
-            &redirect,
-        ],
-        r#"{"client_secret":"test-secret"}"#,
-    )
-    .ok();
+    add_login(&env, &server, &redirect, &[]).ok();
     let out = env
         .a365(&["login", "design", "--no-browser", "--timeout", "2s"])
         .code(6);
@@ -623,28 +617,12 @@ fn a_redirect_path_that_reads_as_a_pattern_is_refused_at_add() {
     let server = server(3600);
     let env = Env::new();
     let _agent = env.start_agent();
-    let token_url = server.token_url();
     for bad in [
         "http://127.0.0.1:3000/:code",
         "http://127.0.0.1:3000/*rest",
         "http://127.0.0.1:3000/cb?x=1",
     ] {
-        let out = add(
-            &env,
-            &[
-                "design",
-                "--kind",
-                "authorization-code",
-                "--token-url",
-                &token_url,
-                "--client-id",
-                "test-client",
-                "--redirect-uri",
-                bad,
-            ],
-            r#"{"client_secret":"test-secret"}"#,
-        )
-        .code(8);
+        let out = add_login(&env, &server, bad, &[]).code(8);
         assert!(
             out.stderr.contains("must be a plain path"),
             "{bad}: {}",
