@@ -521,24 +521,44 @@ fn a_second_login_replaces_one_still_waiting() {
     let _agent = env.start_agent();
     let port = free_port();
     add_login_profile(&env, &server, port, &[]);
-    let first = env
-        .command(bin("a365"))
-        .args(["login", "design", "--no-browser", "--timeout", "30s"])
-        .stderr(Stdio::piped())
-        .spawn()
+    // The first login, as `a365 login` makes it: `login`, then
+    // `login_wait` on the same connection, sent before the second starts
+    // (written here by hand, so that the order is certain).
+    use a365_proto::codec::{decode_response, encode_request};
+    use a365_proto::{Encoding, Request, Response};
+    use std::io::Write;
+    let mut first = env.connect_raw();
+    first
+        .set_read_timeout(Some(Duration::from_secs(30)))
         .unwrap();
-    // The first one is listening once the port is taken.
-    assert!(wait_until(Duration::from_secs(20), || {
-        std::net::TcpListener::bind(("127.0.0.1", port)).is_err()
-    }));
+    let ask = |stream: &mut std::os::unix::net::UnixStream, request: Request| {
+        stream
+            .write_all(&encode_request(&request, Encoding::Binary).unwrap())
+            .unwrap();
+    };
+    let answer = |stream: &mut std::os::unix::net::UnixStream| {
+        let payload = a365_proto::frame::read_frame(stream).unwrap();
+        decode_response(&payload, Encoding::Binary).unwrap()
+    };
+    let profile = "design".to_owned();
+    ask(
+        &mut first,
+        Request::Login {
+            profile: profile.clone(),
+            timeout_ms: 30_000,
+        },
+    );
+    assert!(matches!(answer(&mut first), Response::LoginUrl { .. }));
+    ask(&mut first, Request::LoginWait { profile });
     let out = login_with(&env, &browser_script(&env)).ok();
     assert!(out.stderr.contains("logged in"), "{}", out.stderr);
-    let first = crate::harness::Out::from(first.wait_with_output().unwrap()).code(6);
-    assert!(
-        first.stderr.contains("replaced by a newer"),
-        "{}",
-        first.stderr
-    );
+    match answer(&mut first) {
+        Response::Error(e) => {
+            assert_eq!(e.kind, a365_proto::ErrorKind::Unavailable, "{}", e.message);
+            assert!(e.message.contains("replaced by a newer"), "{}", e.message);
+        }
+        other => panic!("{other:?}"),
+    }
 }
 
 /// Another local user who reads the browser's command line (`/proc/PID/
