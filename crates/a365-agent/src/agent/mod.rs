@@ -261,11 +261,7 @@ impl Agent {
 
     /// Stops every refresher; a refresh in flight finishes and is saved.
     pub async fn stop_profiles(&self) {
-        let profiles: Vec<_> = match self.profiles.read() {
-            Ok(p) => p.values().cloned().collect(),
-            Err(_) => return,
-        };
-        for profile in profiles {
+        for profile in self.all_profiles() {
             profile.stop().await;
         }
     }

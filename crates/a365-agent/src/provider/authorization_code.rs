@@ -28,17 +28,8 @@ impl Provider for AuthorizationCode {
         secrets: Secrets,
         now_ms: i64,
     ) -> Result<Credential, BadSecrets> {
-        super::needs_client_id(spec)?;
-        if secrets.refresh_token.is_some() || secrets.access_token.is_some() {
-            return Err(BadSecrets(format!(
-                "a {} profile takes only a client_secret secret",
-                spec.kind
-            )));
-        }
-        let mut credential = super::new_credential(now_ms);
         // PKCE serves public clients too (no secret); Nexar's apps have one.
-        credential.client_secret = secrets.client_secret.map(|s| s.into_inner());
-        Ok(credential)
+        super::client_secret_only(spec, secrets, false, now_ms)
     }
 
     fn endpoint(&self, spec: &ProfileSpec) -> Result<Option<Endpoint>, EndpointError> {

@@ -19,22 +19,7 @@ impl Provider for ClientCredentials {
         secrets: Secrets,
         now_ms: i64,
     ) -> Result<Credential, BadSecrets> {
-        super::needs_client_id(spec)?;
-        if secrets.refresh_token.is_some() || secrets.access_token.is_some() {
-            return Err(BadSecrets(format!(
-                "a {} profile takes only a client_secret secret",
-                spec.kind
-            )));
-        }
-        let Some(secret) = secrets.client_secret else {
-            return Err(BadSecrets(format!(
-                "a {} profile needs the client_secret secret",
-                spec.kind
-            )));
-        };
-        let mut credential = super::new_credential(now_ms);
-        credential.client_secret = Some(secret.into_inner());
-        Ok(credential)
+        super::client_secret_only(spec, secrets, true, now_ms)
     }
 
     fn obtain<'a>(

@@ -201,6 +201,32 @@ pub fn needs_client_id(spec: &ProfileSpec) -> Result<(), BadSecrets> {
     }
 }
 
+/// The credential of a kind that takes a client id and, at most, a client
+/// secret (`required`: at least one).
+fn client_secret_only(
+    spec: &ProfileSpec,
+    secrets: Secrets,
+    required: bool,
+    now_ms: i64,
+) -> Result<Credential, BadSecrets> {
+    needs_client_id(spec)?;
+    if secrets.refresh_token.is_some() || secrets.access_token.is_some() {
+        return Err(BadSecrets(format!(
+            "a {} profile takes only a client_secret secret",
+            spec.kind
+        )));
+    }
+    if required && secrets.client_secret.is_none() {
+        return Err(BadSecrets(format!(
+            "a {} profile needs the client_secret secret",
+            spec.kind
+        )));
+    }
+    let mut credential = new_credential(now_ms);
+    credential.client_secret = secrets.client_secret.map(|s| s.into_inner());
+    Ok(credential)
+}
+
 /// A fresh credential, stamped now.
 fn new_credential(now_ms: i64) -> Credential {
     Credential {
