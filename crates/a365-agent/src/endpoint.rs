@@ -3,7 +3,7 @@
 //! per profile). Which of them a kind takes is its provider's to say
 //! (`provider::Provider::endpoint`); the shared rules are here.
 
-use a365_proto::{Kind, ProfileSpec};
+use a365_proto::ProfileSpec;
 
 /// A profile's URLs do not make a usable endpoint.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -24,18 +24,6 @@ pub const REALMS: &[(&str, &str)] = &[
     ),
     ("nexar", "https://identity.nexar.com/connect/token"),
 ];
-
-/// Nexar's scopes for a design app; `offline_access` asks for a refresh token.
-pub const DEFAULT_LOGIN_SCOPES: &[&str] = &[
-    "openid",
-    "profile",
-    "email",
-    "design.domain",
-    "user.access",
-    "offline_access",
-];
-/// Nexar's supply API scope, asked for by client-credentials profiles.
-pub const DEFAULT_SUPPLY_SCOPE: &str = "supply.domain";
 
 /// Where a profile's token requests go, and how.
 #[derive(Debug, Clone, PartialEq)]
@@ -191,20 +179,6 @@ fn realm_url(realm: &str) -> Result<&'static str, EndpointError> {
         })
 }
 
-/// The scopes a profile's token requests carry: its own, else its kind's
-/// default on Nexar.
-pub fn requested_scopes(spec: &ProfileSpec) -> Vec<String> {
-    if !spec.scopes.is_empty() {
-        return spec.scopes.clone();
-    }
-    let nexar = spec.realm.as_deref() == Some("nexar");
-    match spec.kind {
-        Kind::ClientCredentials if nexar => vec![DEFAULT_SUPPLY_SCOPE.into()],
-        Kind::AuthorizationCode => DEFAULT_LOGIN_SCOPES.iter().map(|s| s.to_string()).collect(),
-        _ => Vec::new(),
-    }
-}
-
 /// HTTPS only, except plain HTTP to a loopback host (tests, local servers).
 pub fn parse_url(what: &str, text: &str) -> Result<reqwest::Url, EndpointError> {
     let url = reqwest::Url::parse(text)
@@ -236,6 +210,7 @@ pub fn is_loopback(url: &reqwest::Url) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use a365_proto::Kind;
 
     fn spec(kind: Kind) -> ProfileSpec {
         ProfileSpec {
@@ -318,22 +293,5 @@ mod tests {
         s.authorize_url = Some("https://auth.altium.com./connect/authorize".into());
         let err = Endpoint::resolve(&s).unwrap_err().to_string();
         assert!(err.contains("different Altium clouds"), "{err}");
-    }
-
-    /// The scopes a request carries when the profile names none: Nexar's
-    /// supply scope for client credentials on the `nexar` realm, Nexar's
-    /// design scopes for a browser login, none otherwise.
-    #[test]
-    fn default_scopes_by_kind_and_realm() {
-        let mut s = spec(Kind::ClientCredentials);
-        s.realm = Some("nexar".into());
-        assert_eq!(requested_scopes(&s), ["supply.domain"]);
-        s.realm = Some("altium365".into());
-        assert!(requested_scopes(&s).is_empty());
-        let login = requested_scopes(&spec(Kind::AuthorizationCode));
-        assert!(login.contains(&"offline_access".to_owned()), "{login:?}");
-        assert!(requested_scopes(&spec(Kind::Refresh)).is_empty());
-        s.scopes = vec!["mine".into()];
-        assert_eq!(requested_scopes(&s), ["mine"], "a profile's own scopes win");
     }
 }

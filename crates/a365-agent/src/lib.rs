@@ -97,19 +97,7 @@ pub async fn run(
     strict::check_paths(&options.paths)?;
     let config = Config::load(&options.paths.config_file)?;
     let owns_socket = inherited.is_none();
-    let listener = match inherited {
-        Some(inherited) => {
-            let path = inherited.path().unwrap_or_else(|| options.socket.clone());
-            let listener = inherited.into_listener()?;
-            tracing::info!(socket = %path.display(), pid = std::process::id(), "listening on the socket systemd passed");
-            listener
-        }
-        None => {
-            let listener = socket::bind(&options.socket).await?;
-            tracing::info!(socket = %options.socket.display(), pid = std::process::id(), "listening");
-            listener
-        }
-    };
+    let listener = listen(&options.socket, inherited).await?;
     let shared = Arc::new(shared::Shared {
         http: http_client(&config, options.timeouts.http)?,
         events: events::Events::default(),
@@ -155,6 +143,27 @@ pub async fn run(
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// The listening socket: the one systemd (or launchd) passed, else our own.
+async fn listen(
+    socket: &std::path::Path,
+    inherited: Option<socket::Inherited>,
+) -> Result<interprocess::local_socket::tokio::Listener, RunError> {
+    let pid = std::process::id();
+    Ok(match inherited {
+        Some(inherited) => {
+            let path = inherited.path().unwrap_or_else(|| socket.to_owned());
+            let listener = inherited.into_listener()?;
+            tracing::info!(socket = %path.display(), pid, "listening on the socket systemd passed");
+            listener
+        }
+        None => {
+            let listener = socket::bind(socket).await?;
+            tracing::info!(socket = %socket.display(), pid, "listening");
+            listener
+        }
+    })
 }
 
 /// The one HTTP client: rustls with the platform's roots, no redirects (a

@@ -102,7 +102,12 @@ fn main() -> ExitCode {
              with an unlimited RLIMIT_MEMLOCK (LimitMEMLOCK=infinity)"
         ),
     }
-    let options = Options {
+    serve(options(&args, socket, paths), inherited)
+}
+
+/// The agent's options from its flags (numbers clamped to sane ranges).
+fn options(args: &Args, socket: std::path::PathBuf, paths: Paths) -> Options {
+    Options {
         socket,
         paths,
         limits: Limits {
@@ -114,8 +119,7 @@ fn main() -> ExitCode {
             http: std::time::Duration::from_secs(args.http_timeout.clamp(1, 3600)),
             ..a365_agent::Timeouts::default()
         },
-    };
-    serve(options, inherited)
+    }
 }
 
 /// Runs the agent in the foreground until a signal or a `shutdown`.

@@ -120,6 +120,49 @@ impl Inherited {
     }
 }
 
+/// Before binding: the directory (0700), and a leftover socket file removed
+/// if no agent answers on it.
+#[cfg(unix)]
+async fn clear_the_way(path: &Path) -> Result<(), SocketError> {
+    let io = |source| SocketError::Io {
+        path: path.to_owned(),
+        source,
+    };
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    prepare_dir(dir)?;
+    match std::fs::symlink_metadata(path) {
+        Ok(meta) => {
+            use std::os::unix::fs::FileTypeExt;
+            if !meta.file_type().is_socket() {
+                return Err(SocketError::NotASocket {
+                    path: path.to_owned(),
+                });
+            }
+            if is_live(path).await {
+                return Err(SocketError::AlreadyRunning(path.to_owned()));
+            }
+            tracing::info!(path = %path.display(), "removing a stale socket left by an agent that died");
+            std::fs::remove_file(path).map_err(io)
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(io(e)),
+    }
+}
+
+/// The pipe's security descriptor: a protected DACL granting only our
+/// user's SID.
+#[cfg(windows)]
+fn private_pipe_descriptor()
+-> io::Result<interprocess::os::windows::security_descriptor::SecurityDescriptor> {
+    use interprocess::os::windows::security_descriptor::SecurityDescriptor;
+    let sddl = a365_proto::peer::private_pipe_sddl()?;
+    let wide = widestring::U16CString::from_str(&sddl).map_err(io::Error::other)?;
+    SecurityDescriptor::deserialize(&wide)
+}
+
 /// Creates the directory (0700), deals with a leftover socket file and binds.
 pub async fn bind(path: &Path) -> Result<Listener, SocketError> {
     let io = |source| SocketError::Io {
@@ -127,30 +170,7 @@ pub async fn bind(path: &Path) -> Result<Listener, SocketError> {
         source,
     };
     #[cfg(unix)]
-    {
-        let dir = path
-            .parent()
-            .filter(|d| !d.as_os_str().is_empty())
-            .unwrap_or(Path::new("."));
-        prepare_dir(dir)?;
-        match std::fs::symlink_metadata(path) {
-            Ok(meta) => {
-                use std::os::unix::fs::FileTypeExt;
-                if !meta.file_type().is_socket() {
-                    return Err(SocketError::NotASocket {
-                        path: path.to_owned(),
-                    });
-                }
-                if is_live(path).await {
-                    return Err(SocketError::AlreadyRunning(path.to_owned()));
-                }
-                tracing::info!(path = %path.display(), "removing a stale socket left by an agent that died");
-                std::fs::remove_file(path).map_err(io)?;
-            }
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => return Err(io(e)),
-        }
-    }
+    clear_the_way(path).await?;
     // A pipe name another agent answers on is taken (Wine does not enforce
     // FILE_FLAG_FIRST_PIPE_INSTANCE, so ask first).
     #[cfg(windows)]
@@ -165,10 +185,7 @@ pub async fn bind(path: &Path) -> Result<Listener, SocketError> {
     #[cfg(windows)]
     let options = {
         use interprocess::os::windows::local_socket::ListenerOptionsExt as _;
-        use interprocess::os::windows::security_descriptor::SecurityDescriptor;
-        let sddl = a365_proto::peer::private_pipe_sddl().map_err(io)?;
-        let wide = widestring::U16CString::from_str(&sddl).map_err(|e| io(io::Error::other(e)))?;
-        options.security_descriptor(SecurityDescriptor::deserialize(&wide).map_err(io)?)
+        options.security_descriptor(private_pipe_descriptor().map_err(io)?)
     };
     let listener = options.create_tokio().map_err(|e| match e.kind() {
         io::ErrorKind::AddrInUse => SocketError::AlreadyRunning(path.to_owned()),

@@ -184,33 +184,7 @@ pub fn status_table(profiles: &[ProfileStatus], now_secs: i64, colour: bool) -> 
     ];
     let rows: Vec<[String; 9]> = profiles
         .iter()
-        .map(|p| {
-            [
-                format!("{}{}", if p.is_default { "*" } else { "" }, p.name),
-                p.kind.to_string(),
-                p.realm
-                    .clone()
-                    .or_else(|| p.token_url.as_deref().map(host))
-                    .unwrap_or_else(|| "-".into()),
-                p.state.clone(),
-                p.expires_at
-                    .map(|e| expires_in(e - now_secs))
-                    .unwrap_or_else(|| "-".into()),
-                p.next_refresh_at
-                    .map(|r| match r - now_secs {
-                        ..=0 => "now".into(),
-                        secs => format!("in {}", expires_in(secs)),
-                    })
-                    .unwrap_or_else(|| "-".into()),
-                p.workspace.clone().unwrap_or_else(|| "-".into()),
-                p.store.clone(),
-                scopes(&p.scopes),
-            ]
-        })
-        .collect();
-    let rows: Vec<[String; 9]> = rows
-        .into_iter()
-        .map(|row| row.map(|cell| clean(&cell, false).into_owned()))
+        .map(|p| status_row(p, now_secs).map(|cell| clean(&cell, false).into_owned()))
         .collect();
     let mut widths = header.map(str::len);
     for row in &rows {
@@ -234,6 +208,37 @@ pub fn status_table(profiles: &[ProfileStatus], now_secs: i64, colour: bool) -> 
     if colour {
         out = paint_states(&out, profiles);
     }
+    status_notes(&mut out, profiles);
+    out
+}
+
+/// One profile's cells, before control characters are escaped.
+fn status_row(p: &ProfileStatus, now_secs: i64) -> [String; 9] {
+    [
+        format!("{}{}", if p.is_default { "*" } else { "" }, p.name),
+        p.kind.to_string(),
+        p.realm
+            .clone()
+            .or_else(|| p.token_url.as_deref().map(host))
+            .unwrap_or_else(|| "-".into()),
+        p.state.clone(),
+        p.expires_at
+            .map(|e| expires_in(e - now_secs))
+            .unwrap_or_else(|| "-".into()),
+        p.next_refresh_at
+            .map(|r| match r - now_secs {
+                ..=0 => "now".into(),
+                secs => format!("in {}", expires_in(secs)),
+            })
+            .unwrap_or_else(|| "-".into()),
+        p.workspace.clone().unwrap_or_else(|| "-".into()),
+        p.store.clone(),
+        scopes(&p.scopes),
+    ]
+}
+
+/// Below the table: scopes not granted, and each profile's last error.
+fn status_notes(out: &mut String, profiles: &[ProfileStatus]) {
     for p in profiles.iter().filter(|p| !p.scopes_not_granted.is_empty()) {
         let _ = writeln!(
             out,
@@ -250,7 +255,6 @@ pub fn status_table(profiles: &[ProfileStatus], now_secs: i64, colour: bool) -> 
             clean(p.last_error.as_deref().unwrap_or_default(), true)
         );
     }
-    out
 }
 
 /// Colours each row's STATE cell: green fresh, yellow in progress or

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use a365_proto::{AddProfile, ErrorKind, ErrorReply, Kind, Response};
+use a365_proto::{AddProfile, ErrorKind, ErrorReply, Response};
 
 use super::{Agent, internal, invalid};
 use crate::config;
@@ -60,9 +60,10 @@ impl Agent {
                  your own; use https otherwise)"
             ));
         }
-        if spec.kind == Kind::AuthorizationCode {
+        let provider = provider::of(spec.kind);
+        if provider.logs_in() {
             message.push_str(&format!("; now log in: `a365 login {name}`"));
-        } else if provider::of(spec.kind).renews() {
+        } else if provider.renews() {
             message.push_str(&self.first_exchange(&profile).await?);
         }
         Ok(Response::Done { message })

@@ -6,7 +6,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use a365_proto::{ErrorKind, ErrorReply, Kind, Response};
+use a365_proto::{ErrorKind, ErrorReply, Response};
 use tokio::sync::watch;
 
 use super::{Agent, internal, invalid, unavailable};
@@ -42,7 +42,7 @@ fn account(token: &secrecy::SecretString) -> String {
 
 /// The endpoint of a profile that logs in with a browser.
 fn login_endpoint(profile: &Profile) -> Result<Endpoint, ErrorReply> {
-    if profile.spec.kind != Kind::AuthorizationCode {
+    if !crate::provider::of(profile.spec.kind).logs_in() {
         return Err(invalid(format!(
             "profile '{}' is a {} profile: only authorization-code profiles log in with a browser",
             profile.name, profile.spec.kind
@@ -61,7 +61,7 @@ fn launch_plan(
     pkce: &crate::provider::authorization_code::Pkce,
 ) -> Result<(crate::login::Expect, reqwest::Url), ErrorReply> {
     let client_id = profile.spec.client_id.clone().unwrap_or_default();
-    let scopes = endpoint::requested_scopes(&profile.spec);
+    let scopes = crate::provider::requested_scopes(&profile.spec);
     let url = crate::provider::authorization_code::authorize_url(
         &login.authorize_url,
         &client_id,
@@ -218,17 +218,37 @@ impl Agent {
         })?;
         let refreshable = fresh.refresh_token.is_some();
         let account = account(&fresh.access_token);
+        let expires_at_ms = fresh.expires_at_ms;
         credential.refresh_token = fresh.refresh_token;
         credential.access_token = Some(fresh.access_token);
         credential.access_expires_at_ms = Some(fresh.expires_at_ms);
         credential.access_scopes = fresh.scopes;
         credential.updated_at_ms = now;
-        // The edit lock only now, after the network exchange; the profile
-        // must still be the one the login started for.
+        self.install_login(name, &profile, credential).await?;
+        Ok(format!(
+            "logged in{account}: profile '{name}' has a token valid for {}{}",
+            a365_proto::human_ms(expires_at_ms - now),
+            if refreshable {
+                ", renewed with its refresh token from now on"
+            } else {
+                "; no refresh token was granted, so log in again when it expires"
+            }
+        ))
+    }
+
+    /// Saves a login's credential and restarts the profile on it, under the
+    /// edit lock, taken only now, after the network exchange.
+    async fn install_login(
+        &self,
+        name: &str,
+        profile: &Arc<Profile>,
+        credential: a365_store::Credential,
+    ) -> Result<(), ErrorReply> {
         let _edit = self.edits.lock().await;
+        // The profile must still be the one the login started for.
         if !self
             .profile(Some(name))
-            .is_ok_and(|now| Arc::ptr_eq(&now, &profile))
+            .is_ok_and(|now| Arc::ptr_eq(&now, profile))
         {
             return Err(unavailable(format!(
                 "profile '{name}' was removed or replaced during the login"
@@ -246,15 +266,7 @@ impl Agent {
             profile.placed.clone(),
             Ok(Some(credential)),
         );
-        Ok(format!(
-            "logged in{account}: profile '{name}' has a token valid for {}{}",
-            a365_proto::human_ms(fresh.expires_at_ms - now),
-            if refreshable {
-                ", renewed with its refresh token from now on"
-            } else {
-                "; no refresh token was granted, so log in again when it expires"
-            }
-        ))
+        Ok(())
     }
 
     /// Waits for the outcome of the login `login` started.

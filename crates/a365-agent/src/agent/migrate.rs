@@ -63,6 +63,19 @@ impl Agent {
                 .map_err(|e| internal(e.to_string()))?;
             self.stores.set_default(to);
         }
+        tracing::info!(store = %to, moved = moved.len(), "secrets migrated");
+        let message = self.migrated_message(to, &moved, only.is_none(), notes);
+        Ok(Response::Done { message })
+    }
+
+    /// What `migrate` tells the user: what moved, where secrets are now.
+    fn migrated_message(
+        &self,
+        to: StoreKind,
+        moved: &[String],
+        all: bool,
+        notes: Vec<String>,
+    ) -> String {
         let mut message = match moved.len() {
             0 => format!(
                 "no profile needed moving: the secrets are already {}",
@@ -74,15 +87,14 @@ impl Agent {
                 self.stores.describe(to)
             ),
         };
-        if only.is_none() {
+        if all {
             message.push_str("; new profiles go there too");
         }
         for note in notes {
             message.push_str("; ");
             message.push_str(&note);
         }
-        tracing::info!(store = %to, moved = moved.len(), "secrets migrated");
-        Ok(Response::Done { message })
+        message
     }
 
     /// One profile's move; on failure the profile keeps running from its

@@ -36,42 +36,7 @@ pub fn write_profile(path: &Path, name: &str, spec: &ProfileSpec) -> Result<(), 
             .ok_or_else(|| {
                 ConfigError::Invalid("'profiles' in the config is not a table".into())
             })?;
-        let mut table = toml_edit::Table::new();
-        table.insert("kind", toml_edit::value(spec.kind.as_str()));
-        if let Some(realm) = &spec.realm {
-            table.insert("realm", toml_edit::value(realm.as_str()));
-        }
-        if let Some(url) = &spec.token_url {
-            table.insert("token_url", toml_edit::value(url.as_str()));
-        }
-        if let Some(id) = &spec.client_id {
-            table.insert("client_id", toml_edit::value(id.as_str()));
-        }
-        if !spec.scopes.is_empty() {
-            let scopes: toml_edit::Array = spec.scopes.iter().map(String::as_str).collect();
-            table.insert("scopes", toml_edit::value(scopes));
-        }
-        if let Some(secure) = spec.secure {
-            table.insert("secure", toml_edit::value(secure));
-        }
-        if let Some(store) = spec.store {
-            table.insert("store", toml_edit::value(store.as_str()));
-        }
-        for (key, value) in [
-            ("authorize_url", &spec.authorize_url),
-            ("redirect_uri", &spec.redirect_uri),
-            ("base_url", &spec.base_url),
-        ] {
-            if let Some(value) = value {
-                table.insert(key, toml_edit::value(value.as_str()));
-            }
-        }
-        if let Some(secs) = spec.renew_lifetime_secs {
-            table.insert(
-                "renew_lifetime_secs",
-                toml_edit::value(i64::try_from(secs).unwrap_or(i64::MAX)),
-            );
-        }
+        let table = profile_table(spec);
         match profiles.get_mut(name).and_then(|item| item.as_table_mut()) {
             // Keep the comment above an existing profile.
             Some(existing) => {
@@ -85,6 +50,47 @@ pub fn write_profile(path: &Path, name: &str, spec: &ProfileSpec) -> Result<(), 
         }
         Ok(())
     })
+}
+
+/// `[profiles.NAME]` as written: only the fields the profile sets.
+fn profile_table(spec: &ProfileSpec) -> toml_edit::Table {
+    let mut table = toml_edit::Table::new();
+    table.insert("kind", toml_edit::value(spec.kind.as_str()));
+    if let Some(realm) = &spec.realm {
+        table.insert("realm", toml_edit::value(realm.as_str()));
+    }
+    if let Some(url) = &spec.token_url {
+        table.insert("token_url", toml_edit::value(url.as_str()));
+    }
+    if let Some(id) = &spec.client_id {
+        table.insert("client_id", toml_edit::value(id.as_str()));
+    }
+    if !spec.scopes.is_empty() {
+        let scopes: toml_edit::Array = spec.scopes.iter().map(String::as_str).collect();
+        table.insert("scopes", toml_edit::value(scopes));
+    }
+    if let Some(secure) = spec.secure {
+        table.insert("secure", toml_edit::value(secure));
+    }
+    if let Some(store) = spec.store {
+        table.insert("store", toml_edit::value(store.as_str()));
+    }
+    for (key, value) in [
+        ("authorize_url", &spec.authorize_url),
+        ("redirect_uri", &spec.redirect_uri),
+        ("base_url", &spec.base_url),
+    ] {
+        if let Some(value) = value {
+            table.insert(key, toml_edit::value(value.as_str()));
+        }
+    }
+    if let Some(secs) = spec.renew_lifetime_secs {
+        table.insert(
+            "renew_lifetime_secs",
+            toml_edit::value(i64::try_from(secs).unwrap_or(i64::MAX)),
+        );
+    }
+    table
 }
 
 /// Sets the top-level `store`: where new profiles keep their secrets.

@@ -10,7 +10,7 @@ use std::time::Duration;
 use a365_proto::{EventKind, human_ms};
 use a365_store::Credential;
 
-use super::{Held, Phase, Profile};
+use super::{Held, Phase, Profile, Snapshot};
 use crate::provider::{Exchange, Obtained, ProviderError};
 use crate::schedule;
 
@@ -18,6 +18,58 @@ use crate::schedule;
 /// retried.
 #[derive(Debug)]
 struct Unsaved;
+
+/// Work after a save (Designer Cloud deletes replaced tokens): when it is
+/// next tried, backing off from 2 s to an hour after failures.
+#[derive(Debug)]
+struct AfterSaveRetry {
+    at_ms: i64,
+    failures: u32,
+}
+
+impl AfterSaveRetry {
+    fn record(&mut self, done: bool, now_ms: i64) {
+        if done {
+            self.failures = 0;
+        } else {
+            self.failures = self.failures.saturating_add(1);
+            self.at_ms = now_ms + (1_000i64 << self.failures.min(12)).min(3_600_000);
+        }
+    }
+}
+
+/// When the next exchange is due by the published state alone; `None`
+/// while the credential is dead.
+fn due_at(snap: &Snapshot, now_ms: i64) -> Option<i64> {
+    match &snap.phase {
+        Phase::NeedsReauth(_) => None,
+        Phase::Empty => Some(now_ms),
+        Phase::Failing { retry_at_ms } => Some(*retry_at_ms),
+        Phase::Fresh | Phase::Refreshing => snap.next_refresh_at_ms,
+    }
+}
+
+/// Whether to make a token request now: never for a dead credential;
+/// when forced or due; on a client's demand unless backing off.
+fn should_refresh(
+    phase: &Phase,
+    due: Option<i64>,
+    now_ms: i64,
+    forced: bool,
+    demanded: bool,
+) -> bool {
+    let backing_off = matches!(phase, Phase::Failing { retry_at_ms } if *retry_at_ms > now_ms);
+    let dead = matches!(phase, Phase::NeedsReauth(_));
+    !dead && (forced || due.is_some_and(|d| d <= now_ms) || (demanded && !backing_off))
+}
+
+/// How long to sleep: until `due`, but no later than the next tick. The
+/// tick falls on a multiple of the wall clock's tick, the same instant for
+/// every profile: an idle agent wakes twice a minute, not twice per profile.
+fn sleep_ms(due: Option<i64>, now_ms: i64, tick_ms: i64) -> i64 {
+    let tick = tick_ms - now_ms.rem_euclid(tick_ms);
+    due.map_or(tick, |d| (d - now_ms).clamp(0, tick))
+}
 
 impl Profile {
     /// Sleeps until the next refresh is due (checking the wall clock at
@@ -29,10 +81,10 @@ impl Profile {
     pub(super) async fn refresher(self: Arc<Self>, mut credential: Credential) {
         let mut failures = 0u32;
         let mut unsaved = false;
-        // Work after a save (Designer Cloud deletes replaced tokens): when,
-        // and after how many failures (backing off from 2 s to an hour).
-        let mut after_save_at = self.shared.clock.now_ms();
-        let mut after_save_failures = 0u32;
+        let mut after_save = AfterSaveRetry {
+            at_ms: self.shared.clock.now_ms(),
+            failures: 0,
+        };
         loop {
             if self.stopping.load(Ordering::SeqCst) {
                 return;
@@ -41,14 +93,9 @@ impl Profile {
                 unsaved = Box::pin(self.persist(&credential, false)).await.is_err();
             }
             let pending_work = self.provider().has_work_after_save(&credential);
-            if !unsaved && pending_work && self.shared.clock.now_ms() >= after_save_at {
-                if Box::pin(self.after_save(&mut credential)).await {
-                    after_save_failures = 0;
-                } else {
-                    after_save_failures = after_save_failures.saturating_add(1);
-                    let wait = (1_000i64 << after_save_failures.min(12)).min(3_600_000);
-                    after_save_at = self.shared.clock.now_ms() + wait;
-                }
+            if !unsaved && pending_work && self.shared.clock.now_ms() >= after_save.at_ms {
+                let done = Box::pin(self.after_save(&mut credential)).await;
+                after_save.record(done, self.shared.clock.now_ms());
             }
             let now = self.shared.clock.now_ms();
             let snap = self.snapshot();
@@ -67,30 +114,17 @@ impl Profile {
                 demanded = false;
                 self.state.send_modify(|_| {});
             }
-            let due = match &snap.phase {
-                Phase::NeedsReauth(_) => None,
-                Phase::Empty => Some(now),
-                Phase::Failing { retry_at_ms } => Some(*retry_at_ms),
-                Phase::Fresh | Phase::Refreshing => snap.next_refresh_at_ms,
-            };
-            let backing_off =
-                matches!(snap.phase, Phase::Failing { retry_at_ms } if retry_at_ms > now);
-            let dead = matches!(snap.phase, Phase::NeedsReauth(_));
-            if !dead && (forced || due.is_some_and(|d| d <= now) || (demanded && !backing_off)) {
+            let due = due_at(&snap, now);
+            if should_refresh(&snap.phase, due, now, forced, demanded) {
                 let outcome = Box::pin(self.refresh_once(&mut credential, &mut failures)).await;
                 unsaved = outcome.is_err();
                 continue;
             }
             let due = match self.provider().has_work_after_save(&credential) {
                 false => due,
-                true => Some(due.map_or(after_save_at, |d| d.min(after_save_at))),
+                true => Some(due.map_or(after_save.at_ms, |d| d.min(after_save.at_ms))),
             };
-            // The tick falls on a multiple of the tick of the wall clock,
-            // the same instant for every profile: an idle agent wakes twice
-            // a minute, not twice per profile.
-            let every = self.shared.tick_ms;
-            let tick = every - now.rem_euclid(every);
-            let sleep_ms = due.map_or(tick, |d| (d - now).clamp(0, tick));
+            let sleep_ms = sleep_ms(due, now, self.shared.tick_ms);
             tokio::select! {
                 _ = tokio::time::sleep(Duration::from_millis(sleep_ms as u64)) => {}
                 _ = self.wake.notified() => {}
@@ -248,23 +282,7 @@ impl Profile {
             "refresh failed: {e}"
         );
         let held_expiry = self.snapshot().token.as_ref().and_then(|h| h.expires_at_ms);
-        // The server asked us to wait past the held token's end: say so
-        // now, not once clients start failing.
-        let gap = match held_expiry {
-            Some(exp) if exp > now && exp < retry_at => {
-                tracing::warn!(
-                    profile = %self.name,
-                    "the held token expires in {} but the next attempt is in {}",
-                    human_ms(exp - now),
-                    human_ms(retry_at - now)
-                );
-                format!(
-                    "; the held token expires in {}, before that attempt",
-                    human_ms(exp - now)
-                )
-            }
-            _ => String::new(),
-        };
+        let gap = self.expiry_gap(held_expiry, now, retry_at);
         self.shared.events.emit(
             &self.name,
             EventKind::RefreshFailed,
@@ -280,6 +298,26 @@ impl Profile {
             s.attempts_done += 1;
         });
         saved.map_err(|_| Unsaved)
+    }
+
+    /// The server asked us to wait past the held token's end: say so now,
+    /// not once clients start failing. Returns the event's addition.
+    fn expiry_gap(&self, held_expiry: Option<i64>, now: i64, retry_at: i64) -> String {
+        match held_expiry {
+            Some(exp) if exp > now && exp < retry_at => {
+                tracing::warn!(
+                    profile = %self.name,
+                    "the held token expires in {} but the next attempt is in {}",
+                    human_ms(exp - now),
+                    human_ms(retry_at - now)
+                );
+                format!(
+                    "; the held token expires in {}, before that attempt",
+                    human_ms(exp - now)
+                )
+            }
+            _ => String::new(),
+        }
     }
 
     /// A credential that cannot be renewed (a login granted no refresh
@@ -345,5 +383,85 @@ impl Profile {
                 ))
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn snap(phase: Phase, next: Option<i64>) -> Snapshot {
+        Snapshot {
+            token: None,
+            phase,
+            last_error: None,
+            next_refresh_at_ms: next,
+            attempts_done: 0,
+        }
+    }
+
+    #[test]
+    fn due_follows_the_phase() {
+        assert_eq!(due_at(&snap(Phase::Empty, Some(9)), 5), Some(5));
+        assert_eq!(due_at(&snap(Phase::Fresh, Some(9)), 5), Some(9));
+        assert_eq!(due_at(&snap(Phase::Fresh, None), 5), None);
+        let failing = Phase::Failing { retry_at_ms: 7 };
+        assert_eq!(due_at(&snap(failing, Some(9)), 5), Some(7));
+        let dead = Phase::NeedsReauth("log in".into());
+        assert_eq!(due_at(&snap(dead, Some(9)), 5), None);
+    }
+
+    #[test]
+    fn a_dead_credential_is_never_sent_even_when_forced() {
+        let dead = Phase::NeedsReauth("log in".into());
+        assert!(!should_refresh(&dead, Some(0), 5, true, true));
+    }
+
+    #[test]
+    fn refresh_when_due_forced_or_demanded() {
+        assert!(!should_refresh(&Phase::Fresh, Some(10), 5, false, false));
+        assert!(should_refresh(&Phase::Fresh, Some(5), 5, false, false));
+        assert!(should_refresh(&Phase::Fresh, Some(10), 5, true, false));
+        assert!(should_refresh(&Phase::Fresh, Some(10), 5, false, true));
+        assert!(should_refresh(&Phase::Fresh, None, 5, false, true));
+    }
+
+    #[test]
+    fn a_client_demand_does_not_cut_a_backoff_short() {
+        let failing = Phase::Failing { retry_at_ms: 10 };
+        assert!(!should_refresh(&failing, Some(10), 5, false, true));
+        // Forcing (`a365 refresh`) does.
+        assert!(should_refresh(&failing, Some(10), 5, true, false));
+        // Once the backoff is over, it is simply due.
+        assert!(should_refresh(&failing, Some(10), 10, false, false));
+    }
+
+    #[test]
+    fn sleeps_until_due_but_never_past_the_shared_tick() {
+        assert_eq!(sleep_ms(None, 31_000, 30_000), 29_000);
+        assert_eq!(sleep_ms(Some(32_000), 31_000, 30_000), 1_000);
+        assert_eq!(sleep_ms(Some(90_000), 31_000, 30_000), 29_000);
+        assert_eq!(sleep_ms(Some(1_000), 31_000, 30_000), 0);
+        // Every profile wakes at the same instant.
+        assert_eq!(31_000 + sleep_ms(None, 31_000, 30_000), 60_000);
+        assert_eq!(47_000 + sleep_ms(None, 47_000, 30_000), 60_000);
+    }
+
+    #[test]
+    fn after_save_backs_off_to_an_hour_and_resets_on_success() {
+        let mut retry = AfterSaveRetry {
+            at_ms: 0,
+            failures: 0,
+        };
+        retry.record(false, 100);
+        assert_eq!(retry.at_ms, 2_100);
+        for _ in 0..20 {
+            retry.record(false, 100);
+        }
+        assert_eq!(retry.at_ms, 100 + 3_600_000);
+        retry.record(true, 200);
+        assert_eq!(retry.failures, 0);
+        retry.record(false, 300);
+        assert_eq!(retry.at_ms, 2_300);
     }
 }

@@ -12,6 +12,25 @@ use crate::provider::{self, Restore, static_token};
 use crate::schedule;
 use crate::stores::StoreError;
 
+/// The access token the store kept, with its expiry and scopes (from the
+/// record, else from the token itself when it is a JWT).
+fn cached_token(credential: &Credential) -> Option<Held> {
+    credential.access_token.as_ref().map(|secret| {
+        let (jwt_exp, jwt_scopes) = static_token::describe(secret.expose_secret());
+        let scopes = if credential.access_scopes.is_empty() {
+            jwt_scopes
+        } else {
+            credential.access_scopes.clone()
+        };
+        Held {
+            secret: secret.clone(),
+            expires_at_ms: credential.access_expires_at_ms.or(jwt_exp),
+            scopes,
+            obtained_at_ms: credential.updated_at_ms,
+        }
+    })
+}
+
 /// The first published state of profile `name`, from what its store gave.
 pub(super) fn initial_snapshot(
     name: &str,
@@ -44,20 +63,7 @@ pub(super) fn initial_snapshot(
             return snap;
         }
     };
-    let cached = credential.access_token.as_ref().map(|secret| {
-        let (jwt_exp, jwt_scopes) = static_token::describe(secret.expose_secret());
-        let scopes = if credential.access_scopes.is_empty() {
-            jwt_scopes
-        } else {
-            credential.access_scopes.clone()
-        };
-        Held {
-            secret: secret.clone(),
-            expires_at_ms: credential.access_expires_at_ms.or(jwt_exp),
-            scopes,
-            obtained_at_ms: credential.updated_at_ms,
-        }
-    });
+    let cached = cached_token(credential);
     match provider::of(spec.kind).restore(name, credential) {
         Restore::AsIs => {
             snap.phase = Phase::Fresh;

@@ -20,7 +20,25 @@ pub const DEFAULT_REDIRECT: &str = "http://localhost:3000/login";
 #[derive(Debug)]
 pub struct AuthorizationCode;
 
+/// Nexar's scopes for a design app; `offline_access` asks for a refresh token.
+const LOGIN_SCOPES: &[&str] = &[
+    "openid",
+    "profile",
+    "email",
+    "design.domain",
+    "user.access",
+    "offline_access",
+];
+
 impl Provider for AuthorizationCode {
+    fn default_scopes(&self, _spec: &ProfileSpec) -> &'static [&'static str] {
+        LOGIN_SCOPES
+    }
+
+    fn logs_in(&self) -> bool {
+        true
+    }
+
     fn credential(
         &self,
         _name: &str,

@@ -11,7 +11,18 @@ use super::{BadSecrets, Exchange, Fresh, Obtained, Pending, Provider, ProviderEr
 #[derive(Debug)]
 pub struct ClientCredentials;
 
+/// Nexar's supply API scope, asked for by client-credentials profiles on
+/// the `nexar` realm.
+const NEXAR_SUPPLY_SCOPES: &[&str] = &["supply.domain"];
+
 impl Provider for ClientCredentials {
+    fn default_scopes(&self, spec: &ProfileSpec) -> &'static [&'static str] {
+        match spec.realm.as_deref() {
+            Some("nexar") => NEXAR_SUPPLY_SCOPES,
+            _ => &[],
+        }
+    }
+
     fn credential(
         &self,
         _name: &str,
@@ -32,7 +43,7 @@ impl Provider for ClientCredentials {
                 .client_secret
                 .as_ref()
                 .ok_or_else(super::missing)?;
-            let scopes = crate::endpoint::requested_scopes(exchange.spec);
+            let scopes = super::requested_scopes(exchange.spec);
             self::exchange(
                 exchange.call(),
                 exchange.client_id(),

@@ -141,6 +141,17 @@ pub trait Provider: Sync + std::fmt::Debug {
         crate::endpoint::oauth(spec)
     }
 
+    /// The scopes its token requests carry when the profile names none.
+    fn default_scopes(&self, _spec: &ProfileSpec) -> &'static [&'static str] {
+        &[]
+    }
+
+    /// Whether its first token comes from `a365 login` (a browser), not
+    /// from the secrets `a365 add` stored.
+    fn logs_in(&self) -> bool {
+        false
+    }
+
     /// Whether the agent ever renews its tokens (a static token: never).
     fn renews(&self) -> bool {
         true
@@ -182,6 +193,16 @@ pub trait Provider: Sync + std::fmt::Debug {
 
     /// What to do when the credential is dead.
     fn reauth_advice(&self, name: &str) -> String;
+}
+
+/// The scopes a profile's token requests carry: its own, else its kind's
+/// default.
+pub fn requested_scopes(spec: &ProfileSpec) -> Vec<String> {
+    if !spec.scopes.is_empty() {
+        return spec.scopes.clone();
+    }
+    let default = of(spec.kind).default_scopes(spec);
+    default.iter().map(|s| (*s).to_owned()).collect()
 }
 
 /// A secret a provider needs that the store does not hold.
@@ -332,5 +353,33 @@ mod tests {
             of(Kind::DesignerCloud).restore("p", &known),
             Restore::WhileValid
         );
+    }
+
+    /// The scopes a request carries when the profile names none: Nexar's
+    /// supply scope for client credentials on the `nexar` realm, Nexar's
+    /// design scopes for a browser login, none otherwise.
+    #[test]
+    fn default_scopes_by_kind_and_realm() {
+        let mut s = spec(Kind::ClientCredentials);
+        s.realm = Some("nexar".into());
+        assert_eq!(requested_scopes(&s), ["supply.domain"]);
+        s.realm = Some("altium365".into());
+        assert!(requested_scopes(&s).is_empty());
+        let login = requested_scopes(&spec(Kind::AuthorizationCode));
+        assert!(login.contains(&"offline_access".to_owned()), "{login:?}");
+        assert!(requested_scopes(&spec(Kind::Refresh)).is_empty());
+        s.scopes = vec!["mine".into()];
+        assert_eq!(requested_scopes(&s), ["mine"], "a profile's own scopes win");
+    }
+
+    #[test]
+    fn only_authorization_code_logs_in_with_a_browser() {
+        for kind in Kind::ALL {
+            assert_eq!(
+                of(kind).logs_in(),
+                kind == Kind::AuthorizationCode,
+                "{kind}"
+            );
+        }
     }
 }

@@ -52,7 +52,7 @@ impl Provider for Refresh {
                     .as_ref()
                     .ok_or_else(super::missing)?,
             };
-            let scopes = crate::endpoint::requested_scopes(exchange.spec);
+            let scopes = super::requested_scopes(exchange.spec);
             self::exchange(exchange.call(), &secrets, &scopes, exchange.endpoint.secure)
                 .await
                 .map(Obtained::from)

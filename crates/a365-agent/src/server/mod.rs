@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use a365_proto::ErrorKind;
-use interprocess::local_socket::tokio::Listener;
+use interprocess::local_socket::tokio::{Listener, Stream};
 use interprocess::local_socket::traits::tokio::Listener as _;
 use tokio::sync::{Semaphore, watch};
 
@@ -41,6 +41,41 @@ impl Default for Limits {
             read_timeout: Duration::from_secs(10),
         }
     }
+}
+
+/// The connection cap and the idle connections that can make room.
+struct Slots {
+    permits: Arc<Semaphore>,
+    idle: Arc<Idle>,
+}
+
+/// One accepted connection: checks the peer, takes a slot, serves it.
+async fn admit(
+    stream: Stream,
+    agent: Arc<Agent>,
+    limits: Limits,
+    slots: Slots,
+    shutdown: watch::Receiver<bool>,
+) {
+    // Before a slot is taken or an idle client evicted: another user must
+    // not be able to push our own clients out.
+    if let Err(reason) = peer::check(&stream) {
+        tracing::warn!("refused a connection: {reason}");
+        let message = "the agent serves only its own user";
+        peer::refuse(stream, ErrorKind::PermissionDenied, message).await;
+        return;
+    }
+    let Some(permit) = make_room(&slots.permits, &slots.idle).await else {
+        tracing::warn!(
+            limit = limits.max_connections,
+            "too many busy connections; refusing one"
+        );
+        let message = "the agent has too many connections; try again";
+        peer::refuse(stream, ErrorKind::Unavailable, message).await;
+        return;
+    };
+    connection::serve(stream, agent, &limits, &slots.idle, shutdown).await;
+    drop(permit);
 }
 
 /// Serves until `shutdown` turns true, then waits (at most 30 s) for the
@@ -72,37 +107,12 @@ pub async fn serve(
                 continue;
             }
         };
+        let slots = Slots {
+            permits: Arc::clone(&permits),
+            idle: Arc::clone(&idle),
+        };
         let (agent, limits, shutdown) = (Arc::clone(&agent), limits.clone(), shutdown.clone());
-        let (permits, idle) = (Arc::clone(&permits), Arc::clone(&idle));
-        tokio::spawn(async move {
-            // Before a slot is taken or an idle client evicted: another
-            // user must not be able to push our own clients out.
-            if let Err(reason) = peer::check(&stream) {
-                tracing::warn!("refused a connection: {reason}");
-                peer::refuse(
-                    stream,
-                    ErrorKind::PermissionDenied,
-                    "the agent serves only its own user",
-                )
-                .await;
-                return;
-            }
-            let Some(permit) = make_room(&permits, &idle).await else {
-                tracing::warn!(
-                    limit = limits.max_connections,
-                    "too many busy connections; refusing one"
-                );
-                peer::refuse(
-                    stream,
-                    ErrorKind::Unavailable,
-                    "the agent has too many connections; try again",
-                )
-                .await;
-                return;
-            };
-            connection::serve(stream, agent, &limits, &idle, shutdown).await;
-            drop(permit);
-        });
+        tokio::spawn(admit(stream, agent, limits, slots, shutdown));
     }
     drop(listener);
     let all = u32::try_from(limits.max_connections).unwrap_or(u32::MAX);

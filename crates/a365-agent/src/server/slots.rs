@@ -88,3 +88,63 @@ pub(super) async fn make_room(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_free_slot_is_taken_at_once() {
+        let permits = Arc::new(Semaphore::new(2));
+        let idle = Idle::default();
+        let start = tokio::time::Instant::now();
+        let a = make_room(&permits, &idle).await;
+        let b = make_room(&permits, &idle).await;
+        assert!(a.is_some() && b.is_some());
+        assert_eq!(start.elapsed(), Duration::ZERO);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_oldest_idle_connection_makes_room() {
+        let permits = Arc::new(Semaphore::new(2));
+        let idle = Idle::default();
+        let old = make_room(&permits, &idle).await;
+        let young = make_room(&permits, &idle).await;
+        let old_ticket = idle.enter();
+        let young_ticket = idle.enter();
+        // What a connection does when told to go: drop its slot.
+        let evicted = Arc::clone(&old_ticket.evicted);
+        let holder = tokio::spawn(async move {
+            evicted.notified().await;
+            drop(old);
+        });
+        let third = make_room(&permits, &idle).await;
+        assert!(third.is_some());
+        holder.await.unwrap();
+        // The younger one was left alone and is still waiting.
+        assert_eq!(idle.waiting.lock().unwrap().len(), 1);
+        assert!(idle.waiting.lock().unwrap().contains_key(&young_ticket.id));
+        drop((young, old_ticket));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn busy_connections_are_not_evicted_and_the_newcomer_is_refused_after_a_second() {
+        let permits = Arc::new(Semaphore::new(1));
+        let idle = Idle::default();
+        let busy = make_room(&permits, &idle).await;
+        let start = tokio::time::Instant::now();
+        assert!(make_room(&permits, &idle).await.is_none());
+        assert_eq!(start.elapsed(), Duration::from_secs(1));
+        drop(busy);
+    }
+
+    #[test]
+    fn a_ticket_leaves_the_idle_list_when_dropped() {
+        let idle = Idle::default();
+        let ticket = idle.enter();
+        assert_eq!(idle.waiting.lock().unwrap().len(), 1);
+        drop(ticket);
+        assert!(idle.waiting.lock().unwrap().is_empty());
+        assert!(!idle.evict_oldest());
+    }
+}
