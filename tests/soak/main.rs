@@ -198,5 +198,8 @@ fn soak_with_faults() {
     assert_eq!(faulty.bad_tokens.load(Ordering::Relaxed), 0, "{faulty:?}");
     assert!(faulty.other_errors.lock().unwrap().is_empty(), "{faulty:?}");
     assert!(!agent.log().contains("panicked"));
-    println!("agent RSS after the soak with faults: {} KiB", agent.rss_kib());
+    println!(
+        "agent RSS after the soak with faults: {} KiB",
+        agent.rss_kib()
+    );
 }

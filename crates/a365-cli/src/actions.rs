@@ -38,7 +38,7 @@ fn get_token(
 
 pub fn token(socket: &Path, args: TokenArgs) -> Result<(), Error> {
     let reply = get_token(socket, args.profile, args.min_valid, args.scopes)?;
-    let bytes = output::token(&reply, args.format);
+    let bytes = output::token(&reply, args.format).map_err(|e| Error::Other(e.into()))?;
     output::to_stdout(&bytes)
 }
 

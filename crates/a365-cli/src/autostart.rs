@@ -6,10 +6,7 @@
 //! Not done when `A365_NO_AUTOSTART=1`, nor for `ping`, whose job is to say
 //! whether an agent runs.
 
-use std::path::Path;
-#[cfg(unix)]
-use std::path::PathBuf;
-#[cfg(unix)]
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use a365_proto::{Client, ClientError};
@@ -34,12 +31,58 @@ fn enabled() -> bool {
     std::env::var_os("A365_NO_AUTOSTART").is_none_or(|v| v.is_empty() || v == "0")
 }
 
-#[cfg(unix)]
+fn failed(what: &str, e: &dyn std::fmt::Display) -> Error {
+    Error::Other(anyhow::anyhow!("starting an agent: {what}: {e}"))
+}
+
 fn start(socket: &Path) -> Result<(), Error> {
+    // Held until dropped (closed) at the end of this function.
+    let lock = take_turn(socket)?;
+    if Client::connect(socket).is_ok() {
+        return Ok(()); // another client started it while we waited
+    }
+    let agent = agent_binary();
+    // `--daemon` returns once the agent answers on its socket.
+    let mut command = Command::new(&agent);
+    command
+        .arg("--daemon")
+        .arg("--socket")
+        .arg(socket)
+        // Started from inside `a365 exec`: the agent has no use for it.
+        .env_remove("A365_TOKEN")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    #[cfg(windows)]
+    {
+        use std::os::windows::process::CommandExt;
+        // No console window flashes up for it.
+        const CREATE_NO_WINDOW: u32 = 0x0800_0000;
+        command.creation_flags(CREATE_NO_WINDOW);
+    }
+    let output = command
+        .output()
+        .map_err(|e| failed(&agent.display().to_string(), &e))?;
+    if !output.status.success() {
+        return Err(Error::Other(anyhow::anyhow!(
+            "no agent was running and starting {} failed: {}",
+            agent.display(),
+            String::from_utf8_lossy(&output.stderr).trim()
+        )));
+    }
+    eprintln!(
+        "a365: started a365-agent at {} (set A365_NO_AUTOSTART=1 to never do this)",
+        socket.display()
+    );
+    drop(lock);
+    Ok(())
+}
+
+/// Clients that race to start an agent take turns on a lock file next to
+/// the socket, in a directory that must be ours.
+#[cfg(unix)]
+fn take_turn(socket: &Path) -> Result<std::fs::File, Error> {
     use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
-    let failed = |what: &str, e: &dyn std::fmt::Display| {
-        Error::Other(anyhow::anyhow!("starting an agent: {what}: {e}"))
-    };
     let dir = socket.parent().unwrap_or(Path::new("."));
     // The same rules as the agent's: a directory of ours, not a link.
     a365_proto::path::private_dir(dir).map_err(|e| Error::Other(anyhow::anyhow!("{e}")))?;
@@ -61,49 +104,32 @@ fn start(socket: &Path) -> Result<(), Error> {
             &"not a regular file of yours: remove it",
         ));
     }
-    // Held until `lock` is dropped (closed) at the end of this function.
     rustix::fs::flock(&lock, rustix::fs::FlockOperation::LockExclusive)
         .map_err(|e| failed("locking", &e))?;
-    if Client::connect(socket).is_ok() {
-        return Ok(()); // another client started it while we waited
-    }
-    let agent = agent_binary();
-    // `--daemon` returns once the agent answers on its socket.
-    let output = Command::new(&agent)
-        .arg("--daemon")
-        .arg("--socket")
-        .arg(socket)
-        // Started from inside `a365 exec`: the agent has no use for it.
-        .env_remove("A365_TOKEN")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .output()
-        .map_err(|e| failed(&agent.display().to_string(), &e))?;
-    if !output.status.success() {
-        return Err(Error::Other(anyhow::anyhow!(
-            "no agent was running and starting {} failed: {}",
-            agent.display(),
-            String::from_utf8_lossy(&output.stderr).trim()
-        )));
-    }
-    eprintln!(
-        "a365: started a365-agent at {} (set A365_NO_AUTOSTART=1 to never do this)",
-        socket.display()
-    );
-    drop(lock);
-    Ok(())
+    Ok(lock)
 }
 
-#[cfg(not(unix))]
-fn start(_socket: &Path) -> Result<(), Error> {
-    Err(Error::Other(anyhow::anyhow!(
-        "no agent is running: start a365-agent"
-    )))
+/// A pipe has no directory: the lock file is in `%LOCALAPPDATA%\a365`,
+/// which only the user (and administrators) can write.
+#[cfg(windows)]
+fn take_turn(_socket: &Path) -> Result<std::fs::File, Error> {
+    let base = std::env::var_os("LOCALAPPDATA")
+        .map(PathBuf::from)
+        .ok_or_else(|| failed("finding %LOCALAPPDATA%", &"it is not set"))?;
+    let dir = base.join("a365");
+    std::fs::create_dir_all(&dir).map_err(|e| failed(&dir.display().to_string(), &e))?;
+    let lock_path = dir.join("autostart.lock");
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(|e| failed(&lock_path.display().to_string(), &e))?;
+    lock.lock().map_err(|e| failed("locking", &e))?;
+    Ok(lock)
 }
 
 /// `a365-agent` next to this binary (how both are installed), else `PATH`.
-#[cfg(unix)]
 fn agent_binary() -> PathBuf {
     let name = format!("a365-agent{}", std::env::consts::EXE_SUFFIX);
     std::env::current_exe()

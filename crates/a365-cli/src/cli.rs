@@ -100,6 +100,12 @@ pub enum Format {
     Json,
     /// `export A365_TOKEN='…'` lines, for `eval "$(a365 token --format env)"`.
     Env,
+    /// `$env:A365_TOKEN = '…'` lines, for
+    /// `a365 token --format powershell | Invoke-Expression`.
+    Powershell,
+    /// `set "A365_TOKEN=…"` lines, for
+    /// `for /f "delims=" %i in ('a365 token --format cmd') do %i`.
+    Cmd,
 }
 
 #[derive(Debug, Args)]

@@ -8,8 +8,17 @@ use zeroize::Zeroizing;
 
 use crate::cli::Format;
 
+/// A value `cmd.exe` cannot be handed safely: it expands `%` and `!` and
+/// has no quoting that stops it.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "the {0} holds a character cmd.exe would interpret (\" % ! ^ or a control character): \
+     use --format powershell or --format json"
+)]
+pub struct NotForCmd(&'static str);
+
 /// The bytes `a365 token` writes to stdout, in a buffer zeroized on drop.
-pub fn token(reply: &TokenReply, format: Format) -> Zeroizing<Vec<u8>> {
+pub fn token(reply: &TokenReply, format: Format) -> Result<Zeroizing<Vec<u8>>, NotForCmd> {
     let token = reply.token.expose();
     let mut out = Zeroizing::new(Vec::with_capacity(token.len() + 128));
     match format {
@@ -28,6 +37,43 @@ pub fn token(reply: &TokenReply, format: Format) -> Zeroizing<Vec<u8>> {
             if let Some(exp) = reply.expires_at {
                 let _ = write!(ExtendVec(&mut out), "\nexport A365_TOKEN_EXPIRES_AT={exp}");
             }
+        }
+        Format::Powershell => {
+            // Single-quoted strings: nothing inside expands; a quote
+            // (PowerShell also takes the typographic ones) is doubled.
+            out.extend_from_slice(b"$env:A365_TOKEN = ");
+            powershell_quote(&mut out, token);
+            out.extend_from_slice(b"\n$env:A365_PROFILE = ");
+            powershell_quote(&mut out, &reply.profile);
+            if let Some(exp) = reply.expires_at {
+                let _ = write!(
+                    ExtendVec(&mut out),
+                    "\n$env:A365_TOKEN_EXPIRES_AT = '{exp}'"
+                );
+            }
+        }
+        Format::Cmd => {
+            for (what, value) in [("token", token), ("profile name", reply.profile.as_str())] {
+                if value
+                    .chars()
+                    .any(|c| c.is_control() || matches!(c, '"' | '%' | '!' | '^'))
+                {
+                    return Err(NotForCmd(what));
+                }
+            }
+            let _ = write!(ExtendVec(&mut out), "set \"A365_TOKEN={token}\"");
+            let _ = write!(
+                ExtendVec(&mut out),
+                "\r\nset \"A365_PROFILE={}\"",
+                reply.profile
+            );
+            if let Some(exp) = reply.expires_at {
+                let _ = write!(
+                    ExtendVec(&mut out),
+                    "\r\nset \"A365_TOKEN_EXPIRES_AT={exp}\""
+                );
+            }
+            out.push(b'\r');
         }
         Format::Json => {
             #[derive(Serialize)]
@@ -50,7 +96,20 @@ pub fn token(reply: &TokenReply, format: Format) -> Zeroizing<Vec<u8>> {
         }
     }
     out.push(b'\n');
-    out
+    Ok(out)
+}
+
+/// `value` in PowerShell single quotes: each quote character doubled.
+fn powershell_quote(out: &mut Vec<u8>, value: &str) {
+    out.push(b'\'');
+    let mut buf = [0u8; 4];
+    for c in value.chars() {
+        if matches!(c, '\'' | '\u{2018}' | '\u{2019}' | '\u{201a}' | '\u{201b}') {
+            out.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
+        }
+        out.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
+    }
+    out.push(b'\'');
 }
 
 /// Writes all of `bytes` to stdout and flushes. A reader that went away
@@ -340,13 +399,13 @@ mod tests {
 
     #[test]
     fn token_formats() {
-        assert_eq!(&token(&reply(), Format::Raw)[..], b"tok\n");
+        assert_eq!(&token(&reply(), Format::Raw).unwrap()[..], b"tok\n");
         assert_eq!(
-            &token(&reply(), Format::Header)[..],
+            &token(&reply(), Format::Header).unwrap()[..],
             b"Authorization: Bearer tok\n"
         );
         let json: serde_json::Value =
-            serde_json::from_slice(&token(&reply(), Format::Json)).unwrap();
+            serde_json::from_slice(&token(&reply(), Format::Json).unwrap()).unwrap();
         assert_eq!(json["token"], "tok");
         assert_eq!(json["expires_at"], 1_900_000_000);
         assert_eq!(json["expires_at_rfc3339"], "2030-03-17T17:46:40Z");
@@ -355,7 +414,7 @@ mod tests {
         let mut quoted = reply();
         quoted.token = WireSecret::new(SecretString::from("a'b"));
         assert_eq!(
-            &token(&quoted, Format::Env)[..],
+            &token(&quoted, Format::Env).unwrap()[..],
             b"export A365_TOKEN='a'\\''b'\nexport A365_PROFILE='work'\nexport A365_TOKEN_EXPIRES_AT=1900000000\n"
         );
     }
@@ -364,13 +423,44 @@ mod tests {
     fn every_env_value_is_quoted_for_the_shell() {
         let mut hostile = reply();
         hostile.profile = "x'; touch /tmp/pwned; '".into();
-        let out = token(&hostile, Format::Env);
+        let out = token(&hostile, Format::Env).unwrap();
         let expected = concat!(
             "export A365_TOKEN='tok'\n",
             r"export A365_PROFILE='x'\''; touch /tmp/pwned; '\'''",
             "\nexport A365_TOKEN_EXPIRES_AT=1900000000\n"
         );
         assert_eq!(std::str::from_utf8(&out).unwrap(), expected);
+    }
+
+    #[test]
+    fn powershell_values_are_single_quoted_with_quotes_doubled() {
+        let mut hostile = reply();
+        hostile.profile = "x'; Remove-Item C:\\ -Recurse; \u{2019}$(calc)".into();
+        let out = token(&hostile, Format::Powershell).unwrap();
+        let expected = concat!(
+            "$env:A365_TOKEN = 'tok'\n",
+            "$env:A365_PROFILE = 'x''; Remove-Item C:\\ -Recurse; \u{2019}\u{2019}$(calc)'\n",
+            "$env:A365_TOKEN_EXPIRES_AT = '1900000000'\n"
+        );
+        assert_eq!(std::str::from_utf8(&out).unwrap(), expected);
+    }
+
+    #[test]
+    fn cmd_lines_or_a_refusal() {
+        let out = token(&reply(), Format::Cmd).unwrap();
+        assert_eq!(
+            std::str::from_utf8(&out).unwrap(),
+            "set \"A365_TOKEN=tok\"\r\nset \"A365_PROFILE=work\"\r\nset \"A365_TOKEN_EXPIRES_AT=1900000000\"\r\n"
+        );
+        for bad in ["a%PATH%", "a!b!", "a\"&calc", "a^b", "a\nb"] {
+            let mut hostile = reply();
+            hostile.profile = bad.into();
+            let err = token(&hostile, Format::Cmd).unwrap_err().to_string();
+            assert!(
+                err.contains("profile name") && err.contains("powershell"),
+                "{err}"
+            );
+        }
     }
 
     #[test]

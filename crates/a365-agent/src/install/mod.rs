@@ -1,16 +1,18 @@
 //! `--install-service` / `--uninstall-service`: the systemd user units
-//! (Linux) or the LaunchAgent (macOS) for the current user, with the real
-//! path of this binary filled in.
+//! (Linux), the LaunchAgent (macOS) or the `Run` key value (Windows) for
+//! the current user, with the real path of this binary filled in.
 //!
 //! The files in `systemd/` and `launchd/` are compiled in, so what is
 //! installed is exactly what the repository ships and tests check.
 
 use std::path::{Path, PathBuf};
 
+pub mod windows;
+
 /// The user service; its `ExecStart=` line is replaced on install.
-pub const SYSTEMD_SERVICE: &str = include_str!("../../../systemd/a365-agent.service");
+pub const SYSTEMD_SERVICE: &str = include_str!("../../../../systemd/a365-agent.service");
 /// The socket unit, installed as is.
-pub const SYSTEMD_SOCKET: &str = include_str!("../../../systemd/a365-agent.socket");
+pub const SYSTEMD_SOCKET: &str = include_str!("../../../../systemd/a365-agent.socket");
 pub const SYSTEMD_SERVICE_NAME: &str = "a365-agent.service";
 pub const SYSTEMD_SOCKET_NAME: &str = "a365-agent.socket";
 /// Where the socket unit listens, relative to `$XDG_RUNTIME_DIR` (`%t`):
@@ -18,7 +20,7 @@ pub const SYSTEMD_SOCKET_NAME: &str = "a365-agent.socket";
 pub const SYSTEMD_LISTEN: &str = "%t/a365/agent.sock";
 
 /// The LaunchAgent, with `@A365_AGENT@`, `@SOCKET@` and `@LOG@` to fill in.
-pub const LAUNCHD_PLIST: &str = include_str!("../../../launchd/com.a365.agent.plist");
+pub const LAUNCHD_PLIST: &str = include_str!("../../../../launchd/com.a365.agent.plist");
 pub const LAUNCHD_LABEL: &str = "com.a365.agent";
 
 #[derive(Debug, thiserror::Error)]
@@ -185,9 +187,12 @@ pub fn uninstall_launchd(agents_dir: &Path) -> Result<Report, InstallError> {
 
 /// Installs for this platform and this user.
 pub fn install() -> Result<Report, InstallError> {
-    let bin = std::env::current_exe()
-        .and_then(|p| p.canonicalize())
-        .map_err(InstallError::NoExe)?;
+    let exe = std::env::current_exe().map_err(InstallError::NoExe)?;
+    if cfg!(windows) {
+        // Already absolute; canonical would be a `\\?\` path.
+        return windows::install(&exe);
+    }
+    let bin = exe.canonicalize().map_err(InstallError::NoExe)?;
     let dirs = directories::BaseDirs::new().ok_or(InstallError::NoHome)?;
     if cfg!(target_os = "macos") {
         let home = dirs.home_dir();
@@ -204,6 +209,9 @@ pub fn install() -> Result<Report, InstallError> {
 
 /// Undoes [`install`].
 pub fn uninstall() -> Result<Report, InstallError> {
+    if cfg!(windows) {
+        return windows::uninstall();
+    }
     let dirs = directories::BaseDirs::new().ok_or(InstallError::NoHome)?;
     if cfg!(target_os = "macos") {
         uninstall_launchd(&dirs.home_dir().join("Library/LaunchAgents"))
