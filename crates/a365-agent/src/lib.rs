@@ -12,6 +12,8 @@ pub mod endpoint;
 pub mod events;
 pub mod expiry;
 pub mod install;
+#[cfg(target_os = "macos")]
+pub mod launchd;
 pub mod logging;
 pub mod login;
 pub mod notify;
@@ -155,7 +157,7 @@ async fn listen(
         Some(inherited) => {
             let path = inherited.path().unwrap_or_else(|| socket.to_owned());
             let listener = inherited.into_listener()?;
-            tracing::info!(socket = %path.display(), pid, "listening on the socket systemd passed");
+            tracing::info!(socket = %path.display(), pid, "listening on the socket systemd or launchd passed");
             listener
         }
         None => {

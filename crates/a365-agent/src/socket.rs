@@ -40,12 +40,35 @@ pub struct Inherited {
     listener: std::os::unix::net::UnixListener,
 }
 
+/// The socket launchd holds for the LaunchAgent, if it started us.
+#[cfg(target_os = "macos")]
+fn from_launchd() -> Result<Option<Inherited>, SocketError> {
+    let fds = crate::launchd::activated_sockets()
+        .map_err(|e| SocketError::Inherited(format!("launch_activate_socket: {e}")))?;
+    let Some(mut fds) = fds else {
+        return Ok(None);
+    };
+    if fds.len() != 1 {
+        return Err(SocketError::Inherited(format!(
+            "launchd passed {} sockets, expected one",
+            fds.len()
+        )));
+    }
+    let fd = fds.remove(0);
+    let listener = std::os::unix::net::UnixListener::from(fd);
+    Ok(Some(Inherited { listener }))
+}
+
 /// Takes the socket that systemd passed, if `LISTEN_PID` names this process.
 ///
 /// Call it before any thread starts: it removes `LISTEN_PID` and
 /// `LISTEN_FDS` from the environment, so that programs the agent runs do
 /// not believe the socket is theirs.
 pub fn inherited() -> Result<Option<Inherited>, SocketError> {
+    #[cfg(target_os = "macos")]
+    if let Some(inherited) = from_launchd()? {
+        return Ok(Some(inherited));
+    }
     #[cfg(unix)]
     {
         // listenfd also accepts a missing LISTEN_PID; the protocol doesn't.

@@ -190,6 +190,11 @@ fn the_launch_agent_agrees_with_the_code() {
     );
     assert_eq!(plist["StandardErrorPath"], log.to_str().unwrap());
     assert_eq!(plist["RunAtLoad"], true);
+    // launchd holds the socket (0600) under the name the agent asks for
+    // (`launchd::SOCKET_NAME`, compiled on macOS only).
+    let listener = &plist["Sockets"]["Listener"];
+    assert_eq!(listener["SockPathName"], socket.to_str().unwrap());
+    assert_eq!(listener["SockPathMode"], 0o600);
     assert_eq!(plist["KeepAlive"]["SuccessfulExit"], false);
     assert_eq!(plist["HardResourceLimits"]["Core"], 0);
 

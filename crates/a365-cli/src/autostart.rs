@@ -119,14 +119,29 @@ fn take_turn(_socket: &Path) -> Result<std::fs::File, Error> {
     let dir = base.join("a365");
     std::fs::create_dir_all(&dir).map_err(|e| failed(&dir.display().to_string(), &e))?;
     let lock_path = dir.join("autostart.lock");
-    let lock = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&lock_path)
-        .map_err(|e| failed(&lock_path.display().to_string(), &e))?;
-    lock.lock().map_err(|e| failed("locking", &e))?;
-    Ok(lock)
+    // Opened with no sharing: while one client holds it, the others'
+    // opens fail with a sharing violation, and they wait their turn.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        use std::os::windows::fs::OpenOptionsExt;
+        const ERROR_SHARING_VIOLATION: i32 = 32;
+        match std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .share_mode(0)
+            .open(&lock_path)
+        {
+            Ok(lock) => return Ok(lock),
+            Err(e)
+                if e.raw_os_error() == Some(ERROR_SHARING_VIOLATION)
+                    && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            Err(e) => return Err(failed(&lock_path.display().to_string(), &e)),
+        }
+    }
 }
 
 /// `a365-agent` next to this binary (how both are installed), else `PATH`.

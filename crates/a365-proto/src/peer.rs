@@ -67,6 +67,21 @@ pub fn pipe_sddl(sid: &str) -> String {
     format!("D:P(A;;GA;;;{sid})")
 }
 
+/// The SDDL of a private file or directory: a protected DACL granting only
+/// `sid`, inherited by what is created inside (`OICI`).
+pub fn private_file_sddl(sid: &str) -> String {
+    format!("D:P(A;OICI;FA;;;{sid})")
+}
+
+/// Windows' `chmod 700`: replaces the access list of `path` with one that
+/// grants only this process's user (the inherited one of `%LOCALAPPDATA%`
+/// also admits SYSTEM and Administrators).
+#[cfg(windows)]
+pub fn make_private(path: &std::path::Path) -> std::io::Result<()> {
+    let sddl = private_file_sddl(&windows::sid_string(&windows::current_user()?));
+    windows::set_file_dacl(path, &sddl)
+}
+
 #[cfg(windows)]
 #[allow(unsafe_code)]
 mod windows {
@@ -76,9 +91,14 @@ mod windows {
     use std::io;
 
     use windows_sys::Win32::Foundation::{CloseHandle, HANDLE, LocalFree};
-    use windows_sys::Win32::Security::Authorization::ConvertSidToStringSidW;
+    use windows_sys::Win32::Security::Authorization::{
+        ConvertSidToStringSidW, ConvertStringSecurityDescriptorToSecurityDescriptorW,
+        SDDL_REVISION_1,
+    };
     use windows_sys::Win32::Security::{
-        GetLengthSid, GetTokenInformation, TOKEN_QUERY, TOKEN_USER, TokenUser,
+        DACL_SECURITY_INFORMATION, GetLengthSid, GetTokenInformation,
+        PROTECTED_DACL_SECURITY_INFORMATION, PSECURITY_DESCRIPTOR, SetFileSecurityW, TOKEN_QUERY,
+        TOKEN_USER, TokenUser,
     };
     use windows_sys::Win32::System::Threading::{
         GetCurrentProcess, OpenProcess, OpenProcessToken, PROCESS_QUERY_LIMITED_INFORMATION,
@@ -150,6 +170,48 @@ mod windows {
         }
     }
 
+    fn wide(s: &std::ffi::OsStr) -> Vec<u16> {
+        use std::os::windows::ffi::OsStrExt;
+        s.encode_wide().chain(Some(0)).collect()
+    }
+
+    /// Sets the DACL of `path` from `sddl` (`D:P(...)`), protected from
+    /// inheritance.
+    pub fn set_file_dacl(path: &std::path::Path, sddl: &str) -> io::Result<()> {
+        let sddl = wide(std::ffi::OsStr::new(sddl));
+        let path = wide(path.as_os_str());
+        let mut sd: PSECURITY_DESCRIPTOR = std::ptr::null_mut();
+        // SAFETY: a NUL-terminated string and an out pointer; `sd` is
+        // freed below.
+        let ok = unsafe {
+            ConvertStringSecurityDescriptorToSecurityDescriptorW(
+                sddl.as_ptr(),
+                SDDL_REVISION_1,
+                &mut sd,
+                std::ptr::null_mut(),
+            )
+        };
+        if ok == 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: a NUL-terminated path and the descriptor made above.
+        let ok = unsafe {
+            SetFileSecurityW(
+                path.as_ptr(),
+                DACL_SECURITY_INFORMATION | PROTECTED_DACL_SECURITY_INFORMATION,
+                sd,
+            )
+        };
+        let result = if ok == 0 {
+            Err(io::Error::last_os_error())
+        } else {
+            Ok(())
+        };
+        // SAFETY: allocated by the conversion above, freed once.
+        unsafe { LocalFree(sd) };
+        result
+    }
+
     /// `S-1-5-21-…`, for SDDL and messages.
     pub fn sid_string(sid: &Sid) -> String {
         let mut text: *mut u16 = std::ptr::null_mut();
@@ -177,6 +239,17 @@ mod tests {
         assert_eq!(
             pipe_sddl("S-1-5-21-1-2-3-1001"),
             "D:P(A;;GA;;;S-1-5-21-1-2-3-1001)"
+        );
+    }
+
+    /// Protected (nothing inherited from `%LOCALAPPDATA%`, which admits
+    /// SYSTEM and Administrators), full access for the user alone, passed
+    /// on to the files created inside.
+    #[test]
+    fn a_private_file_dacl_grants_only_the_user_and_is_inherited_inside() {
+        assert_eq!(
+            private_file_sddl("S-1-5-21-1-2-3-1001"),
+            "D:P(A;OICI;FA;;;S-1-5-21-1-2-3-1001)"
         );
     }
 }

@@ -211,7 +211,17 @@ fn private_file(path: &Path) -> io::Result<File> {
         }
         Ok(file)
     }
-    #[cfg(not(unix))]
+    #[cfg(windows)]
+    {
+        let file = options.open(path)?;
+        if let Err(e) = a365_proto::peer::make_private(path) {
+            drop(file);
+            let _ = fs::remove_file(path);
+            return Err(e);
+        }
+        Ok(file)
+    }
+    #[cfg(not(any(unix, windows)))]
     options.open(path)
 }
 
@@ -226,7 +236,12 @@ fn create_private_dir(dir: &Path) -> io::Result<()> {
         builder.create(dir)?;
         fs::set_permissions(dir, fs::Permissions::from_mode(0o700))
     }
-    #[cfg(not(unix))]
+    #[cfg(windows)]
+    {
+        builder.create(dir)?;
+        a365_proto::peer::make_private(dir)
+    }
+    #[cfg(not(any(unix, windows)))]
     builder.create(dir)
 }
 

@@ -158,6 +158,14 @@ pub fn install_launchd(
     log: &Path,
 ) -> Result<Report, InstallError> {
     let plist = launchd_plist(bin, socket, log)?;
+    // launchd creates the socket but not its directory: ours, private.
+    #[cfg(unix)]
+    if let Some(dir) = socket.parent() {
+        a365_proto::path::private_dir(dir).map_err(|e| InstallError::Write {
+            path: dir.to_owned(),
+            source: std::io::Error::other(e),
+        })?;
+    }
     if let Some(dir) = log.parent() {
         create_dir(dir)?;
     }
