@@ -191,6 +191,37 @@ fn a_browser_login_gets_a_token_and_a_refresh_token() {
     std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
 }
 
+/// The server grants `offline_access` only with `prompt=consent` (OpenID
+/// Connect Core §11), which a365 sends by default (the test above got its
+/// refresh token so). A profile whose authorize URL names its own `prompt`
+/// keeps it, gets no refresh token, and is told at once why.
+#[test]
+fn a_login_without_consent_for_offline_access_says_so_at_once() {
+    let server = server(3600);
+    let env = Env::new();
+    let _agent = env.start_agent();
+    let port = free_port();
+    let authorize = server
+        .token_url()
+        .replace("/connect/token", "/connect/authorize?prompt=login");
+    add_login_profile(&env, &server, port, &["--authorize-url", &authorize]);
+    let out = login_with(&env, &browser_script(&env)).ok();
+    assert!(
+        out.stderr.contains(
+            "the provider granted no refresh token although offline_access was asked for"
+        ),
+        "{}",
+        out.stderr
+    );
+    assert!(out.stderr.contains("consent page"), "{}", out.stderr);
+    let token = env.token("design");
+    let scopes = jwt_payload(&token)["scope"].clone();
+    assert!(
+        !scopes.as_array().unwrap().iter().any(|s| s == "offline_access"),
+        "{scopes}"
+    );
+}
+
 #[test]
 fn a_wrong_state_is_ignored_and_an_abandoned_login_times_out_and_frees_the_port() {
     let server = server(3600);

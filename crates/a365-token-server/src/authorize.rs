@@ -1,6 +1,9 @@
 //! `GET /connect/authorize`: the browser half of RFC 6749 §4.1 with PKCE
 //! (RFC 7636). There is no user to ask: a well-formed request is approved
 //! at once and redirected to the loopback `redirect_uri` with a code.
+//! As OpenID Connect Core §11 says (and node-oidc-provider does),
+//! `offline_access` is granted only with `prompt=consent`: without it, no
+//! refresh token.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -40,7 +43,7 @@ pub async fn authorize(
             client_id: field("client_id").to_owned(),
             redirect_uri: redirect_uri.to_owned(),
             challenge: field("code_challenge").to_owned(),
-            scope: field("scope").to_owned(),
+            scope: granted_scope(field("scope"), field("prompt")),
         })
     });
     let mut pairs = form_urlencoded::Serializer::new(String::new());
@@ -52,6 +55,16 @@ pub async fn authorize(
     let separator = if redirect_uri.contains('?') { '&' } else { '?' };
     let location = format!("{redirect_uri}{separator}{}", pairs.finish());
     (StatusCode::FOUND, [(header::LOCATION, location)]).into_response()
+}
+
+/// The scope asked for, less `offline_access` unless consent was prompted.
+fn granted_scope(scope: &str, prompt: &str) -> String {
+    let consent = prompt.split_whitespace().any(|p| p == "consent");
+    scope
+        .split_whitespace()
+        .filter(|s| consent || *s != "offline_access")
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// Loopback `http` redirects only, as RFC 8252 §7.3 registers them.

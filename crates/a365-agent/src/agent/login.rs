@@ -217,6 +217,9 @@ impl Agent {
             ErrorReply::new(ErrorKind::NeedsReauth, message)
         })?;
         let refreshable = fresh.refresh_token.is_some();
+        let asked_offline = crate::provider::requested_scopes(&profile.spec)
+            .iter()
+            .any(|s| s == crate::provider::authorization_code::OFFLINE_ACCESS);
         let account = account(&fresh.access_token);
         let expires_at_ms = fresh.expires_at_ms;
         credential.refresh_token = fresh.refresh_token;
@@ -230,8 +233,13 @@ impl Agent {
             a365_proto::human_ms(expires_at_ms - now),
             if refreshable {
                 ", renewed with its refresh token from now on"
+            } else if asked_offline {
+                "; but the provider granted no refresh token although offline_access was asked \
+                 for, so log in again when it expires. Allow offline access on the consent page, \
+                 or ask the provider's administrator to allow refresh tokens for this client"
             } else {
-                "; no refresh token was granted, so log in again when it expires"
+                "; no refresh token was granted (the profile's scopes do not include \
+                 offline_access), so log in again when it expires"
             }
         ))
     }

@@ -197,7 +197,10 @@ impl Pkce {
     }
 }
 
-/// The URL the user opens.
+/// The URL the user opens. Asking for `offline_access` (a refresh token)
+/// also sends `prompt=consent`, which OpenID Connect Core §11 requires for
+/// it and strict providers enforce (no refresh token otherwise), unless
+/// the profile's `authorize_url` names a `prompt` of its own.
 pub fn authorize_url(
     authorize: &reqwest::Url,
     client_id: &str,
@@ -214,8 +217,15 @@ pub fn authorize_url(
         .append_pair("state", &pkce.state)
         .append_pair("code_challenge", &pkce.challenge)
         .append_pair("code_challenge_method", "S256");
+    let own_prompt = authorize.query_pairs().any(|(k, _)| k == "prompt");
+    if scopes.iter().any(|s| s == OFFLINE_ACCESS) && !own_prompt {
+        url.query_pairs_mut().append_pair("prompt", "consent");
+    }
     url
 }
+
+/// The scope that asks for a refresh token.
+pub const OFFLINE_ACCESS: &str = "offline_access";
 
 /// `grant_type=authorization_code` with the verifier (and the client
 /// secret, for confidential clients such as Nexar's).
@@ -286,5 +296,23 @@ mod tests {
         assert!(!text.contains(pkce.verifier.expose_secret()));
         assert!(text.contains("scope=openid+offline_access"));
         assert!(text.contains("redirect_uri=http%3A%2F%2Flocalhost%3A3000%2Flogin"));
+        assert!(text.ends_with("&prompt=consent"), "{text}");
+    }
+
+    #[test]
+    fn prompt_consent_only_for_offline_access_and_never_over_the_profiles_own() {
+        let pkce = Pkce::generate().unwrap();
+        let redirect: reqwest::Url = "http://localhost:3000/login".parse().unwrap();
+        let plain: reqwest::Url = "https://idp.example/authorize".parse().unwrap();
+        let url = authorize_url(&plain, "cid", &redirect, &["openid".into()], &pkce);
+        assert!(!url.as_str().contains("prompt="), "{url}");
+        let own: reqwest::Url = "https://idp.example/authorize?prompt=login"
+            .parse()
+            .unwrap();
+        let offline = ["openid".into(), OFFLINE_ACCESS.into()];
+        let url = authorize_url(&own, "cid", &redirect, &offline, &pkce);
+        let prompts: Vec<_> = url.query_pairs().filter(|(k, _)| k == "prompt").collect();
+        assert_eq!(prompts.len(), 1, "{url}");
+        assert_eq!(prompts[0].1, "login");
     }
 }
