@@ -16,6 +16,7 @@ mod crash_trials;
 mod events;
 mod failures;
 mod fault_suite;
+mod forward;
 mod json_mode;
 mod keyring;
 mod providers;

@@ -217,7 +217,11 @@ fn a_login_without_consent_for_offline_access_says_so_at_once() {
     let token = env.token("design");
     let scopes = jwt_payload(&token)["scope"].clone();
     assert!(
-        !scopes.as_array().unwrap().iter().any(|s| s == "offline_access"),
+        !scopes
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s == "offline_access"),
         "{scopes}"
     );
 }

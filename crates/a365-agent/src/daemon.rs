@@ -122,11 +122,25 @@ fn child_args(args: &[std::ffi::OsString]) -> Vec<std::ffi::OsString> {
     out
 }
 
+/// Why `--kill` did not stop an agent.
+#[derive(Debug, thiserror::Error)]
+pub enum StopError {
+    #[error(transparent)]
+    Client(#[from] a365_proto::ClientError),
+    /// The agent answered, and refused (a token-only socket, say).
+    #[error("the agent at {path} did not stop: {message}")]
+    Refused { path: String, message: String },
+}
+
 /// Asks the agent at `socket` to stop (`--kill`).
-pub fn stop(socket: &Path) -> Result<(), a365_proto::ClientError> {
-    Client::connect(socket)?
-        .call(&Request::Shutdown)
-        .map(|_| ())
+pub fn stop(socket: &Path) -> Result<(), StopError> {
+    match Client::connect(socket)?.call(&Request::Shutdown)? {
+        Response::Error(e) => Err(StopError::Refused {
+            path: socket.display().to_string(),
+            message: e.message,
+        }),
+        _ => Ok(()),
+    }
 }
 
 /// `A365_AGENT_SOCK=…; export A365_AGENT_SOCK;` quoted for POSIX shells.

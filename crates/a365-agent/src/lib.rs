@@ -55,6 +55,9 @@ pub enum RunError {
 #[derive(Debug, Clone)]
 pub struct Options {
     pub socket: PathBuf,
+    /// A second socket that serves tokens only, for forwarding (`ssh -R`)
+    /// or bind-mounting into a container; else config's `token_socket`.
+    pub token_socket: Option<PathBuf>,
     pub paths: Paths,
     pub limits: server::Limits,
     pub timeouts: Timeouts,
@@ -100,6 +103,15 @@ pub async fn run(
     let config = Config::load(&options.paths.config_file)?;
     let owns_socket = inherited.is_none();
     let listener = listen(&options.socket, inherited).await?;
+    let token_socket = options.token_socket.clone().or(config.token_socket.clone());
+    let token_listener = match &token_socket {
+        Some(path) => {
+            let listener = socket::bind(path).await?;
+            tracing::info!(socket = %path.display(), "listening for token requests only");
+            Some(listener)
+        }
+        None => None,
+    };
     let shared = Arc::new(shared::Shared {
         http: http_client(&config, options.timeouts.http)?,
         events: events::Events::default(),
@@ -132,16 +144,33 @@ pub async fn run(
             notify::stopping();
         }
     });
+    let token_only = token_listener.map(|listener| {
+        let (agent, limits, stop) = (Arc::clone(&agent), options.limits.clone(), stop_rx.clone());
+        tokio::spawn(server::serve(
+            listener,
+            agent,
+            limits,
+            server::Access::TokenOnly,
+            stop,
+        ))
+    });
     server::serve(
         listener,
         Arc::clone(&agent),
         options.limits.clone(),
+        server::Access::Full,
         stop_rx,
     )
     .await;
+    if let Some(task) = token_only {
+        let _ = task.await;
+    }
     agent.stop_profiles().await;
     if owns_socket {
         let _ = std::fs::remove_file(&options.socket);
+    }
+    if let Some(path) = &token_socket {
+        let _ = std::fs::remove_file(path);
     }
     tracing::info!("stopped");
     Ok(())

@@ -19,6 +19,10 @@ struct Args {
     /// Socket to listen on.
     #[arg(long, env = a365_proto::path::SOCKET_ENV, value_name = "PATH")]
     socket: Option<PathBuf>,
+    /// Also listen here for token requests only (token, status, ping,
+    /// watch): the socket to forward with `ssh -R` or mount into a container.
+    #[arg(long, value_name = "PATH")]
+    token_socket: Option<PathBuf>,
     /// Log level (error, warn, info, debug, trace); RUST_LOG overrides.
     #[arg(long, value_name = "LEVEL", default_value = "info")]
     log_level: String,
@@ -109,6 +113,7 @@ fn main() -> ExitCode {
 fn options(args: &Args, socket: std::path::PathBuf, paths: Paths) -> Options {
     Options {
         socket,
+        token_socket: args.token_socket.clone(),
         paths,
         limits: Limits {
             max_connections: args.max_connections,

@@ -43,6 +43,7 @@ async fn a_clock_jump_past_expiry_serves_a_new_token_and_shutdown_is_clean() {
     let dir = tempfile::tempdir().unwrap();
     let socket = dir.path().join("run/a365/agent.sock");
     let options = Options {
+        token_socket: None,
         socket: socket.clone(),
         paths: Paths {
             config_file: dir.path().join("config/config.toml"),

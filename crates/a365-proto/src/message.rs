@@ -59,6 +59,22 @@ pub const MAX_MIN_VALID_MS: u64 = 366 * 24 * 3600 * 1000;
 pub const LOGIN_TIMEOUT_MS: std::ops::RangeInclusive<u64> = 1_000..=3_600_000;
 
 impl Request {
+    /// The command that sends this request, for messages.
+    pub fn command(&self) -> &'static str {
+        match self {
+            Request::Token(_) => "a365 token",
+            Request::Status | Request::StatusPage { .. } => "a365 status",
+            Request::AddProfile(_) => "a365 add",
+            Request::RemoveProfile { .. } => "a365 remove",
+            Request::Refresh { .. } => "a365 refresh",
+            Request::Ping => "a365 ping",
+            Request::Shutdown => "a365-agent --kill",
+            Request::MigrateStore { .. } => "a365 store migrate",
+            Request::Login { .. } | Request::LoginWait { .. } => "a365 login",
+            Request::Watch { .. } => "a365 watch",
+        }
+    }
+
     /// Every number a client sent, brought into the range the agent works
     /// in. Applied once, where a request enters the agent, so no later
     /// arithmetic sees 2^64 - 1 milliseconds.

@@ -89,6 +89,9 @@ pub struct Config {
     /// token) expires, `expires-soon` is announced (daily).
     #[serde(default = "default_expires_soon_days")]
     pub expires_soon_days: u64,
+    /// A second socket that answers only token, status, ping and watch:
+    /// the one to forward (`ssh -R`) or bind-mount into a container.
+    pub token_socket: Option<PathBuf>,
     #[serde(default)]
     pub profiles: BTreeMap<String, ProfileSpec>,
 }

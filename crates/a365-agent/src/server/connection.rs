@@ -14,8 +14,8 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
 use tokio::sync::watch;
 use zeroize::Zeroizing;
 
-use super::Limits;
 use super::slots::Idle;
+use super::{Access, Limits};
 use crate::agent::{Agent, Answer};
 
 /// Serves `stream` until it ends.
@@ -23,6 +23,7 @@ pub(super) async fn serve(
     stream: Stream,
     agent: Arc<Agent>,
     limits: &Limits,
+    access: Access,
     idle: &Idle,
     mut shutdown: watch::Receiver<bool>,
 ) {
@@ -39,6 +40,15 @@ pub(super) async fn serve(
             return;
         };
         let answer = match codec::decode_request(&payload, encoding).map(Request::clamped) {
+            Ok(request) if access == Access::TokenOnly && !token_only(&request) => {
+                let command = request.command();
+                tracing::warn!(command, "refused on the token-only socket");
+                let message = format!(
+                    "this socket serves tokens only (token, status, ping, watch): run `{command}` \
+                     where the agent runs"
+                );
+                Response::error(ErrorKind::PermissionDenied, message).into()
+            }
             Ok(Request::Watch { profile }) => {
                 let (reader, writer) = (&mut reader, &mut writer);
                 super::watching::watch(&agent, profile, reader, writer, encoding, shutdown).await;
@@ -57,6 +67,19 @@ pub(super) async fn serve(
             return;
         }
     }
+}
+
+/// What a token-only socket answers: nothing that changes the agent or
+/// carries a secret in.
+fn token_only(request: &Request) -> bool {
+    matches!(
+        request,
+        Request::Token(_)
+            | Request::Status
+            | Request::StatusPage { .. }
+            | Request::Ping
+            | Request::Watch { .. }
+    )
 }
 
 /// The encoding the client speaks, from its first byte; `None` (after

@@ -23,6 +23,17 @@ use tokio::sync::{Semaphore, watch};
 use crate::agent::Agent;
 use slots::{Idle, make_room};
 
+/// What a socket's clients may ask.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Everything: the agent's own socket.
+    Full,
+    /// `token`, `status`, `ping` and `watch` only: a socket to forward to
+    /// other machines or containers, over which no secret but access
+    /// tokens ever travels and nothing can be changed.
+    TokenOnly,
+}
+
 /// Connection limits.
 #[derive(Debug, Clone)]
 pub struct Limits {
@@ -54,6 +65,7 @@ async fn admit(
     stream: Stream,
     agent: Arc<Agent>,
     limits: Limits,
+    access: Access,
     slots: Slots,
     shutdown: watch::Receiver<bool>,
 ) {
@@ -74,7 +86,7 @@ async fn admit(
         peer::refuse(stream, ErrorKind::Unavailable, message).await;
         return;
     };
-    connection::serve(stream, agent, &limits, &slots.idle, shutdown).await;
+    connection::serve(stream, agent, &limits, access, &slots.idle, shutdown).await;
     drop(permit);
 }
 
@@ -84,6 +96,7 @@ pub async fn serve(
     listener: Listener,
     agent: Arc<Agent>,
     limits: Limits,
+    access: Access,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let permits = Arc::new(Semaphore::new(limits.max_connections));
@@ -112,7 +125,7 @@ pub async fn serve(
             idle: Arc::clone(&idle),
         };
         let (agent, limits, shutdown) = (Arc::clone(&agent), limits.clone(), shutdown.clone());
-        tokio::spawn(admit(stream, agent, limits, slots, shutdown));
+        tokio::spawn(admit(stream, agent, limits, access, slots, shutdown));
     }
     drop(listener);
     let all = u32::try_from(limits.max_connections).unwrap_or(u32::MAX);
