@@ -30,7 +30,10 @@ fn token_socket(env: &Env) -> PathBuf {
 fn check_token_only(session: &Session, socket: &Path) {
     let env = &session.env;
     let token = env.token("work");
-    assert_eq!(a365_at(env, socket, &["token", "work"]).ok().stdout.trim(), token);
+    assert_eq!(
+        a365_at(env, socket, &["token", "work"]).ok().stdout.trim(),
+        token
+    );
     let status = a365_at(env, socket, &["status", "--json"]).ok().json();
     assert_eq!(status[0]["name"], "work");
     a365_at(env, socket, &["ping"]).ok();
@@ -41,7 +44,11 @@ fn check_token_only(session: &Session, socket: &Path) {
         &["login", "work"],
     ] {
         let out = a365_at(env, socket, args).code(9);
-        assert!(out.stderr.contains("serves tokens only"), "{args:?}: {}", out.stderr);
+        assert!(
+            out.stderr.contains("serves tokens only"),
+            "{args:?}: {}",
+            out.stderr
+        );
     }
     let secrets = r#"{"refresh_token":"rt-from-afar"}"#;
     let out = Out::from({
@@ -57,7 +64,12 @@ fn check_token_only(session: &Session, socket: &Path) {
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-        child.stdin.take().unwrap().write_all(secrets.as_bytes()).unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(secrets.as_bytes())
+            .unwrap();
         child.wait_with_output().unwrap()
     })
     .code(9);
@@ -72,7 +84,15 @@ fn check_token_only(session: &Session, socket: &Path) {
     assert_ne!(out.code, 0, "--kill over the token socket: {}", out.stderr);
     // Still running, still one profile, and each refusal was logged.
     env.a365(&["ping"]).ok();
-    assert_eq!(env.a365(&["status", "--json"]).ok().json().as_array().unwrap().len(), 1);
+    assert_eq!(
+        env.a365(&["status", "--json"])
+            .ok()
+            .json()
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
     assert!(
         wait_until(Duration::from_secs(5), || session
             .agent
@@ -96,8 +116,11 @@ fn session_with_token_socket(by_flag: bool) -> (Session, PathBuf) {
     } else {
         let config = env.config_file();
         std::fs::create_dir_all(config.parent().unwrap()).unwrap();
-        std::fs::write(&config, format!("token_socket = {:?}\n", socket.to_str().unwrap()))
-            .unwrap();
+        std::fs::write(
+            &config,
+            format!("token_socket = {:?}\n", socket.to_str().unwrap()),
+        )
+        .unwrap();
         env.spawn_agent(&[])
     };
     agent.wait_ready(&env.socket);
@@ -188,7 +211,11 @@ impl Sshd {
         let up = wait_until(Duration::from_secs(10), || {
             std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
         });
-        assert!(up, "sshd did not start: {:?}", std::fs::read_to_string(dir.join("sshd.log")));
+        assert!(
+            up,
+            "sshd did not start: {:?}",
+            std::fs::read_to_string(dir.join("sshd.log"))
+        );
         Some(Sshd {
             child,
             port,
@@ -263,7 +290,10 @@ fn the_token_socket_forwarded_with_ssh_serves_tokens_on_the_other_side() {
     );
     let token = session.env.token("work");
     let env = &session.env;
-    assert_eq!(a365_at(env, &remote, &["token", "work"]).ok().stdout.trim(), token);
+    assert_eq!(
+        a365_at(env, &remote, &["token", "work"]).ok().stdout.trim(),
+        token
+    );
     a365_at(env, &remote, &["status"]).ok();
     let out = a365_at(env, &remote, &["remove", "work"]).code(9);
     assert!(out.stderr.contains("serves tokens only"), "{}", out.stderr);

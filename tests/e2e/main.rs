@@ -19,6 +19,7 @@ mod fault_suite;
 mod forward;
 mod json_mode;
 mod keyring;
+mod oidc;
 mod providers;
 mod proxy;
 mod readme;

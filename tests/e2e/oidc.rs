@@ -1,0 +1,251 @@
+//! The provider-facing tests against node-oidc-provider (`tests/oidc/`), an
+//! independent, OpenID-certified server that agrees with our client only
+//! where the standards make it: the browser login through its own sign-in
+//! and consent pages, refresh-token rotation, a restart without an
+//! exchange, client credentials, a public PKCE client, and `invalid_grant`
+//! once a replayed refresh token has revoked the grant. Our own token
+//! server stays for fault injection.
+
+use std::io::BufRead;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+use crate::harness::{Env, Out, bin};
+
+fn oidc_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/oidc")
+}
+
+/// node-oidc-provider on a free loopback port; stopped when dropped.
+struct Provider {
+    child: Child,
+    issuer: String,
+    /// The redirect registered for its login clients.
+    redirect: String,
+}
+
+impl Provider {
+    /// `None` (with the reason) when Node or `npm ci --prefix tests/oidc`
+    /// is missing, except under `CI=true`, which installs both.
+    fn start() -> Option<Provider> {
+        if !oidc_dir().join("node_modules/oidc-provider").exists() {
+            assert!(
+                std::env::var_os("CI").is_none_or(|v| v != "true"),
+                "CI=true but node-oidc-provider is not installed: npm ci --prefix tests/oidc"
+            );
+            eprintln!("SKIPPED: node-oidc-provider is not installed (npm ci --prefix tests/oidc)");
+            return None;
+        }
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let redirect = format!("http://127.0.0.1:{port}/login");
+        let mut child = Command::new("node")
+            .arg(oidc_dir().join("server.mjs"))
+            .env("REDIRECT_URI", &redirect)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("node");
+        let stdout = child.stdout.take().unwrap();
+        let mut line = String::new();
+        std::io::BufReader::new(stdout)
+            .read_line(&mut line)
+            .unwrap();
+        let issuer = line
+            .trim()
+            .strip_prefix("issuer=")
+            .unwrap_or_else(|| panic!("node-oidc-provider said {line:?}"))
+            .to_owned();
+        Some(Provider {
+            child,
+            issuer,
+            redirect,
+        })
+    }
+
+    fn token_url(&self) -> String {
+        format!("{}/token", self.issuer)
+    }
+
+    /// Adds `design`, an authorization-code profile for `client`.
+    fn add_login(&self, env: &Env, client: &str, secret: Option<&str>) {
+        let authorize = format!("{}/auth", self.issuer);
+        let token_url = self.token_url();
+        let args = [
+            "add",
+            "design",
+            "--kind",
+            "authorization-code",
+            "--token-url",
+            &token_url,
+            "--authorize-url",
+            &authorize,
+            "--redirect-uri",
+            &self.redirect,
+            "--client-id",
+            client,
+            "--scope",
+            "openid",
+            "--scope",
+            "offline_access",
+            "--secrets-from",
+            "-",
+        ];
+        let secrets = match secret {
+            Some(s) => format!(r#"{{"client_secret":"{s}"}}"#),
+            None => "{}".into(),
+        };
+        env.a365_with_stdin(&args, secrets.as_bytes()).ok();
+    }
+
+    /// Spends `refresh_token` ourselves, as a second machine holding a copy
+    /// would: the provider sees a replay and revokes the grant.
+    fn replay(&self, client: &str, secret: &str, refresh_token: &str) -> u16 {
+        let out = Command::new("curl")
+            .args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "-X", "POST"])
+            .arg(self.token_url())
+            .args(["-d", "grant_type=refresh_token"])
+            .args(["-d", &format!("client_id={client}")])
+            .args(["-d", &format!("client_secret={secret}")])
+            .args([
+                "--data-urlencode",
+                &format!("refresh_token={refresh_token}"),
+            ])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout)
+            .trim()
+            .parse()
+            .unwrap_or(0)
+    }
+}
+
+impl Drop for Provider {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `a365 login design` with `tests/oidc/browser.py` as the browser: it
+/// signs in and consents on the provider's own pages.
+fn login(env: &Env) -> Out {
+    Out::from(
+        env.command(bin("a365"))
+            .args(["login", "design", "--timeout", "30s"])
+            .env("BROWSER", oidc_dir().join("browser.py"))
+            .output()
+            .unwrap(),
+    )
+}
+
+/// The browser login yields a refresh token with the defaults (a365 sends
+/// `prompt=consent` with `offline_access`); each refresh rotates it, the
+/// new one stored before it is used; a restart serves the stored token
+/// without an exchange.
+fn login_refresh_restart(client: &str, secret: Option<&str>) {
+    let Some(provider) = Provider::start() else {
+        return;
+    };
+    let env = Env::new();
+    let agent = env.start_agent();
+    provider.add_login(&env, client, secret);
+    let out = login(&env).ok();
+    assert!(
+        out.stderr
+            .contains("renewed with its refresh token from now on"),
+        "{}",
+        out.stderr
+    );
+    let first_rt = env.stored_refresh_token("design").expect("a refresh token");
+    let token = env.token("design");
+    env.a365(&["refresh", "design"]).ok();
+    let second_rt = env.stored_refresh_token("design").unwrap();
+    assert_ne!(first_rt, second_rt, "the provider rotates refresh tokens");
+    let renewed = env.token("design");
+    assert_ne!(renewed, token);
+    // The old refresh token is spent: refreshing again uses the new one.
+    env.a365(&["refresh", "design"]).ok();
+    assert_ne!(env.stored_refresh_token("design").unwrap(), second_rt);
+    let held = env.token("design");
+    drop(agent.terminate());
+    let _agent = env.start_agent();
+    assert_eq!(
+        env.token("design"),
+        held,
+        "served from the store, no exchange"
+    );
+}
+
+#[test]
+fn a_login_through_the_providers_pages_for_a_client_secret_post_client() {
+    login_refresh_restart("post-client", Some("post-secret"));
+}
+
+#[test]
+fn a_login_through_the_providers_pages_for_a_client_secret_basic_client() {
+    login_refresh_restart("basic-client", Some("basic-secret"));
+}
+
+#[test]
+fn a_login_through_the_providers_pages_for_a_public_pkce_client() {
+    login_refresh_restart("public-client", None);
+}
+
+#[test]
+fn client_credentials_from_the_provider_are_reused_across_restarts() {
+    let Some(provider) = Provider::start() else {
+        return;
+    };
+    let env = Env::new();
+    let agent = env.start_agent();
+    let token_url = provider.token_url();
+    let args = [
+        "add",
+        "api",
+        "--kind",
+        "client-credentials",
+        "--token-url",
+        &token_url,
+        "--client-id",
+        "cc-client",
+        "--scope",
+        "api",
+        "--secrets-from",
+        "-",
+    ];
+    env.a365_with_stdin(&args, br#"{"client_secret":"cc-secret"}"#)
+        .ok();
+    let token = env.token("api");
+    let status = env.a365(&["status", "--json"]).ok().json();
+    assert_eq!(status[0]["scopes"], serde_json::json!(["api"]), "{status}");
+    drop(agent.terminate());
+    let _agent = env.start_agent();
+    assert_eq!(env.token("api"), token);
+}
+
+/// Another holder replays the refresh token the agent already spent: the
+/// provider revokes the whole grant, and the agent's next refresh meets
+/// `invalid_grant`, which it reports as "log in again" (exit 5) without
+/// retrying a dead credential.
+#[test]
+fn a_replayed_refresh_token_revokes_the_grant_and_the_agent_asks_for_a_login() {
+    let Some(provider) = Provider::start() else {
+        return;
+    };
+    let env = Env::new();
+    let _agent = env.start_agent();
+    provider.add_login(&env, "post-client", Some("post-secret"));
+    login(&env).ok();
+    let spent = env.stored_refresh_token("design").unwrap();
+    env.a365(&["refresh", "design"]).ok();
+    assert_eq!(provider.replay("post-client", "post-secret", &spent), 400);
+    let out = env.a365(&["refresh", "design"]).code(5);
+    assert!(out.stderr.contains("a365 login design"), "{}", out.stderr);
+    let status = env.a365(&["status", "--json"]).ok().json();
+    assert_eq!(status[0]["state"], "needs-reauth", "{status}");
+}

@@ -1,0 +1,55 @@
+// node-oidc-provider on loopback, for the end-to-end tests: an independent,
+// OpenID-certified provider, configured as strict servers are. Refresh
+// tokens rotate, and a replayed one revokes the whole grant; offline_access
+// needs prompt=consent; PKCE is required. Prints `issuer=URL` once
+// listening on 127.0.0.1 (a free port).
+//
+// Environment: REDIRECT_URI, the loopback redirect registered for the login
+// clients; ACCESS_TTL, access token lifetime in seconds (default 3600).
+import http from 'node:http';
+import Provider from 'oidc-provider';
+
+const redirect = process.env.REDIRECT_URI || 'http://127.0.0.1:3000/login';
+const ttl = Number(process.env.ACCESS_TTL || 3600);
+
+const login = { grant_types: ['authorization_code', 'refresh_token'], response_types: ['code'], redirect_uris: [redirect] };
+const clients = [
+  { client_id: 'basic-client', client_secret: 'basic-secret', token_endpoint_auth_method: 'client_secret_basic', ...login },
+  { client_id: 'post-client', client_secret: 'post-secret', token_endpoint_auth_method: 'client_secret_post', ...login },
+  { client_id: 'public-client', token_endpoint_auth_method: 'none', application_type: 'native', ...login },
+  {
+    client_id: 'cc-client', client_secret: 'cc-secret', token_endpoint_auth_method: 'client_secret_post',
+    grant_types: ['client_credentials'], response_types: [], redirect_uris: [], scope: 'api',
+  },
+];
+
+const server = http.createServer();
+server.listen(0, '127.0.0.1', () => {
+  const issuer = `http://127.0.0.1:${server.address().port}`;
+  const provider = new Provider(issuer, {
+    clients,
+    scopes: ['openid', 'offline_access', 'api'],
+    features: {
+      clientCredentials: { enabled: true },
+      devInteractions: { enabled: true },
+      revocation: { enabled: true },
+    },
+    rotateRefreshToken: true,
+    pkce: { required: () => true },
+    ttl: {
+      AccessToken: ttl,
+      ClientCredentials: ttl,
+      RefreshToken: 14 * 24 * 3600,
+      Grant: 14 * 24 * 3600,
+      Interaction: 600,
+      Session: 3600,
+    },
+    findAccount: async (ctx, id) => ({ accountId: id, claims: async () => ({ sub: id }) }),
+  });
+  provider.on('server_error', (ctx, err) => console.error('server_error', err));
+  provider.on('grant.error', (ctx, err) => console.error('grant.error', err.message, err.error_description || ''));
+  provider.on('grant.revoked', (ctx, grantId) => console.error('grant.revoked', grantId));
+  server.on('request', provider.callback());
+  console.log(`issuer=${issuer}`);
+});
+process.on('SIGTERM', () => process.exit(0));
