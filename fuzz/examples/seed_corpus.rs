@@ -112,7 +112,7 @@ fn responses() -> Vec<(&'static str, Response)> {
         (
             "pong",
             Response::Pong {
-                protocol: 1,
+                protocol: 2,
                 agent_version: "0.1.0".into(),
                 pid: 4242,
             },
@@ -178,10 +178,12 @@ fn main() -> std::io::Result<()> {
             &b"{\"version\":1,\"request\":{\"token\":{}}}\n"[..],
         ),
         (
-            "version-2.json",
-            b"{\"version\":2,\"request\":\"status\"}\n",
+            "version-3.json",
+            b"{\"version\":3,\"request\":\"status\"}\n",
         ),
-        ("version-2.bin", &[0, 0, 0, 2, 2, 1]),
+        ("version-3.bin", &[0, 0, 0, 2, 3, 1]),
+        // JSON of version 1 still decodes; binary of version 1 does not.
+        ("version-1.bin", &[0, 0, 0, 2, 1, 1]),
         ("http.txt", b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n"),
     ] {
         std::fs::write(wire.join(name), bytes)?;

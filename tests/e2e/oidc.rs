@@ -72,10 +72,10 @@ impl Provider {
     }
 
     /// Adds `design`, an authorization-code profile for `client`.
-    fn add_login(&self, env: &Env, client: &str, secret: Option<&str>) {
+    fn add_login(&self, env: &Env, client: &str, secret: Option<&str>, extra: &[&str]) {
         let authorize = format!("{}/auth", self.issuer);
         let token_url = self.token_url();
-        let args = [
+        let mut args = vec![
             "add",
             "design",
             "--kind",
@@ -95,6 +95,7 @@ impl Provider {
             "--secrets-from",
             "-",
         ];
+        args.extend_from_slice(extra);
         let secrets = match secret {
             Some(s) => format!(r#"{{"client_secret":"{s}"}}"#),
             None => "{}".into(),
@@ -147,13 +148,13 @@ fn login(env: &Env) -> Out {
 /// `prompt=consent` with `offline_access`); each refresh rotates it, the
 /// new one stored before it is used; a restart serves the stored token
 /// without an exchange.
-fn login_refresh_restart(client: &str, secret: Option<&str>) {
+fn login_refresh_restart(client: &str, secret: Option<&str>, extra: &[&str]) {
     let Some(provider) = Provider::start() else {
         return;
     };
     let env = Env::new();
     let agent = env.start_agent();
-    provider.add_login(&env, client, secret);
+    provider.add_login(&env, client, secret, extra);
     let out = login(&env).ok();
     assert!(
         out.stderr
@@ -183,17 +184,21 @@ fn login_refresh_restart(client: &str, secret: Option<&str>) {
 
 #[test]
 fn a_login_through_the_providers_pages_for_a_client_secret_post_client() {
-    login_refresh_restart("post-client", Some("post-secret"));
+    login_refresh_restart("post-client", Some("post-secret"), &[]);
 }
 
 #[test]
 fn a_login_through_the_providers_pages_for_a_client_secret_basic_client() {
-    login_refresh_restart("basic-client", Some("basic-secret"));
+    login_refresh_restart(
+        "basic-client",
+        Some("basic-secret"),
+        &["--client-auth", "basic"],
+    );
 }
 
 #[test]
 fn a_login_through_the_providers_pages_for_a_public_pkce_client() {
-    login_refresh_restart("public-client", None);
+    login_refresh_restart("public-client", None, &[]);
 }
 
 #[test]
@@ -239,7 +244,7 @@ fn a_replayed_refresh_token_revokes_the_grant_and_the_agent_asks_for_a_login() {
     };
     let env = Env::new();
     let _agent = env.start_agent();
-    provider.add_login(&env, "post-client", Some("post-secret"));
+    provider.add_login(&env, "post-client", Some("post-secret"), &[]);
     login(&env).ok();
     let spent = env.stored_refresh_token("design").unwrap();
     env.a365(&["refresh", "design"]).ok();

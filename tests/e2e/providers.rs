@@ -687,3 +687,48 @@ fn a_redirect_path_that_reads_as_a_pattern_is_refused_at_add() {
     let out = env.a365(&["status", "--json"]).ok();
     assert_eq!(out.json().as_array().unwrap().len(), 0, "nothing was added");
 }
+
+/// A server that enforces HTTP Basic (as strict ones enforce the method a
+/// client registered) answers the default, the secret in the form body,
+/// with `invalid_client`: the message names `--client-auth basic`. With
+/// it, the id and secret travel as HTTP Basic only (never also in the
+/// body, which RFC 6749 §2.3 forbids), for the first exchange, every
+/// refresh and after a restart (the method is kept in config.toml).
+#[test]
+fn client_auth_basic_for_a_server_that_enforces_it() {
+    let server = TokenServer::start(ServerConfig {
+        require_basic: true,
+        ..ServerConfig::default()
+    })
+    .unwrap();
+    let env = Env::new();
+    let agent = env.start_agent();
+    let (_, out) = env.try_add_refresh("work", &server, &[]);
+    assert!(out.stderr.contains("invalid_client"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("--client-auth basic"),
+        "names the other method: {}",
+        out.stderr
+    );
+    let (_, out) = env.try_add_refresh("work", &server, &["--replace", "--client-auth", "basic"]);
+    let out = out.ok();
+    assert!(
+        out.stderr.contains("a token was obtained"),
+        "{}",
+        out.stderr
+    );
+    env.a365(&["refresh", "work"]).ok();
+    let config = std::fs::read_to_string(env.config_file()).unwrap();
+    assert!(config.contains("client_auth = \"basic\""), "{config}");
+    drop(agent.terminate());
+    let _agent = env.start_agent();
+    env.a365(&["refresh", "work"]).ok();
+    let recorded = server.recorded();
+    let ok: Vec<_> = recorded.iter().filter(|r| r.status == 200).collect();
+    assert_eq!(ok.len(), 3, "{recorded:?}");
+    assert!(ok.iter().all(|r| r.basic), "{recorded:?}");
+    assert!(
+        !recorded[0].basic && recorded[0].status == 401,
+        "{recorded:?}"
+    );
+}

@@ -130,6 +130,7 @@ pub fn add(socket: &Path, mut args: AddArgs) -> Result<(), Error> {
         redirect_uri: args.redirect_uri,
         base_url: args.base_url,
         renew_lifetime_secs: args.renew_lifetime.map(|ms| ms / 1000),
+        client_auth: args.client_auth.map(Into::into),
     };
     let request = Request::AddProfile(AddProfile {
         name: args.profile,

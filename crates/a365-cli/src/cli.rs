@@ -145,6 +145,10 @@ pub struct AddArgs {
     pub secure: bool,
     #[arg(long)]
     pub no_secure: bool,
+    /// How the client id and secret reach the token server: in the form
+    /// body (post, the default) or as HTTP Basic (basic).
+    #[arg(long, value_enum, value_name = "METHOD")]
+    pub client_auth: Option<ClientAuthArg>,
     /// Overwrite an existing profile of that name.
     #[arg(long)]
     pub replace: bool,
@@ -185,6 +189,23 @@ impl From<Store> for a365_proto::StoreKind {
             Store::Keyring => a365_proto::StoreKind::Keyring,
             Store::File => a365_proto::StoreKind::File,
             Store::Memory => a365_proto::StoreKind::Memory,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ClientAuthArg {
+    /// client_id and client_secret in the form body (client_secret_post).
+    Post,
+    /// HTTP Basic authentication (client_secret_basic).
+    Basic,
+}
+
+impl From<ClientAuthArg> for a365_proto::ClientAuth {
+    fn from(auth: ClientAuthArg) -> Self {
+        match auth {
+            ClientAuthArg::Post => a365_proto::ClientAuth::Post,
+            ClientAuthArg::Basic => a365_proto::ClientAuth::Basic,
         }
     }
 }

@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 use zeroize::Zeroizing;
 
-use crate::{MAX_FRAME, PROTOCOL_VERSION, Request, Response};
+use crate::{MAX_FRAME, OLDEST_JSON_VERSION, PROTOCOL_VERSION, Request, Response};
 
 /// The two encodings a connection may speak; see the crate docs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -223,6 +223,12 @@ fn check_version(payload: &[u8], encoding: Encoding) -> Result<(), CodecError> {
     };
     match version {
         Some(PROTOCOL_VERSION) => Ok(()),
+        Some(v)
+            if encoding == Encoding::Json
+                && (OLDEST_JSON_VERSION..PROTOCOL_VERSION).contains(&v) =>
+        {
+            Ok(())
+        }
         Some(other) => Err(CodecError::Version(other)),
         None => Err(CodecError::Malformed(
             "missing \"version\" (see docs/protocol.md)".into(),
@@ -311,7 +317,7 @@ mod tests {
         let bytes = encode_request(&token_request(), Encoding::Binary).unwrap();
         let expected: &[u8] = &[
             0, 0, 0, 30, // length
-            1,  // version
+            2,  // version
             0,  // Request::Token
             1, 4, b'w', b'o', b'r', b'k', // Some("work")
             251, 1, 44, // 300 as varint (u16 marker, big endian)
@@ -321,9 +327,9 @@ mod tests {
         ];
         assert_eq!(&bytes[..], expected);
         let ping = encode_request(&Request::Ping, Encoding::Binary).unwrap();
-        assert_eq!(&ping[..], &[0, 0, 0, 2, 1, 5]);
+        assert_eq!(&ping[..], &[0, 0, 0, 2, 2, 5]);
         let shutdown = encode_request(&Request::Shutdown, Encoding::Binary).unwrap();
-        assert_eq!(&shutdown[..], &[0, 0, 0, 2, 1, 6]);
+        assert_eq!(&shutdown[..], &[0, 0, 0, 2, 2, 6]);
         let page = encode_request(
             &Request::StatusPage {
                 after: Some("a".into()),
@@ -331,7 +337,7 @@ mod tests {
             Encoding::Binary,
         )
         .unwrap();
-        assert_eq!(&page[..], &[0, 0, 0, 5, 1, 11, 1, 1, b'a']);
+        assert_eq!(&page[..], &[0, 0, 0, 5, 2, 11, 1, 1, b'a']);
         let answer = encode_response(
             &Response::StatusPage {
                 profiles: vec![],
@@ -340,7 +346,7 @@ mod tests {
             Encoding::Binary,
         )
         .unwrap();
-        assert_eq!(&answer[..], &[0, 0, 0, 4, 1, 7, 0, 0]);
+        assert_eq!(&answer[..], &[0, 0, 0, 4, 2, 7, 0, 0]);
     }
 
     #[test]
@@ -348,15 +354,15 @@ mod tests {
         let bytes = encode_request(&token_request(), Encoding::Json).unwrap();
         assert_eq!(
             std::str::from_utf8(&bytes).unwrap(),
-            "{\"version\":1,\"request\":{\"token\":{\"profile\":\"work\",\"min_valid_ms\":300,\
+            "{\"version\":2,\"request\":{\"token\":{\"profile\":\"work\",\"min_valid_ms\":300,\
              \"scopes\":[\"a365:requirements\"]}}}\n"
         );
         let status = encode_request(&Request::Status, Encoding::Json).unwrap();
-        assert_eq!(&status[..], b"{\"version\":1,\"request\":\"status\"}\n");
+        assert_eq!(&status[..], b"{\"version\":2,\"request\":\"status\"}\n");
         let page = encode_request(&Request::StatusPage { after: None }, Encoding::Json).unwrap();
         assert_eq!(
             &page[..],
-            b"{\"version\":1,\"request\":{\"status_page\":{\"after\":null}}}\n"
+            b"{\"version\":2,\"request\":{\"status_page\":{\"after\":null}}}\n"
         );
     }
 
@@ -439,24 +445,34 @@ mod tests {
     #[test]
     fn other_versions_are_refused_with_a_clear_error() {
         let err =
-            decode_request(br#"{"version":2,"request":"status"}"#, Encoding::Json).unwrap_err();
-        assert!(matches!(err, CodecError::Version(2)));
+            decode_request(br#"{"version":3,"request":"status"}"#, Encoding::Json).unwrap_err();
+        assert!(matches!(err, CodecError::Version(3)));
         assert_eq!(
             err.to_string(),
-            "protocol version 2 is not supported (this side speaks 1): \
+            "protocol version 3 is not supported (this side speaks 2): \
              use a365 and a365-agent from the same release"
         );
         assert!(matches!(
-            decode_request(&[2, 4], Encoding::Binary),
-            Err(CodecError::Version(2))
+            decode_request(&[3, 4], Encoding::Binary),
+            Err(CodecError::Version(3))
         ));
+        // Binary is positional: a version-1 frame is refused, not misread.
+        assert!(matches!(
+            decode_request(&[1, 4], Encoding::Binary),
+            Err(CodecError::Version(1))
+        ));
+        // JSON of version 1 (editor plugins) still decodes.
+        assert_eq!(
+            decode_request(br#"{"version":1,"request":"status"}"#, Encoding::Json).unwrap(),
+            Request::Status
+        );
         let missing = decode_request(br#"{"request":"status"}"#, Encoding::Json).unwrap_err();
         assert!(missing.to_string().contains("missing \"version\""));
     }
 
     #[test]
     fn unknown_variant_and_truncation_are_malformed() {
-        let err = decode_request(&[1, 99], Encoding::Binary).unwrap_err();
+        let err = decode_request(&[2, 99], Encoding::Binary).unwrap_err();
         assert!(err.to_string().contains("unknown variant"), "{err}");
         let bytes = encode_request(&token_request(), Encoding::Binary).unwrap();
         let truncated = &bytes[4..bytes.len() - 3];

@@ -31,7 +31,14 @@ pub use secret::WireSecret;
 /// Version of the message set. Checked on every message, separately from the
 /// crate version, so a client and an agent of different releases fail with a
 /// clear error instead of mis-decoding each other.
-pub const PROTOCOL_VERSION: u32 = 1;
+/// 2: `ProfileSpec` gained `client_auth`.
+pub const PROTOCOL_VERSION: u32 = 2;
+
+/// The oldest version a JSON message may name. JSON is self-describing and
+/// every field added since has a default, so clients written for it (the
+/// editor plugins in `docs/examples/`) keep working; the binary encoding,
+/// positional, needs the exact version.
+pub const OLDEST_JSON_VERSION: u32 = 1;
 
 /// Largest frame or JSON line either side accepts, checked before allocating.
 pub const MAX_FRAME: usize = 64 * 1024;

@@ -165,6 +165,52 @@ pub struct ProfileSpec {
     /// `designer-cloud`: lifetime of each renewed token, in seconds.
     #[serde(default)]
     pub renew_lifetime_secs: Option<u64>,
+    /// How the client id and secret reach the token endpoint; `None` is
+    /// [`ClientAuth::Post`].
+    #[serde(default)]
+    pub client_auth: Option<ClientAuth>,
+}
+
+/// How a client with a secret authenticates at the token endpoint (RFC
+/// 6749 §2.3.1). Append new methods at the end.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ClientAuth {
+    /// `client_id` and `client_secret` in the form body, as Altium's
+    /// Developer Center documents (`client_secret_post`).
+    #[default]
+    Post,
+    /// HTTP Basic, which every server must support (`client_secret_basic`).
+    Basic,
+}
+
+impl ClientAuth {
+    pub const ALL: [ClientAuth; 2] = [ClientAuth::Post, ClientAuth::Basic];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ClientAuth::Post => "post",
+            ClientAuth::Basic => "basic",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<ClientAuth> {
+        Self::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+
+    /// The other method: what to try after an `invalid_client`.
+    pub fn other(self) -> ClientAuth {
+        match self {
+            ClientAuth::Post => ClientAuth::Basic,
+            ClientAuth::Basic => ClientAuth::Post,
+        }
+    }
+}
+
+impl std::fmt::Display for ClientAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// The places secrets can live. Append new stores at the end.

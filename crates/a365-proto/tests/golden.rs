@@ -14,8 +14,9 @@ use std::path::{Path, PathBuf};
 
 use a365_proto::codec::{decode_request, decode_response, encode_request, encode_response};
 use a365_proto::{
-    AddProfile, CodecError, Encoding, ErrorKind, ErrorReply, Event, EventKind, Kind, ProfileSpec,
-    ProfileStatus, Request, Response, Secrets, StoreKind, TokenReply, TokenRequest, WireSecret,
+    AddProfile, ClientAuth, CodecError, Encoding, ErrorKind, ErrorReply, Event, EventKind, Kind,
+    ProfileSpec, ProfileStatus, Request, Response, Secrets, StoreKind, TokenReply, TokenRequest,
+    WireSecret,
 };
 use secrecy::SecretString;
 
@@ -32,7 +33,10 @@ fn request_name(r: &Request) -> String {
     match r {
         Request::Token(_) => "token".into(),
         Request::Status => "status".into(),
-        Request::AddProfile(a) => format!("add-{}", a.spec.kind),
+        Request::AddProfile(a) => match a.spec.client_auth {
+            Some(auth) => format!("add-client-auth-{auth}"),
+            None => format!("add-{}", a.spec.kind),
+        },
         Request::RemoveProfile { .. } => "remove".into(),
         Request::Refresh { .. } => "refresh".into(),
         Request::Ping => "ping".into(),
@@ -138,6 +142,24 @@ fn requests() -> Vec<Request> {
     }
     for to in StoreKind::ALL {
         all.push(Request::MigrateStore { to, profile: None });
+    }
+    for auth in ClientAuth::ALL {
+        all.push(Request::AddProfile(AddProfile {
+            name: format!("auth-{auth}"),
+            spec: ProfileSpec {
+                kind: Kind::ClientCredentials,
+                realm: Some("nexar".into()),
+                client_id: Some("cid-123".into()),
+                client_auth: Some(auth),
+                ..ProfileSpec::default()
+            },
+            secrets: Secrets {
+                client_secret: secret("s3cr3t"),
+                refresh_token: None,
+                access_token: None,
+            },
+            replace: false,
+        }));
     }
     all
 }
@@ -288,7 +310,10 @@ fn every_variant_encodes_as_committed_in_both_encodings() {
     );
     // Every variant of every enum is covered (the lists above are by hand).
     let requests = names.iter().filter(|n| n.starts_with("request-")).count();
-    assert_eq!(requests, 12 - 2 + Kind::ALL.len() + StoreKind::ALL.len());
+    assert_eq!(
+        requests,
+        12 - 2 + Kind::ALL.len() + StoreKind::ALL.len() + ClientAuth::ALL.len()
+    );
     let errors = names
         .iter()
         .filter(|n| n.starts_with("response-error-"))
@@ -306,15 +331,21 @@ fn every_variant_encodes_as_committed_in_both_encodings() {
 fn the_other_seeds_decode_as_intended() {
     let read = |name: &str| std::fs::read(corpus().join(name)).unwrap();
     // Another protocol version: refused, naming it.
-    let v2 = read("version-2.json");
+    let v3 = read("version-3.json");
     assert!(matches!(
-        decode_request(v2.trim_ascii_end(), Encoding::Json),
-        Err(CodecError::Version(2))
+        decode_request(v3.trim_ascii_end(), Encoding::Json),
+        Err(CodecError::Version(3))
     ));
-    let v2 = read("version-2.bin");
+    let v3 = read("version-3.bin");
     assert!(matches!(
-        decode_request(&v2[4..], Encoding::Binary),
-        Err(CodecError::Version(2))
+        decode_request(&v3[4..], Encoding::Binary),
+        Err(CodecError::Version(3))
+    ));
+    // Version 1: positional binary is refused; JSON (plugins) still works.
+    let v1 = read("version-1.bin");
+    assert!(matches!(
+        decode_request(&v1[4..], Encoding::Binary),
+        Err(CodecError::Version(1))
     ));
     // Not an a365 client at all.
     assert_eq!(Encoding::sniff(read("http.txt")[0]), None);

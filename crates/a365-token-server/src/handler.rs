@@ -35,7 +35,9 @@ pub async fn token(
         Err(_) => (HashMap::new(), false),
     };
     let field = |name: &str| form.get(name).cloned();
-    let (client_id, client_secret) = match basic_auth(&headers) {
+    let basic = basic_auth(&headers);
+    let used_basic = basic.is_some();
+    let (client_id, client_secret) = match basic {
         Some((id, secret)) => (Some(id), Some(secret)),
         None => (field("client_id"), field("client_secret")),
     };
@@ -45,6 +47,7 @@ pub async fn token(
         secure: field("secure").as_deref() == Some("1"),
         refresh_token: field("refresh_token"),
         scope: field("scope"),
+        basic: used_basic,
         status: 0,
         at_ms,
     });
@@ -56,7 +59,20 @@ pub async fn token(
     if let Some(Fault::Delay(d)) = &fault {
         tokio::time::sleep(*d).await;
     }
-    let outcome = if form_ok || fault.is_some() {
+    let outcome = if used_basic && form.contains_key("client_secret") {
+        // RFC 6749 §2.3: one authentication method per request.
+        Outcome::Respond(oauth_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "more than one client authentication method",
+        ))
+    } else if state.require_basic() && !used_basic && fault.is_none() {
+        Outcome::Respond(oauth_error(
+            StatusCode::UNAUTHORIZED,
+            "invalid_client",
+            "this client must authenticate with HTTP Basic",
+        ))
+    } else if form_ok || fault.is_some() {
         respond(&state, fault, client_id, client_secret, &form)
     } else {
         Outcome::Respond(oauth_error(

@@ -33,6 +33,10 @@ pub struct ServerConfig {
     pub clients: Vec<(String, String)>,
     /// Loopback only; port 0 picks a free port.
     pub listen: SocketAddr,
+    /// Clients must authenticate with HTTP Basic (`client_secret_basic`,
+    /// enforced as strict servers do): a secret in the body is
+    /// `invalid_client`.
+    pub require_basic: bool,
 }
 
 impl Default for ServerConfig {
@@ -47,6 +51,7 @@ impl Default for ServerConfig {
             ],
             clients: vec![("test-client".into(), "test-secret".into())],
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            require_basic: false,
         }
     }
 }

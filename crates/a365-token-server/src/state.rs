@@ -21,6 +21,8 @@ pub struct RecordedRequest {
     /// The refresh token presented (test server: keeping it is fine).
     pub refresh_token: Option<String>,
     pub scope: Option<String>,
+    /// The client authenticated with HTTP Basic.
+    pub basic: bool,
     /// The HTTP status sent; 0 while in flight and when none was sent
     /// (`Hang`, `Drop`, `RotateThenDrop`).
     pub status: u16,
@@ -41,6 +43,7 @@ pub struct State {
 struct Inner {
     lifetime: Duration,
     rotate: bool,
+    require_basic: bool,
     scopes: Vec<String>,
     clients: HashMap<String, String>,
     /// Live refresh token → client id.
@@ -114,6 +117,7 @@ impl State {
             inner: Mutex::new(Inner {
                 lifetime: config.lifetime,
                 rotate: config.rotate,
+                require_basic: config.require_basic,
                 scopes: config.scopes.clone(),
                 clients: config.clients.iter().cloned().collect(),
                 refresh_tokens: HashMap::new(),
@@ -227,6 +231,10 @@ impl State {
 
     pub fn issued_refresh_tokens(&self) -> Vec<String> {
         self.lock().refresh_issued.clone()
+    }
+
+    pub(crate) fn require_basic(&self) -> bool {
+        self.lock().require_basic
     }
 
     pub(crate) fn client_ok(&self, id: &str, secret: &str) -> bool {

@@ -56,6 +56,9 @@ struct ErrorResponse {
     error_description: Option<String>,
 }
 
+/// How a refused client authentication's message starts.
+pub const CLIENT_REJECTED: &str = "the token server rejected the client id or secret";
+
 /// Sorts what a token endpoint answered — its HTTP `status`, the wait its
 /// `Retry-After` asked for (see [`parse_retry_after`]) and its `body` — into
 /// a token (§5.1) or a classified error (§5.2). `grant` is what the request
@@ -90,7 +93,7 @@ pub fn parse_token_response(
         )),
         (_, "invalid_client" | "unauthorized_client") | (401, "") => {
             Err(ProviderError::Dead(format!(
-                "the token server rejected the client id or secret ({}{description})",
+                "{CLIENT_REJECTED} ({}{description})",
                 if code.is_empty() { "HTTP 401" } else { code }
             )))
         }

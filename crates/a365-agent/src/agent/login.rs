@@ -200,6 +200,7 @@ impl Agent {
             token_url: &endpoint.token_url,
             now_ms: now,
             default_lifetime: self.shared.default_lifetime,
+            client_auth: profile.spec.client_auth.unwrap_or_default(),
         };
         let client_id = profile.spec.client_id.as_deref().unwrap_or_default();
         let secret = credential.client_secret.as_ref();

@@ -84,6 +84,9 @@ fn profile_table(spec: &ProfileSpec) -> toml_edit::Table {
             table.insert(key, toml_edit::value(value.as_str()));
         }
     }
+    if let Some(auth) = spec.client_auth {
+        table.insert("client_auth", toml_edit::value(auth.as_str()));
+    }
     if let Some(secs) = spec.renew_lifetime_secs {
         table.insert(
             "renew_lifetime_secs",

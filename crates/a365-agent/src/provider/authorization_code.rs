@@ -9,7 +9,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use secrecy::{ExposeSecret, SecretString};
 use sha2::Digest;
 
-use super::oauth::{Call, Grant, post_form};
+use super::oauth::{Call, Client, Grant, post_form};
 use super::refresh::RefreshCredential;
 use super::{BadSecrets, Exchange, Fresh, Obtained, Pending, Provider, ProviderError, Restore};
 use crate::endpoint::{self, Endpoint, EndpointError, LoginEndpoint, is_loopback, parse_url};
@@ -88,11 +88,10 @@ impl Provider for AuthorizationCode {
         credential: &'a Credential,
     ) -> Pending<'a, Result<Obtained, ProviderError>> {
         Box::pin(async move {
-            let empty = SecretString::from("");
             let secrets = RefreshCredential {
                 client_id: exchange.client_id(),
-                // A public client (PKCE without a secret) sends an empty one.
-                client_secret: credential.client_secret.as_ref().unwrap_or(&empty),
+                // A public client (PKCE without a secret) sends none.
+                client_secret: credential.client_secret.as_ref(),
                 refresh_token: credential
                     .refresh_token
                     .as_ref()
@@ -237,17 +236,17 @@ pub async fn exchange(
     redirect_uri: &reqwest::Url,
     verifier: &SecretString,
 ) -> Result<Fresh, ProviderError> {
-    let mut form = vec![
+    let form = [
         ("grant_type", "authorization_code"),
         ("code", code),
         ("redirect_uri", redirect_uri.as_str()),
-        ("client_id", client_id),
         ("code_verifier", verifier.expose_secret()),
     ];
-    if let Some(secret) = client_secret {
-        form.push(("client_secret", secret.expose_secret()));
-    }
-    post_form(call, Grant::AuthorizationCode, &form).await
+    let client = Client {
+        id: client_id,
+        secret: client_secret,
+    };
+    post_form(call, Grant::AuthorizationCode, client, &form).await
 }
 
 #[cfg(test)]

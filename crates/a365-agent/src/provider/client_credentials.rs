@@ -3,9 +3,9 @@
 
 use a365_proto::{ProfileSpec, Secrets};
 use a365_store::Credential;
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::SecretString;
 
-use super::oauth::{Call, Grant, post_form};
+use super::oauth::{Call, Client, Grant, post_form};
 use super::{BadSecrets, Exchange, Fresh, Obtained, Pending, Provider, ProviderError};
 
 #[derive(Debug)]
@@ -74,16 +74,16 @@ pub async fn exchange(
     secure: bool,
 ) -> Result<Fresh, ProviderError> {
     let scope = scopes.join(" ");
-    let mut form = vec![
-        ("grant_type", "client_credentials"),
-        ("client_id", client_id),
-        ("client_secret", client_secret.expose_secret()),
-    ];
+    let mut form = vec![("grant_type", "client_credentials")];
     if !scope.is_empty() {
         form.push(("scope", &scope));
     }
     if secure {
         form.push(("secure", "1"));
     }
-    post_form(call, Grant::ClientCredentials, &form).await
+    let client = Client {
+        id: client_id,
+        secret: Some(client_secret),
+    };
+    post_form(call, Grant::ClientCredentials, client, &form).await
 }

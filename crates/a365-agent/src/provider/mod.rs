@@ -66,6 +66,7 @@ impl<'a> Exchange<'a> {
             token_url: &self.endpoint.token_url,
             now_ms: self.now_ms,
             default_lifetime: self.default_lifetime,
+            client_auth: self.spec.client_auth.unwrap_or_default(),
         }
     }
 

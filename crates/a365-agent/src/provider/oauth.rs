@@ -4,6 +4,8 @@
 
 use std::time::Duration;
 
+use a365_proto::ClientAuth;
+use secrecy::{ExposeSecret, SecretString};
 use zeroize::Zeroizing;
 
 use super::{Fresh, ProviderError};
@@ -20,26 +22,52 @@ pub struct Call<'a> {
     pub token_url: &'a reqwest::Url,
     pub now_ms: i64,
     pub default_lifetime: Duration,
+    /// How a client with a secret authenticates.
+    pub client_auth: ClientAuth,
 }
 
-/// POSTs `form` (which holds secrets, hence the zeroized pairs) and sorts
-/// the answer; `grant` says what the form presents, for the message of an
-/// `invalid_grant`. Never retried here: a replayed one-time refresh token
-/// is dead.
+/// The client making the request: its id, and its secret unless it is a
+/// public client (PKCE, no secret).
+#[derive(Debug, Clone, Copy)]
+pub struct Client<'a> {
+    pub id: &'a str,
+    pub secret: Option<&'a SecretString>,
+}
+
+/// POSTs `form` with the client's authentication (which holds secrets,
+/// hence the zeroized pairs) and sorts the answer; `grant` says what the
+/// form presents, for the message of an `invalid_grant`. Never retried
+/// here: a replayed one-time refresh token is dead.
 pub async fn post_form(
     call: Call<'_>,
     grant: Grant,
+    client: Client<'_>,
     form: &[(&str, &str)],
 ) -> Result<Fresh, ProviderError> {
-    let response = call
+    let mut pairs = form.to_vec();
+    let basic = match (call.client_auth, client.secret) {
+        (ClientAuth::Basic, Some(secret)) => Some(basic_authorization(client.id, secret)),
+        (_, secret) => {
+            pairs.push(("client_id", client.id));
+            if let Some(secret) = secret {
+                pairs.push(("client_secret", secret.expose_secret()));
+            }
+            None
+        }
+    };
+    let mut request = call
         .http
         .post(call.token_url.clone())
         .header(
             reqwest::header::CONTENT_TYPE,
             "application/x-www-form-urlencoded",
         )
-        .header(reqwest::header::ACCEPT, "application/json")
-        .body(bytes::Bytes::from_owner(Wiped(form_body(form))))
+        .header(reqwest::header::ACCEPT, "application/json");
+    if let Some(value) = basic {
+        request = request.header(reqwest::header::AUTHORIZATION, value);
+    }
+    let response = request
+        .body(bytes::Bytes::from_owner(Wiped(form_body(&pairs))))
         .send()
         .await
         .map_err(|e| ProviderError::transient(describe_send_error(&e, call.token_url)))?;
@@ -55,6 +83,51 @@ pub async fn post_form(
         call.now_ms,
         call.default_lifetime,
     )
+    .map_err(|e| client_hint(e, call.client_auth, client.secret.is_some()))
+}
+
+/// `Authorization: Basic …` of RFC 6749 §2.3.1: id and secret each
+/// form-urlencoded, then base64; wiped when dropped, hidden from `Debug`.
+fn basic_authorization(id: &str, secret: &SecretString) -> reqwest::header::HeaderValue {
+    use base64::Engine as _;
+    let mut pair = Zeroizing::new(String::new());
+    pair.extend(form_urlencoded::byte_serialize(id.as_bytes()));
+    pair.push(':');
+    pair.extend(form_urlencoded::byte_serialize(
+        secret.expose_secret().as_bytes(),
+    ));
+    let mut value = Zeroizing::new(b"Basic ".to_vec());
+    let encoded = Zeroizing::new(base64::engine::general_purpose::STANDARD.encode(pair.as_bytes()));
+    value.extend_from_slice(encoded.as_bytes());
+    // Base64 and a fixed prefix: always a valid header value.
+    let bytes = bytes::Bytes::from_owner(Wiped(value));
+    match reqwest::header::HeaderValue::from_maybe_shared(bytes) {
+        Ok(mut value) => {
+            value.set_sensitive(true);
+            value
+        }
+        Err(_) => reqwest::header::HeaderValue::from_static("Basic"),
+    }
+}
+
+/// A refused client authentication names the other method to try: servers
+/// that enforce the registered one answer `invalid_client` to the other.
+fn client_hint(e: ProviderError, used: ClientAuth, had_secret: bool) -> ProviderError {
+    match e {
+        ProviderError::Dead(message)
+            if had_secret && message.starts_with(a365_token::oauth::CLIENT_REJECTED) =>
+        {
+            let (how, other) = match used {
+                ClientAuth::Post => ("in the form body", ClientAuth::Basic),
+                ClientAuth::Basic => ("as HTTP Basic", ClientAuth::Post),
+            };
+            ProviderError::Dead(format!(
+                "{message}. The id and secret were sent {how}; if they are right, the server may \
+                 want them the other way: add the profile again with `--client-auth {other}`"
+            ))
+        }
+        other => other,
+    }
 }
 
 /// `application/x-www-form-urlencoded`, built in a buffer sized for the

@@ -4,7 +4,7 @@ use a365_proto::{ProfileSpec, Secrets};
 use a365_store::Credential;
 use secrecy::{ExposeSecret, SecretString};
 
-use super::oauth::{Call, Grant, post_form};
+use super::oauth::{Call, Client, Grant, post_form};
 use super::{BadSecrets, Exchange, Fresh, Obtained, Pending, Provider, ProviderError};
 
 #[derive(Debug)]
@@ -43,10 +43,12 @@ impl Provider for Refresh {
         Box::pin(async move {
             let secrets = RefreshCredential {
                 client_id: exchange.client_id(),
-                client_secret: credential
-                    .client_secret
-                    .as_ref()
-                    .ok_or_else(super::missing)?,
+                client_secret: Some(
+                    credential
+                        .client_secret
+                        .as_ref()
+                        .ok_or_else(super::missing)?,
+                ),
                 refresh_token: credential
                     .refresh_token
                     .as_ref()
@@ -71,7 +73,8 @@ impl Provider for Refresh {
 #[derive(Debug)]
 pub struct RefreshCredential<'a> {
     pub client_id: &'a str,
-    pub client_secret: &'a SecretString,
+    /// `None` for a public client.
+    pub client_secret: Option<&'a SecretString>,
     pub refresh_token: &'a SecretString,
 }
 
@@ -87,8 +90,6 @@ pub async fn exchange(
     let mut form = vec![
         ("grant_type", "refresh_token"),
         ("refresh_token", credential.refresh_token.expose_secret()),
-        ("client_id", credential.client_id),
-        ("client_secret", credential.client_secret.expose_secret()),
     ];
     if !scope.is_empty() {
         form.push(("scope", &scope));
@@ -96,5 +97,9 @@ pub async fn exchange(
     if secure {
         form.push(("secure", "1"));
     }
-    post_form(call, Grant::RefreshToken, &form).await
+    let client = Client {
+        id: credential.client_id,
+        secret: credential.client_secret,
+    };
+    post_form(call, Grant::RefreshToken, client, &form).await
 }
