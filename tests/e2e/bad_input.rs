@@ -62,7 +62,8 @@ fn garbage_and_lies_get_a_clear_error_and_the_agent_keeps_serving() {
 
     // An unknown request variant: an error, and the connection stays usable.
     let mut stream = env.connect_raw();
-    stream.write_all(&[0, 0, 0, 2, 1, 99]).unwrap();
+    let version = u8::try_from(a365_proto::PROTOCOL_VERSION).unwrap();
+    stream.write_all(&[0, 0, 0, 2, version, 99]).unwrap();
     let mut header = [0u8; 4];
     stream.read_exact(&mut header).unwrap();
     let mut payload = vec![0u8; u32::from_be_bytes(header) as usize];

@@ -97,11 +97,11 @@ fn socket_activation_serves_tokens_and_notifies_systemd() {
     crate::harness::wait_until(std::time::Duration::from_secs(5), || {
         agent
             .log()
-            .contains("listening on the socket systemd passed")
+            .contains("listening on the socket systemd or launchd passed")
     });
     let log = agent.log();
     assert!(
-        log.contains("listening on the socket systemd passed"),
+        log.contains("listening on the socket systemd or launchd passed"),
         "{log}"
     );
 

@@ -14,6 +14,10 @@ const REDIRECT: &str = "http://127.0.0.1:3999/login";
 const VERIFIER: &str = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
 
 fn authorize(server: &a365_token_server::TokenServer, scope: &str) -> String {
+    authorize_with(server, scope, "consent")
+}
+
+fn authorize_with(server: &a365_token_server::TokenServer, scope: &str, prompt: &str) -> String {
     let challenge = URL_SAFE_NO_PAD.encode(sha2::Sha256::digest(VERIFIER.as_bytes()));
     let query = http::form_encode(&[
         ("response_type", "code"),
@@ -23,6 +27,7 @@ fn authorize(server: &a365_token_server::TokenServer, scope: &str) -> String {
         ("state", "st4te"),
         ("code_challenge", &challenge),
         ("code_challenge_method", "S256"),
+        ("prompt", prompt),
     ]);
     let reply = get(server.addr(), &format!("/connect/authorize?{query}"));
     assert_eq!(reply.status, 302, "{reply:?}");
@@ -85,6 +90,12 @@ fn the_right_verifier_gets_tokens_once_and_a_refresh_token_only_offline() {
     let code = authorize(&server, "openid");
     let body = redeem(&server, &code, VERIFIER).json();
     assert!(body["access_token"].is_string());
+    assert!(body.get("refresh_token").is_none(), "{body}");
+
+    // OpenID Connect Core §11: offline_access only with prompt=consent.
+    let code = authorize_with(&server, "openid offline_access", "login");
+    let body = redeem(&server, &code, VERIFIER).json();
+    assert_eq!(body["scope"], "openid", "{body}");
     assert!(body.get("refresh_token").is_none(), "{body}");
 }
 
