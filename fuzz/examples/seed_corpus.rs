@@ -100,6 +100,8 @@ fn responses() -> Vec<(&'static str, Response)> {
                 store: "keyring".into(),
                 scopes_not_granted: vec![],
                 is_default: true,
+                rotates: None,
+                account: None,
             }]),
         ),
         (

@@ -167,6 +167,8 @@ fn login_refresh_restart(client: &str, secret: Option<&str>, extra: &[&str]) {
     env.a365(&["refresh", "design"]).ok();
     let second_rt = env.stored_refresh_token("design").unwrap();
     assert_ne!(first_rt, second_rt, "the provider rotates refresh tokens");
+    let status = env.a365(&["status", "--json"]).ok().json();
+    assert_eq!(status[0]["rotates"], true, "seen by the agent: {status}");
     let renewed = env.token("design");
     assert_ne!(renewed, token);
     // The old refresh token is spent: refreshing again uses the new one.

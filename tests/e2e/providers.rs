@@ -732,3 +732,34 @@ fn client_auth_basic_for_a_server_that_enforces_it() {
         "{recorded:?}"
     );
 }
+
+/// `status` says whether the provider rotates refresh tokens, from what
+/// each refresh returned (never by replaying one), and whose token it is.
+#[test]
+fn status_shows_whether_refresh_tokens_rotate_and_whose_token_it_is() {
+    for rotate in [true, false] {
+        let server = TokenServer::start(ServerConfig {
+            rotate,
+            ..ServerConfig::default()
+        })
+        .unwrap();
+        let env = Env::new();
+        let agent = env.start_agent();
+        env.add_refresh("work", &server);
+        let status = env.a365(&["status", "--json"]).ok().json();
+        assert_eq!(status[0]["rotates"], rotate, "{status}");
+        assert_eq!(status[0]["account"], "user-of-test-client", "{status}");
+        let table = env.a365(&["status"]).ok().stdout;
+        let expected = if rotate { " yes " } else { " no " };
+        assert!(table.lines().nth(1).unwrap().contains(expected), "{table}");
+        // Not persisted: after a restart it is unknown until a refresh.
+        drop(agent.terminate());
+        let _agent = env.start_agent();
+        let status = env.a365(&["status", "--json"]).ok().json();
+        assert!(status[0]["rotates"].is_null(), "{status}");
+        assert!(env.a365(&["status"]).ok().stdout.contains(" unknown "));
+        env.a365(&["refresh", "work"]).ok();
+        let status = env.a365(&["status", "--json"]).ok().json();
+        assert_eq!(status[0]["rotates"], rotate, "{status}");
+    }
+}

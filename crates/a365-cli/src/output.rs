@@ -237,11 +237,13 @@ pub fn status_table(profiles: &[ProfileStatus], now_secs: i64, colour: bool) -> 
         "STATE",
         "EXPIRES IN",
         "NEXT REFRESH",
+        "ROTATES",
+        "ACCOUNT",
         "WORKSPACE",
         "STORE",
         "SCOPES",
     ];
-    let rows: Vec<[String; 9]> = profiles
+    let rows: Vec<[String; 11]> = profiles
         .iter()
         .map(|p| status_row(p, now_secs).map(|cell| clean(&cell, false).into_owned()))
         .collect();
@@ -272,7 +274,7 @@ pub fn status_table(profiles: &[ProfileStatus], now_secs: i64, colour: bool) -> 
 }
 
 /// One profile's cells, before control characters are escaped.
-fn status_row(p: &ProfileStatus, now_secs: i64) -> [String; 9] {
+fn status_row(p: &ProfileStatus, now_secs: i64) -> [String; 11] {
     [
         format!("{}{}", if p.is_default { "*" } else { "" }, p.name),
         p.kind.to_string(),
@@ -290,10 +292,24 @@ fn status_row(p: &ProfileStatus, now_secs: i64) -> [String; 9] {
                 secs => format!("in {}", expires_in(secs)),
             })
             .unwrap_or_else(|| "-".into()),
+        rotates(p),
+        p.account.clone().unwrap_or_else(|| "-".into()),
         p.workspace.clone().unwrap_or_else(|| "-".into()),
         p.store.clone(),
         scopes(&p.scopes),
     ]
+}
+
+/// Whether the provider rotates refresh tokens: `-` for kinds that hold
+/// none, `unknown` until the agent has seen a refresh.
+fn rotates(p: &ProfileStatus) -> String {
+    use a365_proto::Kind;
+    match (p.kind, p.rotates) {
+        (Kind::Refresh | Kind::AuthorizationCode, Some(true)) => "yes".into(),
+        (Kind::Refresh | Kind::AuthorizationCode, Some(false)) => "no".into(),
+        (Kind::Refresh | Kind::AuthorizationCode, None) => "unknown".into(),
+        _ => "-".into(),
+    }
 }
 
 /// Below the table: scopes not granted, and each profile's last error.
@@ -528,6 +544,8 @@ mod tests {
             store: "file".into(),
             scopes_not_granted: vec!["a365:design.write".into()],
             is_default: true,
+            rotates: Some(true),
+            account: Some("ann".into()),
         };
         let p_clone = p.clone();
         let text = status_table(std::slice::from_ref(&p), 1_000, false);
@@ -542,6 +560,8 @@ mod tests {
                 && lines[1].contains("1h 0m")
                 && lines[1].contains("abc")
                 && lines[1].contains("file")
+                && lines[1].contains(" yes ")
+                && lines[1].contains(" ann ")
         );
         assert!(text.contains("work: the token server failed (HTTP 500)"));
         assert!(lines[1].contains("in 45m 0s"), "{text}");

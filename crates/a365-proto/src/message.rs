@@ -405,6 +405,14 @@ pub struct ProfileStatus {
     /// Scopes the profile asks for that its token lacks.
     pub scopes_not_granted: Vec<String>,
     pub is_default: bool,
+    /// Whether the provider rotates refresh tokens, as seen at this
+    /// agent's last refresh (the one returned differed from the one sent);
+    /// `None` until a refresh with a refresh token has been seen.
+    #[serde(default)]
+    pub rotates: Option<bool>,
+    /// Whose token it is (a JWT's `preferred_username`, `email` or `sub`).
+    #[serde(default)]
+    pub account: Option<String>,
 }
 
 /// The values of [`ProfileStatus::state`]. Strings on the wire, so a

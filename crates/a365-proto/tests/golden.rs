@@ -179,6 +179,8 @@ fn status() -> ProfileStatus {
         store: "keyring".into(),
         scopes_not_granted: vec![],
         is_default: true,
+        rotates: Some(true),
+        account: Some("ann@example.com".into()),
     }
 }
 

@@ -73,6 +73,9 @@ pub struct Snapshot {
     pub next_refresh_at_ms: Option<i64>,
     /// Finished refresh attempts, so a waiting client knows one completed.
     pub attempts_done: u64,
+    /// Whether the last refresh that presented a refresh token got a
+    /// different one back; `None` until one happened in this agent.
+    pub rotates: Option<bool>,
 }
 
 #[derive(Debug)]

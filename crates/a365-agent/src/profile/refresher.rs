@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use a365_proto::{EventKind, human_ms};
 use a365_store::Credential;
+use secrecy::ExposeSecret;
 
 use super::{Held, Phase, Profile, Snapshot};
 use crate::provider::{Exchange, Obtained, ProviderError};
@@ -201,6 +202,13 @@ impl Profile {
         now: i64,
     ) -> Result<(), Unsaved> {
         let rotated = got.refresh_token.is_some();
+        // Seen without any risk: the answer's refresh token against the one
+        // presented (never by replaying an old one, which kills the grant).
+        let rotates = match (&credential.refresh_token, &got.refresh_token) {
+            (Some(sent), Some(back)) => Some(sent.expose_secret() != back.expose_secret()),
+            (Some(_), None) => Some(false),
+            (None, _) => None,
+        };
         if let Some(rt) = got.refresh_token {
             credential.refresh_token = Some(rt);
         }
@@ -238,6 +246,7 @@ impl Profile {
             s.next_refresh_at_ms = next;
             s.last_error = saved.as_ref().err().cloned();
             s.attempts_done += 1;
+            s.rotates = rotates.or(s.rotates);
         });
         self.shared.events.emit(
             &self.name,
@@ -397,6 +406,7 @@ mod tests {
             last_error: None,
             next_refresh_at_ms: next,
             attempts_done: 0,
+            rotates: None,
         }
     }
 

@@ -45,6 +45,7 @@ pub(super) fn initial_snapshot(
         last_error: None,
         next_refresh_at_ms: None,
         attempts_done: 0,
+        rotates: None,
     };
     let credential = match loaded {
         Ok(Some(credential)) => credential,

@@ -2,6 +2,7 @@
 //! token the agent cannot renew.
 
 use a365_proto::{ProfileStatus, state};
+use secrecy::ExposeSecret;
 
 use super::{Phase, Profile};
 use a365_token::jwt;
@@ -52,6 +53,8 @@ impl Profile {
             },
             store: self.placed.kind.as_str().into(),
             is_default,
+            rotates: snap.rotates,
+            account: token.and_then(|t| jwt::claims(t.secret.expose_secret())?.account),
         }
     }
 
