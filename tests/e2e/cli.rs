@@ -306,3 +306,30 @@ fn a_closed_stdout_is_a_quiet_success() {
         assert!(stderr.is_empty(), "{args:?}: {stderr}");
     }
 }
+
+/// Both `--version`s name the release and the commit they were built from
+/// (this checkout's HEAD), apart from the protocol version.
+#[test]
+fn versions_name_the_release_and_the_commit() {
+    let head = std::process::Command::new("git")
+        .args(["rev-parse", "--short=12", "HEAD"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8(o.stdout).unwrap().trim().to_owned())
+        .unwrap_or_else(|| "unknown".into());
+    for (binary, name) in [("a365", "a365"), ("a365-agent", "a365-agent")] {
+        let out = std::process::Command::new(bin(binary))
+            .arg("--version")
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        let text = String::from_utf8(out.stdout).unwrap();
+        assert_eq!(
+            text.trim(),
+            format!("{name} {} ({head})", env!("CARGO_PKG_VERSION")),
+            "a binary built from another commit? rebuild"
+        );
+    }
+}

@@ -12,7 +12,7 @@ const EXIT_ALREADY_RUNNING: u8 = 3;
 /// Holds API credentials and keeps every profile's access token fresh.
 #[derive(Debug, Parser)]
 #[command(
-    version,
+    version = concat!(env!("CARGO_PKG_VERSION"), " (", env!("A365_COMMIT"), ")"),
     after_help = "Exit codes: 0 stopped cleanly, 1 error, 2 usage, 3 another agent is running on the socket."
 )]
 struct Args {

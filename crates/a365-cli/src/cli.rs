@@ -7,8 +7,12 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use crate::exit;
 
 /// Hands out the API tokens that `a365-agent` keeps fresh.
+/// The release and the commit it was built from; the wire protocol's
+/// version is separate (`a365 ping`).
+pub const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (", env!("A365_COMMIT"), ")");
+
 #[derive(Debug, Parser)]
-#[command(name = "a365", version, after_long_help = exit::HELP)]
+#[command(name = "a365", version = VERSION, after_long_help = exit::HELP)]
 pub struct Cli {
     /// The agent's socket.
     #[arg(long, global = true, env = a365_proto::path::SOCKET_ENV, value_name = "PATH")]
