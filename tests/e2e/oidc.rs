@@ -106,18 +106,23 @@ impl Provider {
     /// Spends `refresh_token` ourselves, as a second machine holding a copy
     /// would: the provider sees a replay and revokes the grant.
     fn replay(&self, client: &str, secret: &str, refresh_token: &str) -> u16 {
-        let out = Command::new("curl")
+        use std::io::Write;
+        // The refresh token on curl's stdin, never in its argv.
+        let mut curl = Command::new("curl")
             .args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "-X", "POST"])
             .arg(self.token_url())
             .args(["-d", "grant_type=refresh_token"])
             .args(["-d", &format!("client_id={client}")])
             .args(["-d", &format!("client_secret={secret}")])
-            .args([
-                "--data-urlencode",
-                &format!("refresh_token={refresh_token}"),
-            ])
-            .output()
+            .args(["--data-urlencode", "refresh_token@-"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
             .unwrap();
+        let mut stdin = curl.stdin.take().unwrap();
+        stdin.write_all(refresh_token.as_bytes()).unwrap();
+        drop(stdin);
+        let out = curl.wait_with_output().unwrap();
         String::from_utf8_lossy(&out.stdout)
             .trim()
             .parse()
