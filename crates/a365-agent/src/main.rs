@@ -53,6 +53,9 @@ struct Args {
     /// this many seconds; it is retried with back-off.
     #[arg(long, value_name = "SECS", default_value_t = a365_agent::Timeouts::default().http.as_secs())]
     http_timeout: u64,
+    /// Print the manual page (roff) and exit: what packages install.
+    #[arg(long, exclusive = true)]
+    man: bool,
 }
 
 fn main() -> ExitCode {
@@ -60,6 +63,9 @@ fn main() -> ExitCode {
         return fail(&e);
     }
     let args = Args::parse();
+    if args.man {
+        return man();
+    }
     if args.install_service || args.uninstall_service {
         return service(args.install_service);
     }
@@ -152,6 +158,15 @@ fn serve(options: Options, inherited: Option<a365_agent::socket::Inherited>) -> 
             ExitCode::from(EXIT_ALREADY_RUNNING)
         }
         Err(e) => fail(&e),
+    }
+}
+
+/// `--man`: the page for `a365-agent`, made from the flags above.
+fn man() -> ExitCode {
+    use clap::CommandFactory;
+    match clap_mangen::Man::new(Args::command()).render(&mut std::io::stdout()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => fail(&format!("writing the man page: {e}")),
     }
 }
 
