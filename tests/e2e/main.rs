@@ -24,6 +24,7 @@ mod providers;
 mod proxy;
 mod readme;
 mod refresh;
+mod revoke;
 mod secrets;
 mod systemd;
 mod tls;

@@ -52,9 +52,11 @@ impl Provider {
             .expect("node");
         let stdout = child.stdout.take().unwrap();
         let mut line = String::new();
-        std::io::BufReader::new(stdout)
-            .read_line(&mut line)
-            .unwrap();
+        let mut reader = std::io::BufReader::new(stdout);
+        reader.read_line(&mut line).unwrap();
+        // Anything it prints later goes on to our stderr: a closed pipe
+        // would end Node with EPIPE.
+        std::thread::spawn(move || std::io::copy(&mut reader, &mut std::io::stderr()));
         let issuer = line
             .trim()
             .strip_prefix("issuer=")
@@ -260,4 +262,41 @@ fn a_replayed_refresh_token_revokes_the_grant_and_the_agent_asks_for_a_login() {
     assert!(out.stderr.contains("a365 login design"), "{}", out.stderr);
     let status = env.a365(&["status", "--json"]).ok().json();
     assert_eq!(status[0]["state"], "needs-reauth", "{status}");
+}
+
+/// `a365 remove` revokes the refresh token at the provider's RFC 7009
+/// endpoint, authenticating as the profile's token requests do (HTTP
+/// Basic for the basic client, which the provider enforces there too):
+/// afterwards the provider refuses that refresh token.
+#[test]
+fn remove_revokes_the_refresh_token_at_the_providers_revocation_endpoint() {
+    let Some(provider) = Provider::start() else {
+        return;
+    };
+    for (client, secret, auth) in [
+        ("post-client", "post-secret", "post"),
+        ("basic-client", "basic-secret", "basic"),
+    ] {
+        let env = Env::new();
+        let _agent = env.start_agent();
+        let revocation = format!("{}/token/revocation", provider.issuer);
+        provider.add_login(
+            &env,
+            client,
+            Some(secret),
+            &["--client-auth", auth, "--revocation-url", &revocation],
+        );
+        login(&env).ok();
+        let held = env.stored_refresh_token("design").unwrap();
+        let out = env.a365(&["remove", "design"]).ok();
+        assert!(
+            out.stderr
+                .contains("its refresh token was revoked at 127.0.0.1"),
+            "{client}: {}",
+            out.stderr
+        );
+        if auth == "post" {
+            assert_eq!(provider.replay(client, secret, &held), 400, "revoked");
+        }
+    }
 }

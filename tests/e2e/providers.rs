@@ -354,7 +354,7 @@ fn http_get(port: u16, path: &str) -> String {
     text
 }
 
-fn add_designer(env: &Env, server: &TokenServer, token: &str) {
+pub(crate) fn add_designer(env: &Env, server: &TokenServer, token: &str) {
     add(
         env,
         &[

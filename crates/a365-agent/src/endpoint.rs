@@ -34,6 +34,8 @@ pub struct Endpoint {
     pub secure: bool,
     /// `authorization-code` only.
     pub login: Option<LoginEndpoint>,
+    /// Where `a365 remove` revokes a refresh token (RFC 7009), if known.
+    pub revocation_url: Option<reqwest::Url>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -54,6 +56,17 @@ impl Endpoint {
     /// other way round: every URL of a profile must be on one side.
     pub fn check_cloud(self) -> Result<Endpoint, EndpointError> {
         let token = Cloud::of(&self.token_url);
+        if let Some(revocation) = &self.revocation_url {
+            let other = Cloud::of(revocation);
+            if token != other && token != Cloud::Other && other != Cloud::Other {
+                return Err(invalid(format!(
+                    "the revocation URL ({}) and the token URL ({}) are on different Altium \
+                     clouds (Gov and commercial): a secret must stay on one",
+                    revocation.host_str().unwrap_or("?"),
+                    self.token_url.host_str().unwrap_or("?")
+                )));
+            }
+        }
         if let Some(login) = &self.login {
             let authorize = Cloud::of(&login.authorize_url);
             if token != authorize && token != Cloud::Other && authorize != Cloud::Other {
@@ -82,6 +95,7 @@ pub fn oauth(spec: &ProfileSpec) -> Result<Option<Endpoint>, EndpointError> {
     reject_login_fields(spec)?;
     let (token_url, secure) = token_endpoint(spec)?;
     Endpoint {
+        revocation_url: revocation_url(spec)?,
         token_url,
         secure,
         login: None,
@@ -125,6 +139,34 @@ pub fn named_url(spec: &ProfileSpec) -> Result<Option<&str>, EndpointError> {
         (None, Some(url)) => Ok(Some(url.as_str())),
         (None, None) => Ok(None),
     }
+}
+
+/// The RFC 7009 endpoint: the profile's own, else its realm's. The realms
+/// are IdentityServer token services (`/connect/token`), which serve
+/// revocation at `/connect/revocation`.
+pub fn revocation_url(spec: &ProfileSpec) -> Result<Option<reqwest::Url>, EndpointError> {
+    if let Some(url) = &spec.revocation_url {
+        return parse_url("revocation_url", url).map(Some);
+    }
+    let Some(realm) = &spec.realm else {
+        return Ok(None);
+    };
+    let token = realm_url(realm)?;
+    let url = token
+        .strip_suffix("/connect/token")
+        .map(|base| format!("{base}/connect/revocation"));
+    url.map(|u| parse_url("revocation_url", &u)).transpose()
+}
+
+/// Only OAuth profiles with a refresh token have a revocation endpoint.
+pub fn reject_revocation_url(spec: &ProfileSpec) -> Result<(), EndpointError> {
+    if spec.revocation_url.is_some() {
+        return Err(invalid(format!(
+            "revocation_url is for refresh and authorization-code profiles, not {}",
+            spec.kind
+        )));
+    }
+    Ok(())
 }
 
 /// Only an `authorization-code` profile logs in with a browser.

@@ -97,6 +97,7 @@ pub async fn run(options: Options) -> anyhow::Result<Outcome> {
     .await;
     let removed = control.call(&Request::RemoveProfile {
         name: PROFILE.into(),
+        keep_remote: true,
     });
     result?;
     removed?;

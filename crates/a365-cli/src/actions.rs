@@ -131,6 +131,7 @@ pub fn add(socket: &Path, mut args: AddArgs) -> Result<(), Error> {
         base_url: args.base_url,
         renew_lifetime_secs: args.renew_lifetime.map(|ms| ms / 1000),
         client_auth: args.client_auth.map(Into::into),
+        revocation_url: args.revocation_url,
     };
     let request = Request::AddProfile(AddProfile {
         name: args.profile,
@@ -246,8 +247,14 @@ pub fn store(socket: &Path, command: StoreCommand) -> Result<(), Error> {
     }
 }
 
-pub fn remove(socket: &Path, profile: String) -> Result<(), Error> {
-    done(call(socket, &Request::RemoveProfile { name: profile })?)
+pub fn remove(socket: &Path, profile: String, keep_remote: bool) -> Result<(), Error> {
+    done(call(
+        socket,
+        &Request::RemoveProfile {
+            name: profile,
+            keep_remote,
+        },
+    )?)
 }
 
 pub fn refresh(socket: &Path, profile: Option<String>) -> Result<(), Error> {

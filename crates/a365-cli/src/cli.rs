@@ -35,8 +35,16 @@ pub enum Command {
     },
     /// Add a profile; secrets are prompted for (hidden) or read with --secrets-from.
     Add(AddArgs),
-    /// Remove a profile and its secrets.
-    Remove { profile: String },
+    /// Remove a profile and its secrets, revoking its credential at the
+    /// provider first (the refresh token at the revocation endpoint, a
+    /// Designer Cloud token deleted); the secrets go either way.
+    Remove {
+        profile: String,
+        /// Leave the credential valid at the provider (only the local
+        /// copy is deleted).
+        #[arg(long)]
+        keep_remote: bool,
+    },
     /// Force a new token exchange now (the API answered 401).
     Refresh {
         #[arg(env = "A365_PROFILE")]
@@ -153,6 +161,10 @@ pub struct AddArgs {
     /// body (post, the default) or as HTTP Basic (basic).
     #[arg(long, value_enum, value_name = "METHOD")]
     pub client_auth: Option<ClientAuthArg>,
+    /// Where `a365 remove` revokes the refresh token (RFC 7009), when not
+    /// the realm's.
+    #[arg(long, value_name = "URL")]
+    pub revocation_url: Option<String>,
     /// Overwrite an existing profile of that name.
     #[arg(long)]
     pub replace: bool,

@@ -36,7 +36,10 @@ fn main() -> ExitCode {
         Command::Token(args) => actions::token(&socket, args),
         Command::Status { json } => actions::status(&socket, json),
         Command::Add(args) => actions::add(&socket, args),
-        Command::Remove { profile } => actions::remove(&socket, profile),
+        Command::Remove {
+            profile,
+            keep_remote,
+        } => actions::remove(&socket, profile, keep_remote),
         Command::Refresh { profile } => actions::refresh(&socket, profile),
         Command::Exec(args) => match actions::exec(&socket, args) {
             Ok(code) => return code,

@@ -20,8 +20,14 @@ pub enum Request {
     Status,
     /// Create a profile: settings go to the config file, secrets to the store.
     AddProfile(AddProfile),
-    /// Delete a profile, its settings and its secrets.
-    RemoveProfile { name: String },
+    /// Delete a profile, its settings and its secrets; first revoke its
+    /// credential at the provider (RFC 7009, or delete a Designer Cloud
+    /// token) unless `keep_remote`.
+    RemoveProfile {
+        name: String,
+        #[serde(default)]
+        keep_remote: bool,
+    },
     /// Force a new token exchange now (the API answered 401).
     Refresh { profile: Option<String> },
     /// Liveness and version check.
@@ -169,6 +175,10 @@ pub struct ProfileSpec {
     /// [`ClientAuth::Post`].
     #[serde(default)]
     pub client_auth: Option<ClientAuth>,
+    /// The RFC 7009 revocation endpoint `a365 remove` sends the refresh
+    /// token to, when not the realm's.
+    #[serde(default)]
+    pub revocation_url: Option<String>,
 }
 
 /// How a client with a secret authenticates at the token endpoint (RFC

@@ -37,7 +37,12 @@ fn request_name(r: &Request) -> String {
             Some(auth) => format!("add-client-auth-{auth}"),
             None => format!("add-{}", a.spec.kind),
         },
-        Request::RemoveProfile { .. } => "remove".into(),
+        Request::RemoveProfile {
+            keep_remote: false, ..
+        } => "remove".into(),
+        Request::RemoveProfile {
+            keep_remote: true, ..
+        } => "remove-keep-remote".into(),
         Request::Refresh { .. } => "refresh".into(),
         Request::Ping => "ping".into(),
         Request::Shutdown => "shutdown".into(),
@@ -102,7 +107,14 @@ fn requests() -> Vec<Request> {
             scopes: vec!["a365:requirements".into(), "design.read".into()],
         }),
         Request::Status,
-        Request::RemoveProfile { name: "old".into() },
+        Request::RemoveProfile {
+            name: "old".into(),
+            keep_remote: false,
+        },
+        Request::RemoveProfile {
+            name: "old".into(),
+            keep_remote: true,
+        },
         Request::Refresh {
             profile: Some("nexar".into()),
         },
@@ -151,6 +163,7 @@ fn requests() -> Vec<Request> {
                 realm: Some("nexar".into()),
                 client_id: Some("cid-123".into()),
                 client_auth: Some(auth),
+                revocation_url: Some("https://auth.example/connect/revocation".into()),
                 ..ProfileSpec::default()
             },
             secrets: Secrets {
@@ -314,7 +327,7 @@ fn every_variant_encodes_as_committed_in_both_encodings() {
     let requests = names.iter().filter(|n| n.starts_with("request-")).count();
     assert_eq!(
         requests,
-        12 - 2 + Kind::ALL.len() + StoreKind::ALL.len() + ClientAuth::ALL.len()
+        12 - 2 + 1 + Kind::ALL.len() + StoreKind::ALL.len() + ClientAuth::ALL.len()
     );
     let errors = names
         .iter()

@@ -10,6 +10,7 @@ mod conn;
 mod designer;
 mod fault;
 mod handler;
+mod revoke;
 mod state;
 
 use std::net::SocketAddr;
@@ -56,7 +57,8 @@ impl Default for ServerConfig {
     }
 }
 
-/// Serves `POST /connect/token` on `listener` until the future is dropped
+/// Serves `POST /connect/token` (and revocation, authorize, Designer
+/// Cloud's token API) on `listener` until the future is dropped
 /// (connections already accepted live on as tasks of the runtime).
 pub async fn serve(
     listener: tokio::net::TcpListener,
@@ -64,6 +66,7 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let app = axum::Router::new()
         .route("/connect/token", axum::routing::post(handler::token))
+        .route("/connect/revocation", axum::routing::post(revoke::revoke))
         .route(
             "/connect/authorize",
             axum::routing::get(authorize::authorize),
@@ -136,6 +139,11 @@ impl TokenServer {
     /// `http://127.0.0.1:PORT/connect/token`
     pub fn token_url(&self) -> String {
         format!("http://{}/connect/token", self.addr)
+    }
+
+    /// `http://127.0.0.1:PORT/connect/revocation` (RFC 7009)
+    pub fn revocation_url(&self) -> String {
+        format!("http://{}/connect/revocation", self.addr)
     }
 
     /// `http://127.0.0.1:PORT`: also a Designer Cloud instance's base URL.

@@ -258,6 +258,18 @@ impl State {
         true
     }
 
+    /// RFC 7009: ends `refresh_token` if it is this client's.
+    pub(crate) fn revoke_refresh_token(&self, refresh_token: &str, client_id: &str) {
+        let mut inner = self.lock();
+        if inner
+            .refresh_tokens
+            .get(refresh_token)
+            .is_some_and(|c| c == client_id)
+        {
+            inner.refresh_tokens.remove(refresh_token);
+        }
+    }
+
     /// Remembers a code issued by `/connect/authorize`.
     pub(crate) fn issue_code(&self, pending: PendingCode) -> String {
         let code = random_token(24);

@@ -9,7 +9,7 @@ use super::{Agent, internal, invalid};
 use crate::config;
 use crate::endpoint::Endpoint;
 use crate::profile::{Phase, Profile};
-use crate::provider;
+use crate::provider::{self, Revocation};
 
 impl Agent {
     /// Adds (or with `replace`, replaces) a profile, and reports its first
@@ -138,7 +138,11 @@ impl Agent {
         }
     }
 
-    pub(super) async fn remove(&self, name: &str) -> Result<Response, ErrorReply> {
+    pub(super) async fn remove(
+        &self,
+        name: &str,
+        keep_remote: bool,
+    ) -> Result<Response, ErrorReply> {
         let _edit = self.edits.lock().await;
         let profile = self.profile(Some(name))?;
         if let Err(e) = &profile.placed.store {
@@ -147,9 +151,26 @@ impl Agent {
             )));
         }
         profile.stop().await;
+        let remote = match keep_remote {
+            true => Revocation::NotNeeded,
+            false => profile.revoke_remote().await,
+        };
+        let remote = match remote {
+            Revocation::NotNeeded => String::new(),
+            Revocation::Done(what) => {
+                tracing::info!(profile = %name, "{what}");
+                format!("; {what}")
+            }
+            Revocation::Left(why) => {
+                tracing::warn!(profile = %name, "{why}");
+                format!("; warning: {why}")
+            }
+        };
         if let Err(e) = profile.placed.delete(name).await {
             self.restart(&profile).await;
-            return Err(internal(format!("could not delete the secrets: {e}")));
+            return Err(internal(format!(
+                "could not delete the secrets: {e}{remote}"
+            )));
         }
         let (path, profile_name) = (self.paths.config_file.clone(), name.to_owned());
         config::in_background(move || config::remove_profile(&path, &profile_name))
@@ -171,7 +192,7 @@ impl Agent {
             format!("profile '{name}' was removed"),
         );
         Ok(Response::Done {
-            message: format!("profile '{name}' removed, with its secrets"),
+            message: format!("profile '{name}' removed, with its secrets{remote}"),
         })
     }
 }

@@ -135,7 +135,7 @@ impl Agent {
             Request::Status => Ok(self.status()),
             Request::StatusPage { after } => Ok(self.status_page(after.as_deref())),
             Request::AddProfile(add) => self.add(add).await,
-            Request::RemoveProfile { name } => self.remove(&name).await,
+            Request::RemoveProfile { name, keep_remote } => self.remove(&name, keep_remote).await,
             Request::Refresh { profile } => match self.profile(profile.as_deref()) {
                 Ok(p) => p
                     .force_refresh()

@@ -79,6 +79,7 @@ fn profile_table(spec: &ProfileSpec) -> toml_edit::Table {
         ("authorize_url", &spec.authorize_url),
         ("redirect_uri", &spec.redirect_uri),
         ("base_url", &spec.base_url),
+        ("revocation_url", &spec.revocation_url),
     ] {
         if let Some(value) = value {
             table.insert(key, toml_edit::value(value.as_str()));

@@ -159,6 +159,25 @@ impl Profile {
         self.state.subscribe()
     }
 
+    /// `a365 remove`: ends the saved credential at the provider. Called
+    /// after [`Profile::stop`], so no refresh races it and the store holds
+    /// the latest rotated refresh token.
+    pub async fn revoke_remote(&self) -> provider::Revocation {
+        let credential = match self.placed.load(&self.name).await {
+            Ok(Some(credential)) => credential,
+            Ok(None) => return provider::Revocation::NotNeeded,
+            Err(e) => {
+                return provider::Revocation::Left(format!(
+                    "its secrets could not be read to revoke them at the provider ({e})"
+                ));
+            }
+        };
+        match self.exchange(self.shared.clock.now_ms()) {
+            Some(exchange) => self.provider().revoke(exchange, &credential).await,
+            None => provider::Revocation::NotNeeded,
+        }
+    }
+
     /// Stops the refresher, letting a refresh in flight finish and persist.
     pub async fn stop(&self) {
         self.stopping.store(true, Ordering::SeqCst);

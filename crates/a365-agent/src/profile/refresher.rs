@@ -133,7 +133,7 @@ impl Profile {
         }
     }
 
-    fn exchange(&self, now_ms: i64) -> Option<Exchange<'_>> {
+    pub(super) fn exchange(&self, now_ms: i64) -> Option<Exchange<'_>> {
         Some(Exchange {
             http: &self.shared.http,
             endpoint: self.endpoint.as_ref()?,

@@ -54,6 +54,7 @@ impl Provider for AuthorizationCode {
         let (token_url, secure) = endpoint::token_endpoint(spec)?;
         let login = login_endpoint(spec, &token_url)?;
         Endpoint {
+            revocation_url: endpoint::revocation_url(spec)?,
             token_url,
             secure,
             login: Some(login),
@@ -102,6 +103,14 @@ impl Provider for AuthorizationCode {
                 .await
                 .map(Obtained::from)
         })
+    }
+
+    fn revoke<'a>(
+        &'a self,
+        exchange: Exchange<'a>,
+        credential: &'a Credential,
+    ) -> Pending<'a, super::Revocation> {
+        Box::pin(super::refresh::revoke_refresh_token(exchange, credential))
     }
 
     fn reauth_advice(&self, name: &str) -> String {

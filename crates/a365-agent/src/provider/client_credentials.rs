@@ -23,6 +23,15 @@ impl Provider for ClientCredentials {
         }
     }
 
+    /// No refresh token: nothing to revoke when the profile is removed.
+    fn endpoint(
+        &self,
+        spec: &ProfileSpec,
+    ) -> Result<Option<crate::endpoint::Endpoint>, crate::endpoint::EndpointError> {
+        crate::endpoint::reject_revocation_url(spec)?;
+        crate::endpoint::oauth(spec)
+    }
+
     fn credential(
         &self,
         _name: &str,

@@ -52,6 +52,7 @@ impl Provider for DesignerCloud {
             ));
         }
         crate::endpoint::reject_login_fields(spec)?;
+        crate::endpoint::reject_revocation_url(spec)?;
         let base = spec.base_url.as_deref().ok_or_else(|| {
             EndpointError(
                 "a designer-cloud profile needs the base_url of its instance (--base-url)".into(),
@@ -69,6 +70,7 @@ impl Provider for DesignerCloud {
             token_url,
             secure: false,
             login: None,
+            revocation_url: None,
         }))
     }
 
@@ -149,6 +151,39 @@ impl Provider for DesignerCloud {
                 }
             }
             outcome
+        })
+    }
+
+    /// Deletes the tokens it replaced, then the current one, each with
+    /// the current token (which may delete itself).
+    fn revoke<'a>(
+        &'a self,
+        exchange: Exchange<'a>,
+        credential: &'a Credential,
+    ) -> Pending<'a, super::Revocation> {
+        use super::Revocation;
+        Box::pin(async move {
+            let (Some(current), Some(current_id)) =
+                (&credential.access_token, &credential.token_id)
+            else {
+                return Revocation::Left(
+                    "the API token was never renewed, so its id is unknown: delete it in \
+                     Designer Cloud"
+                        .into(),
+                );
+            };
+            let url = &exchange.endpoint.token_url;
+            let ids = credential.retired_token_ids.iter().chain([current_id]);
+            for id in ids {
+                if let Err(e) = delete(exchange.http, url, current, id).await {
+                    return Revocation::Left(format!(
+                        "deleting API token {id} failed ({e}): delete it in Designer Cloud"
+                    ));
+                }
+            }
+            Revocation::Done(format!(
+                "its API token {current_id} was deleted in Designer Cloud"
+            ))
         })
     }
 

@@ -109,6 +109,18 @@ pub struct AfterSave {
     pub unfinished: bool,
 }
 
+/// What `a365 remove` did about the credential at the provider.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Revocation {
+    /// Nothing there outlives the local secrets (a static token, a client
+    /// secret the user keeps, `--keep-remote`).
+    NotNeeded,
+    /// Revoked or deleted there: what.
+    Done(String),
+    /// Still valid there: why, and what the user can do.
+    Left(String),
+}
+
 /// How a credential read from the store at start-up is served.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Restore {
@@ -190,6 +202,16 @@ pub trait Provider: Sync + std::fmt::Debug {
         _credential: &'a mut Credential,
     ) -> Pending<'a, AfterSave> {
         Box::pin(async { AfterSave::default() })
+    }
+
+    /// Ends the credential at the provider before `a365 remove` deletes
+    /// the local copy. One attempt: the secrets go either way.
+    fn revoke<'a>(
+        &'a self,
+        _exchange: Exchange<'a>,
+        _credential: &'a Credential,
+    ) -> Pending<'a, Revocation> {
+        Box::pin(async { Revocation::NotNeeded })
     }
 
     /// What to do when the credential is dead.

@@ -44,33 +44,7 @@ pub async fn post_form(
     client: Client<'_>,
     form: &[(&str, &str)],
 ) -> Result<Fresh, ProviderError> {
-    let mut pairs = form.to_vec();
-    let basic = match (call.client_auth, client.secret) {
-        (ClientAuth::Basic, Some(secret)) => Some(basic_authorization(client.id, secret)),
-        (_, secret) => {
-            pairs.push(("client_id", client.id));
-            if let Some(secret) = secret {
-                pairs.push(("client_secret", secret.expose_secret()));
-            }
-            None
-        }
-    };
-    let mut request = call
-        .http
-        .post(call.token_url.clone())
-        .header(
-            reqwest::header::CONTENT_TYPE,
-            "application/x-www-form-urlencoded",
-        )
-        .header(reqwest::header::ACCEPT, "application/json");
-    if let Some(value) = basic {
-        request = request.header(reqwest::header::AUTHORIZATION, value);
-    }
-    let response = request
-        .body(bytes::Bytes::from_owner(Wiped(form_body(&pairs))))
-        .send()
-        .await
-        .map_err(|e| ProviderError::transient(describe_send_error(&e, call.token_url)))?;
+    let response = send_form(call, call.token_url, client, form).await?;
     let status = response.status();
     let retry_after = retry_after(response.headers(), call.now_ms);
     let body = read_body(response).await?;
@@ -84,6 +58,95 @@ pub async fn post_form(
         call.default_lifetime,
     )
     .map_err(|e| client_hint(e, call.client_auth, client.secret.is_some()))
+}
+
+/// RFC 7009: asks the server at `url` to revoke `token` (a refresh token:
+/// the server then also ends the access tokens of its grant). A 200
+/// means done, also for a token the server no longer knows (§2.2).
+pub async fn revoke(
+    call: Call<'_>,
+    url: &reqwest::Url,
+    client: Client<'_>,
+    token: &SecretString,
+) -> Result<(), ProviderError> {
+    let form = [
+        ("token", token.expose_secret()),
+        ("token_type_hint", "refresh_token"),
+    ];
+    let response = send_form(call, url, client, &form).await?;
+    let status = response.status();
+    let retry_after = retry_after(response.headers(), call.now_ms);
+    let body = read_body(response).await?;
+    if status.is_success() {
+        return Ok(());
+    }
+    let code = serde_json::from_slice::<serde_json::Value>(&body)
+        .ok()
+        .and_then(|v| Some(a365_token::oauth::sanitize(v.get("error")?.as_str()?)))
+        .unwrap_or_default();
+    let status = status.as_u16();
+    Err(if status == 401 || code == "invalid_client" {
+        let message = format!(
+            "{} at the revocation endpoint (HTTP {status})",
+            a365_token::oauth::CLIENT_REJECTED
+        );
+        client_hint(
+            ProviderError::Dead(message),
+            call.client_auth,
+            client.secret.is_some(),
+        )
+    } else {
+        let code = if code.is_empty() {
+            code
+        } else {
+            format!(": {code}")
+        };
+        let message = format!("the revocation endpoint answered HTTP {status}{code}");
+        match status {
+            429 | 500.. => ProviderError::Transient {
+                message,
+                retry_after,
+            },
+            _ => ProviderError::Rejected(message),
+        }
+    })
+}
+
+/// POSTs `form` to `url` with the client's authentication: in the body
+/// or as HTTP Basic, as the profile says.
+async fn send_form(
+    call: Call<'_>,
+    url: &reqwest::Url,
+    client: Client<'_>,
+    form: &[(&str, &str)],
+) -> Result<reqwest::Response, ProviderError> {
+    let mut pairs = form.to_vec();
+    let basic = match (call.client_auth, client.secret) {
+        (ClientAuth::Basic, Some(secret)) => Some(basic_authorization(client.id, secret)),
+        (_, secret) => {
+            pairs.push(("client_id", client.id));
+            if let Some(secret) = secret {
+                pairs.push(("client_secret", secret.expose_secret()));
+            }
+            None
+        }
+    };
+    let mut request = call
+        .http
+        .post(url.clone())
+        .header(
+            reqwest::header::CONTENT_TYPE,
+            "application/x-www-form-urlencoded",
+        )
+        .header(reqwest::header::ACCEPT, "application/json");
+    if let Some(value) = basic {
+        request = request.header(reqwest::header::AUTHORIZATION, value);
+    }
+    request
+        .body(bytes::Bytes::from_owner(Wiped(form_body(&pairs))))
+        .send()
+        .await
+        .map_err(|e| ProviderError::transient(describe_send_error(&e, url)))
 }
 
 /// `Authorization: Basic …` of RFC 6749 §2.3.1: id and secret each

@@ -61,6 +61,14 @@ impl Provider for Refresh {
         })
     }
 
+    fn revoke<'a>(
+        &'a self,
+        exchange: Exchange<'a>,
+        credential: &'a Credential,
+    ) -> Pending<'a, super::Revocation> {
+        Box::pin(revoke_refresh_token(exchange, credential))
+    }
+
     fn reauth_advice(&self, name: &str) -> String {
         format!(
             "Create a new refresh token in Altium 365 (Admin → Developer), then run \
@@ -102,4 +110,35 @@ pub async fn exchange(
         secret: credential.client_secret,
     };
     post_form(call, Grant::RefreshToken, client, &form).await
+}
+
+/// Revokes the profile's refresh token at its revocation endpoint (RFC
+/// 7009), authenticating as its token requests do.
+pub async fn revoke_refresh_token(
+    exchange: Exchange<'_>,
+    credential: &Credential,
+) -> super::Revocation {
+    use super::Revocation;
+    let Some(token) = &credential.refresh_token else {
+        return Revocation::NotNeeded;
+    };
+    let Some(url) = &exchange.endpoint.revocation_url else {
+        return Revocation::Left(
+            "its refresh token stays valid at the provider: no revocation endpoint is known \
+             (give one with `a365 add --revocation-url`); revoke it in the provider's console"
+                .into(),
+        );
+    };
+    let host = url.host_str().unwrap_or("the provider");
+    let client = Client {
+        id: exchange.client_id(),
+        secret: credential.client_secret.as_ref(),
+    };
+    match super::oauth::revoke(exchange.call(), url, client, token).await {
+        Ok(()) => Revocation::Done(format!("its refresh token was revoked at {host}")),
+        Err(e) => Revocation::Left(format!(
+            "revoking its refresh token at {host} failed ({e}): it stays valid there until it \
+             expires or you revoke it in the provider's console"
+        )),
+    }
 }

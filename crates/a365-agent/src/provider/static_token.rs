@@ -49,6 +49,7 @@ impl Provider for Static {
     /// `status`: a static token is never exchanged.
     fn endpoint(&self, spec: &ProfileSpec) -> Result<Option<Endpoint>, EndpointError> {
         endpoint::named_url(spec)?;
+        endpoint::reject_revocation_url(spec)?;
         Ok(None)
     }
 

@@ -1,0 +1,89 @@
+//! `POST /connect/revocation`: RFC 7009 token revocation. The client
+//! authenticates as at the token endpoint; a revoked refresh token is
+//! dead at once (its next use gets `invalid_grant`). Recorded like token
+//! requests (`grant_type` "revocation"), and the configured fault applies.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::Form;
+use axum::extract::State;
+use axum::extract::rejection::FormRejection;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+
+use crate::fault::Fault;
+use crate::handler::{basic_auth, oauth_error};
+use crate::state::{RecordedRequest, State as ServerState, now_ms};
+
+pub async fn revoke(
+    State(state): State<Arc<ServerState>>,
+    headers: HeaderMap,
+    form: Result<Form<HashMap<String, String>>, FormRejection>,
+) -> Response {
+    let form = form.map(|Form(f)| f).unwrap_or_default();
+    let basic = basic_auth(&headers);
+    let used_basic = basic.is_some();
+    let (client_id, secret) = match basic {
+        Some((id, secret)) => (Some(id), Some(secret)),
+        None => (
+            form.get("client_id").cloned(),
+            form.get("client_secret").cloned(),
+        ),
+    };
+    let index = state.begin(RecordedRequest {
+        grant_type: "revocation".into(),
+        client_id: client_id.clone(),
+        secure: false,
+        refresh_token: form.get("token").cloned(),
+        scope: None,
+        basic: used_basic,
+        status: 0,
+        at_ms: now_ms(),
+    });
+    let response = match state.take_fault() {
+        Some(Fault::Status(code)) => {
+            let status = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            oauth_error(status, "server_error", "injected")
+        }
+        Some(Fault::Hang) => {
+            state.finish(index, 0);
+            return std::future::pending().await;
+        }
+        _ => answer(&state, client_id, secret, &form),
+    };
+    state.finish(index, response.status().as_u16());
+    response
+}
+
+fn answer(
+    state: &ServerState,
+    client_id: Option<String>,
+    secret: Option<String>,
+    form: &HashMap<String, String>,
+) -> Response {
+    let (Some(client_id), Some(secret)) = (client_id, secret) else {
+        return oauth_error(
+            StatusCode::UNAUTHORIZED,
+            "invalid_client",
+            "client authentication is missing",
+        );
+    };
+    if !state.client_ok(&client_id, &secret) {
+        return oauth_error(
+            StatusCode::UNAUTHORIZED,
+            "invalid_client",
+            "unknown client or wrong secret",
+        );
+    }
+    let Some(token) = form.get("token").filter(|t| !t.is_empty()) else {
+        return oauth_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "token is missing",
+        );
+    };
+    // §2.2: an unknown or already revoked token is answered 200 too.
+    state.revoke_refresh_token(token, &client_id);
+    StatusCode::OK.into_response()
+}
