@@ -20,6 +20,7 @@ mod forward;
 mod json_mode;
 mod keyring;
 mod oidc;
+mod params;
 mod providers;
 mod proxy;
 mod readme;

@@ -10,7 +10,7 @@ use std::io::BufRead;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
-use crate::harness::{Env, Out, bin};
+use crate::harness::{Env, Out, bin, jwt_payload};
 
 fn oidc_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/oidc")
@@ -299,4 +299,69 @@ fn remove_revokes_the_refresh_token_at_the_providers_revocation_endpoint() {
             assert_eq!(provider.replay(client, secret, &held), 400, "revoked");
         }
     }
+}
+
+/// RFC 8707 resource indicators through `--authorize-param` and
+/// `--token-param`: the provider issues JWT access tokens for that
+/// audience at login, at every refresh, and to a client-credentials
+/// client. An empty `prompt` sends none instead of `prompt=consent`, and
+/// this provider then grants no refresh token, which the login says.
+#[test]
+fn resource_indicators_and_prompt_from_the_profiles_parameters() {
+    let Some(provider) = Provider::start() else {
+        return;
+    };
+    let resource = "https://api.test/designs";
+    let authorize = format!("resource={resource}");
+    let env = Env::new();
+    let _agent = env.start_agent();
+    provider.add_login(
+        &env,
+        "post-client",
+        Some("post-secret"),
+        &["--authorize-param", &authorize, "--token-param", &authorize],
+    );
+    login(&env).ok();
+    assert_eq!(jwt_payload(&env.token("design"))["aud"], resource);
+    env.a365(&["refresh", "design"]).ok();
+    assert_eq!(jwt_payload(&env.token("design"))["aud"], resource);
+
+    let token_url = provider.token_url();
+    let args = [
+        "add",
+        "api",
+        "--kind",
+        "client-credentials",
+        "--token-url",
+        &token_url,
+        "--client-id",
+        "cc-client",
+        "--scope",
+        "api",
+        "--token-param",
+        &authorize,
+        "--secrets-from",
+        "-",
+    ];
+    env.a365_with_stdin(&args, br#"{"client_secret":"cc-secret"}"#)
+        .ok();
+    let claims = jwt_payload(&env.token("api"));
+    assert_eq!(claims["aud"], resource);
+    assert_eq!(claims["scope"], "api");
+
+    let env = Env::new();
+    let _agent = env.start_agent();
+    provider.add_login(
+        &env,
+        "post-client",
+        Some("post-secret"),
+        &["--authorize-param", "prompt="],
+    );
+    let out = login(&env).ok();
+    assert!(
+        out.stderr
+            .contains("granted no refresh token although offline_access was asked"),
+        "{}",
+        out.stderr
+    );
 }

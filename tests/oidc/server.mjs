@@ -1,13 +1,14 @@
 // node-oidc-provider on loopback, for the end-to-end tests: an independent,
 // OpenID-certified provider, configured as strict servers are. Refresh
 // tokens rotate, and a replayed one revokes the whole grant; offline_access
-// needs prompt=consent; PKCE is required. Prints `issuer=URL` once
-// listening on 127.0.0.1 (a free port).
+// needs prompt=consent; PKCE is required. Resource indicators (RFC 8707)
+// under https://api.test/ get JWT access tokens with that audience. Prints
+// `issuer=URL` once listening on 127.0.0.1 (a free port).
 //
 // Environment: REDIRECT_URI, the loopback redirect registered for the login
 // clients; ACCESS_TTL, access token lifetime in seconds (default 3600).
 import http from 'node:http';
-import Provider from 'oidc-provider';
+import Provider, { errors } from 'oidc-provider';
 
 const redirect = process.env.REDIRECT_URI || 'http://127.0.0.1:3000/login';
 const ttl = Number(process.env.ACCESS_TTL || 3600);
@@ -33,6 +34,14 @@ server.listen(0, '127.0.0.1', () => {
       clientCredentials: { enabled: true },
       devInteractions: { enabled: true },
       revocation: { enabled: true },
+      resourceIndicators: {
+        enabled: true,
+        useGrantedResource: () => true,
+        getResourceServerInfo: (ctx, resource) => {
+          if (!resource.startsWith('https://api.test/')) throw new errors.InvalidTarget();
+          return { scope: 'api', audience: resource, accessTokenFormat: 'jwt' };
+        },
+      },
     },
     rotateRefreshToken: true,
     pkce: { required: () => true },

@@ -49,6 +49,7 @@ impl Endpoint {
     /// Resolves a profile's realm or explicit URLs, by its kind's rules;
     /// `None` for a kind that never calls a token endpoint.
     pub fn resolve(spec: &ProfileSpec) -> Result<Option<Endpoint>, EndpointError> {
+        check_params(spec)?;
         crate::provider::of(spec.kind).endpoint(spec)
     }
 
@@ -156,6 +157,84 @@ pub fn revocation_url(spec: &ProfileSpec) -> Result<Option<reqwest::Url>, Endpoi
         .strip_suffix("/connect/token")
         .map(|base| format!("{base}/connect/revocation"));
     url.map(|u| parse_url("revocation_url", &u)).transpose()
+}
+
+/// Parameters a365 sends itself, or that carry secrets: never taken from
+/// `authorize_params` or `token_params`.
+const RESERVED_PARAMS: &[&str] = &[
+    "response_type",
+    "client_id",
+    "redirect_uri",
+    "scope",
+    "state",
+    "code",
+    "code_challenge",
+    "code_challenge_method",
+    "code_verifier",
+    "grant_type",
+    "secure",
+];
+
+/// Names that hold secrets (`client_secret`, `password`, `id_token_hint`,
+/// `client_assertion`, …): config.toml and the browser are no place for them.
+const SECRET_PARTS: &[&str] = &["secret", "password", "token", "assertion", "key"];
+
+/// The extra parameters: only where the kind sends such a request, plain
+/// names, short printable values, nothing a365 sends itself, no secrets.
+pub fn check_params(spec: &ProfileSpec) -> Result<(), EndpointError> {
+    use a365_proto::Kind;
+    if !spec.authorize_params.is_empty() && spec.kind != Kind::AuthorizationCode {
+        return Err(invalid(format!(
+            "authorize_params are for authorization-code profiles, not {}",
+            spec.kind
+        )));
+    }
+    if !spec.token_params.is_empty() && matches!(spec.kind, Kind::Static | Kind::DesignerCloud) {
+        return Err(invalid(format!(
+            "token_params are for OAuth profiles, not {}",
+            spec.kind
+        )));
+    }
+    let all = [
+        ("authorize", &spec.authorize_params),
+        ("token", &spec.token_params),
+    ];
+    for (which, params) in all {
+        for (name, value) in params {
+            check_param(which, name, value)?;
+        }
+    }
+    Ok(())
+}
+
+fn check_param(which: &str, name: &str, value: &str) -> Result<(), EndpointError> {
+    let plain = |c: char| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.');
+    if name.is_empty() || name.len() > 64 || !name.chars().all(plain) {
+        return Err(invalid(format!(
+            "{which} parameter name '{}' is not a plain name (letters, digits, _ - .)",
+            name.escape_debug()
+        )));
+    }
+    let lower = name.to_ascii_lowercase();
+    if RESERVED_PARAMS.contains(&lower.as_str()) {
+        return Err(invalid(format!(
+            "{which} parameter '{name}' is one a365 sends itself; use the matching setting \
+             (--scope, --client-id, --redirect-uri, …)"
+        )));
+    }
+    if SECRET_PARTS.iter().any(|part| lower.contains(part)) {
+        return Err(invalid(format!(
+            "{which} parameter '{name}' looks like a secret: parameters are kept in config.toml \
+             in plain text; secrets belong in the store (--secrets-from)"
+        )));
+    }
+    if value.len() > 2048 || value.chars().any(char::is_control) {
+        return Err(invalid(format!(
+            "the value of {which} parameter '{name}' is longer than 2048 bytes or has control \
+             characters"
+        )));
+    }
+    Ok(())
 }
 
 /// Only OAuth profiles with a refresh token have a revocation endpoint.

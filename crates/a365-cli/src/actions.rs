@@ -109,6 +109,9 @@ pub fn add(socket: &Path, mut args: AddArgs) -> Result<(), Error> {
     if interactive {
         ask_settings(kind, &mut args)?;
     }
+    // Checked before any secret is asked for.
+    let authorize_params = unique_params("--authorize-param", &args.authorize_params)?;
+    let token_params = unique_params("--token-param", &args.token_params)?;
     let secrets = match &args.secrets_from {
         Some(path) => secrets::from_file(path)?,
         None => secrets::prompt(kind)?,
@@ -132,6 +135,8 @@ pub fn add(socket: &Path, mut args: AddArgs) -> Result<(), Error> {
         renew_lifetime_secs: args.renew_lifetime.map(|ms| ms / 1000),
         client_auth: args.client_auth.map(Into::into),
         revocation_url: args.revocation_url,
+        authorize_params,
+        token_params,
     };
     let request = Request::AddProfile(AddProfile {
         name: args.profile,
@@ -233,6 +238,21 @@ fn open_browser(url: &str) {
     if let Err(e) = spawned {
         eprintln!("a365: could not start {program} ({e}): open the URL yourself");
     }
+}
+
+/// The `NAME=VALUE` pairs of one flag as a map; a name given twice is a
+/// mistake, not a choice of the last one.
+fn unique_params(
+    flag: &str,
+    pairs: &[(String, String)],
+) -> Result<std::collections::BTreeMap<String, String>, Error> {
+    let mut map = std::collections::BTreeMap::new();
+    for (name, value) in pairs {
+        if map.insert(name.clone(), value.clone()).is_some() {
+            return Err(Error::Usage(format!("{flag} {name}=… is given twice")));
+        }
+    }
+    Ok(map)
 }
 
 pub fn store(socket: &Path, command: StoreCommand) -> Result<(), Error> {

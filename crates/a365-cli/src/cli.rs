@@ -165,6 +165,15 @@ pub struct AddArgs {
     /// the realm's.
     #[arg(long, value_name = "URL")]
     pub revocation_url: Option<String>,
+    /// An extra parameter of the browser login's authorize request
+    /// (repeatable): login_hint, audience, resource, prompt (an empty
+    /// prompt= sends none instead of prompt=consent). Never a secret.
+    #[arg(long = "authorize-param", value_name = "NAME=VALUE", value_parser = parse_param)]
+    pub authorize_params: Vec<(String, String)>,
+    /// An extra parameter of every token request (repeatable): audience,
+    /// resource (RFC 8707). Never a secret.
+    #[arg(long = "token-param", value_name = "NAME=VALUE", value_parser = parse_param)]
+    pub token_params: Vec<(String, String)>,
     /// Overwrite an existing profile of that name.
     #[arg(long)]
     pub replace: bool,
@@ -279,6 +288,17 @@ pub fn parse_duration_ms(text: &str) -> Result<u64, String> {
         return Err("a duration cannot be negative".into());
     }
     u64::try_from(d.as_millis()).map_err(|_| "too long".into())
+}
+
+/// `NAME=VALUE` of `--authorize-param` and `--token-param`.
+fn parse_param(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((name, value)) if !name.is_empty() => Ok((name.to_owned(), value.to_owned())),
+        _ => Err(format!(
+            "expected NAME=VALUE, got '{}'",
+            text.escape_debug()
+        )),
+    }
 }
 
 #[cfg(test)]

@@ -31,8 +31,9 @@ pub use secret::WireSecret;
 /// Version of the message set. Checked on every message, separately from the
 /// crate version, so a client and an agent of different releases fail with a
 /// clear error instead of mis-decoding each other.
-/// 2: `ProfileSpec` gained `client_auth` and `revocation_url`,
-/// `RemoveProfile` gained `keep_remote`.
+/// 2: `ProfileSpec` gained `client_auth`, `revocation_url`,
+/// `authorize_params` and `token_params`; `RemoveProfile` gained
+/// `keep_remote`.
 pub const PROTOCOL_VERSION: u32 = 2;
 
 /// The oldest version a JSON message may name. JSON is self-describing and

@@ -2,6 +2,8 @@
 //! decode `tag`, `untagged`, `flatten` or `skip_serializing_if`. Field
 //! defaults (`#[serde(default)]`) only matter to JSON clients that omit them.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 use crate::WireSecret;
@@ -179,6 +181,16 @@ pub struct ProfileSpec {
     /// token to, when not the realm's.
     #[serde(default)]
     pub revocation_url: Option<String>,
+    /// `authorization-code`: extra query parameters of the authorize
+    /// request (`login_hint`, `audience`, `resource`, `prompt`, …). Never
+    /// secrets: they pass through the browser.
+    #[serde(default)]
+    pub authorize_params: BTreeMap<String, String>,
+    /// Extra form parameters of every token request (`audience`,
+    /// `resource` of RFC 8707, …). Never secrets: they are kept in
+    /// config.toml.
+    #[serde(default)]
+    pub token_params: BTreeMap<String, String>,
 }
 
 /// How a client with a secret authenticates at the token endpoint (RFC

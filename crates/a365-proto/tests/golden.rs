@@ -164,6 +164,7 @@ fn requests() -> Vec<Request> {
                 client_id: Some("cid-123".into()),
                 client_auth: Some(auth),
                 revocation_url: Some("https://auth.example/connect/revocation".into()),
+                token_params: [("audience".into(), "https://api.example".into())].into(),
                 ..ProfileSpec::default()
             },
             secrets: Secrets {

@@ -48,6 +48,7 @@ pub async fn token(
         refresh_token: field("refresh_token"),
         scope: field("scope"),
         basic: used_basic,
+        other: other_fields(&form),
         status: 0,
         at_ms,
     });
@@ -355,4 +356,23 @@ fn form_decode(text: &str) -> Option<String> {
         });
     }
     String::from_utf8(out).ok()
+}
+
+/// The fields of a token request that RFC 6749 and PKCE do not define.
+fn other_fields(form: &HashMap<String, String>) -> std::collections::BTreeMap<String, String> {
+    const STANDARD: &[&str] = &[
+        "grant_type",
+        "client_id",
+        "client_secret",
+        "refresh_token",
+        "scope",
+        "secure",
+        "code",
+        "code_verifier",
+        "redirect_uri",
+    ];
+    form.iter()
+        .filter(|(k, _)| !STANDARD.contains(&k.as_str()))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
 }

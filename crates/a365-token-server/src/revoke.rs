@@ -38,6 +38,7 @@ pub async fn revoke(
         refresh_token: form.get("token").cloned(),
         scope: None,
         basic: used_basic,
+        other: Default::default(),
         status: 0,
         at_ms: now_ms(),
     });

@@ -23,6 +23,9 @@ pub struct RecordedRequest {
     pub scope: Option<String>,
     /// The client authenticated with HTTP Basic.
     pub basic: bool,
+    /// Form fields beyond the standard ones of the grant (`audience`,
+    /// `resource`, …): what a profile's `token_params` sent.
+    pub other: std::collections::BTreeMap<String, String>,
     /// The HTTP status sent; 0 while in flight and when none was sent
     /// (`Hang`, `Drop`, `RotateThenDrop`).
     pub status: u16,

@@ -68,6 +68,7 @@ fn launch_plan(
         &login.redirect_uri,
         &scopes,
         pkce,
+        &profile.spec.authorize_params,
     );
     let launcher_path =
         crate::login::launcher_path().map_err(|e| internal(format!("no randomness: {e}")))?;
@@ -201,6 +202,7 @@ impl Agent {
             now_ms: now,
             default_lifetime: self.shared.default_lifetime,
             client_auth: profile.spec.client_auth.unwrap_or_default(),
+            params: &profile.spec.token_params,
         };
         let client_id = profile.spec.client_id.as_deref().unwrap_or_default();
         let secret = credential.client_secret.as_ref();

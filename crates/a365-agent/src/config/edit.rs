@@ -88,6 +88,18 @@ fn profile_table(spec: &ProfileSpec) -> toml_edit::Table {
     if let Some(auth) = spec.client_auth {
         table.insert("client_auth", toml_edit::value(auth.as_str()));
     }
+    for (key, params) in [
+        ("authorize_params", &spec.authorize_params),
+        ("token_params", &spec.token_params),
+    ] {
+        if !params.is_empty() {
+            let inline: toml_edit::InlineTable = params
+                .iter()
+                .map(|(k, v)| (k.as_str(), toml_edit::Value::from(v.as_str())))
+                .collect();
+            table.insert(key, toml_edit::value(inline));
+        }
+    }
     if let Some(secs) = spec.renew_lifetime_secs {
         table.insert(
             "renew_lifetime_secs",

@@ -205,16 +205,19 @@ impl Pkce {
     }
 }
 
-/// The URL the user opens. Asking for `offline_access` (a refresh token)
-/// also sends `prompt=consent`, which OpenID Connect Core §11 requires for
-/// it and strict providers enforce (no refresh token otherwise), unless
-/// the profile's `authorize_url` names a `prompt` of its own.
+/// The URL the user opens, with the profile's `extra` parameters. Asking
+/// for `offline_access` (a refresh token) also sends `prompt=consent`,
+/// which OpenID Connect Core §11 requires for it and strict providers
+/// enforce (no refresh token otherwise), unless the profile names a
+/// `prompt` of its own (in `authorize_url` or `extra`; an empty one sends
+/// none).
 pub fn authorize_url(
     authorize: &reqwest::Url,
     client_id: &str,
     redirect_uri: &reqwest::Url,
     scopes: &[String],
     pkce: &Pkce,
+    extra: &std::collections::BTreeMap<String, String>,
 ) -> reqwest::Url {
     let mut url = authorize.clone();
     url.query_pairs_mut()
@@ -225,7 +228,11 @@ pub fn authorize_url(
         .append_pair("state", &pkce.state)
         .append_pair("code_challenge", &pkce.challenge)
         .append_pair("code_challenge_method", "S256");
-    let own_prompt = authorize.query_pairs().any(|(k, _)| k == "prompt");
+    for (name, value) in extra.iter().filter(|(_, v)| !v.is_empty()) {
+        url.query_pairs_mut().append_pair(name, value);
+    }
+    let own_prompt =
+        authorize.query_pairs().any(|(k, _)| k == "prompt") || extra.contains_key("prompt");
     if scopes.iter().any(|s| s == OFFLINE_ACCESS) && !own_prompt {
         url.query_pairs_mut().append_pair("prompt", "consent");
     }
@@ -297,6 +304,7 @@ mod tests {
             &"http://localhost:3000/login".parse().unwrap(),
             &["openid".into(), "offline_access".into()],
             &pkce,
+            &Default::default(),
         );
         let text = url.as_str();
         assert!(text.contains("code_challenge_method=S256"));
@@ -312,15 +320,35 @@ mod tests {
         let pkce = Pkce::generate().unwrap();
         let redirect: reqwest::Url = "http://localhost:3000/login".parse().unwrap();
         let plain: reqwest::Url = "https://idp.example/authorize".parse().unwrap();
-        let url = authorize_url(&plain, "cid", &redirect, &["openid".into()], &pkce);
+        let none = Default::default();
+        let url = authorize_url(&plain, "cid", &redirect, &["openid".into()], &pkce, &none);
         assert!(!url.as_str().contains("prompt="), "{url}");
         let own: reqwest::Url = "https://idp.example/authorize?prompt=login"
             .parse()
             .unwrap();
         let offline = ["openid".into(), OFFLINE_ACCESS.into()];
-        let url = authorize_url(&own, "cid", &redirect, &offline, &pkce);
+        let url = authorize_url(&own, "cid", &redirect, &offline, &pkce, &none);
         let prompts: Vec<_> = url.query_pairs().filter(|(k, _)| k == "prompt").collect();
         assert_eq!(prompts.len(), 1, "{url}");
         assert_eq!(prompts[0].1, "login");
+        // The profile's own parameters: its prompt instead of consent, an
+        // empty one sends none, the others as given.
+        let prompts_with = |value: &str| {
+            let extra = [
+                ("prompt".to_owned(), value.to_owned()),
+                ("login_hint".to_owned(), "me@example.com".to_owned()),
+            ];
+            let url = authorize_url(&plain, "cid", &redirect, &offline, &pkce, &extra.into());
+            assert!(
+                url.as_str().contains("login_hint=me%40example.com"),
+                "{url}"
+            );
+            url.query_pairs()
+                .filter(|(k, _)| k == "prompt")
+                .map(|(_, v)| v.into_owned())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(prompts_with("select_account"), ["select_account"]);
+        assert!(prompts_with("").is_empty());
     }
 }

@@ -67,6 +67,7 @@ impl<'a> Exchange<'a> {
             now_ms: self.now_ms,
             default_lifetime: self.default_lifetime,
             client_auth: self.spec.client_auth.unwrap_or_default(),
+            params: &self.spec.token_params,
         }
     }
 

@@ -24,6 +24,8 @@ pub struct Call<'a> {
     pub default_lifetime: Duration,
     /// How a client with a secret authenticates.
     pub client_auth: ClientAuth,
+    /// The profile's extra token-request parameters (`audience`, …).
+    pub params: &'a std::collections::BTreeMap<String, String>,
 }
 
 /// The client making the request: its id, and its secret unless it is a
@@ -44,7 +46,9 @@ pub async fn post_form(
     client: Client<'_>,
     form: &[(&str, &str)],
 ) -> Result<Fresh, ProviderError> {
-    let response = send_form(call, call.token_url, client, form).await?;
+    let mut form = form.to_vec();
+    form.extend(call.params.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+    let response = send_form(call, call.token_url, client, &form).await?;
     let status = response.status();
     let retry_after = retry_after(response.headers(), call.now_ms);
     let body = read_body(response).await?;
