@@ -28,6 +28,11 @@ impl Provider {
     /// `None` (with the reason) when Node or `npm ci --prefix tests/oidc`
     /// is missing, except under `CI=true`, which installs both.
     fn start() -> Option<Provider> {
+        Provider::start_with(None)
+    }
+
+    /// Serving HTTPS with `tls` (certificate and key files) when given.
+    fn start_with(tls: Option<(&Path, &Path)>) -> Option<Provider> {
         if !oidc_dir().join("node_modules/oidc-provider").exists() {
             assert!(
                 std::env::var_os("CI").is_none_or(|v| v != "true"),
@@ -42,7 +47,11 @@ impl Provider {
             .unwrap()
             .port();
         let redirect = format!("http://127.0.0.1:{port}/login");
-        let mut child = Command::new("node")
+        let mut node = Command::new("node");
+        if let Some((cert, key)) = tls {
+            node.env("TLS_CERT", cert).env("TLS_KEY", key);
+        }
+        let mut child = node
             .arg(oidc_dir().join("server.mjs"))
             .env("REDIRECT_URI", &redirect)
             .stdin(Stdio::null())
@@ -364,4 +373,104 @@ fn resource_indicators_and_prompt_from_the_profiles_parameters() {
         "{}",
         out.stderr
     );
+}
+
+/// A CA made here and a certificate for 127.0.0.1 it signed: (CA
+/// certificate, server certificate, server key).
+fn make_ca(env: &Env) -> (PathBuf, PathBuf, PathBuf) {
+    let dir = env.path("pki");
+    std::fs::create_dir_all(&dir).unwrap();
+    let script = r#"set -e
+ec="-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes"
+openssl req -x509 $ec -days 1 -subj /CN=a365-test-ca \
+    -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign \
+    -keyout ca.key -out ca.pem
+openssl req $ec -subj /CN=127.0.0.1 -keyout server.key -out server.csr
+printf 'subjectAltName=IP:127.0.0.1\nbasicConstraints=critical,CA:FALSE\nextendedKeyUsage=serverAuth\n' >ext
+openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 1 \
+    -extfile ext -out server.pem"#;
+    let made = Command::new("sh")
+        .args(["-c", script])
+        .current_dir(&dir)
+        .stderr(Stdio::null())
+        .status()
+        .expect("openssl (Debian: apt-get install openssl)");
+    assert!(made.success());
+    (
+        dir.join("ca.pem"),
+        dir.join("server.pem"),
+        dir.join("server.key"),
+    )
+}
+
+/// node-oidc-provider over HTTPS with a certificate from a CA made in the
+/// test: untrusted, the agent refuses it with advice (SSL_CERT_FILE) and
+/// sends nothing; with `SSL_CERT_FILE` naming the CA, the browser login,
+/// a rotating refresh and client credentials all work over TLS.
+#[test]
+fn tls_with_a_ca_made_in_the_test() {
+    let env = Env::new();
+    let (ca, cert, key) = make_ca(&env);
+    let Some(provider) = Provider::start_with(Some((&cert, &key))) else {
+        return;
+    };
+    assert!(
+        provider.issuer.starts_with("https://"),
+        "{}",
+        provider.issuer
+    );
+    let token_url = provider.token_url();
+    let client_credentials = [
+        "add",
+        "api",
+        "--kind",
+        "client-credentials",
+        "--token-url",
+        &token_url,
+        "--client-id",
+        "cc-client",
+        "--scope",
+        "api",
+        "--secrets-from",
+        "-",
+    ];
+    let agent = env.start_agent();
+    let out = env
+        .a365_with_stdin(&client_credentials, br#"{"client_secret":"cc-secret"}"#)
+        .ok();
+    assert!(out.stderr.contains("no token yet"), "{}", out.stderr);
+    assert!(out.stderr.contains("certificate"), "{}", out.stderr);
+    assert!(out.stderr.contains("SSL_CERT_FILE"), "{}", out.stderr);
+    env.a365(&["token", "api"]).code(6);
+    drop(agent.terminate());
+
+    let mut trusting = env.command(bin("a365-agent"));
+    trusting.env("SSL_CERT_FILE", &ca);
+    let agent = env.spawn_agent_command(trusting);
+    agent.wait_ready(&env.socket);
+    env.a365_with_stdin(
+        &[&client_credentials[..], &["--replace"]].concat(),
+        br#"{"client_secret":"cc-secret"}"#,
+    )
+    .ok();
+    assert!(env.token("api").len() > 20);
+
+    provider.add_login(&env, "post-client", Some("post-secret"), &[]);
+    let out = Out::from(
+        env.command(bin("a365"))
+            .args(["login", "design", "--timeout", "30s"])
+            .env("BROWSER", oidc_dir().join("browser.py"))
+            .env("SSL_CERT_FILE", &ca)
+            .output()
+            .unwrap(),
+    )
+    .ok();
+    assert!(
+        out.stderr.contains("renewed with its refresh token"),
+        "{}",
+        out.stderr
+    );
+    let first = env.stored_refresh_token("design").unwrap();
+    env.a365(&["refresh", "design"]).ok();
+    assert_ne!(env.stored_refresh_token("design").unwrap(), first);
 }

@@ -6,8 +6,11 @@
 // `issuer=URL` once listening on 127.0.0.1 (a free port).
 //
 // Environment: REDIRECT_URI, the loopback redirect registered for the login
-// clients; ACCESS_TTL, access token lifetime in seconds (default 3600).
+// clients; ACCESS_TTL, access token lifetime in seconds (default 3600);
+// TLS_CERT and TLS_KEY, PEM files: serve HTTPS (the issuer is https://).
+import { readFileSync } from 'node:fs';
 import http from 'node:http';
+import https from 'node:https';
 import Provider, { errors } from 'oidc-provider';
 
 const redirect = process.env.REDIRECT_URI || 'http://127.0.0.1:3000/login';
@@ -24,9 +27,12 @@ const clients = [
   },
 ];
 
-const server = http.createServer();
+const tls = process.env.TLS_CERT
+  ? { cert: readFileSync(process.env.TLS_CERT), key: readFileSync(process.env.TLS_KEY) }
+  : null;
+const server = tls ? https.createServer(tls) : http.createServer();
 server.listen(0, '127.0.0.1', () => {
-  const issuer = `http://127.0.0.1:${server.address().port}`;
+  const issuer = `${tls ? 'https' : 'http'}://127.0.0.1:${server.address().port}`;
   const provider = new Provider(issuer, {
     clients,
     scopes: ['openid', 'offline_access', 'api'],
