@@ -10,7 +10,7 @@ use a365_token_server::{ServerConfig, TokenServer};
 
 use crate::harness::Env;
 
-const FAKETIME_LIB: &str = "/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1";
+pub(crate) const FAKETIME_LIB: &str = "/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1";
 
 #[test]
 fn a_wall_clock_jump_never_serves_an_expired_token() {

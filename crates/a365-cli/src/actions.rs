@@ -301,6 +301,84 @@ pub fn ping(socket: &Path) -> Result<(), Error> {
     }
 }
 
+/// `a365 doctor`: the agent's version against ours, then the agent's
+/// own checks, one line each (or one JSON object each). Never starts an
+/// agent: without one it fails at once (exit 3), saying how to start it.
+pub fn doctor(socket: &Path, profile: Option<String>, json: bool) -> Result<(), Error> {
+    use a365_proto::{Check, Verdict};
+    let mut client = Client::connect(socket)?;
+    let ours = env!("CARGO_PKG_VERSION");
+    let agent = match client.call(&Request::Ping)? {
+        Response::Pong {
+            protocol,
+            agent_version,
+            pid,
+        } if agent_version == ours => check(
+            "agent",
+            Verdict::Pass,
+            format!(
+                "a365-agent {agent_version} (protocol {protocol}), pid {pid}, at {}",
+                socket.display()
+            ),
+        ),
+        Response::Pong {
+            agent_version, pid, ..
+        } => check(
+            "agent",
+            Verdict::Warn,
+            format!(
+                "a365-agent {agent_version} (pid {pid}) is not this a365's release ({ours}): \
+                 restart it (a365-agent --kill) to run the installed one"
+            ),
+        ),
+        Response::Error(reply) => return Err(Error::Agent(reply)),
+        _ => return Err(Error::Unexpected),
+    };
+    let mut checks: Vec<Check> = vec![agent];
+    match client.call(&Request::Doctor { profile })? {
+        Response::Doctor(found) => checks.extend(found),
+        Response::Error(reply) => return Err(Error::Agent(reply)),
+        _ => return Err(Error::Unexpected),
+    }
+    print_checks(&checks, json)?;
+    let failed = checks.iter().filter(|c| c.verdict == Verdict::Fail).count();
+    match failed {
+        0 => Ok(()),
+        n => Err(Error::Other(anyhow::anyhow!(
+            "{n} of {} checks failed",
+            checks.len()
+        ))),
+    }
+}
+
+fn check(subject: &str, verdict: a365_proto::Verdict, detail: String) -> a365_proto::Check {
+    a365_proto::Check {
+        subject: subject.to_owned(),
+        verdict,
+        detail,
+    }
+}
+
+fn print_checks(checks: &[a365_proto::Check], json: bool) -> Result<(), Error> {
+    let mut text = String::new();
+    for c in checks {
+        if json {
+            let line = serde_json::json!({
+                "subject": c.subject, "verdict": c.verdict, "detail": c.detail,
+            });
+            text.push_str(&format!("{line}\n"));
+        } else {
+            text.push_str(&format!(
+                "{:<4}  {}: {}\n",
+                c.verdict.as_str(),
+                output::clean(&c.subject, false),
+                output::clean(&c.detail, false)
+            ));
+        }
+    }
+    output::to_stdout(text.as_bytes())
+}
+
 /// Runs the command with `A365_TOKEN` in its environment (never argv). On
 /// Unix the process becomes the command, so its exit status is ours.
 pub fn exec(socket: &Path, args: ExecArgs) -> Result<std::process::ExitCode, Error> {

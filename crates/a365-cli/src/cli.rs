@@ -66,6 +66,16 @@ pub enum Command {
         #[arg(long)]
         no_browser: bool,
     },
+    /// Check what could keep a profile (or every profile) from getting
+    /// tokens: the agent, file permissions, settings, store, DNS, TLS,
+    /// clock skew, token lifetime. Spends no refresh token. Exit 0 when
+    /// nothing failed.
+    Doctor {
+        profile: Option<String>,
+        /// One JSON object per check.
+        #[arg(long)]
+        json: bool,
+    },
     /// Check that the agent answers; print its version and pid.
     #[command(hide = true)]
     Ping,

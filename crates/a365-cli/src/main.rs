@@ -46,6 +46,7 @@ fn main() -> ExitCode {
             Err(e) => Err(e),
         },
         Command::Ping => actions::ping(&socket),
+        Command::Doctor { profile, json } => actions::doctor(&socket, profile, json),
         Command::Completions { shell } => {
             use clap::CommandFactory;
             let mut script = Vec::new();

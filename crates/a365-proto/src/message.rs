@@ -58,6 +58,13 @@ pub enum Request {
         #[serde(default)]
         after: Option<String>,
     },
+    /// Check what could keep `profile` (or every profile) from getting
+    /// tokens: endpoints, DNS, TLS, clock, settings, store. Spends no
+    /// refresh token and sends no secret.
+    Doctor {
+        #[serde(default)]
+        profile: Option<String>,
+    },
 }
 
 /// The longest `min_valid_ms` that means anything: a year and a day.
@@ -80,6 +87,7 @@ impl Request {
             Request::MigrateStore { .. } => "a365 store migrate",
             Request::Login { .. } | Request::LoginWait { .. } => "a365 login",
             Request::Watch { .. } => "a365 watch",
+            Request::Doctor { .. } => "a365 doctor",
         }
     }
 
@@ -355,6 +363,39 @@ pub enum Response {
         profiles: Vec<ProfileStatus>,
         next: Option<String>,
     },
+    /// The findings of `doctor`, one per check.
+    Doctor(Vec<Check>),
+}
+
+/// One finding of `doctor`: what was checked, the verdict, and what was
+/// seen (with the fix, when it failed). Never holds a secret.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Check {
+    /// What it is about: `agent`, `store`, or a profile's name.
+    pub subject: String,
+    pub verdict: Verdict,
+    pub detail: String,
+}
+
+/// Append new verdicts at the end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Verdict {
+    Pass,
+    /// Works now, but worth attention (a token that expires within days).
+    Warn,
+    /// Stops tokens from coming.
+    Fail,
+}
+
+impl Verdict {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Pass => "ok",
+            Verdict::Warn => "warn",
+            Verdict::Fail => "FAIL",
+        }
+    }
 }
 
 /// What a watcher is told. Never holds a secret: a plugin that wants the new

@@ -14,9 +14,9 @@ use std::path::{Path, PathBuf};
 
 use a365_proto::codec::{decode_request, decode_response, encode_request, encode_response};
 use a365_proto::{
-    AddProfile, ClientAuth, CodecError, Encoding, ErrorKind, ErrorReply, Event, EventKind, Kind,
-    ProfileSpec, ProfileStatus, Request, Response, Secrets, StoreKind, TokenReply, TokenRequest,
-    WireSecret,
+    AddProfile, Check, ClientAuth, CodecError, Encoding, ErrorKind, ErrorReply, Event, EventKind,
+    Kind, ProfileSpec, ProfileStatus, Request, Response, Secrets, StoreKind, TokenReply,
+    TokenRequest, Verdict, WireSecret,
 };
 use secrecy::SecretString;
 
@@ -51,6 +51,7 @@ fn request_name(r: &Request) -> String {
         Request::LoginWait { .. } => "login-wait".into(),
         Request::Watch { .. } => "watch".into(),
         Request::StatusPage { .. } => "status-page".into(),
+        Request::Doctor { .. } => "doctor".into(),
     }
 }
 
@@ -64,6 +65,7 @@ fn response_name(r: &Response) -> String {
         Response::LoginUrl { .. } => "login-url".into(),
         Response::Event(e) => format!("event-{}", e.kind.as_str()),
         Response::StatusPage { .. } => "status-page".into(),
+        Response::Doctor(_) => "doctor".into(),
     }
 }
 
@@ -130,6 +132,9 @@ fn requests() -> Vec<Request> {
         Request::Watch { profile: None },
         Request::StatusPage {
             after: Some("m".into()),
+        },
+        Request::Doctor {
+            profile: Some("work".into()),
         },
     ];
     for kind in Kind::ALL {
@@ -222,6 +227,16 @@ fn responses() -> Vec<Response> {
             profiles: vec![status()],
             next: Some("work".into()),
         },
+        Response::Doctor(
+            [Verdict::Pass, Verdict::Warn, Verdict::Fail]
+                .into_iter()
+                .map(|verdict| Check {
+                    subject: "work".into(),
+                    verdict,
+                    detail: "what was seen".into(),
+                })
+                .collect(),
+        ),
     ];
     for kind in ERROR_KINDS {
         all.push(Response::Error(ErrorReply::new(kind, "what happened")));
@@ -328,7 +343,7 @@ fn every_variant_encodes_as_committed_in_both_encodings() {
     let requests = names.iter().filter(|n| n.starts_with("request-")).count();
     assert_eq!(
         requests,
-        12 - 2 + 1 + Kind::ALL.len() + StoreKind::ALL.len() + ClientAuth::ALL.len()
+        13 - 2 + 1 + Kind::ALL.len() + StoreKind::ALL.len() + ClientAuth::ALL.len()
     );
     let errors = names
         .iter()

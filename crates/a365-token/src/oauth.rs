@@ -188,11 +188,17 @@ pub fn parse_retry_after(value: &str, now_ms: i64) -> Option<Duration> {
     if let Ok(secs) = value.parse::<u64>() {
         return Some(Duration::from_secs(secs));
     }
-    let at = jiff::fmt::rfc2822::DateTimeParser::new()
-        .parse_timestamp(value)
-        .ok()?;
-    let ms = at.as_millisecond().saturating_sub(now_ms);
+    let ms = parse_http_date(value)?.saturating_sub(now_ms);
     Some(Duration::from_millis(u64::try_from(ms).unwrap_or(0)))
+}
+
+/// An HTTP date (`Date`, `Retry-After`: RFC 9110 §5.6.7) as UTC epoch
+/// milliseconds.
+pub fn parse_http_date(value: &str) -> Option<i64> {
+    let at = jiff::fmt::rfc2822::DateTimeParser::new()
+        .parse_timestamp(value.trim())
+        .ok()?;
+    Some(at.as_millisecond())
 }
 
 #[cfg(test)]

@@ -10,6 +10,7 @@
 //! and stores below report typed errors.
 
 mod add;
+mod doctor;
 mod login;
 mod migrate;
 mod status;
@@ -163,6 +164,7 @@ impl Agent {
             Request::LoginWait { profile } => self.login_wait(&profile).await,
             // The connection streams events itself (`server`); here only
             // when something forwarded it wrongly.
+            Request::Doctor { profile } => self.doctor(profile.as_deref()).await,
             Request::Watch { .. } => Err(ErrorReply::new(
                 ErrorKind::BadRequest,
                 "watch must be the only request of its connection",

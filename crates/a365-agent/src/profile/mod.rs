@@ -146,6 +146,11 @@ impl Profile {
         profile
     }
 
+    /// Where its token requests go; `None` for a kind that makes none.
+    pub fn endpoint(&self) -> Option<&Endpoint> {
+        self.endpoint.as_ref()
+    }
+
     /// This profile's kind.
     fn provider(&self) -> &'static dyn Provider {
         provider::of(self.spec.kind)

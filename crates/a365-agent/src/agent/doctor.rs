@@ -1,0 +1,298 @@
+//! `a365 doctor`: what could keep a profile from getting tokens, checked
+//! without spending a refresh token or sending a secret. Settings and
+//! state come from the agent's own view; each endpoint host is looked up
+//! in DNS and asked a plain GET, whose TLS handshake checks the chain and
+//! whose `Date` header shows the clock skew.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use a365_proto::{Check, ErrorReply, Kind, ProfileStatus, Response, Verdict, state};
+
+use super::Agent;
+use crate::endpoint::Endpoint;
+use crate::profile::Profile;
+
+/// A long-lived token (static, Designer Cloud) this close to its expiry
+/// deserves a warning.
+const EXPIRY_WARNING_MS: i64 = 7 * 24 * 3600 * 1000;
+/// Clock skew beyond this makes tokens look expired early or late.
+const SKEW_WARNING_MS: i64 = 60_000;
+/// One network check (DNS, or the GET) never takes longer than this.
+const NETWORK_TIMEOUT: Duration = Duration::from_secs(10);
+
+fn check(subject: &str, verdict: Verdict, detail: impl Into<String>) -> Check {
+    Check {
+        subject: subject.to_owned(),
+        verdict,
+        detail: detail.into(),
+    }
+}
+
+impl Agent {
+    pub(super) async fn doctor(&self, name: Option<&str>) -> Result<Response, ErrorReply> {
+        let profiles = match name {
+            Some(name) => vec![self.profile(Some(name))?],
+            None => self.all_profiles(),
+        };
+        let mut checks = vec![self.check_paths()];
+        let per_profile = profiles.iter().map(|p| self.check_profile(p));
+        for found in futures_util::future::join_all(per_profile).await {
+            checks.extend(found);
+        }
+        Ok(Response::Doctor(checks))
+    }
+
+    /// The config file and the state directory: private, as at start-up.
+    fn check_paths(&self) -> Check {
+        match crate::strict::check_paths(&self.paths) {
+            Ok(()) => check(
+                "files",
+                Verdict::Pass,
+                format!(
+                    "{} and {} are private to this user",
+                    self.paths.config_file.display(),
+                    self.paths.state_dir.display()
+                ),
+            ),
+            Err(e) => check("files", Verdict::Fail, e.to_string()),
+        }
+    }
+
+    async fn check_profile(&self, profile: &Arc<Profile>) -> Vec<Check> {
+        let name = profile.name.as_str();
+        let status = profile.status(false);
+        let mut checks = vec![
+            settings(profile),
+            store(&status),
+            token_state(&status, self.now_ms()),
+        ];
+        if let Some(rotation) = rotation(&status) {
+            checks.push(rotation);
+        }
+        if let Some(endpoint) = profile.endpoint() {
+            for url in urls(endpoint) {
+                checks.extend(self.check_url(name, &url).await);
+            }
+        }
+        checks
+    }
+
+    fn now_ms(&self) -> i64 {
+        self.shared.clock.now_ms()
+    }
+
+    /// DNS, then a GET whose handshake checks TLS and whose `Date` header
+    /// gives the skew. Nothing is posted: no credential leaves.
+    async fn check_url(&self, name: &str, url: &reqwest::Url) -> Vec<Check> {
+        let host = url.host_str().unwrap_or_default().to_owned();
+        let port = url.port_or_known_default().unwrap_or(443);
+        let lookup = tokio::time::timeout(
+            NETWORK_TIMEOUT,
+            tokio::net::lookup_host((host.as_str(), port)),
+        );
+        let dns = match lookup.await {
+            Ok(Ok(mut addrs)) => match addrs.next() {
+                Some(addr) => check(name, Verdict::Pass, format!("DNS: {host} is {}", addr.ip())),
+                None => check(name, Verdict::Fail, format!("DNS: {host} has no address")),
+            },
+            Ok(Err(e)) => check(
+                name,
+                Verdict::Fail,
+                format!("DNS: {host} does not resolve: {e}"),
+            ),
+            Err(_) => check(
+                name,
+                Verdict::Fail,
+                format!("DNS: no answer for {host} in 10 s"),
+            ),
+        };
+        if dns.verdict == Verdict::Fail {
+            return vec![dns];
+        }
+        let sent = self.now_ms();
+        let answer =
+            tokio::time::timeout(NETWORK_TIMEOUT, self.shared.http.get(url.clone()).send()).await;
+        let response = match answer {
+            Ok(Ok(response)) => response,
+            Ok(Err(e)) => {
+                let why = crate::provider::oauth::describe_send_error(&e, url);
+                return vec![dns, check(name, Verdict::Fail, why)];
+            }
+            Err(_) => {
+                return vec![
+                    dns,
+                    check(name, Verdict::Fail, format!("{host}: no answer in 10 s")),
+                ];
+            }
+        };
+        let reached = match url.scheme() {
+            "https" => format!(
+                "TLS: {host}'s certificate chain is trusted (HTTP {} to a GET)",
+                response.status().as_u16()
+            ),
+            _ => format!("{host}: plain HTTP, allowed to a loopback host only"),
+        };
+        let mut checks = vec![dns, check(name, Verdict::Pass, reached)];
+        let date = response.headers().get(reqwest::header::DATE);
+        let server_ms = date
+            .and_then(|d| d.to_str().ok())
+            .and_then(a365_token::oauth::parse_http_date);
+        if let Some(server_ms) = server_ms {
+            // The server's Date is whole seconds, taken while we waited.
+            let midpoint = sent + (self.now_ms() - sent) / 2;
+            checks.push(skew(name, &host, midpoint - server_ms));
+        }
+        checks
+    }
+}
+
+/// The profile's settings resolve to endpoints on one Altium cloud, with
+/// `secure` only towards Gov Cloud.
+fn settings(profile: &Profile) -> Check {
+    let name = profile.name.as_str();
+    match Endpoint::resolve(&profile.spec) {
+        Ok(Some(endpoint)) => {
+            let secure = if endpoint.secure {
+                ", secure=1 (Gov Cloud)"
+            } else {
+                ""
+            };
+            check(
+                name,
+                Verdict::Pass,
+                format!(
+                    "settings: {} token endpoint {}{secure}",
+                    profile.spec.kind, endpoint.token_url
+                ),
+            )
+        }
+        Ok(None) => check(
+            name,
+            Verdict::Pass,
+            format!(
+                "settings: a {} profile calls no endpoint",
+                profile.spec.kind
+            ),
+        ),
+        Err(e) => check(name, Verdict::Fail, format!("settings: {e}")),
+    }
+}
+
+fn store(status: &ProfileStatus) -> Check {
+    let verdict = match status.store.ends_with("(unavailable)") {
+        true => Verdict::Fail,
+        false => Verdict::Pass,
+    };
+    check(&status.name, verdict, format!("store: {}", status.store))
+}
+
+/// What the agent holds: dead, failing, expired soon (long-lived tokens).
+fn token_state(status: &ProfileStatus, now_ms: i64) -> Check {
+    let name = status.name.as_str();
+    let error = status.last_error.as_deref().unwrap_or("");
+    match status.state.as_str() {
+        state::NEEDS_REAUTH => {
+            return check(
+                name,
+                Verdict::Fail,
+                format!("token: needs re-authentication: {error}"),
+            );
+        }
+        state::FAILING => {
+            return check(
+                name,
+                Verdict::Warn,
+                format!("token: the last refresh failed: {error}"),
+            );
+        }
+        state::EMPTY => return check(name, Verdict::Warn, "token: none yet"),
+        _ => {}
+    }
+    let Some(expires_ms) = status.expires_at.map(|s| s.saturating_mul(1000)) else {
+        return check(name, Verdict::Pass, "token: held, no expiry");
+    };
+    let left = expires_ms - now_ms;
+    let in_words = a365_proto::human_ms(left.max(0));
+    let renewable = !matches!(status.kind, Kind::Static | Kind::DesignerCloud);
+    if left <= 0 && renewable {
+        check(
+            name,
+            Verdict::Warn,
+            "token: expired; the agent renews it at the next request",
+        )
+    } else if left <= 0 {
+        check(
+            name,
+            Verdict::Fail,
+            "token: expired and cannot be renewed: add a new one with --replace",
+        )
+    } else if left < EXPIRY_WARNING_MS && status.kind == Kind::Static {
+        check(
+            name,
+            Verdict::Warn,
+            format!(
+                "token: expires in {in_words} and cannot be renewed: add a new one before then"
+            ),
+        )
+    } else {
+        check(
+            name,
+            Verdict::Pass,
+            format!("token: held, valid for {in_words}"),
+        )
+    }
+}
+
+/// Whether the provider rotates refresh tokens, as seen at this agent's
+/// refreshes (never by replaying one).
+fn rotation(status: &ProfileStatus) -> Option<Check> {
+    if !matches!(status.kind, Kind::Refresh | Kind::AuthorizationCode) {
+        return None;
+    }
+    let seen = match status.rotates {
+        Some(true) => "the provider rotates refresh tokens (each new one is saved before use)",
+        Some(false) => "the provider keeps the same refresh token",
+        None => "no refresh seen yet in this agent",
+    };
+    Some(check(
+        &status.name,
+        Verdict::Pass,
+        format!("rotation: {seen}"),
+    ))
+}
+
+fn skew(name: &str, host: &str, skew_ms: i64) -> Check {
+    let way = if skew_ms > 0 { "ahead of" } else { "behind" };
+    let by = a365_proto::human_ms(skew_ms.abs());
+    if skew_ms.abs() > SKEW_WARNING_MS {
+        check(
+            name,
+            Verdict::Warn,
+            format!(
+                "clock: this machine is {by} {way} {host}: tokens look valid longer or shorter than they are; sync the clock (timedatectl set-ntp true)"
+            ),
+        )
+    } else {
+        check(
+            name,
+            Verdict::Pass,
+            format!("clock: within a minute of {host}"),
+        )
+    }
+}
+
+/// Every distinct URL the profile calls (token, authorize, revocation).
+fn urls(endpoint: &Endpoint) -> Vec<reqwest::Url> {
+    let mut urls = vec![endpoint.token_url.clone()];
+    let others = [
+        endpoint.login.as_ref().map(|l| &l.authorize_url),
+        endpoint.revocation_url.as_ref(),
+    ];
+    for url in others.into_iter().flatten() {
+        if !urls.iter().any(|u| u.origin() == url.origin()) {
+            urls.push(url.clone());
+        }
+    }
+    urls
+}
