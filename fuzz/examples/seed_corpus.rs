@@ -47,6 +47,7 @@ fn requests() -> Vec<(&'static str, Request)> {
                     access_token: None,
                 },
                 replace: false,
+                check_only: false,
             }),
         ),
         (

@@ -18,6 +18,7 @@ mod events;
 mod failures;
 mod fault_suite;
 mod forward;
+mod interactive;
 mod json_mode;
 mod keyring;
 mod oidc;

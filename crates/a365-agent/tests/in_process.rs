@@ -91,6 +91,7 @@ async fn a_clock_jump_past_expiry_serves_a_new_token_and_shutdown_is_clean() {
             access_token: None,
         },
         replace: false,
+        check_only: false,
     });
     match call(&socket, add).await {
         Response::Done { message } => {

@@ -49,6 +49,7 @@ pub fn add_refresh_profile(
             access_token: None,
         },
         replace: true,
+        check_only: false,
     });
     match control.call(&add)? {
         Response::Done { message } if message.contains("a token was obtained") => Ok(()),

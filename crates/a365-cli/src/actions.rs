@@ -90,89 +90,155 @@ fn all_statuses(socket: &Path) -> Result<Vec<ProfileStatus>, Error> {
 
 pub fn add(socket: &Path, mut args: AddArgs) -> Result<(), Error> {
     let interactive = std::io::stdin().is_terminal() && args.secrets_from.is_none();
-    let kind_name = match (args.kind.take(), interactive) {
-        (Some(kind), _) => kind,
-        (None, true) => secrets::ask_plain(
-            "Kind (static, refresh, client-credentials, authorization-code, designer-cloud)",
-        )?
-        .ok_or_else(|| Error::Usage("no kind given".into()))?,
-        (None, false) => {
-            return Err(Error::Usage(
-                "--kind is required when not on a terminal (static, refresh, client-credentials, \
-                 authorization-code or designer-cloud)"
-                    .into(),
-            ));
-        }
-    };
-    let kind = Kind::parse(&kind_name)
-        .ok_or_else(|| Error::Usage(format!("unknown kind '{kind_name}'")))?;
-    if interactive {
-        ask_settings(kind, &mut args)?;
-    }
-    // Checked before any secret is asked for.
+    let kind = ask_kind(args.kind.take(), interactive)?;
     let authorize_params = unique_params("--authorize-param", &args.authorize_params)?;
     let token_params = unique_params("--token-param", &args.token_params)?;
+    let mut spec = ProfileSpec {
+        kind,
+        realm: args.realm.take(),
+        token_url: args.token_url.take(),
+        client_id: args.client_id.take(),
+        scopes: std::mem::take(&mut args.scopes),
+        secure: match (args.secure, args.no_secure) {
+            (true, _) => Some(true),
+            (_, true) => Some(false),
+            _ => None,
+        },
+        store: args.store.map(Into::into),
+        authorize_url: args.authorize_url.take(),
+        redirect_uri: args.redirect_uri.take(),
+        base_url: args.base_url.take(),
+        renew_lifetime_secs: args.renew_lifetime.map(|ms| ms / 1000),
+        client_auth: args.client_auth.map(Into::into),
+        revocation_url: args.revocation_url.take(),
+        authorize_params,
+        token_params,
+    };
+    if interactive {
+        ask_settings(socket, &args.profile, &mut spec)?;
+    }
+    // Everything but the secrets, checked by the agent before a secret is
+    // typed or read: a mistake never costs a one-time refresh token.
+    check_settings(socket, &args.profile, &spec, args.replace)?;
     let secrets = match &args.secrets_from {
         Some(path) => secrets::from_file(path)?,
         None => secrets::prompt(kind)?,
-    };
-    let secure = match (args.secure, args.no_secure) {
-        (true, _) => Some(true),
-        (_, true) => Some(false),
-        _ => None,
-    };
-    let spec = ProfileSpec {
-        kind,
-        realm: args.realm,
-        token_url: args.token_url,
-        client_id: args.client_id,
-        scopes: args.scopes,
-        secure,
-        store: args.store.map(Into::into),
-        authorize_url: args.authorize_url,
-        redirect_uri: args.redirect_uri,
-        base_url: args.base_url,
-        renew_lifetime_secs: args.renew_lifetime.map(|ms| ms / 1000),
-        client_auth: args.client_auth.map(Into::into),
-        revocation_url: args.revocation_url,
-        authorize_params,
-        token_params,
     };
     let request = Request::AddProfile(AddProfile {
         name: args.profile,
         spec,
         secrets,
         replace: args.replace,
+        check_only: false,
     });
     done(call(socket, &request)?)
 }
 
-/// On a terminal, asks for the settings `kind` needs that flags left out.
-fn ask_settings(kind: Kind, args: &mut AddArgs) -> Result<(), Error> {
-    match kind {
-        Kind::Static => {}
-        Kind::DesignerCloud => {
-            if args.base_url.is_none() {
-                args.base_url = secrets::ask_plain("Designer Cloud base URL (https://…)")?;
+/// The kind from `--kind`, or asked for on a terminal (again after an
+/// unknown answer).
+fn ask_kind(given: Option<String>, interactive: bool) -> Result<Kind, Error> {
+    const KINDS: &str = "static, refresh, client-credentials, authorization-code, designer-cloud";
+    if let Some(name) = given {
+        return Kind::parse(&name)
+            .ok_or_else(|| Error::Usage(format!("unknown kind '{name}' ({KINDS})")));
+    }
+    if !interactive {
+        return Err(Error::Usage(format!(
+            "--kind is required when not on a terminal ({KINDS})"
+        )));
+    }
+    ask_until(&format!("Kind ({KINDS})"), |answer| {
+        Kind::parse(answer).ok_or_else(|| format!("unknown kind '{answer}'"))
+    })
+}
+
+/// Asks `label` until `accept` takes the answer (three tries), saying why
+/// each refused one was refused; an empty answer reaches `accept` as "".
+fn ask_until<T>(
+    label: &str,
+    mut accept: impl FnMut(&str) -> Result<T, String>,
+) -> Result<T, Error> {
+    let mut last = String::new();
+    for _ in 0..3 {
+        let answer = secrets::ask_plain(label)?.unwrap_or_default();
+        match accept(&answer) {
+            Ok(value) => return Ok(value),
+            Err(why) => {
+                eprintln!("a365: {}", output::clean(&why, true));
+                last = why;
             }
         }
-        Kind::Refresh | Kind::ClientCredentials | Kind::AuthorizationCode => {
-            if args.realm.is_none() && args.token_url.is_none() {
-                let default = match kind {
-                    Kind::Refresh => "altium365",
-                    _ => "nexar",
-                };
-                args.realm = Some(
-                    secrets::ask_plain(&format!(
-                        "Realm (altium365, altium365-gov, nexar) [{default}]"
-                    ))?
-                    .unwrap_or_else(|| default.into()),
-                );
-            }
-            if args.client_id.is_none() {
-                args.client_id = secrets::ask_plain("Client id")?;
-            }
+    }
+    Err(Error::Usage(format!(
+        "no usable answer after three tries: {last}"
+    )))
+}
+
+/// The agent's verdict on everything but the secrets.
+fn check_settings(
+    socket: &Path,
+    name: &str,
+    spec: &ProfileSpec,
+    replace: bool,
+) -> Result<(), Error> {
+    let request = Request::AddProfile(AddProfile {
+        name: name.to_owned(),
+        spec: spec.clone(),
+        secrets: a365_proto::Secrets::default(),
+        replace,
+        check_only: true,
+    });
+    match call(socket, &request)? {
+        Response::Done { .. } => Ok(()),
+        _ => Err(Error::Unexpected),
+    }
+}
+
+/// On a terminal, asks for the settings the kind needs that flags left
+/// out, each checked by the agent as it is given. The realm prompt also
+/// takes a token URL.
+fn ask_settings(socket: &Path, name: &str, spec: &mut ProfileSpec) -> Result<(), Error> {
+    let kind = spec.kind;
+    let needs_client = !matches!(kind, Kind::Static | Kind::DesignerCloud);
+    // Settings alone: the name and the client id are checked at the end.
+    let settings_ok = |spec: &ProfileSpec| -> Result<(), String> {
+        let mut probe = spec.clone();
+        probe.client_id.get_or_insert_with(|| "-".into());
+        match check_settings(socket, name, &probe, true) {
+            Ok(()) => Ok(()),
+            Err(Error::Agent(reply)) => Err(reply.message),
+            Err(e) => Err(e.to_string()),
         }
+    };
+    if kind == Kind::DesignerCloud && spec.base_url.is_none() {
+        ask_until("Designer Cloud base URL (https://…)", |answer| {
+            spec.base_url = Some(answer.to_owned());
+            settings_ok(spec)
+        })?;
+    }
+    if needs_client && spec.realm.is_none() && spec.token_url.is_none() {
+        let default = if kind == Kind::Refresh {
+            "altium365"
+        } else {
+            "nexar"
+        };
+        let label = format!("Realm (altium365, altium365-gov, nexar) or token URL [{default}]");
+        ask_until(&label, |answer| {
+            let answer = if answer.is_empty() { default } else { answer };
+            if answer.contains("://") {
+                (spec.realm, spec.token_url) = (None, Some(answer.to_owned()));
+            } else {
+                (spec.realm, spec.token_url) = (Some(answer.to_owned()), None);
+            }
+            settings_ok(spec)
+        })?;
+    }
+    if needs_client && spec.client_id.is_none() {
+        let id = ask_until("Client id", |answer| match answer {
+            "" => Err("a client id is needed".to_owned()),
+            id => Ok(id.to_owned()),
+        })?;
+        spec.client_id = Some(id);
     }
     Ok(())
 }

@@ -400,6 +400,7 @@ mod tests {
                 access_token: None,
             },
             replace: false,
+            check_only: false,
         });
         let responses = [
             Response::error(ErrorKind::NeedsReauth, "create a new token"),

@@ -33,7 +33,7 @@ pub use secret::WireSecret;
 /// clear error instead of mis-decoding each other.
 /// 2: `ProfileSpec` gained `client_auth`, `revocation_url`,
 /// `authorize_params` and `token_params`; `RemoveProfile` gained
-/// `keep_remote`; `Doctor` was added.
+/// `keep_remote`; `AddProfile` gained `check_only`; `Doctor` was added.
 pub const PROTOCOL_VERSION: u32 = 2;
 
 /// The oldest version a JSON message may name. JSON is self-describing and

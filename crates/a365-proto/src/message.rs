@@ -141,6 +141,10 @@ pub struct AddProfile {
     /// Replace an existing profile of that name instead of refusing.
     #[serde(default)]
     pub replace: bool,
+    /// Only check the name and settings (no secrets are sent): what
+    /// `a365 add` asks before the user types a secret.
+    #[serde(default)]
+    pub check_only: bool,
 }
 
 /// How a profile gets its token: the non-secret part, as in `config.toml`.

@@ -155,6 +155,7 @@ fn requests() -> Vec<Request> {
                 access_token: None,
             },
             replace: false,
+            check_only: false,
         }));
     }
     for to in StoreKind::ALL {
@@ -178,6 +179,7 @@ fn requests() -> Vec<Request> {
                 access_token: None,
             },
             replace: false,
+            check_only: false,
         }));
     }
     all

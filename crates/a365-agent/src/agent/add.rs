@@ -20,11 +20,15 @@ impl Agent {
             mut spec,
             secrets,
             replace,
+            check_only,
         } = add;
         // Record where the secrets go, so a later default cannot lose them.
         let kind = *spec.store.get_or_insert(self.stores.default());
         config::validate_name(&name).map_err(invalid)?;
         let endpoint = Endpoint::resolve(&spec).map_err(invalid)?;
+        if check_only {
+            return self.check_new(&name, &spec, replace);
+        }
         let credential = provider::of(spec.kind)
             .credential(&name, &spec, secrets, self.shared.clock.now_ms())
             .map_err(invalid)?;
@@ -67,6 +71,31 @@ impl Agent {
             message.push_str(&self.first_exchange(&profile).await?);
         }
         Ok(Response::Done { message })
+    }
+
+    /// What `add` would refuse before it looks at the secrets: a name in
+    /// use, a missing client id (settings and URLs are checked already).
+    fn check_new(
+        &self,
+        name: &str,
+        spec: &a365_proto::ProfileSpec,
+        replace: bool,
+    ) -> Result<Response, ErrorReply> {
+        let exists = self.profiles.read().is_ok_and(|p| p.contains_key(name));
+        if exists && !replace {
+            return Err(invalid(format!(
+                "profile '{name}' exists: add --replace to overwrite it"
+            )));
+        }
+        if !matches!(
+            spec.kind,
+            a365_proto::Kind::Static | a365_proto::Kind::DesignerCloud
+        ) {
+            provider::needs_client_id(spec).map_err(invalid)?;
+        }
+        Ok(Response::Done {
+            message: format!("the settings of '{name}' can be used"),
+        })
     }
 
     /// Saves the secrets, writes the config, starts the profile; each step

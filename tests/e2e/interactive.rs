@@ -1,0 +1,113 @@
+//! `a365 add` on a terminal, as a new user meets it: each answer is
+//! checked as it is given (the realm prompt also takes a token URL), and
+//! every mistake in the settings shows up before a secret is typed.
+//! A pseudo-terminal (Python's `pty`) plays the user.
+
+use a365_token_server::{ServerConfig, TokenServer};
+
+use crate::harness::{Env, Out, bin};
+
+/// Runs ARGV on a pseudo-terminal and answers: each step waits for its
+/// text to appear after the previous one, then types its answer (none
+/// for `null`). Prints everything the terminal showed; exits as ARGV did.
+const PLAY: &str = r#"
+import json, os, pty, select, sys, time
+plan = json.loads(sys.argv[1])
+pid, fd = pty.fork()
+if pid == 0:
+    os.execv(sys.argv[2], sys.argv[2:])
+seen, pos, step, deadline = b"", 0, 0, time.time() + 30
+while time.time() < deadline:
+    if select.select([fd], [], [], 0.1)[0]:
+        try:
+            data = os.read(fd, 4096)
+        except OSError:
+            break
+        if not data:
+            break
+        seen += data
+    while step < len(plan):
+        at = seen.find(plan[step][0].encode(), pos)
+        if at < 0:
+            break
+        pos = at + len(plan[step][0])
+        if plan[step][1] is not None:
+            os.write(fd, plan[step][1].encode() + b"\n")
+        step += 1
+sys.stdout.write(seen.decode(errors="replace"))
+_, status = os.waitpid(pid, 0)
+sys.exit(os.waitstatus_to_exitcode(status))
+"#;
+
+fn play(env: &Env, args: &[&str], plan: serde_json::Value) -> Out {
+    let a365 = bin("a365");
+    Out::from(
+        env.command("python3")
+            .args(["-c", PLAY, &plan.to_string()])
+            .arg(&a365)
+            .args(args)
+            .output()
+            .unwrap(),
+    )
+}
+
+#[test]
+fn each_answer_is_checked_before_any_secret_is_asked_for() {
+    let server = TokenServer::start(ServerConfig::default()).unwrap();
+    let rt = server.issue_refresh_token("test-client");
+    let env = Env::new();
+    let _agent = env.start_agent();
+    let url = server.token_url();
+    let plan = serde_json::json!([
+        ["Realm", "nope"],
+        ["unknown realm 'nope'", null],
+        ["Realm", "http://auth.example/connect/token"],
+        ["plain http", null],
+        ["or token URL", url],
+        ["Client id", ""],
+        ["a client id is needed", null],
+        ["Client id", "test-client"],
+        ["Client secret", "test-secret"],
+        ["Refresh token", rt],
+    ]);
+    let out = play(&env, &["add", "work", "--kind", "refresh"], plan).ok();
+    assert!(
+        out.stdout.contains("a token was obtained"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        !out.stdout.contains("test-secret"),
+        "secrets are not echoed"
+    );
+    assert!(!out.stdout.contains(&rt), "secrets are not echoed");
+    let config = std::fs::read_to_string(env.config_file()).unwrap();
+    assert!(
+        config.contains(&format!("token_url = \"{url}\"")),
+        "{config}"
+    );
+
+    // The same name again: refused at once, no secret asked for.
+    let plan = serde_json::json!([["or token URL", url], ["Client id", "test-client"]]);
+    let out = play(&env, &["add", "work", "--kind", "refresh"], plan).code(8);
+    assert!(
+        out.stdout.contains("exists: add --replace"),
+        "{}",
+        out.stdout
+    );
+    assert!(!out.stdout.contains("Client secret"), "{}", out.stdout);
+
+    // An unknown kind is asked again.
+    let plan = serde_json::json!([
+        ["Kind", "oauth"],
+        ["unknown kind 'oauth'", null],
+        ["Kind", "static"],
+        ["Access token", "a-static-token"],
+    ]);
+    let out = play(&env, &["add", "fixed"], plan).ok();
+    assert!(
+        out.stdout.contains("profile 'fixed' (static) added"),
+        "{}",
+        out.stdout
+    );
+}
