@@ -45,6 +45,7 @@ fn requests() -> Vec<(&'static str, Request)> {
                     client_secret: Some(secret("s3cr3t")),
                     refresh_token: Some(secret("rt-0001")),
                     access_token: None,
+                    ..Secrets::default()
                 },
                 replace: false,
                 check_only: false,

@@ -13,6 +13,7 @@ mod bad_input;
 mod cli;
 mod clock;
 mod crash_trials;
+mod designer;
 mod doctor;
 mod events;
 mod failures;

@@ -175,6 +175,18 @@ const RESERVED_PARAMS: &[&str] = &[
     "secure",
 ];
 
+/// Headers a365 or HTTP sets itself: never taken from a profile's `headers`.
+const RESERVED_HEADERS: &[&str] = &[
+    "authorization",
+    "proxy-authorization",
+    "cookie",
+    "host",
+    "content-type",
+    "content-length",
+    "transfer-encoding",
+    "connection",
+];
+
 /// Names that hold secrets (`client_secret`, `password`, `id_token_hint`,
 /// `client_assertion`, …): config.toml and the browser are no place for them.
 const SECRET_PARTS: &[&str] = &["secret", "password", "token", "assertion", "key"];
@@ -195,9 +207,24 @@ pub fn check_params(spec: &ProfileSpec) -> Result<(), EndpointError> {
             spec.kind
         )));
     }
+    if !spec.headers.is_empty() && spec.kind != Kind::DesignerCloud {
+        return Err(invalid(format!(
+            "headers are for designer-cloud profiles, not {}",
+            spec.kind
+        )));
+    }
+    for name in spec.headers.keys() {
+        let lower = name.to_ascii_lowercase();
+        if RESERVED_HEADERS.contains(&lower.as_str()) {
+            return Err(invalid(format!(
+                "header '{name}' is one a365 or HTTP sets itself"
+            )));
+        }
+    }
     let all = [
         ("authorize", &spec.authorize_params),
         ("token", &spec.token_params),
+        ("header", &spec.headers),
     ];
     for (which, params) in all {
         for (name, value) in params {

@@ -89,6 +89,7 @@ async fn a_clock_jump_past_expiry_serves_a_new_token_and_shutdown_is_clean() {
             client_secret: Some(WireSecret::new(SecretString::from("test-secret"))),
             refresh_token: Some(WireSecret::new(SecretString::from(rt))),
             access_token: None,
+            ..Secrets::default()
         },
         replace: false,
         check_only: false,

@@ -47,6 +47,7 @@ pub fn add_refresh_profile(
             client_secret: Some(wire_secret(client_secret)),
             refresh_token: Some(wire_secret(refresh_token)),
             access_token: None,
+            ..Secrets::default()
         },
         replace: true,
         check_only: false,

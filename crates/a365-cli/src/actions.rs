@@ -93,6 +93,7 @@ pub fn add(socket: &Path, mut args: AddArgs) -> Result<(), Error> {
     let kind = ask_kind(args.kind.take(), interactive)?;
     let authorize_params = unique_params("--authorize-param", &args.authorize_params)?;
     let token_params = unique_params("--token-param", &args.token_params)?;
+    let headers = unique_params("--header", &args.headers)?;
     let mut spec = ProfileSpec {
         kind,
         realm: args.realm.take(),
@@ -113,6 +114,7 @@ pub fn add(socket: &Path, mut args: AddArgs) -> Result<(), Error> {
         revocation_url: args.revocation_url.take(),
         authorize_params,
         token_params,
+        headers,
     };
     if interactive {
         ask_settings(socket, &args.profile, &mut spec)?;
@@ -120,10 +122,11 @@ pub fn add(socket: &Path, mut args: AddArgs) -> Result<(), Error> {
     // Everything but the secrets, checked by the agent before a secret is
     // typed or read: a mistake never costs a one-time refresh token.
     check_settings(socket, &args.profile, &spec, args.replace)?;
-    let secrets = match &args.secrets_from {
+    let mut secrets = match &args.secrets_from {
         Some(path) => secrets::from_file(path)?,
-        None => secrets::prompt(kind)?,
+        None => secrets::prompt(kind, args.username.as_deref())?,
     };
+    secrets.username = args.username;
     let request = Request::AddProfile(AddProfile {
         name: args.profile,
         spec,

@@ -180,6 +180,14 @@ pub struct AddArgs {
     /// prompt= sends none instead of prompt=consent). Never a secret.
     #[arg(long = "authorize-param", value_name = "NAME=VALUE", value_parser = parse_param)]
     pub authorize_params: Vec<(String, String)>,
+    /// designer-cloud: an extra request header (repeatable), such as
+    /// x-alteryx-workspace-gid=…. Never a secret.
+    #[arg(long = "header", value_name = "NAME=VALUE", value_parser = parse_param)]
+    pub headers: Vec<(String, String)>,
+    /// designer-cloud: create the first API token as this user; the
+    /// password is asked for (hidden), used once and never kept.
+    #[arg(long, value_name = "NAME")]
+    pub username: Option<String>,
     /// An extra parameter of every token request (repeatable): audience,
     /// resource (RFC 8707). Never a secret.
     #[arg(long = "token-param", value_name = "NAME=VALUE", value_parser = parse_param)]

@@ -17,6 +17,7 @@ struct SecretsFile {
     client_secret: Option<SecretString>,
     refresh_token: Option<SecretString>,
     access_token: Option<SecretString>,
+    password: Option<SecretString>,
 }
 
 /// The most `--secrets-from` reads: secrets are a few KiB, and
@@ -82,7 +83,7 @@ fn parse(bytes: &[u8]) -> Result<Secrets, String> {
         // serde names an unknown field in backquotes; that is safe to show.
         match text.strip_prefix("unknown field ") {
             Some(rest) => format!(
-                "unknown field {} (expected client_secret, refresh_token, access_token)",
+                "unknown field {} (expected client_secret, refresh_token, access_token, password)",
                 rest.split(',').next().unwrap_or("")
             ),
             None => format!(
@@ -97,11 +98,14 @@ fn parse(bytes: &[u8]) -> Result<Secrets, String> {
         client_secret: file.client_secret.map(WireSecret::new),
         refresh_token: file.refresh_token.map(WireSecret::new),
         access_token: file.access_token.map(WireSecret::new),
+        password: file.password.map(WireSecret::new),
+        username: None,
     })
 }
 
-/// Prompts (hidden) for what `kind` needs, when stdin is a terminal.
-pub fn prompt(kind: Kind) -> Result<Secrets, Error> {
+/// Prompts (hidden) for what `kind` needs, when stdin is a terminal; for
+/// a Designer Cloud `username`, that user's password instead of a token.
+pub fn prompt(kind: Kind, username: Option<&str>) -> Result<Secrets, Error> {
     if !std::io::stdin().is_terminal() {
         return Err(Error::Usage(
             "no terminal to prompt for secrets: pass them with --secrets-from FILE (or - for stdin), \
@@ -147,9 +151,17 @@ pub fn prompt(kind: Kind) -> Result<Secrets, Error> {
             client_secret: optional("Client secret")?,
             ..Secrets::default()
         },
-        Kind::DesignerCloud => Secrets {
-            access_token: ask("Designer Cloud API token")?,
-            ..Secrets::default()
+        Kind::DesignerCloud => match username {
+            Some(user) => Secrets {
+                password: ask(&format!(
+                    "Designer Cloud password for {user} (used once, not kept)"
+                ))?,
+                ..Secrets::default()
+            },
+            None => Secrets {
+                access_token: ask("Designer Cloud API token")?,
+                ..Secrets::default()
+            },
         },
     })
 }

@@ -398,6 +398,7 @@ mod tests {
                 client_secret: Some(WireSecret::new(SecretString::from("s3cret"))),
                 refresh_token: Some(WireSecret::new(SecretString::from("rt"))),
                 access_token: None,
+                ..Secrets::default()
             },
             replace: false,
             check_only: false,

@@ -32,7 +32,8 @@ pub use secret::WireSecret;
 /// crate version, so a client and an agent of different releases fail with a
 /// clear error instead of mis-decoding each other.
 /// 2: `ProfileSpec` gained `client_auth`, `revocation_url`,
-/// `authorize_params` and `token_params`; `RemoveProfile` gained
+/// `authorize_params`, `token_params` and `headers`; `Secrets` gained
+/// `password` and `username`; `RemoveProfile` gained
 /// `keep_remote`; `AddProfile` gained `check_only`; `Doctor` was added.
 pub const PROTOCOL_VERSION: u32 = 2;
 

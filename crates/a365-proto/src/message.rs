@@ -203,6 +203,10 @@ pub struct ProfileSpec {
     /// config.toml.
     #[serde(default)]
     pub token_params: BTreeMap<String, String>,
+    /// `designer-cloud`: extra request headers (some deployments want
+    /// `x-alteryx-workspace-gid`). Never secrets.
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
 }
 
 /// How a client with a secret authenticates at the token endpoint (RFC
@@ -337,6 +341,12 @@ pub struct Secrets {
     pub refresh_token: Option<WireSecret>,
     #[serde(default)]
     pub access_token: Option<WireSecret>,
+    /// `designer-cloud`: a user's password, used once with `username` to
+    /// create the first API token; never stored.
+    #[serde(default)]
+    pub password: Option<WireSecret>,
+    #[serde(default)]
+    pub username: Option<String>,
 }
 
 /// What the agent answers. Append new variants at the end.

@@ -153,6 +153,7 @@ fn requests() -> Vec<Request> {
                 client_secret: secret("s3cr3t"),
                 refresh_token: secret("rt-0001"),
                 access_token: None,
+                ..Secrets::default()
             },
             replace: false,
             check_only: false,
@@ -177,6 +178,7 @@ fn requests() -> Vec<Request> {
                 client_secret: secret("s3cr3t"),
                 refresh_token: None,
                 access_token: None,
+                ..Secrets::default()
             },
             replace: false,
             check_only: false,

@@ -1,6 +1,8 @@
 //! Designer Cloud's v4 API token endpoints, as far as renewal needs them:
-//! `POST /v4/apiAccessTokens` (authenticated with a live token) creates a
-//! token; `DELETE /v4/apiAccessTokens/{id}` deletes one.
+//! `POST /v4/apiAccessTokens` (authenticated with a live token, or for
+//! the first token with the test user's name and password as HTTP Basic)
+//! creates a token; `DELETE /v4/apiAccessTokens/{id}` deletes one. Every
+//! create is recorded with its description and workspace header.
 
 use std::sync::Arc;
 
@@ -17,8 +19,20 @@ use crate::state::State as ServerState;
 #[serde(rename_all = "camelCase")]
 pub struct Create {
     lifetime_seconds: u64,
-    #[allow(dead_code)]
     description: Option<String>,
+}
+
+/// The user whose name and password create a first token.
+pub const DESIGNER_USER: (&str, &str) = ("designer-user", "designer-password");
+
+/// One `POST /v4/apiAccessTokens` as the server saw it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DesignerCreate {
+    pub description: Option<String>,
+    /// `x-alteryx-workspace-gid`, a header some deployments want.
+    pub workspace_gid: Option<String>,
+    /// Authenticated with the user's name and password (Basic).
+    pub basic: bool,
 }
 
 fn bearer(headers: &HeaderMap) -> Option<&str> {
@@ -34,10 +48,22 @@ pub async fn create(
     headers: HeaderMap,
     Json(body): Json<Create>,
 ) -> Response {
-    let Some(token) = bearer(&headers) else {
-        return StatusCode::UNAUTHORIZED.into_response();
+    let basic = crate::handler::basic_auth(&headers);
+    state.note_designer_create(DesignerCreate {
+        description: body.description.clone(),
+        workspace_gid: headers
+            .get("x-alteryx-workspace-gid")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned),
+        basic: basic.is_some(),
+    });
+    let created = match (basic, bearer(&headers)) {
+        (Some((user, password)), _) => (user == DESIGNER_USER.0 && password == DESIGNER_USER.1)
+            .then(|| state.create_designer_token(body.lifetime_seconds)),
+        (None, Some(token)) => state.renew_designer_token(token, body.lifetime_seconds),
+        (None, None) => None,
     };
-    match state.renew_designer_token(token, body.lifetime_seconds) {
+    match created {
         None => StatusCode::UNAUTHORIZED.into_response(),
         Some((value, id, expiry)) => {
             let expired_at = expiry.map(|ms| {

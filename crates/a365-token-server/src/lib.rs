@@ -17,6 +17,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use designer::{DESIGNER_USER, DesignerCreate};
 pub use fault::{Fault, ParseError, parse_duration};
 use state::State;
 pub use state::{RecordedRequest, State as ServerState};
@@ -161,6 +162,11 @@ impl TokenServer {
     }
 
     /// Designer Cloud tokens created through the API.
+    /// Every `POST /v4/apiAccessTokens`, in order.
+    pub fn designer_creates(&self) -> Vec<DesignerCreate> {
+        self.state.designer_creates()
+    }
+
     pub fn designer_tokens_created(&self) -> usize {
         self.state.designer_tokens_created()
     }

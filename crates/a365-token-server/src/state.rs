@@ -83,6 +83,7 @@ struct Designer {
     holding_deletes: bool,
     /// Created tokens never expire (`expiredAt: null`).
     never_expire: bool,
+    creates: Vec<crate::designer::DesignerCreate>,
 }
 
 /// What a successful grant produces.
@@ -329,13 +330,29 @@ impl State {
         if !live {
             return None;
         }
+        Some(self.create_designer_token(lifetime_secs))
+    }
+
+    /// A new token living `lifetime_secs` (unless tokens never expire).
+    pub(crate) fn create_designer_token(
+        &self,
+        lifetime_secs: u64,
+    ) -> (String, String, Option<i64>) {
         let never = self.lock().designer.never_expire;
         let lifetime = (!never).then(|| Duration::from_secs(lifetime_secs));
         let (value, id) = self.issue_designer_token(lifetime);
         let mut inner = self.lock();
         inner.designer.created += 1;
         let expiry = inner.designer.live.get(&value).and_then(|(_, e)| *e);
-        Some((value, id, expiry))
+        (value, id, expiry)
+    }
+
+    pub(crate) fn note_designer_create(&self, create: crate::designer::DesignerCreate) {
+        self.lock().designer.creates.push(create);
+    }
+
+    pub fn designer_creates(&self) -> Vec<crate::designer::DesignerCreate> {
+        self.lock().designer.creates.clone()
     }
 
     /// How a delete should go: `Err(true)` hold it, `Err(false)` fail it.

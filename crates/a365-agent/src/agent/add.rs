@@ -29,9 +29,14 @@ impl Agent {
         if check_only {
             return self.check_new(&name, &spec, replace);
         }
-        let credential = provider::of(spec.kind)
-            .credential(&name, &spec, secrets, self.shared.clock.now_ms())
-            .map_err(invalid)?;
+        let credential = if secrets.password.is_some() || secrets.username.is_some() {
+            self.credential_from_login(&name, &spec, endpoint.as_ref(), secrets)
+                .await?
+        } else {
+            provider::of(spec.kind)
+                .credential(&name, &spec, secrets, self.shared.clock.now_ms())
+                .map_err(invalid)?
+        };
         let plain_http = endpoint
             .as_ref()
             .filter(|e| e.token_url.scheme() == "http")
@@ -71,6 +76,38 @@ impl Agent {
             message.push_str(&self.first_exchange(&profile).await?);
         }
         Ok(Response::Done { message })
+    }
+
+    /// A first credential from a username and password (Designer Cloud),
+    /// made at the provider now; the password goes no further.
+    async fn credential_from_login(
+        &self,
+        name: &str,
+        spec: &a365_proto::ProfileSpec,
+        endpoint: Option<&Endpoint>,
+        secrets: a365_proto::Secrets,
+    ) -> Result<a365_store::Credential, ErrorReply> {
+        let Some(endpoint) = endpoint else {
+            return Err(invalid(format!(
+                "a {} profile takes no username and password",
+                spec.kind
+            )));
+        };
+        let exchange = provider::Exchange {
+            profile: name,
+            http: &self.shared.http,
+            endpoint,
+            spec,
+            now_ms: self.shared.clock.now_ms(),
+            default_lifetime: self.shared.default_lifetime,
+        };
+        provider::of(spec.kind)
+            .credential_from_login(exchange, secrets)
+            .await
+            .map_err(|e| match e {
+                provider::ProviderError::Dead(m) => ErrorReply::new(ErrorKind::NeedsReauth, m),
+                other => invalid(format!("could not create the first token: {other}")),
+            })
     }
 
     /// What `add` would refuse before it looks at the secrets: a name in

@@ -91,6 +91,7 @@ fn profile_table(spec: &ProfileSpec) -> toml_edit::Table {
     for (key, params) in [
         ("authorize_params", &spec.authorize_params),
         ("token_params", &spec.token_params),
+        ("headers", &spec.headers),
     ] {
         if !params.is_empty() {
             let inline: toml_edit::InlineTable = params

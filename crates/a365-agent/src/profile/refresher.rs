@@ -135,6 +135,7 @@ impl Profile {
 
     pub(super) fn exchange(&self, now_ms: i64) -> Option<Exchange<'_>> {
         Some(Exchange {
+            profile: &self.name,
             http: &self.shared.http,
             endpoint: self.endpoint.as_ref()?,
             spec: &self.spec,

@@ -41,6 +41,37 @@ impl Provider for DesignerCloud {
         Ok(credential)
     }
 
+    /// The first API token, created with the user's name and password
+    /// (HTTP Basic, once); the password is dropped here, never stored.
+    fn credential_from_login<'a>(
+        &'a self,
+        exchange: Exchange<'a>,
+        secrets: Secrets,
+    ) -> Pending<'a, Result<Credential, ProviderError>> {
+        Box::pin(async move {
+            let (Some(username), Some(password)) = (secrets.username, secrets.password) else {
+                return Err(ProviderError::Rejected(
+                    "a first token needs both a username and a password".into(),
+                ));
+            };
+            let password = password.into_inner();
+            let auth = Auth::Login {
+                username: &username,
+                password: &password,
+            };
+            let lifetime = exchange
+                .spec
+                .renew_lifetime_secs
+                .unwrap_or(DEFAULT_RENEW_LIFETIME_SECS);
+            let created = create(exchange, auth, lifetime).await?;
+            let mut credential = super::new_credential(exchange.now_ms);
+            credential.access_token = Some(created.token);
+            credential.token_id = Some(created.token_id);
+            credential.access_expires_at_ms = created.expires_at_ms;
+            Ok(credential)
+        })
+    }
+
     /// `{base_url}/v4/apiAccessTokens` of its instance; no realm, token URL
     /// or client id.
     fn endpoint(&self, spec: &ProfileSpec) -> Result<Option<Endpoint>, EndpointError> {
@@ -97,14 +128,7 @@ impl Provider for DesignerCloud {
                 .spec
                 .renew_lifetime_secs
                 .unwrap_or(DEFAULT_RENEW_LIFETIME_SECS);
-            let renewed = renew(
-                exchange.http,
-                &exchange.endpoint.token_url,
-                current,
-                lifetime,
-                exchange.now_ms,
-            )
-            .await?;
+            let renewed = create(exchange, Auth::Token(current), lifetime).await?;
             Ok(Obtained {
                 access_token: renewed.token,
                 expires_at_ms: renewed.expires_at_ms,
@@ -134,7 +158,7 @@ impl Provider for DesignerCloud {
                 return outcome;
             };
             for id in credential.retired_token_ids.clone() {
-                match delete(exchange.http, &exchange.endpoint.token_url, &current, &id).await {
+                match delete(exchange, &current, &id).await {
                     Ok(()) => {
                         tracing::info!(profile = %name, token_id = %id, "replaced token deleted");
                         credential.retired_token_ids.retain(|r| *r != id);
@@ -172,10 +196,9 @@ impl Provider for DesignerCloud {
                         .into(),
                 );
             };
-            let url = &exchange.endpoint.token_url;
             let ids = credential.retired_token_ids.iter().chain([current_id]);
             for id in ids {
-                if let Err(e) = delete(exchange.http, url, current, id).await {
+                if let Err(e) = delete(exchange, current, id).await {
                     return Revocation::Left(format!(
                         "deleting API token {id} failed ({e}): delete it in Designer Cloud"
                     ));
@@ -199,44 +222,76 @@ impl Provider for DesignerCloud {
 /// target `token_response` without the agent.
 pub use a365_token::designer_cloud::{Renewed, parse_created};
 
-/// Creates the successor of `current`, living `lifetime_secs`.
-pub async fn renew(
-    http: &reqwest::Client,
-    tokens_url: &reqwest::Url,
-    current: &SecretString,
+/// How a create authenticates: with the current token (a renewal), or
+/// once with the user's name and password (the first token).
+#[derive(Debug, Clone, Copy)]
+pub enum Auth<'a> {
+    Token(&'a SecretString),
+    Login {
+        username: &'a str,
+        password: &'a SecretString,
+    },
+}
+
+/// Creates a token living `lifetime_secs`, described `a365:<profile>` so
+/// that it can be told from the user's own, with the profile's headers.
+pub async fn create(
+    exchange: Exchange<'_>,
+    auth: Auth<'_>,
     lifetime_secs: u64,
-    now_ms: i64,
 ) -> Result<Renewed, ProviderError> {
+    let url = &exchange.endpoint.token_url;
+    let login = matches!(auth, Auth::Login { .. });
     let body = serde_json::json!({
         "lifetimeSeconds": lifetime_secs,
-        "description": "a365 renewal",
+        "description": format!("a365:{}", exchange.profile),
     });
-    let response = http
-        .post(tokens_url.clone())
-        .bearer_auth(current.expose_secret())
+    let request = with_headers(exchange, exchange.http.post(url.clone()));
+    let request = match auth {
+        Auth::Token(current) => request.bearer_auth(current.expose_secret()),
+        Auth::Login { username, password } => {
+            request.basic_auth(username, Some(password.expose_secret()))
+        }
+    };
+    let response = request
         .json(&body)
         .send()
         .await
-        .map_err(|e| ProviderError::transient(describe_send_error(&e, tokens_url)))?;
+        .map_err(|e| ProviderError::transient(describe_send_error(&e, url)))?;
     let status = response.status();
-    let wait = retry_after(response.headers(), now_ms);
+    let wait = retry_after(response.headers(), exchange.now_ms);
     let body = read_body(response).await?;
+    if login && status == StatusCode::UNAUTHORIZED {
+        return Err(ProviderError::Dead(
+            "Designer Cloud refused the username or password (HTTP 401)".into(),
+        ));
+    }
     parse_created(status.as_u16(), wait, &body)
+}
+
+/// The profile's own headers (`x-alteryx-workspace-gid`, …).
+fn with_headers(
+    exchange: Exchange<'_>,
+    mut request: reqwest::RequestBuilder,
+) -> reqwest::RequestBuilder {
+    for (name, value) in &exchange.spec.headers {
+        request = request.header(name.as_str(), value.as_str());
+    }
+    request
 }
 
 /// Deletes a replaced token. A token already gone counts as deleted.
 pub async fn delete(
-    http: &reqwest::Client,
-    tokens_url: &reqwest::Url,
+    exchange: Exchange<'_>,
     current: &SecretString,
     token_id: &str,
 ) -> Result<(), ProviderError> {
+    let tokens_url = &exchange.endpoint.token_url;
     let mut url = tokens_url.clone();
     url.path_segments_mut()
         .map_err(|()| ProviderError::Rejected("the base_url cannot take a path".into()))?
         .push(token_id);
-    let response = http
-        .delete(url)
+    let response = with_headers(exchange, exchange.http.delete(url))
         .bearer_auth(current.expose_secret())
         .send()
         .await

@@ -50,6 +50,8 @@ pub struct BadSecrets(pub String);
 /// What one exchange may use.
 #[derive(Debug, Clone, Copy)]
 pub struct Exchange<'a> {
+    /// The profile's name (Designer Cloud tags its tokens with it).
+    pub profile: &'a str,
     pub http: &'a reqwest::Client,
     pub endpoint: &'a Endpoint,
     pub spec: &'a ProfileSpec,
@@ -146,6 +148,21 @@ pub trait Provider: Sync + std::fmt::Debug {
         secrets: Secrets,
         now_ms: i64,
     ) -> Result<Credential, BadSecrets>;
+
+    /// The credential made from a one-time login (a user's name and
+    /// password typed at `a365 add`, used once and never stored), for
+    /// kinds whose first secret comes that way.
+    fn credential_from_login<'a>(
+        &'a self,
+        _exchange: Exchange<'a>,
+        _secrets: Secrets,
+    ) -> Pending<'a, Result<Credential, ProviderError>> {
+        Box::pin(async {
+            Err(ProviderError::Rejected(
+                "only a designer-cloud profile takes a username and password".into(),
+            ))
+        })
+    }
 
     /// Where its token requests go; `None` for a kind that makes none.
     fn endpoint(
@@ -305,11 +322,13 @@ mod tests {
             client_secret: secret("cs"),
             refresh_token: secret("rt"),
             access_token: secret("at"),
+            ..Secrets::default()
         };
         let only = |cs, rt, at| Secrets {
             client_secret: if cs { secret("cs") } else { None },
             refresh_token: if rt { secret("rt") } else { None },
             access_token: if at { secret("at") } else { None },
+            ..Secrets::default()
         };
         let add = |kind, secrets| of(kind).credential("p", &spec(kind), secrets, 7);
 
