@@ -91,6 +91,9 @@ fn all_statuses(socket: &Path) -> Result<Vec<ProfileStatus>, Error> {
 pub fn add(socket: &Path, mut args: AddArgs) -> Result<(), Error> {
     let interactive = std::io::stdin().is_terminal() && args.secrets_from.is_none();
     let kind = ask_kind(args.kind.take(), interactive)?;
+    if args.secrets_from.is_none() {
+        secrets::require_terminal()?;
+    }
     let authorize_params = unique_params("--authorize-param", &args.authorize_params)?;
     let token_params = unique_params("--token-param", &args.token_params)?;
     let headers = unique_params("--header", &args.headers)?;

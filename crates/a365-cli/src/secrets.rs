@@ -106,13 +106,7 @@ fn parse(bytes: &[u8]) -> Result<Secrets, String> {
 /// Prompts (hidden) for what `kind` needs, when stdin is a terminal; for
 /// a Designer Cloud `username`, that user's password instead of a token.
 pub fn prompt(kind: Kind, username: Option<&str>) -> Result<Secrets, Error> {
-    if !std::io::stdin().is_terminal() {
-        return Err(Error::Usage(
-            "no terminal to prompt for secrets: pass them with --secrets-from FILE (or - for stdin), \
-             a JSON object like {\"client_secret\": \"…\", \"refresh_token\": \"…\"}"
-                .into(),
-        ));
-    }
+    require_terminal()?;
     let ask = |label: &str| -> Result<Option<WireSecret>, Error> {
         let value = Zeroizing::new(
             rpassword::prompt_password(format!("{label}: "))
@@ -164,6 +158,18 @@ pub fn prompt(kind: Kind, username: Option<&str>) -> Result<Secrets, Error> {
             },
         },
     })
+}
+
+/// Secrets are prompted for only on a terminal.
+pub fn require_terminal() -> Result<(), Error> {
+    if std::io::stdin().is_terminal() {
+        return Ok(());
+    }
+    Err(Error::Usage(
+        "no terminal to prompt for secrets: pass them with --secrets-from FILE (or - for stdin), \
+         a JSON object like {\"client_secret\": \"…\", \"refresh_token\": \"…\"}"
+            .into(),
+    ))
 }
 
 /// Asks for a plain (not secret) value on the terminal; `None` if empty.
