@@ -114,6 +114,28 @@ impl Provider {
         env.a365_with_stdin(&args, secrets.as_bytes()).ok();
     }
 
+    /// `a365 add api`: a client-credentials profile for `cc-client`, scope
+    /// `api`, with `extra` flags.
+    fn add_client_credentials(&self, env: &Env, extra: &[&str]) -> Out {
+        let token_url = self.token_url();
+        let mut args = vec![
+            "add",
+            "api",
+            "--kind",
+            "client-credentials",
+            "--token-url",
+            &token_url,
+            "--client-id",
+            "cc-client",
+            "--scope",
+            "api",
+            "--secrets-from",
+            "-",
+        ];
+        args.extend_from_slice(extra);
+        env.a365_with_stdin(&args, br#"{"client_secret":"cc-secret"}"#)
+    }
+
     /// Spends `refresh_token` ourselves, as a second machine holding a copy
     /// would: the provider sees a replay and revokes the grant.
     fn replay(&self, client: &str, secret: &str, refresh_token: &str) -> u16 {
@@ -226,23 +248,7 @@ fn client_credentials_from_the_provider_are_reused_across_restarts() {
     };
     let env = Env::new();
     let agent = env.start_agent();
-    let token_url = provider.token_url();
-    let args = [
-        "add",
-        "api",
-        "--kind",
-        "client-credentials",
-        "--token-url",
-        &token_url,
-        "--client-id",
-        "cc-client",
-        "--scope",
-        "api",
-        "--secrets-from",
-        "-",
-    ];
-    env.a365_with_stdin(&args, br#"{"client_secret":"cc-secret"}"#)
-        .ok();
+    provider.add_client_credentials(&env, &[]).ok();
     let token = env.token("api");
     let status = env.a365(&["status", "--json"]).ok().json();
     assert_eq!(status[0]["scopes"], serde_json::json!(["api"]), "{status}");
@@ -335,24 +341,8 @@ fn resource_indicators_and_prompt_from_the_profiles_parameters() {
     env.a365(&["refresh", "design"]).ok();
     assert_eq!(jwt_payload(&env.token("design"))["aud"], resource);
 
-    let token_url = provider.token_url();
-    let args = [
-        "add",
-        "api",
-        "--kind",
-        "client-credentials",
-        "--token-url",
-        &token_url,
-        "--client-id",
-        "cc-client",
-        "--scope",
-        "api",
-        "--token-param",
-        &authorize,
-        "--secrets-from",
-        "-",
-    ];
-    env.a365_with_stdin(&args, br#"{"client_secret":"cc-secret"}"#)
+    provider
+        .add_client_credentials(&env, &["--token-param", &authorize])
         .ok();
     let claims = jwt_payload(&env.token("api"));
     assert_eq!(claims["aud"], resource);
@@ -419,25 +409,8 @@ fn tls_with_a_ca_made_in_the_test() {
         "{}",
         provider.issuer
     );
-    let token_url = provider.token_url();
-    let client_credentials = [
-        "add",
-        "api",
-        "--kind",
-        "client-credentials",
-        "--token-url",
-        &token_url,
-        "--client-id",
-        "cc-client",
-        "--scope",
-        "api",
-        "--secrets-from",
-        "-",
-    ];
     let agent = env.start_agent();
-    let out = env
-        .a365_with_stdin(&client_credentials, br#"{"client_secret":"cc-secret"}"#)
-        .ok();
+    let out = provider.add_client_credentials(&env, &[]).ok();
     assert!(out.stderr.contains("no token yet"), "{}", out.stderr);
     assert!(out.stderr.contains("certificate"), "{}", out.stderr);
     assert!(out.stderr.contains("SSL_CERT_FILE"), "{}", out.stderr);
@@ -448,11 +421,7 @@ fn tls_with_a_ca_made_in_the_test() {
     trusting.env("SSL_CERT_FILE", &ca);
     let agent = env.spawn_agent_command(trusting);
     agent.wait_ready(&env.socket);
-    env.a365_with_stdin(
-        &[&client_credentials[..], &["--replace"]].concat(),
-        br#"{"client_secret":"cc-secret"}"#,
-    )
-    .ok();
+    provider.add_client_credentials(&env, &["--replace"]).ok();
     assert!(env.token("api").len() > 20);
 
     provider.add_login(&env, "post-client", Some("post-secret"), &[]);

@@ -372,6 +372,26 @@ mod tests {
         }
     }
 
+    /// Each realm revokes next to its token endpoint; a profile's own URL
+    /// wins, and must be on the token endpoint's Altium cloud.
+    #[test]
+    fn revocation_urls() {
+        let mut s = spec(Kind::Refresh);
+        s.realm = Some("altium365-gov".into());
+        let e = Endpoint::resolve(&s).unwrap().unwrap();
+        assert_eq!(
+            e.revocation_url.unwrap().as_str(),
+            "https://auth.365-gov.altium.com/connect/revocation"
+        );
+        s.revocation_url = Some("https://auth.altium.com/connect/revocation".into());
+        let err = Endpoint::resolve(&s).unwrap_err().to_string();
+        assert!(err.contains("different Altium clouds"), "{err}");
+        s.realm = None;
+        s.token_url = Some("http://127.0.0.1:1/token".into());
+        s.revocation_url = None;
+        assert_eq!(Endpoint::resolve(&s).unwrap().unwrap().revocation_url, None);
+    }
+
     #[test]
     fn realms_and_urls() {
         let mut s = spec(Kind::Refresh);
