@@ -33,3 +33,4 @@ mod secrets;
 mod systemd;
 mod tls;
 mod token;
+mod upgrade;

@@ -101,7 +101,6 @@ pub async fn run(
 ) -> Result<(), RunError> {
     strict::check_paths(&options.paths)?;
     let config = Config::load(&options.paths.config_file)?;
-    let owns_socket = inherited.is_none();
     let listener = listen(&options.socket, inherited).await?;
     let token_socket = options.token_socket.clone().or(config.token_socket.clone());
     let token_listener = match &token_socket {
@@ -166,12 +165,8 @@ pub async fn run(
         let _ = task.await;
     }
     agent.stop_profiles().await;
-    if owns_socket {
-        let _ = std::fs::remove_file(&options.socket);
-    }
-    if let Some(path) = &token_socket {
-        let _ = std::fs::remove_file(path);
-    }
+    // Our listeners unlinked their socket files when they closed, before
+    // the drain (`reclaim_name`): a file there now is a newer agent's.
     tracing::info!("stopped");
     Ok(())
 }

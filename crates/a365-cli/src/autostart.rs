@@ -8,23 +8,75 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
 
 use a365_proto::{Client, ClientError};
 
 use crate::exit::Error;
 
+/// The agent this process talked to (0: none yet), for
+/// [`restart_if_upgraded`].
+static AGENT_PID: AtomicU32 = AtomicU32::new(0);
+
 /// Connects, starting an agent first if none answers.
 pub fn connect(socket: &Path) -> Result<Client, Error> {
-    match Client::connect(socket) {
-        Ok(client) => Ok(client),
+    let client = match Client::connect(socket) {
+        Ok(client) => client,
         // Only when nothing listens: a socket of another user's is refused
         // (`NotOurs`) and never replaced by an agent of ours.
         Err(ClientError::Unreachable { .. }) if enabled() => {
             start(socket)?;
-            Ok(Client::connect(socket)?)
+            Client::connect(socket)?
         }
-        Err(e) => Err(e.into()),
+        Err(e) => return Err(e.into()),
+    };
+    if let Some(pid) = client.agent_pid() {
+        AGENT_PID.store(pid, Ordering::Relaxed);
     }
+    Ok(client)
+}
+
+/// After a command: if the agent it talked to runs a binary that has
+/// since been replaced on disk (a package upgrade; Linux shows the old one
+/// as "(deleted)"), ask it to stop once nothing would be lost, so that the
+/// service manager or the next command starts the new one. One readlink
+/// on the hot path; nothing at all elsewhere.
+pub fn restart_if_upgraded(socket: &Path) {
+    #[cfg(target_os = "linux")]
+    {
+        let pid = AGENT_PID.load(Ordering::Relaxed);
+        if pid == 0 {
+            return;
+        }
+        let replaced = std::fs::read_link(format!("/proc/{pid}/exe"))
+            .is_ok_and(|exe| exe.as_os_str().as_encoded_bytes().ends_with(b" (deleted)"));
+        if !replaced {
+            return;
+        }
+        let answer = Client::connect(socket).and_then(|mut c| {
+            if c.agent_pid() != Some(pid) {
+                return Ok(None); // another agent answers by now
+            }
+            c.call(&a365_proto::Request::Restart).map(Some)
+        });
+        match answer {
+            Ok(Some(a365_proto::Response::Done { message })) => {
+                eprintln!(
+                    "a365: a365-agent was upgraded: {}",
+                    crate::output::clean(&message, false)
+                );
+            }
+            Ok(Some(a365_proto::Response::Error(reply))) => {
+                eprintln!(
+                    "a365: a365-agent was upgraded: {}",
+                    crate::output::clean(&reply.message, false)
+                );
+            }
+            _ => {}
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = (socket, &AGENT_PID);
 }
 
 fn enabled() -> bool {

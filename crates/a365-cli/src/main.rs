@@ -19,10 +19,13 @@ fn main() -> ExitCode {
     // clap's command tree costs a third of the whole process, so the plain
     // form skips it. Anything with a flag goes through clap.
     if let Some(args) = cli::plain_token_args() {
-        return match a365_proto::path::socket_path()
-            .map_err(|e| exit::Error::Client(e.into()))
-            .and_then(|socket| actions::token(&socket, args))
-        {
+        let socket = match a365_proto::path::socket_path() {
+            Ok(socket) => socket,
+            Err(e) => return exit::Error::Client(e.into()).report(),
+        };
+        let result = actions::token(&socket, args);
+        autostart::restart_if_upgraded(&socket);
+        return match result {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => e.report(),
         };
@@ -62,6 +65,7 @@ fn main() -> ExitCode {
             no_browser,
         } => actions::login(&socket, profile, timeout, no_browser),
     };
+    autostart::restart_if_upgraded(&socket);
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => e.report(),

@@ -38,6 +38,7 @@ pub enum ClientError {
 pub struct Client {
     stream: Stream,
     path: PathBuf,
+    agent_pid: Option<u32>,
 }
 
 impl Client {
@@ -57,10 +58,22 @@ impl Client {
         let name = path::socket_name(socket).map_err(unreachable)?;
         let stream = Stream::connect(name).map_err(unreachable)?;
         check_server(&stream, socket)?;
+        let pid = stream.peer_creds().ok().and_then(|c| c.pid());
+        // A pid_t on Unix, a DWORD on Windows.
+        #[cfg(unix)]
+        let agent_pid = pid.and_then(|pid| u32::try_from(pid).ok());
+        #[cfg(not(unix))]
+        let agent_pid = pid;
         Ok(Self {
             stream,
             path: socket.to_owned(),
+            agent_pid,
         })
+    }
+
+    /// The agent's process id, as the system reported it at connect.
+    pub fn agent_pid(&self) -> Option<u32> {
+        self.agent_pid
     }
 
     pub fn path(&self) -> &Path {

@@ -65,6 +65,10 @@ pub enum Request {
         #[serde(default)]
         profile: Option<String>,
     },
+    /// The agent's binary was replaced on disk (a package upgrade): stop
+    /// the way `shutdown` does, once nothing would be lost, so that the
+    /// service manager or the next client starts the new binary.
+    Restart,
 }
 
 /// The longest `min_valid_ms` that means anything: a year and a day.
@@ -88,6 +92,7 @@ impl Request {
             Request::Login { .. } | Request::LoginWait { .. } => "a365 login",
             Request::Watch { .. } => "a365 watch",
             Request::Doctor { .. } => "a365 doctor",
+            Request::Restart => "a restart on upgrade",
         }
     }
 

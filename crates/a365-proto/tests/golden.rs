@@ -52,6 +52,7 @@ fn request_name(r: &Request) -> String {
         Request::Watch { .. } => "watch".into(),
         Request::StatusPage { .. } => "status-page".into(),
         Request::Doctor { .. } => "doctor".into(),
+        Request::Restart => "restart".into(),
     }
 }
 
@@ -136,6 +137,7 @@ fn requests() -> Vec<Request> {
         Request::Doctor {
             profile: Some("work".into()),
         },
+        Request::Restart,
     ];
     for kind in Kind::ALL {
         all.push(Request::AddProfile(AddProfile {
@@ -347,7 +349,7 @@ fn every_variant_encodes_as_committed_in_both_encodings() {
     let requests = names.iter().filter(|n| n.starts_with("request-")).count();
     assert_eq!(
         requests,
-        13 - 2 + 1 + Kind::ALL.len() + StoreKind::ALL.len() + ClientAuth::ALL.len()
+        14 - 2 + 1 + Kind::ALL.len() + StoreKind::ALL.len() + ClientAuth::ALL.len()
     );
     let errors = names
         .iter()

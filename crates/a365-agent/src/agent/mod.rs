@@ -165,12 +165,47 @@ impl Agent {
             // The connection streams events itself (`server`); here only
             // when something forwarded it wrongly.
             Request::Doctor { profile } => self.doctor(profile.as_deref()).await,
+            Request::Restart => self.restart_for_upgrade(),
             Request::Watch { .. } => Err(ErrorReply::new(
                 ErrorKind::BadRequest,
                 "watch must be the only request of its connection",
             )),
         };
         Answer::Response(result.unwrap_or_else(Response::Error))
+    }
+
+    /// `restart`: a client saw this agent's binary replaced on disk. Stops
+    /// as `shutdown` does (requests answered, refreshes in flight finished
+    /// and saved), so that systemd or launchd, which hold the socket, or
+    /// the next client's autostart starts the new binary; refused while a
+    /// stop would lose something.
+    fn restart_for_upgrade(&self) -> Result<Response, ErrorReply> {
+        let unavailable = |m: String| ErrorReply::new(ErrorKind::Unavailable, m);
+        let in_memory = self
+            .all_profiles()
+            .into_iter()
+            .find(|p| p.placed.kind == a365_proto::StoreKind::Memory);
+        if let Some(profile) = in_memory {
+            return Err(unavailable(format!(
+                "not restarting on the upgraded binary: profile '{}' keeps its secrets in memory \
+                 only, and a restart would lose them; restart the agent yourself when that is fine",
+                profile.name
+            )));
+        }
+        if self.logins.lock().is_ok_and(|l| !l.is_empty()) {
+            return Err(unavailable(
+                "not restarting on the upgraded binary yet: a browser login is under way (the \
+                 next a365 command asks again)"
+                    .into(),
+            ));
+        }
+        tracing::info!(
+            "the agent's binary was replaced on disk: stopping, to start on the new one"
+        );
+        let _ = self.shutdown.send(true);
+        Ok(Response::Done {
+            message: "a365-agent stops to start again on its upgraded binary".into(),
+        })
     }
 
     /// Events for `profile` (checked to exist) or for all profiles.

@@ -1,0 +1,102 @@
+//! A package upgrade replaces the agent's binary on disk while it runs.
+//! The next `a365` command notices (Linux shows the old binary as
+//! "(deleted)") and asks the agent to stop once nothing would be lost: a
+//! refresh in flight finishes and is saved. The command after that starts
+//! the new binary, which serves the saved token without a new exchange.
+
+#![cfg(target_os = "linux")]
+
+use std::time::Duration;
+
+use a365_token_server::{Fault, ServerConfig, TokenServer};
+
+use crate::harness::{Env, Out, bin};
+
+#[test]
+fn an_upgraded_agent_stops_for_its_new_binary_and_loses_nothing() {
+    let server = TokenServer::start(ServerConfig::default()).unwrap();
+    let env = Env::new();
+    // The agent runs from a copy, which the "upgrade" then replaces.
+    let installed = env.path("bin/a365-agent");
+    std::fs::create_dir_all(env.path("bin")).unwrap();
+    std::fs::copy(bin("a365-agent"), &installed).unwrap();
+    let agent = env.spawn_agent_command(env.command(&installed));
+    agent.wait_ready(&env.socket);
+    env.add_refresh("work", &server);
+    env.token("work");
+
+    // A refresh is in flight (the server takes 1.5 s) when the upgrade lands.
+    server.set_fault(Fault::Delay(Duration::from_millis(1500)), Some(1));
+    let refreshed = std::thread::scope(|scope| {
+        let refresh = scope.spawn(|| env.a365(&["refresh", "work"]));
+        std::thread::sleep(Duration::from_millis(300));
+        // What dpkg does: the new file is renamed over the old name.
+        let staged = env.path("bin/a365-agent.new");
+        std::fs::copy(bin("a365-agent"), &staged).unwrap();
+        std::fs::rename(&staged, &installed).unwrap();
+        let out = env.a365(&["status"]).ok();
+        assert!(
+            out.stderr.contains("a365-agent was upgraded"),
+            "{}",
+            out.stderr
+        );
+        refresh.join().unwrap()
+    });
+    refreshed.ok();
+    let (status, log) = agent.wait(Duration::from_secs(30));
+    assert!(status.success(), "{log}");
+    let saved = env.stored_refresh_token("work").unwrap();
+    assert!(
+        server.is_refresh_token_valid(&saved),
+        "the rotation was saved"
+    );
+    let held = server.last_access_token().unwrap();
+    let requests = server.requests();
+
+    // The next command starts the new binary (autostart), which serves the
+    // token the refresh brought, from the store.
+    let out = Out::from(
+        env.command(bin("a365"))
+            .args(["token", "work"])
+            .env_remove("A365_NO_AUTOSTART")
+            .output()
+            .unwrap(),
+    )
+    .ok();
+    assert_eq!(out.stdout.trim_end(), held);
+    assert_eq!(server.requests(), requests, "no new exchange");
+    Out::from(
+        env.command(bin("a365-agent"))
+            .arg("--kill")
+            .output()
+            .unwrap(),
+    )
+    .ok();
+}
+
+/// A profile whose secrets live only in memory would be lost: the agent
+/// refuses, says why, and keeps serving.
+#[test]
+fn an_agent_with_secrets_in_memory_does_not_stop_for_an_upgrade() {
+    let server = TokenServer::start(ServerConfig::default()).unwrap();
+    let env = Env::new();
+    let installed = env.path("bin/a365-agent");
+    std::fs::create_dir_all(env.path("bin")).unwrap();
+    std::fs::copy(bin("a365-agent"), &installed).unwrap();
+    let agent = env.spawn_agent_command(env.command(&installed));
+    agent.wait_ready(&env.socket);
+    env.try_add_refresh("mem", &server, &["--store", "memory"])
+        .1
+        .ok();
+    let staged = env.path("bin/a365-agent.new");
+    std::fs::copy(bin("a365-agent"), &staged).unwrap();
+    std::fs::rename(&staged, &installed).unwrap();
+    let out = env.a365(&["status"]).ok();
+    assert!(
+        out.stderr.contains("keeps its secrets in memory"),
+        "{}",
+        out.stderr
+    );
+    env.token("mem");
+    drop(agent.terminate());
+}
