@@ -204,23 +204,34 @@ impl Agent {
         }
     }
 
+    /// Revokes the credential at the provider (no edit lock is held over
+    /// that network wait), then deletes secrets and settings.
     pub(super) async fn remove(
         &self,
         name: &str,
         keep_remote: bool,
     ) -> Result<Response, ErrorReply> {
-        let _edit = self.edits.lock().await;
         let profile = self.profile(Some(name))?;
         if let Err(e) = &profile.placed.store {
             return Err(internal(format!(
                 "cannot delete the secrets of '{name}': {e}; the profile is kept"
             )));
         }
+        // No refresh after this: the token revoked is the last one saved.
         profile.stop().await;
         let remote = match keep_remote {
             true => Revocation::NotNeeded,
             false => profile.revoke_remote().await,
         };
+        let _edit = self.edits.lock().await;
+        if !self
+            .profile(Some(name))
+            .is_ok_and(|now| Arc::ptr_eq(&now, &profile))
+        {
+            return Err(invalid(format!(
+                "profile '{name}' was replaced or removed meanwhile: nothing more was deleted"
+            )));
+        }
         let remote = match remote {
             Revocation::NotNeeded => String::new(),
             Revocation::Done(what) => {
