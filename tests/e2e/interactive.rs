@@ -9,9 +9,16 @@ use crate::harness::{Env, Out, bin};
 
 /// Runs ARGV on a pseudo-terminal and answers: each step waits for its
 /// text to appear after the previous one, then types its answer (none
-/// for `null`). Prints everything the terminal showed; exits as ARGV did.
+/// for `null`); an answer marked hidden waits until the prompt has turned
+/// the terminal's echo off, as a person would be too slow not to. Prints
+/// everything the terminal showed; exits as ARGV did.
 const PLAY: &str = r#"
-import json, os, pty, select, sys, time
+import json, os, pty, select, sys, termios, time
+def echo_off(fd):
+    for _ in range(100):
+        if not termios.tcgetattr(fd)[3] & termios.ECHO:
+            return
+        time.sleep(0.02)
 plan = json.loads(sys.argv[1])
 pid, fd = pty.fork()
 if pid == 0:
@@ -32,6 +39,8 @@ while time.time() < deadline:
             break
         pos = at + len(plan[step][0])
         if plan[step][1] is not None:
+            if len(plan[step]) > 2:
+                echo_off(fd)
             os.write(fd, plan[step][1].encode() + b"\n")
         step += 1
 sys.stdout.write(seen.decode(errors="replace"))
@@ -67,8 +76,8 @@ fn each_answer_is_checked_before_any_secret_is_asked_for() {
         ["Client id", ""],
         ["a client id is needed", null],
         ["Client id", "test-client"],
-        ["Client secret", "test-secret"],
-        ["Refresh token", rt],
+        ["Client secret", "test-secret", "hidden"],
+        ["Refresh token", rt, "hidden"],
     ]);
     let out = play(&env, &["add", "work", "--kind", "refresh"], plan).ok();
     assert!(
@@ -102,7 +111,7 @@ fn each_answer_is_checked_before_any_secret_is_asked_for() {
         ["Kind", "oauth"],
         ["unknown kind 'oauth'", null],
         ["Kind", "static"],
-        ["Access token", "a-static-token"],
+        ["Access token", "a-static-token", "hidden"],
     ]);
     let out = play(&env, &["add", "fixed"], plan).ok();
     assert!(
