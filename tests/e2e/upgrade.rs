@@ -10,18 +10,31 @@ use std::time::Duration;
 
 use a365_token_server::{Fault, ServerConfig, TokenServer};
 
-use crate::harness::{Env, Out, bin};
+use crate::harness::{Agent, Env, Out, bin};
 
-#[test]
-fn an_upgraded_agent_stops_for_its_new_binary_and_loses_nothing() {
-    let server = TokenServer::start(ServerConfig::default()).unwrap();
-    let env = Env::new();
-    // The agent runs from a copy, which the "upgrade" then replaces.
+/// The agent, started from a copy of its binary that an upgrade can
+/// replace; that copy's path.
+fn start_installed(env: &Env) -> (Agent, std::path::PathBuf) {
     let installed = env.path("bin/a365-agent");
     std::fs::create_dir_all(env.path("bin")).unwrap();
     std::fs::copy(bin("a365-agent"), &installed).unwrap();
     let agent = env.spawn_agent_command(env.command(&installed));
     agent.wait_ready(&env.socket);
+    (agent, installed)
+}
+
+/// What dpkg does: the new file is renamed over the old name.
+fn upgrade(env: &Env, installed: &std::path::Path) {
+    let staged = env.path("bin/a365-agent.new");
+    std::fs::copy(bin("a365-agent"), &staged).unwrap();
+    std::fs::rename(&staged, installed).unwrap();
+}
+
+#[test]
+fn an_upgraded_agent_stops_for_its_new_binary_and_loses_nothing() {
+    let server = TokenServer::start(ServerConfig::default()).unwrap();
+    let env = Env::new();
+    let (agent, installed) = start_installed(&env);
     env.add_refresh("work", &server);
     env.token("work");
 
@@ -30,10 +43,7 @@ fn an_upgraded_agent_stops_for_its_new_binary_and_loses_nothing() {
     let refreshed = std::thread::scope(|scope| {
         let refresh = scope.spawn(|| env.a365(&["refresh", "work"]));
         std::thread::sleep(Duration::from_millis(300));
-        // What dpkg does: the new file is renamed over the old name.
-        let staged = env.path("bin/a365-agent.new");
-        std::fs::copy(bin("a365-agent"), &staged).unwrap();
-        std::fs::rename(&staged, &installed).unwrap();
+        upgrade(&env, &installed);
         let out = env.a365(&["status"]).ok();
         assert!(
             out.stderr.contains("a365-agent was upgraded"),
@@ -80,17 +90,11 @@ fn an_upgraded_agent_stops_for_its_new_binary_and_loses_nothing() {
 fn an_agent_with_secrets_in_memory_does_not_stop_for_an_upgrade() {
     let server = TokenServer::start(ServerConfig::default()).unwrap();
     let env = Env::new();
-    let installed = env.path("bin/a365-agent");
-    std::fs::create_dir_all(env.path("bin")).unwrap();
-    std::fs::copy(bin("a365-agent"), &installed).unwrap();
-    let agent = env.spawn_agent_command(env.command(&installed));
-    agent.wait_ready(&env.socket);
+    let (agent, installed) = start_installed(&env);
     env.try_add_refresh("mem", &server, &["--store", "memory"])
         .1
         .ok();
-    let staged = env.path("bin/a365-agent.new");
-    std::fs::copy(bin("a365-agent"), &staged).unwrap();
-    std::fs::rename(&staged, &installed).unwrap();
+    upgrade(&env, &installed);
     let out = env.a365(&["status"]).ok();
     assert!(
         out.stderr.contains("keeps its secrets in memory"),
