@@ -94,6 +94,13 @@ fn headers_are_checked_when_added() {
             .stderr
             .contains("headers are for designer-cloud")
     );
+    let (_, out) = env.try_add_refresh("work", &server, &["--username", "me"]);
+    let out = out.code(2);
+    assert!(
+        out.stderr.contains("designer-cloud profile only"),
+        "{}",
+        out.stderr
+    );
     let base = server.base_url();
     for (header, says) in [
         ("Authorization=Bearer x", "sets itself"),

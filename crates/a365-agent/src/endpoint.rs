@@ -57,24 +57,18 @@ impl Endpoint {
     /// other way round: every URL of a profile must be on one side.
     pub fn check_cloud(self) -> Result<Endpoint, EndpointError> {
         let token = Cloud::of(&self.token_url);
-        if let Some(revocation) = &self.revocation_url {
-            let other = Cloud::of(revocation);
+        let others = [
+            ("authorize", self.login.as_ref().map(|l| &l.authorize_url)),
+            ("revocation", self.revocation_url.as_ref()),
+        ];
+        for (what, url) in others {
+            let Some(url) = url else { continue };
+            let other = Cloud::of(url);
             if token != other && token != Cloud::Other && other != Cloud::Other {
                 return Err(invalid(format!(
-                    "the revocation URL ({}) and the token URL ({}) are on different Altium \
-                     clouds (Gov and commercial): a secret must stay on one",
-                    revocation.host_str().unwrap_or("?"),
-                    self.token_url.host_str().unwrap_or("?")
-                )));
-            }
-        }
-        if let Some(login) = &self.login {
-            let authorize = Cloud::of(&login.authorize_url);
-            if token != authorize && token != Cloud::Other && authorize != Cloud::Other {
-                return Err(invalid(format!(
-                    "the authorize URL ({}) and the token URL ({}) are on different Altium clouds \
+                    "the {what} URL ({}) and the token URL ({}) are on different Altium clouds \
                      (Gov and commercial): a secret must stay on one",
-                    login.authorize_url.host_str().unwrap_or("?"),
+                    url.host_str().unwrap_or("?"),
                     self.token_url.host_str().unwrap_or("?")
                 )));
             }

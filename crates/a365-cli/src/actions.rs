@@ -91,6 +91,11 @@ fn all_statuses(socket: &Path) -> Result<Vec<ProfileStatus>, Error> {
 pub fn add(socket: &Path, mut args: AddArgs) -> Result<(), Error> {
     let interactive = std::io::stdin().is_terminal() && args.secrets_from.is_none();
     let kind = ask_kind(args.kind.take(), interactive)?;
+    if args.username.is_some() && kind != Kind::DesignerCloud {
+        return Err(Error::Usage(
+            "--username creates the first token of a designer-cloud profile only".into(),
+        ));
+    }
     if args.secrets_from.is_none() {
         secrets::require_terminal()?;
     }

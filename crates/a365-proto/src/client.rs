@@ -57,13 +57,7 @@ impl Client {
         };
         let name = path::socket_name(socket).map_err(unreachable)?;
         let stream = Stream::connect(name).map_err(unreachable)?;
-        check_server(&stream, socket)?;
-        let pid = stream.peer_creds().ok().and_then(|c| c.pid());
-        // A pid_t on Unix, a DWORD on Windows.
-        #[cfg(unix)]
-        let agent_pid = pid.and_then(|pid| u32::try_from(pid).ok());
-        #[cfg(not(unix))]
-        let agent_pid = pid;
+        let agent_pid = check_server(&stream, socket)?;
         Ok(Self {
             stream,
             path: socket.to_owned(),
@@ -111,7 +105,7 @@ impl Client {
 }
 
 /// The listening process must run as our user.
-fn check_server(stream: &Stream, socket: &Path) -> Result<(), ClientError> {
+fn check_server(stream: &Stream, socket: &Path) -> Result<Option<u32>, ClientError> {
     crate::peer::check(stream).map_err(|reason| ClientError::NotOurs {
         path: socket.to_owned(),
         reason,

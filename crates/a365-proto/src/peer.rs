@@ -18,8 +18,9 @@ pub enum NotMe {
     Unknown(String),
 }
 
-/// Checks that the process on the other end of `stream` runs as our user.
-pub fn check(stream: &impl StreamCommon) -> Result<(), NotMe> {
+/// Checks that the process on the other end of `stream` runs as our user;
+/// its process id, when the system says.
+pub fn check(stream: &impl StreamCommon) -> Result<Option<u32>, NotMe> {
     let creds = stream
         .peer_creds()
         .map_err(|e| NotMe::Unknown(e.to_string()))?;
@@ -27,7 +28,7 @@ pub fn check(stream: &impl StreamCommon) -> Result<(), NotMe> {
     {
         let me = rustix::process::geteuid().as_raw();
         match creds.euid() {
-            Some(uid) if uid == me => Ok(()),
+            Some(uid) if uid == me => Ok(creds.pid().and_then(|pid| u32::try_from(pid).ok())),
             Some(uid) => Err(NotMe::Other {
                 who: format!("uid {uid}"),
                 me: format!("uid {me}"),
@@ -44,7 +45,7 @@ pub fn check(stream: &impl StreamCommon) -> Result<(), NotMe> {
         let me = windows::current_user().map_err(unknown)?;
         let them = windows::process_user(pid).map_err(unknown)?;
         if me == them {
-            Ok(())
+            Ok(Some(pid))
         } else {
             Err(NotMe::Other {
                 who: windows::sid_string(&them),

@@ -249,9 +249,10 @@ pub async fn create(
     let request = with_headers(exchange, exchange.http.post(url.clone()));
     let request = match auth {
         Auth::Token(current) => request.bearer_auth(current.expose_secret()),
-        Auth::Login { username, password } => {
-            request.basic_auth(username, Some(password.expose_secret()))
-        }
+        Auth::Login { username, password } => request.header(
+            reqwest::header::AUTHORIZATION,
+            super::oauth::basic_login(username, password),
+        ),
     };
     let response = request
         .json(&body)

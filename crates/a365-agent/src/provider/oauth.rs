@@ -154,17 +154,35 @@ async fn send_form(
 }
 
 /// `Authorization: Basic …` of RFC 6749 §2.3.1: id and secret each
-/// form-urlencoded, then base64; wiped when dropped, hidden from `Debug`.
+/// form-urlencoded first.
 fn basic_authorization(id: &str, secret: &SecretString) -> reqwest::header::HeaderValue {
-    use base64::Engine as _;
-    let mut pair = Zeroizing::new(String::new());
+    let secret = secret.expose_secret();
+    // Sized for the worst case (every byte percent-encoded): never grown.
+    let mut pair = Zeroizing::new(String::with_capacity(3 * (id.len() + secret.len()) + 1));
     pair.extend(form_urlencoded::byte_serialize(id.as_bytes()));
     pair.push(':');
-    pair.extend(form_urlencoded::byte_serialize(
-        secret.expose_secret().as_bytes(),
-    ));
-    let mut value = Zeroizing::new(b"Basic ".to_vec());
+    pair.extend(form_urlencoded::byte_serialize(secret.as_bytes()));
+    basic_header(&pair)
+}
+
+/// `Authorization: Basic …` of a user's name and password as they are
+/// (RFC 7617), for logins that are not OAuth clients.
+pub(crate) fn basic_login(user: &str, password: &SecretString) -> reqwest::header::HeaderValue {
+    let password = password.expose_secret();
+    let mut pair = Zeroizing::new(String::with_capacity(user.len() + 1 + password.len()));
+    pair.push_str(user);
+    pair.push(':');
+    pair.push_str(password);
+    basic_header(&pair)
+}
+
+/// `Basic base64(pair)`, in buffers wiped when dropped, marked sensitive
+/// (hidden from `Debug` and HTTP/2 header compression).
+fn basic_header(pair: &str) -> reqwest::header::HeaderValue {
+    use base64::Engine as _;
     let encoded = Zeroizing::new(base64::engine::general_purpose::STANDARD.encode(pair.as_bytes()));
+    let mut value = Zeroizing::new(Vec::with_capacity(6 + encoded.len()));
+    value.extend_from_slice(b"Basic ");
     value.extend_from_slice(encoded.as_bytes());
     // Base64 and a fixed prefix: always a valid header value.
     let bytes = bytes::Bytes::from_owner(Wiped(value));

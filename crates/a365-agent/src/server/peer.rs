@@ -11,7 +11,7 @@ use tokio::io::AsyncWriteExt;
 
 /// Only the agent's own user may talk to it.
 pub(super) fn check(stream: &Stream) -> Result<(), a365_proto::peer::NotMe> {
-    a365_proto::peer::check(stream)
+    a365_proto::peer::check(stream).map(|_pid| ())
 }
 
 /// Answers once and closes, in the client's encoding if its first byte
