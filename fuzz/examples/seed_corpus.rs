@@ -49,6 +49,7 @@ fn requests() -> Vec<(&'static str, Request)> {
                 },
                 replace: false,
                 check_only: false,
+                shared: false,
             }),
         ),
         (
@@ -104,6 +105,7 @@ fn responses() -> Vec<(&'static str, Response)> {
                 is_default: true,
                 rotates: None,
                 account: None,
+                refreshed_by: None,
             }]),
         ),
         (

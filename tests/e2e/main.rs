@@ -18,6 +18,7 @@ mod doctor;
 mod events;
 mod failures;
 mod fault_suite;
+mod fleet;
 mod forward;
 mod interactive;
 mod json_mode;

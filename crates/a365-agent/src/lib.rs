@@ -11,6 +11,7 @@ pub mod daemon;
 pub mod endpoint;
 pub mod events;
 pub mod expiry;
+pub mod fleet;
 pub mod install;
 #[cfg(target_os = "macos")]
 pub mod launchd;
@@ -101,6 +102,7 @@ pub async fn run(
 ) -> Result<(), RunError> {
     strict::check_paths(&options.paths)?;
     let config = Config::load(&options.paths.config_file)?;
+    let fleet = open_fleet(&config, options.timeouts.http)?;
     let listener = listen(&options.socket, inherited).await?;
     let token_socket = options.token_socket.clone().or(config.token_socket.clone());
     let token_listener = match &token_socket {
@@ -117,6 +119,7 @@ pub async fn run(
         clock,
         default_lifetime: config.default_lifetime(),
         client_wait: options.timeouts.client_wait,
+        http_timeout_ms: i64::try_from(options.timeouts.http.as_millis()).unwrap_or(i64::MAX),
         tick_ms: i64::try_from(options.timeouts.tick.as_millis())
             .unwrap_or(i64::MAX)
             .max(1),
@@ -133,6 +136,7 @@ pub async fn run(
         shared,
         stop_tx,
         options.timeouts.add_wait,
+        fleet,
     )
     .await;
     // The socket listens already: clients that connect from now on are served.
@@ -169,6 +173,30 @@ pub async fn run(
     // the drain (`reclaim_name`): a file there now is a newer agent's.
     tracing::info!("stopped");
     Ok(())
+}
+
+/// The fleet of `[fleet]`, its settings checked; `None` without one.
+fn open_fleet(
+    config: &Config,
+    http_timeout: Duration,
+) -> Result<Option<Arc<fleet::Fleet>>, RunError> {
+    let Some(settings) = &config.fleet else {
+        return Ok(None);
+    };
+    let invalid = |m: String| RunError::Config(config::ConfigError::Invalid(m));
+    let fleet = fleet::Fleet::open(settings).map_err(|e| invalid(e.to_string()))?;
+    // The lock's lease must outlast a whole token request, with room.
+    let needed = http_timeout.as_secs() + 2;
+    if fleet.lease_secs < needed {
+        return Err(invalid(format!(
+            "[fleet]: lease_secs = {} is shorter than a token request may take (the HTTP timeout, {} s, \
+             plus 2 s): set lease_secs to {needed} or more",
+            fleet.lease_secs,
+            http_timeout.as_secs()
+        )));
+    }
+    tracing::info!(member = %fleet.member, role = ?fleet.role, "fleet mode on");
+    Ok(Some(Arc::new(fleet)))
 }
 
 /// The listening socket: the one systemd (or launchd) passed, else our own.

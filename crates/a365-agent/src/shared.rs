@@ -13,6 +13,9 @@ pub struct Shared {
     pub events: crate::events::Events,
     pub clock: Arc<dyn Clock>,
     pub default_lifetime: Duration,
+    /// The longest a token request may take (the HTTP client's timeout):
+    /// a fleet member sends one only with that much lease left.
+    pub http_timeout_ms: i64,
     /// How long a client waits for a refresh before being told to retry.
     pub client_wait: Duration,
     /// Every refresher looks at the wall clock at least this often (at

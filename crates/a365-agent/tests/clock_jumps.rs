@@ -29,6 +29,7 @@ fn shared(clock: Arc<ManualClock>) -> Arc<Shared> {
         events: Default::default(),
         default_lifetime: Duration::from_secs(3600),
         client_wait: Duration::from_secs(25),
+        http_timeout_ms: 2_000,
         tick_ms: 30_000,
     })
 }

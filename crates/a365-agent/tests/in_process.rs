@@ -93,6 +93,7 @@ async fn a_clock_jump_past_expiry_serves_a_new_token_and_shutdown_is_clean() {
         },
         replace: false,
         check_only: false,
+        shared: false,
     });
     match call(&socket, add).await {
         Response::Done { message } => {

@@ -51,6 +51,7 @@ pub fn add_refresh_profile(
         },
         replace: true,
         check_only: false,
+        shared: false,
     });
     match control.call(&add)? {
         Response::Done { message } if message.contains("a token was obtained") => Ok(()),

@@ -141,6 +141,7 @@ pub fn add(socket: &Path, mut args: AddArgs) -> Result<(), Error> {
         secrets,
         replace: args.replace,
         check_only: false,
+        shared: args.shared,
     });
     done(call(socket, &request)?)
 }
@@ -198,6 +199,7 @@ fn check_settings(
         secrets: a365_proto::Secrets::default(),
         replace,
         check_only: true,
+        shared: false,
     });
     match call(socket, &request)? {
         Response::Done { .. } => Ok(()),

@@ -195,6 +195,11 @@ pub struct AddArgs {
     /// Overwrite an existing profile of that name.
     #[arg(long)]
     pub replace: bool,
+    /// Share it with every agent of the fleet (`[fleet]` in config.toml):
+    /// its credential goes to etcd, sealed with the fleet key, and this
+    /// machine keeps none of it.
+    #[arg(long, conflicts_with = "store")]
+    pub shared: bool,
     /// Where to keep its secrets (default: the agent's default store, the
     /// OS keyring when one is available).
     #[arg(long, value_enum)]

@@ -295,7 +295,10 @@ fn status_row(p: &ProfileStatus, now_secs: i64) -> [String; 11] {
         rotates(p),
         p.account.clone().unwrap_or_else(|| "-".into()),
         p.workspace.clone().unwrap_or_else(|| "-".into()),
-        p.store.clone(),
+        match &p.refreshed_by {
+            Some(member) => format!("{} ({member})", p.store),
+            None => p.store.clone(),
+        },
         scopes(&p.scopes),
     ]
 }
@@ -545,6 +548,7 @@ mod tests {
             scopes_not_granted: vec!["a365:design.write".into()],
             is_default: true,
             rotates: Some(true),
+            refreshed_by: None,
             account: Some("ann".into()),
         };
         let p_clone = p.clone();

@@ -402,6 +402,7 @@ mod tests {
             },
             replace: false,
             check_only: false,
+            shared: false,
         });
         let responses = [
             Response::error(ErrorKind::NeedsReauth, "create a new token"),

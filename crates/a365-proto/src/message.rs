@@ -150,6 +150,9 @@ pub struct AddProfile {
     /// `a365 add` asks before the user types a secret.
     #[serde(default)]
     pub check_only: bool,
+    /// Put the profile in the agent's fleet (etcd), for every member.
+    #[serde(default)]
+    pub shared: bool,
 }
 
 /// How a profile gets its token: the non-secret part, as in `config.toml`.
@@ -495,6 +498,10 @@ pub struct ProfileStatus {
     /// Whose token it is (a JWT's `preferred_username`, `email` or `sub`).
     #[serde(default)]
     pub account: Option<String>,
+    /// A profile shared through a fleet (its store is `fleet`): the member
+    /// that wrote the token served.
+    #[serde(default)]
+    pub refreshed_by: Option<String>,
 }
 
 /// The values of [`ProfileStatus::state`]. Strings on the wire, so a

@@ -159,6 +159,7 @@ fn requests() -> Vec<Request> {
             },
             replace: false,
             check_only: false,
+            shared: false,
         }));
     }
     for to in StoreKind::ALL {
@@ -184,6 +185,7 @@ fn requests() -> Vec<Request> {
             },
             replace: false,
             check_only: false,
+            shared: false,
         }));
     }
     all
@@ -206,6 +208,7 @@ fn status() -> ProfileStatus {
         is_default: true,
         rotates: Some(true),
         account: Some("ann@example.com".into()),
+        refreshed_by: Some("runner-7".into()),
     }
 }
 

@@ -121,6 +121,20 @@ impl Credential {
         Ok(buf)
     }
 
+    /// The record as the file store writes it, for a store elsewhere (the
+    /// fleet seals it before it leaves the machine).
+    pub fn encode(&self) -> std::io::Result<Zeroizing<Vec<u8>>> {
+        self.to_json()
+    }
+
+    /// Reads what [`Credential::encode`] wrote; the error never quotes it.
+    pub fn decode(bytes: &[u8]) -> Result<Credential, String> {
+        Credential::from_json(bytes).map_err(|e| match e {
+            ParseError::Corrupt(why) => why,
+            ParseError::Version(v) => format!("record version {v} is newer than this a365"),
+        })
+    }
+
     /// Parses a stored record; the error describes where, never what.
     pub(crate) fn from_json(bytes: &[u8]) -> Result<Credential, ParseError> {
         // serde_json's Display can quote the input: say where, not what.

@@ -218,6 +218,11 @@ impl TokenServer {
         self.state.set_lifetime(lifetime);
     }
 
+    /// Refresh requests that presented a spent refresh token.
+    pub fn replays(&self) -> usize {
+        self.state.replays()
+    }
+
     pub fn is_refresh_token_valid(&self, refresh_token: &str) -> bool {
         self.state.is_refresh_token_valid(refresh_token)
     }

@@ -55,6 +55,9 @@ struct Inner {
     recorded: Vec<RecordedRequest>,
     access_issued: Vec<String>,
     refresh_issued: Vec<String>,
+    /// Requests that presented a refresh token already spent: what a
+    /// provider that revokes the grant on a replay would punish.
+    replays: usize,
     /// Authorization codes not yet redeemed.
     codes: HashMap<String, PendingCode>,
     designer: Designer,
@@ -129,6 +132,7 @@ impl State {
                 recorded: Vec::new(),
                 access_issued: Vec::new(),
                 refresh_issued: Vec::new(),
+                replays: 0,
                 codes: HashMap::new(),
                 designer: Designer::default(),
             }),
@@ -225,6 +229,10 @@ impl State {
         self.lock().lifetime = lifetime;
     }
 
+    pub fn replays(&self) -> usize {
+        self.lock().replays
+    }
+
     pub fn is_refresh_token_valid(&self, refresh_token: &str) -> bool {
         self.lock().refresh_tokens.contains_key(refresh_token)
     }
@@ -254,6 +262,9 @@ impl State {
             .get(refresh_token)
             .is_none_or(|c| c != client_id)
         {
+            if inner.refresh_issued.iter().any(|t| t == refresh_token) {
+                inner.replays += 1;
+            }
             return false;
         }
         if inner.rotate {

@@ -43,6 +43,11 @@ pub enum ProviderError {
         message: String,
         retry_after: Option<Duration>,
     },
+    /// The request was sent and its answer was lost (a timeout, a closed
+    /// connection): a one-time refresh token may have been spent. Retried
+    /// like a transient failure on one machine; a fleet never replays it.
+    #[error("{0}")]
+    Unanswered(String),
     /// The server refused the request for a reason retrying won't fix soon
     /// (a 4xx that is not about the credential): retry slowly.
     #[error("{0}")]

@@ -21,6 +21,7 @@ impl Agent {
             secrets,
             replace,
             check_only,
+            shared,
         } = add;
         // Record where the secrets go, so a later default cannot lose them.
         let kind = *spec.store.get_or_insert(self.stores.default());
@@ -37,6 +38,11 @@ impl Agent {
                 .credential(&name, &spec, secrets, self.shared.clock.now_ms())
                 .map_err(invalid)?
         };
+        if shared {
+            return self
+                .add_shared(&name, spec, endpoint, credential, replace)
+                .await;
+        }
         let plain_http = endpoint
             .as_ref()
             .filter(|e| e.token_url.scheme() == "http")
@@ -212,6 +218,9 @@ impl Agent {
         keep_remote: bool,
     ) -> Result<Response, ErrorReply> {
         let profile = self.profile(Some(name))?;
+        if profile.fleet.is_some() {
+            return self.remove_shared(profile, keep_remote).await;
+        }
         if let Err(e) = &profile.placed.store {
             return Err(internal(format!(
                 "cannot delete the secrets of '{name}': {e}; the profile is kept"

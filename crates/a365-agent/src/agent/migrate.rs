@@ -41,6 +41,13 @@ impl Agent {
             if profile.placed.kind == to {
                 continue;
             }
+            if profile.fleet.is_some() {
+                notes.push(format!(
+                    "'{}' is shared: its credential stays in the fleet",
+                    profile.name
+                ));
+                continue;
+            }
             match self.move_profile(&profile, &target).await {
                 Ok(note) => {
                     moved.push(profile.name.clone());

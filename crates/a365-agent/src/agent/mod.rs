@@ -4,13 +4,15 @@
 //! - [`status`]: `status` and `status_page`;
 //! - [`add`]: `add_profile` and `remove_profile`;
 //! - [`login`]: the browser login of `authorization-code` profiles;
-//! - [`migrate`]: moving secrets between stores.
+//! - [`migrate`]: moving secrets between stores;
+//! - [`fleet`]: the profiles shared with other machines.
 //!
 //! Errors become wire replies here, at the edge; the profiles, providers
 //! and stores below report typed errors.
 
 mod add;
 mod doctor;
+pub mod fleet;
 mod login;
 mod migrate;
 mod status;
@@ -52,6 +54,8 @@ pub struct Agent {
     expiry_check: Arc<tokio::sync::Notify>,
     /// How long `add` waits for a new profile's first exchange.
     add_wait: Duration,
+    /// Fleet mode: where shared profiles live.
+    fleet: Option<Arc<crate::fleet::Fleet>>,
 }
 
 impl Agent {
@@ -62,6 +66,7 @@ impl Agent {
         shared: Arc<Shared>,
         shutdown: watch::Sender<bool>,
         add_wait: Duration,
+        fleet: Option<Arc<crate::fleet::Fleet>>,
     ) -> Arc<Agent> {
         let stores = Stores::open(paths.state_dir.clone(), config.store).await;
         let mut profiles = BTreeMap::new();
@@ -98,7 +103,14 @@ impl Agent {
             me: me.clone(),
             expiry_check: Arc::default(),
             add_wait,
+            fleet: fleet.clone(),
         });
+        if let Some(fleet) = fleet {
+            // The shared profiles are served from the start when etcd answers.
+            agent.sync_fleet(&fleet).await;
+            let every = Duration::from_secs(fleet.sync_secs.max(1));
+            tokio::spawn(fleet::follow(Arc::downgrade(&agent), fleet, every));
+        }
         if let Some(command) = &config.on_event {
             agent.shared.events.spawn_hook(command.clone());
         }
@@ -184,7 +196,7 @@ impl Agent {
         let in_memory = self
             .all_profiles()
             .into_iter()
-            .find(|p| p.placed.kind == a365_proto::StoreKind::Memory);
+            .find(|p| p.fleet.is_none() && p.placed.kind == a365_proto::StoreKind::Memory);
         if let Some(profile) = in_memory {
             return Err(unavailable(format!(
                 "not restarting on the upgraded binary: profile '{}' keeps its secrets in memory \

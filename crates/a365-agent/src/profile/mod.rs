@@ -5,8 +5,11 @@
 //! - [`serve`]: what a client gets (`token`, `refresh`), never waiting on a lock;
 //! - [`refresher`]: the task that renews, saves and backs off;
 //! - [`restore`]: what a restart serves from the store, without a request;
-//! - [`status`]: the profile as `a365 status` shows it.
+//! - [`status`]: the profile as `a365 status` shows it;
+//! - [`fleet`]: the loop of a profile shared through etcd, in place of
+//!   the refresher.
 
+mod fleet;
 mod refresher;
 mod restore;
 mod serve;
@@ -76,6 +79,8 @@ pub struct Snapshot {
     /// Whether the last refresh that presented a refresh token got a
     /// different one back; `None` until one happened in this agent.
     pub rotates: Option<bool>,
+    /// A shared profile: the fleet member that wrote the token served.
+    pub refreshed_by: Option<String>,
 }
 
 #[derive(Debug)]
@@ -97,6 +102,8 @@ pub struct Profile {
     force: AtomicBool,
     stopping: AtomicBool,
     task: Mutex<Option<JoinHandle<()>>>,
+    /// Set for a profile shared through the fleet: its secrets live there.
+    pub fleet: Option<Arc<crate::fleet::Fleet>>,
 }
 
 impl Profile {
@@ -128,6 +135,7 @@ impl Profile {
             force: AtomicBool::new(false),
             stopping: AtomicBool::new(false),
             task: Mutex::new(None),
+            fleet: None,
         });
         // Nothing to renew: a static token, or a login not made yet.
         let refreshes = |c: &Credential| {
@@ -142,6 +150,45 @@ impl Profile {
             if let Ok(mut task) = profile.task.lock() {
                 *task = Some(handle);
             }
+        }
+        profile
+    }
+
+    /// A profile shared through the fleet: it starts empty and serves what
+    /// the fleet holds (refreshing it when this member is a refresher).
+    pub fn start_shared(
+        name: String,
+        spec: ProfileSpec,
+        endpoint: Option<Endpoint>,
+        fleet: Arc<crate::fleet::Fleet>,
+        shared: Arc<Shared>,
+    ) -> Arc<Profile> {
+        let placed = Placed {
+            kind: a365_proto::StoreKind::Memory,
+            store: Ok(Arc::new(a365_store::MemoryStore::new())),
+        };
+        let initial = restore::initial_snapshot(&name, &spec, placed.kind, &Ok(None), 0);
+        let profile = Arc::new(Profile {
+            name,
+            spec,
+            endpoint,
+            placed,
+            shared,
+            state: watch::Sender::new(Snapshot {
+                phase: Phase::Empty,
+                ..initial
+            }),
+            wake: Notify::new(),
+            demand: AtomicBool::new(false),
+            demand_min_valid_ms: AtomicU64::new(0),
+            force: AtomicBool::new(false),
+            stopping: AtomicBool::new(false),
+            task: Mutex::new(None),
+            fleet: Some(Arc::clone(&fleet)),
+        });
+        let handle = tokio::spawn(Arc::clone(&profile).fleet_loop(fleet));
+        if let Ok(mut task) = profile.task.lock() {
+            *task = Some(handle);
         }
         profile
     }

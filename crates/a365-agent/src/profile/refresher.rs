@@ -41,7 +41,7 @@ impl AfterSaveRetry {
 
 /// When the next exchange is due by the published state alone; `None`
 /// while the credential is dead.
-fn due_at(snap: &Snapshot, now_ms: i64) -> Option<i64> {
+pub(super) fn due_at(snap: &Snapshot, now_ms: i64) -> Option<i64> {
     match &snap.phase {
         Phase::NeedsReauth(_) => None,
         Phase::Empty => Some(now_ms),
@@ -52,7 +52,7 @@ fn due_at(snap: &Snapshot, now_ms: i64) -> Option<i64> {
 
 /// Whether to make a token request now: never for a dead credential;
 /// when forced or due; on a client's demand unless backing off.
-fn should_refresh(
+pub(super) fn should_refresh(
     phase: &Phase,
     due: Option<i64>,
     now_ms: i64,
@@ -67,7 +67,7 @@ fn should_refresh(
 /// How long to sleep: until `due`, but no later than the next tick. The
 /// tick falls on a multiple of the wall clock's tick, the same instant for
 /// every profile: an idle agent wakes twice a minute, not twice per profile.
-fn sleep_ms(due: Option<i64>, now_ms: i64, tick_ms: i64) -> i64 {
+pub(super) fn sleep_ms(due: Option<i64>, now_ms: i64, tick_ms: i64) -> i64 {
     let tick = tick_ms - now_ms.rem_euclid(tick_ms);
     due.map_or(tick, |d| (d - now_ms).clamp(0, tick))
 }
@@ -280,7 +280,7 @@ impl Profile {
         }
         let (rejected, retry_after) = match &e {
             ProviderError::Transient { retry_after, .. } => (false, *retry_after),
-            ProviderError::Unusable { .. } => (false, None),
+            ProviderError::Unusable { .. } | ProviderError::Unanswered(_) => (false, None),
             _ => (true, None),
         };
         let wait = schedule::backoff(*failures, rejected, retry_after, fastrand::f64());
@@ -408,6 +408,7 @@ mod tests {
             next_refresh_at_ms: next,
             attempts_done: 0,
             rotates: None,
+            refreshed_by: None,
         }
     }
 

@@ -46,6 +46,7 @@ pub(super) fn initial_snapshot(
         next_refresh_at_ms: None,
         attempts_done: 0,
         rotates: None,
+        refreshed_by: None,
     };
     let credential = match loaded {
         Ok(Some(credential)) => credential,

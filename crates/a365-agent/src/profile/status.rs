@@ -51,9 +51,13 @@ impl Profile {
                 Phase::NeedsReauth(message) => Some(message.clone()),
                 _ => snap.last_error.clone().or(store_error),
             },
-            store: self.placed.kind.as_str().into(),
+            store: match self.fleet {
+                Some(_) => "fleet".into(),
+                None => self.placed.kind.as_str().into(),
+            },
             is_default,
             rotates: snap.rotates,
+            refreshed_by: snap.refreshed_by.clone(),
             account: token.and_then(|t| jwt::claims(t.secret.expose_secret())?.account),
         }
     }

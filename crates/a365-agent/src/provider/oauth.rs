@@ -150,7 +150,10 @@ async fn send_form(
         .body(bytes::Bytes::from_owner(Wiped(form_body(&pairs))))
         .send()
         .await
-        .map_err(|e| ProviderError::transient(describe_send_error(&e, url)))
+        .map_err(|e| match e.is_connect() || e.is_builder() {
+            true => ProviderError::transient(describe_send_error(&e, url)),
+            false => ProviderError::Unanswered(describe_send_error(&e, url)),
+        })
 }
 
 /// `Authorization: Basic …` of RFC 6749 §2.3.1: id and secret each

@@ -1,0 +1,270 @@
+//! The agent's side of fleet mode: which shared profiles it serves (kept
+//! in step with etcd), `add --shared` and removing a shared profile. The
+//! refreshing is [`crate::profile`]'s.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use a365_proto::{ErrorKind, ErrorReply, Kind, ProfileSpec, Response};
+use a365_store::Credential;
+
+use super::{Agent, internal, invalid, unavailable};
+use crate::endpoint::Endpoint;
+use crate::fleet::{Fleet, Public, Role};
+use crate::profile::Profile;
+use crate::provider::{self, Exchange, ProviderError, Revocation};
+
+impl Agent {
+    /// Follows the fleet: starts the shared profiles this agent does not
+    /// serve yet, restarts those whose settings changed, stops those gone.
+    pub(super) async fn sync_fleet(&self, fleet: &Arc<Fleet>) {
+        let listed = match fleet.profiles().await {
+            Ok(listed) => listed,
+            Err(e) => {
+                tracing::warn!("cannot list the fleet's profiles: {e}");
+                return;
+            }
+        };
+        for (name, public) in &listed {
+            let current = self.profiles.read().ok().and_then(|p| p.get(name).cloned());
+            match current {
+                Some(local) if local.fleet.is_none() => {
+                    tracing::warn!(profile = %name, "the fleet shares a profile of this name, and this agent has one of its own: serving its own");
+                }
+                Some(shared) if shared.spec == public.spec => {}
+                Some(changed) => {
+                    changed.stop().await;
+                    self.launch_shared(name, public.spec.clone(), fleet);
+                }
+                None => {
+                    tracing::info!(profile = %name, "serving a profile of the fleet");
+                    self.launch_shared(name, public.spec.clone(), fleet);
+                }
+            }
+        }
+        let gone: Vec<Arc<Profile>> = self
+            .all_profiles()
+            .into_iter()
+            .filter(|p| p.fleet.is_some() && !listed.iter().any(|(n, _)| *n == p.name))
+            .collect();
+        for profile in gone {
+            tracing::info!(profile = %profile.name, "the profile left the fleet");
+            profile.stop().await;
+            if let Ok(mut profiles) = self.profiles.write()
+                && profiles
+                    .get(&profile.name)
+                    .is_some_and(|p| Arc::ptr_eq(p, &profile))
+            {
+                profiles.remove(&profile.name);
+            }
+        }
+    }
+
+    fn launch_shared(&self, name: &str, spec: ProfileSpec, fleet: &Arc<Fleet>) -> Arc<Profile> {
+        let endpoint = Endpoint::resolve(&spec).ok().flatten();
+        let profile = Profile::start_shared(
+            name.to_owned(),
+            spec,
+            endpoint,
+            Arc::clone(fleet),
+            Arc::clone(&self.shared),
+        );
+        if let Ok(mut profiles) = self.profiles.write() {
+            profiles.insert(name.to_owned(), Arc::clone(&profile));
+        }
+        profile
+    }
+
+    /// `a365 add NAME … --shared`: the first exchange here, then the
+    /// credential (sealed) and the token into the fleet in one
+    /// transaction. Nothing of it is kept on this machine.
+    pub(super) async fn add_shared(
+        &self,
+        name: &str,
+        mut spec: ProfileSpec,
+        endpoint: Option<Endpoint>,
+        credential: Credential,
+        replace: bool,
+    ) -> Result<Response, ErrorReply> {
+        let fleet = self.fleet.clone().ok_or_else(|| {
+            invalid(format!(
+                "--shared needs a [fleet] section in {}",
+                self.paths.config_file.display()
+            ))
+        })?;
+        if fleet.role != Role::Refresher {
+            return Err(invalid(
+                "this agent is a fleet consumer: add shared profiles on a refresher",
+            ));
+        }
+        if !matches!(spec.kind, Kind::Refresh | Kind::ClientCredentials) {
+            return Err(invalid(format!(
+                "a {} profile cannot be shared yet: only refresh and client-credentials profiles",
+                spec.kind
+            )));
+        }
+        let Some(endpoint) = endpoint else {
+            return Err(invalid("a shared profile needs a token endpoint"));
+        };
+        let local = self.profiles.read().ok().and_then(|p| p.get(name).cloned());
+        if local.as_ref().is_some_and(|p| p.fleet.is_none()) {
+            return Err(invalid(format!(
+                "this agent has a profile '{name}' of its own: remove it first, or share under another name"
+            )));
+        }
+        let fleet_error = |e: crate::fleet::FleetError| unavailable(format!("fleet: {e}"));
+        if !replace
+            && fleet
+                .read_public(name)
+                .await
+                .map_err(fleet_error)?
+                .is_some()
+        {
+            return Err(invalid(format!(
+                "the fleet has a profile '{name}': add --replace to give it a new credential"
+            )));
+        }
+        spec.store = None;
+        let now = self.shared.clock.now_ms();
+        let exchange = Exchange {
+            profile: name,
+            http: &self.shared.http,
+            endpoint: &endpoint,
+            spec: &spec,
+            now_ms: now,
+            default_lifetime: self.shared.default_lifetime,
+        };
+        let (credential, public, note) = match provider::of(spec.kind)
+            .obtain(exchange, &credential)
+            .await
+        {
+            Ok(got) => {
+                use secrecy::ExposeSecret;
+                // Seen safely on this first exchange, as on every refresh.
+                let rotates = match (&credential.refresh_token, &got.refresh_token) {
+                    (Some(sent), Some(back)) => Some(sent.expose_secret() != back.expose_secret()),
+                    (Some(_), None) => Some(false),
+                    (None, _) => None,
+                };
+                let mut next = credential;
+                if let Some(rt) = got.refresh_token {
+                    next.refresh_token = Some(rt);
+                }
+                next.updated_at_ms = now;
+                let public = Public {
+                    spec: spec.clone(),
+                    access_token: Some(got.access_token),
+                    expires_at_ms: got.expires_at_ms,
+                    scopes: got.scopes,
+                    obtained_at_ms: now,
+                    refreshed_by: fleet.member.clone(),
+                    dead: None,
+                    rotates,
+                };
+                (next, public, "a token was obtained")
+            }
+            Err(ProviderError::Dead(m)) => return Err(ErrorReply::new(ErrorKind::NeedsReauth, m)),
+            Err(e) => {
+                return Err(unavailable(format!(
+                    "the first exchange failed ({e}); nothing was put in the fleet"
+                )));
+            }
+        };
+        let secret = fleet
+            .seal(name, &credential)
+            .map_err(|e| internal(e.to_string()))?;
+        let created = fleet
+            .create(name, &public, &secret, replace)
+            .await
+            .map_err(|e| {
+                unavailable(format!(
+                    "fleet: {e}; the new credential was not stored (a one-time refresh token is now spent: \
+                     issue a new one)"
+                ))
+            })?;
+        if !created {
+            return Err(invalid(format!(
+                "another member added '{name}' to the fleet meanwhile; nothing was changed"
+            )));
+        }
+        if let Some(old) = local {
+            old.stop().await;
+        }
+        self.launch_shared(name, spec.clone(), &fleet);
+        tracing::info!(profile = %name, kind = %spec.kind, "profile added to the fleet");
+        Ok(Response::Done {
+            message: format!(
+                "profile '{name}' ({}) added to the fleet: every member serves it, and its \
+                 credential is in etcd, sealed with the fleet key; {note}",
+                spec.kind
+            ),
+        })
+    }
+
+    /// `a365 remove` of a shared profile: out of the fleet for every
+    /// member, then revoked at the provider (unless `keep_remote`).
+    pub(super) async fn remove_shared(
+        &self,
+        profile: Arc<Profile>,
+        keep_remote: bool,
+    ) -> Result<Response, ErrorReply> {
+        let Some(fleet) = profile.fleet.clone() else {
+            return Err(internal("not a shared profile"));
+        };
+        if fleet.role != Role::Refresher {
+            return Err(invalid(
+                "this agent is a fleet consumer: remove shared profiles on a refresher",
+            ));
+        }
+        let name = profile.name.clone();
+        let fleet_error =
+            |e: crate::fleet::FleetError| unavailable(format!("fleet: {e}; nothing was removed"));
+        let secret = fleet.read_secret(&name).await.map_err(fleet_error)?;
+        fleet.delete(&name).await.map_err(fleet_error)?;
+        profile.stop().await;
+        if let Ok(mut profiles) = self.profiles.write() {
+            profiles.remove(&name);
+        }
+        let mut message = format!("profile '{name}' was removed from the fleet");
+        let credential = secret.and_then(|(s, _)| fleet.open_credential(&name, &s).ok());
+        if let (false, Some(credential), Some(exchange)) =
+            (keep_remote, credential, profile_exchange(self, &profile))
+        {
+            match provider::of(profile.spec.kind)
+                .revoke(exchange, &credential)
+                .await
+            {
+                Revocation::NotNeeded => {}
+                Revocation::Done(what) => message.push_str(&format!("; {what}")),
+                Revocation::Left(why) => message.push_str(&format!("; warning: {why}")),
+            }
+        }
+        tracing::info!(profile = %name, "profile removed from the fleet");
+        self.shared
+            .events
+            .emit(&name, a365_proto::EventKind::Removed, None, message.clone());
+        Ok(Response::Done { message })
+    }
+}
+
+fn profile_exchange<'a>(agent: &'a Agent, profile: &'a Profile) -> Option<Exchange<'a>> {
+    Some(Exchange {
+        profile: &profile.name,
+        http: &agent.shared.http,
+        endpoint: profile.endpoint()?,
+        spec: &profile.spec,
+        now_ms: agent.shared.clock.now_ms(),
+        default_lifetime: agent.shared.default_lifetime,
+    })
+}
+
+/// Follows the fleet every `every` until the agent is dropped.
+pub async fn follow(agent: std::sync::Weak<Agent>, fleet: Arc<Fleet>, every: Duration) {
+    loop {
+        match agent.upgrade() {
+            Some(agent) => agent.sync_fleet(&fleet).await,
+            None => return,
+        }
+        tokio::time::sleep(every).await;
+    }
+}

@@ -1,0 +1,600 @@
+//! Fleet mode against a real 3-member etcd cluster on loopback: several
+//! real agents share one rotating refresh token. The token server counts
+//! replays (a spent refresh token presented again), which a provider
+//! like node-oidc-provider answers by revoking the whole grant.
+//!
+//! Needs `etcd` and `etcdctl` (Debian `etcd-server`, `etcd-client`):
+//! skipped with a word without them, except under `CI=true`.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use a365_token_server::{Fault, ServerConfig, TokenServer};
+
+use crate::harness::{Agent, Env, set_mode, wait_until};
+
+/// A 3-member etcd cluster on loopback, in a temporary directory.
+struct Cluster {
+    dir: tempfile::TempDir,
+    members: Vec<Member>,
+    initial: String,
+}
+
+struct Member {
+    name: String,
+    client: u16,
+    peer: u16,
+    child: Option<Child>,
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn have(tool: &str, version: &str) -> bool {
+    Command::new(tool)
+        .arg(version)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+impl Cluster {
+    /// `None`, with the reason printed, where etcd is not installed.
+    fn start() -> Option<Cluster> {
+        if !(have("etcd", "--version") && have("etcdctl", "version")) {
+            assert!(
+                std::env::var("CI").as_deref() != Ok("true"),
+                "CI must run the fleet tests: install etcd-server and etcd-client"
+            );
+            eprintln!("skipped: etcd or etcdctl is not installed");
+            return None;
+        }
+        let dir = tempfile::Builder::new()
+            .prefix("a365-etcd-")
+            .tempdir()
+            .unwrap();
+        let members: Vec<Member> = (0..3)
+            .map(|i| Member {
+                name: format!("e{i}"),
+                client: free_port(),
+                peer: free_port(),
+                child: None,
+            })
+            .collect();
+        let initial = members
+            .iter()
+            .map(|m| format!("{}=http://127.0.0.1:{}", m.name, m.peer))
+            .collect::<Vec<_>>()
+            .join(",");
+        let mut cluster = Cluster {
+            dir,
+            members,
+            initial,
+        };
+        for i in 0..3 {
+            cluster.start_member(i);
+        }
+        cluster.wait_healthy();
+        Some(cluster)
+    }
+
+    fn start_member(&mut self, i: usize) {
+        let m = &self.members[i];
+        let data = self.dir.path().join(&m.name);
+        let log = std::fs::File::create(self.dir.path().join(format!("{}.log", m.name))).unwrap();
+        let client = format!("http://127.0.0.1:{}", m.client);
+        let peer = format!("http://127.0.0.1:{}", m.peer);
+        let child = Command::new("etcd")
+            .args(["--name", &m.name, "--data-dir"])
+            .arg(&data)
+            .args([
+                "--listen-client-urls",
+                &client,
+                "--advertise-client-urls",
+                &client,
+            ])
+            .args([
+                "--listen-peer-urls",
+                &peer,
+                "--initial-advertise-peer-urls",
+                &peer,
+            ])
+            .args(["--initial-cluster", &self.initial])
+            .args([
+                "--initial-cluster-state",
+                "new",
+                "--initial-cluster-token",
+                "a365-test",
+            ])
+            .args(["--heartbeat-interval", "50", "--election-timeout", "500"])
+            .env("ETCD_UNSUPPORTED_ARCH", "")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start etcd");
+        self.members[i].child = Some(child);
+    }
+
+    fn stop_member(&mut self, i: usize) {
+        if let Some(mut child) = self.members[i].child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    fn endpoints(&self) -> Vec<String> {
+        self.members
+            .iter()
+            .map(|m| format!("http://127.0.0.1:{}", m.client))
+            .collect()
+    }
+
+    /// `etcdctl ARGS…` against the whole cluster.
+    fn etcdctl(&self, args: &[&str]) -> std::process::Output {
+        Command::new("etcdctl")
+            .env("ETCDCTL_API", "3")
+            .arg(format!("--endpoints={}", self.endpoints().join(",")))
+            .args(["--command-timeout", "3s"])
+            .args(args)
+            .output()
+            .unwrap()
+    }
+
+    fn wait_healthy(&self) {
+        let ok = wait_until(Duration::from_secs(30), || {
+            self.etcdctl(&["put", "a365-health", "ok"]).status.success()
+        });
+        assert!(ok, "etcd did not become healthy: {}", self.logs());
+    }
+
+    fn logs(&self) -> String {
+        self.members
+            .iter()
+            .map(|m| {
+                let log = std::fs::read_to_string(self.dir.path().join(format!("{}.log", m.name)))
+                    .unwrap_or_default();
+                let tail: Vec<&str> = log.lines().rev().take(10).collect();
+                format!(
+                    "--- {}\n{}",
+                    m.name,
+                    tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    /// Everything under the fleet's prefix, as etcdctl prints it.
+    fn dump(&self) -> String {
+        let out = self.etcdctl(&["get", "--prefix", "a365/"]);
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for i in 0..self.members.len() {
+            self.stop_member(i);
+        }
+    }
+}
+
+const KEY: [u8; 32] = *b"0123456789abcdef0123456789abcdef";
+
+/// One machine of the fleet: its own directories, socket and agent.
+struct Machine {
+    env: Env,
+    agent: Option<Agent>,
+}
+
+impl Machine {
+    fn refresher(cluster: &Cluster, name: &str) -> Machine {
+        Machine::with(cluster, name, "refresher", "")
+    }
+
+    fn with(cluster: &Cluster, name: &str, role: &str, extra: &str) -> Machine {
+        let env = Env::new();
+        let key_line = match role {
+            "refresher" => {
+                let key: PathBuf = env.path("fleet.key");
+                std::fs::write(&key, KEY).unwrap();
+                set_mode(&key, 0o600);
+                format!("key_file = {:?}\n", key.display().to_string())
+            }
+            _ => String::new(),
+        };
+        let endpoints = cluster
+            .endpoints()
+            .iter()
+            .map(|e| format!("{e:?}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let config = format!(
+            "store = \"file\"\n[fleet]\netcd = [{endpoints}]\nmember = \"{name}\"\nrole = \"{role}\"\n\
+             {key_line}lease_secs = 5\nsync_secs = 1\netcd_timeout_ms = 1000\n{extra}"
+        );
+        std::fs::create_dir_all(env.config_file().parent().unwrap()).unwrap();
+        std::fs::write(env.config_file(), config).unwrap();
+        let agent = env.spawn_agent(&["--http-timeout", "3"]);
+        agent.wait_ready(&env.socket);
+        Machine {
+            env,
+            agent: Some(agent),
+        }
+    }
+
+    fn agent(&self) -> &Agent {
+        self.agent.as_ref().unwrap()
+    }
+
+    /// `a365 token work`, or the error it printed.
+    fn token(&self) -> Result<String, String> {
+        let out = self.env.a365(&["token", "work", "--min-valid", "0s"]);
+        match out.code {
+            0 => Ok(out.stdout.trim_end().to_owned()),
+            _ => Err(out.stderr),
+        }
+    }
+
+    fn status(&self) -> serde_json::Value {
+        let out = self.env.a365(&["status", "--json"]).ok();
+        let all = out.json();
+        all.as_array()
+            .and_then(|p| p.iter().find(|p| p["name"] == "work").cloned())
+            .unwrap_or(serde_json::Value::Null)
+    }
+
+    fn log(&self) -> String {
+        self.agent().log()
+    }
+}
+
+/// `a365 add work --shared` on `machine` against `server`.
+fn share(machine: &Machine, server: &TokenServer) -> String {
+    let (rt, out) = machine.env.try_add_refresh("work", server, &["--shared"]);
+    assert_eq!(
+        out.code,
+        0,
+        "{} {}\n{}",
+        out.stdout,
+        out.stderr,
+        machine.log()
+    );
+    let said = format!("{}{}", out.stdout, out.stderr);
+    assert!(said.contains("added to the fleet"), "{said}");
+    rt
+}
+
+fn server(lifetime_secs: u64, rotate: bool) -> TokenServer {
+    TokenServer::start(ServerConfig {
+        lifetime: Duration::from_secs(lifetime_secs),
+        rotate,
+        ..ServerConfig::default()
+    })
+    .unwrap()
+}
+
+/// Every machine serves a token the server issued, within `timeout`.
+fn all_serve(machines: &[&Machine], server: &TokenServer, timeout: Duration) {
+    for m in machines {
+        let ok = wait_until(timeout, || {
+            m.token()
+                .is_ok_and(|t| server.issued_access_tokens().contains(&t))
+        });
+        assert!(ok, "a member serves no token: {:?}\n{}", m.token(), m.log());
+    }
+}
+
+#[test]
+fn three_agents_share_one_rotating_credential_with_one_refresh_per_expiry() {
+    let Some(cluster) = Cluster::start() else {
+        return;
+    };
+    let server = server(6, true);
+    let machines: Vec<Machine> = (0..3)
+        .map(|i| Machine::refresher(&cluster, &format!("m{i}")))
+        .collect();
+    let rt = share(&machines[0], &server);
+    let refs: Vec<&Machine> = machines.iter().collect();
+    all_serve(&refs, &server, Duration::from_secs(10));
+    let start = Instant::now();
+    let before = server.requests();
+    std::thread::sleep(Duration::from_secs(16));
+    let refreshes = server.requests() - before;
+    let elapsed = start.elapsed().as_secs_f64();
+    // Tokens of 6 s are refreshed at 4.2 to 4.5 s of their life: about
+    // one refresh per 4.5 s for the whole fleet, not one per member.
+    let most = (elapsed / 4.2).ceil() as usize + 1;
+    assert!(
+        (2..=most).contains(&refreshes),
+        "{refreshes} refreshes in {elapsed:.1} s by 3 members (at most {most})"
+    );
+    assert_eq!(server.replays(), 0, "a spent refresh token was sent again");
+    all_serve(&refs, &server, Duration::from_secs(5));
+    let status = machines[1].status();
+    assert_eq!(status["store"], "fleet", "{status}");
+    assert!(
+        status["refreshed_by"]
+            .as_str()
+            .is_some_and(|m| m.starts_with('m')),
+        "{status}"
+    );
+    assert_eq!(status["rotates"], true, "{status}");
+    // Neither etcd nor any machine's disk holds a refresh token or the
+    // client secret in the clear.
+    let dump = cluster.dump();
+    assert!(dump.contains("a365/secret/work"), "{dump}");
+    for secret in server.issued_refresh_tokens().iter().chain([&rt]) {
+        assert!(
+            !dump.contains(secret.as_str()),
+            "a refresh token is in etcd in the clear"
+        );
+    }
+    assert!(
+        !dump.contains("test-secret"),
+        "the client secret is in etcd in the clear"
+    );
+    for m in &machines {
+        assert!(
+            !m.env.credential_file("work").exists(),
+            "a member stored the credential locally"
+        );
+        let log = m.log();
+        assert!(
+            !log.contains("test-secret") && !log.contains(&rt),
+            "a secret in a log"
+        );
+    }
+}
+
+#[test]
+fn a_lock_holder_stalled_past_its_lease_never_causes_a_replay() {
+    let Some(cluster) = Cluster::start() else {
+        return;
+    };
+    let server = server(3600, true);
+    let a = Machine::refresher(&cluster, "a");
+    let b = Machine::refresher(&cluster, "b");
+    share(&a, &server);
+    all_serve(&[&a, &b], &server, Duration::from_secs(10));
+    let before = server.requests();
+    // A sends its refresh; the answer takes 1 s, and A is stopped
+    // (SIGSTOP: a GC pause, a laptop lid) for longer than its lease.
+    server.set_fault(Fault::Delay(Duration::from_secs(1)), Some(1));
+    let mut forced = a.env.command(crate::harness::bin("a365"));
+    forced
+        .args(["refresh", "work"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let mut forced = forced.spawn().unwrap();
+    assert!(wait_until(Duration::from_secs(5), || server.requests() > before));
+    a.agent().signal(rustix::process::Signal::STOP);
+    std::thread::sleep(Duration::from_secs(7));
+    // B wants a fresh token now: it takes the lock once A's lease ended,
+    // finds A's refresh in flight and does not send the spent token.
+    let out = b.env.a365(&["refresh", "work"]);
+    a.agent().signal(rustix::process::Signal::CONT);
+    let _ = forced.wait();
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(server.replays(), 0, "B replayed A's refresh token");
+    assert_eq!(
+        server.requests(),
+        before + 1,
+        "B sent a request:\n{}",
+        b.log()
+    );
+    assert_eq!(out.code, 5, "B: {} {}", out.stdout, out.stderr);
+    assert!(
+        out.stderr.contains("never had its answer written"),
+        "{}",
+        out.stderr
+    );
+    // A, resumed, finds its request timed out (the answer is lost to it)
+    // and takes the shared dead state; had it read the answer first, it
+    // would have written it and revived the credential. Either way nobody
+    // sends anything more, and nothing spent is sent again.
+    let settled = wait_until(Duration::from_secs(10), || {
+        let status = a.status();
+        status["state"] == "needs-reauth"
+            || (status["state"] == "fresh" && a.token().ok() == server.last_access_token())
+    });
+    assert!(
+        settled,
+        "A neither took the dead state nor revived it:\n{}",
+        a.log()
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(
+        server.requests(),
+        before + 1,
+        "a request after the stall:\n{}",
+        a.log()
+    );
+    assert_eq!(server.replays(), 0);
+}
+
+#[test]
+fn invalid_grant_is_dead_for_every_member_and_nothing_more_is_sent() {
+    let Some(cluster) = Cluster::start() else {
+        return;
+    };
+    let server = server(3600, true);
+    let a = Machine::refresher(&cluster, "a");
+    let b = Machine::refresher(&cluster, "b");
+    share(&a, &server);
+    all_serve(&[&a, &b], &server, Duration::from_secs(10));
+    server.set_fault(Fault::InvalidGrant, None);
+    let out = a.env.a365(&["refresh", "work"]);
+    assert_eq!(out.code, 5, "{} {}", out.stdout, out.stderr);
+    let sent = server.requests();
+    // B learns it from the fleet, without a request of its own.
+    let out = b.env.a365(&["refresh", "work"]);
+    assert_eq!(out.code, 5, "{} {}", out.stdout, out.stderr);
+    assert!(out.stderr.contains("invalid_grant"), "{}", out.stderr);
+    let status = b.status();
+    assert_eq!(status["state"], "needs-reauth", "{status}");
+    assert_eq!(server.requests(), sent, "B sent a dead refresh token");
+}
+
+#[test]
+fn a_killed_lock_holder_blocks_the_fleet_for_at_most_its_lease() {
+    let Some(cluster) = Cluster::start() else {
+        return;
+    };
+    // Refresh tokens that do not rotate: an answer lost with its member
+    // is safe to ask again.
+    let server = server(3600, false);
+    let a = Machine::refresher(&cluster, "a");
+    let mut b = Machine::refresher(&cluster, "b");
+    share(&b, &server);
+    all_serve(&[&a, &b], &server, Duration::from_secs(10));
+    // B dies while its request is at the server, holding the lock.
+    server.set_fault(Fault::Delay(Duration::from_secs(2)), Some(1));
+    let before = server.requests();
+    let mut forced = b.env.command(crate::harness::bin("a365"));
+    forced
+        .args(["refresh", "work"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let mut forced = forced.spawn().unwrap();
+    assert!(wait_until(Duration::from_secs(5), || server.requests() > before));
+    b.agent.take().unwrap().kill();
+    let _ = forced.wait();
+    let killed = Instant::now();
+    let out = a.env.a365(&["refresh", "work"]);
+    let waited = killed.elapsed();
+    out.ok();
+    // The lease is 5 s; A retries its lock every quarter second.
+    assert!(
+        waited < Duration::from_secs(8),
+        "the fleet waited {waited:?}:\n{}",
+        a.log()
+    );
+    assert_eq!(a.status()["refreshed_by"], "a");
+}
+
+#[test]
+fn etcd_losing_a_member_goes_on_and_losing_quorum_keeps_serving() {
+    let Some(mut cluster) = Cluster::start() else {
+        return;
+    };
+    let server = server(3600, true);
+    let a = Machine::refresher(&cluster, "a");
+    share(&a, &server);
+    all_serve(&[&a], &server, Duration::from_secs(10));
+    cluster.stop_member(0);
+    a.env.a365(&["refresh", "work"]).ok();
+    let token = a.token().unwrap();
+    cluster.stop_member(1);
+    // No quorum: the held token is served, a refresh says why it cannot.
+    assert_eq!(a.token().unwrap(), token);
+    let out = a.env.a365(&["refresh", "work"]);
+    assert_ne!(out.code, 0);
+    assert!(out.stderr.contains("etcd"), "{}", out.stderr);
+    assert_eq!(a.token().unwrap(), token);
+    assert_eq!(server.replays(), 0);
+    // Back by itself once etcd is.
+    cluster.start_member(0);
+    cluster.start_member(1);
+    cluster.wait_healthy();
+    let back = wait_until(Duration::from_secs(60), || {
+        a.env.a365(&["refresh", "work"]).code == 0
+    });
+    assert!(back, "no refresh after etcd recovered:\n{}", a.log());
+    assert_eq!(server.replays(), 0);
+}
+
+#[test]
+fn a_consumer_serves_the_shared_token_and_cannot_read_the_credential() {
+    let Some(cluster) = Cluster::start() else {
+        return;
+    };
+    // Users and roles as the README shows them.
+    let ctl = |args: &[&str]| {
+        let out = cluster.etcdctl(args);
+        assert!(
+            out.status.success(),
+            "etcdctl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    ctl(&["user", "add", "root:rootpw"]);
+    ctl(&["role", "add", "a365-refresher"]);
+    ctl(&[
+        "role",
+        "grant-permission",
+        "a365-refresher",
+        "--prefix=true",
+        "readwrite",
+        "a365/",
+    ]);
+    ctl(&["role", "add", "a365-consumer"]);
+    ctl(&[
+        "role",
+        "grant-permission",
+        "a365-consumer",
+        "--prefix=true",
+        "read",
+        "a365/public/",
+    ]);
+    ctl(&["user", "add", "refresher:refresherpw"]);
+    ctl(&["user", "grant-role", "refresher", "a365-refresher"]);
+    ctl(&["user", "add", "consumer:consumerpw"]);
+    ctl(&["user", "grant-role", "consumer", "a365-consumer"]);
+    ctl(&["auth", "enable"]);
+    let password = |env: &Env, pw: &str| {
+        let path = env.path("etcd.password");
+        std::fs::write(&path, format!("{pw}\n")).unwrap();
+        set_mode(&path, 0o600);
+        path.display().to_string()
+    };
+    let files = Env::new();
+    let refresher_pw = password(&files, "refresherpw");
+    let consumer_pw = files.path("consumer.password");
+    std::fs::write(&consumer_pw, "consumerpw\n").unwrap();
+    set_mode(&consumer_pw, 0o600);
+    let consumer_pw = consumer_pw.display().to_string();
+    let server = server(3600, true);
+    let r = Machine::with(
+        &cluster,
+        "r",
+        "refresher",
+        &format!("user = \"refresher\"\npassword_file = {refresher_pw:?}\n"),
+    );
+    let c = Machine::with(
+        &cluster,
+        "c",
+        "consumer",
+        &format!("user = \"consumer\"\npassword_file = {consumer_pw:?}\n"),
+    );
+    let rt = share(&r, &server);
+    all_serve(&[&r, &c], &server, Duration::from_secs(10));
+    // A refresh on the refresher reaches the consumer.
+    r.env.a365(&["refresh", "work"]).ok();
+    let newest = server.last_access_token().unwrap();
+    let c_token = c.token().unwrap();
+    assert!(server.issued_access_tokens().contains(&c_token));
+    let out = c.env.a365(&["refresh", "work"]);
+    assert!(
+        wait_until(Duration::from_secs(5), || c.token().as_deref()
+            == Ok(newest.as_str()))
+            || out.code != 0
+    );
+    // etcd itself refuses the consumer the sealed credential.
+    let denied = cluster.etcdctl(&["--user", "consumer:consumerpw", "get", "a365/secret/work"]);
+    assert!(!denied.status.success(), "a consumer read the credential");
+    assert!(String::from_utf8_lossy(&denied.stderr).contains("permission denied"));
+    let log = c.log();
+    assert!(!log.contains(&rt) && !log.contains("test-secret"));
+    // A consumer cannot add to the fleet.
+    let (_, out) = c.env.try_add_refresh("other", &server, &["--shared"]);
+    assert_ne!(out.code, 0);
+    assert!(out.stderr.contains("consumer"), "{}", out.stderr);
+}
