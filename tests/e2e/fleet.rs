@@ -19,6 +19,48 @@ struct Cluster {
     dir: tempfile::TempDir,
     members: Vec<Member>,
     initial: String,
+    tls: Option<Tls>,
+}
+
+/// Client TLS of the cluster: a CA made in the test, the members'
+/// certificate, and a client certificate the members require.
+struct Tls {
+    ca: PathBuf,
+    server: (PathBuf, PathBuf),
+    client: (PathBuf, PathBuf),
+}
+
+impl Tls {
+    fn make(env: &Env) -> Tls {
+        let (ca, _, _) = crate::oidc::make_ca(env);
+        let dir = ca.parent().unwrap().to_owned();
+        // etcd's JSON gateway reaches its own gRPC port with the member's
+        // certificate as a client: it needs clientAuth too.
+        let script = r#"set -e
+openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -subj /CN=127.0.0.1 \
+    -keyout etcd.key -out etcd.csr
+printf 'subjectAltName=IP:127.0.0.1\nbasicConstraints=critical,CA:FALSE\nextendedKeyUsage=serverAuth,clientAuth\n' >etcd.ext
+openssl x509 -req -in etcd.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 1 \
+    -extfile etcd.ext -out etcd.pem
+openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -subj /CN=a365-runner \
+    -keyout client.key -out client.csr
+printf 'basicConstraints=critical,CA:FALSE\nextendedKeyUsage=clientAuth\n' >client.ext
+openssl x509 -req -in client.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 1 \
+    -extfile client.ext -out client.pem"#;
+        let made = Command::new("sh")
+            .args(["-c", script])
+            .current_dir(&dir)
+            .stderr(Stdio::null())
+            .status()
+            .unwrap();
+        assert!(made.success());
+        set_mode(&dir.join("client.key"), 0o600);
+        Tls {
+            ca,
+            server: (dir.join("etcd.pem"), dir.join("etcd.key")),
+            client: (dir.join("client.pem"), dir.join("client.key")),
+        }
+    }
 }
 
 struct Member {
@@ -48,6 +90,10 @@ fn have(tool: &str, version: &str) -> bool {
 impl Cluster {
     /// `None`, with the reason printed, where etcd is not installed.
     fn start() -> Option<Cluster> {
+        Cluster::start_with(None)
+    }
+
+    fn start_with(tls: Option<Tls>) -> Option<Cluster> {
         if !(have("etcd", "--version") && have("etcdctl", "version")) {
             assert!(
                 std::env::var("CI").as_deref() != Ok("true"),
@@ -77,6 +123,7 @@ impl Cluster {
             dir,
             members,
             initial,
+            tls,
         };
         for i in 0..3 {
             cluster.start_member(i);
@@ -89,9 +136,19 @@ impl Cluster {
         let m = &self.members[i];
         let data = self.dir.path().join(&m.name);
         let log = std::fs::File::create(self.dir.path().join(format!("{}.log", m.name))).unwrap();
-        let client = format!("http://127.0.0.1:{}", m.client);
+        let client = format!("{}://127.0.0.1:{}", self.scheme(), m.client);
         let peer = format!("http://127.0.0.1:{}", m.peer);
-        let child = Command::new("etcd")
+        let mut etcd = Command::new("etcd");
+        if let Some(tls) = &self.tls {
+            etcd.arg("--cert-file")
+                .arg(&tls.server.0)
+                .arg("--key-file")
+                .arg(&tls.server.1)
+                .arg("--client-cert-auth")
+                .arg("--trusted-ca-file")
+                .arg(&tls.ca);
+        }
+        let child = etcd
             .args(["--name", &m.name, "--data-dir"])
             .arg(&data)
             .args([
@@ -129,16 +186,30 @@ impl Cluster {
         }
     }
 
+    fn scheme(&self) -> &'static str {
+        match self.tls {
+            Some(_) => "https",
+            None => "http",
+        }
+    }
+
     fn endpoints(&self) -> Vec<String> {
         self.members
             .iter()
-            .map(|m| format!("http://127.0.0.1:{}", m.client))
+            .map(|m| format!("{}://127.0.0.1:{}", self.scheme(), m.client))
             .collect()
     }
 
     /// `etcdctl ARGS…` against the whole cluster.
     fn etcdctl(&self, args: &[&str]) -> std::process::Output {
-        Command::new("etcdctl")
+        let mut etcdctl = Command::new("etcdctl");
+        if let Some(tls) = &self.tls {
+            etcdctl
+                .arg(format!("--cacert={}", tls.ca.display()))
+                .arg(format!("--cert={}", tls.client.0.display()))
+                .arg(format!("--key={}", tls.client.1.display()));
+        }
+        etcdctl
             .env("ETCDCTL_API", "3")
             .arg(format!("--endpoints={}", self.endpoints().join(",")))
             .args(["--command-timeout", "3s"])
@@ -202,7 +273,7 @@ impl Machine {
     fn with(cluster: &Cluster, name: &str, role: &str, extra: &str) -> Machine {
         let env = Env::new();
         let key_line = match role {
-            "refresher" => {
+            "refresher" if !extra.contains("key_file") => {
                 let key: PathBuf = env.path("fleet.key");
                 std::fs::write(&key, KEY).unwrap();
                 set_mode(&key, 0o600);
@@ -228,6 +299,17 @@ impl Machine {
             env,
             agent: Some(agent),
         }
+    }
+
+    /// Stops the agent and starts it again on `extra` settings.
+    fn restart(&mut self, cluster: &Cluster, name: &str, extra: &str) {
+        self.agent.take().unwrap().terminate();
+        let fresh = Machine::with(cluster, name, "refresher", extra);
+        std::fs::copy(fresh.env.config_file(), self.env.config_file()).unwrap();
+        drop(fresh);
+        let agent = self.env.spawn_agent(&["--http-timeout", "3"]);
+        agent.wait_ready(&self.env.socket);
+        self.agent = Some(agent);
     }
 
     fn agent(&self) -> &Agent {
@@ -597,4 +679,129 @@ fn a_consumer_serves_the_shared_token_and_cannot_read_the_credential() {
     let (_, out) = c.env.try_add_refresh("other", &server, &["--shared"]);
     assert_ne!(out.code, 0);
     assert!(out.stderr.contains("consumer"), "{}", out.stderr);
+}
+
+#[test]
+fn tls_to_etcd_with_a_client_certificate() {
+    let pki = Env::new();
+    let tls = Tls::make(&pki);
+    let (ca, cert, key) = (tls.ca.clone(), tls.client.0.clone(), tls.client.1.clone());
+    let Some(cluster) = Cluster::start_with(Some(tls)) else {
+        return;
+    };
+    assert!(cluster.endpoints()[0].starts_with("https://"));
+    let server = server(3600, true);
+    let with_cert = format!(
+        "ca = {:?}\ncert = {:?}\nkey = {:?}\n",
+        ca.display().to_string(),
+        cert.display().to_string(),
+        key.display().to_string()
+    );
+    let a = Machine::with(&cluster, "a", "refresher", &with_cert);
+    share(&a, &server);
+    all_serve(&[&a], &server, Duration::from_secs(10));
+    a.env.a365(&["refresh", "work"]).ok();
+    // Without a client certificate etcd refuses the handshake: a clear
+    // error, and nothing is put in the fleet.
+    let without = format!("ca = {:?}\n", ca.display().to_string());
+    let b = Machine::with(&cluster, "b", "refresher", &without);
+    let (_, out) = b.env.try_add_refresh("other", &server, &["--shared"]);
+    assert_ne!(out.code, 0);
+    assert!(out.stderr.contains("etcd"), "{}", out.stderr);
+    assert!(!cluster.dump().contains("a365/public/other"));
+}
+
+/// Nexar allows 2 token requests per second per client: fifty runners
+/// fetching their own client-credentials token would be throttled.
+#[test]
+fn client_credentials_are_fetched_once_for_the_whole_fleet() {
+    let Some(cluster) = Cluster::start() else {
+        return;
+    };
+    let server = server(6, false);
+    let machines: Vec<Machine> = (0..3)
+        .map(|i| Machine::refresher(&cluster, &format!("m{i}")))
+        .collect();
+    let url = server.token_url();
+    let args = [
+        "add",
+        "work",
+        "--kind",
+        "client-credentials",
+        "--token-url",
+        &url,
+        "--client-id",
+        "test-client",
+        "--shared",
+        "--secrets-from",
+        "-",
+    ];
+    machines[2]
+        .env
+        .a365_with_stdin(&args, br#"{"client_secret":"test-secret"}"#)
+        .ok();
+    let refs: Vec<&Machine> = machines.iter().collect();
+    all_serve(&refs, &server, Duration::from_secs(10));
+    let before = server.requests();
+    let start = Instant::now();
+    std::thread::sleep(Duration::from_secs(14));
+    let sent = server.requests() - before;
+    let elapsed = start.elapsed().as_secs_f64();
+    let most = (elapsed / 4.2).ceil() as usize + 1;
+    assert!(
+        (2..=most).contains(&sent),
+        "{sent} token requests in {elapsed:.1} s by 3 members (at most {most})"
+    );
+    assert!(
+        server
+            .recorded()
+            .iter()
+            .all(|r| r.grant_type == "client_credentials")
+    );
+    all_serve(&refs, &server, Duration::from_secs(5));
+    assert!(!cluster.dump().contains("test-secret"));
+}
+
+#[test]
+fn the_fleet_key_is_rotated_without_a_new_credential() {
+    let Some(cluster) = Cluster::start() else {
+        return;
+    };
+    let server = server(3600, true);
+    let mut a = Machine::refresher(&cluster, "a");
+    let old_holder = Machine::refresher(&cluster, "old");
+    share(&a, &server);
+    all_serve(&[&a, &old_holder], &server, Duration::from_secs(10));
+    let key_id = |dump: &str| {
+        let at = dump.find("\"key_id\":\"").unwrap() + 10;
+        dump[at..at + 16].to_owned()
+    };
+    let before = key_id(&cluster.dump());
+    // The new key as key_file, the old one as previous_key_file.
+    let new_key = a.env.path("fleet-2.key");
+    std::fs::write(&new_key, [9u8; 32]).unwrap();
+    set_mode(&new_key, 0o600);
+    let old_key = a.env.path("fleet-1.key");
+    std::fs::write(&old_key, KEY).unwrap();
+    set_mode(&old_key, 0o600);
+    let extra = format!(
+        "key_file = {:?}\nprevious_key_file = {:?}\n",
+        new_key.display().to_string(),
+        old_key.display().to_string()
+    );
+    a.restart(&cluster, "a", &extra);
+    a.env.a365(&["refresh", "work"]).ok();
+    let after = key_id(&cluster.dump());
+    assert_ne!(
+        before, after,
+        "the credential was not sealed with the new key"
+    );
+    // A refresher still on the old key says which key it needs, and sends
+    // nothing.
+    let sent = server.requests();
+    let out = old_holder.env.a365(&["refresh", "work"]);
+    assert_ne!(out.code, 0);
+    assert!(out.stderr.contains(&after), "{}", out.stderr);
+    assert_eq!(server.requests(), sent);
+    assert_eq!(server.replays(), 0);
 }

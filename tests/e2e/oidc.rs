@@ -367,7 +367,7 @@ fn resource_indicators_and_prompt_from_the_profiles_parameters() {
 
 /// A CA made here and a certificate for 127.0.0.1 it signed: (CA
 /// certificate, server certificate, server key).
-fn make_ca(env: &Env) -> (PathBuf, PathBuf, PathBuf) {
+pub(crate) fn make_ca(env: &Env) -> (PathBuf, PathBuf, PathBuf) {
     let dir = env.path("pki");
     std::fs::create_dir_all(&dir).unwrap();
     let script = r#"set -e
