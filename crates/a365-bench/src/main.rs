@@ -110,6 +110,18 @@ enum Cmd {
         #[arg(long, value_name = "FILE")]
         out: PathBuf,
     },
+    /// Memory of a365-agent (found by its socket) and of other programs,
+    /// side by side.
+    Memory {
+        /// The a365-agent to measure: LABEL=SOCKET.
+        #[arg(long, value_name = "LABEL=SOCKET")]
+        agent: String,
+        /// Another program: LABEL=PID[,PID…] (its processes are summed).
+        #[arg(long = "pids", value_name = "LABEL=PIDS")]
+        others: Vec<String>,
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+    },
     /// Writes the markdown report of the JSON files in a directory.
     Report {
         #[arg(long, value_name = "DIR")]
@@ -252,6 +264,28 @@ fn main() -> anyhow::Result<()> {
                 idle.secs, idle.wakeups, idle.rss_kib
             );
             write_json(&out, &idle)
+        }
+        Cmd::Memory { agent, others, out } => {
+            let split = |s: &str| {
+                s.split_once('=')
+                    .map(|(l, v)| (l.to_owned(), v.to_owned()))
+                    .with_context(|| format!("'{s}' is not LABEL=VALUE"))
+            };
+            let (label, socket) = split(&agent)?;
+            let mut all = vec![procfs::memory(
+                &label,
+                &[control::pid_at(socket.as_ref())?],
+            )?];
+            for other in &others {
+                let (label, pids) = split(other)?;
+                let pids = pids
+                    .split([',', ' '])
+                    .filter(|p| !p.is_empty())
+                    .map(|p| p.parse().with_context(|| format!("'{p}' is not a pid")))
+                    .collect::<anyhow::Result<Vec<u32>>>()?;
+                all.push(procfs::memory(&label, &pids)?);
+            }
+            write_json(&out, &all)
         }
         Cmd::Report {
             results,

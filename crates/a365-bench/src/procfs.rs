@@ -112,3 +112,36 @@ mod tests {
         assert_eq!(field("VmRSS:\t  5120 kB\n", "VmRSS:"), Some(5120));
     }
 }
+
+/// The memory of one program, which may be several processes (oidc-agent
+/// runs two): each process's VmRSS, VmHWM and Pss summed.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Memory {
+    pub label: String,
+    pub processes: usize,
+    pub rss_kib: u64,
+    pub hwm_kib: u64,
+    /// Proportional set size: shared pages (libraries, page cache) split
+    /// between the processes that map them.
+    pub pss_kib: u64,
+}
+
+pub fn memory(label: &str, pids: &[u32]) -> anyhow::Result<Memory> {
+    let mut m = Memory {
+        label: label.to_owned(),
+        processes: pids.len(),
+        rss_kib: 0,
+        hwm_kib: 0,
+        pss_kib: 0,
+    };
+    for pid in pids {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
+            .with_context(|| format!("reading /proc/{pid}/status: is {label} running?"))?;
+        m.rss_kib += field(&status, "VmRSS:").context("no VmRSS")?;
+        m.hwm_kib += field(&status, "VmHWM:").context("no VmHWM")?;
+        let rollup = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup"))
+            .with_context(|| format!("reading /proc/{pid}/smaps_rollup"))?;
+        m.pss_kib += field(&rollup, "Pss:").unwrap_or(0);
+    }
+    Ok(m)
+}

@@ -16,6 +16,11 @@ pub fn load_file(mode: &str) -> String {
     format!("load-{mode}.json")
 }
 pub const HERD: &str = "herd.json";
+/// Part 7, side by side with oidc-agent: hyperfine's exports and memory.
+pub const PEER_CACHED: &str = "peer-cached.json";
+pub const PEER_FORCED: &str = "peer-forced.json";
+pub const PEER_CONCURRENT: &str = "peer-concurrent.json";
+pub const PEER_MEMORY: &str = "peer-memory.json";
 pub const SCALE: &str = "scale.json";
 pub const IDLE: &str = "idle.json";
 
@@ -30,6 +35,7 @@ pub mod names {
     pub const VERSION: &str = "a365 --version";
     pub const TOKEN: &str = "a365 token";
     pub const TOKEN_DYNAMIC: &str = "a365 token (dynamically linked)";
+    pub const TOKEN_GLIBC: &str = "a365 token (glibc, static)";
     pub const SSH_ADD: &str = "ssh-add -L";
     pub const CURL: &str = "curl: refresh-token exchange";
 }
@@ -60,6 +66,8 @@ pub struct Inputs {
 
 struct Results {
     client: Option<Hyperfine>,
+    peer: [Option<Hyperfine>; 3],
+    peer_memory: Option<Vec<procfs::Memory>>,
     loads: Vec<(String, Vec<throughput::Outcome>)>,
     herd: Option<herd::Outcome>,
     scale: Option<Vec<scale::Step>>,
@@ -87,6 +95,12 @@ pub fn render(dir: &Path, inputs: &Inputs) -> anyhow::Result<String> {
     }
     let results = Results {
         client: read(dir, CLIENT)?,
+        peer: [
+            read(dir, PEER_CACHED)?,
+            read(dir, PEER_FORCED)?,
+            read(dir, PEER_CONCURRENT)?,
+        ],
+        peer_memory: read(dir, PEER_MEMORY)?,
         loads,
         herd: read(dir, HERD)?,
         scale: read(dir, SCALE)?,
@@ -115,6 +129,7 @@ pub fn render(dir: &Path, inputs: &Inputs) -> anyhow::Result<String> {
     scale_section(w, &results);
     idle_section(w, &results);
     sizes(w, &results, &inputs.binaries);
+    peer_section(w, &results);
     line(w, END);
     Ok(out)
 }
@@ -145,6 +160,16 @@ fn line(w: &mut String, text: &str) {
 }
 
 impl Results {
+    /// A median of part 7's `part`-th export.
+    fn peer_median(&self, part: usize, name: &str) -> Option<f64> {
+        self.peer[part]
+            .as_ref()?
+            .results
+            .iter()
+            .find(|c| c.command == name)
+            .map(|c| c.median)
+    }
+
     fn median(&self, name: &str) -> Option<f64> {
         self.command(name).map(|c| c.median)
     }
@@ -202,6 +227,24 @@ fn targets(w: &mut String, r: &Results) {
             "`a365 token` ≤ 1.15× `/bin/true`".into(),
             format!("{ratio:.2}× ({} vs {})", time(k), time(t)),
             verdict(ratio <= 1.15),
+        ));
+    }
+    if let (Some(o), Some(k)) = (
+        r.peer_median(0, "oidc-token"),
+        r.peer_median(0, "a365 token"),
+    ) {
+        let ratio = k / o;
+        rows.push((
+            "`a365 token` ≤ 0.55× `oidc-token` (HTTPS provider, same run)".into(),
+            format!("{ratio:.2}× ({} vs {})", time(k), time(o)),
+            verdict(ratio <= 0.55),
+        ));
+    }
+    if let Some(m) = r.peer_memory.as_ref().and_then(|m| m.first()) {
+        rows.push((
+            "agent RSS ≤ 7 MiB with 10 HTTPS profiles".into(),
+            format!("{} (VmHWM {})", mib(m.rss_kib), mib(m.hwm_kib)),
+            verdict(m.rss_kib <= 7 * 1024),
         ));
     }
     if let (Some(s), Some(k)) = (ssh, token) {
@@ -349,14 +392,18 @@ fn client(w: &mut String, r: &Results) {
         );
     }
     if let (Some(k), Some(d)) = (r.median(names::TOKEN), r.median(names::TOKEN_DYNAMIC)) {
+        let glibc = r
+            .median(names::TOKEN_GLIBC)
+            .map(|g| format!(", and {} linked statically with glibc", time(g)))
+            .unwrap_or_default();
         line(
             w,
             &format!(
-                "Linked statically (as the README installs it), `a365 token` takes {} instead \
-                 of {} ({:.0}% less).",
+                "Built for musl, static (as the README and the .deb install it), `a365 token` \
+                 takes {}; linked dynamically it takes {} ({:.0}% more){glibc}.",
                 time(k),
                 time(d),
-                100.0 * (1.0 - k / d)
+                100.0 * (d / k - 1.0)
             ),
         );
     }
@@ -526,6 +573,70 @@ fn idle_section(w: &mut String, r: &Results) {
                 i.ended_threads
             ),
         );
+    }
+    line(w, "");
+}
+
+fn peer_section(w: &mut String, r: &Results) {
+    if r.peer.iter().all(Option::is_none) && r.peer_memory.is_none() {
+        return;
+    }
+    line(w, "### 7. Side by side with oidc-agent");
+    line(w, "");
+    line(
+        w,
+        "Both against the same node-oidc-provider over HTTPS on loopback (refresh tokens rotate; \
+         a replay revokes the grant), each with its own grant; medians of the same run.",
+    );
+    line(w, "");
+    line(w, "| measure | a365 | oidc-agent | a365 / oidc-agent |");
+    line(w, "|---|---|---|---|");
+    let rows = [
+        (0, "cached token, whole process", "a365 token", "oidc-token"),
+        (
+            1,
+            "forced refresh (rotation)",
+            "a365 refresh",
+            "oidc-token --force-new",
+        ),
+        (
+            2,
+            "64 concurrent clients, wall",
+            "a365 token ×64",
+            "oidc-token ×64",
+        ),
+    ];
+    for (part, what, ours, theirs) in rows {
+        if let (Some(a), Some(o)) = (r.peer_median(part, ours), r.peer_median(part, theirs)) {
+            line(
+                w,
+                &format!("| {what} | {} | {} | {:.2}× |", time(a), time(o), a / o),
+            );
+        }
+    }
+    if let Some(t) = r.peer_median(0, names::TRUE) {
+        line(w, &format!("| `/bin/true`, same run | {} | | |", time(t)));
+    }
+    if let Some(m) = &r.peer_memory {
+        line(w, "");
+        line(
+            w,
+            "| idle, after the runs above | processes | RSS | VmHWM | PSS |",
+        );
+        line(w, "|---|---|---|---|---|");
+        for p in m {
+            line(
+                w,
+                &format!(
+                    "| {} | {} | {} | {} | {} |",
+                    p.label,
+                    p.processes,
+                    mib(p.rss_kib),
+                    mib(p.hwm_kib),
+                    mib(p.pss_kib)
+                ),
+            );
+        }
     }
     line(w, "");
 }
