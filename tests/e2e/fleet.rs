@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use a365_token_server::{Fault, ServerConfig, TokenServer};
 
 use crate::harness::{Agent, Env, set_mode, wait_until};
+use crate::providers::free_port;
 
 /// A 3-member etcd cluster on loopback, in a temporary directory.
 struct Cluster {
@@ -68,14 +69,6 @@ struct Member {
     client: u16,
     peer: u16,
     child: Option<Child>,
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 fn have(tool: &str, version: &str) -> bool {
@@ -363,6 +356,28 @@ fn server(lifetime_secs: u64, rotate: bool) -> TokenServer {
     .unwrap()
 }
 
+fn refreshers(cluster: &Cluster, n: usize) -> Vec<Machine> {
+    (0..n)
+        .map(|i| Machine::refresher(cluster, &format!("m{i}")))
+        .collect()
+}
+
+/// Over `secs`, tokens of 6 s are renewed at 4.2 to 4.5 s of their life:
+/// about one token request per 4.5 s for the whole fleet, not one per
+/// member.
+fn one_request_per_expiry(server: &TokenServer, secs: u64) {
+    let before = server.requests();
+    let start = Instant::now();
+    std::thread::sleep(Duration::from_secs(secs));
+    let sent = server.requests() - before;
+    let elapsed = start.elapsed().as_secs_f64();
+    let most = (elapsed / 4.2).ceil() as usize + 1;
+    assert!(
+        (2..=most).contains(&sent),
+        "{sent} token requests in {elapsed:.1} s by the fleet (at most {most})"
+    );
+}
+
 /// Every machine serves a token the server issued, within `timeout`.
 fn all_serve(machines: &[&Machine], server: &TokenServer, timeout: Duration) {
     for m in machines {
@@ -380,24 +395,11 @@ fn three_agents_share_one_rotating_credential_with_one_refresh_per_expiry() {
         return;
     };
     let server = server(6, true);
-    let machines: Vec<Machine> = (0..3)
-        .map(|i| Machine::refresher(&cluster, &format!("m{i}")))
-        .collect();
+    let machines = refreshers(&cluster, 3);
     let rt = share(&machines[0], &server);
     let refs: Vec<&Machine> = machines.iter().collect();
     all_serve(&refs, &server, Duration::from_secs(10));
-    let start = Instant::now();
-    let before = server.requests();
-    std::thread::sleep(Duration::from_secs(16));
-    let refreshes = server.requests() - before;
-    let elapsed = start.elapsed().as_secs_f64();
-    // Tokens of 6 s are refreshed at 4.2 to 4.5 s of their life: about
-    // one refresh per 4.5 s for the whole fleet, not one per member.
-    let most = (elapsed / 4.2).ceil() as usize + 1;
-    assert!(
-        (2..=most).contains(&refreshes),
-        "{refreshes} refreshes in {elapsed:.1} s by 3 members (at most {most})"
-    );
+    one_request_per_expiry(&server, 16);
     assert_eq!(server.replays(), 0, "a spent refresh token was sent again");
     all_serve(&refs, &server, Duration::from_secs(5));
     let status = machines[1].status();
@@ -719,9 +721,7 @@ fn client_credentials_are_fetched_once_for_the_whole_fleet() {
         return;
     };
     let server = server(6, false);
-    let machines: Vec<Machine> = (0..3)
-        .map(|i| Machine::refresher(&cluster, &format!("m{i}")))
-        .collect();
+    let machines = refreshers(&cluster, 3);
     let url = server.token_url();
     let args = [
         "add",
@@ -742,16 +742,7 @@ fn client_credentials_are_fetched_once_for_the_whole_fleet() {
         .ok();
     let refs: Vec<&Machine> = machines.iter().collect();
     all_serve(&refs, &server, Duration::from_secs(10));
-    let before = server.requests();
-    let start = Instant::now();
-    std::thread::sleep(Duration::from_secs(14));
-    let sent = server.requests() - before;
-    let elapsed = start.elapsed().as_secs_f64();
-    let most = (elapsed / 4.2).ceil() as usize + 1;
-    assert!(
-        (2..=most).contains(&sent),
-        "{sent} token requests in {elapsed:.1} s by 3 members (at most {most})"
-    );
+    one_request_per_expiry(&server, 14);
     assert!(
         server
             .recorded()

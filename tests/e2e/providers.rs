@@ -101,7 +101,7 @@ fn login_with(env: &Env, browser: &std::path::Path) -> crate::harness::Out {
     )
 }
 
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()

@@ -164,7 +164,14 @@ fn setup() -> (TokenServer, Env, harness::Agent) {
 fn soak_clean() {
     let secs = soak_secs();
     let (server, env, agent) = setup();
+    // Memory once the agent is warm (a quarter in), to compare with the end.
+    let pid = agent.pid();
+    let warm = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_secs(secs / 4 + 1));
+        vm_kib(pid, "VmRSS:")
+    });
     let (clean, requests) = run_phase(&env, &server, secs, false);
+    let warm_rss = warm.join().unwrap();
     // A token serves clients until fewer than MAX_MIN_VALID_MS remain. The
     // agent times it by `expires_in` (exact to the millisecond), not by the
     // JWT's whole-second `exp`, so each token serves LIFETIME - MAX_MIN_VALID.
@@ -182,7 +189,26 @@ fn soak_clean() {
         "{requests} requests for a minimum of {minimum:.0}"
     );
     assert!(!agent.log().contains("panicked"));
-    println!("agent RSS after the clean soak: {} KiB", agent.rss_kib());
+    let (rss, hwm) = (vm_kib(pid, "VmRSS:"), vm_kib(pid, "VmHWM:"));
+    println!(
+        "agent memory, clean soak: RSS {warm_rss} KiB a quarter in, {rss} KiB at the end, VmHWM {hwm} KiB"
+    );
+    // A token refreshed every 1.2 s, served thousands of times a second:
+    // nothing may accumulate.
+    assert!(
+        rss <= warm_rss + 1024,
+        "RSS grew from {warm_rss} KiB to {rss} KiB over the soak"
+    );
+}
+
+/// A `/proc/PID/status` field in KiB.
+fn vm_kib(pid: u32, key: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix(key))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
 }
 
 /// With faults: still never a bad token, only documented errors.

@@ -139,28 +139,18 @@ impl Agent {
             .await
         {
             Ok(got) => {
-                use secrecy::ExposeSecret;
                 // Seen safely on this first exchange, as on every refresh.
-                let rotates = match (&credential.refresh_token, &got.refresh_token) {
-                    (Some(sent), Some(back)) => Some(sent.expose_secret() != back.expose_secret()),
-                    (Some(_), None) => Some(false),
-                    (None, _) => None,
-                };
+                let rotates = provider::rotation_seen(
+                    credential.refresh_token.as_ref(),
+                    got.refresh_token.as_ref(),
+                );
                 let mut next = credential;
                 if let Some(rt) = got.refresh_token {
                     next.refresh_token = Some(rt);
                 }
                 next.updated_at_ms = now;
-                let public = Public {
-                    spec: spec.clone(),
-                    access_token: Some(got.access_token),
-                    expires_at_ms: got.expires_at_ms,
-                    scopes: got.scopes,
-                    obtained_at_ms: now,
-                    refreshed_by: fleet.member.clone(),
-                    dead: None,
-                    rotates,
-                };
+                let token = (got.access_token, got.expires_at_ms, got.scopes);
+                let public = Public::issued(spec.clone(), token, now, &fleet.member, rotates);
                 (next, public, "a token was obtained")
             }
             Err(ProviderError::Dead(m)) => return Err(ErrorReply::new(ErrorKind::NeedsReauth, m)),

@@ -145,6 +145,26 @@ struct PublicOut<'a> {
 }
 
 impl Public {
+    /// The record of a token `member` just obtained: (token, expiry, scopes).
+    pub fn issued(
+        spec: ProfileSpec,
+        (access_token, expires_at_ms, scopes): (SecretString, Option<i64>, Vec<String>),
+        now_ms: i64,
+        member: &str,
+        rotates: Option<bool>,
+    ) -> Public {
+        Public {
+            spec,
+            access_token: Some(access_token),
+            expires_at_ms,
+            scopes,
+            obtained_at_ms: now_ms,
+            refreshed_by: member.to_owned(),
+            dead: None,
+            rotates,
+        }
+    }
+
     fn encode(&self) -> Zeroizing<Vec<u8>> {
         let out = PublicOut {
             spec: &self.spec,

@@ -24,7 +24,7 @@ use a365_proto::{EventKind, human_ms};
 use a365_store::Credential;
 use secrecy::ExposeSecret;
 
-use super::refresher::{due_at, should_refresh, sleep_ms};
+use super::refresher::{Asked, due_at, should_refresh, sleep_ms};
 use super::{Held, Phase, Profile};
 use crate::fleet::{Fleet, FleetError, Inflight, Lock, Public, Role, Secret};
 use crate::provider::{Obtained, ProviderError};
@@ -78,18 +78,11 @@ impl Profile {
             }
             .map(|d| d.max(not_before));
             if now >= not_before {
-                let forced = self.force.swap(false, Ordering::SeqCst);
-                let wanted_ms = self.demand_min_valid_ms.swap(0, Ordering::SeqCst);
-                let mut demanded = self.demand.swap(false, Ordering::SeqCst);
-                if demanded
-                    && snap
-                        .token
-                        .as_ref()
-                        .is_some_and(|h| h.valid_for(now, wanted_ms))
-                {
-                    demanded = false;
-                    self.state.send_modify(|_| {});
-                }
+                let Asked {
+                    forced,
+                    wanted_ms,
+                    demanded,
+                } = self.take_asked(&snap, now);
                 let go = should_refresh(&snap.phase, due, now, forced, demanded)
                     || (dead && due.is_some_and(|d| d <= now));
                 if go {
@@ -343,11 +336,10 @@ impl Profile {
         got: Obtained,
         now: i64,
     ) -> Result<(Secret, Public), FleetError> {
-        let rotates = match (&credential.refresh_token, &got.refresh_token) {
-            (Some(sent), Some(back)) => Some(sent.expose_secret() != back.expose_secret()),
-            (Some(_), None) => Some(false),
-            (None, _) => None,
-        };
+        let rotates = crate::provider::rotation_seen(
+            credential.refresh_token.as_ref(),
+            got.refresh_token.as_ref(),
+        );
         let mut next = credential.clone();
         if let Some(rt) = got.refresh_token {
             next.refresh_token = Some(rt);
@@ -362,18 +354,11 @@ impl Profile {
             rotated = rotates == Some(true),
             "token refreshed for the fleet"
         );
+        let token = (got.access_token, got.expires_at_ms, got.scopes);
+        let rotates = rotates.or(public.rotates);
         Ok((
             secret,
-            Public {
-                spec: public.spec.clone(),
-                access_token: Some(got.access_token),
-                expires_at_ms: got.expires_at_ms,
-                scopes: got.scopes,
-                obtained_at_ms: now,
-                refreshed_by: fleet.member.clone(),
-                dead: None,
-                rotates: rotates.or(public.rotates),
-            },
+            Public::issued(public.spec.clone(), token, now, &fleet.member, rotates),
         ))
     }
 

@@ -107,6 +107,30 @@ pub struct Profile {
 }
 
 impl Profile {
+    fn new(
+        (name, spec, endpoint): (String, ProfileSpec, Option<Endpoint>),
+        placed: Placed,
+        shared: Arc<Shared>,
+        initial: Snapshot,
+        fleet: Option<Arc<crate::fleet::Fleet>>,
+    ) -> Profile {
+        Profile {
+            name,
+            spec,
+            endpoint,
+            placed,
+            shared,
+            state: watch::Sender::new(initial),
+            wake: Notify::new(),
+            demand: AtomicBool::new(false),
+            demand_min_valid_ms: AtomicU64::new(0),
+            force: AtomicBool::new(false),
+            stopping: AtomicBool::new(false),
+            task: Mutex::new(None),
+            fleet,
+        }
+    }
+
     /// Builds the profile from what the store holds and starts its
     /// refresher. A cached access token that is still valid is served
     /// without any token request.
@@ -122,21 +146,13 @@ impl Profile {
         let initial = restore::initial_snapshot(&name, &spec, placed.kind, &loaded, now);
         let credential = loaded.ok().flatten();
         let provider = provider::of(spec.kind);
-        let profile = Arc::new(Profile {
-            name,
-            spec,
-            endpoint,
+        let profile = Arc::new(Profile::new(
+            (name, spec, endpoint),
             placed,
             shared,
-            state: watch::Sender::new(initial),
-            wake: Notify::new(),
-            demand: AtomicBool::new(false),
-            demand_min_valid_ms: AtomicU64::new(0),
-            force: AtomicBool::new(false),
-            stopping: AtomicBool::new(false),
-            task: Mutex::new(None),
-            fleet: None,
-        });
+            initial,
+            None,
+        ));
         // Nothing to renew: a static token, or a login not made yet.
         let refreshes = |c: &Credential| {
             provider.renews()
@@ -168,24 +184,17 @@ impl Profile {
             store: Ok(Arc::new(a365_store::MemoryStore::new())),
         };
         let initial = restore::initial_snapshot(&name, &spec, placed.kind, &Ok(None), 0);
-        let profile = Arc::new(Profile {
-            name,
-            spec,
-            endpoint,
+        let initial = Snapshot {
+            phase: Phase::Empty,
+            ..initial
+        };
+        let profile = Arc::new(Profile::new(
+            (name, spec, endpoint),
             placed,
             shared,
-            state: watch::Sender::new(Snapshot {
-                phase: Phase::Empty,
-                ..initial
-            }),
-            wake: Notify::new(),
-            demand: AtomicBool::new(false),
-            demand_min_valid_ms: AtomicU64::new(0),
-            force: AtomicBool::new(false),
-            stopping: AtomicBool::new(false),
-            task: Mutex::new(None),
-            fleet: Some(Arc::clone(&fleet)),
-        });
+            initial,
+            Some(Arc::clone(&fleet)),
+        ));
         let handle = tokio::spawn(Arc::clone(&profile).fleet_loop(fleet));
         if let Ok(mut task) = profile.task.lock() {
             *task = Some(handle);

@@ -9,7 +9,6 @@ use std::time::Duration;
 
 use a365_proto::{EventKind, human_ms};
 use a365_store::Credential;
-use secrecy::ExposeSecret;
 
 use super::{Held, Phase, Profile, Snapshot};
 use crate::provider::{Exchange, Obtained, ProviderError};
@@ -72,7 +71,41 @@ pub(super) fn sleep_ms(due: Option<i64>, now_ms: i64, tick_ms: i64) -> i64 {
     due.map_or(tick, |d| (d - now_ms).clamp(0, tick))
 }
 
+/// What clients asked of the refresher since it last looked.
+pub(super) struct Asked {
+    /// `a365 refresh`.
+    pub forced: bool,
+    /// The longest `min_valid_ms` a waiting client asked for.
+    pub wanted_ms: u64,
+    /// A client waits for a better token than the one held.
+    pub demanded: bool,
+}
+
 impl Profile {
+    /// Takes what clients asked. A demand that the fresh token published
+    /// meanwhile meets costs no request: the client looked before it was
+    /// published, and is woken to look again.
+    pub(super) fn take_asked(&self, snap: &Snapshot, now: i64) -> Asked {
+        let forced = self.force.swap(false, Ordering::SeqCst);
+        let wanted_ms = self.demand_min_valid_ms.swap(0, Ordering::SeqCst);
+        let mut demanded = self.demand.swap(false, Ordering::SeqCst);
+        if demanded
+            && snap.phase == Phase::Fresh
+            && snap
+                .token
+                .as_ref()
+                .is_some_and(|h| h.valid_for(now, wanted_ms))
+        {
+            demanded = false;
+            self.state.send_modify(|_| {});
+        }
+        Asked {
+            forced,
+            wanted_ms,
+            demanded,
+        }
+    }
+
     /// Sleeps until the next refresh is due (checking the wall clock at
     /// least every tick: tokio's timers stand still while the machine
     /// sleeps) or until woken by a client. It lives as
@@ -100,21 +133,11 @@ impl Profile {
             }
             let now = self.shared.clock.now_ms();
             let snap = self.snapshot();
-            let forced = self.force.swap(false, Ordering::SeqCst);
-            let wanted_ms = self.demand_min_valid_ms.swap(0, Ordering::SeqCst);
-            let mut demanded = self.demand.swap(false, Ordering::SeqCst);
-            if demanded
-                && snap.phase == Phase::Fresh
-                && snap
-                    .token
-                    .as_ref()
-                    .is_some_and(|h| h.valid_for(now, wanted_ms))
-            {
-                // The client looked before the latest token was published:
-                // wake it to look again instead of asking the server.
-                demanded = false;
-                self.state.send_modify(|_| {});
-            }
+            let Asked {
+                forced,
+                wanted_ms: _,
+                demanded,
+            } = self.take_asked(&snap, now);
             let due = due_at(&snap, now);
             if should_refresh(&snap.phase, due, now, forced, demanded) {
                 let outcome = Box::pin(self.refresh_once(&mut credential, &mut failures)).await;
@@ -203,13 +226,10 @@ impl Profile {
         now: i64,
     ) -> Result<(), Unsaved> {
         let rotated = got.refresh_token.is_some();
-        // Seen without any risk: the answer's refresh token against the one
-        // presented (never by replaying an old one, which kills the grant).
-        let rotates = match (&credential.refresh_token, &got.refresh_token) {
-            (Some(sent), Some(back)) => Some(sent.expose_secret() != back.expose_secret()),
-            (Some(_), None) => Some(false),
-            (None, _) => None,
-        };
+        let rotates = crate::provider::rotation_seen(
+            credential.refresh_token.as_ref(),
+            got.refresh_token.as_ref(),
+        );
         if let Some(rt) = got.refresh_token {
             credential.refresh_token = Some(rt);
         }

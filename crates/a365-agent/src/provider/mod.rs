@@ -252,6 +252,22 @@ pub fn missing() -> ProviderError {
 }
 
 /// The checks every kind with a client id shares.
+/// Whether the provider rotates refresh tokens, as one answer shows it
+/// without any risk: the refresh token it returned against the one sent
+/// (never by replaying an old one, which kills the grant). `None` when no
+/// refresh token was sent.
+pub fn rotation_seen(
+    sent: Option<&secrecy::SecretString>,
+    back: Option<&secrecy::SecretString>,
+) -> Option<bool> {
+    use secrecy::ExposeSecret;
+    match (sent, back) {
+        (Some(sent), Some(back)) => Some(sent.expose_secret() != back.expose_secret()),
+        (Some(_), None) => Some(false),
+        (None, _) => None,
+    }
+}
+
 pub fn needs_client_id(spec: &ProfileSpec) -> Result<(), BadSecrets> {
     if spec.client_id.as_deref().is_none_or(str::is_empty) {
         Err(BadSecrets(format!(
