@@ -781,7 +781,12 @@ fn the_fleet_key_is_rotated_without_a_new_credential() {
         old_key.display().to_string()
     );
     a.restart(&cluster, "a", &extra);
+    // The refresh asked for may be answered by the restarted agent's first
+    // look at the fleet, still under way: wait for the new seal.
     a.env.a365(&["refresh", "work"]).ok();
+    wait_until(Duration::from_secs(10), || {
+        key_id(&cluster.dump()) != before
+    });
     let after = key_id(&cluster.dump());
     assert_ne!(
         before, after,
