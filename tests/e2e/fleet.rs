@@ -801,3 +801,36 @@ fn the_fleet_key_is_rotated_without_a_new_credential() {
     assert_eq!(server.requests(), sent);
     assert_eq!(server.replays(), 0);
 }
+
+#[test]
+fn removing_a_shared_profile_removes_it_everywhere_and_revokes_it() {
+    let Some(cluster) = Cluster::start() else {
+        return;
+    };
+    let server = server(3600, true);
+    let a = Machine::refresher(&cluster, "a");
+    let b = Machine::refresher(&cluster, "b");
+    let revocation = server.revocation_url();
+    let flags = ["--shared", "--revocation-url", revocation.as_str()];
+    a.env.try_add_refresh("work", &server, &flags).1.ok();
+    all_serve(&[&a, &b], &server, Duration::from_secs(10));
+    let live = server.issued_refresh_tokens().pop().unwrap();
+    assert!(server.is_refresh_token_valid(&live));
+    let out = b.env.a365(&["remove", "work"]).ok();
+    let said = format!("{}{}", out.stdout, out.stderr);
+    assert!(said.contains("removed from the fleet"), "{said}");
+    // Gone for every member, and from etcd; the refresh token is revoked.
+    let gone = wait_until(Duration::from_secs(10), || {
+        a.env.a365(&["token", "work"]).code == 4
+    });
+    assert!(
+        gone,
+        "member a still serves the removed profile:\n{}",
+        a.log()
+    );
+    assert!(!cluster.dump().contains("a365/secret/work"));
+    assert!(
+        !server.is_refresh_token_valid(&live),
+        "not revoked at the provider"
+    );
+}
