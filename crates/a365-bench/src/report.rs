@@ -21,6 +21,7 @@ pub const PEER_CACHED: &str = "peer-cached.json";
 pub const PEER_FORCED: &str = "peer-forced.json";
 pub const PEER_CONCURRENT: &str = "peer-concurrent.json";
 pub const PEER_MEMORY: &str = "peer-memory.json";
+pub const PEER_EXPIRY: &str = "peer-expiry.json";
 pub const SCALE: &str = "scale.json";
 pub const IDLE: &str = "idle.json";
 
@@ -66,7 +67,7 @@ pub struct Inputs {
 
 struct Results {
     client: Option<Hyperfine>,
-    peer: [Option<Hyperfine>; 3],
+    peer: [Option<Hyperfine>; 4],
     peer_memory: Option<Vec<procfs::Memory>>,
     loads: Vec<(String, Vec<throughput::Outcome>)>,
     herd: Option<herd::Outcome>,
@@ -99,6 +100,7 @@ pub fn render(dir: &Path, inputs: &Inputs) -> anyhow::Result<String> {
             read(dir, PEER_CACHED)?,
             read(dir, PEER_FORCED)?,
             read(dir, PEER_CONCURRENT)?,
+            read(dir, PEER_EXPIRY)?,
         ],
         peer_memory: read(dir, PEER_MEMORY)?,
         loads,
@@ -604,6 +606,12 @@ fn peer_section(w: &mut String, r: &Results) {
             "64 concurrent clients, wall",
             "a365 token ×64",
             "oidc-token ×64",
+        ),
+        (
+            3,
+            "first call after the token expired while idle",
+            "a365 token, after expiry",
+            "oidc-token, after expiry",
         ),
     ];
     for (part, what, ours, theirs) in rows {
