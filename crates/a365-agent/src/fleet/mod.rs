@@ -517,25 +517,35 @@ fn etcd_client(config: &FleetConfig) -> Result<reqwest::Client, FleetError> {
 }
 
 fn read_password(path: &Path) -> Result<SecretString, FleetError> {
+    let bytes = read_private("password_file", path).map_err(FleetError::Config)?;
+    let text = std::str::from_utf8(&bytes).map_err(|_| {
+        FleetError::Config(format!("password_file {} is not UTF-8", path.display()))
+    })?;
+    Ok(SecretString::from(
+        text.trim_end_matches(['\r', '\n']).to_owned(),
+    ))
+}
+
+/// The contents of a file that holds a secret (the fleet key, the etcd
+/// password), refused when other users may read it (Unix modes).
+fn read_private(what: &str, path: &Path) -> Result<Zeroizing<Vec<u8>>, String> {
     let shown = path.display();
     #[cfg(unix)]
     {
         use std::os::unix::fs::MetadataExt;
-        let meta = std::fs::metadata(path)
-            .map_err(|e| FleetError::Config(format!("password_file {shown}: {e}")))?;
-        if meta.mode() & 0o077 != 0 {
-            return Err(FleetError::Config(format!(
-                "password_file {shown} is readable by other users: chmod 600 it"
-            )));
+        let mode = std::fs::metadata(path)
+            .map_err(|e| format!("{what} {shown}: {e}"))?
+            .mode();
+        if mode & 0o077 != 0 {
+            return Err(format!(
+                "{what} {shown} is readable by other users (mode {:o}): chmod 600 it",
+                mode & 0o777
+            ));
         }
     }
-    let text = Zeroizing::new(
-        std::fs::read_to_string(path)
-            .map_err(|e| FleetError::Config(format!("password_file {shown}: {e}")))?,
-    );
-    Ok(SecretString::from(
-        text.trim_end_matches(['\r', '\n']).to_owned(),
-    ))
+    std::fs::read(path)
+        .map(Zeroizing::new)
+        .map_err(|e| format!("{what} {shown}: {e}"))
 }
 
 /// The machine's name: the default member name.

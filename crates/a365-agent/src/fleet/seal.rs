@@ -48,22 +48,7 @@ impl FleetKey {
     /// readable by its owner only.
     pub fn read(path: &Path) -> Result<FleetKey, SealError> {
         let shown = path.display();
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::MetadataExt;
-            let meta = std::fs::metadata(path)
-                .map_err(|e| SealError::Key(format!("fleet key_file {shown}: {e}")))?;
-            if meta.mode() & 0o077 != 0 {
-                return Err(SealError::Key(format!(
-                    "fleet key_file {shown} is readable by other users (mode {:o}): chmod 600 it",
-                    meta.mode() & 0o777
-                )));
-            }
-        }
-        let bytes = Zeroizing::new(
-            std::fs::read(path)
-                .map_err(|e| SealError::Key(format!("fleet key_file {shown}: {e}")))?,
-        );
+        let bytes = super::read_private("fleet key_file", path).map_err(SealError::Key)?;
         FleetKey::from_bytes(&bytes).ok_or_else(|| {
             SealError::Key(format!(
                 "fleet key_file {shown} holds {} bytes; it must hold exactly 32 random bytes \

@@ -269,7 +269,9 @@ impl Profile {
                         Ok(records) => records,
                         Err(e) => return Next::Failed(e.to_string()),
                     };
-                self.adopt(&public);
+                // Written before it is served, as a rotated refresh token is
+                // saved before the local refresher serves; if etcd cannot
+                // take it now, it is served anyway and written later.
                 let pending = Uncommitted {
                     marker,
                     secret,
@@ -279,8 +281,9 @@ impl Profile {
                     .commit(&self.name, rev, &pending.secret, Some(&pending.public))
                     .await
                 {
-                    Ok(Some(_)) => {}
+                    Ok(Some(_)) => self.adopt(&pending.public),
                     Ok(None) | Err(_) => {
+                        self.adopt(&pending.public);
                         *uncommitted = Box::pin(self.recommit(fleet, pending)).await
                     }
                 }
