@@ -238,6 +238,13 @@ fn main() -> std::io::Result<()> {
                  \"expiredAt\":\"2027-02-14T08:00:00Z\",\"description\":\"a365 renewal\"}}}}"
             ),
         ),
+        (
+            "designer-cloud-listed",
+            "200\n{\"data\":[{\"tokenId\":\"tok-17\",\"description\":\"a365:dc #7\",\
+             \"createdAt\":\"2027-01-15T08:00:00Z\",\"expiredAt\":\"2027-02-14T08:00:00Z\",\
+             \"lastUsed\":null},{\"tokenId\":18,\"description\":\"\"}]}"
+                .to_owned(),
+        ),
         ("bare-jwt", access.clone()),
         // Regressions: times no clock reaches (exp once overflowed the agent's
         // arithmetic).

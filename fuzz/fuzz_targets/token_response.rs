@@ -19,7 +19,7 @@
 
 use std::time::Duration;
 
-use a365_token::designer_cloud::parse_created;
+use a365_token::designer_cloud::{parse_created, parse_listed};
 use a365_token::jwt;
 use a365_token::oauth::{Grant, parse_retry_after, parse_token_response};
 use a365_token::{Fresh, ProviderError};
@@ -39,6 +39,7 @@ fuzz_target!(|data: &[u8]| {
 
     check_token_response(status, wait, body);
     check_created(status, wait, body);
+    check_listed(status, wait, body);
 
     if let Ok(text) = std::str::from_utf8(body) {
         check_claims(text.trim());
@@ -204,6 +205,21 @@ fn check_created(status: u16, wait: Option<Duration>, body: &[u8]) {
             &parse_created(status, wait, &plain),
             &parse_created(status, wait, &redacted),
         );
+    }
+}
+
+/// A listing names only ids that can go into a DELETE's path, and only
+/// those described exactly as asked.
+fn check_listed(status: u16, wait: Option<Duration>, body: &[u8]) {
+    match parse_listed(status, wait, body, "a365:dc #7") {
+        Ok(ids) => {
+            assert!(is_success(status), "a listing from an HTTP {status}");
+            for id in ids {
+                assert!(!id.is_empty() && id != "." && id != "..");
+                assert!(id.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._~".contains(&b)));
+            }
+        }
+        Err(e) => check_error(&e, status, wait),
     }
 }
 

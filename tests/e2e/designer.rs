@@ -1,10 +1,14 @@
 //! Designer Cloud beyond renewal: the first API token made from a user's
 //! name and password (used once, never kept), tokens tagged `a365:<profile>`,
-//! and the profile's own headers on every request.
+//! a token created but never saved found and deleted, and the profile's own
+//! headers on every request.
+
+use std::process::Stdio;
+use std::time::Duration;
 
 use a365_token_server::{DESIGNER_USER, DesignerCreate, ServerConfig, TokenServer};
 
-use crate::harness::Env;
+use crate::harness::{Env, bin, wait_until};
 
 fn add_with_password(env: &Env, server: &TokenServer, password: &str) -> crate::harness::Out {
     let base = server.base_url();
@@ -42,17 +46,26 @@ fn the_first_token_comes_from_a_username_and_password_used_once() {
     let second = env.token("dc");
     assert_ne!(second, first);
 
-    let tagged = |basic| DesignerCreate {
-        description: Some("a365:dc".into()),
-        workspace_gid: Some("ws-42".into()),
-        basic,
-    };
-    assert_eq!(server.designer_creates(), [tagged(true), tagged(false)]);
+    let creates = server.designer_creates();
+    assert_eq!(creates.len(), 2, "{creates:?}");
+    assert_eq!(
+        creates[0],
+        DesignerCreate {
+            description: Some("a365:dc".into()),
+            workspace_gid: Some("ws-42".into()),
+            basic: true,
+        }
+    );
+    // A renewal's token also carries the tag saved before its create.
+    let renewal = creates[1].description.as_deref().unwrap();
+    let tag = renewal.strip_prefix("a365:dc #").expect(renewal);
+    assert!(tag.len() == 16 && tag.bytes().all(|b| b.is_ascii_hexdigit()));
+    assert_eq!(creates[1].workspace_gid.as_deref(), Some("ws-42"));
+    assert!(!creates[1].basic);
     // The first token is known by id, so it is deleted once replaced.
-    assert!(crate::harness::wait_until(
-        std::time::Duration::from_secs(5),
-        || { !server.is_designer_token_live(&first) }
-    ));
+    assert!(wait_until(Duration::from_secs(5), || {
+        !server.is_designer_token_live(&first)
+    }));
     let stored = std::fs::read_to_string(env.credential_file("dc")).unwrap();
     let config = std::fs::read_to_string(env.config_file()).unwrap();
     for kept in [&stored, &config] {
@@ -125,4 +138,85 @@ fn headers_are_checked_when_added() {
             .code(8);
         assert!(out.stderr.contains(says), "{header}: {}", out.stderr);
     }
+}
+
+fn stored(env: &Env) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(env.credential_file("dc")).unwrap()).unwrap()
+}
+
+#[test]
+fn a_token_created_but_never_saved_is_deleted_after_the_crash() {
+    let server = TokenServer::start(ServerConfig::default()).unwrap();
+    let env = Env::new();
+    let agent = env.start_agent();
+    let (pasted, _) = server.issue_designer_token(Some(Duration::from_secs(600)));
+    crate::providers::add_designer(&env, &server, &pasted);
+    let first = env.token("dc");
+    assert!(
+        wait_until(Duration::from_secs(5), || stored(&env)
+            .get("creating")
+            .is_none()),
+        "the first renewal's tag is cleared once nothing is left behind"
+    );
+    // Tokens of the same user this agent must never touch: one of another
+    // machine's profile of the same name, and one described like ours
+    // without a tag.
+    let lifetime = Some(Duration::from_secs(600));
+    let (_, theirs) = server.issue_designer_token_described(lifetime, "a365:dc #00000000000000ff");
+    let (_, untagged) = server.issue_designer_token_described(lifetime, "a365:dc");
+    let before = server.designer_live_ids();
+
+    // The create succeeds at the server, its answer never comes, and the
+    // agent is killed meanwhile: the new token is nowhere on this machine.
+    server.hold_designer_creates(true);
+    let mut refresh = env
+        .command(bin("a365"))
+        .args(["refresh", "dc"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    assert!(wait_until(Duration::from_secs(5), || server
+        .designer_tokens_created()
+        == 2));
+    let orphans: Vec<String> = server
+        .designer_live_ids()
+        .into_iter()
+        .filter(|id| !before.contains(id))
+        .collect();
+    assert_eq!(orphans.len(), 1, "{orphans:?}");
+    let tag = stored(&env)["creating"].as_str().unwrap().to_owned();
+    let creates = server.designer_creates();
+    assert_eq!(
+        creates.last().unwrap().description.as_deref(),
+        Some(format!("a365:dc #{tag}").as_str()),
+        "the tag was saved before the create was sent"
+    );
+    drop(agent.kill());
+    let _ = refresh.wait();
+    server.hold_designer_creates(false);
+
+    let _agent = env.start_agent();
+    assert_eq!(env.token("dc"), first, "the saved token is served");
+    assert!(
+        wait_until(Duration::from_secs(8), || !server
+            .designer_live_ids()
+            .contains(&orphans[0])),
+        "the token created but never saved is deleted"
+    );
+    assert!(wait_until(Duration::from_secs(5), || stored(&env)
+        .get("creating")
+        .is_none()));
+    assert_eq!(
+        server.designer_tokens_created(),
+        2,
+        "nothing new is created"
+    );
+    let live = server.designer_live_ids();
+    assert!(
+        live.contains(&theirs) && live.contains(&untagged),
+        "{live:?}"
+    );
+    assert!(server.is_designer_token_live(&first));
+    assert_eq!(env.token("dc"), first);
 }

@@ -25,6 +25,10 @@ pub struct Credential {
     /// Designer Cloud: ids of replaced tokens still to be deleted on the
     /// server; kept until the delete succeeds.
     pub retired_token_ids: Vec<String>,
+    /// Designer Cloud: the tag of a token being created, saved before the
+    /// create is sent, so that one created but never saved (a crash, a lost
+    /// answer) can be found by its description and deleted.
+    pub creating: Option<String>,
 }
 
 impl fmt::Debug for Credential {
@@ -39,6 +43,7 @@ impl fmt::Debug for Credential {
             .field("updated_at_ms", &self.updated_at_ms)
             .field("token_id", &self.token_id)
             .field("retired_token_ids", &self.retired_token_ids)
+            .field("creating", &self.creating)
             .finish()
     }
 }
@@ -73,6 +78,9 @@ struct Out<'a> {
     updated_at_ms: i64,
     token_id: Option<&'a str>,
     retired_token_ids: &'a [String],
+    /// Left out when unset, so a downgraded a365 still reads the record.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    creating: Option<&'a str>,
 }
 
 #[derive(Deserialize)]
@@ -92,6 +100,8 @@ struct In {
     token_id: Option<String>,
     #[serde(default)]
     retired_token_ids: Vec<String>,
+    #[serde(default)]
+    creating: Option<String>,
 }
 
 impl Credential {
@@ -107,6 +117,7 @@ impl Credential {
             updated_at_ms: self.updated_at_ms,
             token_id: self.token_id.as_deref(),
             retired_token_ids: &self.retired_token_ids,
+            creating: self.creating.as_deref(),
         };
         // Sized up front: a growing Vec would leave unzeroized copies behind.
         let size = [&self.client_secret, &self.refresh_token, &self.access_token]
@@ -160,6 +171,7 @@ impl Credential {
             updated_at_ms: record.updated_at_ms,
             token_id: record.token_id,
             retired_token_ids: record.retired_token_ids,
+            creating: record.creating,
         })
     }
 }
@@ -175,6 +187,7 @@ pub(crate) fn sample() -> Credential {
         updated_at_ms: 1_899_999_000_000,
         token_id: Some("tid-1".into()),
         retired_token_ids: vec!["tid-0".into()],
+        creating: None,
     }
 }
 
@@ -211,5 +224,15 @@ mod tests {
             Credential::from_json(br#"{"version":2,"new":"SECRET"}"#),
             Err(ParseError::Version(2))
         ));
+    }
+
+    #[test]
+    fn a_pending_create_is_written_only_while_there_is_one() {
+        let plain = sample().to_json().unwrap();
+        assert!(!String::from_utf8_lossy(&plain).contains("creating"));
+        let mut pending = sample();
+        pending.creating = Some("0a1b2c3d4e5f6071".into());
+        let back = Credential::from_json(&pending.to_json().unwrap()).unwrap();
+        assert_eq!(back.creating.as_deref(), Some("0a1b2c3d4e5f6071"));
     }
 }

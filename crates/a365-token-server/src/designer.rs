@@ -1,8 +1,10 @@
 //! Designer Cloud's v4 API token endpoints, as far as renewal needs them:
 //! `POST /v4/apiAccessTokens` (authenticated with a live token, or for
 //! the first token with the test user's name and password as HTTP Basic)
-//! creates a token; `DELETE /v4/apiAccessTokens/{id}` deletes one. Every
-//! create is recorded with its description and workspace header.
+//! creates a token; `GET /v4/apiAccessTokens` lists the user's tokens (the
+//! shape of the v4 API reference); `DELETE /v4/apiAccessTokens/{id}`
+//! deletes one. Every create is recorded with its description and
+//! workspace header.
 
 use std::sync::Arc;
 
@@ -66,11 +68,14 @@ pub async fn create(
     match created {
         None => StatusCode::UNAUTHORIZED.into_response(),
         Some((value, id, expiry)) => {
-            let expired_at = expiry.map(|ms| {
-                jiff::Timestamp::from_millisecond(ms)
-                    .map(|t| t.to_string())
-                    .unwrap_or_default()
-            });
+            if let Some(description) = &body.description {
+                state.describe_designer_token(&id, description);
+            }
+            if state.holding_designer_creates() {
+                // Created, but the answer never comes.
+                return std::future::pending().await;
+            }
+            let expired_at = expiry.map(timestamp);
             (
                 StatusCode::CREATED,
                 Json(json!({
@@ -97,4 +102,28 @@ pub async fn delete(
         Err(true) => std::future::pending().await,
         Err(false) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
     }
+}
+
+fn timestamp(ms: i64) -> String {
+    jiff::Timestamp::from_millisecond(ms)
+        .map(|t| t.to_string())
+        .unwrap_or_default()
+}
+
+pub async fn list(State(state): State<Arc<ServerState>>, headers: HeaderMap) -> Response {
+    let Some(listed) = bearer(&headers).and_then(|token| state.list_designer_tokens(token)) else {
+        return StatusCode::UNAUTHORIZED.into_response();
+    };
+    let data: Vec<_> = listed
+        .into_iter()
+        .map(|(id, description, expiry)| {
+            json!({
+                "tokenId": id,
+                "description": description,
+                "expiredAt": expiry.map(timestamp),
+                "lastUsed": null,
+            })
+        })
+        .collect();
+    Json(json!({ "data": data })).into_response()
 }

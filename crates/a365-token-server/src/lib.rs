@@ -72,7 +72,10 @@ pub async fn serve(
             "/connect/authorize",
             axum::routing::get(authorize::authorize),
         )
-        .route("/v4/apiAccessTokens", axum::routing::post(designer::create))
+        .route(
+            "/v4/apiAccessTokens",
+            axum::routing::post(designer::create).get(designer::list),
+        )
         .route(
             "/v4/apiAccessTokens/{id}",
             axum::routing::delete(designer::delete),
@@ -157,8 +160,29 @@ impl TokenServer {
         self.state.issue_designer_token(lifetime)
     }
 
+    /// A Designer Cloud API token another program created, described
+    /// `description`: (value, id).
+    pub fn issue_designer_token_described(
+        &self,
+        lifetime: Option<Duration>,
+        description: &str,
+    ) -> (String, String) {
+        self.state
+            .issue_designer_token_described(lifetime, description)
+    }
+
     pub fn is_designer_token_live(&self, value: &str) -> bool {
         self.state.is_designer_token_live(value)
+    }
+
+    /// Ids of the Designer Cloud tokens not deleted (nor expired away).
+    pub fn designer_live_ids(&self) -> Vec<String> {
+        self.state.designer_live_ids()
+    }
+
+    /// While set, a create makes its token but never answers.
+    pub fn hold_designer_creates(&self, hold: bool) {
+        self.state.hold_designer_creates(hold);
     }
 
     /// Designer Cloud tokens created through the API.

@@ -84,6 +84,10 @@ struct Designer {
     failing_deletes: usize,
     /// Never answer deletes while set.
     holding_deletes: bool,
+    /// Create the token, then never answer, while set: the answer is lost.
+    holding_creates: bool,
+    /// Token id → the description it was created with.
+    descriptions: HashMap<String, String>,
     /// Created tokens never expire (`expiredAt: null`).
     never_expire: bool,
     creates: Vec<crate::designer::DesignerCreate>,
@@ -322,6 +326,67 @@ impl State {
             .live
             .insert(value.clone(), (id.clone(), expiry));
         (value, id)
+    }
+
+    /// A token as another program (or another machine's a365) created it:
+    /// (value, id).
+    pub fn issue_designer_token_described(
+        &self,
+        lifetime: Option<Duration>,
+        description: &str,
+    ) -> (String, String) {
+        let (value, id) = self.issue_designer_token(lifetime);
+        self.describe_designer_token(&id, description);
+        (value, id)
+    }
+
+    pub(crate) fn describe_designer_token(&self, id: &str, description: &str) {
+        self.lock()
+            .designer
+            .descriptions
+            .insert(id.to_owned(), description.to_owned());
+    }
+
+    /// The user's live tokens, as `GET /v4/apiAccessTokens` lists them to
+    /// the live token `bearer`: (id, description, expiry).
+    pub(crate) fn list_designer_tokens(
+        &self,
+        bearer: &str,
+    ) -> Option<Vec<(String, String, Option<i64>)>> {
+        let inner = self.lock();
+        let d = &inner.designer;
+        d.live.get(bearer)?;
+        let mut listed: Vec<_> = d
+            .live
+            .values()
+            .map(|(id, exp)| {
+                let description = d.descriptions.get(id).cloned().unwrap_or_default();
+                (id.clone(), description, *exp)
+            })
+            .collect();
+        listed.sort();
+        Some(listed)
+    }
+
+    /// Ids of the live tokens.
+    pub fn designer_live_ids(&self) -> Vec<String> {
+        let mut ids: Vec<String> = self
+            .lock()
+            .designer
+            .live
+            .values()
+            .map(|(id, _)| id.clone())
+            .collect();
+        ids.sort();
+        ids
+    }
+
+    pub fn hold_designer_creates(&self, hold: bool) {
+        self.lock().designer.holding_creates = hold;
+    }
+
+    pub(crate) fn holding_designer_creates(&self) -> bool {
+        self.lock().designer.holding_creates
     }
 
     /// Creates the successor of the live, unexpired token `bearer`.

@@ -1,5 +1,6 @@
 //! What Designer Cloud answers when a v4 API access token creates its
-//! successor (`POST /v4/apiAccessTokens`), and how its failures sort.
+//! successor (`POST /v4/apiAccessTokens`) or lists the user's tokens
+//! (`GET /v4/apiAccessTokens`), and how its failures sort.
 
 use std::time::Duration;
 
@@ -52,28 +53,9 @@ pub fn parse_created(
     let info = parsed
         .token_info
         .ok_or_else(|| ProviderError::transient("Designer Cloud answered without tokenInfo"))?;
-    let token_id = match info.token_id {
-        // It goes into a URL path (the later DELETE) and onto terminals:
-        // URL-unreserved characters only, so `../x` or an escape sequence
-        // is no id.
-        Some(serde_json::Value::String(id))
-            if !id.is_empty()
-                && id.len() <= 128
-                && id.bytes().all(|b| {
-                    b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~')
-                })
-                && id != "."
-                && id != ".." =>
-        {
-            id
-        }
-        Some(serde_json::Value::Number(id)) => id.to_string(),
-        _ => {
-            return Err(ProviderError::transient(
-                "Designer Cloud answered without tokenInfo.tokenId",
-            ));
-        }
-    };
+    let token_id = info.token_id.and_then(token_id).ok_or_else(|| {
+        ProviderError::transient("Designer Cloud answered without tokenInfo.tokenId")
+    })?;
     let expires_at_ms = match info.expired_at {
         None => None,
         Some(text) => Some(
@@ -92,6 +74,64 @@ pub fn parse_created(
         token_id,
         expires_at_ms,
     })
+}
+
+/// A token id as the server gave it. It goes into a URL path (a later
+/// DELETE) and onto terminals: URL-unreserved characters only, so `../x`
+/// or an escape sequence is no id.
+fn token_id(value: serde_json::Value) -> Option<String> {
+    match value {
+        serde_json::Value::String(id)
+            if !id.is_empty()
+                && id.len() <= 128
+                && id.bytes().all(|b| {
+                    b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~')
+                })
+                && id != "."
+                && id != ".." =>
+        {
+            Some(id)
+        }
+        serde_json::Value::Number(id) => Some(id.to_string()),
+        _ => None,
+    }
+}
+
+/// `{"data": [{"tokenId": …, "description": …, …}, …]}`, as the v4 API
+/// reference documents the listing.
+#[derive(Deserialize)]
+struct Listing {
+    data: Vec<Listed>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Listed {
+    token_id: Option<serde_json::Value>,
+    description: Option<String>,
+}
+
+/// The ids of the tokens described exactly `description` in what
+/// `GET /v4/apiAccessTokens` answered. Entries without a usable id are
+/// skipped: what is deleted on this answer's word must be unambiguous.
+pub fn parse_listed(
+    status: u16,
+    wait: Option<Duration>,
+    body: &[u8],
+    description: &str,
+) -> Result<Vec<String>, ProviderError> {
+    if !(200..300).contains(&status) {
+        return Err(failure(status, wait, "list the API tokens"));
+    }
+    let listing: Listing = serde_json::from_slice(body).map_err(|_| {
+        ProviderError::transient("Designer Cloud answered with a body that is not a token list")
+    })?;
+    Ok(listing
+        .data
+        .into_iter()
+        .filter(|t| t.description.as_deref() == Some(description))
+        .filter_map(|t| t.token_id.and_then(token_id))
+        .collect())
 }
 
 /// Sorts a non-2xx answer to a request meant to `what` (e.g. "delete the
@@ -159,6 +199,36 @@ mod tests {
         ] {
             assert!(matches!(
                 parse_created(200, None, bad),
+                Err(ProviderError::Transient { .. })
+            ));
+        }
+    }
+
+    #[test]
+    fn listed_tokens_match_the_whole_description() {
+        let body = br#"{"data":[
+            {"tokenId":"a","description":"a365:dc #7","createdAt":"2030-01-01T00:00:00Z"},
+            {"tokenId":"b","description":"a365:dc #70"},
+            {"tokenId":"c","description":"a365:dc"},
+            {"tokenId":9,"description":"a365:dc #7","lastUsed":null},
+            {"tokenId":"../x","description":"a365:dc #7"},
+            {"description":"a365:dc #7"}
+        ]}"#;
+        assert_eq!(
+            parse_listed(200, None, body, "a365:dc #7").unwrap(),
+            ["a", "9"]
+        );
+        assert!(matches!(
+            parse_listed(401, None, b"", "a365:dc #7"),
+            Err(ProviderError::Dead(_))
+        ));
+        assert!(matches!(
+            parse_listed(404, None, b"Route doesn't exist", "x"),
+            Err(ProviderError::Rejected(_))
+        ));
+        for bad in [&b"<html>"[..], br#"{"data":{}}"#, br#"[]"#] {
+            assert!(matches!(
+                parse_listed(200, None, bad, "x"),
                 Err(ProviderError::Transient { .. })
             ));
         }

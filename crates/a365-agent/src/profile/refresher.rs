@@ -184,6 +184,15 @@ impl Profile {
             self.serve_until_expiry(now, &why);
             return Ok(());
         }
+        let before = credential.clone();
+        if self.provider().before_obtain(credential)
+            && let Err(why) = self.persist(credential, false).await
+        {
+            // Nothing is sent that could not be found again after a crash.
+            *credential = before;
+            let e = ProviderError::transient(why);
+            return self.failed(e, credential, failures, now).await;
+        }
         self.state.send_modify(|s| {
             if s.phase != Phase::Empty {
                 s.phase = Phase::Refreshing;

@@ -1,6 +1,13 @@
 //! The `designer-cloud` kind: one v4 API access token that renews itself.
 //! The current token creates its successor (`POST /v4/apiAccessTokens`);
 //! the caller stores the new one durably, and only then deletes the old one.
+//!
+//! A successor created but never saved (the agent crashed, or the answer
+//! was lost) would live on unseen. So before each create a random tag is
+//! saved, the new token is described `a365:<profile> #<tag>`, and after the
+//! save the tokens so described, except the current one, are deleted. The
+//! tag is this credential's alone: a token another machine created for a
+//! profile of the same name is never touched.
 
 use a365_proto::{ProfileSpec, Secrets};
 use a365_store::Credential;
@@ -63,7 +70,7 @@ impl Provider for DesignerCloud {
                 .spec
                 .renew_lifetime_secs
                 .unwrap_or(DEFAULT_RENEW_LIFETIME_SECS);
-            let created = create(exchange, auth, lifetime).await?;
+            let created = create(exchange, auth, lifetime, None).await?;
             let mut credential = super::new_credential(exchange.now_ms);
             credential.access_token = Some(created.token);
             credential.token_id = Some(created.token_id);
@@ -128,7 +135,8 @@ impl Provider for DesignerCloud {
                 .spec
                 .renew_lifetime_secs
                 .unwrap_or(DEFAULT_RENEW_LIFETIME_SECS);
-            let renewed = create(exchange, Auth::Token(current), lifetime).await?;
+            let tag = credential.creating.as_deref();
+            let renewed = create(exchange, Auth::Token(current), lifetime, tag).await?;
             Ok(Obtained {
                 access_token: renewed.token,
                 expires_at_ms: renewed.expires_at_ms,
@@ -139,13 +147,23 @@ impl Provider for DesignerCloud {
         })
     }
 
+    /// Tags the token about to be created (a tag left by an interrupted
+    /// create is kept, so one cleanup finds the tokens of both).
+    fn before_obtain(&self, credential: &mut Credential) -> bool {
+        if credential.creating.is_some() {
+            return false;
+        }
+        credential.creating = Some(format!("{:016x}", fastrand::u64(..)));
+        true
+    }
+
     fn has_work_after_save(&self, credential: &Credential) -> bool {
-        !credential.retired_token_ids.is_empty()
+        !credential.retired_token_ids.is_empty() || credential.creating.is_some()
     }
 
     /// Deletes the tokens this one replaced, each only once its successor
     /// is saved; one that cannot be deleted now stays listed (and saved)
-    /// for a later attempt.
+    /// for a later attempt. Then deletes the tagged tokens no one saved.
     fn after_save<'a>(
         &'a self,
         exchange: Exchange<'a>,
@@ -174,12 +192,40 @@ impl Provider for DesignerCloud {
                     }
                 }
             }
+            if let Some(tag) = credential.creating.clone() {
+                match delete_unsaved(exchange, name, credential, &current, &tag).await {
+                    Ok(()) => {
+                        credential.creating = None;
+                        outcome.changed = true;
+                    }
+                    Err(ProviderError::Rejected(why)) => {
+                        // A deployment without the listing: retrying cannot help.
+                        tracing::warn!(
+                            profile = %name,
+                            "cannot look for a token an interrupted renewal may have left \
+                             (described \"{}\"): {why}",
+                            description(name, Some(&tag))
+                        );
+                        credential.creating = None;
+                        outcome.changed = true;
+                    }
+                    Err(e) => {
+                        tracing::warn!(
+                            profile = %name,
+                            "could not look for tokens left by an interrupted renewal (retried \
+                             later): {e}"
+                        );
+                        outcome.unfinished = true;
+                    }
+                }
+            }
             outcome
         })
     }
 
-    /// Deletes the tokens it replaced, then the current one, each with
-    /// the current token (which may delete itself).
+    /// Deletes the tokens it replaced and any an interrupted renewal left,
+    /// then the current one, each with the current token (which may delete
+    /// itself).
     fn revoke<'a>(
         &'a self,
         exchange: Exchange<'a>,
@@ -196,6 +242,13 @@ impl Provider for DesignerCloud {
                         .into(),
                 );
             };
+            // Before the current token deletes itself, which ends the listing.
+            let unsaved = match &credential.creating {
+                Some(tag) => delete_unsaved(exchange, exchange.profile, credential, current, tag)
+                    .await
+                    .map_err(|e| (e, description(exchange.profile, Some(tag)))),
+                None => Ok(()),
+            };
             let ids = credential.retired_token_ids.iter().chain([current_id]);
             for id in ids {
                 if let Err(e) = delete(exchange, current, id).await {
@@ -204,9 +257,16 @@ impl Provider for DesignerCloud {
                     ));
                 }
             }
-            Revocation::Done(format!(
-                "its API token {current_id} was deleted in Designer Cloud"
-            ))
+            match unsaved {
+                Ok(()) => Revocation::Done(format!(
+                    "its API token {current_id} was deleted in Designer Cloud"
+                )),
+                Err((e, described)) => Revocation::Left(format!(
+                    "its API token {current_id} was deleted, but looking for one an interrupted \
+                     renewal left failed ({e}): delete any token described \"{described}\" in \
+                     Designer Cloud"
+                )),
+            }
         })
     }
 
@@ -220,7 +280,7 @@ impl Provider for DesignerCloud {
 
 /// The answer is parsed in `a365-token`: pure, and built by the fuzz
 /// target `token_response` without the agent.
-pub use a365_token::designer_cloud::{Renewed, parse_created};
+pub use a365_token::designer_cloud::{Renewed, parse_created, parse_listed};
 
 /// How a create authenticates: with the current token (a renewal), or
 /// once with the user's name and password (the first token).
@@ -233,18 +293,28 @@ pub enum Auth<'a> {
     },
 }
 
-/// Creates a token living `lifetime_secs`, described `a365:<profile>` so
-/// that it can be told from the user's own, with the profile's headers.
+/// `a365:<profile>`, so that our tokens can be told from the user's own,
+/// then ` #<tag>` for a renewal's.
+fn description(profile: &str, tag: Option<&str>) -> String {
+    match tag {
+        Some(tag) => format!("a365:{profile} #{tag}"),
+        None => format!("a365:{profile}"),
+    }
+}
+
+/// Creates a token living `lifetime_secs`, described by [`description`],
+/// with the profile's headers.
 pub async fn create(
     exchange: Exchange<'_>,
     auth: Auth<'_>,
     lifetime_secs: u64,
+    tag: Option<&str>,
 ) -> Result<Renewed, ProviderError> {
     let url = &exchange.endpoint.token_url;
     let login = matches!(auth, Auth::Login { .. });
     let body = serde_json::json!({
         "lifetimeSeconds": lifetime_secs,
-        "description": format!("a365:{}", exchange.profile),
+        "description": description(exchange.profile, tag),
     });
     let request = with_headers(exchange, exchange.http.post(url.clone()));
     let request = match auth {
@@ -303,4 +373,37 @@ pub async fn delete(
         s if s.is_success() || s == StatusCode::NOT_FOUND => Ok(()),
         s => Err(failure(s.as_u16(), None, "delete the replaced token")),
     }
+}
+
+/// Deletes every token described with `tag` except the saved one: those a
+/// create made that never reached the store.
+async fn delete_unsaved(
+    exchange: Exchange<'_>,
+    name: &str,
+    credential: &Credential,
+    current: &SecretString,
+    tag: &str,
+) -> Result<(), ProviderError> {
+    let url = &exchange.endpoint.token_url;
+    let response = with_headers(exchange, exchange.http.get(url.clone()))
+        .bearer_auth(current.expose_secret())
+        .send()
+        .await
+        .map_err(|e| ProviderError::transient(describe_send_error(&e, url)))?;
+    let status = response.status();
+    let wait = retry_after(response.headers(), exchange.now_ms);
+    let body = read_body(response).await?;
+    let tagged = parse_listed(status.as_u16(), wait, &body, &description(name, Some(tag)))?;
+    for id in tagged {
+        if credential.token_id.as_deref() == Some(id.as_str()) {
+            continue;
+        }
+        delete(exchange, current, &id).await?;
+        tracing::warn!(
+            profile = %name,
+            token_id = %id,
+            "deleted a token an interrupted renewal had created but not saved"
+        );
+    }
+    Ok(())
 }

@@ -199,6 +199,13 @@ pub trait Provider: Sync + std::fmt::Debug {
         Ok(())
     }
 
+    /// Records in `credential` what must be durable before [`Provider::obtain`]
+    /// sends its request (Designer Cloud: the tag of the token it will
+    /// create); true when it changed, and the caller saves it first.
+    fn before_obtain(&self, _credential: &mut Credential) -> bool {
+        false
+    }
+
     /// A new token from `credential`.
     fn obtain<'a>(
         &'a self,
