@@ -3,6 +3,8 @@
 //! "(deleted)") and asks the agent to stop once nothing would be lost: a
 //! refresh in flight finishes and is saved. The command after that starts
 //! the new binary, which serves the saved token without a new exchange.
+//! With no command at all, the agent notices by itself (what it does on
+//! macOS and Windows too; tests/windows/run shows it under Wine).
 
 #![cfg(target_os = "linux")]
 
@@ -15,10 +17,16 @@ use crate::harness::{Agent, Env, Out, bin};
 /// The agent, started from a copy of its binary that an upgrade can
 /// replace; that copy's path.
 fn start_installed(env: &Env) -> (Agent, std::path::PathBuf) {
+    start_installed_with(env, &[])
+}
+
+fn start_installed_with(env: &Env, args: &[&str]) -> (Agent, std::path::PathBuf) {
     let installed = env.path("bin/a365-agent");
     std::fs::create_dir_all(env.path("bin")).unwrap();
     std::fs::copy(bin("a365-agent"), &installed).unwrap();
-    let agent = env.spawn_agent_command(env.command(&installed));
+    let mut command = env.command(&installed);
+    command.args(args);
+    let agent = env.spawn_agent_command(command);
     agent.wait_ready(&env.socket);
     (agent, installed)
 }
@@ -90,7 +98,7 @@ fn an_upgraded_agent_stops_for_its_new_binary_and_loses_nothing() {
 fn an_agent_with_secrets_in_memory_does_not_stop_for_an_upgrade() {
     let server = TokenServer::start(ServerConfig::default()).unwrap();
     let env = Env::new();
-    let (agent, installed) = start_installed(&env);
+    let (agent, installed) = start_installed_with(&env, &["--upgrade-check", "1"]);
     env.try_add_refresh("mem", &server, &["--store", "memory"])
         .1
         .ok();
@@ -101,6 +109,46 @@ fn an_agent_with_secrets_in_memory_does_not_stop_for_an_upgrade() {
         "{}",
         out.stderr
     );
+    // The agent's own look is refused too, said once, and it keeps serving.
+    std::thread::sleep(Duration::from_millis(3500));
     env.token("mem");
-    drop(agent.terminate());
+    let (_, log) = agent.terminate();
+    assert_eq!(
+        log.matches("keeps its secrets in memory").count(),
+        1,
+        "{log}"
+    );
+}
+
+/// No command runs after the upgrade: the agent sees its binary replaced
+/// by itself, within its check interval, and stops losing nothing.
+#[test]
+fn the_agent_notices_its_upgrade_without_any_command() {
+    let server = TokenServer::start(ServerConfig::default()).unwrap();
+    let env = Env::new();
+    let (agent, installed) = start_installed_with(&env, &["--upgrade-check", "1"]);
+    env.add_refresh("work", &server);
+    let token = env.token("work");
+    let requests = server.requests();
+    upgrade(&env, &installed);
+    let (status, log) = agent.wait(Duration::from_secs(15));
+    assert!(status.success(), "{log}");
+    assert!(log.contains("binary was replaced on disk"), "{log}");
+    let out = Out::from(
+        env.command(bin("a365"))
+            .args(["token", "work"])
+            .env_remove("A365_NO_AUTOSTART")
+            .output()
+            .unwrap(),
+    )
+    .ok();
+    assert_eq!(out.stdout.trim_end(), token);
+    assert_eq!(server.requests(), requests, "no new exchange");
+    Out::from(
+        env.command(bin("a365-agent"))
+            .arg("--kill")
+            .output()
+            .unwrap(),
+    )
+    .ok();
 }

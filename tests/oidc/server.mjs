@@ -7,7 +7,8 @@
 //
 // Environment: REDIRECT_URI, the loopback redirect registered for the login
 // clients; ACCESS_TTL, access token lifetime in seconds (default 3600);
-// TLS_CERT and TLS_KEY, PEM files: serve HTTPS (the issuer is https://).
+// TLS_CERT and TLS_KEY, PEM files: serve HTTPS (the issuer is https://);
+// TOKEN_DELAY_MS, hold every token request that long (a slow provider).
 import { readFileSync } from 'node:fs';
 import http from 'node:http';
 import https from 'node:https';
@@ -15,6 +16,7 @@ import Provider, { errors } from 'oidc-provider';
 
 const redirect = process.env.REDIRECT_URI || 'http://127.0.0.1:3000/login';
 const ttl = Number(process.env.ACCESS_TTL || 3600);
+const tokenDelay = Number(process.env.TOKEN_DELAY_MS || 0);
 
 const login = { grant_types: ['authorization_code', 'refresh_token'], response_types: ['code'], redirect_uris: [redirect] };
 const clients = [
@@ -61,6 +63,12 @@ server.listen(0, '127.0.0.1', () => {
     },
     findAccount: async (ctx, id) => ({ accountId: id, claims: async () => ({ sub: id }) }),
   });
+  if (tokenDelay > 0) {
+    provider.use(async (ctx, next) => {
+      if (ctx.method === 'POST' && ctx.path === '/token') await new Promise((done) => setTimeout(done, tokenDelay));
+      await next();
+    });
+  }
   provider.on('server_error', (ctx, err) => console.error('server_error', err));
   provider.on('grant.error', (ctx, err) => console.error('grant.error', err.message, err.error_description || ''));
   provider.on('grant.revoked', (ctx, grantId) => console.error('grant.revoked', grantId));

@@ -56,7 +56,7 @@ pub fn spawn(socket: &Path, args: &[std::ffi::OsString], log: &Path) -> Result<u
     #[cfg(windows)]
     {
         use std::os::windows::process::CommandExt;
-        keep_std_handles();
+        a365_proto::handles::keep_std_handles();
         // No console (none opens, and closing the one we were started from
         // does not end it), and Ctrl-C there does not reach it.
         use windows_sys::Win32::System::Threading::{CREATE_NEW_PROCESS_GROUP, DETACHED_PROCESS};
@@ -79,28 +79,6 @@ pub fn spawn(socket: &Path, args: &[std::ffi::OsString], log: &Path) -> Result<u
         std::thread::sleep(Duration::from_millis(20));
     }
     Err(DaemonError::Timeout(socket.display().to_string()))
-}
-
-/// Windows hands every inheritable handle to a child: the agent would hold
-/// the pipes our own caller reads to the end (`a365`'s autostart, a CI
-/// step), which then never see their end. Ours stay ours.
-#[cfg(windows)]
-#[allow(unsafe_code)]
-fn keep_std_handles() {
-    use std::os::windows::io::AsRawHandle;
-    use windows_sys::Win32::Foundation::{HANDLE_FLAG_INHERIT, SetHandleInformation};
-    let handles = [
-        std::io::stdin().as_raw_handle(),
-        std::io::stdout().as_raw_handle(),
-        std::io::stderr().as_raw_handle(),
-    ];
-    for handle in handles {
-        if !handle.is_null() {
-            // SAFETY: a handle of this process's, or an invalid one, which
-            // the call refuses; the flag only changes inheritance.
-            unsafe { SetHandleInformation(handle, HANDLE_FLAG_INHERIT, 0) };
-        }
-    }
 }
 
 /// Our arguments minus `--daemon` and any `--socket` (given explicitly).

@@ -26,6 +26,7 @@ pub mod shared;
 pub mod socket;
 pub mod stores;
 pub mod strict;
+pub mod upgrade;
 
 use std::future::Future;
 use std::path::PathBuf;
@@ -76,6 +77,9 @@ pub struct Timeouts {
     /// Every refresher looks at the wall clock at least this often:
     /// tokio's timers stand still while the machine sleeps.
     pub tick: Duration,
+    /// How often to look whether an upgrade replaced the agent's binary;
+    /// `None` (in-process agents, tests) never.
+    pub upgrade_check: Option<Duration>,
 }
 
 impl Default for Timeouts {
@@ -85,6 +89,7 @@ impl Default for Timeouts {
             client_wait: Duration::from_secs(25),
             add_wait: Duration::from_secs(25),
             tick: Duration::from_secs(30),
+            upgrade_check: None,
         }
     }
 }
@@ -139,6 +144,9 @@ pub async fn run(
         fleet,
     )
     .await;
+    if let Some(every) = options.timeouts.upgrade_check {
+        upgrade::watch(Arc::clone(&agent), every, stop_rx.clone());
+    }
     // The socket listens already: clients that connect from now on are served.
     notify::ready();
     let mut stopping = stop_rx.clone();

@@ -53,6 +53,11 @@ struct Args {
     /// this many seconds; it is retried with back-off.
     #[arg(long, value_name = "SECS", default_value_t = a365_agent::Timeouts::default().http.as_secs())]
     http_timeout: u64,
+    /// Look this often whether an upgrade replaced this binary on disk,
+    /// and then stop once nothing would be lost, to be started on the new
+    /// one (0: never).
+    #[arg(long, value_name = "SECS", default_value_t = 10)]
+    upgrade_check: u64,
     /// Print the manual page (roff) and exit: what packages install.
     #[arg(long, exclusive = true)]
     man: bool,
@@ -128,6 +133,8 @@ fn options(args: &Args, socket: std::path::PathBuf, paths: Paths) -> Options {
         },
         timeouts: a365_agent::Timeouts {
             http: std::time::Duration::from_secs(args.http_timeout.clamp(1, 3600)),
+            upgrade_check: (args.upgrade_check > 0)
+                .then(|| std::time::Duration::from_secs(args.upgrade_check.min(86_400))),
             ..a365_agent::Timeouts::default()
         },
     }

@@ -22,6 +22,7 @@ pub const PEER_FORCED: &str = "peer-forced.json";
 pub const PEER_CONCURRENT: &str = "peer-concurrent.json";
 pub const PEER_MEMORY: &str = "peer-memory.json";
 pub const PEER_EXPIRY: &str = "peer-expiry.json";
+pub const PEER_HEAD_OF_LINE: &str = "peer-head-of-line.json";
 pub const SCALE: &str = "scale.json";
 pub const IDLE: &str = "idle.json";
 
@@ -67,7 +68,7 @@ pub struct Inputs {
 
 struct Results {
     client: Option<Hyperfine>,
-    peer: [Option<Hyperfine>; 4],
+    peer: [Option<Hyperfine>; 5],
     peer_memory: Option<Vec<procfs::Memory>>,
     loads: Vec<(String, Vec<throughput::Outcome>)>,
     herd: Option<herd::Outcome>,
@@ -101,6 +102,7 @@ pub fn render(dir: &Path, inputs: &Inputs) -> anyhow::Result<String> {
             read(dir, PEER_FORCED)?,
             read(dir, PEER_CONCURRENT)?,
             read(dir, PEER_EXPIRY)?,
+            read(dir, PEER_HEAD_OF_LINE)?,
         ],
         peer_memory: read(dir, PEER_MEMORY)?,
         loads,
@@ -612,6 +614,12 @@ fn peer_section(w: &mut String, r: &Results) {
             "first call after the token expired while idle",
             "a365 token, after expiry",
             "oidc-token, after expiry",
+        ),
+        (
+            4,
+            "a cached token while another profile's refresh takes 2 s",
+            "a365 token, beside a slow refresh",
+            "oidc-token, beside a slow refresh",
         ),
     ];
     for (part, what, ours, theirs) in rows {

@@ -105,6 +105,9 @@ fn start(socket: &Path) -> Result<(), Error> {
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
+    // Nor may it hold our caller's pipes (`t=$(a365 token)` would wait
+    // for the agent to exit).
+    a365_proto::handles::keep_std_handles();
     #[cfg(windows)]
     {
         use std::os::windows::process::CommandExt;

@@ -16,6 +16,7 @@
 pub mod client;
 pub mod codec;
 pub mod frame;
+pub mod handles;
 mod human;
 pub mod message;
 pub mod path;

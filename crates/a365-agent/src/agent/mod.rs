@@ -186,12 +186,13 @@ impl Agent {
         Answer::Response(result.unwrap_or_else(Response::Error))
     }
 
-    /// `restart`: a client saw this agent's binary replaced on disk. Stops
+    /// `restart`: a client (or [`crate::upgrade`]) saw this agent's binary
+    /// replaced on disk. Stops
     /// as `shutdown` does (requests answered, refreshes in flight finished
     /// and saved), so that systemd or launchd, which hold the socket, or
     /// the next client's autostart starts the new binary; refused while a
     /// stop would lose something.
-    fn restart_for_upgrade(&self) -> Result<Response, ErrorReply> {
+    pub(crate) fn restart_for_upgrade(&self) -> Result<Response, ErrorReply> {
         let unavailable = |m: String| ErrorReply::new(ErrorKind::Unavailable, m);
         let in_memory = self
             .all_profiles()

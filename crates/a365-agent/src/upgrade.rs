@@ -1,0 +1,101 @@
+//! Notices, on every platform, that an upgrade replaced the agent's own
+//! binary while it runs: dpkg renames a new file over it, Homebrew
+//! relinks it to a new version, and on Windows the running file is
+//! renamed away and the new one copied in its place. Every few seconds
+//! the path the agent started from is compared with what it was at start
+//! (size and modification time, and on Unix the inode); when it changed,
+//! the agent stops once nothing would be lost
+//! ([`Agent::restart_for_upgrade`]), and launchd, systemd or the next
+//! command's autostart starts the new binary. A stat per interval, nothing
+//! on the hot path. (On Linux `a365` also notices at once, after a command.)
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use tokio::sync::watch;
+
+use crate::agent::Agent;
+
+/// What tells one file at a path from its replacement.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Identity {
+    len: u64,
+    modified: Option<SystemTime>,
+    #[cfg(unix)]
+    inode: (u64, u64),
+}
+
+impl Identity {
+    fn of(path: &Path) -> Option<Identity> {
+        let meta = std::fs::metadata(path).ok()?;
+        Some(Identity {
+            len: meta.len(),
+            modified: meta.modified().ok(),
+            #[cfg(unix)]
+            inode: {
+                use std::os::unix::fs::MetadataExt;
+                (meta.dev(), meta.ino())
+            },
+        })
+    }
+}
+
+/// Looks at the agent's binary every `every` until the agent stops.
+pub fn watch(agent: Arc<Agent>, every: Duration, mut stop: watch::Receiver<bool>) {
+    // Now, before any upgrade: Linux names a replaced binary "… (deleted)".
+    let Some((path, started)) = std::env::current_exe()
+        .ok()
+        .and_then(|path| Identity::of(&path).map(|id| (path, id)))
+    else {
+        tracing::info!("the agent's binary cannot be read: upgrades are not noticed");
+        return;
+    };
+    tokio::spawn(async move {
+        let mut refused = false;
+        loop {
+            tokio::select! {
+                () = tokio::time::sleep(every) => {}
+                _ = stop.wait_for(|stop| *stop) => return,
+            }
+            if !replaced(&path, &started) {
+                continue;
+            }
+            match agent.restart_for_upgrade() {
+                Ok(_) => return,
+                // Said once; asked again at every look, until it can be done.
+                Err(reply) if !refused => {
+                    tracing::warn!("{}", reply.message);
+                    refused = true;
+                }
+                Err(_) => {}
+            }
+        }
+    });
+}
+
+/// A file is at `path` again (mid-upgrade it may be missing) and it is
+/// not the one the agent started from.
+fn replaced(path: &Path, started: &Identity) -> bool {
+    Identity::of(path).is_some_and(|now| now != *started)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_file_renamed_over_the_path_is_a_replacement() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a365-agent");
+        std::fs::write(&path, b"old binary").unwrap();
+        let started = Identity::of(&path).unwrap();
+        assert!(!replaced(&path, &started));
+        std::fs::remove_file(&path).unwrap();
+        assert!(!replaced(&path, &started), "missing mid-upgrade");
+        let staged = dir.path().join("a365-agent.new");
+        std::fs::write(&staged, b"new binary").unwrap();
+        std::fs::rename(&staged, &path).unwrap();
+        assert!(replaced(&path, &started));
+    }
+}
