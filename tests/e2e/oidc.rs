@@ -423,6 +423,25 @@ fn tls_with_a_ca_made_in_the_test() {
     agent.wait_ready(&env.socket);
     provider.add_client_credentials(&env, &["--replace"]).ok();
     assert!(env.token("api").len() > 20);
+    // The test's certificate lives one day: doctor warns (exit 0), naming
+    // when, and still passes the chain.
+    let out = env.a365(&["doctor", "api"]).ok();
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("ok    api: TLS: 127.0.0.1's certificate chain is trusted")),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        lines.iter().any(
+            |l| l.starts_with("warn  api: TLS: 127.0.0.1's certificate expires in ")
+                && l.contains(" UTC);")
+        ),
+        "{}",
+        out.stdout
+    );
 
     provider.add_login(&env, "post-client", Some("post-secret"), &[]);
     let out = Out::from(

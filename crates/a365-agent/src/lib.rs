@@ -236,6 +236,8 @@ fn http_client(config: &Config, timeout: Duration) -> Result<reqwest::Client, Ru
         .connect_timeout(Duration::from_secs(5).min(timeout))
         .timeout(timeout)
         .user_agent(concat!("a365-agent/", env!("CARGO_PKG_VERSION")))
+        // The server's certificate, for `a365 doctor`'s expiry check.
+        .tls_info(true)
         // reqwest's own reading of the environment would send loopback
         // requests through the proxy too: the proxies are set below.
         .no_proxy();

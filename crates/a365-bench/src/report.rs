@@ -581,6 +581,16 @@ fn idle_section(w: &mut String, r: &Results) {
     line(w, "");
 }
 
+/// Two decimals, or three significant digits for a ratio far below 1
+/// (0.00× would hide a 500-fold difference).
+fn ratio(r: f64) -> String {
+    if r >= 0.1 {
+        format!("{r:.2}×")
+    } else {
+        format!("{r:.2e}×")
+    }
+}
+
 fn peer_section(w: &mut String, r: &Results) {
     if r.peer.iter().all(Option::is_none) && r.peer_memory.is_none() {
         return;
@@ -626,7 +636,7 @@ fn peer_section(w: &mut String, r: &Results) {
         if let (Some(a), Some(o)) = (r.peer_median(part, ours), r.peer_median(part, theirs)) {
             line(
                 w,
-                &format!("| {what} | {} | {} | {:.2}× |", time(a), time(o), a / o),
+                &format!("| {what} | {} | {} | {} |", time(a), time(o), ratio(a / o)),
             );
         }
     }

@@ -134,6 +134,13 @@ impl Agent {
             _ => format!("{host}: plain HTTP, allowed to a loopback host only"),
         };
         let mut checks = vec![dns, check(name, Verdict::Pass, reached)];
+        let leaf = response
+            .extensions()
+            .get::<reqwest::tls::TlsInfo>()
+            .and_then(|info| info.peer_certificate());
+        if let Some(der) = leaf {
+            checks.push(certificate_expiry(name, &host, der, self.now_ms()));
+        }
         let date = response.headers().get(reqwest::header::DATE);
         let server_ms = date
             .and_then(|d| d.to_str().ok())
@@ -262,6 +269,51 @@ fn rotation(status: &ProfileStatus) -> Option<Check> {
     ))
 }
 
+/// A certificate about to expire fails every token request from then on:
+/// say so while the provider can still renew it.
+const CERTIFICATE_WARNING_MS: i64 = 14 * 24 * 3600 * 1000;
+
+fn certificate_expiry(name: &str, host: &str, der: &[u8], now_ms: i64) -> Check {
+    use x509_cert::der::Decode;
+    let not_after = x509_cert::Certificate::from_der(der).map(|cert| {
+        let secs = cert
+            .tbs_certificate()
+            .validity()
+            .not_after
+            .to_unix_duration()
+            .as_secs();
+        i64::try_from(secs).unwrap_or(i64::MAX).saturating_mul(1000)
+    });
+    let Ok(not_after_ms) = not_after else {
+        return check(
+            name,
+            Verdict::Warn,
+            format!("TLS: {host}'s certificate could not be read for its expiry"),
+        );
+    };
+    let left = not_after_ms.saturating_sub(now_ms);
+    let until = jiff::Timestamp::from_millisecond(not_after_ms)
+        .map(|t| t.strftime("%Y-%m-%d %H:%M UTC").to_string())
+        .unwrap_or_else(|_| "a date out of range".into());
+    let human = a365_proto::human_ms(left.max(0));
+    if left < CERTIFICATE_WARNING_MS {
+        check(
+            name,
+            Verdict::Warn,
+            format!(
+                "TLS: {host}'s certificate expires in {human} ({until}); after that every token \
+                 request fails until the provider renews it"
+            ),
+        )
+    } else {
+        check(
+            name,
+            Verdict::Pass,
+            format!("TLS: {host}'s certificate is valid for {human} more (until {until})"),
+        )
+    }
+}
+
 fn skew(name: &str, host: &str, skew_ms: i64) -> Check {
     let way = if skew_ms > 0 { "ahead of" } else { "behind" };
     let by = a365_proto::human_ms(skew_ms.abs());
@@ -295,4 +347,40 @@ fn urls(endpoint: &Endpoint) -> Vec<reqwest::Url> {
         }
     }
     urls
+}
+
+#[cfg(test)]
+mod tests {
+    use base64::Engine;
+
+    use super::*;
+
+    /// A self-signed certificate (`openssl req -x509 -days 1`), valid until
+    /// 2026-12-03T21:50:27Z.
+    const CERT: &str = "MIIBgDCCASegAwIBAgIUQ5YQ1tTxigRRVQNl+nRQaBDaepUwCgYIKoZIzj0EAwIwFjEUMBIGA1UEAwwLZG9jdG9yLXRlc3QwHhcNMjYxMjAyMjE1MDI3WhcNMjYxMjAzMjE1MDI3WjAWMRQwEgYDVQQDDAtkb2N0b3ItdGVzdDBZMBMGByqGSM49AgEGCCqGSM49AwEHA0IABEfWOM75N34XGPoCJ2eNksK368x/W9d3e/LA516P3iO4MYXiLvCksiZbch6BqZWdCw66TLSKyVPSmcfpZr1OCX2jUzBRMB0GA1UdDgQWBBR7VJnoDtajrnsC9JaDRieFxVkdHDAfBgNVHSMEGDAWgBR7VJnoDtajrnsC9JaDRieFxVkdHDAPBgNVHRMBAf8EBTADAQH/MAoGCCqGSM49BAMCA0cAMEQCIHk4/k2VqRsH2htw3YQN/DX0Un1dFtIRyhstFU30TWrdAiAPL10DnmkVAjtyWJgF3VzA3Kw0tIyPOcm2hcqcesKLXw==";
+
+    #[test]
+    fn a_certificate_near_its_end_warns_and_garbage_is_said_so() {
+        let der = base64::engine::general_purpose::STANDARD
+            .decode(CERT)
+            .unwrap();
+        let end = "2026-12-03T21:50:27Z"
+            .parse::<jiff::Timestamp>()
+            .unwrap()
+            .as_millisecond();
+        let day = 24 * 3600 * 1000;
+        let far = certificate_expiry("p", "h", &der, end - 30 * day);
+        assert_eq!(far.verdict, Verdict::Pass, "{}", far.detail);
+        assert!(
+            far.detail.contains("until 2026-12-03 21:50 UTC"),
+            "{}",
+            far.detail
+        );
+        let near = certificate_expiry("p", "h", &der, end - day);
+        assert_eq!(near.verdict, Verdict::Warn, "{}", near.detail);
+        assert!(near.detail.contains("expires in 1d"), "{}", near.detail);
+        let garbage = certificate_expiry("p", "h", b"\x30\x03garbage", end);
+        assert_eq!(garbage.verdict, Verdict::Warn);
+        assert!(garbage.detail.contains("could not be read"));
+    }
 }
