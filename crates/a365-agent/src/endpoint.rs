@@ -138,7 +138,9 @@ pub fn named_url(spec: &ProfileSpec) -> Result<Option<&str>, EndpointError> {
 
 /// The RFC 7009 endpoint: the profile's own, else its realm's. The realms
 /// are IdentityServer token services (`/connect/token`), which serve
-/// revocation at `/connect/revocation`.
+/// revocation at `/connect/revocation`; Altium's published integration
+/// specification (altium-auth, SPEC §1 and §9) names that path for both
+/// Altium clouds, with `token_type_hint=refresh_token`.
 pub fn revocation_url(spec: &ProfileSpec) -> Result<Option<reqwest::Url>, EndpointError> {
     if let Some(url) = &spec.revocation_url {
         return parse_url("revocation_url", url).map(Some);
