@@ -138,3 +138,27 @@ fn sigterm_lets_a_refresh_in_flight_finish_and_keeps_its_refresh_token() {
     assert_eq!(env.token("work"), server.last_access_token().unwrap());
     assert_eq!(server.requests(), 2);
 }
+
+/// An agent idle past `--idle-release` gives its code pages back: its RSS
+/// drops by megabytes, and the next request is answered as before.
+#[cfg(target_os = "linux")]
+#[test]
+fn an_idle_agent_gives_its_code_pages_back_and_serves_on() {
+    let server =
+        a365_token_server::TokenServer::start(a365_token_server::ServerConfig::default()).unwrap();
+    let env = Env::new();
+    let agent = env.spawn_agent(&["--idle-release", "1"]);
+    agent.wait_ready(&env.socket);
+    env.add_refresh("work", &server);
+    let token = env.token("work");
+    env.a365(&["status"]).ok();
+    let busy = agent.rss_kib();
+    assert!(
+        crate::harness::wait_until(Duration::from_secs(10), || agent.rss_kib() + 2048 < busy),
+        "RSS stayed at {} KiB (busy: {busy} KiB)",
+        agent.rss_kib()
+    );
+    assert_eq!(env.token("work"), token);
+    let (status, log) = agent.terminate();
+    assert!(status.success(), "{log}");
+}

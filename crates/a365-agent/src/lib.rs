@@ -20,6 +20,7 @@ pub mod login;
 pub mod notify;
 pub mod profile;
 pub mod provider;
+pub mod resident;
 pub mod schedule;
 pub mod server;
 pub mod shared;
@@ -80,6 +81,9 @@ pub struct Timeouts {
     /// How often to look whether an upgrade replaced the agent's binary;
     /// `None` (in-process agents, tests) never.
     pub upgrade_check: Option<Duration>,
+    /// After an interval this long without work, the code pages are given
+    /// back ([`resident`]); `None` never.
+    pub release_code: Option<Duration>,
 }
 
 impl Default for Timeouts {
@@ -90,6 +94,7 @@ impl Default for Timeouts {
             add_wait: Duration::from_secs(25),
             tick: Duration::from_secs(30),
             upgrade_check: None,
+            release_code: None,
         }
     }
 }
@@ -146,6 +151,9 @@ pub async fn run(
     .await;
     if let Some(every) = options.timeouts.upgrade_check {
         upgrade::watch(Arc::clone(&agent), every, stop_rx.clone());
+    }
+    if let Some(every) = options.timeouts.release_code {
+        resident::give_back_when_idle(every);
     }
     // The socket listens already: clients that connect from now on are served.
     notify::ready();

@@ -56,6 +56,7 @@ async fn a_clock_jump_past_expiry_serves_a_new_token_and_shutdown_is_clean() {
             add_wait: Duration::from_millis(3_000),
             tick: Duration::from_millis(50),
             upgrade_check: None,
+            release_code: None,
         },
     };
     std::fs::create_dir_all(dir.path().join("config")).unwrap();

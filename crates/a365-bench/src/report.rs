@@ -21,6 +21,9 @@ pub const PEER_CACHED: &str = "peer-cached.json";
 pub const PEER_FORCED: &str = "peer-forced.json";
 pub const PEER_CONCURRENT: &str = "peer-concurrent.json";
 pub const PEER_MEMORY: &str = "peer-memory.json";
+/// The same, once both had been idle long enough for a365-agent to give
+/// its code pages back (`--idle-release`).
+pub const PEER_MEMORY_IDLE: &str = "peer-memory-idle.json";
 pub const PEER_EXPIRY: &str = "peer-expiry.json";
 pub const PEER_HEAD_OF_LINE: &str = "peer-head-of-line.json";
 pub const SCALE: &str = "scale.json";
@@ -70,6 +73,7 @@ struct Results {
     client: Option<Hyperfine>,
     peer: [Option<Hyperfine>; 5],
     peer_memory: Option<Vec<procfs::Memory>>,
+    peer_memory_idle: Option<Vec<procfs::Memory>>,
     loads: Vec<(String, Vec<throughput::Outcome>)>,
     herd: Option<herd::Outcome>,
     scale: Option<Vec<scale::Step>>,
@@ -105,6 +109,7 @@ pub fn render(dir: &Path, inputs: &Inputs) -> anyhow::Result<String> {
             read(dir, PEER_HEAD_OF_LINE)?,
         ],
         peer_memory: read(dir, PEER_MEMORY)?,
+        peer_memory_idle: read(dir, PEER_MEMORY_IDLE)?,
         loads,
         herd: read(dir, HERD)?,
         scale: read(dir, SCALE)?,
@@ -244,9 +249,10 @@ fn targets(w: &mut String, r: &Results) {
             verdict(ratio <= 0.55),
         ));
     }
-    if let Some(m) = r.peer_memory.as_ref().and_then(|m| m.first()) {
+    let idle = r.peer_memory_idle.as_ref().or(r.peer_memory.as_ref());
+    if let Some(m) = idle.and_then(|m| m.first()) {
         rows.push((
-            "agent RSS ≤ 7 MiB with 10 HTTPS profiles".into(),
+            "agent RSS ≤ 7 MiB with 10 HTTPS profiles, idle".into(),
             format!("{} (VmHWM {})", mib(m.rss_kib), mib(m.hwm_kib)),
             verdict(m.rss_kib <= 7 * 1024),
         ));
@@ -643,14 +649,15 @@ fn peer_section(w: &mut String, r: &Results) {
     if let Some(t) = r.peer_median(0, names::TRUE) {
         line(w, &format!("| `/bin/true`, same run | {} | | |", time(t)));
     }
-    if let Some(m) = &r.peer_memory {
+    if r.peer_memory.is_some() || r.peer_memory_idle.is_some() {
         line(w, "");
         line(
             w,
-            "| idle, after the runs above | processes | RSS | VmHWM | PSS |",
+            "| memory after the runs above | processes | RSS | VmHWM | PSS |",
         );
         line(w, "|---|---|---|---|---|");
-        for p in m {
+        let both = r.peer_memory.iter().chain(&r.peer_memory_idle);
+        for p in both.flatten() {
             line(
                 w,
                 &format!(

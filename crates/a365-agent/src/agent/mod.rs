@@ -138,6 +138,7 @@ impl Agent {
     /// What `request` gets. A token is answered by reference (the
     /// server encodes it without copying); everything else as a message.
     pub async fn handle(&self, request: Request) -> Answer {
+        crate::resident::touch();
         let result = match request {
             Request::Token(req) => {
                 return match self.token(req).await {

@@ -193,6 +193,7 @@ impl Profile {
             let e = ProviderError::transient(why);
             return self.failed(e, credential, failures, now).await;
         }
+        crate::resident::touch();
         self.state.send_modify(|s| {
             if s.phase != Phase::Empty {
                 s.phase = Phase::Refreshing;

@@ -1,0 +1,129 @@
+//! Gives back the code pages an idle agent does not run. Start-up
+//! (flags, config, TLS roots), a refresh (TLS, HTTP, JSON) and a status
+//! run code scattered over the whole text segment, and the kernel maps
+//! whole page-cache folios around each page touched: 5 to 6 MiB of code
+//! stay counted in the agent's RSS while it sits idle for an hour. So when
+//! a whole interval passed with no request and no refresh, the agent's own
+//! executable mapping is unmapped (`MADV_DONTNEED`; the code stays in the
+//! page cache, and what runs again maps back in at its first use, a minor
+//! fault). Never written, the pages come back identical. Text is no
+//! secret, so it is unlocked first (`mlockall` locked it as it was
+//! touched). Linux only; elsewhere nothing is done.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+/// Requests served and refreshes made since start.
+static ACTIVITY: AtomicU64 = AtomicU64::new(0);
+
+/// Notes work done: code it ran is not to be given back at once.
+pub fn touch() {
+    ACTIVITY.fetch_add(1, Ordering::Relaxed);
+}
+
+/// Every `every`: gives the code back once after an interval without work.
+pub fn give_back_when_idle(every: Duration) {
+    if !cfg!(target_os = "linux") {
+        return;
+    }
+    tokio::spawn(async move {
+        let mut seen = ACTIVITY.load(Ordering::Relaxed);
+        let mut given_back = false;
+        loop {
+            tokio::time::sleep(every).await;
+            let now = ACTIVITY.load(Ordering::Relaxed);
+            if now != seen {
+                (seen, given_back) = (now, false);
+                continue;
+            }
+            if !given_back {
+                given_back = true;
+                #[cfg(target_os = "linux")]
+                match release_code() {
+                    Ok(bytes) => tracing::debug!(kib = bytes / 1024, "idle: code pages given back"),
+                    Err(e) => tracing::debug!("idle: code pages kept: {e}"),
+                }
+            }
+        }
+    });
+}
+
+/// Unmaps this process's executable code segment; the bytes given back.
+#[cfg(target_os = "linux")]
+#[allow(unsafe_code)]
+pub fn release_code() -> std::io::Result<usize> {
+    let exe = std::fs::read_link("/proc/self/exe")?;
+    let maps = std::fs::read_to_string("/proc/self/maps")?;
+    let mut released = 0;
+    for (start, end) in code_ranges(&maps, &exe.to_string_lossy()) {
+        let (ptr, len) = (start as *mut std::ffi::c_void, end - start);
+        // SAFETY: a whole mapping of our executable's read-only,
+        // never-written code, as /proc/self/maps lists it: unlocking it
+        // changes nothing but its residency, and MADV_DONTNEED on a clean
+        // private file mapping only drops page-table entries, refilled
+        // from the same file at the next access.
+        unsafe {
+            rustix::mm::munlock(ptr, len)?;
+            rustix::mm::madvise(ptr, len, rustix::mm::Advice::LinuxDontNeed)?;
+        }
+        released += len;
+    }
+    Ok(released)
+}
+
+/// The `r-xp` mappings of `exe` in `/proc/self/maps` text.
+#[cfg(any(target_os = "linux", test))]
+fn code_ranges(maps: &str, exe: &str) -> Vec<(usize, usize)> {
+    maps.lines()
+        .filter_map(|line| {
+            // start-end perms offset dev inode path (the path may hold spaces)
+            let mut fields = line.splitn(6, ' ');
+            let range = fields.next()?;
+            let perms = fields.next()?;
+            let path = fields.nth(3)?.trim_start();
+            if perms != "r-xp" || path != exe {
+                return None;
+            }
+            let (start, end) = range.split_once('-')?;
+            let start = usize::from_str_radix(start, 16).ok()?;
+            let end = usize::from_str_radix(end, 16).ok()?;
+            (end > start).then_some((start, end))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_executables_code_mapping() {
+        let maps = "\
+55d0c0000000-55d0c0100000 r--p 00000000 08:01 42 /usr/bin/a365 agent
+55d0c0100000-55d0c0a00000 r-xp 00100000 08:01 42 /usr/bin/a365 agent
+55d0c0a00000-55d0c0c00000 r--p 00a00000 08:01 42 /usr/bin/a365 agent
+55d0c0c00000-55d0c0c10000 rw-p 00c00000 08:01 42 /usr/bin/a365 agent
+7f0000000000-7f0000100000 r-xp 00028000 08:01 7 /usr/lib/x86_64-linux-gnu/libc.so.6
+7ffd00000000-7ffd00021000 rw-p 00000000 00:00 0                          [stack]";
+        assert_eq!(
+            code_ranges(maps, "/usr/bin/a365 agent"),
+            [(0x55d0_c010_0000, 0x55d0_c0a0_0000)]
+        );
+        assert!(code_ranges(maps, "/usr/bin/other").is_empty());
+    }
+
+    /// The test binary gives its own code back, then runs it again: the
+    /// same ranges come out of the same parser.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn this_process_runs_on_after_giving_its_code_back() {
+        let exe = std::fs::read_link("/proc/self/exe").unwrap();
+        let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
+        let ranges = code_ranges(&maps, &exe.to_string_lossy());
+        let released = release_code().unwrap();
+        assert_eq!(released, ranges.iter().map(|(s, e)| e - s).sum::<usize>());
+        assert!(released > 0);
+        let again = std::fs::read_to_string("/proc/self/maps").unwrap();
+        assert_eq!(code_ranges(&again, &exe.to_string_lossy()), ranges);
+    }
+}
