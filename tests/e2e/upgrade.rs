@@ -31,6 +31,31 @@ fn start_installed_with(env: &Env, args: &[&str]) -> (Agent, std::path::PathBuf)
     (agent, installed)
 }
 
+/// `a365 token work` with autostart on: the token, from whichever agent
+/// answers or is started.
+fn autostarted_token(env: &Env) -> String {
+    let out = Out::from(
+        env.command(bin("a365"))
+            .args(["token", "work"])
+            .env_remove("A365_NO_AUTOSTART")
+            .output()
+            .unwrap(),
+    )
+    .ok();
+    out.stdout.trim_end().to_owned()
+}
+
+/// Stops the autostarted agent, which no `Agent` handle owns.
+fn kill_agent(env: &Env) {
+    Out::from(
+        env.command(bin("a365-agent"))
+            .arg("--kill")
+            .output()
+            .unwrap(),
+    )
+    .ok();
+}
+
 /// What dpkg does: the new file is renamed over the old name.
 fn upgrade(env: &Env, installed: &std::path::Path) {
     let staged = env.path("bin/a365-agent.new");
@@ -73,23 +98,9 @@ fn an_upgraded_agent_stops_for_its_new_binary_and_loses_nothing() {
 
     // The next command starts the new binary (autostart), which serves the
     // token the refresh brought, from the store.
-    let out = Out::from(
-        env.command(bin("a365"))
-            .args(["token", "work"])
-            .env_remove("A365_NO_AUTOSTART")
-            .output()
-            .unwrap(),
-    )
-    .ok();
-    assert_eq!(out.stdout.trim_end(), held);
+    assert_eq!(autostarted_token(&env), held);
     assert_eq!(server.requests(), requests, "no new exchange");
-    Out::from(
-        env.command(bin("a365-agent"))
-            .arg("--kill")
-            .output()
-            .unwrap(),
-    )
-    .ok();
+    kill_agent(&env);
 }
 
 /// A profile whose secrets live only in memory would be lost: the agent
@@ -134,21 +145,7 @@ fn the_agent_notices_its_upgrade_without_any_command() {
     let (status, log) = agent.wait(Duration::from_secs(15));
     assert!(status.success(), "{log}");
     assert!(log.contains("binary was replaced on disk"), "{log}");
-    let out = Out::from(
-        env.command(bin("a365"))
-            .args(["token", "work"])
-            .env_remove("A365_NO_AUTOSTART")
-            .output()
-            .unwrap(),
-    )
-    .ok();
-    assert_eq!(out.stdout.trim_end(), token);
+    assert_eq!(autostarted_token(&env), token);
     assert_eq!(server.requests(), requests, "no new exchange");
-    Out::from(
-        env.command(bin("a365-agent"))
-            .arg("--kill")
-            .output()
-            .unwrap(),
-    )
-    .ok();
+    kill_agent(&env);
 }

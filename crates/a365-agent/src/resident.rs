@@ -2,48 +2,62 @@
 //! (flags, config, TLS roots), a refresh (TLS, HTTP, JSON) and a status
 //! run code scattered over the whole text segment, and the kernel maps
 //! whole page-cache folios around each page touched: 5 to 6 MiB of code
-//! stay counted in the agent's RSS while it sits idle for an hour. So when
-//! a whole interval passed with no request and no refresh, the agent's own
+//! stay counted in the agent's RSS while it sits idle for an hour. So once
+//! `--idle-release` seconds passed with no request and no refresh, its own
 //! executable mapping is unmapped (`MADV_DONTNEED`; the code stays in the
 //! page cache, and what runs again maps back in at its first use, a minor
 //! fault). Never written, the pages come back identical. Text is no
 //! secret, so it is unlocked first (`mlockall` locked it as it was
 //! touched). Linux only; elsewhere nothing is done.
 
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-/// Requests served and refreshes made since start.
-static ACTIVITY: AtomicU64 = AtomicU64::new(0);
+/// When the last request or refresh began, in ms since [`since`].
+static LAST_WORK_MS: AtomicU64 = AtomicU64::new(0);
 
-/// Notes work done: code it ran is not to be given back at once.
-pub fn touch() {
-    ACTIVITY.fetch_add(1, Ordering::Relaxed);
+fn since() -> Instant {
+    static START: OnceLock<Instant> = OnceLock::new();
+    *START.get_or_init(Instant::now)
 }
 
-/// Every `every`: gives the code back once after an interval without work.
-pub fn give_back_when_idle(every: Duration) {
+fn now_ms() -> u64 {
+    u64::try_from(since().elapsed().as_millis()).unwrap_or(u64::MAX)
+}
+
+/// Notes work begun: the code it runs is not to be given back soon.
+pub fn touch() {
+    LAST_WORK_MS.store(now_ms(), Ordering::Relaxed);
+}
+
+/// Gives the code back `idle` after the last work, once per quiet spell:
+/// the task sleeps until then, and while idle looks again every `idle`.
+pub fn give_back_when_idle(idle: Duration) {
     if !cfg!(target_os = "linux") {
         return;
     }
+    since();
+    let idle_ms = u64::try_from(idle.as_millis()).unwrap_or(u64::MAX);
     tokio::spawn(async move {
-        let mut seen = ACTIVITY.load(Ordering::Relaxed);
-        let mut given_back = false;
+        let mut given_back_after = None;
         loop {
-            tokio::time::sleep(every).await;
-            let now = ACTIVITY.load(Ordering::Relaxed);
-            if now != seen {
-                (seen, given_back) = (now, false);
+            let last = LAST_WORK_MS.load(Ordering::Relaxed);
+            let due = last.saturating_add(idle_ms);
+            let now = now_ms();
+            if now < due {
+                tokio::time::sleep(Duration::from_millis(due - now)).await;
                 continue;
             }
-            if !given_back {
-                given_back = true;
+            if given_back_after != Some(last) {
+                given_back_after = Some(last);
                 #[cfg(target_os = "linux")]
                 match release_code() {
                     Ok(bytes) => tracing::debug!(kib = bytes / 1024, "idle: code pages given back"),
                     Err(e) => tracing::debug!("idle: code pages kept: {e}"),
                 }
             }
+            tokio::time::sleep(idle).await;
         }
     });
 }

@@ -324,20 +324,36 @@ pub async fn create(
             super::oauth::basic_login(username, password),
         ),
     };
-    let response = request
-        .json(&body)
-        .send()
-        .await
-        .map_err(|e| ProviderError::transient(describe_send_error(&e, url)))?;
-    let status = response.status();
-    let wait = retry_after(response.headers(), exchange.now_ms);
-    let body = read_body(response).await?;
+    let (status, wait, body) = send(exchange, request.json(&body)).await?;
     if login && status == StatusCode::UNAUTHORIZED {
         return Err(ProviderError::Dead(
             "Designer Cloud refused the username or password (HTTP 401)".into(),
         ));
     }
     parse_created(status.as_u16(), wait, &body)
+}
+
+/// Sends a request to the instance: its status, the wait a `Retry-After`
+/// asked for, and its body.
+async fn send(
+    exchange: Exchange<'_>,
+    request: reqwest::RequestBuilder,
+) -> Result<
+    (
+        StatusCode,
+        Option<std::time::Duration>,
+        zeroize::Zeroizing<Vec<u8>>,
+    ),
+    ProviderError,
+> {
+    let url = &exchange.endpoint.token_url;
+    let response = request
+        .send()
+        .await
+        .map_err(|e| ProviderError::transient(describe_send_error(&e, url)))?;
+    let status = response.status();
+    let wait = retry_after(response.headers(), exchange.now_ms);
+    Ok((status, wait, read_body(response).await?))
 }
 
 /// The profile's own headers (`x-alteryx-workspace-gid`, …).
@@ -385,14 +401,8 @@ async fn delete_unsaved(
     tag: &str,
 ) -> Result<(), ProviderError> {
     let url = &exchange.endpoint.token_url;
-    let response = with_headers(exchange, exchange.http.get(url.clone()))
-        .bearer_auth(current.expose_secret())
-        .send()
-        .await
-        .map_err(|e| ProviderError::transient(describe_send_error(&e, url)))?;
-    let status = response.status();
-    let wait = retry_after(response.headers(), exchange.now_ms);
-    let body = read_body(response).await?;
+    let request = with_headers(exchange, exchange.http.get(url.clone()));
+    let (status, wait, body) = send(exchange, request.bearer_auth(current.expose_secret())).await?;
     let tagged = parse_listed(status.as_u16(), wait, &body, &description(name, Some(tag)))?;
     for id in tagged {
         if credential.token_id.as_deref() == Some(id.as_str()) {
