@@ -62,20 +62,22 @@ pub fn give_back_when_idle(idle: Duration) {
     });
 }
 
-/// Unmaps this process's executable code segment; the bytes given back.
+/// Unmaps this process's executable's clean read-only mappings (its code
+/// and read-only data); the bytes given back.
 #[cfg(target_os = "linux")]
 #[allow(unsafe_code)]
 pub fn release_code() -> std::io::Result<usize> {
     let exe = std::fs::read_link("/proc/self/exe")?;
-    let maps = std::fs::read_to_string("/proc/self/maps")?;
+    let smaps = std::fs::read_to_string("/proc/self/smaps")?;
     let mut released = 0;
-    for (start, end) in code_ranges(&maps, &exe.to_string_lossy()) {
+    for (start, end) in clean_ranges(&smaps, &exe.to_string_lossy()) {
         let (ptr, len) = (start as *mut std::ffi::c_void, end - start);
-        // SAFETY: a whole mapping of our executable's read-only,
-        // never-written code, as /proc/self/maps lists it: unlocking it
-        // changes nothing but its residency, and MADV_DONTNEED on a clean
-        // private file mapping only drops page-table entries, refilled
-        // from the same file at the next access.
+        // SAFETY: a whole read-only mapping of our executable that holds
+        // no private (copied, i.e. written) page, as /proc/self/smaps
+        // lists it; read-only, it cannot become written meanwhile.
+        // Unlocking it changes nothing but its residency, and MADV_DONTNEED
+        // on a clean private file mapping only drops page-table entries,
+        // refilled from the same file at the next access.
         unsafe {
             rustix::mm::munlock(ptr, len)?;
             rustix::mm::madvise(ptr, len, rustix::mm::Advice::LinuxDontNeed)?;
@@ -85,25 +87,42 @@ pub fn release_code() -> std::io::Result<usize> {
     Ok(released)
 }
 
-/// The `r-xp` mappings of `exe` in `/proc/self/maps` text.
+/// The read-only (`r-xp`, `r--p`) mappings of `exe` in
+/// `/proc/self/smaps` text with no anonymous page: never written, so
+/// identical to the file. (RELRO, relocated then made read-only, has
+/// anonymous pages and is left alone.)
 #[cfg(any(target_os = "linux", test))]
-fn code_ranges(maps: &str, exe: &str) -> Vec<(usize, usize)> {
-    maps.lines()
-        .filter_map(|line| {
-            // start-end perms offset dev inode path (the path may hold spaces)
-            let mut fields = line.splitn(6, ' ');
-            let range = fields.next()?;
-            let perms = fields.next()?;
-            let path = fields.nth(3)?.trim_start();
-            if perms != "r-xp" || path != exe {
-                return None;
+fn clean_ranges(smaps: &str, exe: &str) -> Vec<(usize, usize)> {
+    let mut ranges = Vec::new();
+    let mut current: Option<(usize, usize)> = None;
+    for line in smaps.lines() {
+        if let Some(anon) = line.strip_prefix("Anonymous:") {
+            let clean = anon.trim().trim_end_matches("kB").trim() == "0";
+            if let Some(range) = current.take().filter(|_| clean) {
+                ranges.push(range);
             }
-            let (start, end) = range.split_once('-')?;
-            let start = usize::from_str_radix(start, 16).ok()?;
-            let end = usize::from_str_radix(end, 16).ok()?;
-            (end > start).then_some((start, end))
-        })
-        .collect()
+            continue;
+        }
+        // A mapping's header: start-end perms offset dev inode path (the
+        // path may hold spaces); fields are "Name: value" lines.
+        let mut fields = line.splitn(6, ' ');
+        let (Some(range), Some(perms)) = (fields.next(), fields.next()) else {
+            continue;
+        };
+        let Some((start, end)) = range.split_once('-') else {
+            continue;
+        };
+        let (Ok(start), Ok(end)) = (
+            usize::from_str_radix(start, 16),
+            usize::from_str_radix(end, 16),
+        ) else {
+            continue;
+        };
+        let path = fields.nth(3).map(str::trim_start);
+        current = (matches!(perms, "r-xp" | "r--p") && path == Some(exe) && end > start)
+            .then_some((start, end));
+    }
+    ranges
 }
 
 #[cfg(test)]
@@ -111,19 +130,31 @@ mod tests {
     use super::*;
 
     #[test]
-    fn only_the_executables_code_mapping() {
-        let maps = "\
+    fn only_the_executables_clean_read_only_mappings() {
+        let smaps = "\
 55d0c0000000-55d0c0100000 r--p 00000000 08:01 42 /usr/bin/a365 agent
+Rss:                1024 kB
+Anonymous:             0 kB
 55d0c0100000-55d0c0a00000 r-xp 00100000 08:01 42 /usr/bin/a365 agent
+Rss:                6000 kB
+Anonymous:             0 kB
 55d0c0a00000-55d0c0c00000 r--p 00a00000 08:01 42 /usr/bin/a365 agent
+Rss:                 368 kB
+Anonymous:           368 kB
 55d0c0c00000-55d0c0c10000 rw-p 00c00000 08:01 42 /usr/bin/a365 agent
+Anonymous:            12 kB
 7f0000000000-7f0000100000 r-xp 00028000 08:01 7 /usr/lib/x86_64-linux-gnu/libc.so.6
-7ffd00000000-7ffd00021000 rw-p 00000000 00:00 0                          [stack]";
+Anonymous:             0 kB
+7ffd00000000-7ffd00021000 rw-p 00000000 00:00 0                          [stack]
+Anonymous:           132 kB";
         assert_eq!(
-            code_ranges(maps, "/usr/bin/a365 agent"),
-            [(0x55d0_c010_0000, 0x55d0_c0a0_0000)]
+            clean_ranges(smaps, "/usr/bin/a365 agent"),
+            [
+                (0x55d0_c000_0000, 0x55d0_c010_0000),
+                (0x55d0_c010_0000, 0x55d0_c0a0_0000)
+            ]
         );
-        assert!(code_ranges(maps, "/usr/bin/other").is_empty());
+        assert!(clean_ranges(smaps, "/usr/bin/other").is_empty());
     }
 
     /// The test binary gives its own code back, then runs it again: the
@@ -132,12 +163,14 @@ mod tests {
     #[test]
     fn this_process_runs_on_after_giving_its_code_back() {
         let exe = std::fs::read_link("/proc/self/exe").unwrap();
-        let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
-        let ranges = code_ranges(&maps, &exe.to_string_lossy());
+        let ranges = || {
+            let smaps = std::fs::read_to_string("/proc/self/smaps").unwrap();
+            clean_ranges(&smaps, &exe.to_string_lossy())
+        };
+        let before = ranges();
         let released = release_code().unwrap();
-        assert_eq!(released, ranges.iter().map(|(s, e)| e - s).sum::<usize>());
+        assert_eq!(released, before.iter().map(|(s, e)| e - s).sum::<usize>());
         assert!(released > 0);
-        let again = std::fs::read_to_string("/proc/self/maps").unwrap();
-        assert_eq!(code_ranges(&again, &exe.to_string_lossy()), ranges);
+        assert_eq!(ranges(), before);
     }
 }
