@@ -56,7 +56,7 @@ struct Args {
     /// Look this often whether an upgrade replaced this binary on disk,
     /// and then stop once nothing would be lost, to be started on the new
     /// one (0: never).
-    #[arg(long, value_name = "SECS", default_value_t = 10)]
+    #[arg(long, value_name = "SECS", default_value_t = 30)]
     upgrade_check: u64,
     /// After this many seconds without a request or a refresh, give the
     /// agent's code pages back to the page cache: an idle agent's RSS

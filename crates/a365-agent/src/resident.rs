@@ -32,7 +32,8 @@ pub fn touch() {
 }
 
 /// Gives the code back `idle` after the last work, once per quiet spell:
-/// the task sleeps until then, and while idle looks again every `idle`.
+/// the task sleeps until then, and while idle looks again on the
+/// refreshers' ticks.
 pub fn give_back_when_idle(idle: Duration) {
     if !cfg!(target_os = "linux") {
         return;
@@ -57,7 +58,7 @@ pub fn give_back_when_idle(idle: Duration) {
                     Err(e) => tracing::debug!("idle: code pages kept: {e}"),
                 }
             }
-            tokio::time::sleep(idle).await;
+            tokio::time::sleep(crate::schedule::until_aligned_now(idle)).await;
         }
     });
 }

@@ -5,6 +5,22 @@ use std::time::Duration;
 
 const MINUTE_MS: i64 = 60_000;
 
+/// From `now_ms` to the next multiple of `every` on the wall clock, where
+/// the refreshers' ticks fall too: one wake-up then serves every periodic
+/// look (the upgrade check, the idle give-back).
+pub fn until_aligned(now_ms: i64, every: Duration) -> Duration {
+    let every_ms = i64::try_from(every.as_millis()).unwrap_or(i64::MAX).max(1);
+    Duration::from_millis((every_ms - now_ms.rem_euclid(every_ms)) as u64)
+}
+
+/// [`until_aligned`] from now, on the system clock.
+pub fn until_aligned_now(every: Duration) -> Duration {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+    until_aligned(now, every)
+}
+
 /// When to refresh a token obtained at `obtained_ms` that expires at
 /// `expires_ms`: a quarter of its lifetime before expiry (at most 30 min
 /// before), moved up to a fifth earlier by `jitter` in `[0, 1)` so that
@@ -46,6 +62,21 @@ pub fn backoff(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn periodic_looks_fall_on_the_refreshers_ticks() {
+        let thirty = Duration::from_secs(30);
+        assert_eq!(until_aligned(1_800_000_000_000, thirty), thirty);
+        assert_eq!(
+            until_aligned(1_800_000_000_001, thirty),
+            thirty - Duration::from_millis(1)
+        );
+        assert_eq!(
+            until_aligned(1_800_000_029_999, thirty),
+            Duration::from_millis(1)
+        );
+        assert_eq!(until_aligned(5, Duration::ZERO), Duration::from_millis(1));
+    }
 
     #[test]
     fn refresh_before_expiry() {

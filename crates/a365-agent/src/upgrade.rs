@@ -1,8 +1,9 @@
 //! Notices, on every platform, that an upgrade replaced the agent's own
 //! binary while it runs: dpkg renames a new file over it, Homebrew
 //! relinks it to a new version, and on Windows the running file is
-//! renamed away and the new one copied in its place. Every few seconds
-//! the path the agent started from is compared with what it was at start
+//! renamed away and the new one copied in its place. Every
+//! `--upgrade-check` seconds (30, on the refreshers' ticks, so no extra
+//! wake-up) the path the agent started from is compared with what it was at start
 //! (size and modification time, and on Unix the inode); when it changed,
 //! the agent stops once nothing would be lost
 //! ([`Agent::restart_for_upgrade`]), and launchd, systemd or the next
@@ -55,7 +56,7 @@ pub fn watch(agent: Arc<Agent>, every: Duration, mut stop: watch::Receiver<bool>
         let mut refused = false;
         loop {
             tokio::select! {
-                () = tokio::time::sleep(every) => {}
+                () = tokio::time::sleep(crate::schedule::until_aligned_now(every)) => {}
                 _ = stop.wait_for(|stop| *stop) => return,
             }
             if !replaced(&path, &started) {
