@@ -184,14 +184,13 @@ impl Profile {
             self.serve_until_expiry(now, &why);
             return Ok(());
         }
-        let before = credential.clone();
-        if self.provider().before_obtain(credential)
-            && let Err(why) = self.persist(credential, false).await
-        {
+        if let Some(marked) = self.provider().before_obtain(credential) {
             // Nothing is sent that could not be found again after a crash.
-            *credential = before;
-            let e = ProviderError::transient(why);
-            return self.failed(e, credential, failures, now).await;
+            if let Err(why) = self.persist(&marked, false).await {
+                let e = ProviderError::transient(why);
+                return self.failed(e, credential, failures, now).await;
+            }
+            *credential = marked;
         }
         crate::resident::touch();
         self.state.send_modify(|s| {

@@ -149,12 +149,13 @@ impl Provider for DesignerCloud {
 
     /// Tags the token about to be created (a tag left by an interrupted
     /// create is kept, so one cleanup finds the tokens of both).
-    fn before_obtain(&self, credential: &mut Credential) -> bool {
+    fn before_obtain(&self, credential: &Credential) -> Option<Credential> {
         if credential.creating.is_some() {
-            return false;
+            return None;
         }
-        credential.creating = Some(format!("{:016x}", fastrand::u64(..)));
-        true
+        let mut marked = credential.clone();
+        marked.creating = Some(format!("{:016x}", fastrand::u64(..)));
+        Some(marked)
     }
 
     fn has_work_after_save(&self, credential: &Credential) -> bool {

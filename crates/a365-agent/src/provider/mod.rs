@@ -199,11 +199,11 @@ pub trait Provider: Sync + std::fmt::Debug {
         Ok(())
     }
 
-    /// Records in `credential` what must be durable before [`Provider::obtain`]
-    /// sends its request (Designer Cloud: the tag of the token it will
-    /// create); true when it changed, and the caller saves it first.
-    fn before_obtain(&self, _credential: &mut Credential) -> bool {
-        false
+    /// What must be durable before [`Provider::obtain`] sends its request
+    /// (Designer Cloud: the tag of the token it will create): the
+    /// credential to save first, or `None` when there is nothing to add.
+    fn before_obtain(&self, _credential: &Credential) -> Option<Credential> {
+        None
     }
 
     /// A new token from `credential`.
