@@ -144,30 +144,30 @@ fn stored(env: &Env) -> serde_json::Value {
     serde_json::from_str(&std::fs::read_to_string(env.credential_file("dc")).unwrap()).unwrap()
 }
 
-#[test]
-fn a_token_created_but_never_saved_is_deleted_after_the_crash() {
-    let server = TokenServer::start(ServerConfig::default()).unwrap();
-    let env = Env::new();
+/// What a crash between a renewal's create and its save leaves.
+struct Crashed {
+    /// The token saved before the crash.
+    first: String,
+    /// The id of the token created but never saved.
+    orphan: String,
+    tag: String,
+}
+
+/// An agent renews `dc` once; then a create succeeds at the server, its
+/// answer never comes, and the agent is killed meanwhile: the new token is
+/// nowhere on this machine. No agent runs afterwards.
+fn crash_mid_create(env: &Env, server: &TokenServer) -> Crashed {
     let agent = env.start_agent();
     let (pasted, _) = server.issue_designer_token(Some(Duration::from_secs(600)));
-    crate::providers::add_designer(&env, &server, &pasted);
+    crate::providers::add_designer(env, server, &pasted);
     let first = env.token("dc");
     assert!(
-        wait_until(Duration::from_secs(5), || stored(&env)
+        wait_until(Duration::from_secs(5), || stored(env)
             .get("creating")
             .is_none()),
         "the first renewal's tag is cleared once nothing is left behind"
     );
-    // Tokens of the same user this agent must never touch: one of another
-    // machine's profile of the same name, and one described like ours
-    // without a tag.
-    let lifetime = Some(Duration::from_secs(600));
-    let (_, theirs) = server.issue_designer_token_described(lifetime, "a365:dc #00000000000000ff");
-    let (_, untagged) = server.issue_designer_token_described(lifetime, "a365:dc");
     let before = server.designer_live_ids();
-
-    // The create succeeds at the server, its answer never comes, and the
-    // agent is killed meanwhile: the new token is nowhere on this machine.
     server.hold_designer_creates(true);
     let mut refresh = env
         .command(bin("a365"))
@@ -185,7 +185,7 @@ fn a_token_created_but_never_saved_is_deleted_after_the_crash() {
         .filter(|id| !before.contains(id))
         .collect();
     assert_eq!(orphans.len(), 1, "{orphans:?}");
-    let tag = stored(&env)["creating"].as_str().unwrap().to_owned();
+    let tag = stored(env)["creating"].as_str().unwrap().to_owned();
     let creates = server.designer_creates();
     assert_eq!(
         creates.last().unwrap().description.as_deref(),
@@ -195,13 +195,31 @@ fn a_token_created_but_never_saved_is_deleted_after_the_crash() {
     drop(agent.kill());
     let _ = refresh.wait();
     server.hold_designer_creates(false);
+    Crashed {
+        first,
+        orphan: orphans[0].clone(),
+        tag,
+    }
+}
+
+#[test]
+fn a_token_created_but_never_saved_is_deleted_after_the_crash() {
+    let server = TokenServer::start(ServerConfig::default()).unwrap();
+    let env = Env::new();
+    // Tokens of the same user this agent must never touch: one of another
+    // machine's profile of the same name, and one described like ours
+    // without a tag.
+    let lifetime = Some(Duration::from_secs(600));
+    let (_, theirs) = server.issue_designer_token_described(lifetime, "a365:dc #00000000000000ff");
+    let (_, untagged) = server.issue_designer_token_described(lifetime, "a365:dc");
+    let Crashed { first, orphan, .. } = crash_mid_create(&env, &server);
 
     let _agent = env.start_agent();
     assert_eq!(env.token("dc"), first, "the saved token is served");
     assert!(
         wait_until(Duration::from_secs(8), || !server
             .designer_live_ids()
-            .contains(&orphans[0])),
+            .contains(&orphan)),
         "the token created but never saved is deleted"
     );
     assert!(wait_until(Duration::from_secs(5), || stored(&env)
@@ -219,4 +237,59 @@ fn a_token_created_but_never_saved_is_deleted_after_the_crash() {
     );
     assert!(server.is_designer_token_live(&first));
     assert_eq!(env.token("dc"), first);
+}
+
+/// A deployment without the listing (404): the agent says once what it
+/// could not look for, forgets the tag instead of asking forever, and
+/// serves on.
+#[test]
+fn without_the_listing_the_tag_is_dropped_with_one_warning() {
+    let server = TokenServer::start(ServerConfig::default()).unwrap();
+    let env = Env::new();
+    let Crashed {
+        first, orphan, tag, ..
+    } = crash_mid_create(&env, &server);
+    server.fail_designer_listing(Some(404));
+    let agent = env.start_agent();
+    assert_eq!(env.token("dc"), first);
+    assert!(wait_until(Duration::from_secs(5), || stored(&env)
+        .get("creating")
+        .is_none()));
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(env.token("dc"), first);
+    let (_, log) = agent.terminate();
+    let warned = format!("described \"a365:dc #{tag}\"");
+    assert_eq!(log.matches(&warned).count(), 1, "{log}");
+    assert!(
+        server.designer_live_ids().contains(&orphan),
+        "nothing was deleted blind"
+    );
+}
+
+/// `a365 remove` while a tag is pending and the listing fails: the current
+/// token is still deleted, and the message names the description of the
+/// token that may be left.
+#[test]
+fn remove_with_a_pending_tag_names_what_may_be_left() {
+    let server = TokenServer::start(ServerConfig::default()).unwrap();
+    let env = Env::new();
+    let Crashed { first, tag, .. } = crash_mid_create(&env, &server);
+    server.fail_designer_listing(Some(500));
+    let _agent = env.start_agent();
+    assert_eq!(env.token("dc"), first);
+    assert!(
+        stored(&env).get("creating").is_some(),
+        "a 500 keeps the tag"
+    );
+    let out = env.a365(&["remove", "dc"]).ok();
+    assert!(
+        out.stderr
+            .contains(&format!("described \"a365:dc #{tag}\"")),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        !server.is_designer_token_live(&first),
+        "the current token is deleted"
+    );
 }

@@ -111,6 +111,10 @@ fn timestamp(ms: i64) -> String {
 }
 
 pub async fn list(State(state): State<Arc<ServerState>>, headers: HeaderMap) -> Response {
+    if let Some(status) = state.designer_listing_fails_with() {
+        let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        return (status, "Route doesn't exist").into_response();
+    }
     let Some(listed) = bearer(&headers).and_then(|token| state.list_designer_tokens(token)) else {
         return StatusCode::UNAUTHORIZED.into_response();
     };

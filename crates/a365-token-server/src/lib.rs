@@ -180,6 +180,12 @@ impl TokenServer {
         self.state.designer_live_ids()
     }
 
+    /// `Some(status)`: the listing answers with it (404: a deployment
+    /// without the listing; 500: a passing failure); `None`: it lists.
+    pub fn fail_designer_listing(&self, status: Option<u16>) {
+        self.state.fail_designer_listing(status);
+    }
+
     /// While set, a create makes its token but never answers.
     pub fn hold_designer_creates(&self, hold: bool) {
         self.state.hold_designer_creates(hold);

@@ -86,6 +86,9 @@ struct Designer {
     holding_deletes: bool,
     /// Create the token, then never answer, while set: the answer is lost.
     holding_creates: bool,
+    /// Answer the listing with this status instead (404: a deployment
+    /// without it; 500: a passing failure).
+    listing_fails_with: Option<u16>,
     /// Token id → the description it was created with.
     descriptions: HashMap<String, String>,
     /// Created tokens never expire (`expiredAt: null`).
@@ -383,6 +386,14 @@ impl State {
 
     pub fn hold_designer_creates(&self, hold: bool) {
         self.lock().designer.holding_creates = hold;
+    }
+
+    pub fn fail_designer_listing(&self, status: Option<u16>) {
+        self.lock().designer.listing_fails_with = status;
+    }
+
+    pub(crate) fn designer_listing_fails_with(&self) -> Option<u16> {
+        self.lock().designer.listing_fails_with
     }
 
     pub(crate) fn holding_designer_creates(&self) -> bool {

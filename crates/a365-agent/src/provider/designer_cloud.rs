@@ -194,7 +194,7 @@ impl Provider for DesignerCloud {
                 }
             }
             if let Some(tag) = credential.creating.clone() {
-                match delete_unsaved(exchange, name, credential, &current, &tag).await {
+                match delete_unsaved(exchange, credential, &current, &tag).await {
                     Ok(()) => {
                         credential.creating = None;
                         outcome.changed = true;
@@ -245,7 +245,7 @@ impl Provider for DesignerCloud {
             };
             // Before the current token deletes itself, which ends the listing.
             let unsaved = match &credential.creating {
-                Some(tag) => delete_unsaved(exchange, exchange.profile, credential, current, tag)
+                Some(tag) => delete_unsaved(exchange, credential, current, tag)
                     .await
                     .map_err(|e| (e, description(exchange.profile, Some(tag)))),
                 None => Ok(()),
@@ -396,7 +396,6 @@ pub async fn delete(
 /// create made that never reached the store.
 async fn delete_unsaved(
     exchange: Exchange<'_>,
-    name: &str,
     credential: &Credential,
     current: &SecretString,
     tag: &str,
@@ -404,14 +403,19 @@ async fn delete_unsaved(
     let url = &exchange.endpoint.token_url;
     let request = with_headers(exchange, exchange.http.get(url.clone()));
     let (status, wait, body) = send(exchange, request.bearer_auth(current.expose_secret())).await?;
-    let tagged = parse_listed(status.as_u16(), wait, &body, &description(name, Some(tag)))?;
+    let tagged = parse_listed(
+        status.as_u16(),
+        wait,
+        &body,
+        &description(exchange.profile, Some(tag)),
+    )?;
     for id in tagged {
         if credential.token_id.as_deref() == Some(id.as_str()) {
             continue;
         }
         delete(exchange, current, &id).await?;
         tracing::warn!(
-            profile = %name,
+            profile = %exchange.profile,
             token_id = %id,
             "deleted a token an interrupted renewal had created but not saved"
         );
