@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use a365_token_server::{Fault, ServerConfig, TokenServer};
 
-use crate::harness::{Agent, Env, set_mode, wait_until};
+use crate::harness::{Agent, Env, Out, set_mode, wait_until};
 use crate::providers::free_port;
 
 /// A 3-member etcd cluster on loopback, in a temporary directory.
@@ -235,6 +235,23 @@ impl Cluster {
             .join("\n")
     }
 
+    /// The value at `key`, as a writer of etcd reads it.
+    fn get(&self, key: &str) -> String {
+        let out = self.etcdctl(&["get", "--print-value-only", key]);
+        assert!(out.status.success());
+        String::from_utf8(out.stdout).unwrap().trim_end().to_owned()
+    }
+
+    /// Writes `value` at `key` as anyone with write access to etcd can.
+    fn put(&self, key: &str, value: &str) {
+        let out = self.etcdctl(&["put", key, value]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
     /// Everything under the fleet's prefix, as etcdctl prints it.
     fn dump(&self) -> String {
         let out = self.etcdctl(&["get", "--prefix", "a365/"]);
@@ -272,7 +289,14 @@ impl Machine {
                 set_mode(&key, 0o600);
                 format!("key_file = {:?}\n", key.display().to_string())
             }
+            "consumer" if !extra.contains("public_key") => {
+                format!("{}\n", public_key_line(cluster))
+            }
             _ => String::new(),
+        };
+        let insecure = match cluster.tls {
+            Some(_) => "",
+            None => "insecure_loopback = true\n",
         };
         let endpoints = cluster
             .endpoints()
@@ -282,7 +306,7 @@ impl Machine {
             .join(", ");
         let config = format!(
             "store = \"file\"\n[fleet]\netcd = [{endpoints}]\nmember = \"{name}\"\nrole = \"{role}\"\n\
-             {key_line}lease_secs = 5\nsync_secs = 1\netcd_timeout_ms = 1000\n{extra}"
+             {key_line}{insecure}lease_secs = 5\nsync_secs = 1\netcd_timeout_ms = 1000\n{extra}"
         );
         std::fs::create_dir_all(env.config_file().parent().unwrap()).unwrap();
         std::fs::write(env.config_file(), config).unwrap();
@@ -329,6 +353,35 @@ impl Machine {
     fn log(&self) -> String {
         self.agent().log()
     }
+}
+
+/// The `public_key = …` line for consumers of a fleet keyed with [`KEY`],
+/// as `a365-agent --fleet-public-key` prints it on a refresher.
+fn public_key_line(cluster: &Cluster) -> String {
+    let env = Env::new();
+    let key = env.path("fleet.key");
+    std::fs::write(&key, KEY).unwrap();
+    set_mode(&key, 0o600);
+    std::fs::create_dir_all(env.config_file().parent().unwrap()).unwrap();
+    let endpoints = format!("{:?}", cluster.endpoints()[0]);
+    std::fs::write(
+        env.config_file(),
+        format!(
+            "[fleet]\netcd = [{endpoints}]\ninsecure_loopback = true\nkey_file = {:?}\n",
+            key.display().to_string()
+        ),
+    )
+    .unwrap();
+    let out = Out::from(
+        env.command(crate::harness::bin("a365-agent"))
+            .arg("--fleet-public-key")
+            .output()
+            .unwrap(),
+    )
+    .ok();
+    let line = out.stdout.trim().to_owned();
+    assert!(line.starts_with("public_key = \""), "{line}");
+    line
 }
 
 /// `a365 add work --shared` on `machine` against `server`.
@@ -839,4 +892,115 @@ fn removing_a_shared_profile_removes_it_everywhere_and_revokes_it() {
         !server.is_refresh_token_valid(&live),
         "not revoked at the provider"
     );
+}
+
+/// Whoever can write to etcd (its root, a restored backup, a principal
+/// with write on the prefix) but holds no fleet key can neither send the
+/// shared credential to a token endpoint of its own nor have any member
+/// serve an access token of its choosing.
+#[test]
+fn an_etcd_writer_can_neither_redirect_the_credential_nor_choose_the_token() {
+    let Some(cluster) = Cluster::start() else {
+        return;
+    };
+    let server = server(3600, true);
+    let attacker = self::server(3600, false);
+    let a = Machine::refresher(&cluster, "a");
+    let c = Machine::with(&cluster, "c", "consumer", "");
+    share(&a, &server);
+    all_serve(&[&a, &c], &server, Duration::from_secs(10));
+    let held = a.token().unwrap();
+    let record = cluster.get("a365/public/work");
+    // The token endpoint re-pointed to the writer's server.
+    let redirected = record.replace(&server.token_url(), &attacker.token_url());
+    assert_ne!(redirected, record);
+    cluster.put("a365/public/work", &redirected);
+    let noticed = wait_until(Duration::from_secs(10), || {
+        a.status()["last_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("signature"))
+    });
+    assert!(noticed, "{}\n{}", a.status(), a.log());
+    let out = a.env.a365(&["refresh", "work"]);
+    assert_ne!(out.code, 0, "{}", out.stdout);
+    assert!(out.stderr.contains("signature"), "{}", out.stderr);
+    assert_eq!(
+        attacker.requests(),
+        0,
+        "the credential went to the etcd writer's server:\n{}",
+        a.log()
+    );
+    assert_eq!(a.token().as_deref(), Ok(held.as_str()));
+    // An access token of the writer's choosing, for consumers and
+    // refreshers alike.
+    let forged = "forged.by.the.etcd.writer";
+    cluster.put("a365/public/work", &record.replace(&held, forged));
+    let _ = c.env.a365(&["refresh", "work"]);
+    let _ = a.env.a365(&["refresh", "work"]);
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while Instant::now() < deadline {
+        for m in [&a, &c] {
+            assert_ne!(
+                m.token().as_deref(),
+                Ok(forged),
+                "a member served the forged token"
+            );
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(
+        c.status()["last_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("signature")),
+        "{}",
+        c.status()
+    );
+    // The refresher signs the record again at its next refresh: the
+    // fleet is whole again, and the writer's server still got nothing.
+    cluster.put("a365/public/work", &record);
+    a.env.a365(&["refresh", "work"]).ok();
+    all_serve(&[&a, &c], &server, Duration::from_secs(10));
+    assert_eq!(attacker.requests(), 0);
+    assert_eq!(server.replays(), 0);
+}
+
+/// An older sealed record put back (a rollback, a restored backup) holds
+/// a refresh token the provider has rotated away: no member sends it,
+/// even after a restart.
+#[test]
+fn an_old_record_put_back_into_etcd_is_refused_and_nothing_spent_is_sent() {
+    let Some(cluster) = Cluster::start() else {
+        return;
+    };
+    let server = server(3600, true);
+    let mut a = Machine::refresher(&cluster, "a");
+    let b = Machine::refresher(&cluster, "b");
+    share(&a, &server);
+    all_serve(&[&a, &b], &server, Duration::from_secs(10));
+    let old_secret = cluster.get("a365/secret/work");
+    let old_public = cluster.get("a365/public/work");
+    a.env.a365(&["refresh", "work"]).ok();
+    b.env.a365(&["refresh", "work"]).ok();
+    assert_eq!(server.replays(), 0);
+    let sent = server.requests();
+    cluster.put("a365/secret/work", &old_secret);
+    cluster.put("a365/public/work", &old_public);
+    for m in [&a, &b] {
+        let out = m.env.a365(&["refresh", "work"]);
+        assert_ne!(out.code, 0, "{}", out.stdout);
+        assert!(out.stderr.contains("older"), "{}", out.stderr);
+    }
+    assert_eq!(server.replays(), 0, "a spent refresh token was sent again");
+    assert_eq!(server.requests(), sent, "{}", a.log());
+    // What a member has seen survives its restart.
+    let key = a.env.path("fleet.key");
+    a.restart(
+        &cluster,
+        "a",
+        &format!("key_file = {:?}\n", key.display().to_string()),
+    );
+    let out = a.env.a365(&["refresh", "work"]);
+    assert_ne!(out.code, 0, "{}", out.stdout);
+    assert_eq!(server.replays(), 0, "a spent refresh token was sent again");
+    assert_eq!(server.requests(), sent);
 }

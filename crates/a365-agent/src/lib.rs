@@ -5,6 +5,7 @@
 //! the clock and the shutdown signal as parameters.
 
 pub mod agent;
+mod body;
 pub mod clock;
 pub mod config;
 pub mod daemon;
@@ -112,7 +113,7 @@ pub async fn run(
 ) -> Result<(), RunError> {
     strict::check_paths(&options.paths)?;
     let config = Config::load(&options.paths.config_file)?;
-    let fleet = open_fleet(&config, options.timeouts.http)?;
+    let fleet = open_fleet(&config, &options.paths, options.timeouts.http)?;
     let listener = listen(&options.socket, inherited).await?;
     let token_socket = options.token_socket.clone().or(config.token_socket.clone());
     let token_listener = match &token_socket {
@@ -194,13 +195,15 @@ pub async fn run(
 /// The fleet of `[fleet]`, its settings checked; `None` without one.
 fn open_fleet(
     config: &Config,
+    paths: &config::Paths,
     http_timeout: Duration,
 ) -> Result<Option<Arc<fleet::Fleet>>, RunError> {
     let Some(settings) = &config.fleet else {
         return Ok(None);
     };
     let invalid = |m: String| RunError::Config(config::ConfigError::Invalid(m));
-    let fleet = fleet::Fleet::open(settings).map_err(|e| invalid(e.to_string()))?;
+    let seen = paths.state_dir.join("fleet-seen.json");
+    let fleet = fleet::Fleet::open(settings, Some(seen)).map_err(|e| invalid(e.to_string()))?;
     // The lock's lease must outlast a whole token request, with room.
     let needed = http_timeout.as_secs() + 2;
     if fleet.lease_secs < needed {
@@ -212,6 +215,9 @@ fn open_fleet(
         )));
     }
     tracing::info!(member = %fleet.member, role = ?fleet.role, "fleet mode on");
+    if let Some(key) = fleet.signing_public_key() {
+        tracing::info!("the fleet's public key (consumers' public_key): {key}");
+    }
     Ok(Some(Arc::new(fleet)))
 }
 

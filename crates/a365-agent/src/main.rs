@@ -67,6 +67,11 @@ struct Args {
     /// Print the manual page (roff) and exit: what packages install.
     #[arg(long, exclusive = true)]
     man: bool,
+    /// Print the fleet's public key (from `key_file` of `[fleet]` in
+    /// config.toml) as the `public_key` line a consumer's `[fleet]` needs,
+    /// and exit.
+    #[arg(long, conflicts_with_all = ["daemon", "kill", "install_service", "uninstall_service"])]
+    fleet_public_key: bool,
 }
 
 fn main() -> ExitCode {
@@ -76,6 +81,9 @@ fn main() -> ExitCode {
     let args = Args::parse();
     if args.man {
         return man();
+    }
+    if args.fleet_public_key {
+        return fleet_public_key();
     }
     if args.install_service || args.uninstall_service {
         return service(args.install_service);
@@ -182,6 +190,27 @@ fn man() -> ExitCode {
     match clap_mangen::Man::new(Args::command()).render(&mut std::io::stdout()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => fail(&format!("writing the man page: {e}")),
+    }
+}
+
+/// `--fleet-public-key`.
+fn fleet_public_key() -> ExitCode {
+    let key = Paths::from_env()
+        .map_err(|e| e.to_string())
+        .and_then(|paths| {
+            let config =
+                a365_agent::config::Config::load(&paths.config_file).map_err(|e| e.to_string())?;
+            let file = config.fleet.and_then(|f| f.key_file).ok_or_else(|| {
+                format!("{} has no [fleet] key_file", paths.config_file.display())
+            })?;
+            a365_agent::fleet::FleetKey::read(&file).map_err(|e| e.to_string())
+        });
+    match key {
+        Ok(key) => {
+            println!("public_key = \"{}\"", key.public_key());
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(&e),
     }
 }
 

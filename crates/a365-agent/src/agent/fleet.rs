@@ -18,7 +18,7 @@ impl Agent {
     /// Follows the fleet: starts the shared profiles this agent does not
     /// serve yet, restarts those whose settings changed, stops those gone.
     pub(super) async fn sync_fleet(&self, fleet: &Arc<Fleet>) {
-        let listed = match fleet.profiles().await {
+        let listed = match fleet.profiles(self.shared.clock.now_ms()).await {
             Ok(listed) => listed,
             Err(e) => {
                 tracing::warn!("cannot list the fleet's profiles: {e}");
@@ -27,6 +27,16 @@ impl Agent {
         };
         for (name, public) in &listed {
             let current = self.profiles.read().ok().and_then(|p| p.get(name).cloned());
+            let public = match public {
+                Ok(public) => public,
+                Err(e) => {
+                    tracing::error!(profile = %name, "{e}");
+                    if let Some(shared) = current.filter(|p| p.fleet.is_some()) {
+                        shared.note_fleet_error(e.to_string());
+                    }
+                    continue;
+                }
+            };
             match current {
                 Some(local) if local.fleet.is_none() => {
                     tracing::warn!(profile = %name, "the fleet shares a profile of this name, and this agent has one of its own: serving its own");
@@ -49,6 +59,7 @@ impl Agent {
             .collect();
         for profile in gone {
             tracing::info!(profile = %profile.name, "the profile left the fleet");
+            fleet.forget(&profile.name);
             profile.stop().await;
             if let Ok(mut profiles) = self.profiles.write()
                 && profiles
@@ -112,20 +123,34 @@ impl Agent {
                 "this agent has a profile '{name}' of its own: remove it first, or share under another name"
             )));
         }
-        let fleet_error = |e: crate::fleet::FleetError| unavailable(format!("fleet: {e}"));
-        if !replace
-            && fleet
-                .read_public(name)
+        let fleet_error = |e: crate::fleet::FleetError| {
+            unavailable(format!("fleet: {e}; nothing was sent to the provider"))
+        };
+        let now = self.shared.clock.now_ms();
+        // etcd is read before anything is spent: a one-time refresh token
+        // sent while etcd cannot take the answer would be lost.
+        let last_generation = match replace {
+            true => fleet
+                .read_secret(name)
                 .await
                 .map_err(fleet_error)?
-                .is_some()
-        {
-            return Err(invalid(format!(
-                "the fleet has a profile '{name}': add --replace to give it a new credential"
-            )));
-        }
+                .map_or(0, |(s, _)| s.generation),
+            false => {
+                if fleet
+                    .read_public(name, now)
+                    .await
+                    .map_err(fleet_error)?
+                    .is_some()
+                {
+                    return Err(invalid(format!(
+                        "the fleet has a profile '{name}': add --replace to give it a new credential"
+                    )));
+                }
+                0
+            }
+        };
+        let generation = crate::fleet::next_generation(last_generation, now);
         spec.store = None;
-        let now = self.shared.clock.now_ms();
         let exchange = Exchange {
             profile: name,
             http: &self.shared.http,
@@ -150,7 +175,8 @@ impl Agent {
                 }
                 next.updated_at_ms = now;
                 let token = (got.access_token, got.expires_at_ms, got.scopes);
-                let public = Public::issued(spec.clone(), token, now, &fleet.member, rotates);
+                let public =
+                    Public::issued(spec.clone(), token, now, &fleet.member, rotates, generation);
                 (next, public, "a token was obtained")
             }
             Err(ProviderError::Dead(m)) => return Err(ErrorReply::new(ErrorKind::NeedsReauth, m)),
@@ -161,7 +187,7 @@ impl Agent {
             }
         };
         let secret = fleet
-            .seal(name, &credential)
+            .seal(name, &spec, &credential, generation)
             .map_err(|e| internal(e.to_string()))?;
         let created = fleet
             .create(name, &public, &secret, replace)
@@ -216,7 +242,11 @@ impl Agent {
             profiles.remove(&name);
         }
         let mut message = format!("profile '{name}' was removed from the fleet");
-        let credential = secret.and_then(|(s, _)| fleet.open_credential(&name, &s).ok());
+        fleet.forget(&name);
+        // Revoked only at the endpoint sealed with it (an error is logged
+        // when the public settings differ).
+        let credential =
+            secret.and_then(|(s, _)| fleet.open_credential(&name, &s, &profile.spec).ok());
         if let (false, Some(credential), Some(exchange)) =
             (keep_remote, credential, profile_exchange(self, &profile))
         {

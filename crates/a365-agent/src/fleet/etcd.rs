@@ -14,6 +14,8 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use crate::body::BodyError;
+
 /// Why etcd could not be used; names endpoints and reasons, never values.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum EtcdError {
@@ -340,10 +342,27 @@ impl Etcd {
             .await
             .map_err(|e| EtcdError::Unreachable(format!("{}: {}", host(endpoint), cause(&e))))?;
         let status = response.status();
-        let answer: Value = response
-            .json()
+        let body = crate::body::read_limited(response, MAX_ANSWER)
             .await
-            .map_err(|e| EtcdError::Unreachable(format!("{}: {}", host(endpoint), cause(&e))))?;
+            .map_err(|e| {
+                EtcdError::Unreachable(format!(
+                    "{}: {}",
+                    host(endpoint),
+                    match e {
+                        BodyError::TooLarge => "an answer over 16 MiB",
+                        BodyError::Cut { timed_out: true } => "timed out",
+                        BodyError::Cut { timed_out: false } => "the answer was cut off",
+                    }
+                ))
+            })?;
+        let answer: Value = serde_json::from_slice(&body).map_err(|_| {
+            EtcdError::Garbled(format!(
+                "{} (HTTP {}) answered with something other than JSON: \"{}\"",
+                host(endpoint),
+                status.as_u16(),
+                quote(&body)
+            ))
+        })?;
         if status.is_success() {
             return Ok(answer);
         }
@@ -359,6 +378,20 @@ impl Etcd {
             message.chars().take(200).collect::<String>()
         )))
     }
+}
+
+/// The most an etcd answer may be: a list of every shared profile, with
+/// room to spare.
+const MAX_ANSWER: usize = 16 << 20;
+
+/// The start of an answer that is not JSON (a proxy's page, etcd's
+/// gateway refusing a certificate), fit for a log line.
+fn quote(body: &[u8]) -> String {
+    String::from_utf8_lossy(&body[..body.len().min(200)])
+        .trim()
+        .chars()
+        .flat_map(char::escape_default)
+        .collect()
 }
 
 fn host(url: &reqwest::Url) -> String {
@@ -387,6 +420,38 @@ fn cause(e: &reqwest::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_answer_that_is_not_json_is_quoted_escaped_and_short() {
+        let said = quote(b"CommonName of client \x1b[2J will be ignored\n");
+        assert_eq!(said, "CommonName of client \\u{1b}[2J will be ignored");
+        assert_eq!(quote(&[b'x'; 500]).len(), 200);
+    }
+
+    /// A member (or whoever answers on its port) that sends without end
+    /// gets an error, not the agent's memory.
+    #[tokio::test]
+    async fn an_endless_answer_is_cut_at_the_bound() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url: reqwest::Url = format!("http://{}", listener.local_addr().unwrap())
+            .parse()
+            .unwrap();
+        tokio::spawn(async move {
+            let (mut conn, _) = listener.accept().await.unwrap();
+            let mut request = [0u8; 4096];
+            let _ = conn.read(&mut request).await;
+            let head = "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n\
+                        transfer-encoding: chunked\r\n\r\n";
+            conn.write_all(head.as_bytes()).await.unwrap();
+            let chunk = vec![b' '; 1 << 20];
+            let frame = [format!("{:x}\r\n", chunk.len()).as_bytes(), &chunk, b"\r\n"].concat();
+            while conn.write_all(&frame).await.is_ok() {}
+        });
+        let etcd = Etcd::new(reqwest::Client::new(), vec![url], None);
+        let err = etcd.get("a365/public/work").await.unwrap_err();
+        assert!(err.to_string().contains("over 16 MiB"), "{err}");
+    }
 
     #[test]
     fn prefix_ends_cover_the_prefix_only() {

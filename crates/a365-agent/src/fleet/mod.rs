@@ -5,10 +5,13 @@
 //! Per shared profile, three keys under the fleet's prefix:
 //!
 //! - `public/NAME`: the profile's settings and its current access token,
-//!   who refreshed it, and whether the credential is dead. Consumers may
-//!   read this prefix and nothing else (etcd RBAC).
-//! - `secret/NAME`: the credential sealed with the fleet key ([`seal`]),
-//!   and the marker of a refresh in flight. Refreshers only.
+//!   who refreshed it, and whether the credential is dead, signed by a
+//!   refresher ([`record`]). Consumers may read this prefix and nothing
+//!   else (etcd RBAC), and serve only what verifies with the fleet's
+//!   public key.
+//! - `secret/NAME`: the credential and the settings it may be sent with,
+//!   sealed with the fleet key ([`seal`]), and the marker of a refresh in
+//!   flight. Refreshers only.
 //! - `lock/NAME`: who is refreshing, bound to that member's lease.
 //!
 //! Every change of the credential is a transaction that compares
@@ -17,19 +20,24 @@
 //! refresh itself is [`crate::profile`]'s `fleet` loop.
 
 pub mod etcd;
+mod record;
 mod seal;
+mod seen;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use a365_proto::ProfileSpec;
 use a365_store::Credential;
-use secrecy::{ExposeSecret, SecretString};
-use serde::{Deserialize, Serialize};
+use secrecy::SecretString;
+use serde::Deserialize;
 use zeroize::Zeroizing;
 
 use etcd::{Compare, Etcd, EtcdError, Op};
-pub use seal::{FleetKey, SealError};
+pub use record::{Inflight, Public, Secret, next_generation};
+use record::{Stored, decode, encode_secret};
+pub use seal::{FleetKey, SealError, Verifier};
+use seen::Seen;
 
 /// `[fleet]` in config.toml.
 #[derive(Debug, Clone, Deserialize)]
@@ -46,7 +54,17 @@ pub struct FleetConfig {
     /// The key before the last rotation: records it sealed are still
     /// opened, and sealed with `key_file` at their next refresh.
     pub previous_key_file: Option<PathBuf>,
-    /// CA that signs the etcd members' certificates (PEM).
+    /// Consumers: the fleet's public key (`a365-agent --fleet-public-key`
+    /// on a refresher prints it); only records it verifies are served.
+    pub public_key: Option<String>,
+    /// The public key before the last rotation of the fleet key.
+    pub previous_public_key: Option<String>,
+    /// Plain HTTP to an etcd on this machine: its password (and every
+    /// record) goes to whoever listens on that port first. Off unless set.
+    #[serde(default)]
+    pub insecure_loopback: bool,
+    /// CA that signs the etcd members' certificates (PEM); it replaces the
+    /// system's roots for etcd.
     pub ca: Option<PathBuf>,
     /// Client certificate and key (PEM) when etcd asks for one.
     pub cert: Option<PathBuf>,
@@ -106,108 +124,35 @@ pub enum FleetError {
     Seal(#[from] SealError),
     #[error("shared record of '{0}' in etcd is not readable ({1})")]
     Record(String, String),
-}
-
-/// What every member may read about a shared profile.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Public {
-    pub spec: ProfileSpec,
-    #[serde(default)]
-    pub access_token: Option<SecretString>,
-    #[serde(default)]
-    pub expires_at_ms: Option<i64>,
-    #[serde(default)]
-    pub scopes: Vec<String>,
-    #[serde(default)]
-    pub obtained_at_ms: i64,
-    /// The member that wrote the token (or the record).
-    pub refreshed_by: String,
-    /// Why the credential is dead; every member then sends nothing.
-    #[serde(default)]
-    pub dead: Option<String>,
-    #[serde(default)]
-    pub rotates: Option<bool>,
-}
-
-/// The written form of [`Public`]: the access token exposed into a wiped
-/// buffer only.
-#[derive(Serialize)]
-struct PublicOut<'a> {
-    spec: &'a ProfileSpec,
-    access_token: Option<&'a str>,
-    expires_at_ms: Option<i64>,
-    scopes: &'a [String],
-    obtained_at_ms: i64,
-    refreshed_by: &'a str,
-    dead: Option<&'a str>,
-    rotates: Option<bool>,
-}
-
-impl Public {
-    /// The record of a token `member` just obtained: (token, expiry, scopes).
-    pub fn issued(
-        spec: ProfileSpec,
-        (access_token, expires_at_ms, scopes): (SecretString, Option<i64>, Vec<String>),
-        now_ms: i64,
-        member: &str,
-        rotates: Option<bool>,
-    ) -> Public {
-        Public {
-            spec,
-            access_token: Some(access_token),
-            expires_at_ms,
-            scopes,
-            obtained_at_ms: now_ms,
-            refreshed_by: member.to_owned(),
-            dead: None,
-            rotates,
-        }
-    }
-
-    fn encode(&self) -> Zeroizing<Vec<u8>> {
-        let out = PublicOut {
-            spec: &self.spec,
-            access_token: self.access_token.as_ref().map(|t| t.expose_secret()),
-            expires_at_ms: self.expires_at_ms,
-            scopes: &self.scopes,
-            obtained_at_ms: self.obtained_at_ms,
-            refreshed_by: &self.refreshed_by,
-            dead: self.dead.as_deref(),
-            rotates: self.rotates,
-        };
-        let size = self
-            .access_token
-            .as_ref()
-            .map_or(0, |t| t.expose_secret().len());
-        let mut buf = Zeroizing::new(Vec::with_capacity(2 * size + 4096));
-        // Strings and numbers only: cannot fail.
-        let _ = serde_json::to_writer(&mut *buf, &out);
-        buf
-    }
-}
-
-/// The refreshers' record: the sealed credential.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Secret {
-    /// [`Credential::encode`], sealed with the fleet key.
-    pub sealed: String,
-    /// Which fleet key sealed it.
-    pub key_id: String,
-    /// A refresh request sent and not yet committed: if its member dies
-    /// or stalls, its answer is lost, and with a rotating provider the
-    /// refresh token it sent is spent. Never replayed.
-    #[serde(default)]
-    pub inflight: Option<Inflight>,
-    #[serde(default)]
-    pub dead: Option<String>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Inflight {
-    pub member: String,
-    pub at_ms: i64,
+    #[error(
+        "the public record of '{name}' in etcd does not carry a valid signature of a refresher \
+         (it names fleet key {signer}; this member checks with {held}): someone who can write to \
+         etcd but holds no fleet key wrote it, or the fleet key was rotated and this member \
+         needs the current key_file (a consumer: the current public_key). It is not served"
+    )]
+    Forged {
+        name: String,
+        signer: String,
+        held: String,
+    },
+    #[error(
+        "the public record of '{0}' in etcd is unsigned (written by an a365 before 0.2, or by \
+         someone without the fleet key); a consumer serves only signed records: a refresher \
+         signs it at its next refresh"
+    )]
+    Unsigned(String),
+    #[error(
+        "the shared record of '{name}' in etcd is older (generation {got}) than one this member \
+         has already seen ({seen}): someone put an old record back (a rollback or a restored \
+         backup); it is refused so that no spent refresh token is sent again"
+    )]
+    Rollback { name: String, got: u64, seen: u64 },
+    #[error(
+        "the public record of '{0}' names settings ({1}) that differ from those sealed with its \
+         credential: someone who can write to etcd changed them; the credential is sent nowhere \
+         (to change a shared profile's settings, add it again with --shared --replace)"
+    )]
+    SpecMismatch(String, String),
 }
 
 /// The refresh lock, held through a lease.
@@ -224,14 +169,20 @@ pub struct Fleet {
     pub role: Role,
     key: Option<FleetKey>,
     previous_key: Option<FleetKey>,
+    /// The public keys that public records are checked with.
+    verifiers: Vec<Verifier>,
+    /// The newest generation seen of each record.
+    seen: Seen,
     pub lease_secs: u64,
     pub sync_secs: u64,
     prefix: String,
 }
 
 impl Fleet {
-    /// Checks the settings and reads the keys; contacts no one.
-    pub fn open(config: &FleetConfig) -> Result<Fleet, FleetError> {
+    /// Checks the settings and reads the keys; contacts no one. `seen` is
+    /// where the newest records seen are kept (the state directory's
+    /// `fleet-seen.json`); `None` keeps them in memory.
+    pub fn open(config: &FleetConfig, seen: Option<PathBuf>) -> Result<Fleet, FleetError> {
         let bad = |m: String| FleetError::Config(m);
         if config.etcd.is_empty() {
             return Err(bad("etcd lists no endpoint".into()));
@@ -241,6 +192,15 @@ impl Fleet {
             .iter()
             .map(|e| crate::endpoint::parse_url("etcd endpoint", e).map_err(|e| bad(e.0)))
             .collect::<Result<Vec<_>, _>>()?;
+        if let Some(plain) = endpoints.iter().find(|u| u.scheme() == "http")
+            && !config.insecure_loopback
+        {
+            return Err(bad(format!(
+                "etcd endpoint {plain} is plain HTTP: any local user who listens on that port \
+                 first receives the etcd password and every record. Use https (ca, cert, key), \
+                 or set insecure_loopback = true to accept that on this machine"
+            )));
+        }
         let key = match (config.role, &config.key_file) {
             (Role::Refresher, Some(path)) => Some(FleetKey::read(path)?),
             (Role::Refresher, None) => {
@@ -261,6 +221,28 @@ impl Fleet {
             .as_deref()
             .map(FleetKey::read)
             .transpose()?;
+        let mut verifiers: Vec<Verifier> = [&key, &previous_key]
+            .into_iter()
+            .flatten()
+            .map(FleetKey::verifier)
+            .collect();
+        for text in [&config.public_key, &config.previous_public_key]
+            .into_iter()
+            .flatten()
+        {
+            verifiers.push(Verifier::parse(text)?);
+        }
+        if verifiers.is_empty() {
+            return Err(bad(
+                "a consumer needs public_key: the fleet's public key, which \
+                 `a365-agent --fleet-public-key` prints on a refresher"
+                    .into(),
+            ));
+        }
+        let seen = match seen {
+            Some(path) => Seen::load(path)?,
+            None => Seen::default(),
+        };
         if config.lease_secs < 2 {
             return Err(bad("lease_secs must be at least 2".into()));
         }
@@ -285,6 +267,8 @@ impl Fleet {
             role: config.role,
             key,
             previous_key,
+            verifiers,
+            seen,
             lease_secs: config.lease_secs,
             sync_secs: config.sync_secs,
             prefix,
@@ -303,8 +287,18 @@ impl Fleet {
         format!("{}lock/{name}", self.prefix)
     }
 
-    /// Every shared profile, by name.
-    pub async fn profiles(&self) -> Result<Vec<(String, Public)>, FleetError> {
+    /// The fleet's public key, printed for consumers; `None` on a consumer.
+    pub fn signing_public_key(&self) -> Option<String> {
+        self.key.as_ref().map(FleetKey::public_key)
+    }
+
+    /// Every shared profile, by name, with its record or why it cannot be
+    /// trusted (a forged record does not take a profile away from the
+    /// members that serve it: they go on with what they hold).
+    pub async fn profiles(
+        &self,
+        now_ms: i64,
+    ) -> Result<Vec<(String, Result<Public, FleetError>)>, FleetError> {
         let prefix = format!("{}public/", self.prefix);
         let mut out = Vec::new();
         for kv in self.etcd.list(&prefix).await? {
@@ -313,27 +307,110 @@ impl Fleet {
                 tracing::warn!(key = %kv.key.escape_default(), "ignoring a fleet key that names no valid profile");
                 continue;
             }
-            match decode::<Public>(&name, &kv.value) {
-                Ok(public) => out.push((name, public)),
-                Err(e) => tracing::warn!("{e}"),
-            }
+            let public = self.decode_public(&name, &kv.value, now_ms);
+            out.push((name, public));
         }
         Ok(out)
     }
 
-    pub async fn read_public(&self, name: &str) -> Result<Option<Public>, FleetError> {
+    pub async fn read_public(&self, name: &str, now_ms: i64) -> Result<Option<Public>, FleetError> {
         match self.etcd.get(&self.public_key(name)).await? {
-            Some(kv) => Ok(Some(decode(name, &kv.value)?)),
+            Some(kv) => Ok(Some(self.decode_public(name, &kv.value, now_ms)?)),
             None => Ok(None),
         }
     }
 
-    /// The sealed credential and the revision a commit must compare.
+    /// A public record, if it can be trusted: signed by a fleet key (on a
+    /// refresher, the first format is read too, marked unsigned), its
+    /// times sensible, and no older than one seen before.
+    fn decode_public(&self, name: &str, bytes: &[u8], now_ms: i64) -> Result<Public, FleetError> {
+        let public = match record::stored(bytes) {
+            Stored::Signed {
+                record,
+                sig,
+                signer,
+            } => {
+                let message = record::signed_message(name, record);
+                if !self.verifiers.iter().any(|v| v.verify(&message, &sig)) {
+                    return Err(self.forged(name, &signer));
+                }
+                let mut public: Public = decode(name, record)?;
+                public.signed = true;
+                public
+            }
+            Stored::Unsigned(_) if self.role == Role::Consumer => {
+                return Err(FleetError::Unsigned(name.into()));
+            }
+            Stored::Unsigned(bytes) => {
+                let mut public: Public = decode(name, bytes)?;
+                // The first format had no generation: one claimed here is
+                // a writer's trick to pass the rollback check.
+                if public.generation != 0 {
+                    return Err(self.forged(name, "none"));
+                }
+                public.signed = false;
+                public
+            }
+        };
+        public.check_times(name, now_ms)?;
+        let seen_as = format!("public/{name}");
+        self.seen.check(&seen_as, public.generation)?;
+        if public.signed {
+            self.seen.note(&seen_as, public.generation);
+        }
+        Ok(public)
+    }
+
+    /// A record that does not verify, named with the key it claims and the
+    /// keys this member holds.
+    pub fn forged(&self, name: &str, signer: &str) -> FleetError {
+        let held = [&self.key, &self.previous_key]
+            .into_iter()
+            .flatten()
+            .map(|k| k.id.clone())
+            .collect::<Vec<_>>();
+        FleetError::Forged {
+            name: name.into(),
+            signer: signer
+                .chars()
+                .filter(char::is_ascii_hexdigit)
+                .take(16)
+                .collect(),
+            held: match held.is_empty() {
+                true => "its public_key".into(),
+                false => held.join(", "),
+            },
+        }
+    }
+
+    /// The public record's written form: signed with the fleet key.
+    fn encode_public(&self, name: &str, public: &Public) -> Result<Vec<u8>, FleetError> {
+        let key = self.key.as_ref().ok_or_else(|| {
+            FleetError::Config("a consumer holds no fleet key and cannot sign".into())
+        })?;
+        let record = public.encode();
+        let sig = key.sign(&record::signed_message(name, &record));
+        Ok(record::envelope(&record, &sig, &key.id).to_vec())
+    }
+
+    /// The sealed credential and the revision a commit must compare;
+    /// refused when older than one this member has seen.
     pub async fn read_secret(&self, name: &str) -> Result<Option<(Secret, i64)>, FleetError> {
         match self.etcd.get(&self.secret_key(name)).await? {
-            Some(kv) => Ok(Some((decode(name, &kv.value)?, kv.mod_revision))),
+            Some(kv) => {
+                let secret: Secret = decode(name, &kv.value)?;
+                self.seen
+                    .check(&format!("secret/{name}"), secret.generation)?;
+                Ok(Some((secret, kv.mod_revision)))
+            }
             None => Ok(None),
         }
+    }
+
+    /// Forgets what was seen of `name`: it left the fleet.
+    pub fn forget(&self, name: &str) {
+        self.seen.forget(&format!("public/{name}"));
+        self.seen.forget(&format!("secret/{name}"));
     }
 
     /// Takes the refresh lock of `name`, or `None` when another member
@@ -384,12 +461,24 @@ impl Fleet {
         if let Some(public) = public {
             ops.push(Op::Put {
                 key: self.public_key(name),
-                value: public.encode().to_vec(),
+                value: self.encode_public(name, public)?,
                 lease: None,
             });
         }
         let compare = [Compare::ModRevision(self.secret_key(name), rev)];
-        Ok(self.etcd.txn(&compare, &ops).await?)
+        let done = self.etcd.txn(&compare, &ops).await?;
+        if done.is_some() {
+            self.written(name, secret, public);
+        }
+        Ok(done)
+    }
+
+    /// What this member wrote is the newest it has seen.
+    fn written(&self, name: &str, secret: &Secret, public: Option<&Public>) {
+        self.seen.note(&format!("secret/{name}"), secret.generation);
+        if let Some(public) = public {
+            self.seen.note(&format!("public/{name}"), public.generation);
+        }
     }
 
     /// Puts a new shared profile (or, with `replace`, a new credential for
@@ -404,7 +493,7 @@ impl Fleet {
         let ops = [
             Op::Put {
                 key: self.public_key(name),
-                value: public.encode().to_vec(),
+                value: self.encode_public(name, public)?,
                 lease: None,
             },
             Op::Put {
@@ -417,7 +506,11 @@ impl Fleet {
             true => Vec::new(),
             false => vec![Compare::Absent(self.public_key(name))],
         };
-        Ok(self.etcd.txn(&compare, &ops).await?.is_some())
+        let done = self.etcd.txn(&compare, &ops).await?.is_some();
+        if done {
+            self.written(name, secret, Some(public));
+        }
+        Ok(done)
     }
 
     /// Takes `name` out of the fleet; false if it was not in it.
@@ -431,24 +524,42 @@ impl Fleet {
         Ok(exists)
     }
 
-    /// `credential` sealed for `name` with the current key.
-    pub fn seal(&self, name: &str, credential: &Credential) -> Result<Secret, FleetError> {
+    /// `credential` and the settings it may be sent with, sealed for
+    /// `name` at `generation` with the current key.
+    pub fn seal(
+        &self,
+        name: &str,
+        spec: &ProfileSpec,
+        credential: &Credential,
+        generation: u64,
+    ) -> Result<Secret, FleetError> {
         let key = self.key.as_ref().ok_or_else(|| {
             FleetError::Config("a consumer holds no fleet key and cannot seal".into())
         })?;
-        let plain = credential
+        let credential = credential
             .encode()
             .map_err(|e| FleetError::Record(name.into(), e.to_string()))?;
+        let plain = record::plaintext(spec, &credential);
         Ok(Secret {
-            sealed: key.seal(name, &plain)?,
+            sealed: key.seal(name, generation.max(1), &plain)?,
             key_id: key.id.clone(),
             inflight: None,
             dead: None,
+            generation: generation.max(1),
         })
     }
 
-    /// Opens the credential with whichever of our keys sealed it.
-    pub fn open_credential(&self, name: &str, secret: &Secret) -> Result<Credential, FleetError> {
+    /// Opens the credential with whichever of our keys sealed it, and
+    /// checks it against `spec`, the settings this member would send it
+    /// with: they must be the sealed ones. A record of the first format
+    /// has none sealed and takes `spec` (it is sealed with them at its
+    /// next refresh).
+    pub fn open_credential(
+        &self,
+        name: &str,
+        secret: &Secret,
+        spec: &ProfileSpec,
+    ) -> Result<Credential, FleetError> {
         let key = [&self.key, &self.previous_key]
             .into_iter()
             .flatten()
@@ -457,23 +568,45 @@ impl Fleet {
                 sealed_with: secret.key_id.clone(),
                 held: self.key.as_ref().map_or("none".into(), |k| k.id.clone()),
             })?;
-        let plain = key.open(name, &secret.sealed)?;
-        Credential::decode(&plain).map_err(|why| FleetError::Record(name.into(), why))
+        let seen_as = format!("secret/{name}");
+        self.seen.check(&seen_as, secret.generation)?;
+        let plain = key.open(name, secret.generation, &secret.sealed)?;
+        let credential = match secret.generation {
+            0 => &plain[..],
+            _ => {
+                let (sealed_spec, credential) =
+                    record::split_plaintext(&plain).ok_or_else(|| {
+                        FleetError::Record(name.into(), "sealed settings unreadable".into())
+                    })?;
+                if sealed_spec != *spec {
+                    let what = spec_difference(&sealed_spec, spec);
+                    tracing::error!(profile = %name, "{}", FleetError::SpecMismatch(name.into(), what.clone()));
+                    return Err(FleetError::SpecMismatch(name.into(), what));
+                }
+                credential
+            }
+        };
+        let credential =
+            Credential::decode(credential).map_err(|why| FleetError::Record(name.into(), why))?;
+        self.seen.note(&seen_as, secret.generation);
+        Ok(credential)
     }
 }
 
-fn decode<T: for<'de> Deserialize<'de>>(name: &str, bytes: &[u8]) -> Result<T, FleetError> {
-    serde_json::from_slice(bytes).map_err(|e| {
-        FleetError::Record(
-            name.into(),
-            format!("{:?} error at column {}", e.classify(), e.column()),
-        )
-    })
-}
-
-fn encode_secret(secret: &Secret) -> Vec<u8> {
-    // Strings and numbers only: cannot fail. Sealed already.
-    serde_json::to_vec(secret).unwrap_or_default()
+/// Which settings differ, by name (their values are not secret, but the
+/// message stays short).
+fn spec_difference(sealed: &ProfileSpec, public: &ProfileSpec) -> String {
+    let (Ok(serde_json::Value::Object(a)), Ok(serde_json::Value::Object(b))) =
+        (serde_json::to_value(sealed), serde_json::to_value(public))
+    else {
+        return "unknown".into();
+    };
+    let names: Vec<&str> = a
+        .iter()
+        .filter(|(k, v)| b.get(*k) != Some(v))
+        .map(|(k, _)| k.as_str())
+        .collect();
+    names.join(", ")
 }
 
 /// The etcd client: the agent's HTTP settings, etcd's own CA and client
@@ -495,9 +628,8 @@ fn etcd_client(config: &FleetConfig) -> Result<reqwest::Client, FleetError> {
         let pem = read("ca", ca)?;
         let certs = reqwest::Certificate::from_pem_bundle(&pem)
             .map_err(|e| bad(format!("ca {}: {e}", ca.display())))?;
-        for cert in certs {
-            builder = builder.add_root_certificate(cert);
-        }
+        // etcd's own CA only: a public CA has no say over who is etcd.
+        builder = builder.tls_certs_only(certs);
     }
     match (&config.cert, &config.key) {
         (Some(cert), Some(key)) => {
@@ -573,7 +705,10 @@ mod tests {
 
     #[test]
     fn settings_are_checked_before_anything_is_contacted() {
-        let err = |text: &str| Fleet::open(&config(text)).unwrap_err().to_string();
+        let err = |text: &str| {
+            let text = format!("insecure_loopback = true\n{text}");
+            Fleet::open(&config(&text), None).unwrap_err().to_string()
+        };
         assert!(err("etcd = []").contains("no endpoint"));
         assert!(
             err("etcd = [\"http://etcd.example:2379\"]\nrole = \"consumer\"")
@@ -585,12 +720,19 @@ mod tests {
                 .contains("never holds the fleet key")
         );
         assert!(
-            err("etcd = [\"http://127.0.0.1:2379\"]\nrole = \"consumer\"\nuser = \"u\"")
-                .contains("password_file")
+            err(
+                "etcd = [\"http://127.0.0.1:2379\"]\nrole = \"consumer\"\nuser = \"u\"\n\
+                 public_key = \"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=\""
+            )
+            .contains("password_file")
         );
-        let fleet = Fleet::open(&config(
-            "etcd = [\"http://127.0.0.1:2379\"]\nrole = \"consumer\"\nmember = \"m1\"\nprefix = \"x\"",
-        ))
+        let fleet = Fleet::open(
+            &config(
+                "etcd = [\"http://127.0.0.1:2379\"]\nrole = \"consumer\"\nmember = \"m1\"\nprefix = \"x\"\n\
+                 insecure_loopback = true\npublic_key = \"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=\"",
+            ),
+            None,
+        )
         .unwrap();
         assert_eq!(
             (fleet.member.as_str(), fleet.public_key("p")),
@@ -599,23 +741,157 @@ mod tests {
         assert!(toml::from_str::<FleetConfig>("etcd = []\nrole = \"boss\"").is_err());
     }
 
+    fn refresher(key: u8) -> Fleet {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("k");
+        std::fs::write(&path, [key; 32]).unwrap();
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        }
+        let text = format!(
+            "etcd = [\"https://127.0.0.1:2379\"]\nkey_file = {:?}",
+            path.display().to_string()
+        );
+        Fleet::open(&config(&text), None).unwrap()
+    }
+
+    fn consumer(public_key: &str) -> Fleet {
+        let text = format!(
+            "etcd = [\"https://127.0.0.1:2379\"]\nrole = \"consumer\"\npublic_key = {public_key:?}"
+        );
+        Fleet::open(&config(&text), None).unwrap()
+    }
+
+    fn public(generation: u64) -> Public {
+        Public::issued(
+            ProfileSpec::default(),
+            (SecretString::from("at-1"), Some(2_000), Vec::new()),
+            1_000,
+            "m",
+            None,
+            generation,
+        )
+    }
+
     #[test]
-    fn a_public_record_round_trips_and_debug_hides_the_token() {
-        let public = Public {
-            spec: ProfileSpec::default(),
-            access_token: Some(SecretString::from("at-123")),
-            expires_at_ms: Some(5),
-            scopes: vec!["s".into()],
-            obtained_at_ms: 1,
-            refreshed_by: "m".into(),
-            dead: None,
-            rotates: Some(true),
+    fn consumers_serve_only_what_a_refresher_signed() {
+        let r = refresher(7);
+        let c = consumer(&r.signing_public_key().unwrap());
+        let signed = r.encode_public("work", &public(5)).unwrap();
+        let got = c.decode_public("work", &signed, 1_500).unwrap();
+        assert!(got.signed);
+        // Another name, another key, an edited record, or no signature at
+        // all: refused.
+        assert!(matches!(
+            c.decode_public("other", &signed, 1_500),
+            Err(FleetError::Forged { .. })
+        ));
+        let stranger = refresher(8).encode_public("work", &public(6)).unwrap();
+        assert!(matches!(
+            c.decode_public("work", &stranger, 1_500),
+            Err(FleetError::Forged { .. })
+        ));
+        let edited = String::from_utf8(signed.clone())
+            .unwrap()
+            .replace("at-1", "at-X");
+        assert!(matches!(
+            c.decode_public("work", edited.as_bytes(), 1_500),
+            Err(FleetError::Forged { .. })
+        ));
+        let plain = public(0).encode();
+        assert!(matches!(
+            c.decode_public("work", &plain, 1_500),
+            Err(FleetError::Unsigned(_))
+        ));
+        // A refresher reads the first format, marked unsigned; one that
+        // claims a generation (which that format never had) is forged.
+        assert!(!r.decode_public("work", &plain, 1_500).unwrap().signed);
+        assert!(matches!(
+            r.decode_public("work", &public(6).encode(), 1_500),
+            Err(FleetError::Forged { .. })
+        ));
+        // An older record than one seen: a rollback.
+        let older = r.encode_public("work", &public(4)).unwrap();
+        assert!(matches!(
+            c.decode_public("work", &older, 1_500),
+            Err(FleetError::Rollback {
+                got: 4,
+                seen: 5,
+                ..
+            })
+        ));
+        // Times that cannot be true.
+        assert!(c.decode_public("work", &signed, -400_000).is_err());
+    }
+
+    #[test]
+    fn the_credential_opens_only_with_the_settings_sealed_with_it() {
+        let r = refresher(7);
+        let spec = ProfileSpec {
+            token_url: Some("https://idp.example/token".into()),
+            ..ProfileSpec::default()
         };
-        let bytes = public.encode();
-        let back: Public = decode("p", &bytes).unwrap();
-        assert_eq!(back.access_token.unwrap().expose_secret(), "at-123");
-        assert!(!format!("{public:?}").contains("at-123"));
-        let err = decode::<Public>("p", b"{\"spec\": 5, \"x\": \"at-123\"}").unwrap_err();
-        assert!(!err.to_string().contains("at-123"), "{err}");
+        let credential = Credential {
+            refresh_token: Some(SecretString::from("rt-1")),
+            ..Credential::default()
+        };
+        let secret = r.seal("work", &spec, &credential, 10).unwrap();
+        assert_eq!(secret.generation, 10);
+        let opened = r.open_credential("work", &secret, &spec).unwrap();
+        assert_eq!(
+            secrecy::ExposeSecret::expose_secret(opened.refresh_token.as_ref().unwrap()),
+            "rt-1"
+        );
+        let moved = ProfileSpec {
+            token_url: Some("https://attacker.example/token".into()),
+            ..spec.clone()
+        };
+        let err = r.open_credential("work", &secret, &moved).unwrap_err();
+        assert!(
+            matches!(err, FleetError::SpecMismatch(_, ref what) if what == "token_url"),
+            "{err}"
+        );
+        // The generation in the clear cannot be changed: it is sealed in.
+        let relabelled = Secret {
+            generation: 11,
+            ..secret.clone()
+        };
+        assert!(r.open_credential("work", &relabelled, &spec).is_err());
+        // A record of the first format (generation 0, no settings sealed)
+        // opens, and takes the settings it will be sealed with next.
+        let key = r.key.as_ref().unwrap();
+        let legacy = Secret {
+            sealed: key.seal("work2", 0, &credential.encode().unwrap()).unwrap(),
+            key_id: key.id.clone(),
+            inflight: None,
+            dead: None,
+            generation: 0,
+        };
+        r.open_credential("work2", &legacy, &moved).unwrap();
+        // Once generation 10 was opened, an older record is a rollback.
+        let older = r.seal("work", &spec, &credential, 9).unwrap();
+        assert!(matches!(
+            r.open_credential("work", &older, &spec),
+            Err(FleetError::Rollback { .. })
+        ));
+    }
+
+    #[test]
+    fn plain_http_to_etcd_needs_insecure_loopback_and_a_consumer_a_public_key() {
+        let err = |text: &str| Fleet::open(&config(text), None).unwrap_err().to_string();
+        assert!(
+            err("etcd = [\"http://127.0.0.1:2379\"]\nrole = \"consumer\"\npublic_key = \"x\"")
+                .contains("insecure_loopback")
+        );
+        assert!(
+            err("etcd = [\"https://127.0.0.1:2379\"]\nrole = \"consumer\"")
+                .contains("needs public_key")
+        );
+        assert!(
+            err("etcd = [\"https://127.0.0.1:2379\"]\nrole = \"consumer\"\npublic_key = \"AAAA\"")
+                .contains("not a fleet public key")
+        );
     }
 }

@@ -4,12 +4,19 @@
 //! have the key; it is never written to etcd.
 //!
 //! ChaCha20-Poly1305 from aws-lc-rs (already linked for TLS), a random
-//! nonce per record, and the profile's name as associated data, so that a
-//! record copied under another profile's key does not open.
+//! nonce per record, and the profile's name and the record's generation
+//! as associated data, so that a record copied under another profile's key,
+//! or given another generation, does not open.
+//!
+//! The same key also signs the public records ([`FleetKey::sign`]): an
+//! Ed25519 key derived from it, whose public half consumers are given, so
+//! that a consumer, which must not hold the fleet key, can still tell a
+//! record a refresher wrote from one whoever can write to etcd wrote.
 
 use std::path::Path;
 
 use aws_lc_rs::aead::{Aad, CHACHA20_POLY1305, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
+use aws_lc_rs::signature::{ED25519, Ed25519KeyPair, KeyPair, UnparsedPublicKey};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use sha2::Digest;
@@ -18,6 +25,8 @@ use zeroize::Zeroizing;
 /// A fleet key, read from its file.
 pub struct FleetKey {
     key: LessSafeKey,
+    /// Signs public records; derived from the key, never stored.
+    signer: Ed25519KeyPair,
     /// Names the key in records without revealing it: which key sealed a
     /// record tells a member that holds another one what is wrong.
     pub id: String,
@@ -41,6 +50,8 @@ pub enum SealError {
     OtherKey { sealed_with: String, held: String },
     #[error("the shared credential does not open with the fleet key (altered or corrupt)")]
     Corrupt,
+    #[error("{0}")]
+    PublicKey(String),
 }
 
 impl FleetKey {
@@ -69,14 +80,42 @@ impl FleetKey {
             .chain_update(bytes)
             .finalize();
         let id = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
+        let mut seed = Zeroizing::new([0u8; 32]);
+        seed.copy_from_slice(
+            &sha2::Sha256::new()
+                .chain_update(b"a365 fleet signing key v1\0")
+                .chain_update(bytes)
+                .finalize(),
+        );
+        let signer = Ed25519KeyPair::from_seed_unchecked(&seed[..]).ok()?;
         Some(FleetKey {
             key: LessSafeKey::new(key),
+            signer,
             id,
         })
     }
 
-    /// `plain` sealed for `profile`: base64 of nonce, ciphertext and tag.
-    pub fn seal(&self, profile: &str, plain: &[u8]) -> Result<String, SealError> {
+    /// The public half of the signing key, base64: what a consumer is
+    /// configured with (`public_key`).
+    pub fn public_key(&self) -> String {
+        STANDARD.encode(self.signer.public_key().as_ref())
+    }
+
+    /// The key that checks this key's signatures.
+    pub fn verifier(&self) -> Verifier {
+        let mut key = [0u8; 32];
+        key.copy_from_slice(self.signer.public_key().as_ref());
+        Verifier { key }
+    }
+
+    /// The signature of `message`, base64.
+    pub fn sign(&self, message: &[u8]) -> String {
+        STANDARD.encode(self.signer.sign(message).as_ref())
+    }
+
+    /// `plain` sealed for `profile` at `generation`: base64 of nonce,
+    /// ciphertext and tag.
+    pub fn seal(&self, profile: &str, generation: u64, plain: &[u8]) -> Result<String, SealError> {
         let mut nonce = [0u8; NONCE_LEN];
         getrandom::fill(&mut nonce).map_err(|e| SealError::Key(format!("no randomness: {e}")))?;
         // Room for the tag up front: a growing Vec would leave a copy of
@@ -86,7 +125,7 @@ impl FleetKey {
         self.key
             .seal_in_place_append_tag(
                 Nonce::assume_unique_for_key(nonce),
-                Aad::from(aad(profile)),
+                Aad::from(aad(profile, generation)),
                 &mut *body,
             )
             .map_err(|_| SealError::Corrupt)?;
@@ -96,8 +135,14 @@ impl FleetKey {
         Ok(STANDARD.encode(&out))
     }
 
-    /// Opens what [`FleetKey::seal`] made for `profile`.
-    pub fn open(&self, profile: &str, sealed: &str) -> Result<Zeroizing<Vec<u8>>, SealError> {
+    /// Opens what [`FleetKey::seal`] made for `profile` at `generation`
+    /// (0: a record of the first format, which had none).
+    pub fn open(
+        &self,
+        profile: &str,
+        generation: u64,
+        sealed: &str,
+    ) -> Result<Zeroizing<Vec<u8>>, SealError> {
         let mut bytes = Zeroizing::new(STANDARD.decode(sealed).map_err(|_| SealError::Corrupt)?);
         if bytes.len() < NONCE_LEN + 16 {
             return Err(SealError::Corrupt);
@@ -108,7 +153,7 @@ impl FleetKey {
             .key
             .open_in_place(
                 Nonce::assume_unique_for_key(nonce),
-                Aad::from(aad(profile)),
+                Aad::from(aad(profile, generation)),
                 &mut bytes[NONCE_LEN..],
             )
             .map_err(|_| SealError::Corrupt)?
@@ -119,8 +164,43 @@ impl FleetKey {
     }
 }
 
-fn aad(profile: &str) -> Vec<u8> {
-    format!("a365 fleet credential v1\0{profile}").into_bytes()
+fn aad(profile: &str, generation: u64) -> Vec<u8> {
+    match generation {
+        0 => format!("a365 fleet credential v1\0{profile}").into_bytes(),
+        g => format!("a365 fleet credential v2\0{profile}\0{g}").into_bytes(),
+    }
+}
+
+/// The public half of a fleet signing key: checks public records.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verifier {
+    key: [u8; 32],
+}
+
+impl Verifier {
+    /// Reads `public_key` of `[fleet]` (base64 of 32 bytes).
+    pub fn parse(text: &str) -> Result<Verifier, SealError> {
+        let bad = || {
+            SealError::PublicKey(
+                "public_key is not a fleet public key (base64 of 32 bytes, as \
+                 `a365-agent --fleet-public-key` prints it on a refresher)"
+                    .into(),
+            )
+        };
+        let bytes = STANDARD.decode(text.trim()).map_err(|_| bad())?;
+        let key: [u8; 32] = bytes.try_into().map_err(|_| bad())?;
+        Ok(Verifier { key })
+    }
+
+    /// Whether `signature` (base64) is this key's signature of `message`.
+    pub fn verify(&self, message: &[u8], signature: &str) -> bool {
+        let Ok(signature) = STANDARD.decode(signature) else {
+            return false;
+        };
+        UnparsedPublicKey::new(&ED25519, &self.key)
+            .verify(message, &signature)
+            .is_ok()
+    }
 }
 
 #[cfg(test)]
@@ -130,17 +210,42 @@ mod tests {
     #[test]
     fn seals_and_opens_for_the_same_profile_only() {
         let key = FleetKey::from_bytes(&[7u8; 32]).unwrap();
-        let sealed = key.seal("work", b"refresh-token-value").unwrap();
+        let sealed = key.seal("work", 5, b"refresh-token-value").unwrap();
         assert!(!sealed.contains("refresh"));
-        assert_eq!(&*key.open("work", &sealed).unwrap(), b"refresh-token-value");
-        assert_eq!(key.open("other", &sealed), Err(SealError::Corrupt));
+        assert_eq!(
+            &*key.open("work", 5, &sealed).unwrap(),
+            b"refresh-token-value"
+        );
+        assert_eq!(key.open("other", 5, &sealed), Err(SealError::Corrupt));
+        // Another generation (a rolled-back record relabelled) does not open.
+        assert_eq!(key.open("work", 4, &sealed), Err(SealError::Corrupt));
+        assert_eq!(key.open("work", 0, &sealed), Err(SealError::Corrupt));
+        let old = key.seal("work", 0, b"v1").unwrap();
+        assert_eq!(&*key.open("work", 0, &old).unwrap(), b"v1");
         let other = FleetKey::from_bytes(&[8u8; 32]).unwrap();
         assert_ne!(key.id, other.id);
-        assert_eq!(other.open("work", &sealed), Err(SealError::Corrupt));
+        assert_eq!(other.open("work", 5, &sealed), Err(SealError::Corrupt));
         // Two seals of the same secret differ (random nonce).
-        assert_ne!(sealed, key.seal("work", b"refresh-token-value").unwrap());
+        assert_ne!(sealed, key.seal("work", 5, b"refresh-token-value").unwrap());
         assert!(FleetKey::from_bytes(&[1u8; 16]).is_none());
         assert!(format!("{key:?}").contains(&key.id));
+    }
+
+    #[test]
+    fn signatures_verify_with_the_public_key_only() {
+        let key = FleetKey::from_bytes(&[7u8; 32]).unwrap();
+        let verifier = Verifier::parse(&key.public_key()).unwrap();
+        assert_eq!(verifier, key.verifier());
+        let sig = key.sign(b"record");
+        assert!(verifier.verify(b"record", &sig));
+        assert!(!verifier.verify(b"recorD", &sig));
+        assert!(!verifier.verify(b"record", "not base64!"));
+        let other = FleetKey::from_bytes(&[8u8; 32]).unwrap();
+        assert!(!other.verifier().verify(b"record", &sig));
+        assert_ne!(key.public_key(), other.public_key());
+        // The public key reveals nothing of the sealing key's id.
+        assert!(!key.public_key().contains(&key.id));
+        assert!(Verifier::parse("AAAA").is_err());
     }
 
     #[cfg(unix)]

@@ -134,7 +134,7 @@ impl Profile {
         uncommitted: &mut Option<Uncommitted>,
     ) -> Next {
         let now = self.shared.clock.now_ms();
-        let public = match fleet.read_public(&self.name).await {
+        let public = match fleet.read_public(&self.name, now).await {
             Ok(Some(public)) => public,
             Ok(None) => return Next::Failed("it is no longer in the fleet".into()),
             Err(e) => return Next::Failed(no_refresh(&e)),
@@ -143,9 +143,10 @@ impl Profile {
             self.fleet_dead(why);
             return Next::Done;
         }
-        // A consumer's `refresh` takes what the fleet has.
+        // A consumer's `refresh` takes what the fleet has. A record of the
+        // first format is never served: a refresher replaces it.
         let take = forced && fleet.role == Role::Consumer;
-        if take || (!forced && fresh_enough(&public, now, wanted_ms)) {
+        if public.signed && (take || (!forced && fresh_enough(&public, now, wanted_ms))) {
             self.adopt(&public);
             return Next::Done;
         }
@@ -183,21 +184,32 @@ impl Profile {
     ) -> Next {
         let now = self.shared.clock.now_ms();
         // Read again under the lock: the last holder may have just written.
-        let (public, (secret, rev)) =
-            match tokio::try_join!(fleet.read_public(&self.name), fleet.read_secret(&self.name)) {
-                Ok((Some(public), Some(secret))) => (public, secret),
-                Ok(_) => return Next::Failed("it is no longer in the fleet".into()),
-                Err(e) => return Next::Failed(no_refresh(&e)),
-            };
+        let (public, (secret, rev)) = match tokio::try_join!(
+            fleet.read_public(&self.name, now),
+            fleet.read_secret(&self.name)
+        ) {
+            Ok((Some(public), Some(secret))) => (public, secret),
+            Ok(_) => return Next::Failed("it is no longer in the fleet".into()),
+            Err(e) => return Next::Failed(no_refresh(&e)),
+        };
         if let Some(why) = public.dead.as_ref().or(secret.dead.as_ref()) {
             self.fleet_dead(why);
             return Next::Done;
         }
-        if !forced && fresh_enough(&public, now, wanted_ms) {
+        if !public.signed && secret.generation > 0 {
+            // Only a writer without the key drops the signature of a
+            // record whose credential is of the signed format.
+            let e = fleet.forged(&self.name, "none");
+            tracing::error!(profile = %self.name, "{e}");
+            return Next::Failed(e.to_string());
+        }
+        if public.signed && !forced && fresh_enough(&public, now, wanted_ms) {
             self.adopt(&public);
             return Next::Done;
         }
-        let credential = match fleet.open_credential(&self.name, &secret) {
+        // The settings sealed with the credential must be those this
+        // member would send it with; see `Fleet::open_credential`.
+        let credential = match fleet.open_credential(&self.name, &secret, &self.spec) {
             Ok(credential) => credential,
             Err(e) => return Next::Failed(e.to_string()),
         };
@@ -265,7 +277,7 @@ impl Profile {
         match result {
             Ok(got) => {
                 let (secret, public) =
-                    match self.next_records(fleet, &credential, &public, got, now) {
+                    match self.next_records(fleet, &credential, (&secret, &public), got, now) {
                         Ok(records) => records,
                         Err(e) => return Next::Failed(e.to_string()),
                     };
@@ -309,7 +321,8 @@ impl Profile {
                 // No token, but a new refresh token: the old one is dead.
                 let mut next = credential.clone();
                 next.refresh_token = Some(rt);
-                match fleet.seal(&self.name, &next) {
+                let generation = crate::fleet::next_generation(secret.generation, now);
+                match fleet.seal(&self.name, &self.spec, &next, generation) {
                     Ok(sealed) => {
                         if !matches!(
                             fleet.commit(&self.name, rev, &sealed, None).await,
@@ -335,7 +348,7 @@ impl Profile {
         &self,
         fleet: &Fleet,
         credential: &Credential,
-        public: &Public,
+        (last, public): (&Secret, &Public),
         got: Obtained,
         now: i64,
     ) -> Result<(Secret, Public), FleetError> {
@@ -350,7 +363,8 @@ impl Profile {
         // The access token travels in the public record only.
         next.access_token = None;
         next.updated_at_ms = now;
-        let secret = fleet.seal(&self.name, &next)?;
+        let generation = crate::fleet::next_generation(last.generation, now);
+        let secret = fleet.seal(&self.name, &self.spec, &next, generation)?;
         tracing::info!(
             profile = %self.name,
             expires_in_s = got.expires_at_ms.map(|exp| (exp - now) / 1000),
@@ -359,10 +373,15 @@ impl Profile {
         );
         let token = (got.access_token, got.expires_at_ms, got.scopes);
         let rotates = rotates.or(public.rotates);
-        Ok((
-            secret,
-            Public::issued(public.spec.clone(), token, now, &fleet.member, rotates),
-        ))
+        let public = Public::issued(
+            self.spec.clone(),
+            token,
+            now,
+            &fleet.member,
+            rotates,
+            secret.generation,
+        );
+        Ok((secret, public))
     }
 
     /// Writes a credential that another member changed meanwhile, if the
@@ -436,9 +455,9 @@ impl Profile {
         }
     }
 
-    /// Serves what the fleet holds.
+    /// Serves what the fleet holds, when a refresher signed it.
     fn adopt(&self, public: &Public) {
-        let Some(token) = &public.access_token else {
+        let Some(token) = public.access_token.as_ref().filter(|_| public.signed) else {
             return;
         };
         let now = self.shared.clock.now_ms();
@@ -494,6 +513,20 @@ impl Profile {
                 s.next_refresh_at_ms = saved.next_refresh_at_ms.or(s.next_refresh_at_ms)
             });
         }
+    }
+
+    /// Why the fleet's record cannot be trusted, in `status`; the held
+    /// token is still served while valid.
+    pub(crate) fn note_fleet_error(&self, message: String) {
+        if self.snapshot().last_error.as_deref() != Some(message.as_str()) {
+            self.shared.events.emit(
+                &self.name,
+                EventKind::RefreshFailed,
+                self.snapshot().token.as_ref().and_then(|h| h.expires_at_ms),
+                message.clone(),
+            );
+        }
+        self.note(Some(message));
     }
 
     /// A note in `status` without changing what is served.
@@ -560,7 +593,12 @@ fn fresh_enough(public: &Public, now: i64, wanted_ms: u64) -> bool {
 }
 
 fn no_refresh(e: &FleetError) -> String {
-    format!("no refresh while etcd cannot be used ({e}); held tokens are served while valid")
+    match e {
+        FleetError::Etcd(_) => format!(
+            "no refresh while etcd cannot be used ({e}); held tokens are served while valid"
+        ),
+        _ => format!("no refresh: {e}; held tokens are served while valid"),
+    }
 }
 
 #[cfg(test)]
@@ -569,16 +607,14 @@ mod tests {
     use secrecy::SecretString;
 
     fn public(obtained: i64, expires: Option<i64>) -> Public {
-        Public {
-            spec: Default::default(),
-            access_token: Some(SecretString::from("t")),
-            expires_at_ms: expires,
-            scopes: Vec::new(),
-            obtained_at_ms: obtained,
-            refreshed_by: "m".into(),
-            dead: None,
-            rotates: None,
-        }
+        Public::issued(
+            Default::default(),
+            (SecretString::from("t"), expires, Vec::new()),
+            obtained,
+            "m",
+            None,
+            1,
+        )
     }
 
     #[test]

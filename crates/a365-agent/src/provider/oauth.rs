@@ -8,6 +8,8 @@ use a365_proto::ClientAuth;
 use secrecy::{ExposeSecret, SecretString};
 use zeroize::Zeroizing;
 
+use crate::body::BodyError;
+
 use super::{Fresh, ProviderError};
 
 pub use a365_token::oauth::{Grant, parse_retry_after, parse_token_response};
@@ -297,34 +299,17 @@ fn is_tls_failure(chain: &str) -> bool {
 }
 
 pub(crate) async fn read_body(
-    mut response: reqwest::Response,
+    response: reqwest::Response,
 ) -> Result<Zeroizing<Vec<u8>>, ProviderError> {
-    let mut body = Zeroizing::new(Vec::with_capacity(2048));
-    loop {
-        match response.chunk().await {
-            Ok(Some(chunk)) => {
-                if body.len() + chunk.len() > MAX_BODY {
-                    return Err(ProviderError::transient(
-                        "the token server sent an oversized response",
-                    ));
-                }
-                // A token response over 2 KiB must not leave its first
-                // part behind in a freed buffer.
-                a365_proto::frame::extend_zeroizing(&mut body, &chunk);
-            }
-            Ok(None) => return Ok(body),
-            Err(e) => {
-                let what = if e.is_timeout() {
-                    "timed out"
-                } else {
-                    "was cut off"
-                };
-                return Err(ProviderError::transient(format!(
-                    "the token server's response {what}"
-                )));
-            }
-        }
-    }
+    crate::body::read_limited(response, MAX_BODY)
+        .await
+        .map_err(|e| {
+            ProviderError::transient(match e {
+                BodyError::TooLarge => "the token server sent an oversized response",
+                BodyError::Cut { timed_out: true } => "the token server's response timed out",
+                BodyError::Cut { timed_out: false } => "the token server's response was cut off",
+            })
+        })
 }
 
 /// `Retry-After` in seconds or as an HTTP date.
