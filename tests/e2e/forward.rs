@@ -297,3 +297,90 @@ fn the_token_socket_forwarded_with_ssh_serves_tokens_on_the_other_side() {
     let _ = ssh.kill();
     let _ = ssh.wait();
 }
+
+/// A client asking for a `--min-valid` just under the tokens' lifetime
+/// would start a token request on every call (each spends a rotating
+/// refresh token, and Nexar counts them). On the token socket such a
+/// request starts no refresh before the profile's normal refresh time; on
+/// the agent's own socket, at most one per 10 s.
+#[test]
+fn demands_just_under_the_lifetime_cannot_force_refreshes() {
+    let server = TokenServer::start(ServerConfig {
+        lifetime: Duration::from_secs(60),
+        rotate: true,
+        ..ServerConfig::default()
+    })
+    .unwrap();
+    let env = Env::new();
+    let socket = token_socket(&env);
+    let agent = env.spawn_agent(&["--token-socket", socket.to_str().unwrap()]);
+    agent.wait_ready(&env.socket);
+    env.add_refresh("work", &server);
+    std::thread::sleep(Duration::from_millis(1100));
+    let before = server.requests();
+    let just_under = ["token", "work", "--min-valid", "59s 900ms"];
+    for _ in 0..20 {
+        let out = a365_at(&env, &socket, &just_under);
+        assert_eq!(out.code, 6, "{} {}", out.stdout, out.stderr);
+        assert!(out.stderr.contains("normal refresh time"), "{}", out.stderr);
+    }
+    assert_eq!(
+        server.requests(),
+        before,
+        "the token socket forced a refresh"
+    );
+    for _ in 0..20 {
+        let _ = env.a365(&just_under);
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let sent = server.requests() - before;
+    assert!(sent <= 1, "{sent} refreshes on demand within 3 s");
+    let out = env.a365(&just_under);
+    if out.code != 0 {
+        assert!(out.stderr.contains("refreshed on demand"), "{}", out.stderr);
+    }
+    assert_eq!(server.replays(), 0);
+    drop(agent);
+}
+
+/// `--token-socket-profile`: a forwarded socket serves only the profiles
+/// named for it, and its `status` carries no error text (a token server's
+/// words stay on the agent's machine).
+#[test]
+fn a_token_socket_serves_only_its_profiles_and_no_error_text() {
+    let server = TokenServer::start(ServerConfig::default()).unwrap();
+    let env = Env::new();
+    let socket = token_socket(&env);
+    let agent = env.spawn_agent(&[
+        "--token-socket",
+        socket.to_str().unwrap(),
+        "--token-socket-profile",
+        "work",
+    ]);
+    agent.wait_ready(&env.socket);
+    env.add_refresh("work", &server);
+    env.add_refresh("private", &server);
+    a365_at(&env, &socket, &["token", "work"]).ok();
+    let out = a365_at(&env, &socket, &["token", "private"]).code(4);
+    assert!(out.stderr.contains("does not serve"), "{}", out.stderr);
+    server.set_fault(a365_token_server::Fault::Status(500), Some(1));
+    let _ = env.a365(&["refresh", "work"]);
+    let own = env.a365(&["status", "--json"]).ok().json();
+    assert!(
+        own.as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["name"] == "work" && p["last_error"].is_string()),
+        "{own}"
+    );
+    let forwarded = a365_at(&env, &socket, &["status", "--json"]).ok().json();
+    let names: Vec<&str> = forwarded
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["work"], "{forwarded}");
+    assert!(forwarded[0]["last_error"].is_null(), "{forwarded}");
+    drop(agent);
+}

@@ -62,6 +62,9 @@ pub struct Options {
     /// A second socket that serves tokens only, for forwarding (`ssh -R`)
     /// or bind-mounting into a container; else config's `token_socket`.
     pub token_socket: Option<PathBuf>,
+    /// The profiles the token socket serves (`--token-socket-profile`);
+    /// empty: config's `token_socket_profiles`, else every profile.
+    pub token_socket_profiles: Vec<String>,
     pub paths: Paths,
     pub limits: server::Limits,
     pub timeouts: Timeouts,
@@ -164,13 +167,19 @@ pub async fn run(
             notify::stopping();
         }
     });
+    let forwarded = server::Forwarded {
+        profiles: match options.token_socket_profiles.is_empty() {
+            true => config.token_socket_profiles.clone().into(),
+            false => options.token_socket_profiles.clone().into(),
+        },
+    };
     let token_only = token_listener.map(|listener| {
         let (agent, limits, stop) = (Arc::clone(&agent), options.limits.clone(), stop_rx.clone());
         tokio::spawn(server::serve(
             listener,
             agent,
             limits,
-            server::Access::TokenOnly,
+            server::Access::TokenOnly(forwarded),
             stop,
         ))
     });

@@ -23,6 +23,10 @@ struct Args {
     /// watch): the socket to forward with `ssh -R` or mount into a container.
     #[arg(long, value_name = "PATH")]
     token_socket: Option<PathBuf>,
+    /// Serve only this profile on the token socket (repeatable; default:
+    /// every profile).
+    #[arg(long, value_name = "NAME", requires = "token_socket")]
+    token_socket_profile: Vec<String>,
     /// Log level (error, warn, info, debug, trace); RUST_LOG overrides.
     #[arg(long, value_name = "LEVEL", default_value = "info")]
     log_level: String,
@@ -139,6 +143,7 @@ fn options(args: &Args, socket: std::path::PathBuf, paths: Paths) -> Options {
     Options {
         socket,
         token_socket: args.token_socket.clone(),
+        token_socket_profiles: args.token_socket_profile.clone(),
         paths,
         limits: Limits {
             max_connections: args.max_connections,

@@ -44,6 +44,7 @@ async fn a_clock_jump_past_expiry_serves_a_new_token_and_shutdown_is_clean() {
     let socket = dir.path().join("run/a365/agent.sock");
     let options = Options {
         token_socket: None,
+        token_socket_profiles: Vec::new(),
         socket: socket.clone(),
         paths: Paths {
             config_file: dir.path().join("config/config.toml"),

@@ -5,7 +5,8 @@
 //! - [`add`]: `add_profile` and `remove_profile`;
 //! - [`login`]: the browser login of `authorization-code` profiles;
 //! - [`migrate`]: moving secrets between stores;
-//! - [`fleet`]: the profiles shared with other machines.
+//! - [`fleet`]: the profiles shared with other machines;
+//! - [`forwarded`]: what a token-only socket answers.
 //!
 //! Errors become wire replies here, at the edge; the profiles, providers
 //! and stores below report typed errors.
@@ -13,9 +14,12 @@
 mod add;
 mod doctor;
 pub mod fleet;
+mod forwarded;
 mod login;
 mod migrate;
 mod status;
+
+pub(crate) use forwarded::not_forwarded;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, RwLock, Weak};

@@ -92,6 +92,9 @@ pub struct Config {
     /// A second socket that answers only token, status, ping and watch:
     /// the one to forward (`ssh -R`) or bind-mount into a container.
     pub token_socket: Option<PathBuf>,
+    /// The profiles the token socket serves (empty: every profile).
+    #[serde(default)]
+    pub token_socket_profiles: Vec<String>,
     /// Fleet mode: profiles shared with other machines through etcd.
     pub fleet: Option<crate::fleet::FleetConfig>,
     #[serde(default)]

@@ -13,9 +13,11 @@ mod fleet;
 mod refresher;
 mod restore;
 mod serve;
+
+pub use serve::Demand;
 mod status;
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use a365_proto::ProfileSpec;
@@ -98,6 +100,10 @@ pub struct Profile {
     /// The longest `min_valid_ms` asked for since the last refresh: a
     /// demand that the token published meanwhile meets costs no request.
     demand_min_valid_ms: AtomicU64,
+    /// When the refresher last took a client's demand (wall clock, ms):
+    /// demands closer together than [`DEMAND_FLOOR_MS`] start no refresh
+    /// while the held token is valid.
+    last_demand_ms: AtomicI64,
     /// `a365 refresh`: exchange now even if the token is fresh.
     force: AtomicBool,
     stopping: AtomicBool,
@@ -124,6 +130,7 @@ impl Profile {
             wake: Notify::new(),
             demand: AtomicBool::new(false),
             demand_min_valid_ms: AtomicU64::new(0),
+            last_demand_ms: AtomicI64::new(i64::MIN),
             force: AtomicBool::new(false),
             stopping: AtomicBool::new(false),
             task: Mutex::new(None),

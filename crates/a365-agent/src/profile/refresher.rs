@@ -99,6 +99,9 @@ impl Profile {
             demanded = false;
             self.state.send_modify(|_| {});
         }
+        if demanded {
+            self.last_demand_ms.store(now, Ordering::SeqCst);
+        }
         Asked {
             forced,
             wanted_ms,

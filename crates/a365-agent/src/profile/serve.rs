@@ -9,6 +9,23 @@ use a365_proto::human_ms;
 
 use super::{Held, Phase, Profile, Snapshot, TokenError, unavailable};
 
+/// The least time between two refreshes that clients' demands start while
+/// the held token is valid: a client asking for a `--min-valid` just under
+/// the tokens' lifetime would otherwise spend a (rate-limited, rotating)
+/// token request on every call.
+pub(crate) const DEMAND_FLOOR_MS: i64 = 10_000;
+
+/// Whether a client's request may start a refresh.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Demand {
+    /// The agent's own socket: when the held token falls short of what
+    /// the client asked (at most once per [`DEMAND_FLOOR_MS`]).
+    Any,
+    /// A forwarded token socket: never before the profile's normal
+    /// refresh time while its token is valid.
+    NotBeforeDue,
+}
+
 impl Profile {
     /// The held token if it stays valid `min_valid_ms` and has `scopes`;
     /// otherwise asks the refresher and waits for its outcome.
@@ -16,6 +33,16 @@ impl Profile {
         &self,
         min_valid_ms: u64,
         scopes: &[String],
+    ) -> Result<Arc<Held>, TokenError> {
+        self.token_with(min_valid_ms, scopes, Demand::Any).await
+    }
+
+    /// [`Profile::token`], for a client whose demands `demand` allows.
+    pub async fn token_with(
+        &self,
+        min_valid_ms: u64,
+        scopes: &[String],
+        demand: Demand,
     ) -> Result<Arc<Held>, TokenError> {
         let mut rx = self.state.subscribe();
         let wait = self.shared.client_wait;
@@ -38,6 +65,9 @@ impl Profile {
                     return Err(err);
                 }
                 if asked_after.is_none() {
+                    if let Some(err) = self.may_not_demand(&snap, now, min_valid_ms, demand) {
+                        return Err(err);
+                    }
                     asked_after = Some(snap.attempts_done);
                     self.demand_min_valid_ms
                         .fetch_max(min_valid_ms, Ordering::SeqCst);
@@ -59,6 +89,46 @@ impl Profile {
                 }
             }
         }
+    }
+
+    /// Why a client's demand may not start a refresh now, while the held
+    /// token is valid and no refresh is under way: see [`Demand`].
+    fn may_not_demand(
+        &self,
+        snap: &Snapshot,
+        now: i64,
+        min_valid_ms: u64,
+        demand: Demand,
+    ) -> Option<TokenError> {
+        let held = snap.token.as_ref().filter(|h| h.valid_for(now, 0))?;
+        if snap.phase != Phase::Fresh {
+            return None;
+        }
+        let remaining = human_ms(held.expires_at_ms.map_or(0, |exp| exp - now));
+        let min_valid = human_ms(i64::try_from(min_valid_ms).unwrap_or(i64::MAX));
+        let short = format!(
+            "the token of profile '{}' is valid for {remaining}, less than --min-valid {min_valid}",
+            self.name
+        );
+        if let (Demand::NotBeforeDue, Some(due)) = (demand, snap.next_refresh_at_ms)
+            && due > now
+        {
+            return Some(unavailable(format!(
+                "{short}; a token-only socket does not start a refresh before the profile's \
+                 normal refresh time (in {})",
+                human_ms(due - now)
+            )));
+        }
+        let since = now.saturating_sub(self.last_demand_ms.load(Ordering::SeqCst));
+        if since < DEMAND_FLOOR_MS {
+            return Some(unavailable(format!(
+                "{short}; it was refreshed on demand {} ago, and the next refresh on demand may \
+                 start in {}",
+                human_ms(since),
+                human_ms(DEMAND_FLOOR_MS - since)
+            )));
+        }
+        None
     }
 
     /// The error to answer at once when waiting cannot help, `None` when a

@@ -40,7 +40,7 @@ pub(super) async fn serve(
             return;
         };
         let answer = match codec::decode_request(&payload, encoding).map(Request::clamped) {
-            Ok(request) if access == Access::TokenOnly && !token_only(&request) => {
+            Ok(request) if access != Access::Full && !token_only(&request) => {
                 let command = request.command();
                 tracing::warn!(command, "refused on the token-only socket");
                 let message = format!(
@@ -51,12 +51,17 @@ pub(super) async fn serve(
             }
             Ok(Request::Watch { profile }) => {
                 let (reader, writer) = (&mut reader, &mut writer);
-                super::watching::watch(&agent, profile, reader, writer, encoding, shutdown).await;
+                let only = match &access {
+                    Access::TokenOnly(forwarded) => Some(forwarded),
+                    Access::Full => None,
+                };
+                super::watching::watch(&agent, profile, only, reader, writer, encoding, shutdown)
+                    .await;
                 return;
             }
             Ok(request) => {
                 tracing::trace!(?request, "request");
-                handle(&agent, request).await
+                handle(&agent, request, &access).await
             }
             Err(e) => {
                 tracing::debug!("undecodable request: {e}");
@@ -170,12 +175,15 @@ async fn read_message(
 
 /// Runs one request; a bug that panics (an overflow check, say) answers
 /// that request with an error instead of closing the connection unsaid.
-async fn handle(agent: &Agent, request: Request) -> Answer {
+async fn handle(agent: &Agent, request: Request, access: &Access) -> Answer {
     use futures_util::FutureExt as _;
-    match std::panic::AssertUnwindSafe(agent.handle(request))
-        .catch_unwind()
-        .await
-    {
+    let answer = async {
+        match access {
+            Access::Full => agent.handle(request).await,
+            Access::TokenOnly(forwarded) => agent.handle_forwarded(request, forwarded).await,
+        }
+    };
+    match std::panic::AssertUnwindSafe(answer).catch_unwind().await {
         Ok(answer) => answer,
         Err(_) => {
             tracing::error!("a request failed inside the agent (a bug); the agent carries on");

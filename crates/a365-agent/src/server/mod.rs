@@ -24,14 +24,29 @@ use crate::agent::Agent;
 use slots::{Idle, make_room};
 
 /// What a socket's clients may ask.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Access {
     /// Everything: the agent's own socket.
     Full,
     /// `token`, `status`, `ping` and `watch` only: a socket to forward to
     /// other machines or containers, over which no secret but access
-    /// tokens ever travels and nothing can be changed.
-    TokenOnly,
+    /// tokens ever travels and nothing can be changed. No request on it
+    /// starts a refresh before a profile's normal refresh time, and its
+    /// `status` carries no error text.
+    TokenOnly(Forwarded),
+}
+
+/// The profiles a token-only socket serves.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Forwarded {
+    /// Only these (`--token-socket-profile`); empty: every profile.
+    pub profiles: Arc<[String]>,
+}
+
+impl Forwarded {
+    pub fn serves(&self, name: &str) -> bool {
+        self.profiles.is_empty() || self.profiles.iter().any(|p| p == name)
+    }
 }
 
 /// Connection limits.
@@ -125,7 +140,14 @@ pub async fn serve(
             idle: Arc::clone(&idle),
         };
         let (agent, limits, shutdown) = (Arc::clone(&agent), limits.clone(), shutdown.clone());
-        tokio::spawn(admit(stream, agent, limits, access, slots, shutdown));
+        tokio::spawn(admit(
+            stream,
+            agent,
+            limits,
+            access.clone(),
+            slots,
+            shutdown,
+        ));
     }
     drop(listener);
     let all = u32::try_from(limits.max_connections).unwrap_or(u32::MAX);

@@ -16,11 +16,19 @@ use crate::agent::Agent;
 pub(super) async fn watch(
     agent: &Agent,
     profile: Option<String>,
+    only: Option<&super::Forwarded>,
     reader: &mut ZeroizingBufReader<&Stream>,
     writer: &mut &Stream,
     encoding: Encoding,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    if let (Some(only), Some(name)) = (only, &profile)
+        && !only.serves(name)
+    {
+        let reply = crate::agent::not_forwarded(name);
+        let _ = write(writer, &Response::Error(reply), encoding).await;
+        return;
+    }
     let mut events = match agent.watch(profile.as_deref()) {
         Ok(events) => events,
         Err(reply) => {
@@ -40,7 +48,8 @@ pub(super) async fn watch(
     loop {
         tokio::select! {
             event = events.recv() => match event {
-                Ok(event) if profile.as_ref().is_none_or(|p| *p == event.profile) => {
+                Ok(event) if profile.as_ref().is_none_or(|p| *p == event.profile)
+                    && only.is_none_or(|o| o.serves(&event.profile)) => {
                     if write(writer, &Response::Event(event), encoding).await.is_err() {
                         return;
                     }
