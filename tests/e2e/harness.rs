@@ -100,6 +100,8 @@ pub struct Env {
     pub socket: PathBuf,
     /// RUST_LOG for every process started here.
     pub rust_log: String,
+    /// The user (uid, gid) every process runs as; `None`: the test's own.
+    user: Option<(u32, u32)>,
 }
 
 impl Env {
@@ -120,6 +122,7 @@ impl Env {
             dir,
             socket,
             rust_log: "info".into(),
+            user: None,
         }
     }
 
@@ -158,8 +161,26 @@ impl Env {
         self.path(&format!("state/a365/credentials/{profile}.json"))
     }
 
+    /// Hands this world to `user`: its directories become theirs, and
+    /// every process started here runs as them (tests run as root, and a
+    /// normal user sees less of `/proc`).
+    pub fn hand_to(&mut self, user: &OtherUser) {
+        let owner = format!("{}:{}", user.uid, user.gid);
+        let status = Command::new("chown")
+            .args(["-R", &owner])
+            .arg(self.dir.path())
+            .status()
+            .expect("run chown");
+        assert!(status.success());
+        self.user = Some((user.uid, user.gid));
+    }
+
     /// The environment every process of this user gets.
     pub fn apply(&self, cmd: &mut Command) {
+        if let Some((uid, gid)) = self.user {
+            use std::os::unix::process::CommandExt;
+            cmd.uid(uid).gid(gid);
+        }
         // Tests start their agents themselves; `autostart` tests opt in.
         cmd.env_remove("A365_PROFILE")
             .env("A365_NO_AUTOSTART", "1")
@@ -252,11 +273,19 @@ impl Env {
 
     /// Starts a prepared `a365-agent` command, capturing its log.
     pub fn spawn_agent_command(&self, mut cmd: Command) -> Agent {
-        let mut child = cmd
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn a365-agent");
+        cmd.stdout(Stdio::null()).stderr(Stdio::piped());
+        // A binary copied by this test may still be open for writing in a
+        // child another test forked meanwhile (ETXTBSY): try again.
+        let mut tries = 0;
+        let mut child = loop {
+            match cmd.spawn() {
+                Err(e) if e.kind() == std::io::ErrorKind::ExecutableFileBusy && tries < 50 => {
+                    tries += 1;
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                spawned => break spawned.expect("spawn a365-agent"),
+            }
+        };
         let log = Arc::new(Mutex::new(Vec::new()));
         let mut stderr = child.stderr.take().expect("stderr");
         let sink = Arc::clone(&log);

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use a365_token_server::{Fault, ServerConfig, TokenServer};
 
-use crate::harness::{Agent, Env, Out, bin};
+use crate::harness::{Agent, Env, OtherUser, Out, bin, require_root};
 
 /// The agent, started from a copy of its binary that an upgrade can
 /// replace; that copy's path.
@@ -101,6 +101,47 @@ fn an_upgraded_agent_stops_for_its_new_binary_and_loses_nothing() {
     assert_eq!(autostarted_token(&env), held);
     assert_eq!(server.requests(), requests, "no new exchange");
     kill_agent(&env);
+}
+
+/// The agent is not dumpable, so a normal user's `a365` cannot read its
+/// `/proc/PID/exe`: it sees the binary changed after the agent started,
+/// and the agent checks itself. (The tests above run as root, who can.)
+#[test]
+fn a_normal_users_next_command_notices_the_upgrade_at_once() {
+    if !require_root("run the agent as a normal user") {
+        return;
+    }
+    let user = OtherUser::create();
+    let server = TokenServer::start(ServerConfig::default()).unwrap();
+    let mut env = Env::new();
+    let installed = env.path("bin/a365-agent");
+    std::fs::create_dir_all(env.path("bin")).unwrap();
+    std::fs::copy(bin("a365-agent"), &installed).unwrap();
+    env.hand_to(&user);
+    // Its own look at the binary (every 30 s by default) is off: only the
+    // client can notice within this test.
+    let mut command = env.command(&installed);
+    command.args(["--upgrade-check", "0"]);
+    let agent = env.spawn_agent_command(command);
+    // Asked as its user: the test's own client would refuse an agent of
+    // another user.
+    let up = crate::harness::wait_until(Duration::from_secs(10), || env.a365(&["ping"]).code == 0);
+    assert!(up, "{}", agent.log());
+    env.add_refresh("work", &server);
+    env.token("work");
+    // A command that finds nothing changed says nothing and sends nothing.
+    let out = env.a365(&["status"]).ok();
+    assert!(!out.stderr.contains("upgraded"), "{}", out.stderr);
+    upgrade(&env, &installed);
+    let out = env.a365(&["status"]).ok();
+    assert!(
+        out.stderr.contains("a365-agent was upgraded"),
+        "{}\n{}",
+        out.stderr,
+        agent.log()
+    );
+    let (status, log) = agent.wait(Duration::from_secs(30));
+    assert!(status.success(), "{log}");
 }
 
 /// A profile whose secrets live only in memory would be lost: the agent

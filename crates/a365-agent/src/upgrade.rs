@@ -42,16 +42,34 @@ impl Identity {
     }
 }
 
+/// The binary the agent runs: its path and what it was at start.
+#[derive(Debug)]
+pub(crate) struct Binary {
+    path: std::path::PathBuf,
+    started: Identity,
+}
+
+impl Binary {
+    /// Now, before any upgrade: Linux names a replaced binary "… (deleted)".
+    pub(crate) fn current() -> Option<Binary> {
+        let path = std::env::current_exe().ok()?;
+        let started = Identity::of(&path)?;
+        Some(Binary { path, started })
+    }
+
+    /// A file is at the path again (mid-upgrade it may be missing) and it
+    /// is not the one the agent started from.
+    pub(crate) fn replaced(&self) -> bool {
+        Identity::of(&self.path).is_some_and(|now| now != self.started)
+    }
+}
+
 /// Looks at the agent's binary every `every` until the agent stops.
 pub fn watch(agent: Arc<Agent>, every: Duration, mut stop: watch::Receiver<bool>) {
-    // Now, before any upgrade: Linux names a replaced binary "… (deleted)".
-    let Some((path, started)) = std::env::current_exe()
-        .ok()
-        .and_then(|path| Identity::of(&path).map(|id| (path, id)))
-    else {
+    if agent.binary().is_none() {
         tracing::info!("the agent's binary cannot be read: upgrades are not noticed");
         return;
-    };
+    }
     tokio::spawn(async move {
         let mut refused = false;
         loop {
@@ -59,7 +77,7 @@ pub fn watch(agent: Arc<Agent>, every: Duration, mut stop: watch::Receiver<bool>
                 () = tokio::time::sleep(crate::schedule::until_aligned_now(every)) => {}
                 _ = stop.wait_for(|stop| *stop) => return,
             }
-            if !replaced(&path, &started) {
+            if !agent.binary().is_some_and(Binary::replaced) {
                 continue;
             }
             match agent.restart_for_upgrade() {
@@ -75,12 +93,6 @@ pub fn watch(agent: Arc<Agent>, every: Duration, mut stop: watch::Receiver<bool>
     });
 }
 
-/// A file is at `path` again (mid-upgrade it may be missing) and it is
-/// not the one the agent started from.
-fn replaced(path: &Path, started: &Identity) -> bool {
-    Identity::of(path).is_some_and(|now| now != *started)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -90,13 +102,16 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("a365-agent");
         std::fs::write(&path, b"old binary").unwrap();
-        let started = Identity::of(&path).unwrap();
-        assert!(!replaced(&path, &started));
+        let binary = Binary {
+            started: Identity::of(&path).unwrap(),
+            path: path.clone(),
+        };
+        assert!(!binary.replaced());
         std::fs::remove_file(&path).unwrap();
-        assert!(!replaced(&path, &started), "missing mid-upgrade");
+        assert!(!binary.replaced(), "missing mid-upgrade");
         let staged = dir.path().join("a365-agent.new");
         std::fs::write(&staged, b"new binary").unwrap();
         std::fs::rename(&staged, &path).unwrap();
-        assert!(replaced(&path, &started));
+        assert!(binary.replaced());
     }
 }

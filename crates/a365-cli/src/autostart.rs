@@ -36,21 +36,19 @@ pub fn connect(socket: &Path) -> Result<Client, Error> {
     Ok(client)
 }
 
-/// After a command: if the agent it talked to runs a binary that has
-/// since been replaced on disk (a package upgrade; Linux shows the old one
-/// as "(deleted)"), ask it to stop once nothing would be lost, so that the
-/// service manager or the next command starts the new one. One readlink
-/// on the hot path; nothing at all elsewhere.
+/// After a command: if the agent it talked to may run a binary that has
+/// since been replaced on disk (a package upgrade), ask it to check and,
+/// if so, to stop once nothing would be lost, so that the service manager
+/// or the next command starts the new one. The agent is not dumpable, so
+/// its `/proc/PID/exe` is closed to its own user: the sign is the binary
+/// its command line names (else the one next to `a365`) changed after the
+/// agent started, and the agent itself decides. Two small reads of
+/// `/proc` and a stat on the hot path; nothing at all elsewhere.
 pub fn restart_if_upgraded(socket: &Path) {
     #[cfg(target_os = "linux")]
     {
         let pid = AGENT_PID.load(Ordering::Relaxed);
-        if pid == 0 {
-            return;
-        }
-        let replaced = std::fs::read_link(format!("/proc/{pid}/exe"))
-            .is_ok_and(|exe| exe.as_os_str().as_encoded_bytes().ends_with(b" (deleted)"));
-        if !replaced {
+        if pid == 0 || !changed_since_start(pid) {
             return;
         }
         let answer = Client::connect(socket).and_then(|mut c| {
@@ -66,7 +64,11 @@ pub fn restart_if_upgraded(socket: &Path) {
                     crate::output::clean(&message, false)
                 );
             }
-            Ok(Some(a365_proto::Response::Error(reply))) => {
+            // `bad_request`: the agent found its binary unchanged (another
+            // one was installed next to `a365`): nothing to say.
+            Ok(Some(a365_proto::Response::Error(reply)))
+                if reply.kind != a365_proto::ErrorKind::BadRequest =>
+            {
                 eprintln!(
                     "a365: a365-agent was upgraded: {}",
                     crate::output::clean(&reply.message, false)
@@ -77,6 +79,58 @@ pub fn restart_if_upgraded(socket: &Path) {
     }
     #[cfg(not(target_os = "linux"))]
     let _ = (socket, &AGENT_PID);
+}
+
+/// Whether the agent's binary on disk changed (written or renamed into
+/// place: dpkg keeps a file's mtime from the package, the ctime is new)
+/// after process `pid` started.
+#[cfg(target_os = "linux")]
+fn changed_since_start(pid: u32) -> bool {
+    use std::os::unix::ffi::OsStrExt;
+    use std::os::unix::fs::MetadataExt;
+    let Some(started) = started_at(pid) else {
+        return false;
+    };
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+    let argv0 = cmdline.split(|b| *b == 0).next().unwrap_or_default();
+    let binary = match argv0.first() {
+        Some(b'/') => PathBuf::from(std::ffi::OsStr::from_bytes(argv0)),
+        _ => agent_binary(),
+    };
+    let Ok(meta) = std::fs::metadata(&binary) else {
+        return false;
+    };
+    let at = |secs: i64, nanos: i64| {
+        std::time::Duration::new(
+            u64::try_from(secs).unwrap_or(0),
+            u32::try_from(nanos).unwrap_or(0),
+        )
+    };
+    let changed = at(meta.ctime(), meta.ctime_nsec()).max(at(meta.mtime(), meta.mtime_nsec()));
+    // The start is known to a clock tick (10 ms): a change just before it
+    // must not look like one after.
+    std::time::UNIX_EPOCH + changed > started + std::time::Duration::from_millis(50)
+}
+
+/// When process `pid` started (wall clock): its start in clock ticks
+/// since boot (`/proc/PID/stat`, readable for any process), against the
+/// time since boot now.
+#[cfg(target_os = "linux")]
+fn started_at(pid: u32) -> Option<std::time::SystemTime> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // After the command name in parentheses (which may hold spaces): the
+    // 3rd field on; the start time is the 22nd in all.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let ticks: u64 = rest.split(' ').nth(19)?.parse().ok()?;
+    let per_sec = rustix::param::clock_ticks_per_second();
+    let since_boot = rustix::time::clock_gettime(rustix::time::ClockId::Boottime);
+    let now_since_boot = std::time::Duration::new(
+        u64::try_from(since_boot.tv_sec).ok()?,
+        u32::try_from(since_boot.tv_nsec).ok()?,
+    );
+    let started_since_boot =
+        std::time::Duration::from_millis(ticks.checked_mul(1000)? / per_sec.max(1));
+    std::time::SystemTime::now().checked_sub(now_since_boot.checked_sub(started_since_boot)?)
 }
 
 fn enabled() -> bool {

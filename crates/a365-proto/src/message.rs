@@ -65,9 +65,10 @@ pub enum Request {
         #[serde(default)]
         profile: Option<String>,
     },
-    /// The agent's binary was replaced on disk (a package upgrade): stop
-    /// the way `shutdown` does, once nothing would be lost, so that the
-    /// service manager or the next client starts the new binary.
+    /// The agent's binary may have been replaced on disk (a package
+    /// upgrade): if it was, stop the way `shutdown` does, once nothing
+    /// would be lost, so that the service manager or the next client
+    /// starts the new binary; if not, `bad_request`.
     Restart,
 }
 

@@ -60,6 +60,9 @@ pub struct Agent {
     add_wait: Duration,
     /// Fleet mode: where shared profiles live.
     fleet: Option<Arc<crate::fleet::Fleet>>,
+    /// The binary this agent runs, as it was at start: an upgrade is
+    /// told by a change of it (`None`: it cannot be read).
+    binary: Option<crate::upgrade::Binary>,
 }
 
 impl Agent {
@@ -108,6 +111,7 @@ impl Agent {
             expiry_check: Arc::default(),
             add_wait,
             fleet: fleet.clone(),
+            binary: crate::upgrade::Binary::current(),
         });
         if let Some(fleet) = fleet {
             // The shared profiles are served from the start when etcd answers.
@@ -124,6 +128,11 @@ impl Agent {
             Arc::clone(&agent.expiry_check),
         ));
         agent
+    }
+
+    /// The binary this agent runs, as it was at start.
+    pub(crate) fn binary(&self) -> Option<&crate::upgrade::Binary> {
+        self.binary.as_ref()
     }
 
     /// What every profile shares (the clock, the events, HTTP).
@@ -182,7 +191,13 @@ impl Agent {
             // The connection streams events itself (`server`); here only
             // when something forwarded it wrongly.
             Request::Doctor { profile } => self.doctor(profile.as_deref()).await,
-            Request::Restart => self.restart_for_upgrade(),
+            Request::Restart => match self.binary.as_ref().is_some_and(|b| b.replaced()) {
+                true => self.restart_for_upgrade(),
+                false => Err(ErrorReply::new(
+                    ErrorKind::BadRequest,
+                    "the agent's binary has not changed: it goes on",
+                )),
+            },
             Request::Watch { .. } => Err(ErrorReply::new(
                 ErrorKind::BadRequest,
                 "watch must be the only request of its connection",
@@ -191,8 +206,8 @@ impl Agent {
         Answer::Response(result.unwrap_or_else(Response::Error))
     }
 
-    /// `restart`: a client (or [`crate::upgrade`]) saw this agent's binary
-    /// replaced on disk. Stops
+    /// `restart`: a client saw a sign of an upgrade, and this agent's
+    /// binary was replaced on disk (or [`crate::upgrade`] saw it). Stops
     /// as `shutdown` does (requests answered, refreshes in flight finished
     /// and saved), so that systemd or launchd, which hold the socket, or
     /// the next client's autostart starts the new binary; refused while a
