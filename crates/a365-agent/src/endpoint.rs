@@ -291,13 +291,7 @@ enum Cloud {
 
 impl Cloud {
     fn of(url: &reqwest::Url) -> Cloud {
-        // `auth.altium.com.` (fully qualified) is the same host to DNS and
-        // TLS: compare without the root's dot, in one case.
-        let host = url
-            .host_str()
-            .unwrap_or("")
-            .trim_end_matches('.')
-            .to_ascii_lowercase();
+        let host = normal_host(url).unwrap_or_default();
         let under = |domain: &str| host == domain || host.ends_with(&format!(".{domain}"));
         if under("365-gov.altium.com") {
             Cloud::Gov
@@ -324,9 +318,23 @@ fn realm_url(realm: &str) -> Result<&'static str, EndpointError> {
 }
 
 /// HTTPS only, except plain HTTP to a loopback host (tests, local servers).
+/// The host is normalised here, once ([`normal_host`]), so that the URL
+/// requests go to is the one every rule judged: the loopback check, the
+/// never-proxied list and the Gov/commercial guard.
 pub fn parse_url(what: &str, text: &str) -> Result<reqwest::Url, EndpointError> {
-    let url = reqwest::Url::parse(text)
+    let mut url = reqwest::Url::parse(text)
         .map_err(|e| invalid(format!("{what} '{text}' is not a URL: {e}")))?;
+    if let Some(host) = normal_host(&url)
+        && url.host_str() != Some(host.as_str())
+    {
+        if host.is_empty() || host.ends_with('.') {
+            return Err(invalid(format!(
+                "{what} '{text}' has an empty label in its host name"
+            )));
+        }
+        url.set_host(Some(&host))
+            .map_err(|e| invalid(format!("{what} '{text}': {e}")))?;
+    }
     if !url.username().is_empty() || url.password().is_some() {
         return Err(invalid(format!("{what} must not contain credentials")));
     }
@@ -341,14 +349,28 @@ pub fn parse_url(what: &str, text: &str) -> Result<reqwest::Url, EndpointError> 
 }
 
 pub fn is_loopback(url: &reqwest::Url) -> bool {
-    let Some(host) = url.host_str() else {
+    let Some(host) = normal_host(url) else {
         return false;
     };
     let bare = host.trim_start_matches('[').trim_end_matches(']');
-    host.trim_end_matches('.').eq_ignore_ascii_case("localhost")
+    host == "localhost"
         || bare
             .parse::<std::net::IpAddr>()
             .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// A URL's host as every rule compares it: lower case, without one
+/// trailing dot. `localhost.` and `auth.altium.com.` (fully qualified) are
+/// the same hosts to DNS and TLS as without the root's dot; a rule that
+/// saw the dot and one that did not once disagreed, and a loopback token
+/// request went to a proxy in clear text. IP literals are as the URL has them.
+pub(crate) fn normal_host(url: &reqwest::Url) -> Option<String> {
+    let host = url.host_str()?;
+    let lower = host.to_ascii_lowercase();
+    Some(match lower.strip_suffix('.') {
+        Some(bare) if !host.starts_with('[') => bare.to_owned(),
+        _ => lower,
+    })
 }
 
 #[cfg(test)]
@@ -440,7 +462,6 @@ mod tests {
         for commercial in [
             "https://auth.altium.com./connect/token",
             "https://AUTH.Altium.COM/connect/token",
-            "https://auth.altium.com../connect/token",
         ] {
             let url = reqwest::Url::parse(commercial).unwrap();
             assert_eq!(Cloud::of(&url), Cloud::Commercial, "{commercial}");
@@ -450,6 +471,11 @@ mod tests {
             let err = Endpoint::resolve(&s).unwrap_err().to_string();
             assert!(err.contains("commercial endpoint"), "{commercial}: {err}");
         }
+        // Two dots are no host name: refused, not guessed at.
+        let mut s = spec(Kind::Refresh);
+        s.token_url = Some("https://auth.altium.com../connect/token".into());
+        let err = Endpoint::resolve(&s).unwrap_err().to_string();
+        assert!(err.contains("empty label"), "{err}");
         let gov = reqwest::Url::parse("https://auth.365-gov.altium.com./x").unwrap();
         assert_eq!(Cloud::of(&gov), Cloud::Gov);
         let mut s = spec(Kind::AuthorizationCode);
@@ -457,5 +483,25 @@ mod tests {
         s.authorize_url = Some("https://auth.altium.com./connect/authorize".into());
         let err = Endpoint::resolve(&s).unwrap_err().to_string();
         assert!(err.contains("different Altium clouds"), "{err}");
+    }
+
+    /// Requests go to the host every rule judged: `localhost.` is
+    /// `localhost` for the loopback check, the proxy exemption (which sees
+    /// the request's URL) and the cloud guard alike.
+    #[test]
+    fn host_names_are_normalised_once_at_parse_time() {
+        for (given, host) in [
+            ("http://localhost.:8/t", "localhost"),
+            ("http://LOCALHOST.:8/t", "localhost"),
+            ("http://127.0.0.1.:8/t", "127.0.0.1"),
+            ("http://[::1]:8/t", "[::1]"),
+            ("https://Auth.Altium.com./connect/token", "auth.altium.com"),
+        ] {
+            let url = parse_url("token_url", given).unwrap();
+            assert_eq!(url.host_str(), Some(host), "{given}");
+            assert!(url.scheme() == "https" || is_loopback(&url), "{given}");
+        }
+        assert!(parse_url("token_url", "http://localhost..:8/t").is_err());
+        assert!(parse_url("token_url", "http://localhost.example.:8/t").is_err());
     }
 }
