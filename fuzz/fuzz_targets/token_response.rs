@@ -9,7 +9,8 @@
 //! Invariants checked, besides "never panics":
 //! - a token comes back only for a 2xx; `Dead` and `Rejected` only for
 //!   others; a `Retry-After` is kept only for 429 and 5xx;
-//! - the token and rotated refresh token are exactly the body's;
+//! - the token and rotated refresh token are exactly the body's, and the
+//!   token is an RFC 6750 b64token (anything else is refused for what it is);
 //! - `expires_in` > 0 gives an expiry after now; any expiry is one the
 //!   agent can subtract now from (it does, unchecked);
 //! - error messages are printable, short, and do not change when the
@@ -155,6 +156,7 @@ fn check_fresh(fresh: &Fresh, status: u16, body: &[u8]) {
         Some(fresh.access_token.expose_secret()),
         v.access_token.as_deref()
     );
+    assert!(a365_token::is_b64token(fresh.access_token.expose_secret()));
     assert_eq!(
         fresh.refresh_token.as_ref().map(|t| t.expose_secret()),
         v.refresh_token.as_deref()
@@ -189,6 +191,7 @@ fn check_created(status: u16, wait: Option<Duration>, body: &[u8]) {
                 Some(renewed.token.expose_secret()),
                 v.token_value.as_deref()
             );
+            assert!(a365_token::is_b64token(renewed.token.expose_secret()));
         }
         Err(e) => {
             check_error(&e, status, wait);
@@ -256,6 +259,11 @@ fn redact(body: &[u8], fields: &[&str]) -> Option<(Vec<u8>, Vec<u8>)> {
     let mut any = false;
     for field in fields {
         if let Some(value @ Value::String(_)) = map.get_mut(*field) {
+            // A token with characters no bearer token has is refused for
+            // them: that outcome rightly depends on the value.
+            if value.as_str().is_some_and(|v| !a365_token::is_b64token(v)) {
+                return None;
+            }
             *value = Value::String(format!("redacted-{field}"));
             any = true;
         }

@@ -144,3 +144,31 @@ fn a_token_server_that_is_down_is_temporarily_unavailable() {
     assert!(out.stderr.contains("cannot connect"), "{out:?}");
     assert_eq!(env.token("work"), token, "the cached token is still served");
 }
+
+/// A token server that puts a terminal escape and a header line in the
+/// access token: `a365 token` never prints it (not as a token, not in an
+/// error), and the error says what is wrong.
+#[test]
+fn an_access_token_with_escapes_or_a_header_line_is_never_printed() {
+    let Session { server, env, agent } = Session::start(ServerConfig::default());
+    server.set_fault(Fault::HostileToken, None);
+    let refresh = env.a365(&["refresh", "work"]);
+    let token = env.a365(&["token", "work", "--min-valid", "2h"]);
+    let header = env.a365(&["token", "work", "--min-valid", "2h", "--format", "header"]);
+    for out in [&refresh, &token, &header] {
+        for text in [&out.stdout, &out.stderr] {
+            assert!(
+                !text.contains('\x1b') && !text.contains("X-Evil") && !text.contains('\r'),
+                "{out:?}"
+            );
+        }
+    }
+    assert_ne!(token.code, 0, "{token:?}");
+    assert!(
+        refresh.stderr.contains("RFC 6750"),
+        "the error says what is wrong: {refresh:?}"
+    );
+    let status = env.a365(&["status", "--json"]).ok();
+    assert!(!status.stdout.contains("X-Evil"), "{status:?}");
+    assert!(!agent.log().contains("X-Evil"));
+}

@@ -139,6 +139,12 @@ fn parse_success(
     };
     let access_token = access_token
         .ok_or_else(|| unusable("the token server answered 200 without an access_token"))?;
+    if !crate::is_b64token(secrecy::ExposeSecret::expose_secret(&access_token)) {
+        return Err(unusable(&format!(
+            "the token server sent an access token with {}: refused",
+            crate::NOT_B64TOKEN
+        )));
+    }
     let claims = jwt::claims(secrecy::ExposeSecret::expose_secret(&access_token));
     let expires_in = expires_in
         .and_then(|n| n.as_f64())
@@ -387,6 +393,41 @@ mod tests {
                 .checked_sub(now_ms)
                 .is_some_and(|left| left > 0)
         );
+    }
+
+    /// An access token goes onto terminals (`a365 token`) and into header
+    /// lines (`--format header`): escapes and CR/LF from a token server are
+    /// refused at parse time, the token unquoted, a rotated refresh token kept.
+    #[test]
+    fn an_access_token_outside_rfc_6750_b64token_is_refused() {
+        for bad in [
+            r"abc\u001b]0;pwned\u0007",
+            r"abc\r\nX-Evil: 1",
+            "a b",
+            "a=b",
+            "",
+            r"\u00e9t\u00e9",
+        ] {
+            let body =
+                format!(r#"{{"access_token":"{bad}","expires_in":30,"refresh_token":"r2"}}"#);
+            match parse(200, None, body.as_bytes()) {
+                Err(ProviderError::Unusable {
+                    message,
+                    refresh_token: Some(_),
+                }) => {
+                    assert!(message.contains("RFC 6750"), "{message}");
+                    assert!(
+                        !message.contains("Evil") && !message.contains("pwned"),
+                        "{message}"
+                    );
+                }
+                other => panic!("{bad:?}: {:?}", other.map(|_| ())),
+            }
+        }
+        for good in ["eyJ.a-b_c~d+e/f", "abc==", "Zm9v", "0"] {
+            let body = format!(r#"{{"access_token":"{good}","expires_in":30}}"#);
+            assert!(parse(200, None, body.as_bytes()).is_ok(), "{good}");
+        }
     }
 
     #[test]
