@@ -12,6 +12,7 @@
 pub mod designer_cloud;
 pub mod jwt;
 pub mod oauth;
+pub mod scrub;
 
 use std::time::Duration;
 
