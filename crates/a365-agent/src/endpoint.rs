@@ -73,6 +73,20 @@ impl Endpoint {
                 )));
             }
         }
+        // A refresh token is revoked only on the cloud that issued it
+        // (SECURITY.md): a third party's host is no revocation endpoint of
+        // an Altium profile.
+        if let Some(url) = &self.revocation_url
+            && token != Cloud::Other
+            && Cloud::of(url) != token
+        {
+            return Err(invalid(format!(
+                "the revocation URL ({}) is not on the Altium cloud of the token URL ({}): a \
+                 refresh token is sent for revocation only where it was issued",
+                url.host_str().unwrap_or("?"),
+                self.token_url.host_str().unwrap_or("?")
+            )));
+        }
         if self.secure && token == Cloud::Commercial {
             return Err(invalid(format!(
                 "secure=1 is for Altium 365 Gov Cloud, but {} is a commercial endpoint: use \
@@ -185,7 +199,44 @@ const RESERVED_HEADERS: &[&str] = &[
 
 /// Names that hold secrets (`client_secret`, `password`, `id_token_hint`,
 /// `client_assertion`, …): config.toml and the browser are no place for them.
-const SECRET_PARTS: &[&str] = &["secret", "password", "token", "assertion", "key"];
+const SECRET_PARTS: &[&str] = &[
+    "secret",
+    "password",
+    "passwd",
+    "token",
+    "assertion",
+    "key",
+    "credential",
+    "bearer",
+    "jwt",
+];
+
+/// Short names of secrets, refused as whole words of a name (split at `_`,
+/// `-`, `.` and camel case) only: as substrings they would catch
+/// `oauth_nonce`, `author` or `optional`.
+const SECRET_WORDS: &[&str] = &["pwd", "otp", "auth"];
+
+/// The words of a parameter or header name, in lower case: `X-Auth-User`,
+/// `authCode` and `user_pwd` give `auth` and `pwd` among them.
+fn name_words(name: &str) -> Vec<String> {
+    let mut words = Vec::new();
+    let mut word = String::new();
+    let mut previous_lower = false;
+    for c in name.chars() {
+        let boundary = matches!(c, '_' | '-' | '.') || (c.is_ascii_uppercase() && previous_lower);
+        if boundary && !word.is_empty() {
+            words.push(std::mem::take(&mut word));
+        }
+        if c.is_ascii_alphanumeric() {
+            word.push(c.to_ascii_lowercase());
+        }
+        previous_lower = c.is_ascii_lowercase() || c.is_ascii_digit();
+    }
+    if !word.is_empty() {
+        words.push(word);
+    }
+    words
+}
 
 /// The extra parameters: only where the kind sends such a request, plain
 /// names, short printable values, nothing a365 sends itself, no secrets.
@@ -245,7 +296,11 @@ fn check_param(which: &str, name: &str, value: &str) -> Result<(), EndpointError
              (--scope, --client-id, --redirect-uri, …)"
         )));
     }
-    if SECRET_PARTS.iter().any(|part| lower.contains(part)) {
+    if SECRET_PARTS.iter().any(|part| lower.contains(part))
+        || name_words(name)
+            .iter()
+            .any(|word| SECRET_WORDS.contains(&word.as_str()))
+    {
         return Err(invalid(format!(
             "{which} parameter '{name}' looks like a secret: parameters are kept in config.toml \
              in plain text; secrets belong in the store (--secrets-from)"
@@ -483,6 +538,71 @@ mod tests {
         s.authorize_url = Some("https://auth.altium.com./connect/authorize".into());
         let err = Endpoint::resolve(&s).unwrap_err().to_string();
         assert!(err.contains("different Altium clouds"), "{err}");
+    }
+
+    /// SECURITY.md: a refresh token is revoked only on its own Altium
+    /// cloud; a Gov (or commercial) profile's revocation URL on a third
+    /// party's host once passed, since "other" hosts were not compared.
+    #[test]
+    fn the_cloud_guard_keeps_revocation_on_the_same_altium_cloud() {
+        for realm in ["altium365-gov", "altium365"] {
+            let mut s = spec(Kind::Refresh);
+            s.realm = Some(realm.into());
+            s.revocation_url = Some("https://revoke.example.com/connect/revocation".into());
+            let err = Endpoint::resolve(&s).unwrap_err().to_string();
+            assert!(err.contains("revocation URL"), "{realm}: {err}");
+        }
+        let mut s = spec(Kind::Refresh);
+        s.realm = Some("altium365-gov".into());
+        s.revocation_url = Some("https://auth.365-gov.altium.com/connect/revocation".into());
+        Endpoint::resolve(&s).unwrap();
+        // A token server of one's own may revoke where it likes.
+        s.realm = None;
+        s.token_url = Some("https://id.example.org/token".into());
+        s.revocation_url = Some("https://revoke.example.com/r".into());
+        Endpoint::resolve(&s).unwrap();
+    }
+
+    /// Names that carry credentials are refused as words of the name, so
+    /// that `oauth_*`, `author` and `resource` still pass.
+    #[test]
+    fn credential_names_are_refused_and_plain_ones_pass() {
+        for bad in [
+            "passwd",
+            "user_pwd",
+            "userPwd",
+            "otp",
+            "otp-code",
+            "credential",
+            "client_credentials",
+            "auth",
+            "X-Auth-User",
+            "authCode",
+            "jwt",
+            "id_jwt",
+            "bearer",
+            "X-Bearer",
+            "client_secret",
+            "api_key",
+        ] {
+            let err = check_param("token", bad, "v").unwrap_err().to_string();
+            assert!(err.contains("looks like a secret"), "{bad}: {err}");
+        }
+        for good in [
+            "audience",
+            "resource",
+            "prompt",
+            "login_hint",
+            "oauth_nonce",
+            "author",
+            "authority",
+            "acr_values",
+            "ui_locales",
+            "X-Request-Id",
+            "optional",
+        ] {
+            check_param("token", good, "v").unwrap_or_else(|e| panic!("{good}: {e}"));
+        }
     }
 
     /// Requests go to the host every rule judged: `localhost.` is
