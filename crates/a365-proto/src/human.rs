@@ -17,6 +17,29 @@ pub fn human_ms(ms: i64) -> String {
     format!("{sign}{text}")
 }
 
+/// What `a365 add` says, before any secret is read or sent, when a
+/// profile's requests go over plain HTTP (allowed to loopback only): any
+/// local user who listens on that port first receives what travels there,
+/// named for the kind. `with_password`: a Designer Cloud `--username`,
+/// whose password creates the first API token.
+pub fn plain_http_note(kind: crate::Kind, url: &str, with_password: bool) -> String {
+    use crate::Kind;
+    let secrets = match kind {
+        Kind::Refresh => "the client secret and refresh token",
+        Kind::ClientCredentials => "the client secret",
+        Kind::AuthorizationCode => "the client secret, the login's code and the refresh token",
+        Kind::DesignerCloud if with_password => {
+            "the password given to --username and the API tokens"
+        }
+        Kind::DesignerCloud => "the API tokens",
+        Kind::Static => "the token",
+    };
+    format!(
+        "Note: {url} is plain HTTP: any local user who listens on that port first receives \
+         {secrets} (fine for tests on a machine of your own; use https otherwise)"
+    )
+}
+
 /// Whether `c` is a Unicode format character (general category Cf): bidi
 /// controls (U+202A–U+202E, U+2066–U+2069, U+200E/F, U+061C), zero-width
 /// and invisible characters, tags. Printed as is, they make a name read
