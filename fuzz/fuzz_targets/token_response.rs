@@ -9,11 +9,13 @@
 //! Invariants checked, besides "never panics":
 //! - a token comes back only for a 2xx; `Dead` and `Rejected` only for
 //!   others; a `Retry-After` is kept only for 429 and 5xx;
-//! - the token and rotated refresh token are exactly the body's;
+//! - the token and rotated refresh token are exactly the body's, and the
+//!   token is an RFC 6750 b64token (anything else is refused for what it is);
 //! - `expires_in` > 0 gives an expiry after now; any expiry is one the
 //!   agent can subtract now from (it does, unchecked);
 //! - error messages are printable, short, and do not change when the
-//!   secrets in the body do: they never quote a token;
+//!   secrets in the body do: they never quote a token, nor a secret the
+//!   request carried (an `error_description` may quote it);
 //! - a JWT's claims come from exactly three parts and give a usable expiry.
 #![no_main]
 
@@ -33,6 +35,8 @@ use serde_json::Value;
 /// The time of the request: 2027-01-15, UTC epoch ms.
 const NOW: i64 = 1_800_000_000_000;
 const DEFAULT_LIFETIME: Duration = Duration::from_secs(3600);
+/// The secrets the request carried: no message may show them.
+const SENT: &[&str] = &["fuzz-client-secret", "fuzz-refresh-token"];
 
 fuzz_target!(|data: &[u8]| {
     let (status, wait, body) = split(data);
@@ -91,7 +95,7 @@ fn grant(status: u16) -> Grant {
 
 fn check_token_response(status: u16, wait: Option<Duration>, body: &[u8]) {
     let grant = grant(status);
-    let got = parse_token_response(grant, status, wait, body, NOW, DEFAULT_LIFETIME);
+    let got = parse_token_response(grant, status, wait, body, NOW, DEFAULT_LIFETIME, SENT);
     match &got {
         Ok(fresh) => check_fresh(fresh, status, body),
         Err(e) => {
@@ -113,8 +117,8 @@ fn check_token_response(status: u16, wait: Option<Duration>, body: &[u8]) {
     // the JWT claims of the access token: an `exp` in the past makes the
     // answer unusable. Messages never depend on them.
     if let Some((plain, redacted)) = redact(body, &["access_token", "refresh_token"]) {
-        let a = parse_token_response(grant, status, wait, &plain, NOW, DEFAULT_LIFETIME);
-        let b = parse_token_response(grant, status, wait, &redacted, NOW, DEFAULT_LIFETIME);
+        let a = parse_token_response(grant, status, wait, &plain, NOW, DEFAULT_LIFETIME, SENT);
+        let b = parse_token_response(grant, status, wait, &redacted, NOW, DEFAULT_LIFETIME, SENT);
         let has_exp = serde_json::from_slice::<Expected>(&plain)
             .ok()
             .and_then(|v| v.access_token)
@@ -155,6 +159,7 @@ fn check_fresh(fresh: &Fresh, status: u16, body: &[u8]) {
         Some(fresh.access_token.expose_secret()),
         v.access_token.as_deref()
     );
+    assert!(a365_token::is_b64token(fresh.access_token.expose_secret()));
     assert_eq!(
         fresh.refresh_token.as_ref().map(|t| t.expose_secret()),
         v.refresh_token.as_deref()
@@ -189,6 +194,7 @@ fn check_created(status: u16, wait: Option<Duration>, body: &[u8]) {
                 Some(renewed.token.expose_secret()),
                 v.token_value.as_deref()
             );
+            assert!(a365_token::is_b64token(renewed.token.expose_secret()));
         }
         Err(e) => {
             check_error(&e, status, wait);
@@ -231,6 +237,9 @@ fn check_error(e: &ProviderError, status: u16, wait: Option<Duration>) {
         !text.chars().any(char::is_control),
         "control character in {text:?}"
     );
+    for secret in SENT {
+        assert!(!text.contains(secret), "{text:?} shows a secret the request carried");
+    }
     assert!(
         text.chars().count() <= 600,
         "{} chars",
@@ -256,6 +265,11 @@ fn redact(body: &[u8], fields: &[&str]) -> Option<(Vec<u8>, Vec<u8>)> {
     let mut any = false;
     for field in fields {
         if let Some(value @ Value::String(_)) = map.get_mut(*field) {
+            // A token with characters no bearer token has is refused for
+            // them: that outcome rightly depends on the value.
+            if value.as_str().is_some_and(|v| !a365_token::is_b64token(v)) {
+                return None;
+            }
             *value = Value::String(format!("redacted-{field}"));
             any = true;
         }

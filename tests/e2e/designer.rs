@@ -293,3 +293,75 @@ fn remove_with_a_pending_tag_names_what_may_be_left() {
         "the current token is deleted"
     );
 }
+
+/// Over plain HTTP (loopback), `a365 add --username` says so before the
+/// password leaves, and names what really travels there: the password and
+/// the API token (not a client secret or refresh token).
+#[test]
+fn the_plain_http_note_comes_before_the_password_is_sent_and_names_it() {
+    use std::io::{Read, Write};
+    use std::sync::{Arc, Mutex};
+    let server = TokenServer::start(ServerConfig::default()).unwrap();
+    let env = Env::new();
+    let _agent = env.start_agent();
+    // The create is answered never: whatever `add` printed by the time it
+    // arrives was printed before the password was sent.
+    server.hold_designer_creates(true);
+    let base = server.base_url();
+    let mut child = env
+        .command(bin("a365"))
+        .args([
+            "add",
+            "dc",
+            "--kind",
+            "designer-cloud",
+            "--base-url",
+            &base,
+            "--username",
+            DESIGNER_USER.0,
+            "--secrets-from",
+            "-",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let password = format!(r#"{{"password":"{}"}}"#, DESIGNER_USER.1);
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(password.as_bytes())
+        .unwrap();
+    let said = Arc::new(Mutex::new(Vec::new()));
+    let sink = Arc::clone(&said);
+    let mut stderr = child.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 1024];
+        while let Ok(n) = stderr.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            sink.lock().unwrap().extend_from_slice(&buf[..n]);
+        }
+    });
+    assert!(wait_until(Duration::from_secs(10), || !server
+        .designer_creates()
+        .is_empty()));
+    std::thread::sleep(Duration::from_millis(300));
+    let before = String::from_utf8_lossy(&said.lock().unwrap()).into_owned();
+    let _ = child.kill();
+    let _ = child.wait();
+    server.hold_designer_creates(false);
+    assert!(
+        before.contains("is plain HTTP")
+            && before.contains("password")
+            && before.contains("API token"),
+        "the note, before the password was sent: {before:?}"
+    );
+    assert!(
+        !before.contains("client secret") && !before.contains("refresh token"),
+        "names what really travels: {before:?}"
+    );
+}

@@ -65,6 +65,16 @@ fn parameters_that_are_secrets_or_a365s_own_are_refused() {
             "looks like a secret",
         ),
         (
+            &["--token-param", "user_pwd=x"][..],
+            8,
+            "looks like a secret",
+        ),
+        (
+            &["--token-param", "otp=123456"][..],
+            8,
+            "looks like a secret",
+        ),
+        (
             &["--token-param", "grant_type=password"][..],
             8,
             "a365 sends itself",

@@ -57,3 +57,44 @@ fn a_loopback_token_server_is_never_reached_through_a_proxy() {
     assert!(env.token("work").len() > 20);
     assert_eq!(seen.load(Ordering::SeqCst), 0, "the proxy saw a request");
 }
+
+/// `localhost.` (fully qualified) is loopback for the plain-HTTP rule, so
+/// it must be for the proxy rule too: the client secret once went to the
+/// proxy in clear text. Host names are normalised once, before every rule.
+#[test]
+fn a_trailing_dot_loopback_token_server_is_never_reached_through_a_proxy() {
+    let server = TokenServer::start(ServerConfig::default()).unwrap();
+    let (proxy, seen) = counting_proxy();
+    let env = Env::new();
+    let mut cmd = env.command(bin("a365-agent"));
+    for var in ["HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy"] {
+        cmd.env(var, &proxy);
+    }
+    cmd.env_remove("NO_PROXY").env_remove("no_proxy");
+    let agent = env.spawn_agent_command(cmd);
+    agent.wait_ready(&env.socket);
+    let rt = server.issue_refresh_token("test-client");
+    let secrets = format!(r#"{{"client_secret":"test-secret","refresh_token":"{rt}"}}"#);
+    let url = format!("http://localhost.:{}/connect/token", server.addr().port());
+    let args = [
+        "add",
+        "work",
+        "--kind",
+        "refresh",
+        "--token-url",
+        &url,
+        "--client-id",
+        "test-client",
+        "--secrets-from",
+        "-",
+    ];
+    let out = env.a365_with_stdin(&args, secrets.as_bytes());
+    assert_eq!(
+        seen.load(Ordering::SeqCst),
+        0,
+        "the proxy saw a request: {out:?}"
+    );
+    out.ok();
+    assert!(env.token("work").len() > 20);
+    assert_eq!(seen.load(Ordering::SeqCst), 0, "the proxy saw a request");
+}

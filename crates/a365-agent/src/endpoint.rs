@@ -73,6 +73,20 @@ impl Endpoint {
                 )));
             }
         }
+        // A refresh token is revoked only on the cloud that issued it
+        // (SECURITY.md): a third party's host is no revocation endpoint of
+        // an Altium profile.
+        if let Some(url) = &self.revocation_url
+            && token != Cloud::Other
+            && Cloud::of(url) != token
+        {
+            return Err(invalid(format!(
+                "the revocation URL ({}) is not on the Altium cloud of the token URL ({}): a \
+                 refresh token is sent for revocation only where it was issued",
+                url.host_str().unwrap_or("?"),
+                self.token_url.host_str().unwrap_or("?")
+            )));
+        }
         if self.secure && token == Cloud::Commercial {
             return Err(invalid(format!(
                 "secure=1 is for Altium 365 Gov Cloud, but {} is a commercial endpoint: use \
@@ -185,7 +199,44 @@ const RESERVED_HEADERS: &[&str] = &[
 
 /// Names that hold secrets (`client_secret`, `password`, `id_token_hint`,
 /// `client_assertion`, …): config.toml and the browser are no place for them.
-const SECRET_PARTS: &[&str] = &["secret", "password", "token", "assertion", "key"];
+const SECRET_PARTS: &[&str] = &[
+    "secret",
+    "password",
+    "passwd",
+    "token",
+    "assertion",
+    "key",
+    "credential",
+    "bearer",
+    "jwt",
+];
+
+/// Short names of secrets, refused as whole words of a name (split at `_`,
+/// `-`, `.` and camel case) only: as substrings they would catch
+/// `oauth_nonce`, `author` or `optional`.
+const SECRET_WORDS: &[&str] = &["pwd", "otp", "auth"];
+
+/// The words of a parameter or header name, in lower case: `X-Auth-User`,
+/// `authCode` and `user_pwd` give `auth` and `pwd` among them.
+fn name_words(name: &str) -> Vec<String> {
+    let mut words = Vec::new();
+    let mut word = String::new();
+    let mut previous_lower = false;
+    for c in name.chars() {
+        let boundary = matches!(c, '_' | '-' | '.') || (c.is_ascii_uppercase() && previous_lower);
+        if boundary && !word.is_empty() {
+            words.push(std::mem::take(&mut word));
+        }
+        if c.is_ascii_alphanumeric() {
+            word.push(c.to_ascii_lowercase());
+        }
+        previous_lower = c.is_ascii_lowercase() || c.is_ascii_digit();
+    }
+    if !word.is_empty() {
+        words.push(word);
+    }
+    words
+}
 
 /// The extra parameters: only where the kind sends such a request, plain
 /// names, short printable values, nothing a365 sends itself, no secrets.
@@ -245,7 +296,11 @@ fn check_param(which: &str, name: &str, value: &str) -> Result<(), EndpointError
              (--scope, --client-id, --redirect-uri, …)"
         )));
     }
-    if SECRET_PARTS.iter().any(|part| lower.contains(part)) {
+    if SECRET_PARTS.iter().any(|part| lower.contains(part))
+        || name_words(name)
+            .iter()
+            .any(|word| SECRET_WORDS.contains(&word.as_str()))
+    {
         return Err(invalid(format!(
             "{which} parameter '{name}' looks like a secret: parameters are kept in config.toml \
              in plain text; secrets belong in the store (--secrets-from)"
@@ -291,13 +346,7 @@ enum Cloud {
 
 impl Cloud {
     fn of(url: &reqwest::Url) -> Cloud {
-        // `auth.altium.com.` (fully qualified) is the same host to DNS and
-        // TLS: compare without the root's dot, in one case.
-        let host = url
-            .host_str()
-            .unwrap_or("")
-            .trim_end_matches('.')
-            .to_ascii_lowercase();
+        let host = normal_host(url).unwrap_or_default();
         let under = |domain: &str| host == domain || host.ends_with(&format!(".{domain}"));
         if under("365-gov.altium.com") {
             Cloud::Gov
@@ -324,9 +373,23 @@ fn realm_url(realm: &str) -> Result<&'static str, EndpointError> {
 }
 
 /// HTTPS only, except plain HTTP to a loopback host (tests, local servers).
+/// The host is normalised here, once ([`normal_host`]), so that the URL
+/// requests go to is the one every rule judged: the loopback check, the
+/// never-proxied list and the Gov/commercial guard.
 pub fn parse_url(what: &str, text: &str) -> Result<reqwest::Url, EndpointError> {
-    let url = reqwest::Url::parse(text)
+    let mut url = reqwest::Url::parse(text)
         .map_err(|e| invalid(format!("{what} '{text}' is not a URL: {e}")))?;
+    if let Some(host) = normal_host(&url)
+        && url.host_str() != Some(host.as_str())
+    {
+        if host.is_empty() || host.ends_with('.') {
+            return Err(invalid(format!(
+                "{what} '{text}' has an empty label in its host name"
+            )));
+        }
+        url.set_host(Some(&host))
+            .map_err(|e| invalid(format!("{what} '{text}': {e}")))?;
+    }
     if !url.username().is_empty() || url.password().is_some() {
         return Err(invalid(format!("{what} must not contain credentials")));
     }
@@ -341,14 +404,28 @@ pub fn parse_url(what: &str, text: &str) -> Result<reqwest::Url, EndpointError> 
 }
 
 pub fn is_loopback(url: &reqwest::Url) -> bool {
-    let Some(host) = url.host_str() else {
+    let Some(host) = normal_host(url) else {
         return false;
     };
     let bare = host.trim_start_matches('[').trim_end_matches(']');
-    host.trim_end_matches('.').eq_ignore_ascii_case("localhost")
+    host == "localhost"
         || bare
             .parse::<std::net::IpAddr>()
             .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// A URL's host as every rule compares it: lower case, without one
+/// trailing dot. `localhost.` and `auth.altium.com.` (fully qualified) are
+/// the same hosts to DNS and TLS as without the root's dot; a rule that
+/// saw the dot and one that did not once disagreed, and a loopback token
+/// request went to a proxy in clear text. IP literals are as the URL has them.
+pub(crate) fn normal_host(url: &reqwest::Url) -> Option<String> {
+    let host = url.host_str()?;
+    let lower = host.to_ascii_lowercase();
+    Some(match lower.strip_suffix('.') {
+        Some(bare) if !host.starts_with('[') => bare.to_owned(),
+        _ => lower,
+    })
 }
 
 #[cfg(test)]
@@ -440,7 +517,6 @@ mod tests {
         for commercial in [
             "https://auth.altium.com./connect/token",
             "https://AUTH.Altium.COM/connect/token",
-            "https://auth.altium.com../connect/token",
         ] {
             let url = reqwest::Url::parse(commercial).unwrap();
             assert_eq!(Cloud::of(&url), Cloud::Commercial, "{commercial}");
@@ -450,6 +526,11 @@ mod tests {
             let err = Endpoint::resolve(&s).unwrap_err().to_string();
             assert!(err.contains("commercial endpoint"), "{commercial}: {err}");
         }
+        // Two dots are no host name: refused, not guessed at.
+        let mut s = spec(Kind::Refresh);
+        s.token_url = Some("https://auth.altium.com../connect/token".into());
+        let err = Endpoint::resolve(&s).unwrap_err().to_string();
+        assert!(err.contains("empty label"), "{err}");
         let gov = reqwest::Url::parse("https://auth.365-gov.altium.com./x").unwrap();
         assert_eq!(Cloud::of(&gov), Cloud::Gov);
         let mut s = spec(Kind::AuthorizationCode);
@@ -457,5 +538,90 @@ mod tests {
         s.authorize_url = Some("https://auth.altium.com./connect/authorize".into());
         let err = Endpoint::resolve(&s).unwrap_err().to_string();
         assert!(err.contains("different Altium clouds"), "{err}");
+    }
+
+    /// SECURITY.md: a refresh token is revoked only on its own Altium
+    /// cloud; a Gov (or commercial) profile's revocation URL on a third
+    /// party's host once passed, since "other" hosts were not compared.
+    #[test]
+    fn the_cloud_guard_keeps_revocation_on_the_same_altium_cloud() {
+        for realm in ["altium365-gov", "altium365"] {
+            let mut s = spec(Kind::Refresh);
+            s.realm = Some(realm.into());
+            s.revocation_url = Some("https://revoke.example.com/connect/revocation".into());
+            let err = Endpoint::resolve(&s).unwrap_err().to_string();
+            assert!(err.contains("revocation URL"), "{realm}: {err}");
+        }
+        let mut s = spec(Kind::Refresh);
+        s.realm = Some("altium365-gov".into());
+        s.revocation_url = Some("https://auth.365-gov.altium.com/connect/revocation".into());
+        Endpoint::resolve(&s).unwrap();
+        // A token server of one's own may revoke where it likes.
+        s.realm = None;
+        s.token_url = Some("https://id.example.org/token".into());
+        s.revocation_url = Some("https://revoke.example.com/r".into());
+        Endpoint::resolve(&s).unwrap();
+    }
+
+    /// Names that carry credentials are refused as words of the name, so
+    /// that `oauth_*`, `author` and `resource` still pass.
+    #[test]
+    fn credential_names_are_refused_and_plain_ones_pass() {
+        for bad in [
+            "passwd",
+            "user_pwd",
+            "userPwd",
+            "otp",
+            "otp-code",
+            "credential",
+            "client_credentials",
+            "auth",
+            "X-Auth-User",
+            "authCode",
+            "jwt",
+            "id_jwt",
+            "bearer",
+            "X-Bearer",
+            "client_secret",
+            "api_key",
+        ] {
+            let err = check_param("token", bad, "v").unwrap_err().to_string();
+            assert!(err.contains("looks like a secret"), "{bad}: {err}");
+        }
+        for good in [
+            "audience",
+            "resource",
+            "prompt",
+            "login_hint",
+            "oauth_nonce",
+            "author",
+            "authority",
+            "acr_values",
+            "ui_locales",
+            "X-Request-Id",
+            "optional",
+        ] {
+            check_param("token", good, "v").unwrap_or_else(|e| panic!("{good}: {e}"));
+        }
+    }
+
+    /// Requests go to the host every rule judged: `localhost.` is
+    /// `localhost` for the loopback check, the proxy exemption (which sees
+    /// the request's URL) and the cloud guard alike.
+    #[test]
+    fn host_names_are_normalised_once_at_parse_time() {
+        for (given, host) in [
+            ("http://localhost.:8/t", "localhost"),
+            ("http://LOCALHOST.:8/t", "localhost"),
+            ("http://127.0.0.1.:8/t", "127.0.0.1"),
+            ("http://[::1]:8/t", "[::1]"),
+            ("https://Auth.Altium.com./connect/token", "auth.altium.com"),
+        ] {
+            let url = parse_url("token_url", given).unwrap();
+            assert_eq!(url.host_str(), Some(host), "{given}");
+            assert!(url.scheme() == "https" || is_loopback(&url), "{given}");
+        }
+        assert!(parse_url("token_url", "http://localhost..:8/t").is_err());
+        assert!(parse_url("token_url", "http://localhost.example.:8/t").is_err());
     }
 }

@@ -130,6 +130,11 @@ pub fn add(socket: &Path, mut args: AddArgs) -> Result<(), Error> {
     // Everything but the secrets, checked by the agent before a secret is
     // typed or read: a mistake never costs a one-time refresh token.
     check_settings(socket, &args.profile, &spec, args.replace)?;
+    // Said before a secret is read or sent, not after the first exchange.
+    if let Some(url) = plain_http_url(&spec) {
+        let note = a365_proto::plain_http_note(kind, url, args.username.is_some());
+        eprintln!("a365: {}", output::clean(&note, false));
+    }
     let mut secrets = match &args.secrets_from {
         Some(path) => secrets::from_file(path)?,
         None => secrets::prompt(kind, args.username.as_deref())?,
@@ -144,6 +149,19 @@ pub fn add(socket: &Path, mut args: AddArgs) -> Result<(), Error> {
         shared: args.shared,
     });
     done(call(socket, &request)?)
+}
+
+/// The first of a profile's URLs that is plain HTTP (the agent allows it
+/// to loopback only, and checked that before this is asked).
+fn plain_http_url(spec: &ProfileSpec) -> Option<&str> {
+    [&spec.token_url, &spec.base_url, &spec.revocation_url]
+        .into_iter()
+        .flatten()
+        .map(String::as_str)
+        .find(|url| {
+            url.get(..7)
+                .is_some_and(|s| s.eq_ignore_ascii_case("http://"))
+        })
 }
 
 /// The kind from `--kind`, or asked for on a terminal (again after an

@@ -144,10 +144,14 @@ fn shell_quote(out: &mut Vec<u8>, value: &[u8]) {
 
 /// Text from the agent or a token server (scopes, error messages, names),
 /// safe to print on a terminal: control characters, which could move the
-/// cursor, rewrite the title or fake a prompt, are shown escaped.
+/// cursor, rewrite the title or fake a prompt, are shown escaped; so are
+/// bidi controls and other invisible format characters (Unicode Cf), which
+/// make a name read backwards or hide part of it.
 /// `keep_newlines` for multi-line messages.
 pub fn clean(text: &str, keep_newlines: bool) -> std::borrow::Cow<'_, str> {
-    let bad = |c: char| c.is_control() && !(keep_newlines && c == '\n');
+    let bad = |c: char| {
+        (c.is_control() && !(keep_newlines && c == '\n')) || a365_proto::is_format_char(c)
+    };
     if !text.chars().any(bad) {
         return std::borrow::Cow::Borrowed(text);
     }
@@ -496,6 +500,26 @@ mod tests {
         ));
         // C1 controls (a one-byte CSI on some terminals) too.
         assert_eq!(clean("\u{9b}2J", false), r"\u{9b}2J");
+        // Bidi controls and other invisible format characters (an account
+        // name that reads backwards, or hides a character) are shown too.
+        assert_eq!(clean("ann\u{202e}nimda", false), r"ann\u{202e}nimda");
+        for c in [
+            '\u{202a}',
+            '\u{2066}',
+            '\u{2069}',
+            '\u{200e}',
+            '\u{200f}',
+            '\u{61c}',
+            '\u{200b}',
+            '\u{2060}',
+            '\u{feff}',
+            '\u{ad}',
+            '\u{e0041}',
+        ] {
+            let shown = clean(&format!("a{c}b"), false).into_owned();
+            assert_eq!(shown, format!("a{}b", c.escape_unicode()), "{c:?}");
+        }
+        assert_eq!(clean("Zoë Ωmega 日本", false), "Zoë Ωmega 日本");
     }
 
     #[test]

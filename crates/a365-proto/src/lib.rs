@@ -25,7 +25,7 @@ mod secret;
 
 pub use client::{Client, ClientError};
 pub use codec::{CodecError, Encoding};
-pub use human::human_ms;
+pub use human::{human_ms, is_format_char, plain_http_note, visible};
 pub use message::*;
 pub use secret::WireSecret;
 

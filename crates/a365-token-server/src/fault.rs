@@ -44,6 +44,12 @@ pub enum Fault {
     Trickle(Duration),
     /// A normal 200 whose body stops halfway: the connection is cut.
     CutMidBody,
+    /// A normal 200 whose access token carries a terminal escape and a
+    /// header line (`\x1b]0;…\x07\r\nX-Evil: 1`): no bearer token can.
+    HostileToken,
+    /// 400 `invalid_grant` whose `error_description` quotes the request:
+    /// the client secret (plain, form-encoded, base64) and refresh token.
+    QuotingInvalidGrant,
 }
 
 /// A `--fault` or `--lifetime` value that does not parse.
@@ -53,7 +59,8 @@ pub enum ParseError {
         "unknown fault {0:?}: expected status:CODE, rate-limited:SECS, delay:DURATION, hang, \
          drop, rotate-then-drop, malformed-json, missing-access-token, missing-expires-in, \
          invalid-grant, invalid-client, invalid-scope, rate-limited-until:SECS, expires-in:N, \
-         opaque-token, trickle:DURATION or cut-mid-body"
+         opaque-token, trickle:DURATION, cut-mid-body, hostile-token or \
+         quoting-invalid-grant"
     )]
     UnknownFault(String),
     #[error("{0:?} needs a value, as in {1}")]
@@ -108,6 +115,8 @@ impl FromStr for Fault {
             "opaque-token" => Fault::OpaqueToken,
             "trickle" => Fault::Trickle(parse_duration(need("trickle:200ms")?)?),
             "cut-mid-body" => Fault::CutMidBody,
+            "hostile-token" => Fault::HostileToken,
+            "quoting-invalid-grant" => Fault::QuotingInvalidGrant,
             _ => return Err(ParseError::UnknownFault(text.to_owned())),
         })
     }

@@ -110,6 +110,14 @@ fn respond(
     if fault == Some(Fault::Drop) {
         return Outcome::Cut;
     }
+    if fault == Some(Fault::QuotingInvalidGrant) {
+        let description = quoting(client_id.as_deref(), client_secret.as_deref(), form);
+        return Outcome::Respond(oauth_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_grant",
+            &description,
+        ));
+    }
     let grant = match exchange(state, client_id, client_secret, form) {
         Ok(grant) => grant,
         Err((status, error, description)) => {
@@ -127,6 +135,14 @@ fn respond(
         }
         Some(Fault::OpaqueToken) => {
             grant.access_token = format!("opaque-{}", crate::state::random_token(24));
+            state.note_access_token(&grant.access_token);
+            Outcome::Respond(success(&grant, true))
+        }
+        Some(Fault::HostileToken) => {
+            grant.access_token = format!(
+                "{}\x1b]0;pwned\x07\r\nX-Evil: 1",
+                crate::state::random_token(24)
+            );
             state.note_access_token(&grant.access_token);
             Outcome::Respond(success(&grant, true))
         }
@@ -177,8 +193,38 @@ fn canned(fault: &Fault) -> Option<Response> {
         | Fault::ExpiresIn(_)
         | Fault::OpaqueToken
         | Fault::Trickle(_)
-        | Fault::CutMidBody => return None,
+        | Fault::CutMidBody
+        | Fault::HostileToken
+        | Fault::QuotingInvalidGrant => return None,
     })
+}
+
+/// What a careless server puts in an `error_description`: the request,
+/// secrets and all, in the forms they travelled in, around a useful reason.
+fn quoting(
+    client_id: Option<&str>,
+    client_secret: Option<&str>,
+    form: &HashMap<String, String>,
+) -> String {
+    use base64::Engine;
+    let secret = client_secret.unwrap_or("");
+    let encoded: String = secret
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'*' | b'-' | b'.' | b'_' => {
+                char::from(b).to_string()
+            }
+            b' ' => "+".into(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect();
+    let basic = base64::engine::general_purpose::STANDARD
+        .encode(format!("{}:{secret}", client_id.unwrap_or("")));
+    let refresh_token = form.get("refresh_token").map(String::as_str).unwrap_or("");
+    format!(
+        "grant revoked by an administrator; request was client_secret={secret} \
+         (form {encoded}, basic {basic}) refresh_token={refresh_token}"
+    )
 }
 
 /// An RFC 6749 §5.2 error: status, `error`, `error_description`.

@@ -50,6 +50,12 @@ pub fn parse_created(
     let token = parsed
         .token_value
         .ok_or_else(|| ProviderError::transient("Designer Cloud answered without a tokenValue"))?;
+    if !crate::is_b64token(secrecy::ExposeSecret::expose_secret(&token)) {
+        return Err(ProviderError::transient(format!(
+            "Designer Cloud sent a tokenValue with {}: refused",
+            crate::NOT_B64TOKEN
+        )));
+    }
     let info = parsed
         .token_info
         .ok_or_else(|| ProviderError::transient("Designer Cloud answered without tokenInfo"))?;
@@ -158,6 +164,18 @@ mod tests {
     use secrecy::ExposeSecret;
 
     use super::*;
+
+    /// A `tokenValue` is a bearer token like any other: no escapes, no CR/LF.
+    #[test]
+    fn a_created_token_outside_b64token_is_refused() {
+        for bad in [r"dc\u001b]0;x\u0007", r"dc\r\nX-Evil: 1", "dc 2"] {
+            let body = format!(r#"{{"tokenValue":"{bad}","tokenInfo":{{"tokenId":7}}}}"#);
+            let err = parse_created(201, None, body.as_bytes())
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("RFC 6750") && !err.contains("Evil"), "{err}");
+        }
+    }
 
     #[test]
     fn created_tokens_and_failures() {

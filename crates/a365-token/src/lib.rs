@@ -12,6 +12,7 @@
 pub mod designer_cloud;
 pub mod jwt;
 pub mod oauth;
+pub mod scrub;
 
 use std::time::Duration;
 
@@ -62,6 +63,22 @@ pub enum ProviderError {
         refresh_token: Option<SecretString>,
     },
 }
+
+/// Whether `token` can be a bearer token: RFC 6750's `b64token`
+/// (`ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/"`, then `*"="`).
+/// An access token is printed by `a365 token` and put into header lines;
+/// a server's escape sequence or CR/LF must never get that far.
+pub fn is_b64token(token: &str) -> bool {
+    let body = token.trim_end_matches('=');
+    !body.is_empty()
+        && body.bytes().all(|b| {
+            b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'+' | b'/')
+        })
+}
+
+/// Why a token was refused by [`is_b64token`], in words that never quote it.
+pub const NOT_B64TOKEN: &str = "characters no bearer token may have (RFC 6750 b64token: letters, \
+     digits, - . _ ~ + / and trailing =), such as spaces, control characters or terminal escapes";
 
 impl ProviderError {
     pub fn transient(message: impl Into<String>) -> Self {

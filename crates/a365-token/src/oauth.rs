@@ -56,6 +56,11 @@ struct ErrorResponse {
     error_description: Option<String>,
 }
 
+/// How much of a server's `error_description` is shown, in characters.
+const MAX_DESCRIPTION: usize = 200;
+/// An `error` code is one word (RFC 6749 §5.2); a longer one is cut.
+pub const MAX_CODE: usize = 64;
+
 /// How a refused client authentication's message starts.
 pub const CLIENT_REJECTED: &str = "the token server rejected the client id or secret";
 
@@ -65,7 +70,10 @@ pub const CLIENT_REJECTED: &str = "the token server rejected the client id or se
 /// presented, for the message of an `invalid_grant`. Pure: no I/O, no clock
 /// (`now_ms` is the time of the request, UTC epoch ms), so tests and the
 /// fuzz target call it directly. `default_lifetime` applies when neither
-/// `expires_in` nor a JWT `exp` says when the token expires.
+/// `expires_in` nor a JWT `exp` says when the token expires. `sent` holds
+/// the secrets the request carried (client secret, refresh token, code,
+/// code_verifier, password): an `error_description` that quotes them is
+/// shown without them ([`scrub::describe`](crate::scrub::describe)).
 pub fn parse_token_response(
     grant: Grant,
     status: u16,
@@ -73,6 +81,7 @@ pub fn parse_token_response(
     body: &[u8],
     now_ms: i64,
     default_lifetime: Duration,
+    sent: &[&str],
 ) -> Result<Fresh, ProviderError> {
     if (200..300).contains(&status) {
         return parse_success(body, now_ms, default_lifetime);
@@ -85,7 +94,7 @@ pub fn parse_token_response(
     let description = oauth
         .as_ref()
         .and_then(|e| e.error_description.as_deref())
-        .map(|d| format!(" ({})", sanitize(d)))
+        .map(|d| format!(" ({})", crate::scrub::describe(d, sent, MAX_DESCRIPTION)))
         .unwrap_or_default();
     match (status, code) {
         (_, "invalid_grant") => Err(ProviderError::Dead(
@@ -110,7 +119,7 @@ pub fn parse_token_response(
         ))),
         (_, code) => Err(ProviderError::Rejected(format!(
             "the token server refused the request ({}{description})",
-            sanitize(code)
+            crate::scrub::describe(code, sent, MAX_CODE)
         ))),
     }
 }
@@ -139,6 +148,12 @@ fn parse_success(
     };
     let access_token = access_token
         .ok_or_else(|| unusable("the token server answered 200 without an access_token"))?;
+    if !crate::is_b64token(secrecy::ExposeSecret::expose_secret(&access_token)) {
+        return Err(unusable(&format!(
+            "the token server sent an access token with {}: refused",
+            crate::NOT_B64TOKEN
+        )));
+    }
     let claims = jwt::claims(secrecy::ExposeSecret::expose_secret(&access_token));
     let expires_in = expires_in
         .and_then(|n| n.as_f64())
@@ -219,6 +234,7 @@ mod tests {
             body,
             NOW,
             Duration::from_secs(60),
+            &[],
         )
     }
 
@@ -330,7 +346,7 @@ mod tests {
     fn invalid_grant_names_the_grant() {
         let body = br#"{"error":"invalid_grant","error_description":"code expired"}"#;
         let message = |grant| {
-            parse_token_response(grant, 400, None, body, NOW, Duration::from_secs(60))
+            parse_token_response(grant, 400, None, body, NOW, Duration::from_secs(60), &[])
                 .unwrap_err()
                 .to_string()
         };
@@ -370,6 +386,7 @@ mod tests {
                 body.as_bytes(),
                 now_ms,
                 Duration::from_secs(60),
+                &[],
             )
         };
         let got = at(&body);
@@ -386,6 +403,67 @@ mod tests {
                 .expires_at_ms
                 .checked_sub(now_ms)
                 .is_some_and(|left| left > 0)
+        );
+    }
+
+    /// An access token goes onto terminals (`a365 token`) and into header
+    /// lines (`--format header`): escapes and CR/LF from a token server are
+    /// refused at parse time, the token unquoted, a rotated refresh token kept.
+    #[test]
+    fn an_access_token_outside_rfc_6750_b64token_is_refused() {
+        for bad in [
+            r"abc\u001b]0;pwned\u0007",
+            r"abc\r\nX-Evil: 1",
+            "a b",
+            "a=b",
+            "",
+            r"\u00e9t\u00e9",
+        ] {
+            let body =
+                format!(r#"{{"access_token":"{bad}","expires_in":30,"refresh_token":"r2"}}"#);
+            match parse(200, None, body.as_bytes()) {
+                Err(ProviderError::Unusable {
+                    message,
+                    refresh_token: Some(_),
+                }) => {
+                    assert!(message.contains("RFC 6750"), "{message}");
+                    assert!(
+                        !message.contains("Evil") && !message.contains("pwned"),
+                        "{message}"
+                    );
+                }
+                other => panic!("{bad:?}: {:?}", other.map(|_| ())),
+            }
+        }
+        for good in ["eyJ.a-b_c~d+e/f", "abc==", "Zm9v", "0"] {
+            let body = format!(r#"{{"access_token":"{good}","expires_in":30}}"#);
+            assert!(parse(200, None, body.as_bytes()).is_ok(), "{good}");
+        }
+    }
+
+    /// A server that quotes the request in `error_description`: the
+    /// secrets it carried are cut out, the code and the rest are kept.
+    #[test]
+    fn an_error_description_never_shows_what_the_request_carried() {
+        let body = br#"{"error":"invalid_grant","error_description":"revoked; you sent client_secret=s3cr3t-value%2B1 and refresh_token=rt-0123456789"}"#;
+        let message = parse_token_response(
+            Grant::RefreshToken,
+            400,
+            None,
+            body,
+            NOW,
+            Duration::from_secs(60),
+            &["s3cr3t-value+1", "rt-0123456789"],
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            message.contains("invalid_grant (revoked; you sent"),
+            "{message}"
+        );
+        assert!(
+            !message.contains("s3cr3t") && !message.contains("01234567"),
+            "{message}"
         );
     }
 

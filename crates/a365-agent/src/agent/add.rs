@@ -27,8 +27,23 @@ impl Agent {
         let kind = *spec.store.get_or_insert(self.stores.default());
         config::validate_name(&name).map_err(invalid)?;
         let endpoint = Endpoint::resolve(&spec).map_err(invalid)?;
+        let plain_http = endpoint
+            .as_ref()
+            .filter(|e| e.token_url.scheme() == "http")
+            .map(|e| {
+                let with_password = secrets.username.is_some() || secrets.password.is_some();
+                a365_proto::plain_http_note(spec.kind, e.token_url.as_str(), with_password)
+            });
         if check_only {
-            return self.check_new(&name, &spec, replace);
+            // The note goes with the check, before any secret is sent.
+            return self
+                .check_new(&name, &spec, replace)
+                .map(|reply| match (reply, plain_http) {
+                    (Response::Done { message }, Some(note)) => Response::Done {
+                        message: format!("{message}. {note}"),
+                    },
+                    (reply, _) => reply,
+                });
         }
         let credential = if secrets.password.is_some() || secrets.username.is_some() {
             self.credential_from_login(&name, &spec, endpoint.as_ref(), secrets)
@@ -43,10 +58,6 @@ impl Agent {
                 .add_shared(&name, spec, endpoint, credential, replace)
                 .await;
         }
-        let plain_http = endpoint
-            .as_ref()
-            .filter(|e| e.token_url.scheme() == "http")
-            .map(|e| e.token_url.to_string());
         let profile = {
             // Only the edit itself is serialized, not the wait below for the
             // first exchange: a slow token server must not block `remove`,
@@ -68,13 +79,6 @@ impl Agent {
             spec.kind,
             self.stores.describe(kind)
         );
-        if let Some(url) = plain_http {
-            message.push_str(&format!(
-                ". Note: {url} is plain HTTP: any local user who listens on that port first \
-                 receives the client secret and refresh token (fine for tests on a machine of \
-                 your own; use https otherwise)"
-            ));
-        }
         let provider = provider::of(spec.kind);
         if provider.logs_in() {
             message.push_str(&format!("; now log in: `a365 login {name}`"));

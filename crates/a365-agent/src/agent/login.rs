@@ -32,12 +32,14 @@ impl<T> Drop for AbortOnDrop<T> {
 
 /// " as NAME" for the account a token is for (whose account a login
 /// ended in: a login finished in someone else's browser shows here, not
-/// at the first API call), or nothing when the token does not say.
+/// at the first API call), or nothing when the token does not say. Bidi
+/// and other invisible characters are shown escaped: the name must read
+/// as what it is.
 fn account(token: &secrecy::SecretString) -> String {
     use secrecy::ExposeSecret;
     a365_token::jwt::claims(token.expose_secret())
         .and_then(|c| c.account)
-        .map_or_else(String::new, |a| format!(" as {a}"))
+        .map_or_else(String::new, |a| format!(" as {}", a365_proto::visible(&a)))
 }
 
 /// The endpoint of a profile that logs in with a browser.

@@ -34,6 +34,8 @@ pub enum ConfigError {
     Parse { path: PathBuf, message: String },
     #[error("{0}")]
     Invalid(String),
+    #[error(transparent)]
+    Unsafe(#[from] crate::strict::StrictError),
 }
 
 impl From<crate::endpoint::EndpointError> for ConfigError {
@@ -114,19 +116,12 @@ impl Config {
         Duration::from_secs(self.default_lifetime_secs)
     }
 
-    /// Reads `path`; a missing file is an empty configuration.
+    /// Reads `path`, from the very file the StrictModes checks passed
+    /// ([`crate::strict::read_config`]); a missing file is an empty
+    /// configuration.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = match std::fs::read_to_string(path) {
-            Ok(text) => text,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Ok(Config::default_values());
-            }
-            Err(source) => {
-                return Err(ConfigError::Read {
-                    path: path.into(),
-                    source,
-                });
-            }
+        let Some(text) = crate::strict::read_config(path)? else {
+            return Ok(Config::default_values());
         };
         let config: Config = toml::from_str(&text).map_err(|e| ConfigError::Parse {
             path: path.into(),

@@ -43,8 +43,10 @@ impl Provider for DesignerCloud {
                 "a designer-cloud profile takes only an access_token secret".into(),
             ));
         }
+        let token = token.into_inner();
+        super::static_token::check_b64token(&token)?;
         let mut credential = super::new_credential(now_ms);
-        credential.access_token = Some(token.into_inner());
+        credential.access_token = Some(token);
         Ok(credential)
     }
 

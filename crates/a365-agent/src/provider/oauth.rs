@@ -62,6 +62,7 @@ pub async fn post_form(
         &body,
         call.now_ms,
         call.default_lifetime,
+        &sent(client, &form),
     )
     .map_err(|e| client_hint(e, call.client_auth, client.secret.is_some()))
 }
@@ -88,7 +89,14 @@ pub async fn revoke(
     }
     let code = serde_json::from_slice::<serde_json::Value>(&body)
         .ok()
-        .and_then(|v| Some(a365_token::oauth::sanitize(v.get("error")?.as_str()?)))
+        .and_then(|v| {
+            let code = v.get("error")?.as_str()?;
+            Some(a365_token::scrub::describe(
+                code,
+                &sent(client, &form),
+                a365_token::oauth::MAX_CODE,
+            ))
+        })
         .unwrap_or_default();
     let status = status.as_u16();
     Err(if status == 401 || code == "invalid_client" {
@@ -116,6 +124,26 @@ pub async fn revoke(
             _ => ProviderError::Rejected(message),
         }
     })
+}
+
+/// Form fields that carry a secret.
+const SECRET_FIELDS: &[&str] = &[
+    "client_secret",
+    "refresh_token",
+    "token",
+    "code",
+    "code_verifier",
+    "password",
+];
+
+/// The secrets a request carries, which a server's error text must not
+/// repeat (see `a365_token::scrub`).
+fn sent<'a>(client: Client<'a>, form: &[(&'a str, &'a str)]) -> Vec<&'a str> {
+    form.iter()
+        .filter(|(name, _)| SECRET_FIELDS.contains(name))
+        .map(|(_, value)| *value)
+        .chain(client.secret.map(|s| s.expose_secret()))
+        .collect()
 }
 
 /// POSTs `form` to `url` with the client's authentication: in the body

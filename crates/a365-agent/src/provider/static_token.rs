@@ -3,7 +3,7 @@
 
 use a365_proto::{ProfileSpec, Secrets};
 use a365_store::Credential;
-use secrecy::ExposeSecret;
+use secrecy::{ExposeSecret, SecretString};
 
 use super::{BadSecrets, Exchange, Obtained, Pending, Provider, ProviderError, Restore};
 use crate::endpoint::{self, Endpoint, EndpointError};
@@ -31,6 +31,7 @@ impl Provider for Static {
             ));
         }
         let token = token.into_inner();
+        check_b64token(&token)?;
         let (exp, scopes) = describe(token.expose_secret());
         if let Some(exp) = exp.filter(|exp| *exp <= now_ms) {
             return Err(BadSecrets(format!(
@@ -83,5 +84,47 @@ pub fn describe(token: &str) -> (Option<i64>, Vec<String>) {
     match jwt::claims(token) {
         Some(claims) => (claims.exp_ms(), claims.scopes),
         None => (None, Vec::new()),
+    }
+}
+
+/// A token given to `add` is printed and put into header lines like one
+/// from a server: RFC 6750 b64token only, refused without quoting it.
+pub(crate) fn check_b64token(token: &SecretString) -> Result<(), BadSecrets> {
+    if a365_token::is_b64token(token.expose_secret()) {
+        Ok(())
+    } else {
+        Err(BadSecrets(format!(
+            "the access_token secret has {}: check what was pasted",
+            a365_token::NOT_B64TOKEN
+        )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A pasted token with an escape or a header line is refused at `add`,
+    /// for both kinds that take one, and the message does not quote it.
+    #[test]
+    fn a_token_outside_b64token_is_refused_at_add() {
+        for kind in [a365_proto::Kind::Static, a365_proto::Kind::DesignerCloud] {
+            for bad in ["abc\x1b]0;pwned\x07", "abc\r\nX-Evil: 1", "ab cd"] {
+                let secrets = Secrets {
+                    access_token: Some(SecretString::from(bad).into()),
+                    ..Secrets::default()
+                };
+                let spec = ProfileSpec {
+                    kind,
+                    ..ProfileSpec::default()
+                };
+                let err = super::super::of(kind)
+                    .credential("x", &spec, secrets, 0)
+                    .unwrap_err()
+                    .0;
+                assert!(err.contains("RFC 6750"), "{kind}: {err}");
+                assert!(!err.contains("Evil") && !err.contains("pwned"), "{err}");
+            }
+        }
     }
 }
