@@ -352,7 +352,7 @@ impl Fleet {
                 public
             }
         };
-        public.check_times(name, now_ms)?;
+        public.check_sense(name, now_ms)?;
         let seen_as = format!("public/{name}");
         self.seen.check(&seen_as, public.generation)?;
         if public.signed {

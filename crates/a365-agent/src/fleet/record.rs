@@ -123,14 +123,25 @@ impl Public {
         buf
     }
 
-    /// Whether the record's times can be true at `now_ms`: not written in
-    /// the future, not expiring before it was obtained, no lifetime of
-    /// years. A writer of etcd without the key cannot sign, but a signed
-    /// record must still make sense.
-    pub(super) fn check_times(&self, name: &str, now_ms: i64) -> Result<(), FleetError> {
+    /// Whether the record can be true at `now_ms`: a bearer token as RFC
+    /// 6750 allows it, not obtained in the future, not expiring before it
+    /// was obtained, no lifetime of years. A writer of etcd without the key
+    /// cannot sign, but a signed record must still make sense.
+    pub(super) fn check_sense(&self, name: &str, now_ms: i64) -> Result<(), FleetError> {
         const SKEW_MS: i64 = 5 * 60 * 1000;
         const MOST_MS: i64 = 400 * 24 * 3600 * 1000;
         let bad = |why: &str| FleetError::Record(name.into(), why.into());
+        // What a token server may not send (escapes, a header line) may not
+        // come from etcd either.
+        if self
+            .access_token
+            .as_ref()
+            .is_some_and(|t| !a365_token::is_b64token(t.expose_secret()))
+        {
+            return Err(bad(
+                "its access token has characters a bearer token cannot have",
+            ));
+        }
         if self.obtained_at_ms > now_ms.saturating_add(SKEW_MS) {
             return Err(bad("its token was obtained in the future"));
         }
@@ -323,13 +334,16 @@ mod tests {
         let mut p = public();
         p.obtained_at_ms = 1_000;
         p.expires_at_ms = Some(2_000);
-        p.check_times("p", 1_500).unwrap();
-        p.check_times("p", 10_000).unwrap();
-        assert!(p.check_times("p", 1_000 - 6 * 60 * 1000).is_err());
+        p.check_sense("p", 1_500).unwrap();
+        p.check_sense("p", 10_000).unwrap();
+        assert!(p.check_sense("p", 1_000 - 6 * 60 * 1000).is_err());
         p.expires_at_ms = Some(999);
-        assert!(p.check_times("p", 1_500).is_err());
+        assert!(p.check_sense("p", 1_500).is_err());
         p.expires_at_ms = Some(1_000 + 401 * 24 * 3600 * 1000);
-        assert!(p.check_times("p", 1_500).is_err());
+        assert!(p.check_sense("p", 1_500).is_err());
+        p.expires_at_ms = Some(2_000);
+        p.access_token = Some(SecretString::from("at\r\nX-Evil: 1"));
+        assert!(p.check_sense("p", 1_500).is_err());
     }
 
     #[test]
