@@ -4,6 +4,10 @@
  *   pipeinfo whoami        this process's token user SID
  *   pipeinfo garbage PIPE  sends bytes that are no message, prints how
  *                          many bytes came back and whether the pipe closed
+ *   pipeinfo squat PIPE    listens on PIPE first, as another user could,
+ *                          takes one client's first bytes, impersonates
+ *                          it and prints the impersonation level it got
+ *                          ("identification" is all a client may allow)
  */
 #include <windows.h>
 #include <aclapi.h>
@@ -77,10 +81,52 @@ static int garbage(const wchar_t *name) {
     return 0;
 }
 
+static int squat(const wchar_t *name) {
+    HANDLE pipe = CreateNamedPipeW(name, PIPE_ACCESS_DUPLEX | FILE_FLAG_FIRST_PIPE_INSTANCE,
+                                   PIPE_TYPE_BYTE | PIPE_READMODE_BYTE | PIPE_WAIT, 1, 4096, 4096,
+                                   0, NULL);
+    if (pipe == INVALID_HANDLE_VALUE) {
+        fprintf(stderr, "CreateNamedPipe: error %lu\n", GetLastError());
+        return 2;
+    }
+    printf("listening\n");
+    fflush(stdout);
+    if (!ConnectNamedPipe(pipe, NULL) && GetLastError() != ERROR_PIPE_CONNECTED) {
+        fprintf(stderr, "ConnectNamedPipe: error %lu\n", GetLastError());
+        return 2;
+    }
+    char buf[4];
+    DWORD n;
+    ReadFile(pipe, buf, sizeof buf, &n, NULL);
+    if (!ImpersonateNamedPipeClient(pipe)) {
+        printf("impersonation refused: error %lu\n", GetLastError());
+        return 0;
+    }
+    HANDLE token;
+    if (!OpenThreadToken(GetCurrentThread(), TOKEN_QUERY, TRUE, &token)) {
+        printf("impersonation gave no token: error %lu\n", GetLastError());
+        RevertToSelf();
+        return 0;
+    }
+    SECURITY_IMPERSONATION_LEVEL level;
+    DWORD len;
+    if (!GetTokenInformation(token, TokenImpersonationLevel, &level, sizeof level, &len)) {
+        printf("impersonation level unknown: error %lu\n", GetLastError());
+        return 0;
+    }
+    const char *names[] = {"anonymous", "identification", "impersonation", "delegation"};
+    printf("impersonation level: %s\n", level <= 3 ? names[level] : "?");
+    RevertToSelf();
+    CloseHandle(token);
+    CloseHandle(pipe);
+    return 0;
+}
+
 int wmain(int argc, wchar_t **argv) {
     if (argc == 2 && !wcscmp(argv[1], L"whoami")) return whoami();
     if (argc == 3 && !wcscmp(argv[1], L"dacl")) return dacl(argv[2]);
     if (argc == 3 && !wcscmp(argv[1], L"garbage")) return garbage(argv[2]);
-    fprintf(stderr, "usage: pipeinfo dacl PIPE | whoami | garbage PIPE\n");
+    if (argc == 3 && !wcscmp(argv[1], L"squat")) return squat(argv[2]);
+    fprintf(stderr, "usage: pipeinfo dacl PIPE | whoami | garbage PIPE | squat PIPE\n");
     return 2;
 }

@@ -229,6 +229,19 @@ pub async fn bind(path: &Path) -> Result<Listener, SocketError> {
 }
 
 /// An answered connect means a live agent; refused means a stale file.
+/// On Windows as an identification-only client, as `a365` connects.
+#[cfg(windows)]
+pub async fn is_live(path: &Path) -> bool {
+    let path = path.to_owned();
+    let probe = tokio::task::spawn_blocking(move || a365_proto::pipe::connect(&path).is_ok());
+    matches!(
+        tokio::time::timeout(std::time::Duration::from_secs(6), probe).await,
+        Ok(Ok(true))
+    )
+}
+
+/// An answered connect means a live agent; refused means a stale file.
+#[cfg(not(windows))]
 pub async fn is_live(path: &Path) -> bool {
     use interprocess::local_socket::traits::tokio::Stream as _;
     let Ok(name) = a365_proto::path::socket_name(path) else {

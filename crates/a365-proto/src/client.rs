@@ -4,7 +4,9 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use interprocess::local_socket::{Stream, prelude::*};
+use interprocess::local_socket::Stream;
+#[cfg(not(windows))]
+use interprocess::local_socket::prelude::*;
 
 use crate::codec::{self, CodecError, Encoding};
 use crate::{Request, Response, frame, path};
@@ -55,8 +57,13 @@ impl Client {
             path: socket.to_owned(),
             source,
         };
-        let name = path::socket_name(socket).map_err(unreachable)?;
-        let stream = Stream::connect(name).map_err(unreachable)?;
+        #[cfg(windows)]
+        let stream = crate::pipe::connect(socket).map_err(unreachable)?;
+        #[cfg(not(windows))]
+        let stream = {
+            let name = path::socket_name(socket).map_err(unreachable)?;
+            Stream::connect(name).map_err(unreachable)?
+        };
         let agent_pid = check_server(&stream, socket)?;
         Ok(Self {
             stream,

@@ -21,6 +21,8 @@ mod human;
 pub mod message;
 pub mod path;
 pub mod peer;
+#[cfg(windows)]
+pub mod pipe;
 mod secret;
 
 pub use client::{Client, ClientError};

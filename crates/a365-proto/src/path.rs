@@ -50,11 +50,10 @@ pub fn default_socket_path() -> Result<PathBuf, NoSocketPath> {
     Ok(own.join("a365").join("agent.sock"))
 }
 
-/// `\\.\pipe\a365-agent-{user}`.
+/// `\\.\pipe\a365-agent-{user}-{random}`: see [`crate::pipe`].
 #[cfg(windows)]
 pub fn default_socket_path() -> Result<PathBuf, NoSocketPath> {
-    let user = std::env::var("USERNAME").map_err(|_| NoSocketPath)?;
-    Ok(PathBuf::from(format!(r"\\.\pipe\a365-agent-{user}")))
+    crate::pipe::default_path().ok_or(NoSocketPath)
 }
 
 /// The interprocess name for `path`. On Unix a file path (never the Linux
