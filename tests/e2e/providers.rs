@@ -71,11 +71,26 @@ fn client_credentials_are_cached_reused_across_restarts_and_refreshed_early() {
     assert!(jwt_payload(&renewed)["iat"].as_i64().unwrap() <= exp);
 }
 
-/// A script `home/NAME` of `text`, executable: a `$BROWSER`.
+/// A script `home/NAME` of `text`, executable: a `$BROWSER`. `a365 login`
+/// gives a browser a private page that forwards to the launcher (a
+/// `file:` URL): the script is run on the launcher that page names, as a
+/// browser follows it, and what it was given is kept in `home/NAME.argv`.
 fn script(env: &Env, name: &str, text: &str) -> std::path::PathBuf {
     use std::os::unix::fs::PermissionsExt;
+    let inner = env.path(&format!("home/{name}.inner"));
+    std::fs::write(&inner, text).unwrap();
+    std::fs::set_permissions(&inner, std::fs::Permissions::from_mode(0o755)).unwrap();
     let path = env.path(&format!("home/{name}"));
-    std::fs::write(&path, text).unwrap();
+    let outer = format!(
+        "#!/bin/sh\nprintf '%s\\n' \"$@\" > {argv}\ncase \"$1\" in\n\
+         file:*) url=$(python3 -c 'import html, re, sys, urllib.request\n\
+         page = urllib.request.urlopen(sys.argv[1]).read().decode()\n\
+         print(html.unescape(re.search(\"url=([^\\\"]+)\\\"\", page).group(1)))' \"$1\") || exit 1 ;;\n\
+         *) url=$1 ;;\nesac\nexec {inner} \"$url\"\n",
+        argv = env.path(&format!("home/{name}.argv")).display(),
+        inner = inner.display()
+    );
+    std::fs::write(&path, outer).unwrap();
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
     path
 }
@@ -620,6 +635,7 @@ fn a_login_link_opened_twice_abandons_the_login() {
     );
     let out = login_with(&env, &browser).code(6);
     assert!(out.stderr.contains("opened twice"), "{}", out.stderr);
+    let given = std::fs::read_to_string(env.path("home/racing-browser.argv")).unwrap();
     let seen = std::fs::read_to_string(format!("{}.seen", argv.display())).unwrap();
     let lines: Vec<&str> = seen.lines().collect();
     assert!(
@@ -627,15 +643,66 @@ fn a_login_link_opened_twice_abandons_the_login() {
         "{seen}"
     );
     assert_eq!(lines[1], "victim 410 ", "{seen}");
-    // On the browser's command line: the launcher only.
-    let argv = std::fs::read_to_string(&argv).unwrap();
-    assert!(argv.contains("/start/"), "{argv}");
+    // On the browser's command line: a private page, not even the
+    // launcher (see the next test).
+    assert!(given.starts_with("file:///"), "{given}");
     assert!(
-        !argv.contains("state=") && !argv.contains("code_challenge"),
-        "{argv}"
+        !given.contains("/start/")
+            && !given.contains("state=")
+            && !given.contains("code_challenge"),
+        "{given}"
     );
     assert_eq!(server.requests(), 0, "no code was exchanged");
     env.a365(&["token", "design"]).code(5);
+}
+
+/// Another local user reads every command line (`/proc/PID/cmdline`):
+/// the browser's shows only a page in the user's private runtime
+/// directory, which they cannot read, so they cannot fetch the one-time
+/// launcher first and log the profile into their own account.
+#[test]
+fn another_user_cannot_take_the_login_link_from_the_browsers_command_line() {
+    if !crate::harness::require_root("read the browser's command line as another user") {
+        return;
+    }
+    let server = server(3600);
+    let env = Env::new();
+    let _agent = env.start_agent();
+    let port = free_port();
+    add_login_profile(&env, &server, port, &[]);
+    let go = env.path("home/go");
+    // The browser waits until the other user has had its look.
+    let browser = script(
+        &env,
+        "watched-browser",
+        &format!(
+            "#!/bin/sh\nwhile [ ! -e {go} ]; do sleep 0.05; done\n\
+             exec python3 -c 'import sys, urllib.request; urllib.request.urlopen(sys.argv[1], timeout=10).read()' \"$1\"\n",
+            go = go.display()
+        ),
+    );
+    let other = crate::harness::OtherUser::create();
+    std::thread::scope(|scope| {
+        let login = scope.spawn(|| login_with(&env, &browser));
+        let argv = env.path("home/watched-browser.argv");
+        assert!(wait_until(Duration::from_secs(10), || argv.exists()));
+        let given = std::fs::read_to_string(&argv).unwrap();
+        let given = given.trim();
+        assert!(
+            !given.contains("/start/") && !given.contains("state="),
+            "the browser's command line carries the login link: {given}"
+        );
+        // What the command line names, the other user cannot read.
+        let page = given.trim_start_matches("file://");
+        let read = other.command("cat").arg(page).output().unwrap();
+        assert!(!read.status.success(), "another user read the login page");
+        assert!(!String::from_utf8_lossy(&read.stdout).contains("/start/"));
+        std::fs::write(&go, "").unwrap();
+        let out = login.join().unwrap().ok();
+        assert!(out.stderr.contains("logged in as"), "{}", out.stderr);
+        // The page is gone once the login is over.
+        assert!(!std::path::Path::new(page).exists());
+    });
 }
 
 /// `localhost` means both loopbacks to a browser: with `[::1]:PORT` taken

@@ -299,10 +299,27 @@ pub fn login(
         )));
     }
     eprintln!("a365: open this URL to log in (waiting for the browser):\n\n    {url}\n");
-    if !no_browser {
-        open_browser(&url);
-    }
-    match client.call(&Request::LoginWait { profile })? {
+    // The browser gets a private page that forwards to the launcher,
+    // never the launcher itself on its command line (see `launch`).
+    let page = match no_browser {
+        true => None,
+        false => match crate::launch::LaunchPage::write(socket, &url) {
+            Ok(page) => {
+                open_browser(&page.url());
+                Some(page)
+            }
+            Err(e) => {
+                eprintln!(
+                    "a365: not opening a browser: the login page could not be written privately \
+                     ({e}); open the URL above yourself"
+                );
+                None
+            }
+        },
+    };
+    let outcome = client.call(&Request::LoginWait { profile });
+    drop(page);
+    match outcome? {
         Response::Done { message } => {
             eprintln!("a365: {}", output::clean(&message, true));
             Ok(())

@@ -5,6 +5,7 @@ mod actions;
 mod autostart;
 mod cli;
 mod exit;
+mod launch;
 mod output;
 mod secrets;
 
