@@ -12,8 +12,14 @@ use super::{Held, Phase, Profile, Snapshot, TokenError, unavailable};
 /// The least time between two refreshes that clients' demands start while
 /// the held token is valid: a client asking for a `--min-valid` just under
 /// the tokens' lifetime would otherwise spend a (rate-limited, rotating)
-/// token request on every call.
+/// token request on every call. A quarter of the tokens' lifetime when
+/// that is shorter (tokens of seconds, in tests and some deployments), so
+/// demands cost at most four refreshes a lifetime.
 pub(crate) const DEMAND_FLOOR_MS: i64 = 10_000;
+
+fn demand_floor_ms(lifetime_ms: Option<i64>) -> i64 {
+    lifetime_ms.map_or(DEMAND_FLOOR_MS, |l| (l / 4).clamp(0, DEMAND_FLOOR_MS))
+}
 
 /// Whether a client's request may start a refresh.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -120,12 +126,13 @@ impl Profile {
             )));
         }
         let since = now.saturating_sub(self.last_demand_ms.load(Ordering::SeqCst));
-        if since < DEMAND_FLOOR_MS {
+        let floor = demand_floor_ms(held.lifetime_ms());
+        if since < floor {
             return Some(unavailable(format!(
                 "{short}; it was refreshed on demand {} ago, and the next refresh on demand may \
                  start in {}",
                 human_ms(since),
-                human_ms(DEMAND_FLOOR_MS - since)
+                human_ms(floor - since)
             )));
         }
         None
@@ -259,5 +266,18 @@ impl Profile {
                 }
             };
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn demands_refresh_at_most_every_ten_seconds_or_a_quarter_lifetime() {
+        assert_eq!(demand_floor_ms(None), 10_000);
+        assert_eq!(demand_floor_ms(Some(3_600_000)), 10_000);
+        assert_eq!(demand_floor_ms(Some(2_000)), 500);
+        assert_eq!(demand_floor_ms(Some(-5)), 0);
     }
 }
