@@ -323,16 +323,26 @@ impl Env {
         server: &TokenServer,
         extra: &[&str],
     ) -> (String, Out) {
+        self.try_add_refresh_at(name, server, &server.token_url(), extra)
+    }
+
+    /// [`Env::try_add_refresh`] with `token_url` naming `server` another way.
+    pub fn try_add_refresh_at(
+        &self,
+        name: &str,
+        server: &TokenServer,
+        token_url: &str,
+        extra: &[&str],
+    ) -> (String, Out) {
         let rt = server.issue_refresh_token("test-client");
         let secrets = format!(r#"{{"client_secret":"test-secret","refresh_token":"{rt}"}}"#);
-        let token_url = server.token_url();
         let mut args = vec![
             "add",
             name,
             "--kind",
             "refresh",
             "--token-url",
-            &token_url,
+            token_url,
             "--client-id",
             "test-client",
         ];

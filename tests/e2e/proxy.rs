@@ -25,18 +25,24 @@ fn counting_proxy() -> (String, Arc<AtomicUsize>) {
     (url, seen)
 }
 
-#[test]
-fn a_loopback_token_server_is_never_reached_through_a_proxy() {
-    let server = TokenServer::start(ServerConfig::default()).unwrap();
-    let (proxy, seen) = counting_proxy();
+/// An agent whose environment names `proxy` for every scheme.
+fn agent_behind(proxy: &str) -> (Env, crate::harness::Agent) {
     let env = Env::new();
     let mut cmd = env.command(bin("a365-agent"));
     for var in ["HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy"] {
-        cmd.env(var, &proxy);
+        cmd.env(var, proxy);
     }
     cmd.env_remove("NO_PROXY").env_remove("no_proxy");
     let agent = env.spawn_agent_command(cmd);
     agent.wait_ready(&env.socket);
+    (env, agent)
+}
+
+#[test]
+fn a_loopback_token_server_is_never_reached_through_a_proxy() {
+    let server = TokenServer::start(ServerConfig::default()).unwrap();
+    let (proxy, seen) = counting_proxy();
+    let (env, agent) = agent_behind(&proxy);
     let out = env.try_add_refresh("work", &server, &[]).1.ok();
     // The user is told what plain HTTP means, even on loopback.
     assert!(
@@ -65,30 +71,9 @@ fn a_loopback_token_server_is_never_reached_through_a_proxy() {
 fn a_trailing_dot_loopback_token_server_is_never_reached_through_a_proxy() {
     let server = TokenServer::start(ServerConfig::default()).unwrap();
     let (proxy, seen) = counting_proxy();
-    let env = Env::new();
-    let mut cmd = env.command(bin("a365-agent"));
-    for var in ["HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy"] {
-        cmd.env(var, &proxy);
-    }
-    cmd.env_remove("NO_PROXY").env_remove("no_proxy");
-    let agent = env.spawn_agent_command(cmd);
-    agent.wait_ready(&env.socket);
-    let rt = server.issue_refresh_token("test-client");
-    let secrets = format!(r#"{{"client_secret":"test-secret","refresh_token":"{rt}"}}"#);
+    let (env, agent) = agent_behind(&proxy);
     let url = format!("http://localhost.:{}/connect/token", server.addr().port());
-    let args = [
-        "add",
-        "work",
-        "--kind",
-        "refresh",
-        "--token-url",
-        &url,
-        "--client-id",
-        "test-client",
-        "--secrets-from",
-        "-",
-    ];
-    let out = env.a365_with_stdin(&args, secrets.as_bytes());
+    let (_, out) = env.try_add_refresh_at("work", &server, &url, &[]);
     assert_eq!(
         seen.load(Ordering::SeqCst),
         0,
