@@ -71,7 +71,7 @@ fn a_loopback_token_server_is_never_reached_through_a_proxy() {
 fn a_trailing_dot_loopback_token_server_is_never_reached_through_a_proxy() {
     let server = TokenServer::start(ServerConfig::default()).unwrap();
     let (proxy, seen) = counting_proxy();
-    let (env, agent) = agent_behind(&proxy);
+    let (env, _agent) = agent_behind(&proxy);
     let url = format!("http://localhost.:{}/connect/token", server.addr().port());
     let (_, out) = env.try_add_refresh_at("work", &server, &url, &[]);
     assert_eq!(
