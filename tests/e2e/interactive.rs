@@ -49,9 +49,23 @@ sys.exit(os.waitstatus_to_exitcode(status))
 "#;
 
 fn play(env: &Env, args: &[&str], plan: serde_json::Value) -> Out {
+    play_with(env, args, plan, &[])
+}
+
+/// [`play`], with more variables in `a365`'s environment.
+pub(crate) fn play_with(
+    env: &Env,
+    args: &[&str],
+    plan: serde_json::Value,
+    vars: &[(&str, &std::path::Path)],
+) -> Out {
     let a365 = bin("a365");
+    let mut command = env.command("python3");
+    for (name, value) in vars {
+        command.env(name, value);
+    }
     Out::from(
-        env.command("python3")
+        command
             .args(["-c", PLAY, &plan.to_string()])
             .arg(&a365)
             .args(args)

@@ -656,6 +656,47 @@ fn a_login_link_opened_twice_abandons_the_login() {
     env.a365(&["token", "design"]).code(5);
 }
 
+/// On a terminal, `a365 login` names the account that signed in and keeps
+/// the new credential only when the user says so: a login finished in
+/// someone else's browser, or with the wrong account, is not taken
+/// silently.
+#[test]
+fn on_a_terminal_a_login_is_kept_only_when_the_user_says_so() {
+    let server = server(3600);
+    let env = Env::new();
+    let _agent = env.start_agent();
+    let port = free_port();
+    add_login_profile(&env, &server, port, &[]);
+    let browser = browser_script(&env);
+    let args = ["login", "design", "--timeout", "20s"];
+    let vars = [("BROWSER", browser.as_path())];
+    let prompt = "Keep this login for profile 'design'? [y/N]";
+    let declined = crate::interactive::play_with(
+        &env,
+        &args,
+        serde_json::json!([[prompt, "n"], ["not kept", null]]),
+        &vars,
+    );
+    assert_eq!(declined.code, 0, "{}", declined.stdout);
+    assert!(
+        declined
+            .stdout
+            .contains("signed in as user-of-test-client. Keep this login"),
+        "{}",
+        declined.stdout
+    );
+    // Nothing was kept: the profile still waits for a login.
+    env.a365(&["token", "design"]).code(5);
+    let kept = crate::interactive::play_with(
+        &env,
+        &args,
+        serde_json::json!([[prompt, "y"], ["logged in as", null]]),
+        &vars,
+    );
+    assert_eq!(kept.code, 0, "{}", kept.stdout);
+    assert!(env.token("design").len() > 20);
+}
+
 /// Another local user reads every command line (`/proc/PID/cmdline`):
 /// the browser's shows only a page in the user's private runtime
 /// directory, which they cannot read, so they cannot fetch the one-time

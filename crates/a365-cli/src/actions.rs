@@ -317,16 +317,45 @@ pub fn login(
             }
         },
     };
-    let outcome = client.call(&Request::LoginWait { profile });
+    // On a terminal the user sees whose account signed in before it is
+    // kept: a login finished by someone else (another browser, another
+    // account) is not silently taken.
+    let review = std::io::IsTerminal::is_terminal(&std::io::stdin())
+        && std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let wait = match review {
+        true => Request::LoginReview {
+            profile: profile.clone(),
+        },
+        false => Request::LoginWait {
+            profile: profile.clone(),
+        },
+    };
+    let outcome = client.call(&wait);
     drop(page);
-    match outcome? {
-        Response::Done { message } => {
-            eprintln!("a365: {}", output::clean(&message, true));
-            Ok(())
-        }
-        Response::Error(reply) => Err(Error::Agent(reply)),
-        _ => Err(Error::Unexpected),
+    let message = match outcome? {
+        Response::Done { message } => message,
+        Response::Error(reply) => return Err(Error::Agent(reply)),
+        _ => return Err(Error::Unexpected),
+    };
+    if review {
+        eprint!(
+            "a365: {}. Keep this login for profile '{profile}'? [y/N] ",
+            output::clean(&message, true)
+        );
+        let mut answer = String::new();
+        let _ = std::io::stdin().read_line(&mut answer);
+        let keep = matches!(answer.trim(), "y" | "Y" | "yes" | "Yes" | "YES");
+        return match client.call(&Request::LoginKeep { profile, keep })? {
+            Response::Done { message } => {
+                eprintln!("a365: {}", output::clean(&message, true));
+                Ok(())
+            }
+            Response::Error(reply) => Err(Error::Agent(reply)),
+            _ => Err(Error::Unexpected),
+        };
     }
+    eprintln!("a365: {}", output::clean(&message, true));
+    Ok(())
 }
 
 /// `$BROWSER` (a command, the URL as its argument), else the platform's

@@ -37,7 +37,8 @@ pub use secret::WireSecret;
 /// 2: `ProfileSpec` gained `client_auth`, `revocation_url`,
 /// `authorize_params`, `token_params` and `headers`; `Secrets` gained
 /// `password` and `username`; `RemoveProfile` gained
-/// `keep_remote`; `AddProfile` gained `check_only`; `Doctor` and `Restart` were added.
+/// `keep_remote`; `AddProfile` gained `check_only`; `Doctor`, `Restart`,
+/// `LoginReview` and `LoginKeep` were added.
 pub const PROTOCOL_VERSION: u32 = 2;
 
 /// The oldest version a JSON message may name. JSON is self-describing and

@@ -70,6 +70,13 @@ pub enum Request {
     /// would be lost, so that the service manager or the next client
     /// starts the new binary; if not, `bad_request`.
     Restart,
+    /// Like `LoginWait`, but the new credential is held, not kept: the
+    /// answer names the account that signed in, so that the user sees it
+    /// is theirs before `LoginKeep` keeps it.
+    LoginReview { profile: String },
+    /// Keeps the credential a `LoginReview` answered for, or with `keep:
+    /// false` discards it (the profile goes on as it was).
+    LoginKeep { profile: String, keep: bool },
 }
 
 /// The longest `min_valid_ms` that means anything: a year and a day.
@@ -90,7 +97,10 @@ impl Request {
             Request::Ping => "a365 ping",
             Request::Shutdown => "a365-agent --kill",
             Request::MigrateStore { .. } => "a365 store migrate",
-            Request::Login { .. } | Request::LoginWait { .. } => "a365 login",
+            Request::Login { .. }
+            | Request::LoginWait { .. }
+            | Request::LoginReview { .. }
+            | Request::LoginKeep { .. } => "a365 login",
             Request::Watch { .. } => "a365 watch",
             Request::Doctor { .. } => "a365 doctor",
             Request::Restart => "a restart on upgrade",

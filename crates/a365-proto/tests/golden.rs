@@ -53,6 +53,9 @@ fn request_name(r: &Request) -> String {
         Request::StatusPage { .. } => "status-page".into(),
         Request::Doctor { .. } => "doctor".into(),
         Request::Restart => "restart".into(),
+        Request::LoginReview { .. } => "login-review".into(),
+        Request::LoginKeep { keep: true, .. } => "login-keep".into(),
+        Request::LoginKeep { keep: false, .. } => "login-discard".into(),
     }
 }
 
@@ -138,6 +141,17 @@ fn requests() -> Vec<Request> {
             profile: Some("work".into()),
         },
         Request::Restart,
+        Request::LoginReview {
+            profile: "design".into(),
+        },
+        Request::LoginKeep {
+            profile: "design".into(),
+            keep: true,
+        },
+        Request::LoginKeep {
+            profile: "design".into(),
+            keep: false,
+        },
     ];
     for kind in Kind::ALL {
         all.push(Request::AddProfile(AddProfile {
@@ -352,7 +366,9 @@ fn every_variant_encodes_as_committed_in_both_encodings() {
     let requests = names.iter().filter(|n| n.starts_with("request-")).count();
     assert_eq!(
         requests,
-        14 - 2 + 1 + Kind::ALL.len() + StoreKind::ALL.len() + ClientAuth::ALL.len()
+        // 16 variants; `add` and `migrate` named per kind, store and
+        // client auth; `remove` and `login-keep` twice each.
+        16 - 2 + 2 + Kind::ALL.len() + StoreKind::ALL.len() + ClientAuth::ALL.len()
     );
     let errors = names
         .iter()

@@ -1,7 +1,9 @@
 //! The browser login of an `authorization-code` profile: the agent
 //! listens on the loopback redirect (`crate::login`), the client opens the
-//! browser and waits; the code is exchanged and the new credential saved
-//! and served.
+//! browser and waits; the code is exchanged, and the new credential is
+//! saved and served once a client asks: at once (`login_wait`), or after
+//! the user saw whose account signed in and said to keep it
+//! (`login_review`, then `login_keep`).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,13 +15,30 @@ use super::{Agent, internal, invalid, unavailable};
 use crate::endpoint::{self, Endpoint};
 use crate::profile::Profile;
 
-pub(super) type LoginOutcome = Result<String, ErrorReply>;
+/// The profile a login was for and the credential it brought, taken once.
+type Held = Arc<std::sync::Mutex<Option<(Arc<Profile>, a365_store::Credential)>>>;
+
+/// A login whose code was exchanged: what to say, and the credential,
+/// kept only when a client asks for it.
+#[derive(Debug, Clone)]
+pub(super) struct Exchanged {
+    /// " as NAME", or nothing when the token does not say.
+    account: String,
+    /// What `a365 login` prints once the credential is kept.
+    message: String,
+    held: Held,
+}
+
+pub(super) type LoginOutcome = Result<Exchanged, ErrorReply>;
 
 #[derive(Debug)]
 pub(super) struct Login {
     outcome: watch::Receiver<Option<LoginOutcome>>,
     task: tokio::task::AbortHandle,
 }
+
+/// How long a reviewed login's credential waits for `login_keep`.
+const REVIEW_WAIT: Duration = Duration::from_secs(600);
 
 /// A task that ends with the task that awaits it.
 struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
@@ -105,7 +124,9 @@ async fn report_login(
         Err(_) => Err(unavailable("the login was abandoned")),
     };
     match &outcome {
-        Ok(_) => tracing::info!(profile = %name, "logged in"),
+        Ok(_) => {
+            tracing::info!(profile = %name, "signed in; the credential is kept when a client asks")
+        }
         Err(e) => tracing::warn!(profile = %name, "login failed: {}", e.message),
     }
     let _ = tx.send(Some(outcome));
@@ -181,7 +202,7 @@ impl Agent {
         listeners.map_err(|e| unavailable(e.to_string()))
     }
 
-    /// Exchanges the code, saves the credential, restarts the profile on it.
+    /// Exchanges the code; the credential is kept later (`keep_login`).
     async fn finish_login(
         &self,
         name: &str,
@@ -232,8 +253,7 @@ impl Agent {
         credential.access_expires_at_ms = Some(fresh.expires_at_ms);
         credential.access_scopes = fresh.scopes;
         credential.updated_at_ms = now;
-        self.install_login(name, &profile, credential).await?;
-        Ok(format!(
+        let message = format!(
             "logged in{account}: profile '{name}' has a token valid for {}{}",
             a365_proto::human_ms(expires_at_ms - now),
             if refreshable {
@@ -246,7 +266,25 @@ impl Agent {
                 "; no refresh token was granted (the profile's scopes do not include \
                  offline_access), so log in again when it expires"
             }
-        ))
+        );
+        Ok(Exchanged {
+            account,
+            message,
+            held: Arc::new(std::sync::Mutex::new(Some((profile, credential)))),
+        })
+    }
+
+    /// Saves and serves what a login exchanged (once).
+    async fn keep_login(&self, name: &str, done: &Exchanged) -> Result<Response, ErrorReply> {
+        let held = done.held.lock().ok().and_then(|mut h| h.take());
+        let Some((profile, credential)) = held else {
+            return Err(invalid(format!("the login of '{name}' was already kept")));
+        };
+        self.install_login(name, &profile, credential).await?;
+        tracing::info!(profile = %name, "logged in");
+        Ok(Response::Done {
+            message: done.message.clone(),
+        })
     }
 
     /// Saves a login's credential and restarts the profile on it, under the
@@ -282,8 +320,14 @@ impl Agent {
         Ok(())
     }
 
-    /// Waits for the outcome of the login `login` started.
-    pub(super) async fn login_wait(&self, name: &str) -> Result<Response, ErrorReply> {
+    /// Waits for the outcome of the login `login` started; keeps the new
+    /// credential at once, or with `review` holds it and names the account
+    /// for `login_keep`.
+    pub(super) async fn login_wait(
+        &self,
+        name: &str,
+        review: bool,
+    ) -> Result<Response, ErrorReply> {
         let rx = self
             .logins
             .lock()
@@ -298,19 +342,75 @@ impl Agent {
             Ok(outcome) => outcome.clone(),
             Err(_) => None,
         };
+        let done = match outcome {
+            Some(Ok(done)) => done,
+            Some(Err(e)) => {
+                self.forget_login(name, &rx);
+                return Err(e);
+            }
+            None => {
+                return Err(unavailable(
+                    "the login was replaced by a newer `a365 login`, or the agent stopped",
+                ));
+            }
+        };
+        if !review {
+            self.forget_login(name, &rx);
+            return self.keep_login(name, &done).await;
+        }
+        // Held for `login_keep`, not for ever: a client that went away
+        // leaves nothing behind that blocks a restart.
+        let me = self.me.clone();
+        let (name_owned, waiting) = (name.to_owned(), rx.clone());
+        tokio::spawn(async move {
+            tokio::time::sleep(REVIEW_WAIT).await;
+            if let Some(agent) = me.upgrade() {
+                agent.forget_login(&name_owned, &waiting);
+            }
+        });
+        let account = match done.account.is_empty() {
+            true => " (the token does not name the account)".to_owned(),
+            false => done.account.clone(),
+        };
+        Ok(Response::Done {
+            message: format!("signed in{account}"),
+        })
+    }
+
+    /// `login_keep`: the user saw the account a `login_review` named.
+    pub(super) async fn login_keep(&self, name: &str, keep: bool) -> Result<Response, ErrorReply> {
+        let rx = self
+            .logins
+            .lock()
+            .ok()
+            .and_then(|logins| logins.get(name).map(|l| l.outcome.clone()));
+        let done = rx.as_ref().and_then(|rx| match &*rx.borrow() {
+            Some(Ok(done)) => Some(done.clone()),
+            _ => None,
+        });
+        let (Some(rx), Some(done)) = (rx, done) else {
+            return Err(invalid(format!(
+                "no login of '{name}' is waiting to be kept: run `a365 login {name}`"
+            )));
+        };
+        self.forget_login(name, &rx);
+        match keep {
+            true => self.keep_login(name, &done).await,
+            false => {
+                tracing::info!(profile = %name, "a login was discarded by its user");
+                Ok(Response::Done {
+                    message: format!("the login was not kept: profile '{name}' goes on as it was"),
+                })
+            }
+        }
+    }
+
+    /// Drops the login of `name` if it is still the one `rx` follows.
+    fn forget_login(&self, name: &str, rx: &watch::Receiver<Option<LoginOutcome>>) {
         if let Ok(mut logins) = self.logins.lock()
-            && logins
-                .get(name)
-                .is_some_and(|l| l.outcome.same_channel(&rx))
+            && logins.get(name).is_some_and(|l| l.outcome.same_channel(rx))
         {
             logins.remove(name);
-        }
-        match outcome {
-            Some(Ok(message)) => Ok(Response::Done { message }),
-            Some(Err(e)) => Err(e),
-            None => Err(unavailable(
-                "the login was replaced by a newer `a365 login`, or the agent stopped",
-            )),
         }
     }
 }

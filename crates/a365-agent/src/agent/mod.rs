@@ -187,7 +187,9 @@ impl Agent {
                 profile,
                 timeout_ms,
             } => self.login(&profile, timeout_ms).await,
-            Request::LoginWait { profile } => self.login_wait(&profile).await,
+            Request::LoginWait { profile } => self.login_wait(&profile, false).await,
+            Request::LoginReview { profile } => self.login_wait(&profile, true).await,
+            Request::LoginKeep { profile, keep } => self.login_keep(&profile, keep).await,
             // The connection streams events itself (`server`); here only
             // when something forwarded it wrongly.
             Request::Doctor { profile } => self.doctor(profile.as_deref()).await,
