@@ -1004,3 +1004,35 @@ fn an_old_record_put_back_into_etcd_is_refused_and_nothing_spent_is_sent() {
     assert_eq!(server.replays(), 0, "a spent refresh token was sent again");
     assert_eq!(server.requests(), sent);
 }
+
+/// A fleet refresher backs off as the local refresher does: at least the
+/// server's `Retry-After`, not a 30 s cap of its own (which would ask a
+/// provider that said "in two minutes" again and again).
+#[test]
+fn a_fleet_refresher_honours_retry_after() {
+    let Some(cluster) = Cluster::start() else {
+        return;
+    };
+    let server = server(3600, true);
+    let a = Machine::refresher(&cluster, "a");
+    share(&a, &server);
+    all_serve(&[&a], &server, Duration::from_secs(10));
+    server.set_fault(
+        Fault::RateLimited {
+            retry_after_secs: 120,
+        },
+        None,
+    );
+    let out = a.env.a365(&["refresh", "work"]);
+    assert_ne!(out.code, 0, "{}", out.stdout);
+    let status = a.status();
+    assert_eq!(status["state"], "failing", "{status}");
+    let next = status["next_refresh_at"].as_i64().unwrap();
+    let now = crate::harness::now_secs() as i64;
+    assert!(
+        next >= now + 100,
+        "next attempt in {} s: {status}",
+        next - now
+    );
+    assert_eq!(server.replays(), 0);
+}

@@ -24,7 +24,7 @@ use a365_proto::{EventKind, human_ms};
 use a365_store::Credential;
 use secrecy::ExposeSecret;
 
-use super::refresher::{Asked, due_at, should_refresh, sleep_ms};
+use super::refresher::{Asked, backoff_after, due_at, should_refresh, sleep_ms};
 use super::{Held, Phase, Profile};
 use crate::fleet::{Fleet, FleetError, Inflight, Lock, Public, Role, Secret};
 use crate::provider::{Obtained, ProviderError};
@@ -49,8 +49,11 @@ enum Next {
     Done,
     /// Look again after this long, without counting a failure.
     Soon(i64),
-    /// A failure: back off.
+    /// A failure of etcd or of the fleet's records: back off, at most 30 s.
     Failed(String),
+    /// The provider's answer: back off as the local refresher does
+    /// (its `Retry-After` at least, longer for a refused client).
+    Refused(ProviderError),
 }
 
 impl Profile {
@@ -102,7 +105,14 @@ impl Profile {
                         }
                         Next::Failed(why) => {
                             failures = failures.saturating_add(1);
-                            not_before = self.fleet_failed(&why, failures, now);
+                            let wait = schedule::backoff(failures, false, None, fastrand::f64())
+                                .min(Duration::from_secs(30));
+                            not_before = self.fleet_failed(&why, wait, failures, now);
+                        }
+                        Next::Refused(e) => {
+                            failures = failures.saturating_add(1);
+                            let wait = backoff_after(&e, failures);
+                            not_before = self.fleet_failed(&e.to_string(), wait, failures, now);
                         }
                     }
                     continue;
@@ -338,7 +348,7 @@ impl Profile {
             Err(e) => {
                 // Nothing was spent: the marker goes.
                 let _ = fleet.commit(&self.name, rev, &secret, None).await;
-                Next::Failed(e.to_string())
+                Next::Refused(e)
             }
         }
     }
@@ -551,9 +561,7 @@ impl Profile {
 
     /// A failed round: back off, serving the held token while it is valid.
     /// Returns when to look again.
-    fn fleet_failed(&self, why: &str, failures: u32, now: i64) -> i64 {
-        let wait =
-            schedule::backoff(failures, false, None, fastrand::f64()).min(Duration::from_secs(30));
+    fn fleet_failed(&self, why: &str, wait: Duration, failures: u32, now: i64) -> i64 {
         let retry_at = now.saturating_add(i64::try_from(wait.as_millis()).unwrap_or(i64::MAX));
         tracing::warn!(profile = %self.name, attempt = failures, "fleet refresh failed: {why}");
         self.shared.events.emit(

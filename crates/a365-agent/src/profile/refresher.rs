@@ -71,6 +71,19 @@ pub(super) fn sleep_ms(due: Option<i64>, now_ms: i64, tick_ms: i64) -> i64 {
     due.map_or(tick, |d| (d - now_ms).clamp(0, tick))
 }
 
+/// How long to wait after the provider answered `e`, the `failures`th
+/// failure in a row: at least the server's `Retry-After`, and a refused
+/// client or grant longer than a network error. The local refresher and
+/// the fleet's follow the same rule.
+pub(super) fn backoff_after(e: &ProviderError, failures: u32) -> Duration {
+    let (rejected, retry_after) = match e {
+        ProviderError::Transient { retry_after, .. } => (false, *retry_after),
+        ProviderError::Unusable { .. } | ProviderError::Unanswered(_) => (false, None),
+        _ => (true, None),
+    };
+    schedule::backoff(failures, rejected, retry_after, fastrand::f64())
+}
+
 /// What clients asked of the refresher since it last looked.
 pub(super) struct Asked {
     /// `a365 refresh`.
@@ -310,12 +323,7 @@ impl Profile {
             credential.updated_at_ms = now;
             saved = self.persist(credential, true).await;
         }
-        let (rejected, retry_after) = match &e {
-            ProviderError::Transient { retry_after, .. } => (false, *retry_after),
-            ProviderError::Unusable { .. } | ProviderError::Unanswered(_) => (false, None),
-            _ => (true, None),
-        };
-        let wait = schedule::backoff(*failures, rejected, retry_after, fastrand::f64());
+        let wait = backoff_after(&e, *failures);
         let retry_at = now.saturating_add(i64::try_from(wait.as_millis()).unwrap_or(i64::MAX));
         tracing::warn!(
             profile = %self.name,
