@@ -195,6 +195,10 @@ impl Cluster {
 
     /// `etcdctl ARGS…` against the whole cluster.
     fn etcdctl(&self, args: &[&str]) -> std::process::Output {
+        self.etcdctl_command(args).output().unwrap()
+    }
+
+    fn etcdctl_command(&self, args: &[&str]) -> Command {
         let mut etcdctl = Command::new("etcdctl");
         if let Some(tls) = &self.tls {
             etcdctl
@@ -206,9 +210,8 @@ impl Cluster {
             .env("ETCDCTL_API", "3")
             .arg(format!("--endpoints={}", self.endpoints().join(",")))
             .args(["--command-timeout", "3s"])
-            .args(args)
-            .output()
-            .unwrap()
+            .args(args);
+        etcdctl
     }
 
     fn wait_healthy(&self) {
@@ -1034,5 +1037,49 @@ fn a_fleet_refresher_honours_retry_after() {
         "next attempt in {} s: {status}",
         next - now
     );
+    assert_eq!(server.replays(), 0);
+}
+
+/// etcd's RBAC does not cover leases: anyone who reaches etcd, a consumer
+/// included, can keep a stopped holder's lock lease alive for ever. A lock
+/// whose deadline passed is taken over, whatever its lease says.
+#[test]
+fn a_lock_kept_alive_past_its_deadline_does_not_block_the_fleet() {
+    let Some(cluster) = Cluster::start() else {
+        return;
+    };
+    let server = server(3600, true);
+    let a = Machine::refresher(&cluster, "a");
+    share(&a, &server);
+    all_serve(&[&a], &server, Duration::from_secs(10));
+    // The lock of a holder that stopped 10 s past its deadline, its lease
+    // kept alive by someone else.
+    let granted = cluster.etcdctl(&["lease", "grant", "60"]);
+    let granted = String::from_utf8_lossy(&granted.stdout).into_owned();
+    let lease = granted.split_whitespace().nth(1).unwrap().to_owned();
+    let deadline = crate::harness::now_secs() as i64 * 1000 - 10_000;
+    let holder = format!(r#"{{"member":"stopped","deadline_ms":{deadline}}}"#);
+    let lease_flag = format!("--lease={lease}");
+    let out = cluster.etcdctl(&["put", &lease_flag, "a365/lock/work", &holder]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut keeper = cluster
+        .etcdctl_command(&["lease", "keep-alive", &lease])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let before = server.requests();
+    let started = Instant::now();
+    let out = a.env.a365(&["refresh", "work"]);
+    let _ = keeper.kill();
+    let _ = keeper.wait();
+    assert_eq!(out.code, 0, "{}\n{}", out.stderr, a.log());
+    assert!(started.elapsed() < Duration::from_secs(10));
+    assert_eq!(server.requests(), before + 1);
+    assert!(a.log().contains("took over a fleet lock"), "{}", a.log());
     assert_eq!(server.replays(), 0);
 }

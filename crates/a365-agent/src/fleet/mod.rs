@@ -20,6 +20,7 @@
 //! refresh itself is [`crate::profile`]'s `fleet` loop.
 
 pub mod etcd;
+mod lock;
 mod record;
 mod seal;
 mod seen;
@@ -34,6 +35,7 @@ use serde::Deserialize;
 use zeroize::Zeroizing;
 
 use etcd::{Compare, Etcd, EtcdError, Op};
+pub use lock::Lock;
 pub use record::{Inflight, Public, Secret, next_generation};
 use record::{Stored, decode, encode_secret};
 pub use seal::{FleetKey, SealError, Verifier};
@@ -153,12 +155,6 @@ pub enum FleetError {
          (to change a shared profile's settings, add it again with --shared --replace)"
     )]
     SpecMismatch(String, String),
-}
-
-/// The refresh lock, held through a lease.
-#[derive(Debug)]
-pub struct Lock {
-    lease: i64,
 }
 
 /// This agent's link to its fleet.
@@ -283,7 +279,7 @@ impl Fleet {
         format!("{}secret/{name}", self.prefix)
     }
 
-    fn lock_key(&self, name: &str) -> String {
+    pub(crate) fn lock_key(&self, name: &str) -> String {
         format!("{}lock/{name}", self.prefix)
     }
 
@@ -411,36 +407,6 @@ impl Fleet {
     pub fn forget(&self, name: &str) {
         self.seen.forget(&format!("public/{name}"));
         self.seen.forget(&format!("secret/{name}"));
-    }
-
-    /// Takes the refresh lock of `name`, or `None` when another member
-    /// holds it.
-    pub async fn lock(&self, name: &str) -> Result<Option<Lock>, FleetError> {
-        let lease = self.etcd.grant(self.lease_secs).await?;
-        let key = self.lock_key(name);
-        let put = Op::Put {
-            key: key.clone(),
-            value: self.member.as_bytes().to_vec(),
-            lease: Some(lease),
-        };
-        match self.etcd.txn(&[Compare::Absent(key)], &[put]).await {
-            Ok(Some(_)) => Ok(Some(Lock { lease })),
-            other => {
-                let _ = self.etcd.revoke(lease).await;
-                other.map(|_| None).map_err(FleetError::from)
-            }
-        }
-    }
-
-    /// Renews the lock's lease: the seconds it now has, 0 if it was lost.
-    pub async fn renew(&self, lock: &Lock) -> Result<i64, FleetError> {
-        Ok(self.etcd.keep_alive(lock.lease).await?)
-    }
-
-    pub async fn unlock(&self, lock: Lock) {
-        if let Err(e) = self.etcd.revoke(lock.lease).await {
-            tracing::warn!("could not release the fleet lock (it ends with its lease): {e}");
-        }
     }
 
     /// Writes `secret` (and `public`, when given) if `secret/NAME` is still

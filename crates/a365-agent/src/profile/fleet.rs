@@ -168,7 +168,7 @@ impl Profile {
             )));
             return Next::Soon(1_000);
         }
-        let lock = match fleet.lock(&self.name).await {
+        let lock = match fleet.lock(&self.name, now).await {
             Ok(Some(lock)) => lock,
             Ok(None) => {
                 self.adopt_if_newer(&public);
@@ -253,7 +253,10 @@ impl Profile {
         };
         // The budget: only with the lease just renewed for the whole request.
         let budget_ms = self.shared.http_timeout_ms + 1_000;
-        let left_ms = fleet.renew(lock).await.map(|s| s.saturating_mul(1_000));
+        let left_ms = fleet
+            .renew(lock, self.shared.clock.now_ms())
+            .await
+            .map(|s| s.saturating_mul(1_000));
         if !matches!(left_ms, Ok(ms) if ms >= budget_ms) {
             let why = match left_ms {
                 Ok(0) => {
