@@ -333,3 +333,34 @@ fn versions_name_the_release_and_the_commit() {
         );
     }
 }
+
+/// A token copied from a header (`Bearer eyJ…`) or with a line end: what
+/// is stored is the token alone, and `a365 add` says what it removed
+/// (before, `a365 token` printed `Bearer eyJ…` and `--format header` a
+/// doubled `Bearer Bearer`).
+#[test]
+fn a_pasted_bearer_prefix_is_removed_and_said() {
+    let env = Env::new();
+    let _agent = env.start_agent();
+    let exp = crate::harness::now_secs() as i64 + 30 * 86_400;
+    let payload = crate::events::base64_url(&format!(r#"{{"exp":{exp}}}"#));
+    let token = format!("eyJhbGciOiJSUzI1NiJ9.{payload}.c2ln");
+    let out = env
+        .a365_with_stdin(
+            &["add", "ci", "--kind", "static", "--secrets-from", "-"],
+            format!("{{\"access_token\":\"Bearer {token}\\n\"}}").as_bytes(),
+        )
+        .ok();
+    assert!(
+        out.stderr.contains("removed a leading 'Bearer '"),
+        "{}",
+        out.stderr
+    );
+    assert!(!out.stderr.contains(&token), "{}", out.stderr);
+    assert_eq!(env.token("ci"), token);
+    let header = env.a365(&["token", "ci", "--format", "header"]).ok();
+    assert_eq!(
+        header.stdout.trim_end(),
+        format!("Authorization: Bearer {token}")
+    );
+}

@@ -139,6 +139,9 @@ pub fn add(socket: &Path, mut args: AddArgs) -> Result<(), Error> {
         Some(path) => secrets::from_file(path)?,
         None => secrets::prompt(kind, args.username.as_deref())?,
     };
+    for note in secrets::tidy(&mut secrets) {
+        eprintln!("a365: {note}");
+    }
     secrets.username = args.username;
     let request = Request::AddProfile(AddProfile {
         name: args.profile,

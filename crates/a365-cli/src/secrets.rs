@@ -160,6 +160,42 @@ pub fn prompt(kind: Kind, username: Option<&str>) -> Result<Secrets, Error> {
     })
 }
 
+/// What people paste: a token with the `Bearer ` of the header it was
+/// copied from, or with spaces and a line end around it. Both are removed
+/// (a stored `Bearer ` would be sent as `Bearer Bearer …`); what was
+/// removed is said, never the token.
+pub fn tidy(secrets: &mut Secrets) -> Vec<String> {
+    let mut notes = Vec::new();
+    for (what, field) in [
+        ("access token", &mut secrets.access_token),
+        ("refresh token", &mut secrets.refresh_token),
+        ("client secret", &mut secrets.client_secret),
+    ] {
+        let Some(value) = field.as_ref() else {
+            continue;
+        };
+        let text = value.expose();
+        let mut tidied = text.trim();
+        if what != "client secret"
+            && tidied.len() > 7
+            && tidied.is_char_boundary(7)
+            && tidied[..7].eq_ignore_ascii_case("bearer ")
+        {
+            tidied = tidied[7..].trim_start();
+            notes.push(format!(
+                "removed a leading 'Bearer ' from the {what}: only the token itself is stored"
+            ));
+        } else if tidied.len() != text.len() {
+            notes.push(format!("removed spaces or line ends around the {what}"));
+        }
+        if tidied.len() != text.len() {
+            let kept = WireSecret::new(SecretString::from(tidied.to_owned()));
+            *field = Some(kept);
+        }
+    }
+    notes
+}
+
 /// Secrets are prompted for only on a terminal.
 pub fn require_terminal() -> Result<(), Error> {
     if std::io::stdin().is_terminal() {
@@ -188,6 +224,23 @@ pub fn ask_plain(label: &str) -> Result<Option<String>, Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_pasted_bearer_prefix_and_spaces_are_removed_and_said() {
+        let mut s =
+            parse(br#"{"access_token":"Bearer eyJ.a.b\n","refresh_token":" rt-1 "}"#).unwrap();
+        let notes = tidy(&mut s);
+        assert_eq!(s.access_token.as_ref().unwrap().expose(), "eyJ.a.b");
+        assert_eq!(s.refresh_token.as_ref().unwrap().expose(), "rt-1");
+        assert_eq!(notes.len(), 2);
+        assert!(notes[0].contains("'Bearer '") && !notes[0].contains("eyJ"));
+        // A client secret may start with anything: only spaces go.
+        let mut s = parse(br#"{"client_secret":"bearer secret"}"#).unwrap();
+        assert!(tidy(&mut s).is_empty());
+        assert_eq!(s.client_secret.as_ref().unwrap().expose(), "bearer secret");
+        let mut s = parse(br#"{"access_token":"Bearer"}"#).unwrap();
+        assert!(tidy(&mut s).is_empty());
+    }
 
     #[test]
     fn reads_the_known_fields() {
