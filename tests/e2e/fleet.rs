@@ -412,6 +412,15 @@ fn server(lifetime_secs: u64, rotate: bool) -> TokenServer {
     .unwrap()
 }
 
+/// A rotating provider, and refresher `a` serving the profile it shared.
+fn one_member_sharing(cluster: &Cluster) -> (TokenServer, Machine) {
+    let server = server(3600, true);
+    let a = Machine::refresher(cluster, "a");
+    share(&a, &server);
+    all_serve(&[&a], &server, Duration::from_secs(10));
+    (server, a)
+}
+
 fn refreshers(cluster: &Cluster, n: usize) -> Vec<Machine> {
     (0..n)
         .map(|i| Machine::refresher(cluster, &format!("m{i}")))
@@ -625,10 +634,7 @@ fn etcd_losing_a_member_goes_on_and_losing_quorum_keeps_serving() {
     let Some(mut cluster) = Cluster::start() else {
         return;
     };
-    let server = server(3600, true);
-    let a = Machine::refresher(&cluster, "a");
-    share(&a, &server);
-    all_serve(&[&a], &server, Duration::from_secs(10));
+    let (server, a) = one_member_sharing(&cluster);
     cluster.stop_member(0);
     // Refreshes go on once the other two have a leader (within a second
     // when the one stopped led).
@@ -1016,10 +1022,7 @@ fn a_fleet_refresher_honours_retry_after() {
     let Some(cluster) = Cluster::start() else {
         return;
     };
-    let server = server(3600, true);
-    let a = Machine::refresher(&cluster, "a");
-    share(&a, &server);
-    all_serve(&[&a], &server, Duration::from_secs(10));
+    let (server, a) = one_member_sharing(&cluster);
     server.set_fault(
         Fault::RateLimited {
             retry_after_secs: 120,
@@ -1048,10 +1051,7 @@ fn a_lock_kept_alive_past_its_deadline_does_not_block_the_fleet() {
     let Some(cluster) = Cluster::start() else {
         return;
     };
-    let server = server(3600, true);
-    let a = Machine::refresher(&cluster, "a");
-    share(&a, &server);
-    all_serve(&[&a], &server, Duration::from_secs(10));
+    let (server, a) = one_member_sharing(&cluster);
     // The lock of a holder that stopped 10 s past its deadline, its lease
     // kept alive by someone else.
     let granted = cluster.etcdctl(&["lease", "grant", "60"]);

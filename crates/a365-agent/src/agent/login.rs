@@ -328,12 +328,7 @@ impl Agent {
         name: &str,
         review: bool,
     ) -> Result<Response, ErrorReply> {
-        let rx = self
-            .logins
-            .lock()
-            .ok()
-            .and_then(|logins| logins.get(name).map(|l| l.outcome.clone()));
-        let Some(mut rx) = rx else {
+        let Some(mut rx) = self.login_outcome(name) else {
             return Err(invalid(format!(
                 "no login is under way for '{name}': run `a365 login {name}`"
             )));
@@ -379,11 +374,7 @@ impl Agent {
 
     /// `login_keep`: the user saw the account a `login_review` named.
     pub(super) async fn login_keep(&self, name: &str, keep: bool) -> Result<Response, ErrorReply> {
-        let rx = self
-            .logins
-            .lock()
-            .ok()
-            .and_then(|logins| logins.get(name).map(|l| l.outcome.clone()));
+        let rx = self.login_outcome(name);
         let done = rx.as_ref().and_then(|rx| match &*rx.borrow() {
             Some(Ok(done)) => Some(done.clone()),
             _ => None,
@@ -403,6 +394,14 @@ impl Agent {
                 })
             }
         }
+    }
+
+    /// How the login of `name` under way ends, to wait on or look at.
+    fn login_outcome(&self, name: &str) -> Option<watch::Receiver<Option<LoginOutcome>>> {
+        self.logins
+            .lock()
+            .ok()
+            .and_then(|logins| logins.get(name).map(|l| l.outcome.clone()))
     }
 
     /// Drops the login of `name` if it is still the one `rx` follows.
