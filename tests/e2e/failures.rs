@@ -141,7 +141,15 @@ fn a_token_server_that_is_down_is_temporarily_unavailable() {
     let token = env.token("work");
     server.shutdown();
     let out = env.a365(&["refresh", "work"]).code(6);
-    assert!(out.stderr.contains("cannot connect"), "{out:?}");
+    // The agent may still hold a kept-alive connection whose close it has
+    // not read yet: then the request goes out on it and the server's close
+    // is the answer. Both say the server is down; neither is retried, as the
+    // refresh may have been received.
+    assert!(
+        out.stderr.contains("cannot connect")
+            || out.stderr.contains("closed the connection without answering"),
+        "{out:?}"
+    );
     assert_eq!(env.token("work"), token, "the cached token is still served");
 }
 
