@@ -147,7 +147,9 @@ fn a_token_server_that_is_down_is_temporarily_unavailable() {
     // refresh may have been received.
     assert!(
         out.stderr.contains("cannot connect")
-            || out.stderr.contains("closed the connection without answering"),
+            || out
+                .stderr
+                .contains("closed the connection without answering"),
         "{out:?}"
     );
     assert_eq!(env.token("work"), token, "the cached token is still served");

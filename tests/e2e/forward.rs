@@ -318,7 +318,8 @@ fn demands_just_under_the_lifetime_cannot_force_refreshes() {
     env.add_refresh("work", &server);
     std::thread::sleep(Duration::from_millis(1100));
     let before = server.requests();
-    let just_under = ["token", "work", "--min-valid", "59s 900ms"];
+    // The tokens' `exp` is whole seconds: they live between 59 and 60 s.
+    let just_under = ["token", "work", "--min-valid", "58s 800ms"];
     for _ in 0..20 {
         let out = a365_at(&env, &socket, &just_under);
         assert_eq!(out.code, 6, "{} {}", out.stdout, out.stderr);

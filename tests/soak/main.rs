@@ -15,6 +15,7 @@
 #[allow(dead_code)]
 mod harness;
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -38,6 +39,9 @@ struct Tally {
     outage_errors: AtomicU64,
     /// Anything else: must stay empty.
     other_errors: Mutex<Vec<String>>,
+    /// Each token served (by its `jti`): when a client first had it, and
+    /// its `exp`.
+    tokens: Mutex<HashMap<String, (i64, i64)>>,
 }
 
 fn now_ms() -> i64 {
@@ -63,12 +67,22 @@ fn client(
         match conn.call(&request) {
             Ok(Response::Token(reply)) => {
                 let received = now_ms();
-                let exp_ms = jwt_payload(reply.token.expose())["exp"].as_i64().unwrap() * 1000;
+                let claims = jwt_payload(reply.token.expose());
+                let exp_ms = claims["exp"].as_i64().unwrap() * 1000;
                 tally.served.fetch_add(1, Ordering::Relaxed);
-                // `exp` has whole seconds: allow what truncation takes away.
-                if exp_ms + 1000 < received + min_valid_ms as i64 {
+                // The agent judged it after the client asked: by its `exp`
+                // (whole seconds, earlier than `expires_in` says), it had
+                // to be valid for `min_valid` from then.
+                if exp_ms < asked_at + min_valid_ms as i64 {
                     tally.bad_tokens.fetch_add(1, Ordering::Relaxed);
                 }
+                let jti = claims["jti"].as_str().unwrap_or_default().to_owned();
+                tally
+                    .tokens
+                    .lock()
+                    .unwrap()
+                    .entry(jti)
+                    .or_insert((received, exp_ms));
             }
             Ok(Response::Error(e)) if e.kind == ErrorKind::Unavailable => {
                 let since_fault = asked_at - last_fault_ms.load(Ordering::Relaxed) as i64;
@@ -94,11 +108,19 @@ fn client(
     }
 }
 
-fn run_phase(env: &Env, server: &TokenServer, secs: u64, faults: bool) -> (Arc<Tally>, usize) {
+/// Runs clients for about `secs`; returns what they saw, the token
+/// requests made meanwhile, and how long the clients really ran (ms).
+fn run_phase(
+    env: &Env,
+    server: &TokenServer,
+    secs: u64,
+    faults: bool,
+) -> (Arc<Tally>, usize, u128) {
     let stop = Arc::new(AtomicBool::new(false));
     let last_fault = Arc::new(AtomicU64::new(0));
     let tally = Arc::new(Tally::default());
     let before = server.requests();
+    let started = Instant::now();
     let clients: Vec<_> = (0..CLIENTS)
         .map(|_| {
             let (socket, stop, last_fault, tally) = (
@@ -132,7 +154,11 @@ fn run_phase(env: &Env, server: &TokenServer, secs: u64, faults: bool) -> (Arc<T
     for c in clients {
         c.join().unwrap();
     }
-    (tally, server.requests() - before)
+    (
+        tally,
+        server.requests() - before,
+        started.elapsed().as_millis(),
+    )
 }
 
 fn soak_secs() -> u64 {
@@ -170,16 +196,27 @@ fn soak_clean() {
         std::thread::sleep(Duration::from_secs(secs / 4 + 1));
         vm_kib(pid, "VmRSS:")
     });
-    let (clean, requests) = run_phase(&env, &server, secs, false);
+    let (clean, requests, ran_ms) = run_phase(&env, &server, secs, false);
     let warm_rss = warm.join().unwrap();
-    // A token serves clients until fewer than MAX_MIN_VALID_MS remain. The
-    // agent times it by `expires_in` (exact to the millisecond), not by the
-    // JWT's whole-second `exp`, so each token serves LIFETIME - MAX_MIN_VALID.
-    let usable_ms = LIFETIME_MS - MAX_MIN_VALID_MS;
-    let minimum = (secs * 1000) as f64 / usable_ms as f64;
+    // A token serves clients until fewer than MAX_MIN_VALID_MS remain by its
+    // `exp`, which is whole seconds: each lives up to a second less than
+    // LIFETIME_MS, by when in its second it was issued. The minimum counts
+    // what the tokens served really gave.
+    let minimum = {
+        let tokens = clean.tokens.lock().unwrap();
+        let usable: i64 = tokens
+            .values()
+            .map(|(first, exp)| (exp - first - MAX_MIN_VALID_MS as i64).max(1))
+            .sum();
+        let mean_usable = usable as f64 / tokens.len().max(1) as f64;
+        ran_ms as f64 / mean_usable
+    };
     println!(
-        "soak, clean: {secs} s, {} tokens served, {requests} token requests (minimum {minimum:.0}), {clean:?}",
-        clean.served.load(Ordering::Relaxed)
+        "soak, clean: {ran_ms} ms, {} tokens served, {requests} token requests (minimum {minimum:.1}), \
+         {} bad, {} errors",
+        clean.served.load(Ordering::Relaxed),
+        clean.bad_tokens.load(Ordering::Relaxed),
+        clean.outage_errors.load(Ordering::Relaxed)
     );
     assert_eq!(clean.bad_tokens.load(Ordering::Relaxed), 0, "{clean:?}");
     assert_eq!(clean.outage_errors.load(Ordering::Relaxed), 0, "{clean:?}");
@@ -216,7 +253,7 @@ fn vm_kib(pid: u32, key: &str) -> u64 {
 fn soak_with_faults() {
     let secs = soak_secs();
     let (server, env, agent) = setup();
-    let (faulty, requests) = run_phase(&env, &server, secs, true);
+    let (faulty, requests, _) = run_phase(&env, &server, secs, true);
     println!(
         "soak, faults: {secs} s, {} tokens served, {requests} token requests, {faulty:?}",
         faulty.served.load(Ordering::Relaxed)

@@ -87,4 +87,13 @@ impl ProviderError {
             retry_after: None,
         }
     }
+
+    /// The new refresh token an unusable answer brought: the one sent is
+    /// dead, so the caller must keep this one whatever else it does.
+    pub fn take_rotated(&mut self) -> Option<SecretString> {
+        match self {
+            ProviderError::Unusable { refresh_token, .. } => refresh_token.take(),
+            _ => None,
+        }
+    }
 }

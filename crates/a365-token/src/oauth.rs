@@ -159,7 +159,7 @@ fn parse_success(
         .and_then(|n| n.as_f64())
         .map(|s| (s * 1000.0) as i64);
     let expires_at_ms = match (expires_in, claims.as_ref().and_then(jwt::Claims::exp_ms)) {
-        (Some(ms), _) if ms > 0 => now_ms.saturating_add(ms),
+        (Some(ms), exp_ms) if ms > 0 => earliest_expiry(now_ms.saturating_add(ms), exp_ms),
         (Some(_), _) => {
             return Err(unusable(
                 "the token server answered with an expires_in of zero or less",
@@ -189,6 +189,21 @@ fn parse_success(
         scopes,
         refresh_token,
     })
+}
+
+/// How far a JWT's `exp` may fall before the expiry `expires_in` gives and
+/// still count: `exp` is whole seconds (so up to a second early) and the
+/// answer took time to arrive. Further off, the two clocks disagree, and
+/// `expires_in` (relative, so immune to that) is the truth.
+const EXP_ROUNDING_MS: i64 = 60_000;
+
+/// The earlier of `expires_in` at receipt and the token's own `exp`, so
+/// that a token served as valid for five more seconds is, by its `exp`.
+fn earliest_expiry(by_expires_in: i64, exp_ms: Option<i64>) -> i64 {
+    match exp_ms {
+        Some(exp) if exp < by_expires_in && by_expires_in - exp <= EXP_ROUNDING_MS => exp,
+        _ => by_expires_in,
+    }
 }
 
 /// Keeps server-chosen text printable and short, for logs and `status`.
@@ -291,6 +306,39 @@ mod tests {
         )
         .unwrap_err();
         assert!(e.to_string().contains("check this machine's clock"), "{e}");
+    }
+
+    /// `exp` is whole seconds: a token whose `expires_in` says 30 s but
+    /// whose `exp` ends 0.9 s sooner expires at its `exp`; an `exp` an hour
+    /// off is a clock difference, and `expires_in` wins.
+    #[test]
+    fn the_expiry_is_the_earlier_of_expires_in_and_exp() {
+        assert_eq!(earliest_expiry(1_030_000, Some(1_029_000)), 1_029_000);
+        assert_eq!(earliest_expiry(1_030_000, Some(1_031_000)), 1_030_000);
+        assert_eq!(earliest_expiry(1_030_000, None), 1_030_000);
+        assert_eq!(earliest_expiry(4_600_000, Some(1_000_000)), 4_600_000);
+        let jwt = |exp: i64| {
+            use base64::Engine as _;
+            let b64 = |s: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s);
+            format!(
+                "{}.{}.c2ln",
+                b64(r#"{"alg":"none"}"#),
+                b64(&format!(r#"{{"exp":{exp}}}"#))
+            )
+        };
+        // Received at 1 000.5 s for 30 s: `exp` 1 030 s is half a second sooner.
+        let body = format!(r#"{{"access_token":"{}","expires_in":30}}"#, jwt(1_030));
+        let ok = parse_token_response(
+            Grant::RefreshToken,
+            200,
+            None,
+            body.as_bytes(),
+            1_000_500,
+            Duration::from_secs(60),
+            &[],
+        )
+        .unwrap();
+        assert_eq!(ok.expires_at_ms, 1_030_000);
     }
 
     #[test]

@@ -164,17 +164,16 @@ impl Agent {
             .await
         {
             Ok(got) => {
-                // Seen safely on this first exchange, as on every refresh.
-                let rotates = provider::rotation_seen(
-                    credential.refresh_token.as_ref(),
-                    got.refresh_token.as_ref(),
-                );
-                let mut next = credential;
-                if let Some(rt) = got.refresh_token {
-                    next.refresh_token = Some(rt);
-                }
-                next.updated_at_ms = now;
-                let token = (got.access_token, got.expires_at_ms, got.scopes);
+                // Rotation is seen on this first exchange, as on every refresh.
+                let crate::profile::engine::Folded {
+                    credential: mut next,
+                    rotates,
+                    held,
+                    ..
+                } = crate::profile::engine::fold(&credential, got, now);
+                // The access token travels in the public record only.
+                next.access_token = None;
+                let token = (held.secret, held.expires_at_ms, held.scopes);
                 let public =
                     Public::issued(spec.clone(), token, now, &fleet.member, rotates, generation);
                 (next, public, "a token was obtained")

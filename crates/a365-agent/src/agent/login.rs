@@ -248,11 +248,9 @@ impl Agent {
             .any(|s| s == crate::provider::authorization_code::OFFLINE_ACCESS);
         let account = account(&fresh.access_token);
         let expires_at_ms = fresh.expires_at_ms;
-        credential.refresh_token = fresh.refresh_token;
-        credential.access_token = Some(fresh.access_token);
-        credential.access_expires_at_ms = Some(fresh.expires_at_ms);
-        credential.access_scopes = fresh.scopes;
-        credential.updated_at_ms = now;
+        // A login is a new grant: nothing of an earlier one is kept.
+        credential.refresh_token = None;
+        let credential = crate::profile::engine::fold(&credential, fresh.into(), now).credential;
         let message = format!(
             "logged in{account}: profile '{name}' has a token valid for {}{}",
             a365_proto::human_ms(expires_at_ms - now),

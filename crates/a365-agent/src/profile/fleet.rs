@@ -24,7 +24,8 @@ use a365_proto::{EventKind, human_ms};
 use a365_store::Credential;
 use secrecy::ExposeSecret;
 
-use super::refresher::{Asked, backoff_after, due_at, should_refresh, sleep_ms};
+use super::engine::{self, Folded, Verdict, due_at, should_refresh, sleep_ms};
+use super::refresher::Asked;
 use super::{Held, Phase, Profile};
 use crate::fleet::{Fleet, FleetError, Inflight, Lock, Public, Role, Secret};
 use crate::provider::{Obtained, ProviderError};
@@ -107,12 +108,22 @@ impl Profile {
                             failures = failures.saturating_add(1);
                             let wait = schedule::backoff(failures, false, None, fastrand::f64())
                                 .min(Duration::from_secs(30));
-                            not_before = self.fleet_failed(&why, wait, failures, now);
+                            let retry_at = now.saturating_add(wait.as_millis() as i64);
+                            not_before = self.fleet_failed(why, retry_at, failures, now);
                         }
                         Next::Refused(e) => {
                             failures = failures.saturating_add(1);
-                            let wait = backoff_after(&e, failures);
-                            not_before = self.fleet_failed(&e.to_string(), wait, failures, now);
+                            let advice = self.provider().reauth_advice(&self.name);
+                            not_before =
+                                match engine::judge(e, failures, now, &advice, fastrand::f64()) {
+                                    Verdict::Retry {
+                                        retry_at_ms, error, ..
+                                    } => self.fleet_failed(error, retry_at_ms, failures, now),
+                                    Verdict::Dead { message, .. } => {
+                                        self.fleet_dead(&message);
+                                        now
+                                    }
+                                };
                         }
                     }
                     continue;
@@ -327,30 +338,31 @@ impl Profile {
                 );
                 self.write_dead(fleet, rev, &secret, &public, why).await
             }
-            Err(ProviderError::Unusable {
-                message,
-                refresh_token: Some(rt),
-            }) => {
-                // No token, but a new refresh token: the old one is dead.
-                let mut next = credential.clone();
-                next.refresh_token = Some(rt);
-                let generation = crate::fleet::next_generation(secret.generation, now);
-                match fleet.seal(&self.name, &self.spec, &next, generation) {
-                    Ok(sealed) => {
-                        if !matches!(
-                            fleet.commit(&self.name, rev, &sealed, None).await,
-                            Ok(Some(_))
-                        ) {
-                            tracing::error!(profile = %self.name, "could not write the rotated refresh token to the fleet");
+            Err(mut e) => {
+                match e.take_rotated() {
+                    // No token, but a new refresh token: the old one is dead.
+                    Some(rt) => {
+                        let mut next = credential.clone();
+                        next.refresh_token = Some(rt);
+                        next.updated_at_ms = now;
+                        let generation = crate::fleet::next_generation(secret.generation, now);
+                        match fleet.seal(&self.name, &self.spec, &next, generation) {
+                            Ok(sealed) => {
+                                if !matches!(
+                                    fleet.commit(&self.name, rev, &sealed, None).await,
+                                    Ok(Some(_))
+                                ) {
+                                    tracing::error!(profile = %self.name, "could not write the rotated refresh token to the fleet");
+                                }
+                            }
+                            Err(e) => tracing::error!(profile = %self.name, "{e}"),
                         }
                     }
-                    Err(e) => tracing::error!(profile = %self.name, "{e}"),
+                    // Nothing was spent: the marker goes.
+                    None => {
+                        let _ = fleet.commit(&self.name, rev, &secret, None).await;
+                    }
                 }
-                Next::Failed(message)
-            }
-            Err(e) => {
-                // Nothing was spent: the marker goes.
-                let _ = fleet.commit(&self.name, rev, &secret, None).await;
                 Next::Refused(e)
             }
         }
@@ -365,26 +377,23 @@ impl Profile {
         got: Obtained,
         now: i64,
     ) -> Result<(Secret, Public), FleetError> {
-        let rotates = crate::provider::rotation_seen(
-            credential.refresh_token.as_ref(),
-            got.refresh_token.as_ref(),
-        );
-        let mut next = credential.clone();
-        if let Some(rt) = got.refresh_token {
-            next.refresh_token = Some(rt);
-        }
+        let Folded {
+            credential: mut next,
+            rotates,
+            held,
+            ..
+        } = engine::fold(credential, got, now);
         // The access token travels in the public record only.
         next.access_token = None;
-        next.updated_at_ms = now;
         let generation = crate::fleet::next_generation(last.generation, now);
         let secret = fleet.seal(&self.name, &self.spec, &next, generation)?;
         tracing::info!(
             profile = %self.name,
-            expires_in_s = got.expires_at_ms.map(|exp| (exp - now) / 1000),
+            expires_in_s = held.expires_at_ms.map(|exp| (exp - now) / 1000),
             rotated = rotates == Some(true),
             "token refreshed for the fleet"
         );
-        let token = (got.access_token, got.expires_at_ms, got.scopes);
+        let token = (held.secret, held.expires_at_ms, held.scopes);
         let rotates = rotates.or(public.rotates);
         let public = Public::issued(
             self.spec.clone(),
@@ -489,12 +498,8 @@ impl Profile {
             .as_ref()
             .is_none_or(|h| h.secret.expose_secret() != token.expose_secret());
         self.state.send_modify(|s| {
-            s.token = Some(Arc::new(held));
-            s.phase = Phase::Fresh;
-            s.next_refresh_at_ms = next;
+            s.serve(held, next, public.rotates);
             s.last_error = None;
-            s.attempts_done += 1;
-            s.rotates = public.rotates.or(s.rotates);
             s.refreshed_by = Some(public.refreshed_by.clone());
         });
         if changed {
@@ -551,38 +556,21 @@ impl Profile {
         if matches!(&self.snapshot().phase, Phase::NeedsReauth(m) if m == why) {
             return;
         }
-        self.shared
-            .events
-            .emit(&self.name, EventKind::NeedsReauth, None, why.to_owned());
-        self.state.send_modify(|s| {
-            s.phase = Phase::NeedsReauth(why.to_owned());
-            s.last_error = Some(why.to_owned());
-            s.next_refresh_at_ms = None;
-            s.attempts_done += 1;
-        });
+        self.mark_dead(why.to_owned(), why.to_owned());
     }
 
-    /// A failed round: back off, serving the held token while it is valid.
-    /// Returns when to look again.
-    fn fleet_failed(&self, why: &str, wait: Duration, failures: u32, now: i64) -> i64 {
-        let retry_at = now.saturating_add(i64::try_from(wait.as_millis()).unwrap_or(i64::MAX));
+    /// A failed round: back off until `retry_at`, serving the held token
+    /// while it is valid. Returns when to look again.
+    fn fleet_failed(&self, why: String, retry_at: i64, failures: u32, now: i64) -> i64 {
         tracing::warn!(profile = %self.name, attempt = failures, "fleet refresh failed: {why}");
+        let held_expiry = self.snapshot().token.as_ref().and_then(|h| h.expires_at_ms);
         self.shared.events.emit(
             &self.name,
             EventKind::RefreshFailed,
-            self.snapshot().token.as_ref().and_then(|h| h.expires_at_ms),
-            format!("{why}; next attempt in {}", human_ms(retry_at - now)),
+            held_expiry,
+            engine::failure_event(&why, now, retry_at, held_expiry),
         );
-        self.state.send_modify(|s| {
-            if !matches!(s.phase, Phase::NeedsReauth(_)) {
-                s.phase = Phase::Failing {
-                    retry_at_ms: retry_at,
-                };
-                s.next_refresh_at_ms = Some(retry_at);
-            }
-            s.last_error = Some(why.to_owned());
-            s.attempts_done += 1;
-        });
+        self.state.send_modify(|s| s.failing(retry_at, why));
         retry_at
     }
 }

@@ -3,12 +3,15 @@
 //! place a token request is made (single flight by construction).
 //!
 //! - [`serve`]: what a client gets (`token`, `refresh`), never waiting on a lock;
+//! - [`engine`]: the rules, without I/O: when to refresh, what an answer
+//!   or an error does to the credential and to what is served;
 //! - [`refresher`]: the task that renews, saves and backs off;
 //! - [`restore`]: what a restart serves from the store, without a request;
 //! - [`status`]: the profile as `a365 status` shows it;
 //! - [`fleet`]: the loop of a profile shared through etcd, in place of
 //!   the refresher.
 
+pub(crate) mod engine;
 mod fleet;
 mod refresher;
 mod restore;

@@ -10,7 +10,8 @@ use std::time::Duration;
 use a365_proto::{EventKind, human_ms};
 use a365_store::Credential;
 
-use super::{Held, Phase, Profile, Snapshot};
+use super::engine::{self, Folded, Verdict, due_at, should_refresh, sleep_ms};
+use super::{Phase, Profile, Snapshot};
 use crate::provider::{Exchange, Obtained, ProviderError};
 use crate::schedule;
 
@@ -36,52 +37,6 @@ impl AfterSaveRetry {
             self.at_ms = now_ms + (1_000i64 << self.failures.min(12)).min(3_600_000);
         }
     }
-}
-
-/// When the next exchange is due by the published state alone; `None`
-/// while the credential is dead.
-pub(super) fn due_at(snap: &Snapshot, now_ms: i64) -> Option<i64> {
-    match &snap.phase {
-        Phase::NeedsReauth(_) => None,
-        Phase::Empty => Some(now_ms),
-        Phase::Failing { retry_at_ms } => Some(*retry_at_ms),
-        Phase::Fresh | Phase::Refreshing => snap.next_refresh_at_ms,
-    }
-}
-
-/// Whether to make a token request now: never for a dead credential;
-/// when forced or due; on a client's demand unless backing off.
-pub(super) fn should_refresh(
-    phase: &Phase,
-    due: Option<i64>,
-    now_ms: i64,
-    forced: bool,
-    demanded: bool,
-) -> bool {
-    let backing_off = matches!(phase, Phase::Failing { retry_at_ms } if *retry_at_ms > now_ms);
-    let dead = matches!(phase, Phase::NeedsReauth(_));
-    !dead && (forced || due.is_some_and(|d| d <= now_ms) || (demanded && !backing_off))
-}
-
-/// How long to sleep: until `due`, but no later than the next tick. The
-/// tick falls on a multiple of the wall clock's tick, the same instant for
-/// every profile: an idle agent wakes twice a minute, not twice per profile.
-pub(super) fn sleep_ms(due: Option<i64>, now_ms: i64, tick_ms: i64) -> i64 {
-    let tick = tick_ms - now_ms.rem_euclid(tick_ms);
-    due.map_or(tick, |d| (d - now_ms).clamp(0, tick))
-}
-
-/// How long to wait after the provider answered `e`, the `failures`th
-/// failure in a row: at least the server's `Retry-After`, and a refused
-/// client or grant longer than a network error. The local refresher and
-/// the fleet's follow the same rule.
-pub(super) fn backoff_after(e: &ProviderError, failures: u32) -> Duration {
-    let (rejected, retry_after) = match e {
-        ProviderError::Transient { retry_after, .. } => (false, *retry_after),
-        ProviderError::Unusable { .. } | ProviderError::Unanswered(_) => (false, None),
-        _ => (true, None),
-    };
-    schedule::backoff(failures, rejected, retry_after, fastrand::f64())
 }
 
 /// What clients asked of the refresher since it last looked.
@@ -224,20 +179,6 @@ impl Profile {
                 *failures = 0;
                 self.refreshed(got, credential, now).await
             }
-            Err(ProviderError::Dead(reason)) => {
-                tracing::warn!(profile = %self.name, "credential rejected: {reason}");
-                let message = format!("{reason}. {}", self.provider().reauth_advice(&self.name));
-                self.shared
-                    .events
-                    .emit(&self.name, EventKind::NeedsReauth, None, message.clone());
-                self.state.send_modify(|s| {
-                    s.phase = Phase::NeedsReauth(message);
-                    s.last_error = Some(reason);
-                    s.next_refresh_at_ms = None;
-                    s.attempts_done += 1;
-                });
-                Ok(())
-            }
             Err(e) => self.failed(e, credential, failures, now).await,
         }
     }
@@ -250,49 +191,26 @@ impl Profile {
         credential: &mut Credential,
         now: i64,
     ) -> Result<(), Unsaved> {
-        let rotated = got.refresh_token.is_some();
-        let rotates = crate::provider::rotation_seen(
-            credential.refresh_token.as_ref(),
-            got.refresh_token.as_ref(),
-        );
-        if let Some(rt) = got.refresh_token {
-            credential.refresh_token = Some(rt);
-        }
-        if let Some(id) = got.token_id {
-            // The old token is deleted only once the new one is saved.
-            if let Some(old) = credential.token_id.replace(id) {
-                credential.retired_token_ids.push(old);
-            }
-        }
-        credential.access_token = Some(got.access_token.clone());
-        credential.access_expires_at_ms = got.expires_at_ms;
-        credential.access_scopes = got.scopes.clone();
-        credential.updated_at_ms = now;
+        let Folded {
+            credential: next,
+            rotated,
+            rotates,
+            held,
+        } = engine::fold(credential, got, now);
+        *credential = next;
         // Durable before anything else: the old refresh token is dead.
         let saved = self.persist(credential, rotated).await;
-        let next = got
-            .expires_at_ms
-            .map(|exp| schedule::refresh_at(now, exp, fastrand::f64()));
+        let expires_at_ms = held.expires_at_ms;
+        let next = expires_at_ms.map(|exp| schedule::refresh_at(now, exp, fastrand::f64()));
         tracing::info!(
             profile = %self.name,
-            expires_in_s = got.expires_at_ms.map(|exp| (exp - now) / 1000),
+            expires_in_s = expires_at_ms.map(|exp| (exp - now) / 1000),
             rotated,
             "token refreshed"
         );
-        let held = Held {
-            secret: got.access_token,
-            expires_at_ms: got.expires_at_ms,
-            scopes: got.scopes,
-            obtained_at_ms: now,
-        };
-        let expires_at_ms = held.expires_at_ms;
         self.state.send_modify(|s| {
-            s.token = Some(Arc::new(held));
-            s.phase = Phase::Fresh;
-            s.next_refresh_at_ms = next;
+            s.serve(held, next, rotates);
             s.last_error = saved.as_ref().err().cloned();
-            s.attempts_done += 1;
-            s.rotates = rotates.or(s.rotates);
         });
         self.shared.events.emit(
             &self.name,
@@ -303,71 +221,69 @@ impl Profile {
         saved.map_err(|_| Unsaved)
     }
 
-    /// A failure worth retrying: back off (at least as long as the
+    /// A failed request: dead, or back off (at least as long as the
     /// server's `Retry-After`), keeping any rotated refresh token it brought.
     async fn failed(
         &self,
-        mut e: ProviderError,
+        e: ProviderError,
         credential: &mut Credential,
         failures: &mut u32,
         now: i64,
     ) -> Result<(), Unsaved> {
         *failures = failures.saturating_add(1);
+        let advice = self.provider().reauth_advice(&self.name);
+        let (retry_at, error, rotated) =
+            match engine::judge(e, *failures, now, &advice, fastrand::f64()) {
+                Verdict::Dead { reason, message } => {
+                    tracing::warn!(profile = %self.name, "credential rejected: {reason}");
+                    self.mark_dead(message, reason);
+                    return Ok(());
+                }
+                Verdict::Retry {
+                    retry_at_ms,
+                    error,
+                    rotated,
+                } => (retry_at_ms, error, rotated),
+            };
         // No token to serve, but a new refresh token: the old one is dead,
         // so it is saved before anything else.
         let mut saved = Ok(());
-        if let ProviderError::Unusable { refresh_token, .. } = &mut e
-            && let Some(rt) = refresh_token.take()
-        {
+        if let Some(rt) = rotated {
             credential.refresh_token = Some(rt);
             credential.updated_at_ms = now;
             saved = self.persist(credential, true).await;
         }
-        let wait = backoff_after(&e, *failures);
-        let retry_at = now.saturating_add(i64::try_from(wait.as_millis()).unwrap_or(i64::MAX));
         tracing::warn!(
             profile = %self.name,
             attempt = *failures,
-            retry_in_ms = wait.as_millis() as u64,
-            "refresh failed: {e}"
+            retry_in_ms = (retry_at - now).max(0) as u64,
+            "refresh failed: {error}"
         );
         let held_expiry = self.snapshot().token.as_ref().and_then(|h| h.expires_at_ms);
-        let gap = self.expiry_gap(held_expiry, now, retry_at);
+        if let Some(exp) = held_expiry.filter(|exp| *exp > now && *exp < retry_at) {
+            tracing::warn!(
+                profile = %self.name,
+                "the held token expires in {} but the next attempt is in {}",
+                human_ms(exp - now),
+                human_ms(retry_at - now)
+            );
+        }
         self.shared.events.emit(
             &self.name,
             EventKind::RefreshFailed,
             held_expiry,
-            format!("{e}; next attempt in {}{gap}", human_ms(retry_at - now)),
+            engine::failure_event(&error, now, retry_at, held_expiry),
         );
-        self.state.send_modify(|s| {
-            s.phase = Phase::Failing {
-                retry_at_ms: retry_at,
-            };
-            s.last_error = Some(e.to_string());
-            s.next_refresh_at_ms = Some(retry_at);
-            s.attempts_done += 1;
-        });
+        self.state.send_modify(|s| s.failing(retry_at, error));
         saved.map_err(|_| Unsaved)
     }
 
-    /// The server asked us to wait past the held token's end: say so now,
-    /// not once clients start failing. Returns the event's addition.
-    fn expiry_gap(&self, held_expiry: Option<i64>, now: i64, retry_at: i64) -> String {
-        match held_expiry {
-            Some(exp) if exp > now && exp < retry_at => {
-                tracing::warn!(
-                    profile = %self.name,
-                    "the held token expires in {} but the next attempt is in {}",
-                    human_ms(exp - now),
-                    human_ms(retry_at - now)
-                );
-                format!(
-                    "; the held token expires in {}, before that attempt",
-                    human_ms(exp - now)
-                )
-            }
-            _ => String::new(),
-        }
+    /// The credential is dead, for the user to act on `message`.
+    pub(super) fn mark_dead(&self, message: String, reason: String) {
+        self.shared
+            .events
+            .emit(&self.name, EventKind::NeedsReauth, None, message.clone());
+        self.state.send_modify(|s| s.dead(message, reason));
     }
 
     /// A credential that cannot be renewed (a login granted no refresh
@@ -439,65 +355,6 @@ impl Profile {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn snap(phase: Phase, next: Option<i64>) -> Snapshot {
-        Snapshot {
-            token: None,
-            phase,
-            last_error: None,
-            next_refresh_at_ms: next,
-            attempts_done: 0,
-            rotates: None,
-            refreshed_by: None,
-        }
-    }
-
-    #[test]
-    fn due_follows_the_phase() {
-        assert_eq!(due_at(&snap(Phase::Empty, Some(9)), 5), Some(5));
-        assert_eq!(due_at(&snap(Phase::Fresh, Some(9)), 5), Some(9));
-        assert_eq!(due_at(&snap(Phase::Fresh, None), 5), None);
-        let failing = Phase::Failing { retry_at_ms: 7 };
-        assert_eq!(due_at(&snap(failing, Some(9)), 5), Some(7));
-        let dead = Phase::NeedsReauth("log in".into());
-        assert_eq!(due_at(&snap(dead, Some(9)), 5), None);
-    }
-
-    #[test]
-    fn a_dead_credential_is_never_sent_even_when_forced() {
-        let dead = Phase::NeedsReauth("log in".into());
-        assert!(!should_refresh(&dead, Some(0), 5, true, true));
-    }
-
-    #[test]
-    fn refresh_when_due_forced_or_demanded() {
-        assert!(!should_refresh(&Phase::Fresh, Some(10), 5, false, false));
-        assert!(should_refresh(&Phase::Fresh, Some(5), 5, false, false));
-        assert!(should_refresh(&Phase::Fresh, Some(10), 5, true, false));
-        assert!(should_refresh(&Phase::Fresh, Some(10), 5, false, true));
-        assert!(should_refresh(&Phase::Fresh, None, 5, false, true));
-    }
-
-    #[test]
-    fn a_client_demand_does_not_cut_a_backoff_short() {
-        let failing = Phase::Failing { retry_at_ms: 10 };
-        assert!(!should_refresh(&failing, Some(10), 5, false, true));
-        // Forcing (`a365 refresh`) does.
-        assert!(should_refresh(&failing, Some(10), 5, true, false));
-        // Once the backoff is over, it is simply due.
-        assert!(should_refresh(&failing, Some(10), 10, false, false));
-    }
-
-    #[test]
-    fn sleeps_until_due_but_never_past_the_shared_tick() {
-        assert_eq!(sleep_ms(None, 31_000, 30_000), 29_000);
-        assert_eq!(sleep_ms(Some(32_000), 31_000, 30_000), 1_000);
-        assert_eq!(sleep_ms(Some(90_000), 31_000, 30_000), 29_000);
-        assert_eq!(sleep_ms(Some(1_000), 31_000, 30_000), 0);
-        // Every profile wakes at the same instant.
-        assert_eq!(31_000 + sleep_ms(None, 31_000, 30_000), 60_000);
-        assert_eq!(47_000 + sleep_ms(None, 47_000, 30_000), 60_000);
-    }
 
     #[test]
     fn after_save_backs_off_to_an_hour_and_resets_on_success() {

@@ -313,7 +313,7 @@ fn client_secret_only(
 }
 
 /// A fresh credential, stamped now.
-fn new_credential(now_ms: i64) -> Credential {
+pub(crate) fn new_credential(now_ms: i64) -> Credential {
     Credential {
         updated_at_ms: now_ms,
         ..Credential::default()
