@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use a365_token_server::{ServerConfig, TokenServer};
 
-use crate::harness::{Env, Out, Session, bin, require_root, set_mode, wait_until};
+use crate::harness::{Env, Out, Session, bin, require_root, set_mode, skip, wait_until};
 
 /// `a365 ARGS…` pointed at `socket` instead of the agent's own.
 fn a365_at(env: &Env, socket: &Path, args: &[&str]) -> Out {
@@ -157,11 +157,7 @@ impl Sshd {
     fn start(dir: &Path) -> Option<Sshd> {
         let sshd = Path::new("/usr/sbin/sshd");
         if !sshd.exists() {
-            assert!(
-                std::env::var_os("CI").is_none_or(|v| v != "true"),
-                "CI=true but /usr/sbin/sshd is missing (Debian: openssh-server)"
-            );
-            eprintln!("SKIPPED: no /usr/sbin/sshd (Debian: openssh-server)");
+            skip("no /usr/sbin/sshd (Debian: openssh-server)");
             return None;
         }
         std::fs::create_dir_all(dir).unwrap();

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use a365_token_server::{ServerConfig, TokenServer};
 
-use crate::harness::{Env, bin, jwt_payload, wait_until};
+use crate::harness::{Env, bin, jwt_payload, skip, wait_until};
 
 fn server(lifetime_secs: u64) -> TokenServer {
     TokenServer::start(ServerConfig {
@@ -755,7 +755,7 @@ fn a_localhost_redirect_with_either_loopback_taken_is_refused() {
     // the squatter lets go: then the last login is tried on a new port.
     for _ in 0..3 {
         let Ok(squatter) = std::net::TcpListener::bind(("::1", 0)) else {
-            eprintln!("SKIPPED: this machine has no IPv6 loopback");
+            skip("this machine has no IPv6 loopback");
             return;
         };
         let port = squatter.local_addr().unwrap().port();
