@@ -241,20 +241,20 @@ fn name_words(name: &str) -> Vec<String> {
 /// The extra parameters: only where the kind sends such a request, plain
 /// names, short printable values, nothing a365 sends itself, no secrets.
 pub fn check_params(spec: &ProfileSpec) -> Result<(), EndpointError> {
-    use a365_proto::Kind;
-    if !spec.authorize_params.is_empty() && spec.kind != Kind::AuthorizationCode {
+    let facts = spec.kind.facts();
+    if !spec.authorize_params.is_empty() && !facts.browser_login {
         return Err(invalid(format!(
             "authorize_params are for authorization-code profiles, not {}",
             spec.kind
         )));
     }
-    if !spec.token_params.is_empty() && matches!(spec.kind, Kind::Static | Kind::DesignerCloud) {
+    if !spec.token_params.is_empty() && !facts.sends_token_requests {
         return Err(invalid(format!(
             "token_params are for OAuth profiles, not {}",
             spec.kind
         )));
     }
-    if !spec.headers.is_empty() && spec.kind != Kind::DesignerCloud {
+    if !spec.headers.is_empty() && !facts.takes_headers {
         return Err(invalid(format!(
             "headers are for designer-cloud profiles, not {}",
             spec.kind

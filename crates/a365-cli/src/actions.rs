@@ -91,7 +91,7 @@ fn all_statuses(socket: &Path) -> Result<Vec<ProfileStatus>, Error> {
 pub fn add(socket: &Path, mut args: AddArgs) -> Result<(), Error> {
     let interactive = std::io::stdin().is_terminal() && args.secrets_from.is_none();
     let kind = ask_kind(args.kind.take(), interactive)?;
-    if args.username.is_some() && kind != Kind::DesignerCloud {
+    if args.username.is_some() && !kind.facts().takes_username {
         return Err(Error::Usage(
             "--username creates the first token of a designer-cloud profile only".into(),
         ));
@@ -232,8 +232,7 @@ fn check_settings(
 /// out, each checked by the agent as it is given. The realm prompt also
 /// takes a token URL.
 fn ask_settings(socket: &Path, name: &str, spec: &mut ProfileSpec) -> Result<(), Error> {
-    let kind = spec.kind;
-    let needs_client = !matches!(kind, Kind::Static | Kind::DesignerCloud);
+    let facts = spec.kind.facts();
     // Settings alone: the name and the client id are checked at the end.
     let settings_ok = |spec: &ProfileSpec| -> Result<(), String> {
         let mut probe = spec.clone();
@@ -244,18 +243,16 @@ fn ask_settings(socket: &Path, name: &str, spec: &mut ProfileSpec) -> Result<(),
             Err(e) => Err(e.to_string()),
         }
     };
-    if kind == Kind::DesignerCloud && spec.base_url.is_none() {
+    if facts.needs_base_url && spec.base_url.is_none() {
         ask_until("Designer Cloud base URL (https://…)", |answer| {
             spec.base_url = Some(answer.to_owned());
             settings_ok(spec)
         })?;
     }
-    if needs_client && spec.realm.is_none() && spec.token_url.is_none() {
-        let default = if kind == Kind::Refresh {
-            "altium365"
-        } else {
-            "nexar"
-        };
+    if let Some(default) = facts.default_realm
+        && spec.realm.is_none()
+        && spec.token_url.is_none()
+    {
         let label = format!("Realm (altium365, altium365-gov, nexar) or token URL [{default}]");
         ask_until(&label, |answer| {
             let answer = if answer.is_empty() { default } else { answer };
@@ -267,7 +264,7 @@ fn ask_settings(socket: &Path, name: &str, spec: &mut ProfileSpec) -> Result<(),
             settings_ok(spec)
         })?;
     }
-    if needs_client && spec.client_id.is_none() {
+    if facts.needs_client_id && spec.client_id.is_none() {
         let id = ask_until("Client id", |answer| match answer {
             "" => Err("a client id is needed".to_owned()),
             id => Ok(id.to_owned()),

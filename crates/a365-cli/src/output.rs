@@ -310,12 +310,11 @@ fn status_row(p: &ProfileStatus, now_secs: i64) -> [String; 11] {
 /// Whether the provider rotates refresh tokens: `-` for kinds that hold
 /// none, `unknown` until the agent has seen a refresh.
 fn rotates(p: &ProfileStatus) -> String {
-    use a365_proto::Kind;
-    match (p.kind, p.rotates) {
-        (Kind::Refresh | Kind::AuthorizationCode, Some(true)) => "yes".into(),
-        (Kind::Refresh | Kind::AuthorizationCode, Some(false)) => "no".into(),
-        (Kind::Refresh | Kind::AuthorizationCode, None) => "unknown".into(),
-        _ => "-".into(),
+    match (p.kind.facts().uses_refresh_token, p.rotates) {
+        (true, Some(true)) => "yes".into(),
+        (true, Some(false)) => "no".into(),
+        (true, None) => "unknown".into(),
+        (false, _) => "-".into(),
     }
 }
 

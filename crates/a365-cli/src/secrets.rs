@@ -4,7 +4,7 @@
 use std::io::{IsTerminal, Read};
 use std::path::Path;
 
-use a365_proto::{Kind, Secrets, WireSecret};
+use a365_proto::{Kind, SecretField, Secrets, WireSecret};
 use secrecy::SecretString;
 use serde::Deserialize;
 use zeroize::Zeroizing;
@@ -127,37 +127,25 @@ pub fn prompt(kind: Kind, username: Option<&str>) -> Result<Secrets, Error> {
         Ok((!value.trim().is_empty())
             .then(|| WireSecret::new(SecretString::from(value.trim().to_owned()))))
     };
-    Ok(match kind {
-        Kind::Static => Secrets {
-            access_token: ask("Access token")?,
-            ..Secrets::default()
-        },
-        Kind::Refresh => Secrets {
-            client_secret: ask("Client secret")?,
-            refresh_token: ask("Refresh token")?,
-            ..Secrets::default()
-        },
-        Kind::ClientCredentials => Secrets {
-            client_secret: ask("Client secret")?,
-            ..Secrets::default()
-        },
-        Kind::AuthorizationCode => Secrets {
-            client_secret: optional("Client secret")?,
-            ..Secrets::default()
-        },
-        Kind::DesignerCloud => match username {
-            Some(user) => Secrets {
-                password: ask(&format!(
-                    "Designer Cloud password for {user} (used once, not kept)"
-                ))?,
-                ..Secrets::default()
-            },
-            None => Secrets {
-                access_token: ask("Designer Cloud API token")?,
-                ..Secrets::default()
-            },
-        },
-    })
+    let mut secrets = Secrets::default();
+    if let Some(user) = username.filter(|_| kind.facts().takes_username) {
+        secrets.password = ask(&format!(
+            "Designer Cloud password for {user} (used once, not kept)"
+        ))?;
+        return Ok(secrets);
+    }
+    for asked in kind.facts().secrets {
+        let value = match asked.optional {
+            true => optional(asked.label)?,
+            false => ask(asked.label)?,
+        };
+        *match asked.field {
+            SecretField::AccessToken => &mut secrets.access_token,
+            SecretField::ClientSecret => &mut secrets.client_secret,
+            SecretField::RefreshToken => &mut secrets.refresh_token,
+        } = value;
+    }
+    Ok(secrets)
 }
 
 /// What people paste: a token with the `Bearer ` of the header it was

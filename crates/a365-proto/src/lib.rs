@@ -18,6 +18,7 @@ pub mod codec;
 pub mod frame;
 pub mod handles;
 mod human;
+pub mod kind;
 pub mod message;
 pub mod path;
 pub mod peer;
@@ -28,6 +29,7 @@ mod secret;
 pub use client::{Client, ClientError};
 pub use codec::{CodecError, Encoding};
 pub use human::{human_ms, is_format_char, plain_http_note, visible};
+pub use kind::{AskedSecret, Facts, SecretField};
 pub use message::*;
 pub use secret::WireSecret;
 

@@ -134,10 +134,7 @@ impl Agent {
                 "profile '{name}' exists: add --replace to overwrite it"
             )));
         }
-        if !matches!(
-            spec.kind,
-            a365_proto::Kind::Static | a365_proto::Kind::DesignerCloud
-        ) {
+        if spec.kind.facts().needs_client_id {
             provider::needs_client_id(spec).map_err(invalid)?;
         }
         Ok(Response::Done {

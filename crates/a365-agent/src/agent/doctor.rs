@@ -7,7 +7,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use a365_proto::{Check, ErrorReply, Kind, ProfileStatus, Response, Verdict, state};
+use a365_proto::{Check, ErrorReply, ProfileStatus, Response, Verdict, state};
 
 use super::Agent;
 use crate::endpoint::Endpoint;
@@ -221,7 +221,7 @@ fn token_state(status: &ProfileStatus, now_ms: i64) -> Check {
     };
     let left = expires_ms - now_ms;
     let in_words = a365_proto::human_ms(left.max(0));
-    let renewable = !matches!(status.kind, Kind::Static | Kind::DesignerCloud);
+    let renewable = status.kind.facts().renews_once_expired;
     if left <= 0 && renewable {
         check(
             name,
@@ -234,7 +234,7 @@ fn token_state(status: &ProfileStatus, now_ms: i64) -> Check {
             Verdict::Fail,
             "token: expired and cannot be renewed: add a new one with --replace",
         )
-    } else if left < EXPIRY_WARNING_MS && status.kind == Kind::Static {
+    } else if left < EXPIRY_WARNING_MS && status.kind.facts().warns_before_expiry {
         check(
             name,
             Verdict::Warn,
@@ -254,7 +254,7 @@ fn token_state(status: &ProfileStatus, now_ms: i64) -> Check {
 /// Whether the provider rotates refresh tokens, as seen at this agent's
 /// refreshes (never by replaying one).
 fn rotation(status: &ProfileStatus) -> Option<Check> {
-    if !matches!(status.kind, Kind::Refresh | Kind::AuthorizationCode) {
+    if !status.kind.facts().uses_refresh_token {
         return None;
     }
     let seen = match status.rotates {

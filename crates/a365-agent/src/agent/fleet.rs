@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use a365_proto::{ErrorKind, ErrorReply, Kind, ProfileSpec, Response};
+use a365_proto::{ErrorKind, ErrorReply, ProfileSpec, Response};
 use a365_store::Credential;
 
 use super::{Agent, internal, invalid, unavailable};
@@ -108,7 +108,7 @@ impl Agent {
                 "this agent is a fleet consumer: add shared profiles on a refresher",
             ));
         }
-        if !matches!(spec.kind, Kind::Refresh | Kind::ClientCredentials) {
+        if !spec.kind.facts().shareable {
             return Err(invalid(format!(
                 "a {} profile cannot be shared yet: only refresh and client-credentials profiles",
                 spec.kind
