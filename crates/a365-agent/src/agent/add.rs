@@ -185,8 +185,11 @@ impl Agent {
             return Err(internal(e.to_string()));
         }
         // The old secrets are superseded; drop them if they lived elsewhere.
-        if let Some(old) = old.as_ref().filter(|old| old.placed.kind != placed.kind)
-            && let Err(e) = old.placed.delete(name).await
+        if let Some(old) = old
+            .as_ref()
+            .and_then(|old| old.home.placed())
+            .filter(|old| old.kind != placed.kind)
+            && let Err(e) = old.delete(name).await
         {
             tracing::warn!(profile = %name, "could not delete the replaced secrets: {e}");
         }
@@ -219,10 +222,10 @@ impl Agent {
         keep_remote: bool,
     ) -> Result<Response, ErrorReply> {
         let profile = self.profile(Some(name))?;
-        if profile.fleet.is_some() {
+        let Some(placed) = profile.home.placed().cloned() else {
             return self.remove_shared(profile, keep_remote).await;
-        }
-        if let Err(e) = &profile.placed.store {
+        };
+        if let Err(e) = &placed.store {
             return Err(internal(format!(
                 "cannot delete the secrets of '{name}': {e}; the profile is kept"
             )));
@@ -253,7 +256,7 @@ impl Agent {
                 format!("; warning: {why}")
             }
         };
-        if let Err(e) = profile.placed.delete(name).await {
+        if let Err(e) = placed.delete(name).await {
             self.restart(&profile).await;
             return Err(internal(format!(
                 "could not delete the secrets: {e}{remote}"

@@ -31,14 +31,14 @@ impl Agent {
                 Ok(public) => public,
                 Err(e) => {
                     tracing::error!(profile = %name, "{e}");
-                    if let Some(shared) = current.filter(|p| p.fleet.is_some()) {
+                    if let Some(shared) = current.filter(|p| p.home.is_shared()) {
                         shared.note_fleet_error(e.to_string());
                     }
                     continue;
                 }
             };
             match current {
-                Some(local) if local.fleet.is_none() => {
+                Some(local) if !local.home.is_shared() => {
                     tracing::warn!(profile = %name, "the fleet shares a profile of this name, and this agent has one of its own: serving its own");
                 }
                 Some(shared) if shared.spec == public.spec => {}
@@ -55,7 +55,7 @@ impl Agent {
         let gone: Vec<Arc<Profile>> = self
             .all_profiles()
             .into_iter()
-            .filter(|p| p.fleet.is_some() && !listed.iter().any(|(n, _)| *n == p.name))
+            .filter(|p| p.home.is_shared() && !listed.iter().any(|(n, _)| *n == p.name))
             .collect();
         for profile in gone {
             tracing::info!(profile = %profile.name, "the profile left the fleet");
@@ -71,7 +71,12 @@ impl Agent {
         }
     }
 
-    fn launch_shared(&self, name: &str, spec: ProfileSpec, fleet: &Arc<Fleet>) -> Arc<Profile> {
+    pub(super) fn launch_shared(
+        &self,
+        name: &str,
+        spec: ProfileSpec,
+        fleet: &Arc<Fleet>,
+    ) -> Arc<Profile> {
         let endpoint = Endpoint::resolve(&spec).ok().flatten();
         let profile = Profile::start_shared(
             name.to_owned(),
@@ -118,7 +123,7 @@ impl Agent {
             return Err(invalid("a shared profile needs a token endpoint"));
         };
         let local = self.profiles.read().ok().and_then(|p| p.get(name).cloned());
-        if local.as_ref().is_some_and(|p| p.fleet.is_none()) {
+        if local.as_ref().is_some_and(|p| !p.home.is_shared()) {
             return Err(invalid(format!(
                 "this agent has a profile '{name}' of its own: remove it first, or share under another name"
             )));
@@ -223,7 +228,7 @@ impl Agent {
         profile: Arc<Profile>,
         keep_remote: bool,
     ) -> Result<Response, ErrorReply> {
-        let Some(fleet) = profile.fleet.clone() else {
+        let Some(fleet) = profile.home.fleet().cloned() else {
             return Err(internal("not a shared profile"));
         };
         if fleet.role != Role::Refresher {

@@ -212,8 +212,12 @@ impl Agent {
         pkce: &crate::provider::authorization_code::Pkce,
     ) -> LoginOutcome {
         let profile = self.profile(Some(name))?;
-        let mut credential = profile
-            .placed
+        let placed = profile.home.placed().ok_or_else(|| {
+            invalid(format!(
+                "'{name}' is shared through the fleet: it does not log in here"
+            ))
+        })?;
+        let mut credential = placed
             .load(name)
             .await
             .map_err(|e| internal(format!("cannot read the client secret: {e}")))?
@@ -303,8 +307,12 @@ impl Agent {
                 "profile '{name}' was removed or replaced during the login"
             )));
         }
-        profile
-            .placed
+        let placed = profile.home.placed().ok_or_else(|| {
+            invalid(format!(
+                "'{name}' is shared through the fleet: it does not log in here"
+            ))
+        })?;
+        placed
             .save(name, &credential, false)
             .await
             .map_err(|e| internal(format!("could not save the new credential: {e}")))?;
@@ -312,7 +320,7 @@ impl Agent {
         self.launch(
             name,
             profile.spec.clone(),
-            profile.placed.clone(),
+            placed.clone(),
             Ok(Some(credential)),
         );
         Ok(())

@@ -38,14 +38,14 @@ impl Agent {
         let mut moved = Vec::new();
         let mut notes = Vec::new();
         for profile in profiles {
-            if profile.placed.kind == to {
-                continue;
-            }
-            if profile.fleet.is_some() {
+            let Some(placed) = profile.home.placed() else {
                 notes.push(format!(
                     "'{}' is shared: its credential stays in the fleet",
                     profile.name
                 ));
+                continue;
+            };
+            if placed.kind == to {
                 continue;
             }
             match self.move_profile(&profile, &target).await {
@@ -112,13 +112,18 @@ impl Agent {
         target: &Placed,
     ) -> Result<Option<String>, ErrorReply> {
         let name = profile.name.clone();
-        let (from, to) = (profile.placed.kind, target.kind);
-        if let Err(e) = &profile.placed.store {
+        let Some(placed) = profile.home.placed() else {
+            return Err(invalid(format!(
+                "'{name}' is shared: its credential stays in the fleet"
+            )));
+        };
+        let (from, to) = (placed.kind, target.kind);
+        if let Err(e) = &placed.store {
             return Err(internal(format!("cannot move '{name}': {e}")));
         }
         // A refresh in flight finishes and is saved to the old store first.
         profile.stop().await;
-        let credential = match profile.placed.load(&name).await {
+        let credential = match placed.load(&name).await {
             Ok(credential) => credential,
             Err(e) => {
                 self.restart(profile).await;
@@ -149,7 +154,7 @@ impl Agent {
             self.restart(profile).await;
             return Err(internal(e.to_string()));
         }
-        let note = match profile.placed.delete(&name).await {
+        let note = match placed.delete(&name).await {
             Ok(_) => None,
             Err(e) => {
                 tracing::warn!(profile = %name, store = %from, "old copy not deleted: {e}");

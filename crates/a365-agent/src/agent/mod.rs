@@ -34,7 +34,7 @@ use tokio::sync::watch;
 
 use crate::config::{Config, Paths};
 use crate::endpoint::Endpoint;
-use crate::profile::{Held, Profile, TokenError};
+use crate::profile::{Held, Home, Profile, TokenError};
 use crate::shared::Shared;
 use crate::stores::{Placed, StoreError, Stores};
 
@@ -216,10 +216,11 @@ impl Agent {
     /// stop would lose something.
     pub(crate) fn restart_for_upgrade(&self) -> Result<Response, ErrorReply> {
         let unavailable = |m: String| ErrorReply::new(ErrorKind::Unavailable, m);
-        let in_memory = self
-            .all_profiles()
-            .into_iter()
-            .find(|p| p.fleet.is_none() && p.placed.kind == a365_proto::StoreKind::Memory);
+        let in_memory = self.all_profiles().into_iter().find(|p| {
+            p.home
+                .placed()
+                .is_some_and(|placed| placed.kind == a365_proto::StoreKind::Memory)
+        });
         if let Some(profile) = in_memory {
             return Err(unavailable(format!(
                 "not restarting on the upgraded binary: profile '{}' keeps its secrets in memory \
@@ -309,8 +310,15 @@ impl Agent {
     /// Starts `old` again from what its store holds (after a stop whose
     /// change then failed).
     async fn restart(&self, old: &Arc<Profile>) {
-        let loaded = old.placed.load(&old.name).await;
-        self.launch(&old.name, old.spec.clone(), old.placed.clone(), loaded);
+        match &old.home {
+            Home::Local(placed) => {
+                let loaded = placed.load(&old.name).await;
+                self.launch(&old.name, old.spec.clone(), placed.clone(), loaded);
+            }
+            Home::Fleet(fleet) => {
+                self.launch_shared(&old.name, old.spec.clone(), fleet);
+            }
+        }
     }
 
     /// Starts profile `name` from `loaded` and puts it in the table, in

@@ -24,8 +24,8 @@ use a365_proto::{EventKind, human_ms};
 use a365_store::Credential;
 use secrecy::ExposeSecret;
 
-use super::engine::{self, Folded, Verdict, due_at, should_refresh, sleep_ms};
-use super::refresher::Asked;
+use super::engine::{self, Folded, Verdict, due_at};
+use super::refresher::{Asked, Plan};
 use super::{Held, Phase, Profile};
 use crate::fleet::{Fleet, FleetError, Inflight, Lock, Public, Role, Secret};
 use crate::provider::{Obtained, ProviderError};
@@ -57,97 +57,106 @@ enum Next {
     Refused(ProviderError),
 }
 
-impl Profile {
-    /// Lives as long as the profile; see the module's rules.
-    pub(super) async fn fleet_loop(self: Arc<Self>, fleet: Arc<Fleet>) {
-        let mut failures = 0u32;
-        let mut not_before = 0i64;
-        let mut uncommitted: Option<Uncommitted> = None;
-        let mut last_round = 0i64;
-        loop {
-            if self.stopping.load(Ordering::SeqCst) {
-                return;
-            }
-            let now = self.shared.clock.now_ms();
-            if let Some(pending) = uncommitted.take() {
-                uncommitted = Box::pin(self.recommit(&fleet, pending)).await;
-            }
-            let snap = self.snapshot();
-            let dead = matches!(snap.phase, Phase::NeedsReauth(_));
-            // A dead credential is looked at every tick: another member
-            // may have put a new one in the fleet.
-            let due = match dead {
-                true => Some(last_round + self.shared.tick_ms),
-                false => due_at(&snap, now),
-            }
-            .map(|d| d.max(not_before));
-            if now >= not_before {
-                let Asked {
-                    forced,
-                    wanted_ms,
-                    demanded,
-                } = self.take_asked(&snap, now);
-                let go = should_refresh(&snap.phase, due, now, forced, demanded)
-                    || (dead && due.is_some_and(|d| d <= now));
-                if go {
-                    last_round = now;
-                    let next =
-                        Box::pin(self.fleet_round(&fleet, forced, wanted_ms, &mut uncommitted))
-                            .await;
-                    let now = self.shared.clock.now_ms();
-                    match next {
-                        Next::Done => failures = 0,
-                        Next::Soon(ms) => {
-                            // `a365 refresh` waits for a refresh, not for a look.
-                            if forced {
-                                self.force.store(true, Ordering::SeqCst);
-                            }
-                            not_before = now + ms;
-                        }
-                        Next::Failed(why) => {
-                            failures = failures.saturating_add(1);
-                            let wait = schedule::backoff(failures, false, None, fastrand::f64())
-                                .min(Duration::from_secs(30));
-                            let retry_at = now.saturating_add(wait.as_millis() as i64);
-                            not_before = self.fleet_failed(why, retry_at, failures, now);
-                        }
-                        Next::Refused(e) => {
-                            failures = failures.saturating_add(1);
-                            let advice = self.provider().reauth_advice(&self.name);
-                            not_before =
-                                match engine::judge(e, failures, now, &advice, fastrand::f64()) {
-                                    Verdict::Retry {
-                                        retry_at_ms, error, ..
-                                    } => self.fleet_failed(error, retry_at_ms, failures, now),
-                                    Verdict::Dead { message, .. } => {
-                                        self.fleet_dead(&message);
-                                        now
-                                    }
-                                };
-                        }
-                    }
-                    continue;
-                }
-            }
-            let wake_at = match uncommitted {
+/// A shared profile's loop state.
+pub(super) struct FleetRounds {
+    fleet: Arc<Fleet>,
+    failures: u32,
+    /// No round before this (a back-off, or another member's lock).
+    not_before: i64,
+    /// This member's answer, not yet written to etcd.
+    uncommitted: Option<Uncommitted>,
+    last_round: i64,
+}
+
+impl FleetRounds {
+    pub(super) fn new(fleet: Arc<Fleet>) -> FleetRounds {
+        FleetRounds {
+            fleet,
+            failures: 0,
+            not_before: 0,
+            uncommitted: None,
+            last_round: 0,
+        }
+    }
+
+    pub(super) fn plan(&self, snap: &super::Snapshot, now: i64, tick_ms: i64) -> Plan {
+        let dead = matches!(snap.phase, Phase::NeedsReauth(_));
+        // A dead credential is looked at every tick: another member may
+        // have put a new one in the fleet.
+        let due = match dead {
+            true => Some(self.last_round + tick_ms),
+            false => due_at(snap, now),
+        }
+        .map(|d| d.max(self.not_before));
+        Plan {
+            due,
+            may_look: now >= self.not_before,
+            look_anyway: dead && due.is_some_and(|d| d <= now),
+            wake_at: match self.uncommitted {
                 Some(_) => Some(now + 1_000),
                 None => due,
-            };
-            // A client waiting for a refresh is served at `not_before`.
-            let asked = self.force.load(Ordering::SeqCst) || self.demand.load(Ordering::SeqCst);
-            let sleep_ms = match asked && now < not_before {
-                true => not_before - now,
-                false => sleep_ms(wake_at, now, self.shared.tick_ms),
-            };
-            tokio::select! {
-                _ = tokio::time::sleep(Duration::from_millis(sleep_ms as u64)) => {}
-                _ = self.wake.notified() => {}
+            },
+            hold_until: (now < self.not_before).then_some(self.not_before),
+        }
+    }
+}
+
+impl Profile {
+    /// Writes an answer that etcd could not take when it came.
+    pub(super) async fn settle_fleet(&self, rounds: &mut FleetRounds) {
+        if let Some(pending) = rounds.uncommitted.take() {
+            rounds.uncommitted = self.recommit(&rounds.fleet, pending).await;
+        }
+    }
+
+    /// One round in the fleet, and when the next may start.
+    pub(super) async fn fleet_round(&self, rounds: &mut FleetRounds, asked: Asked) {
+        let Asked {
+            forced,
+            wanted_ms,
+            demanded: _,
+        } = asked;
+        rounds.last_round = self.shared.clock.now_ms();
+        let fleet = Arc::clone(&rounds.fleet);
+        let next = self
+            .fleet_look(&fleet, forced, wanted_ms, &mut rounds.uncommitted)
+            .await;
+        let now = self.shared.clock.now_ms();
+        match next {
+            Next::Done => rounds.failures = 0,
+            Next::Soon(ms) => {
+                // `a365 refresh` waits for a refresh, not for a look.
+                if forced {
+                    self.force.store(true, Ordering::SeqCst);
+                }
+                rounds.not_before = now + ms;
+            }
+            Next::Failed(why) => {
+                rounds.failures = rounds.failures.saturating_add(1);
+                let wait = schedule::backoff(rounds.failures, false, None, fastrand::f64())
+                    .min(Duration::from_secs(30));
+                let retry_at = now.saturating_add(wait.as_millis() as i64);
+                rounds.not_before = self.fleet_failed(why, retry_at, rounds.failures, now);
+            }
+            Next::Refused(e) => {
+                rounds.failures = rounds.failures.saturating_add(1);
+                let advice = self.provider().reauth_advice(&self.name);
+                rounds.not_before =
+                    match engine::judge(e, rounds.failures, now, &advice, fastrand::f64()) {
+                        Verdict::Retry {
+                            retry_at_ms, error, ..
+                        } => self.fleet_failed(error, retry_at_ms, rounds.failures, now),
+                        Verdict::Dead { message, .. } => {
+                            self.fleet_dead(&message);
+                            now
+                        }
+                    };
             }
         }
     }
 
     /// One look at the fleet, and a refresh if this member should make it.
-    async fn fleet_round(
+    async fn fleet_look(
         &self,
         fleet: &Fleet,
         forced: bool,

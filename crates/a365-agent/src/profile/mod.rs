@@ -13,10 +13,12 @@
 
 pub(crate) mod engine;
 mod fleet;
+mod home;
 mod refresher;
 mod restore;
 mod serve;
 
+pub use home::Home;
 pub use serve::Demand;
 mod status;
 
@@ -93,8 +95,8 @@ pub struct Profile {
     pub name: String,
     pub spec: ProfileSpec,
     endpoint: Option<Endpoint>,
-    /// Where its secrets are saved, rotated refresh tokens included.
-    pub placed: Placed,
+    /// Where its credential lives: a local store or the fleet.
+    pub home: Home,
     shared: Arc<Shared>,
     state: watch::Sender<Snapshot>,
     wake: Notify,
@@ -111,23 +113,20 @@ pub struct Profile {
     force: AtomicBool,
     stopping: AtomicBool,
     task: Mutex<Option<JoinHandle<()>>>,
-    /// Set for a profile shared through the fleet: its secrets live there.
-    pub fleet: Option<Arc<crate::fleet::Fleet>>,
 }
 
 impl Profile {
     fn new(
         (name, spec, endpoint): (String, ProfileSpec, Option<Endpoint>),
-        placed: Placed,
+        home: Home,
         shared: Arc<Shared>,
         initial: Snapshot,
-        fleet: Option<Arc<crate::fleet::Fleet>>,
     ) -> Profile {
         Profile {
             name,
             spec,
             endpoint,
-            placed,
+            home,
             shared,
             state: watch::Sender::new(initial),
             wake: Notify::new(),
@@ -137,7 +136,6 @@ impl Profile {
             force: AtomicBool::new(false),
             stopping: AtomicBool::new(false),
             task: Mutex::new(None),
-            fleet,
         }
     }
 
@@ -158,10 +156,9 @@ impl Profile {
         let provider = provider::of(spec.kind);
         let profile = Arc::new(Profile::new(
             (name, spec, endpoint),
-            placed,
+            Home::Local(placed),
             shared,
             initial,
-            None,
         ));
         // Nothing to renew: a static token, or a login not made yet.
         let refreshes = |c: &Credential| {
@@ -172,7 +169,8 @@ impl Profile {
                 )
         };
         if let Some(credential) = credential.filter(refreshes) {
-            let handle = tokio::spawn(Arc::clone(&profile).refresher(credential));
+            let rounds = refresher::Rounds::local(credential, profile.shared.clock.now_ms());
+            let handle = tokio::spawn(Arc::clone(&profile).refresher(rounds));
             if let Ok(mut task) = profile.task.lock() {
                 *task = Some(handle);
             }
@@ -189,23 +187,18 @@ impl Profile {
         fleet: Arc<crate::fleet::Fleet>,
         shared: Arc<Shared>,
     ) -> Arc<Profile> {
-        let placed = Placed {
-            kind: a365_proto::StoreKind::Memory,
-            store: Ok(Arc::new(a365_store::MemoryStore::new())),
-        };
-        let initial = restore::initial_snapshot(&name, &spec, placed.kind, &Ok(None), 0);
         let initial = Snapshot {
             phase: Phase::Empty,
-            ..initial
+            ..restore::empty_snapshot()
         };
         let profile = Arc::new(Profile::new(
             (name, spec, endpoint),
-            placed,
+            Home::Fleet(Arc::clone(&fleet)),
             shared,
             initial,
-            Some(Arc::clone(&fleet)),
         ));
-        let handle = tokio::spawn(Arc::clone(&profile).fleet_loop(fleet));
+        let rounds = refresher::Rounds::Fleet(Box::new(fleet::FleetRounds::new(fleet)));
+        let handle = tokio::spawn(Arc::clone(&profile).refresher(rounds));
         if let Ok(mut task) = profile.task.lock() {
             *task = Some(handle);
         }
@@ -234,7 +227,11 @@ impl Profile {
     /// after [`Profile::stop`], so no refresh races it and the store holds
     /// the latest rotated refresh token.
     pub async fn revoke_remote(&self) -> provider::Revocation {
-        let credential = match self.placed.load(&self.name).await {
+        let Some(placed) = self.home.placed() else {
+            // A shared credential is revoked by the fleet's removal.
+            return provider::Revocation::NotNeeded;
+        };
+        let credential = match placed.load(&self.name).await {
             Ok(Some(credential)) => credential,
             Ok(None) => return provider::Revocation::NotNeeded,
             Err(e) => {

@@ -39,6 +39,50 @@ impl AfterSaveRetry {
     }
 }
 
+/// What the refresh loop carries between rounds, by the profile's home.
+pub(super) enum Rounds {
+    Local(LocalRounds),
+    Fleet(Box<super::fleet::FleetRounds>),
+}
+
+/// A local profile's loop state: the credential as last saved (or to be
+/// saved), and what is left to do.
+pub(super) struct LocalRounds {
+    credential: Credential,
+    failures: u32,
+    /// The new credential could not be saved: saving is retried.
+    unsaved: bool,
+    after_save: AfterSaveRetry,
+}
+
+impl Rounds {
+    pub(super) fn local(credential: Credential, now_ms: i64) -> Rounds {
+        Rounds::Local(LocalRounds {
+            credential,
+            failures: 0,
+            unsaved: false,
+            after_save: AfterSaveRetry {
+                at_ms: now_ms,
+                failures: 0,
+            },
+        })
+    }
+}
+
+/// What a home says of the next round.
+pub(super) struct Plan {
+    /// When the next round is due by the published state.
+    pub due: Option<i64>,
+    /// Whether a round may start now (the home may hold it back).
+    pub may_look: bool,
+    /// Start a round now even though the state says none is due.
+    pub look_anyway: bool,
+    /// When to wake at the latest (before the next tick).
+    pub wake_at: Option<i64>,
+    /// Until when the home holds rounds back.
+    pub hold_until: Option<i64>,
+}
+
 /// What clients asked of the refresher since it last looked.
 pub(super) struct Asked {
     /// `a365 refresh`.
@@ -77,54 +121,93 @@ impl Profile {
         }
     }
 
-    /// Sleeps until the next refresh is due (checking the wall clock at
-    /// least every tick: tokio's timers stand still while the machine
-    /// sleeps) or until woken by a client. It lives as
-    /// long as its profile, mostly asleep: the work it awaits (an HTTP
-    /// exchange, a save) is boxed, so that each idle profile's task holds
-    /// only the loop's state (0.6 KiB instead of 1.4 KiB).
-    pub(super) async fn refresher(self: Arc<Self>, mut credential: Credential) {
-        let mut failures = 0u32;
-        let mut unsaved = false;
-        let mut after_save = AfterSaveRetry {
-            at_ms: self.shared.clock.now_ms(),
-            failures: 0,
-        };
+    /// The one refresh loop, whatever the home: sleeps until the next
+    /// refresh is due (checking the wall clock at least every tick: tokio's
+    /// timers stand still while the machine sleeps) or until woken by a
+    /// client, then makes a round in its home. It lives as long as its
+    /// profile, mostly asleep: the work it awaits (an HTTP exchange, a save,
+    /// etcd) is boxed, so that each idle profile's task holds only the
+    /// loop's state.
+    pub(super) async fn refresher(self: Arc<Self>, mut rounds: Rounds) {
         loop {
             if self.stopping.load(Ordering::SeqCst) {
                 return;
             }
-            if unsaved {
-                unsaved = Box::pin(self.persist(&credential, false)).await.is_err();
-            }
-            let pending_work = self.provider().has_work_after_save(&credential);
-            if !unsaved && pending_work && self.shared.clock.now_ms() >= after_save.at_ms {
-                let done = Box::pin(self.after_save(&mut credential)).await;
-                after_save.record(done, self.shared.clock.now_ms());
-            }
+            self.settle(&mut rounds).await;
             let now = self.shared.clock.now_ms();
             let snap = self.snapshot();
-            let Asked {
-                forced,
-                wanted_ms: _,
-                demanded,
-            } = self.take_asked(&snap, now);
-            let due = due_at(&snap, now);
-            if should_refresh(&snap.phase, due, now, forced, demanded) {
-                let outcome = Box::pin(self.refresh_once(&mut credential, &mut failures)).await;
-                unsaved = outcome.is_err();
-                continue;
-            }
-            let due = match self.provider().has_work_after_save(&credential) {
-                false => due,
-                true => Some(due.map_or(after_save.at_ms, |d| d.min(after_save.at_ms))),
+            let plan = match &rounds {
+                Rounds::Local(local) => self.plan_local(local, &snap, now),
+                Rounds::Fleet(fleet) => fleet.plan(&snap, now, self.shared.tick_ms),
             };
-            let sleep_ms = sleep_ms(due, now, self.shared.tick_ms);
+            if plan.may_look {
+                let asked = self.take_asked(&snap, now);
+                let due = should_refresh(&snap.phase, plan.due, now, asked.forced, asked.demanded);
+                if due || plan.look_anyway {
+                    match &mut rounds {
+                        Rounds::Local(local) => Box::pin(self.local_round(local)).await,
+                        Rounds::Fleet(fleet) => Box::pin(self.fleet_round(fleet, asked)).await,
+                    }
+                    continue;
+                }
+            }
+            // A client waiting while the home holds the profile back is
+            // served at the end of the hold, not at the next tick.
+            let asked = self.force.load(Ordering::SeqCst) || self.demand.load(Ordering::SeqCst);
+            let sleep_ms = match plan.hold_until {
+                Some(until) if asked => until - now,
+                _ => sleep_ms(plan.wake_at, now, self.shared.tick_ms),
+            };
             tokio::select! {
-                _ = tokio::time::sleep(Duration::from_millis(sleep_ms as u64)) => {}
+                _ = tokio::time::sleep(Duration::from_millis(sleep_ms.max(0) as u64)) => {}
                 _ = self.wake.notified() => {}
             }
         }
+    }
+
+    /// Work left from the last round: a save or a commit to retry, a
+    /// kind's work after a save.
+    async fn settle(&self, rounds: &mut Rounds) {
+        match rounds {
+            Rounds::Local(local) => {
+                if local.unsaved {
+                    local.unsaved = Box::pin(self.persist(&local.credential, false))
+                        .await
+                        .is_err();
+                }
+                let pending = self.provider().has_work_after_save(&local.credential);
+                let now = self.shared.clock.now_ms();
+                if !local.unsaved && pending && now >= local.after_save.at_ms {
+                    let done = Box::pin(self.after_save(&mut local.credential)).await;
+                    local.after_save.record(done, self.shared.clock.now_ms());
+                }
+            }
+            Rounds::Fleet(fleet) => Box::pin(self.settle_fleet(fleet)).await,
+        }
+    }
+
+    fn plan_local(&self, local: &LocalRounds, snap: &Snapshot, now: i64) -> Plan {
+        let due = due_at(snap, now);
+        let at = local.after_save.at_ms;
+        let wake_at = match self.provider().has_work_after_save(&local.credential) {
+            false => due,
+            true => Some(due.map_or(at, |d| d.min(at))),
+        };
+        Plan {
+            due,
+            may_look: true,
+            look_anyway: false,
+            wake_at,
+            hold_until: None,
+        }
+    }
+
+    /// One token request from the local store, and its consequences.
+    async fn local_round(&self, local: &mut LocalRounds) {
+        let outcome = self
+            .refresh_once(&mut local.credential, &mut local.failures)
+            .await;
+        local.unsaved = outcome.is_err();
     }
 
     pub(super) fn exchange(&self, now_ms: i64) -> Option<Exchange<'_>> {
@@ -339,7 +422,10 @@ impl Profile {
     /// Saves the credential; on failure logs and describes it.
     /// `old_is_dead`: the stored refresh token was just rotated away.
     async fn persist(&self, credential: &Credential, old_is_dead: bool) -> Result<(), String> {
-        match self.placed.save(&self.name, credential, old_is_dead).await {
+        let Some(placed) = self.home.placed() else {
+            return Err("a shared credential is kept in the fleet, not in a local store".into());
+        };
+        match placed.save(&self.name, credential, old_is_dead).await {
             Ok(()) => Ok(()),
             Err(error) => {
                 tracing::error!(profile = %self.name, "could not save the new credential: {error}");

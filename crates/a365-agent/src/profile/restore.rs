@@ -31,6 +31,19 @@ fn cached_token(credential: &Credential) -> Option<Held> {
     })
 }
 
+/// No token, nothing known yet.
+pub(super) fn empty_snapshot() -> Snapshot {
+    Snapshot {
+        token: None,
+        phase: Phase::Empty,
+        last_error: None,
+        next_refresh_at_ms: None,
+        attempts_done: 0,
+        rotates: None,
+        refreshed_by: None,
+    }
+}
+
 /// The first published state of profile `name`, from what its store gave.
 pub(super) fn initial_snapshot(
     name: &str,
@@ -39,15 +52,7 @@ pub(super) fn initial_snapshot(
     loaded: &Result<Option<Credential>, StoreError>,
     now: i64,
 ) -> Snapshot {
-    let mut snap = Snapshot {
-        token: None,
-        phase: Phase::Empty,
-        last_error: None,
-        next_refresh_at_ms: None,
-        attempts_done: 0,
-        rotates: None,
-        refreshed_by: None,
-    };
+    let mut snap = empty_snapshot();
     let credential = match loaded {
         Ok(Some(credential)) => credential,
         Ok(None) => {

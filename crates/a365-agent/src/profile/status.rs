@@ -24,7 +24,11 @@ impl Profile {
             Phase::NeedsReauth(_) => state::NEEDS_REAUTH,
         };
         let scopes = token.map(|t| t.scopes.clone()).unwrap_or_default();
-        let store_error = self.placed.store.as_ref().err().map(ToString::to_string);
+        let store_error = self
+            .home
+            .placed()
+            .and_then(|p| p.store.as_ref().err())
+            .map(ToString::to_string);
         ProfileStatus {
             name: self.name.clone(),
             kind: self.spec.kind,
@@ -51,10 +55,7 @@ impl Profile {
                 Phase::NeedsReauth(message) => Some(message.clone()),
                 _ => snap.last_error.clone().or(store_error),
             },
-            store: match self.fleet {
-                Some(_) => "fleet".into(),
-                None => self.placed.kind.as_str().into(),
-            },
+            store: self.home.name().into(),
             is_default,
             rotates: snap.rotates,
             refreshed_by: snap.refreshed_by.clone(),
