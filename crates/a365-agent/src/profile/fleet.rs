@@ -17,7 +17,6 @@
 //!   while valid, and the reason is in `status`.
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use a365_proto::{EventKind, human_ms};
@@ -25,7 +24,8 @@ use a365_store::Credential;
 use secrecy::ExposeSecret;
 
 use super::engine::{self, Folded, Verdict, due_at};
-use super::refresher::{Asked, Plan};
+use super::mailbox::Asked;
+use super::refresher::Plan;
 use super::{Held, Phase, Profile};
 use crate::fleet::{Fleet, FleetError, Inflight, Lock, Public, Role, Secret};
 use crate::provider::{Obtained, ProviderError};
@@ -127,7 +127,7 @@ impl Profile {
             Next::Soon(ms) => {
                 // `a365 refresh` waits for a refresh, not for a look.
                 if forced {
-                    self.force.store(true, Ordering::SeqCst);
+                    self.mailbox.force();
                 }
                 rounds.not_before = now + ms;
             }
@@ -298,14 +298,8 @@ impl Profile {
         let Some(exchange) = self.exchange(now) else {
             return Next::Failed("the profile has no token endpoint".into());
         };
-        self.state.send_modify(|s| {
-            if s.phase != Phase::Empty {
-                s.phase = Phase::Refreshing;
-            }
-        });
         tracing::debug!(profile = %self.name, member = %fleet.member, "refreshing for the fleet");
-        let result = self.provider().obtain(exchange, &credential).await;
-        self.demand.store(false, Ordering::SeqCst);
+        let result = self.send(exchange, &credential).await;
         let now = self.shared.clock.now_ms();
         match result {
             Ok(got) => {

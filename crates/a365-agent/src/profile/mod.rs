@@ -14,6 +14,7 @@
 pub(crate) mod engine;
 mod fleet;
 mod home;
+mod mailbox;
 mod refresher;
 mod restore;
 mod serve;
@@ -22,13 +23,12 @@ pub use home::Home;
 pub use serve::Demand;
 mod status;
 
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use a365_proto::ProfileSpec;
 use a365_store::Credential;
 use secrecy::SecretString;
-use tokio::sync::{Notify, watch};
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::endpoint::Endpoint;
@@ -99,19 +99,8 @@ pub struct Profile {
     pub home: Home,
     shared: Arc<Shared>,
     state: watch::Sender<Snapshot>,
-    wake: Notify,
-    /// A client needs a better token than the one held.
-    demand: AtomicBool,
-    /// The longest `min_valid_ms` asked for since the last refresh: a
-    /// demand that the token published meanwhile meets costs no request.
-    demand_min_valid_ms: AtomicU64,
-    /// When the refresher last took a client's demand (wall clock, ms):
-    /// demands closer together than [`DEMAND_FLOOR_MS`] start no refresh
-    /// while the held token is valid.
-    last_demand_ms: AtomicI64,
-    /// `a365 refresh`: exchange now even if the token is fresh.
-    force: AtomicBool,
-    stopping: AtomicBool,
+    /// What clients ask of the refresher.
+    mailbox: mailbox::Mailbox,
     task: Mutex<Option<JoinHandle<()>>>,
 }
 
@@ -129,12 +118,7 @@ impl Profile {
             home,
             shared,
             state: watch::Sender::new(initial),
-            wake: Notify::new(),
-            demand: AtomicBool::new(false),
-            demand_min_valid_ms: AtomicU64::new(0),
-            last_demand_ms: AtomicI64::new(i64::MIN),
-            force: AtomicBool::new(false),
-            stopping: AtomicBool::new(false),
+            mailbox: mailbox::Mailbox::new(),
             task: Mutex::new(None),
         }
     }
@@ -248,8 +232,7 @@ impl Profile {
 
     /// Stops the refresher, letting a refresh in flight finish and persist.
     pub async fn stop(&self) {
-        self.stopping.store(true, Ordering::SeqCst);
-        self.wake.notify_one();
+        self.mailbox.stop();
         let handle = self.task.lock().ok().and_then(|mut t| t.take());
         if let Some(handle) = handle {
             let _ = handle.await;

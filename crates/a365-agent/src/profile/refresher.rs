@@ -4,13 +4,12 @@
 //! after failures, and stops for good on a dead credential.
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
-use std::time::Duration;
 
 use a365_proto::{EventKind, human_ms};
 use a365_store::Credential;
 
 use super::engine::{self, Folded, Verdict, due_at, should_refresh, sleep_ms};
+use super::mailbox::Asked;
 use super::{Phase, Profile, Snapshot};
 use crate::provider::{Exchange, Obtained, ProviderError};
 use crate::schedule;
@@ -83,42 +82,22 @@ pub(super) struct Plan {
     pub hold_until: Option<i64>,
 }
 
-/// What clients asked of the refresher since it last looked.
-pub(super) struct Asked {
-    /// `a365 refresh`.
-    pub forced: bool,
-    /// The longest `min_valid_ms` a waiting client asked for.
-    pub wanted_ms: u64,
-    /// A client waits for a better token than the one held.
-    pub demanded: bool,
-}
-
 impl Profile {
     /// Takes what clients asked. A demand that the fresh token published
     /// meanwhile meets costs no request: the client looked before it was
     /// published, and is woken to look again.
     pub(super) fn take_asked(&self, snap: &Snapshot, now: i64) -> Asked {
-        let forced = self.force.swap(false, Ordering::SeqCst);
-        let wanted_ms = self.demand_min_valid_ms.swap(0, Ordering::SeqCst);
-        let mut demanded = self.demand.swap(false, Ordering::SeqCst);
-        if demanded
-            && snap.phase == Phase::Fresh
-            && snap
-                .token
-                .as_ref()
-                .is_some_and(|h| h.valid_for(now, wanted_ms))
-        {
-            demanded = false;
+        let (asked, dropped) = self.mailbox.take(now, |wanted_ms| {
+            snap.phase == Phase::Fresh
+                && snap
+                    .token
+                    .as_ref()
+                    .is_some_and(|h| h.valid_for(now, wanted_ms))
+        });
+        if dropped {
             self.state.send_modify(|_| {});
         }
-        if demanded {
-            self.last_demand_ms.store(now, Ordering::SeqCst);
-        }
-        Asked {
-            forced,
-            wanted_ms,
-            demanded,
-        }
+        asked
     }
 
     /// The one refresh loop, whatever the home: sleeps until the next
@@ -130,7 +109,7 @@ impl Profile {
     /// loop's state.
     pub(super) async fn refresher(self: Arc<Self>, mut rounds: Rounds) {
         loop {
-            if self.stopping.load(Ordering::SeqCst) {
+            if self.mailbox.stopping() {
                 return;
             }
             self.settle(&mut rounds).await;
@@ -153,15 +132,11 @@ impl Profile {
             }
             // A client waiting while the home holds the profile back is
             // served at the end of the hold, not at the next tick.
-            let asked = self.force.load(Ordering::SeqCst) || self.demand.load(Ordering::SeqCst);
             let sleep_ms = match plan.hold_until {
-                Some(until) if asked => until - now,
+                Some(until) if self.mailbox.waiting() => until - now,
                 _ => sleep_ms(plan.wake_at, now, self.shared.tick_ms),
             };
-            tokio::select! {
-                _ = tokio::time::sleep(Duration::from_millis(sleep_ms.max(0) as u64)) => {}
-                _ = self.wake.notified() => {}
-            }
+            self.mailbox.wait(sleep_ms).await;
         }
     }
 
@@ -246,6 +221,24 @@ impl Profile {
             }
             *credential = marked;
         }
+        let result = self.send(exchange, credential).await;
+        let now = self.shared.clock.now_ms();
+        match result {
+            Ok(got) => {
+                *failures = 0;
+                self.refreshed(got, credential, now).await
+            }
+            Err(e) => self.failed(e, credential, failures, now).await,
+        }
+    }
+
+    /// Sends one token request, local or for the fleet. Whoever asked
+    /// before or during it is answered by it.
+    pub(super) async fn send(
+        &self,
+        exchange: Exchange<'_>,
+        credential: &Credential,
+    ) -> Result<Obtained, ProviderError> {
         crate::resident::touch();
         self.state.send_modify(|s| {
             if s.phase != Phase::Empty {
@@ -254,16 +247,8 @@ impl Profile {
         });
         tracing::debug!(profile = %self.name, url = %exchange.endpoint.token_url, kind = %self.spec.kind, "refreshing");
         let result = self.provider().obtain(exchange, credential).await;
-        let now = self.shared.clock.now_ms();
-        // Whoever asked before or during this exchange is answered by it.
-        self.demand.store(false, Ordering::SeqCst);
-        match result {
-            Ok(got) => {
-                *failures = 0;
-                self.refreshed(got, credential, now).await
-            }
-            Err(e) => self.failed(e, credential, failures, now).await,
-        }
+        self.mailbox.answered();
+        result
     }
 
     /// A new token: the credential it changes is saved (durably, before
@@ -378,7 +363,7 @@ impl Profile {
             .as_ref()
             .and_then(|h| h.expires_at_ms)
             .filter(|exp| *exp > now);
-        self.demand.store(false, Ordering::SeqCst);
+        self.mailbox.answered();
         self.state.send_modify(|s| {
             match exp {
                 Some(exp) => {

@@ -3,7 +3,6 @@
 //! of its own), or the reason no wait can help.
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 
 use a365_proto::human_ms;
 
@@ -75,10 +74,7 @@ impl Profile {
                         return Err(err);
                     }
                     asked_after = Some(snap.attempts_done);
-                    self.demand_min_valid_ms
-                        .fetch_max(min_valid_ms, Ordering::SeqCst);
-                    self.demand.store(true, Ordering::SeqCst);
-                    self.wake.notify_one();
+                    self.mailbox.demand(min_valid_ms);
                 }
             }
             match tokio::time::timeout_at(deadline, rx.changed()).await {
@@ -125,7 +121,7 @@ impl Profile {
                 human_ms(due - now)
             )));
         }
-        let since = now.saturating_sub(self.last_demand_ms.load(Ordering::SeqCst));
+        let since = self.mailbox.since_last_demand(now);
         let floor = demand_floor_ms(held.lifetime_ms());
         if since < floor {
             return Some(unavailable(format!(
@@ -235,8 +231,7 @@ impl Profile {
                 self.name
             )));
         }
-        self.force.store(true, Ordering::SeqCst);
-        self.wake.notify_one();
+        self.mailbox.force();
         let deadline = tokio::time::Instant::now() + self.shared.client_wait;
         loop {
             match tokio::time::timeout_at(deadline, rx.changed()).await {
