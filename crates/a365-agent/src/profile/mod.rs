@@ -3,13 +3,16 @@
 //! place a token request is made (single flight by construction).
 //!
 //! - [`serve`]: what a client gets (`token`, `refresh`), never waiting on a lock;
+//! - [`mailbox`]: what clients ask of the refresher, and what wakes it;
 //! - [`engine`]: the rules, without I/O: when to refresh, what an answer
 //!   or an error does to the credential and to what is served;
-//! - [`refresher`]: the task that renews, saves and backs off;
+//! - [`home`]: where the credential lives (a local store or the fleet);
+//! - [`refresher`]: the one loop, for either home, and the local rounds
+//!   (save before serve, back off);
+//! - [`fleet`]: the rounds of a profile shared through etcd (the lock,
+//!   the in-flight mark, the commit);
 //! - [`restore`]: what a restart serves from the store, without a request;
-//! - [`status`]: the profile as `a365 status` shows it;
-//! - [`fleet`]: the loop of a profile shared through etcd, in place of
-//!   the refresher.
+//! - [`status`]: the profile as `a365 status` shows it.
 
 pub(crate) mod engine;
 mod fleet;

@@ -1,0 +1,353 @@
+//! A refresh under the fleet's lock: read again, mark in flight, renew
+//! the lease for the whole request, send, and commit the answer (or the
+//! verdict) by a transaction on the revision read.
+
+use a365_store::Credential;
+
+use super::{LOCKED_RETRY_MS, Next, Uncommitted, fresh_enough, no_refresh};
+use crate::fleet::{Fleet, FleetError, Inflight, Lock, Public, Secret};
+use crate::profile::Profile;
+use crate::profile::engine::{self, Folded};
+use crate::provider::{Obtained, ProviderError};
+use a365_proto::human_ms;
+
+/// A refresh under way: what was read and marked before it was sent.
+struct Begun {
+    credential: Credential,
+    secret: Secret,
+    public: Public,
+    /// The revision of the credential with this member's marker.
+    rev: i64,
+    marker: Inflight,
+    /// Sending the refresh token again cannot revoke the grant.
+    replay_safe: bool,
+}
+
+impl Profile {
+    /// Holding the lock: adopt, or refresh and commit.
+    pub(super) async fn refresh_locked(
+        &self,
+        fleet: &Fleet,
+        lock: &Lock,
+        (forced, wanted_ms): (bool, u64),
+        uncommitted: &mut Option<Uncommitted>,
+    ) -> Next {
+        let begun = match self.begin(fleet, lock, forced, wanted_ms).await {
+            Ok(begun) => begun,
+            Err(next) => return next,
+        };
+        let Some(exchange) = self.exchange(self.shared.clock.now_ms()) else {
+            return Next::Failed("the profile has no token endpoint".into());
+        };
+        tracing::debug!(profile = %self.name, member = %fleet.member, "refreshing for the fleet");
+        let result = self.send(exchange, &begun.credential).await;
+        self.end(fleet, begun, result, uncommitted).await
+    }
+
+    /// Everything before the request: read again under the lock (the last
+    /// holder may have just written), adopt what is fresh, refuse to
+    /// replay a refresh whose answer was lost, mark this one in flight and
+    /// renew the lease for the whole request. `Err`: what the round ends
+    /// with instead.
+    async fn begin(
+        &self,
+        fleet: &Fleet,
+        lock: &Lock,
+        forced: bool,
+        wanted_ms: u64,
+    ) -> Result<Begun, Next> {
+        let now = self.shared.clock.now_ms();
+        let (public, (secret, rev)) = match tokio::try_join!(
+            fleet.read_public(&self.name, now),
+            fleet.read_secret(&self.name)
+        ) {
+            Ok((Some(public), Some(secret))) => (public, secret),
+            Ok(_) => return Err(Next::Failed("it is no longer in the fleet".into())),
+            Err(e) => return Err(Next::Failed(no_refresh(&e))),
+        };
+        if let Some(why) = public.dead.as_ref().or(secret.dead.as_ref()) {
+            self.fleet_dead(why);
+            return Err(Next::Done);
+        }
+        if !public.signed && secret.generation > 0 {
+            // Only a writer without the key drops the signature of a
+            // record whose credential is of the signed format.
+            let e = fleet.forged(&self.name, "none");
+            tracing::error!(profile = %self.name, "{e}");
+            return Err(Next::Failed(e.to_string()));
+        }
+        if public.signed && !forced && fresh_enough(&public, now, wanted_ms) {
+            self.adopt(&public);
+            return Err(Next::Done);
+        }
+        // The settings sealed with the credential must be those this
+        // member would send it with; see `Fleet::open_credential`.
+        let credential = fleet
+            .open_credential(&self.name, &secret, &self.spec)
+            .map_err(|e| Next::Failed(e.to_string()))?;
+        let replay_safe = credential.refresh_token.is_none() || public.rotates == Some(false);
+        if let Some(lost) = secret.inflight.as_ref().filter(|_| !replay_safe) {
+            let why = format!(
+                "a refresh sent by fleet member '{}' {} ago never had its answer written to the fleet \
+                 (it stopped or stalled past its lease); the provider may have rotated the refresh \
+                 token, and sending it again could revoke the grant. If that member comes back with \
+                 the answer, the fleet recovers by itself; otherwise add the credential again \
+                 (`a365 add {} --shared --replace …`)",
+                lost.member,
+                human_ms(now - lost.at_ms),
+                self.name
+            );
+            return Err(self.write_dead(fleet, rev, &secret, &public, why).await);
+        }
+        // Marked before it is sent: see the module's rules.
+        let marker = Inflight {
+            member: fleet.member.clone(),
+            at_ms: now,
+        };
+        let marked = Secret {
+            inflight: Some(marker.clone()),
+            ..secret.clone()
+        };
+        let rev = match fleet.commit(&self.name, rev, &marked, None).await {
+            Ok(Some(rev)) => rev,
+            Ok(None) => return Err(Next::Soon(LOCKED_RETRY_MS)),
+            Err(e) => return Err(Next::Failed(no_refresh(&e))),
+        };
+        if let Err(why) = self.lease_for_request(fleet, lock).await {
+            let _ = fleet.commit(&self.name, rev, &secret, None).await;
+            return Err(Next::Failed(why));
+        }
+        Ok(Begun {
+            credential,
+            secret,
+            public,
+            rev,
+            marker,
+            replay_safe,
+        })
+    }
+
+    /// Renews the lease; `Err` (nothing may be sent) unless it now lasts
+    /// the whole request.
+    async fn lease_for_request(&self, fleet: &Fleet, lock: &Lock) -> Result<(), String> {
+        let budget_ms = self.shared.http_timeout_ms + 1_000;
+        let left_ms = fleet
+            .renew(lock, self.shared.clock.now_ms())
+            .await
+            .map(|s| s.saturating_mul(1_000));
+        match left_ms {
+            Ok(ms) if ms >= budget_ms => Ok(()),
+            Ok(0) => Err(
+                "this member's fleet lock ended before the request could be sent (a stall or a \
+                 suspend); nothing was sent"
+                    .to_owned(),
+            ),
+            Ok(ms) => Err(format!(
+                "the fleet lease ({}) is shorter than a token request may take ({}): raise \
+                 lease_secs; nothing was sent",
+                human_ms(ms),
+                human_ms(budget_ms)
+            )),
+            Err(e) => Err(no_refresh(&e)),
+        }
+    }
+
+    /// The answer, committed: the new records (served even when etcd
+    /// cannot take them yet), a dead credential, a rotated refresh token
+    /// that came without a usable token, or the marker removed when
+    /// nothing was spent.
+    async fn end(
+        &self,
+        fleet: &Fleet,
+        begun: Begun,
+        result: Result<Obtained, ProviderError>,
+        uncommitted: &mut Option<Uncommitted>,
+    ) -> Next {
+        let Begun {
+            credential,
+            secret,
+            public,
+            rev,
+            marker,
+            replay_safe,
+        } = begun;
+        let now = self.shared.clock.now_ms();
+        match result {
+            Ok(got) => {
+                let (secret, public) =
+                    match self.next_records(fleet, &credential, (&secret, &public), got, now) {
+                        Ok(records) => records,
+                        Err(e) => return Next::Failed(e.to_string()),
+                    };
+                // Written before it is served, as a rotated refresh token is
+                // saved before the local refresher serves; if etcd cannot
+                // take it now, it is served anyway and written later.
+                let pending = Uncommitted {
+                    marker,
+                    secret,
+                    public,
+                };
+                let committed = fleet
+                    .commit(&self.name, rev, &pending.secret, Some(&pending.public))
+                    .await;
+                self.adopt(&pending.public);
+                if !matches!(committed, Ok(Some(_))) {
+                    *uncommitted = Box::pin(self.recommit(fleet, pending)).await;
+                }
+                Next::Done
+            }
+            Err(ProviderError::Dead(reason)) => {
+                let why = format!("{reason}. {}", self.provider().reauth_advice(&self.name));
+                self.write_dead(fleet, rev, &secret, &public, why).await
+            }
+            Err(ProviderError::Unanswered(m)) if !replay_safe => {
+                let why = format!(
+                    "the answer to a refresh was lost ({m}); the provider may have rotated the \
+                     refresh token, and sending it again could revoke the grant: add the credential \
+                     again (`a365 add {} --shared --replace …`)",
+                    self.name
+                );
+                self.write_dead(fleet, rev, &secret, &public, why).await
+            }
+            Err(mut e) => {
+                let kept = match e.take_rotated() {
+                    // No token, but a new refresh token: the old one is dead.
+                    Some(rt) => {
+                        let mut next = credential;
+                        next.refresh_token = Some(rt);
+                        next.updated_at_ms = now;
+                        let generation = crate::fleet::next_generation(secret.generation, now);
+                        fleet.seal(&self.name, &self.spec, &next, generation)
+                    }
+                    // Nothing was spent: the marker goes.
+                    None => Ok(secret),
+                };
+                match kept {
+                    Ok(kept) => {
+                        if !matches!(
+                            fleet.commit(&self.name, rev, &kept, None).await,
+                            Ok(Some(_))
+                        ) {
+                            tracing::error!(profile = %self.name, "could not write the fleet's credential back after a failed refresh");
+                        }
+                    }
+                    Err(e) => tracing::error!(profile = %self.name, "{e}"),
+                }
+                Next::Refused(e)
+            }
+        }
+    }
+
+    /// The records a good answer makes.
+    pub(super) fn next_records(
+        &self,
+        fleet: &Fleet,
+        credential: &Credential,
+        (last, public): (&Secret, &Public),
+        got: Obtained,
+        now: i64,
+    ) -> Result<(Secret, Public), FleetError> {
+        let Folded {
+            credential: mut next,
+            rotates,
+            held,
+            ..
+        } = engine::fold(credential, got, now);
+        // The access token travels in the public record only.
+        next.access_token = None;
+        let generation = crate::fleet::next_generation(last.generation, now);
+        let secret = fleet.seal(&self.name, &self.spec, &next, generation)?;
+        tracing::info!(
+            profile = %self.name,
+            expires_in_s = held.expires_at_ms.map(|exp| (exp - now) / 1000),
+            rotated = rotates == Some(true),
+            "token refreshed for the fleet"
+        );
+        let token = (held.secret, held.expires_at_ms, held.scopes);
+        let rotates = rotates.or(public.rotates);
+        let public = Public::issued(
+            self.spec.clone(),
+            token,
+            now,
+            &fleet.member,
+            rotates,
+            secret.generation,
+        );
+        Ok((secret, public))
+    }
+
+    /// Writes a credential that another member changed meanwhile, if the
+    /// change was only the verdict on this member's own refresh (marked
+    /// dead while it stalled): its answer is the truth. `Some` while etcd
+    /// cannot be reached.
+    pub(super) async fn recommit(
+        &self,
+        fleet: &Fleet,
+        pending: Uncommitted,
+    ) -> Option<Uncommitted> {
+        for _ in 0..3 {
+            let (current, rev) = match fleet.read_secret(&self.name).await {
+                Ok(Some(found)) => found,
+                Ok(None) => return None,
+                Err(e) => {
+                    tracing::error!(profile = %self.name, "the new refresh token is held by this member only, until etcd answers: {e}");
+                    return Some(pending);
+                }
+            };
+            if current.inflight.as_ref() != Some(&pending.marker) {
+                tracing::error!(
+                    profile = %self.name,
+                    "another fleet member changed the shared credential while this one refreshed it; \
+                     this member's answer is dropped"
+                );
+                return None;
+            }
+            match fleet
+                .commit(&self.name, rev, &pending.secret, Some(&pending.public))
+                .await
+            {
+                Ok(Some(_)) => {
+                    tracing::info!(profile = %self.name, "this member's late answer was written to the fleet");
+                    return None;
+                }
+                Ok(None) => continue,
+                Err(_) => return Some(pending),
+            }
+        }
+        Some(pending)
+    }
+
+    /// Marks the shared credential dead, for every member.
+    pub(super) async fn write_dead(
+        &self,
+        fleet: &Fleet,
+        rev: i64,
+        secret: &Secret,
+        public: &Public,
+        why: String,
+    ) -> Next {
+        tracing::warn!(profile = %self.name, "shared credential dead: {why}");
+        // The marker stays: if its member comes back with the answer,
+        // `recommit` recognises its own refresh and revives the credential.
+        let dead_secret = Secret {
+            dead: Some(why.clone()),
+            ..secret.clone()
+        };
+        let dead_public = Public {
+            dead: Some(why.clone()),
+            refreshed_by: fleet.member.clone(),
+            ..public.clone()
+        };
+        match fleet
+            .commit(&self.name, rev, &dead_secret, Some(&dead_public))
+            .await
+        {
+            Ok(Some(_)) => {
+                self.fleet_dead(&why);
+                Next::Done
+            }
+            Ok(None) => Next::Soon(LOCKED_RETRY_MS),
+            Err(e) => Next::Failed(no_refresh(&e)),
+        }
+    }
+}
