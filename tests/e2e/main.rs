@@ -16,6 +16,7 @@ mod crash_trials;
 mod designer;
 mod doctor;
 mod events;
+mod exit_codes;
 mod failures;
 mod fault_suite;
 mod fleet;

@@ -86,24 +86,35 @@ fn error_name(kind: ErrorKind) -> &'static str {
     }
 }
 
-const ERROR_KINDS: [ErrorKind; 8] = [
-    ErrorKind::BadRequest,
-    ErrorKind::UnknownProfile,
-    ErrorKind::NeedsReauth,
-    ErrorKind::Unavailable,
-    ErrorKind::MissingScope,
-    ErrorKind::InvalidProfile,
-    ErrorKind::PermissionDenied,
-    ErrorKind::Internal,
-];
+/// Every error kind, in wire order: each names the one after it, so a new
+/// kind fails to compile here until it is put in the chain.
+fn error_kinds() -> Vec<ErrorKind> {
+    let after = |kind: Option<ErrorKind>| match kind {
+        None => Some(ErrorKind::BadRequest),
+        Some(ErrorKind::BadRequest) => Some(ErrorKind::UnknownProfile),
+        Some(ErrorKind::UnknownProfile) => Some(ErrorKind::NeedsReauth),
+        Some(ErrorKind::NeedsReauth) => Some(ErrorKind::Unavailable),
+        Some(ErrorKind::Unavailable) => Some(ErrorKind::MissingScope),
+        Some(ErrorKind::MissingScope) => Some(ErrorKind::InvalidProfile),
+        Some(ErrorKind::InvalidProfile) => Some(ErrorKind::PermissionDenied),
+        Some(ErrorKind::PermissionDenied) => Some(ErrorKind::Internal),
+        Some(ErrorKind::Internal) => None,
+    };
+    std::iter::successors(after(None), |k| after(Some(*k))).collect()
+}
 
-const EVENT_KINDS: [EventKind; 5] = [
-    EventKind::Refreshed,
-    EventKind::RefreshFailed,
-    EventKind::NeedsReauth,
-    EventKind::ExpiresSoon,
-    EventKind::Removed,
-];
+/// Every event kind, the same way.
+fn event_kinds() -> Vec<EventKind> {
+    let after = |kind: Option<EventKind>| match kind {
+        None => Some(EventKind::Refreshed),
+        Some(EventKind::Refreshed) => Some(EventKind::RefreshFailed),
+        Some(EventKind::RefreshFailed) => Some(EventKind::NeedsReauth),
+        Some(EventKind::NeedsReauth) => Some(EventKind::ExpiresSoon),
+        Some(EventKind::ExpiresSoon) => Some(EventKind::Removed),
+        Some(EventKind::Removed) => None,
+    };
+    std::iter::successors(after(None), |k| after(Some(*k))).collect()
+}
 
 fn requests() -> Vec<Request> {
     let mut all = vec![
@@ -133,7 +144,9 @@ fn requests() -> Vec<Request> {
         Request::LoginWait {
             profile: "design".into(),
         },
-        Request::Watch { profile: None },
+        Request::Watch {
+            profile: Some("work".into()),
+        },
         Request::StatusPage {
             after: Some("m".into()),
         },
@@ -156,20 +169,33 @@ fn requests() -> Vec<Request> {
     for kind in Kind::ALL {
         all.push(Request::AddProfile(AddProfile {
             name: "gov".into(),
+            // Every field filled, whether the kind uses it or not: these
+            // messages pin the encoding, not what the agent accepts.
             spec: ProfileSpec {
                 kind,
                 realm: Some("altium365-gov".into()),
+                token_url: Some("https://auth.example/connect/token".into()),
                 client_id: Some("cid-123".into()),
                 scopes: vec!["openid".into(), "offline_access".into()],
                 secure: Some(true),
                 store: Some(StoreKind::File),
-                ..ProfileSpec::default()
+                authorize_url: Some("https://auth.example/connect/authorize".into()),
+                redirect_uri: Some("http://localhost:3000/login".into()),
+                base_url: Some("https://designer.example".into()),
+                renew_lifetime_secs: Some(86_400),
+                // Filled in the messages below, named by it.
+                client_auth: None,
+                revocation_url: Some("https://auth.example/connect/revocation".into()),
+                authorize_params: [("prompt".into(), "consent".into())].into(),
+                token_params: [("audience".into(), "https://api.example".into())].into(),
+                headers: [("X-Tenant".into(), "t1".into())].into(),
             },
             secrets: Secrets {
                 client_secret: secret("s3cr3t"),
                 refresh_token: secret("rt-0001"),
-                access_token: None,
-                ..Secrets::default()
+                access_token: secret("at-0001"),
+                password: secret("pw-0001"),
+                username: Some("ann".into()),
             },
             replace: false,
             check_only: false,
@@ -177,7 +203,10 @@ fn requests() -> Vec<Request> {
         }));
     }
     for to in StoreKind::ALL {
-        all.push(Request::MigrateStore { to, profile: None });
+        all.push(Request::MigrateStore {
+            to,
+            profile: Some("work".into()),
+        });
     }
     for auth in ClientAuth::ALL {
         all.push(Request::AddProfile(AddProfile {
@@ -210,15 +239,15 @@ fn status() -> ProfileStatus {
         name: "work".into(),
         kind: Kind::Refresh,
         realm: Some("altium365".into()),
-        token_url: None,
+        token_url: Some("https://auth.example/connect/token".into()),
         state: a365_proto::state::FRESH.into(),
         expires_at: Some(1_900_000_000),
         next_refresh_at: Some(1_899_999_100),
         scopes: vec!["a365:workspace:abc".into()],
         workspace: Some("abc".into()),
-        last_error: None,
+        last_error: Some("the last refresh failed (HTTP 503); retried in 5s".into()),
         store: "keyring".into(),
-        scopes_not_granted: vec![],
+        scopes_not_granted: vec!["a365:admin".into()],
         is_default: true,
         rotates: Some(true),
         account: Some("ann@example.com".into()),
@@ -261,14 +290,14 @@ fn responses() -> Vec<Response> {
                 .collect(),
         ),
     ];
-    for kind in ERROR_KINDS {
+    for kind in error_kinds() {
         all.push(Response::Error(ErrorReply::new(kind, "what happened")));
     }
-    for kind in EVENT_KINDS {
+    for kind in event_kinds() {
         all.push(Response::Event(Event {
             profile: "work".into(),
             kind,
-            expires_at: None,
+            expires_at: Some(1_900_000_000),
             message: "what happened".into(),
         }));
     }
@@ -374,12 +403,76 @@ fn every_variant_encodes_as_committed_in_both_encodings() {
         .iter()
         .filter(|n| n.starts_with("response-error-"))
         .count();
-    assert_eq!(errors, ERROR_KINDS.len());
+    assert_eq!(errors, error_kinds().len());
     let events = names
         .iter()
         .filter(|n| n.starts_with("response-event-"))
         .count();
-    assert_eq!(events, EVENT_KINDS.len());
+    assert_eq!(events, event_kinds().len());
+}
+
+/// Every field of every message is filled (not null, not empty) in at
+/// least one golden message: a field that is always empty could change
+/// its type without changing a byte of what is pinned.
+#[test]
+fn every_field_is_filled_in_some_golden_message() {
+    let mut filled = std::collections::BTreeMap::<String, bool>::new();
+    let mut walk_all = |prefix: &str, encoded: Vec<Vec<u8>>| {
+        for bytes in encoded {
+            let value: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+            walk(&value, prefix.to_owned(), &mut filled);
+        }
+    };
+    walk_all(
+        "request",
+        requests()
+            .iter()
+            .map(|r| encode_request(r, Encoding::Json).unwrap().to_vec())
+            .collect(),
+    );
+    walk_all(
+        "response",
+        responses()
+            .iter()
+            .map(|r| encode_response(r, Encoding::Json).unwrap().to_vec())
+            .collect(),
+    );
+    let empty: Vec<_> = filled
+        .iter()
+        .filter(|(_, f)| !**f)
+        .map(|(p, _)| p)
+        .collect();
+    assert!(
+        empty.is_empty(),
+        "never filled in a golden message: {empty:?}"
+    );
+}
+
+/// Marks each path of `value` filled or not; a path filled once stays so.
+fn walk(
+    value: &serde_json::Value,
+    path: String,
+    filled: &mut std::collections::BTreeMap<String, bool>,
+) {
+    use serde_json::Value;
+    let full = match value {
+        Value::Null => false,
+        Value::Array(items) => !items.is_empty(),
+        Value::Object(fields) => !fields.is_empty(),
+        _ => true,
+    };
+    *filled.entry(path.clone()).or_insert(false) |= full;
+    match value {
+        Value::Array(items) => items
+            .iter()
+            .for_each(|v| walk(v, format!("{path}[]"), filled)),
+        Value::Object(fields) => {
+            for (key, v) in fields {
+                walk(v, format!("{path}.{key}"), filled);
+            }
+        }
+        _ => {}
+    }
 }
 
 /// The other seeds of the corpus say what they are meant to.
