@@ -110,6 +110,13 @@ pub fn inherited() -> Result<Option<Inherited>, SocketError> {
 }
 
 impl Inherited {
+    /// A socket its caller bound and listens on (an in-process test, so
+    /// that no one waits for a socket file): served as systemd's is.
+    #[cfg(unix)]
+    pub fn bound(listener: std::os::unix::net::UnixListener) -> Inherited {
+        Inherited { listener }
+    }
+
     /// Registers the socket with tokio (needs a running runtime).
     pub fn into_listener(self) -> Result<Listener, SocketError> {
         #[cfg(unix)]
