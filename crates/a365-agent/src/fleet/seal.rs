@@ -59,7 +59,7 @@ impl FleetKey {
     /// readable by its owner only.
     pub fn read(path: &Path) -> Result<FleetKey, SealError> {
         let shown = path.display();
-        let bytes = super::read_private("fleet key_file", path).map_err(SealError::Key)?;
+        let bytes = super::config::read_private("fleet key_file", path).map_err(SealError::Key)?;
         FleetKey::from_bytes(&bytes).ok_or_else(|| {
             SealError::Key(format!(
                 "fleet key_file {shown} holds {} bytes; it must hold exactly 32 random bytes \
