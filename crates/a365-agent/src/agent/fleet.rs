@@ -14,6 +14,10 @@ use crate::fleet::{Fleet, Public, Role};
 use crate::profile::Profile;
 use crate::provider::{self, Exchange, ProviderError, Revocation};
 
+/// Where a profile is shared: the fleet, the token endpoint, and the
+/// shared profile of that name it replaces.
+type Sharing = (Arc<Fleet>, Endpoint, Option<Arc<Profile>>);
+
 impl Agent {
     /// Follows the fleet: starts the shared profiles this agent does not
     /// serve yet, restarts those whose settings changed, stops those gone.
@@ -102,6 +106,80 @@ impl Agent {
         credential: Credential,
         replace: bool,
     ) -> Result<Response, ErrorReply> {
+        let (fleet, endpoint, local) = self.may_share(name, &spec, endpoint)?;
+        let now = self.shared.clock.now_ms();
+        let last_generation = self.before_sharing(&fleet, name, replace, now).await?;
+        let generation = crate::fleet::next_generation(last_generation, now);
+        spec.store = None;
+        let exchange = Exchange {
+            profile: name,
+            http: &self.shared.http,
+            endpoint: &endpoint,
+            spec: &spec,
+            now_ms: now,
+            default_lifetime: self.shared.default_lifetime,
+        };
+        let got = match provider::of(spec.kind).obtain(exchange, &credential).await {
+            Ok(got) => got,
+            Err(ProviderError::Dead(m)) => return Err(ErrorReply::new(ErrorKind::NeedsReauth, m)),
+            Err(e) => {
+                return Err(unavailable(format!(
+                    "the first exchange failed ({e}); nothing was put in the fleet"
+                )));
+            }
+        };
+        // Rotation is seen on this first exchange, as on every refresh.
+        let crate::profile::engine::Folded {
+            mut credential,
+            rotates,
+            held,
+            ..
+        } = crate::profile::engine::fold(&credential, got, now);
+        // The access token travels in the public record only.
+        credential.access_token = None;
+        let token = (held.secret, held.expires_at_ms, held.scopes);
+        let public = Public::issued(spec.clone(), token, now, &fleet.member, rotates, generation);
+        let secret = fleet
+            .seal(name, &spec, &credential, generation)
+            .map_err(|e| internal(e.to_string()))?;
+        let created = fleet
+            .create(name, &public, &secret, replace)
+            .await
+            .map_err(|e| {
+                unavailable(format!(
+                    "fleet: {e}; the new credential was not stored (a one-time refresh token is now spent: \
+                     issue a new one)"
+                ))
+            })?;
+        if !created {
+            return Err(invalid(format!(
+                "another member added '{name}' to the fleet meanwhile; nothing was changed"
+            )));
+        }
+        if let Some(old) = local {
+            old.stop().await;
+        }
+        self.launch_shared(name, spec.clone(), &fleet);
+        tracing::info!(profile = %name, kind = %spec.kind, "profile added to the fleet");
+        Ok(Response::Done {
+            message: format!(
+                "profile '{name}' ({}) added to the fleet: every member serves it, and its \
+                 credential is in etcd, sealed with the fleet key; a token was obtained",
+                spec.kind
+            ),
+        })
+    }
+
+    /// Whether this agent may share `spec` as `name`: a refresher of a
+    /// fleet, a kind that can be shared, a token endpoint, and no local
+    /// profile of that name. The fleet, the endpoint and the shared
+    /// profile it replaces.
+    fn may_share(
+        &self,
+        name: &str,
+        spec: &ProfileSpec,
+        endpoint: Option<Endpoint>,
+    ) -> Result<Sharing, ErrorReply> {
         let fleet = self.fleet.clone().ok_or_else(|| {
             invalid(format!(
                 "--shared needs a [fleet] section in {}",
@@ -128,97 +206,38 @@ impl Agent {
                 "this agent has a profile '{name}' of its own: remove it first, or share under another name"
             )));
         }
+        Ok((fleet, endpoint, local))
+    }
+
+    /// Reads etcd before anything is spent (a one-time refresh token sent
+    /// while etcd cannot take the answer would be lost): the generation to
+    /// follow when replacing, a refusal when the name is taken without
+    /// `--replace`.
+    async fn before_sharing(
+        &self,
+        fleet: &Fleet,
+        name: &str,
+        replace: bool,
+        now: i64,
+    ) -> Result<u64, ErrorReply> {
         let fleet_error = |e: crate::fleet::FleetError| {
             unavailable(format!("fleet: {e}; nothing was sent to the provider"))
         };
-        let now = self.shared.clock.now_ms();
-        // etcd is read before anything is spent: a one-time refresh token
-        // sent while etcd cannot take the answer would be lost.
-        let last_generation = match replace {
-            true => fleet
-                .read_secret(name)
-                .await
-                .map_err(fleet_error)?
-                .map_or(0, |(s, _)| s.generation),
-            false => {
-                if fleet
-                    .read_public(name, now)
-                    .await
-                    .map_err(fleet_error)?
-                    .is_some()
-                {
-                    return Err(invalid(format!(
-                        "the fleet has a profile '{name}': add --replace to give it a new credential"
-                    )));
-                }
-                0
-            }
-        };
-        let generation = crate::fleet::next_generation(last_generation, now);
-        spec.store = None;
-        let exchange = Exchange {
-            profile: name,
-            http: &self.shared.http,
-            endpoint: &endpoint,
-            spec: &spec,
-            now_ms: now,
-            default_lifetime: self.shared.default_lifetime,
-        };
-        let (credential, public, note) = match provider::of(spec.kind)
-            .obtain(exchange, &credential)
+        if replace {
+            let secret = fleet.read_secret(name).await.map_err(fleet_error)?;
+            return Ok(secret.map_or(0, |(s, _)| s.generation));
+        }
+        if fleet
+            .read_public(name, now)
             .await
+            .map_err(fleet_error)?
+            .is_some()
         {
-            Ok(got) => {
-                // Rotation is seen on this first exchange, as on every refresh.
-                let crate::profile::engine::Folded {
-                    credential: mut next,
-                    rotates,
-                    held,
-                    ..
-                } = crate::profile::engine::fold(&credential, got, now);
-                // The access token travels in the public record only.
-                next.access_token = None;
-                let token = (held.secret, held.expires_at_ms, held.scopes);
-                let public =
-                    Public::issued(spec.clone(), token, now, &fleet.member, rotates, generation);
-                (next, public, "a token was obtained")
-            }
-            Err(ProviderError::Dead(m)) => return Err(ErrorReply::new(ErrorKind::NeedsReauth, m)),
-            Err(e) => {
-                return Err(unavailable(format!(
-                    "the first exchange failed ({e}); nothing was put in the fleet"
-                )));
-            }
-        };
-        let secret = fleet
-            .seal(name, &spec, &credential, generation)
-            .map_err(|e| internal(e.to_string()))?;
-        let created = fleet
-            .create(name, &public, &secret, replace)
-            .await
-            .map_err(|e| {
-                unavailable(format!(
-                    "fleet: {e}; the new credential was not stored (a one-time refresh token is now spent: \
-                     issue a new one)"
-                ))
-            })?;
-        if !created {
             return Err(invalid(format!(
-                "another member added '{name}' to the fleet meanwhile; nothing was changed"
+                "the fleet has a profile '{name}': add --replace to give it a new credential"
             )));
         }
-        if let Some(old) = local {
-            old.stop().await;
-        }
-        self.launch_shared(name, spec.clone(), &fleet);
-        tracing::info!(profile = %name, kind = %spec.kind, "profile added to the fleet");
-        Ok(Response::Done {
-            message: format!(
-                "profile '{name}' ({}) added to the fleet: every member serves it, and its \
-                 credential is in etcd, sealed with the fleet key; {note}",
-                spec.kind
-            ),
-        })
+        Ok(0)
     }
 
     /// `a365 remove` of a shared profile: out of the fleet for every
