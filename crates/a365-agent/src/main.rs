@@ -13,7 +13,13 @@ const EXIT_ALREADY_RUNNING: u8 = 3;
 #[derive(Debug, Parser)]
 #[command(
     version = concat!(env!("CARGO_PKG_VERSION"), " (", env!("A365_COMMIT"), ")"),
-    after_help = "Exit codes: 0 stopped cleanly, 1 error, 2 usage, 3 another agent is running on the socket."
+    after_help = "Fleet mode: a [fleet] section in config.toml shares profiles with the agents of other \
+machines through etcd: etcd (the members' URLs), member, role (refresher or consumer), key_file \
+(refreshers) or public_key (consumers), ca, cert and key, user and password_file, \
+insecure_loopback, lease_secs, sync_secs, etcd_timeout_ms and prefix. See the README, \
+\"One credential for many machines\".
+
+Exit codes: 0 stopped cleanly, 1 error, 2 usage, 3 another agent is running on the socket."
 )]
 struct Args {
     /// Socket to listen on.

@@ -231,7 +231,8 @@ pub fn status_json(profiles: &[ProfileStatus]) -> String {
 /// `status`: a table for people; `*` marks the default profile.
 pub fn status_table(profiles: &[ProfileStatus], now_secs: i64, colour: bool) -> String {
     if profiles.is_empty() {
-        return "no profiles: add one with `a365 add NAME --kind refresh --realm altium365 --client-id ID`\n"
+        return "no profiles: add one with `a365 add NAME --kind refresh --realm altium365 --client-id ID`\n\
+                (a fleet consumer adds none: it serves what the fleet's refreshers share, once they do)\n"
             .into();
     }
     let header = [

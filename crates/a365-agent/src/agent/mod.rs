@@ -273,10 +273,17 @@ impl Agent {
                 Some(default) => default,
                 None if profiles.len() == 1 => profiles.keys().next().cloned().unwrap_or_default(),
                 None if profiles.is_empty() => {
-                    return Err(ErrorReply::new(
-                        ErrorKind::UnknownProfile,
-                        "no profiles yet: add one with `a365 add NAME --kind refresh --realm altium365 …`",
-                    ));
+                    let message = match self.fleet.as_ref().map(|f| f.role) {
+                        Some(crate::fleet::Role::Consumer) => {
+                            "no profiles yet: this agent is a fleet consumer, which serves the \
+                             profiles that the fleet's refreshers share (`a365 add … --shared` on \
+                             a refresher), and none is shared yet"
+                        }
+                        _ => {
+                            "no profiles yet: add one with `a365 add NAME --kind refresh --realm altium365 …`"
+                        }
+                    };
+                    return Err(ErrorReply::new(ErrorKind::UnknownProfile, message));
                 }
                 None => {
                     return Err(ErrorReply::new(

@@ -147,7 +147,19 @@ fn etcd_client(config: &FleetConfig) -> Result<reqwest::Client, FleetError> {
     }
     match (&config.cert, &config.key) {
         (Some(cert), Some(key)) => {
-            let mut pem = Zeroizing::new(read("cert", cert)?);
+            let cert_pem = read("cert", cert)?;
+            if config.user.is_some()
+                && let Some(cn) = common_name(&cert_pem)
+            {
+                return Err(bad(format!(
+                    "cert {} names CN={cn}: with authentication on, etcd's JSON gateway refuses \
+                     every request from a client certificate with a CommonName (it cannot name \
+                     the user there). Give the member a certificate without one (e.g. \
+                     `-subj /O=a365`): user and password_file name the user",
+                    cert.display()
+                )));
+            }
+            let mut pem = Zeroizing::new(cert_pem);
             pem.extend_from_slice(b"\n");
             pem.extend_from_slice(&Zeroizing::new(read("key", key)?));
             let identity =
@@ -160,6 +172,23 @@ fn etcd_client(config: &FleetConfig) -> Result<reqwest::Client, FleetError> {
     builder
         .build()
         .map_err(|e| bad(format!("HTTP client: {e}")))
+}
+
+/// The CommonName of the first certificate in `pem`, if it has one.
+fn common_name(pem: &[u8]) -> Option<String> {
+    use base64::Engine as _;
+    use x509_cert::der::Decode;
+    let text = std::str::from_utf8(pem).ok()?;
+    let body = text
+        .split("-----BEGIN CERTIFICATE-----")
+        .nth(1)?
+        .split("-----END CERTIFICATE-----")
+        .next()?;
+    let b64: String = body.chars().filter(|c| !c.is_whitespace()).collect();
+    let der = base64::engine::general_purpose::STANDARD.decode(b64).ok()?;
+    let cert = x509_cert::Certificate::from_der(&der).ok()?;
+    let cn = cert.tbs_certificate().subject().common_name().ok()??;
+    Some(cn.value().into_owned()).filter(|cn| !cn.is_empty())
 }
 
 fn read_password(path: &Path) -> Result<SecretString, FleetError> {
