@@ -660,6 +660,15 @@ fn etcd_losing_a_member_goes_on_and_losing_quorum_keeps_serving() {
     assert!(out.stderr.contains("etcd"), "{}", out.stderr);
     assert_eq!(a.token().unwrap(), token);
     assert_eq!(server.replays(), 0);
+    // `a365 doctor` says etcd is the trouble.
+    let doctor = a.env.a365(&["doctor"]);
+    let said = format!("{}{}", doctor.stdout, doctor.stderr);
+    assert_eq!(doctor.code, 1, "{said}");
+    let etcd_line = said
+        .lines()
+        .find(|l| l.contains("etcd: "))
+        .unwrap_or_default();
+    assert!(!etcd_line.contains("reached"), "{said}");
     // Back by itself once etcd is.
     cluster.start_member(0);
     cluster.start_member(1);
@@ -750,6 +759,12 @@ fn a_consumer_serves_the_shared_token_and_cannot_read_the_credential() {
     assert!(String::from_utf8_lossy(&denied.stderr).contains("permission denied"));
     let log = c.log();
     assert!(!log.contains(&rt) && !log.contains("test-secret"));
+    // Its doctor checks etcd as it reads it, and no token endpoint.
+    let doctor = c.env.a365(&["doctor"]);
+    let said = format!("{}{}", doctor.stdout, doctor.stderr);
+    assert!(said.contains("is a consumer"), "{said}");
+    assert!(said.contains("etcd: reached"), "{said}");
+    assert!(said.contains("never called here"), "{said}");
     // A consumer cannot add to the fleet.
     let (_, out) = c.env.try_add_refresh("other", &server, &["--shared"]);
     assert_ne!(out.code, 0);
@@ -878,6 +893,13 @@ fn the_readme_fleet_block_works_with_tls_and_a_password() {
     all_serve(&[&machine], &server, Duration::from_secs(10));
     machine.env.a365(&["refresh", "work"]).ok();
     assert!(cluster.dump().contains("a365/public/work"));
+    let doctor = machine.env.a365(&["doctor"]);
+    let said = format!("{}{}", doctor.stdout, doctor.stderr);
+    assert!(said.contains("is a refresher"), "{said}");
+    assert!(
+        said.contains("etcd: reached, TLS and authentication accepted, 1 shared"),
+        "{said}"
+    );
     // A certificate with a CommonName and a password: refused at start,
     // saying why, instead of etcd's 400 on every request.
     let with_cn = Env::new();

@@ -11,6 +11,7 @@ use a365_proto::{Check, ErrorReply, ProfileStatus, Response, Verdict, state};
 
 use super::Agent;
 use crate::endpoint::Endpoint;
+use crate::fleet::{Fleet, Role};
 use crate::profile::Profile;
 
 /// A long-lived token (static, Designer Cloud) this close to its expiry
@@ -36,6 +37,9 @@ impl Agent {
             None => self.all_profiles(),
         };
         let mut checks = vec![self.check_paths()];
+        if let Some(fleet) = &self.fleet {
+            checks.extend(self.check_fleet(fleet).await);
+        }
         let per_profile = profiles.iter().map(|p| self.check_profile(p));
         for found in futures_util::future::join_all(per_profile).await {
             checks.extend(found);
@@ -59,6 +63,52 @@ impl Agent {
         }
     }
 
+    /// The fleet: this member's part, and etcd read as it reads it (TLS,
+    /// authentication and the records, in one request that sends no
+    /// secret of a profile).
+    async fn check_fleet(&self, fleet: &Fleet) -> Vec<Check> {
+        let role = match fleet.role {
+            Role::Refresher => "a refresher: it holds the fleet key and refreshes shared profiles",
+            Role::Consumer => {
+                "a consumer: it serves what the refreshers share and checks it with the fleet's \
+                 public key"
+            }
+        };
+        let member = check(
+            "fleet",
+            Verdict::Pass,
+            format!("member '{}' is {role}", fleet.member),
+        );
+        let etcd = match fleet.profiles(self.now_ms()).await {
+            Ok(found) => {
+                let bad: Vec<String> = found
+                    .iter()
+                    .filter_map(|(name, record)| {
+                        record.as_ref().err().map(|e| format!("{name}: {e}"))
+                    })
+                    .collect();
+                match bad.is_empty() {
+                    true => check(
+                        "fleet",
+                        Verdict::Pass,
+                        format!(
+                            "etcd: reached, TLS and authentication accepted, {} shared profile(s) \
+                             whose records verify",
+                            found.len()
+                        ),
+                    ),
+                    false => check(
+                        "fleet",
+                        Verdict::Fail,
+                        format!("etcd: records that are not served: {}", bad.join("; ")),
+                    ),
+                }
+            }
+            Err(e) => check("fleet", Verdict::Fail, format!("etcd: {e}")),
+        };
+        vec![member, etcd]
+    }
+
     async fn check_profile(&self, profile: &Arc<Profile>) -> Vec<Check> {
         let name = profile.name.as_str();
         let status = profile.status(false);
@@ -69,6 +119,18 @@ impl Agent {
         ];
         if let Some(rotation) = rotation(&status) {
             checks.push(rotation);
+        }
+        let consumer = self
+            .fleet
+            .as_ref()
+            .is_some_and(|f| f.role == Role::Consumer);
+        if profile.home.is_shared() && consumer {
+            checks.push(check(
+                name,
+                Verdict::Pass,
+                "token endpoint: never called here; the fleet's refreshers call it",
+            ));
+            return checks;
         }
         if let Some(endpoint) = profile.endpoint() {
             for url in urls(endpoint) {
