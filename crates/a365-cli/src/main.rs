@@ -2,6 +2,7 @@
 //! request, prints the answer: no async runtime, no HTTP.
 
 mod actions;
+mod add;
 mod autostart;
 mod cli;
 mod exit;
@@ -39,7 +40,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Token(args) => actions::token(&socket, args),
         Command::Status { json } => actions::status(&socket, json),
-        Command::Add(args) => actions::add(&socket, args),
+        Command::Add(args) => add::add(&socket, args),
         Command::Remove {
             profile,
             keep_remote,
