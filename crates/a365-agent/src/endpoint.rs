@@ -46,13 +46,6 @@ pub struct LoginEndpoint {
 }
 
 impl Endpoint {
-    /// Resolves a profile's realm or explicit URLs, by its kind's rules;
-    /// `None` for a kind that never calls a token endpoint.
-    pub fn resolve(spec: &ProfileSpec) -> Result<Option<Endpoint>, EndpointError> {
-        check_params(spec)?;
-        crate::provider::of(spec.kind).endpoint(spec)
-    }
-
     /// A Gov Cloud secret never goes to a commercial endpoint, nor the
     /// other way round: every URL of a profile must be on one side.
     pub fn check_cloud(self) -> Result<Endpoint, EndpointError> {
@@ -451,39 +444,48 @@ mod tests {
     fn revocation_urls() {
         let mut s = spec(Kind::Refresh);
         s.realm = Some("altium365-gov".into());
-        let e = Endpoint::resolve(&s).unwrap().unwrap();
+        let e = crate::provider::endpoint(&s).unwrap().unwrap();
         assert_eq!(
             e.revocation_url.unwrap().as_str(),
             "https://auth.365-gov.altium.com/connect/revocation"
         );
         s.revocation_url = Some("https://auth.altium.com/connect/revocation".into());
-        let err = Endpoint::resolve(&s).unwrap_err().to_string();
+        let err = crate::provider::endpoint(&s).unwrap_err().to_string();
         assert!(err.contains("different Altium clouds"), "{err}");
         s.realm = None;
         s.token_url = Some("http://127.0.0.1:1/token".into());
         s.revocation_url = None;
-        assert_eq!(Endpoint::resolve(&s).unwrap().unwrap().revocation_url, None);
+        assert_eq!(
+            crate::provider::endpoint(&s)
+                .unwrap()
+                .unwrap()
+                .revocation_url,
+            None
+        );
     }
 
     #[test]
     fn realms_and_urls() {
         let mut s = spec(Kind::Refresh);
-        assert!(Endpoint::resolve(&s).is_err(), "refresh needs an endpoint");
+        assert!(
+            crate::provider::endpoint(&s).is_err(),
+            "refresh needs an endpoint"
+        );
         s.realm = Some("altium365-gov".into());
-        let e = Endpoint::resolve(&s).unwrap().unwrap();
+        let e = crate::provider::endpoint(&s).unwrap().unwrap();
         assert!(e.secure);
         assert_eq!(
             e.token_url.as_str(),
             "https://auth.365-gov.altium.com/connect/token"
         );
         s.secure = Some(false);
-        assert!(!Endpoint::resolve(&s).unwrap().unwrap().secure);
+        assert!(!crate::provider::endpoint(&s).unwrap().unwrap().secure);
         s.realm = Some("altium365".into());
         s.secure = None;
-        assert!(!Endpoint::resolve(&s).unwrap().unwrap().secure);
+        assert!(!crate::provider::endpoint(&s).unwrap().unwrap().secure);
         s.realm = Some("mars".into());
         assert!(
-            Endpoint::resolve(&s)
+            crate::provider::endpoint(&s)
                 .unwrap_err()
                 .to_string()
                 .contains("unknown realm 'mars'")
@@ -496,7 +498,7 @@ mod tests {
             "https://x.example/t",
         ] {
             s.token_url = Some(ok.into());
-            assert!(Endpoint::resolve(&s).is_ok(), "{ok}");
+            assert!(crate::provider::endpoint(&s).is_ok(), "{ok}");
         }
         for bad in [
             "http://example.com/t",
@@ -505,9 +507,12 @@ mod tests {
             "nope",
         ] {
             s.token_url = Some(bad.into());
-            assert!(Endpoint::resolve(&s).is_err(), "{bad}");
+            assert!(crate::provider::endpoint(&s).is_err(), "{bad}");
         }
-        assert_eq!(Endpoint::resolve(&spec(Kind::Static)).unwrap(), None);
+        assert_eq!(
+            crate::provider::endpoint(&spec(Kind::Static)).unwrap(),
+            None
+        );
     }
 
     /// `auth.altium.com.` and `AUTH.Altium.COM` are the commercial cloud:
@@ -523,20 +528,20 @@ mod tests {
             let mut s = spec(Kind::Refresh);
             s.token_url = Some(commercial.into());
             s.secure = Some(true);
-            let err = Endpoint::resolve(&s).unwrap_err().to_string();
+            let err = crate::provider::endpoint(&s).unwrap_err().to_string();
             assert!(err.contains("commercial endpoint"), "{commercial}: {err}");
         }
         // Two dots are no host name: refused, not guessed at.
         let mut s = spec(Kind::Refresh);
         s.token_url = Some("https://auth.altium.com../connect/token".into());
-        let err = Endpoint::resolve(&s).unwrap_err().to_string();
+        let err = crate::provider::endpoint(&s).unwrap_err().to_string();
         assert!(err.contains("empty label"), "{err}");
         let gov = reqwest::Url::parse("https://auth.365-gov.altium.com./x").unwrap();
         assert_eq!(Cloud::of(&gov), Cloud::Gov);
         let mut s = spec(Kind::AuthorizationCode);
         s.token_url = Some("https://auth.365-gov.altium.com/connect/token".into());
         s.authorize_url = Some("https://auth.altium.com./connect/authorize".into());
-        let err = Endpoint::resolve(&s).unwrap_err().to_string();
+        let err = crate::provider::endpoint(&s).unwrap_err().to_string();
         assert!(err.contains("different Altium clouds"), "{err}");
     }
 
@@ -549,18 +554,18 @@ mod tests {
             let mut s = spec(Kind::Refresh);
             s.realm = Some(realm.into());
             s.revocation_url = Some("https://revoke.example.com/connect/revocation".into());
-            let err = Endpoint::resolve(&s).unwrap_err().to_string();
+            let err = crate::provider::endpoint(&s).unwrap_err().to_string();
             assert!(err.contains("revocation URL"), "{realm}: {err}");
         }
         let mut s = spec(Kind::Refresh);
         s.realm = Some("altium365-gov".into());
         s.revocation_url = Some("https://auth.365-gov.altium.com/connect/revocation".into());
-        Endpoint::resolve(&s).unwrap();
+        crate::provider::endpoint(&s).unwrap();
         // A token server of one's own may revoke where it likes.
         s.realm = None;
         s.token_url = Some("https://id.example.org/token".into());
         s.revocation_url = Some("https://revoke.example.com/r".into());
-        Endpoint::resolve(&s).unwrap();
+        crate::provider::endpoint(&s).unwrap();
     }
 
     /// Names that carry credentials are refused as words of the name, so

@@ -52,7 +52,7 @@ fn refresh_spec() -> (ProfileSpec, Option<Endpoint>) {
         secure: None,
         ..Default::default()
     };
-    let endpoint = Endpoint::resolve(&spec).unwrap();
+    let endpoint = a365_agent::provider::endpoint(&spec).unwrap();
     (spec, endpoint)
 }
 

@@ -26,7 +26,7 @@ impl Agent {
         // Record where the secrets go, so a later default cannot lose them.
         let kind = *spec.store.get_or_insert(self.stores.default());
         config::validate_name(&name).map_err(invalid)?;
-        let endpoint = Endpoint::resolve(&spec).map_err(invalid)?;
+        let endpoint = crate::provider::endpoint(&spec).map_err(invalid)?;
         let plain_http = endpoint
             .as_ref()
             .filter(|e| e.token_url.scheme() == "http")

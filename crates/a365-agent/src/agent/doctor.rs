@@ -220,7 +220,7 @@ impl Agent {
 /// `secure` only towards Gov Cloud.
 fn settings(profile: &Profile) -> Check {
     let name = profile.name.as_str();
-    match Endpoint::resolve(&profile.spec) {
+    match crate::provider::endpoint(&profile.spec) {
         Ok(Some(endpoint)) => {
             let secure = if endpoint.secure {
                 ", secure=1 (Gov Cloud)"

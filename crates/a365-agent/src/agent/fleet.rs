@@ -81,7 +81,7 @@ impl Agent {
         spec: ProfileSpec,
         fleet: &Arc<Fleet>,
     ) -> Arc<Profile> {
-        let endpoint = Endpoint::resolve(&spec).ok().flatten();
+        let endpoint = crate::provider::endpoint(&spec).ok().flatten();
         let profile = Profile::start_shared(
             name.to_owned(),
             spec,

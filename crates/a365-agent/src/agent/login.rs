@@ -69,7 +69,7 @@ fn login_endpoint(profile: &Profile) -> Result<Endpoint, ErrorReply> {
             profile.name, profile.spec.kind
         )));
     }
-    Endpoint::resolve(&profile.spec)
+    crate::provider::endpoint(&profile.spec)
         .map_err(invalid)?
         .ok_or_else(|| invalid("the profile has no token endpoint"))
 }

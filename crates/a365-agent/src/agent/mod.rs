@@ -33,7 +33,6 @@ use a365_store::Credential;
 use tokio::sync::watch;
 
 use crate::config::{Config, Paths};
-use crate::endpoint::Endpoint;
 use crate::profile::{Held, Home, Profile, TokenError};
 use crate::shared::Shared;
 use crate::stores::{Placed, StoreError, Stores};
@@ -78,7 +77,7 @@ impl Agent {
         let stores = Stores::open(paths.state_dir.clone(), config.store).await;
         let mut profiles = BTreeMap::new();
         for (name, spec) in &config.profiles {
-            let endpoint = Endpoint::resolve(spec).ok().flatten();
+            let endpoint = crate::provider::endpoint(spec).ok().flatten();
             // Profiles written before stores were recorded used the
             // configured store, and files before that.
             let kind = spec.store.or(config.store).unwrap_or(StoreKind::File);
@@ -337,7 +336,7 @@ impl Agent {
         placed: Placed,
         loaded: Result<Option<Credential>, StoreError>,
     ) -> Arc<Profile> {
-        let endpoint = Endpoint::resolve(&spec).ok().flatten();
+        let endpoint = crate::provider::endpoint(&spec).ok().flatten();
         let shared = Arc::clone(&self.shared);
         let profile = Profile::start(name.to_owned(), spec, endpoint, placed, loaded, shared);
         if let Ok(mut profiles) = self.profiles.write() {

@@ -15,7 +15,6 @@ use std::time::Duration;
 use a365_proto::ProfileSpec;
 pub use a365_proto::StoreKind;
 
-use crate::endpoint::Endpoint;
 use serde::Deserialize;
 
 #[derive(Debug, thiserror::Error)]
@@ -129,7 +128,7 @@ impl Config {
         })?;
         for (name, spec) in &config.profiles {
             validate_name(name)?;
-            Endpoint::resolve(spec).map_err(|e| ConfigError::Parse {
+            crate::provider::endpoint(spec).map_err(|e| ConfigError::Parse {
                 path: path.into(),
                 message: format!("profile '{name}': {e}"),
             })?;

@@ -21,7 +21,7 @@ use a365_proto::{Kind, ProfileSpec, Secrets};
 use a365_store::Credential;
 use secrecy::SecretString;
 
-use crate::endpoint::Endpoint;
+use crate::endpoint::{Endpoint, EndpointError};
 
 /// What a provider's call ends in. Defined in `a365-token`, whose parsers
 /// return them.
@@ -165,10 +165,7 @@ pub trait Provider: Sync + std::fmt::Debug {
     }
 
     /// Where its token requests go; `None` for a kind that makes none.
-    fn endpoint(
-        &self,
-        spec: &ProfileSpec,
-    ) -> Result<Option<Endpoint>, crate::endpoint::EndpointError> {
+    fn endpoint(&self, spec: &ProfileSpec) -> Result<Option<Endpoint>, EndpointError> {
         crate::endpoint::oauth(spec)
     }
 
@@ -256,6 +253,14 @@ pub fn requested_scopes(spec: &ProfileSpec) -> Vec<String> {
 /// A secret a provider needs that the store does not hold.
 pub fn missing() -> ProviderError {
     ProviderError::Dead("a secret this profile needs is missing".into())
+}
+
+/// Resolves a profile's realm or explicit URLs by its kind's rules;
+/// `None` for a kind that never calls a token endpoint. Here, not in
+/// `endpoint`, so that the URL rules never depend on the kinds.
+pub fn endpoint(spec: &ProfileSpec) -> Result<Option<Endpoint>, EndpointError> {
+    crate::endpoint::check_params(spec)?;
+    of(spec.kind).endpoint(spec)
 }
 
 /// The checks every kind with a client id shares.
