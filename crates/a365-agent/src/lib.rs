@@ -28,6 +28,7 @@ pub mod shared;
 pub mod socket;
 pub mod stores;
 pub mod strict;
+pub mod tick;
 pub mod upgrade;
 
 use std::future::Future;
@@ -127,6 +128,10 @@ pub async fn run(
         }
         None => None,
     };
+    let tick_ms = i64::try_from(options.timeouts.tick.as_millis())
+        .unwrap_or(i64::MAX)
+        .max(1);
+    let tick = tick::start(Arc::clone(&clock), tick_ms);
     let shared = Arc::new(shared::Shared {
         http: http_client(&config, options.timeouts.http)?,
         events: events::Events::default(),
@@ -134,9 +139,8 @@ pub async fn run(
         default_lifetime: config.default_lifetime(),
         client_wait: options.timeouts.client_wait,
         http_timeout_ms: i64::try_from(options.timeouts.http.as_millis()).unwrap_or(i64::MAX),
-        tick_ms: i64::try_from(options.timeouts.tick.as_millis())
-            .unwrap_or(i64::MAX)
-            .max(1),
+        tick_ms,
+        tick: tick.clone(),
     });
     let (stop_tx, stop_rx) = watch::channel(false);
     let stop = stop_tx.clone();
@@ -157,7 +161,7 @@ pub async fn run(
         upgrade::watch(Arc::clone(&agent), every, stop_rx.clone());
     }
     if let Some(every) = options.timeouts.release_code {
-        resident::give_back_when_idle(every);
+        resident::give_back_when_idle(every, tick::Waiter::new(&tick, tick_ms));
     }
     // The socket listens already: clients that connect from now on are served.
     notify::ready();

@@ -34,7 +34,7 @@ pub fn touch() {
 /// Gives the code back `idle` after the last work, once per quiet spell:
 /// the task sleeps until then, and while idle looks again on the
 /// refreshers' ticks.
-pub fn give_back_when_idle(idle: Duration) {
+pub fn give_back_when_idle(idle: Duration, mut tick: crate::tick::Waiter) {
     if !cfg!(target_os = "linux") {
         return;
     }
@@ -58,7 +58,7 @@ pub fn give_back_when_idle(idle: Duration) {
                     Err(e) => tracing::debug!("idle: code pages kept: {e}"),
                 }
             }
-            tokio::time::sleep(crate::schedule::until_aligned_now(idle)).await;
+            tick.next().await;
         }
     });
 }

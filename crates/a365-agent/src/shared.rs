@@ -21,4 +21,6 @@ pub struct Shared {
     /// Every refresher looks at the wall clock at least this often (at
     /// multiples of it, so all profiles at once).
     pub tick_ms: i64,
+    /// The tick itself ([`crate::tick`]).
+    pub tick: tokio::sync::watch::Receiver<i64>,
 }

@@ -70,13 +70,29 @@ pub fn watch(agent: Arc<Agent>, every: Duration, mut stop: watch::Receiver<bool>
         tracing::info!("the agent's binary cannot be read: upgrades are not noticed");
         return;
     }
+    let shared = agent.shared();
+    let mut tick = crate::tick::Waiter::new(&shared.tick, shared.tick_ms);
+    let every_ms = i64::try_from(every.as_millis()).unwrap_or(i64::MAX);
     tokio::spawn(async move {
         let mut refused = false;
+        let mut looked = 0;
         loop {
+            // On the refreshers' tick (the same wake-up), at most every `every`.
+            let wait = async {
+                match every_ms < agent.shared().tick_ms {
+                    true => tokio::time::sleep(crate::schedule::until_aligned_now(every)).await,
+                    false => tick.next().await,
+                }
+            };
             tokio::select! {
-                () = tokio::time::sleep(crate::schedule::until_aligned_now(every)) => {}
+                () = wait => {}
                 _ = stop.wait_for(|stop| *stop) => return,
             }
+            let now = agent.shared().clock.now_ms();
+            if now.saturating_sub(looked) < every_ms - agent.shared().tick_ms / 2 {
+                continue;
+            }
+            looked = now;
             if !agent.binary().is_some_and(Binary::replaced) {
                 continue;
             }

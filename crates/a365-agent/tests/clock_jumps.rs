@@ -25,6 +25,7 @@ fn shared(clock: Arc<ManualClock>) -> Arc<Shared> {
             .timeout(Duration::from_secs(2))
             .build()
             .unwrap(),
+        tick: a365_agent::tick::start(Arc::clone(&clock) as _, 30_000),
         clock,
         events: Default::default(),
         default_lifetime: Duration::from_secs(3600),

@@ -109,6 +109,14 @@ impl Mailbox {
         now.saturating_sub(self.last_demand_ms.load(Ordering::SeqCst))
     }
 
+    /// Until the next tick, or less when something is asked.
+    pub(super) async fn wait_tick(&self, tick: &mut crate::tick::Waiter) {
+        tokio::select! {
+            _ = tick.next() => {}
+            _ = self.wake.notified() => {}
+        }
+    }
+
     /// Sleeps `ms`, or less when something is asked.
     pub(super) async fn wait(&self, ms: i64) {
         tokio::select! {

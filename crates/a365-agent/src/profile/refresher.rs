@@ -108,6 +108,8 @@ impl Profile {
     /// etcd) is boxed, so that each idle profile's task holds only the
     /// loop's state.
     pub(super) async fn refresher(self: Arc<Self>, mut rounds: Rounds) {
+        let tick_ms = self.shared.tick_ms;
+        let mut tick = crate::tick::Waiter::new(&self.shared.tick, tick_ms);
         loop {
             if self.mailbox.stopping() {
                 return;
@@ -134,9 +136,13 @@ impl Profile {
             // served at the end of the hold, not at the next tick.
             let sleep_ms = match plan.hold_until {
                 Some(until) if self.mailbox.waiting() => until - now,
-                _ => sleep_ms(plan.wake_at, now, self.shared.tick_ms),
+                _ => sleep_ms(plan.wake_at, now, tick_ms),
             };
-            self.mailbox.wait(sleep_ms).await;
+            // Nothing due before the next tick: wait for the tick itself.
+            match sleep_ms < tick_ms - now.rem_euclid(tick_ms) {
+                true => self.mailbox.wait(sleep_ms).await,
+                false => self.mailbox.wait_tick(&mut tick).await,
+            }
         }
     }
 
