@@ -7,20 +7,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+mod fixture;
+
 use a365_agent::clock::ManualClock;
-use a365_agent::config::Paths;
-use a365_agent::{Options, Timeouts, server::Limits};
-use a365_proto::{AddProfile, Client, Kind, ProfileSpec, Request, Response, Secrets, WireSecret};
+use a365_proto::{AddProfile, Kind, ProfileSpec, Request, Response, Secrets, WireSecret};
 use a365_token_server::{ServerConfig, TokenServer};
 use secrecy::SecretString;
-
-/// `request` from a blocking client, off the agent's threads.
-async fn call(socket: &std::path::Path, request: Request) -> Response {
-    let socket = socket.to_owned();
-    tokio::task::spawn_blocking(move || Client::connect(&socket).unwrap().call(&request).unwrap())
-        .await
-        .unwrap()
-}
 
 fn token(response: Response) -> String {
     match response {
@@ -42,26 +34,7 @@ async fn a_clock_jump_past_expiry_serves_a_new_token_and_shutdown_is_clean() {
     .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let socket = dir.path().join("run/a365/agent.sock");
-    let options = Options {
-        token_socket: None,
-        token_socket_profiles: Vec::new(),
-        socket: socket.clone(),
-        paths: Paths {
-            config_file: dir.path().join("config/config.toml"),
-            state_dir: dir.path().join("state"),
-        },
-        limits: Limits::default(),
-        timeouts: Timeouts {
-            http: Duration::from_millis(2_000),
-            client_wait: Duration::from_millis(3_000),
-            add_wait: Duration::from_millis(3_000),
-            tick: Duration::from_millis(50),
-            upgrade_check: None,
-            release_code: None,
-        },
-    };
-    std::fs::create_dir_all(dir.path().join("config")).unwrap();
-    std::fs::write(&options.paths.config_file, "store = \"memory\"\n").unwrap();
+    let options = fixture::options(dir.path(), socket.clone());
     let clock = Arc::new(ManualClock::new(now_ms()));
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let agent = tokio::spawn(a365_agent::run(
@@ -98,7 +71,7 @@ async fn a_clock_jump_past_expiry_serves_a_new_token_and_shutdown_is_clean() {
         check_only: false,
         shared: false,
     });
-    match call(&socket, add).await {
+    match fixture::call(&socket, add).await {
         Response::Done { message } => {
             assert!(message.contains("a token was obtained"), "{message}")
         }
@@ -111,9 +84,9 @@ async fn a_clock_jump_past_expiry_serves_a_new_token_and_shutdown_is_clean() {
             scopes: vec![],
         })
     };
-    let first = token(call(&socket, ask()).await);
+    let first = token(fixture::call(&socket, ask()).await);
     assert_eq!(
-        token(call(&socket, ask()).await),
+        token(fixture::call(&socket, ask()).await),
         first,
         "served, not asked again"
     );
@@ -122,7 +95,7 @@ async fn a_clock_jump_past_expiry_serves_a_new_token_and_shutdown_is_clean() {
     // The lid opens two hours later: the held token has expired by the
     // wall clock, although no timer of the agent has fired.
     clock.advance(2 * 3_600_000);
-    let second = token(call(&socket, ask()).await);
+    let second = token(fixture::call(&socket, ask()).await);
     assert_ne!(second, first, "an expired token is never served");
     assert_eq!(server.requests(), 2);
 
@@ -136,7 +109,7 @@ async fn a_clock_jump_past_expiry_serves_a_new_token_and_shutdown_is_clean() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert_eq!(server.requests(), 3, "renewed with no client asking");
-    let third = token(call(&socket, ask()).await);
+    let third = token(fixture::call(&socket, ask()).await);
     assert_ne!(third, second);
     assert_eq!(
         server.requests(),
