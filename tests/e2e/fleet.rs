@@ -261,6 +261,29 @@ impl Cluster {
     }
 
     /// Everything under the fleet's prefix, as etcdctl prints it.
+    /// Range calls the members have served, from their metrics.
+    fn range_calls(&self) -> u64 {
+        use std::io::{Read, Write};
+        let mut total = 0.0;
+        for m in &self.members {
+            let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", m.client)) else {
+                continue;
+            };
+            write!(stream, "GET /metrics HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").unwrap();
+            let mut text = String::new();
+            let _ = stream.read_to_string(&mut text);
+            total += text
+                .lines()
+                .filter(|l| {
+                    l.starts_with("grpc_server_handled_total")
+                        && l.contains("grpc_method=\"Range\"")
+                })
+                .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+                .sum::<f64>();
+        }
+        total as u64
+    }
+
     fn dump(&self) -> String {
         let out = self.etcdctl(&["get", "--prefix", "a365/"]);
         String::from_utf8_lossy(&out.stdout).into_owned()
@@ -312,9 +335,13 @@ impl Machine {
             .map(|e| format!("{e:?}"))
             .collect::<Vec<_>>()
             .join(", ");
+        let sync = match extra.contains("sync_secs") {
+            true => "",
+            false => "sync_secs = 1\n",
+        };
         let config = format!(
             "store = \"file\"\n[fleet]\netcd = [{endpoints}]\nmember = \"{name}\"\nrole = \"{role}\"\n\
-             {key_line}{insecure}lease_secs = 5\nsync_secs = 1\netcd_timeout_ms = 1000\n{extra}"
+             {key_line}{insecure}lease_secs = 5\n{sync}etcd_timeout_ms = 1000\n{extra}"
         );
         std::fs::create_dir_all(env.config_file().parent().unwrap()).unwrap();
         std::fs::write(env.config_file(), config).unwrap();
@@ -799,6 +826,51 @@ fn tls_to_etcd_with_a_client_certificate() {
     assert_ne!(out.code, 0);
     assert!(out.stderr.contains("etcd"), "{}", out.stderr);
     assert!(!cluster.dump().contains("a365/public/other"));
+}
+
+/// With polling all but off (`sync_secs` an hour), a profile shared on
+/// one member reaches another through the etcd watch, and so does its
+/// removal; a member whose watch is up reads nothing while idle.
+#[test]
+fn a_shared_profile_and_its_removal_reach_every_member_through_the_watch() {
+    let Some(cluster) = Cluster::start() else {
+        return;
+    };
+    let server = server(3600, true);
+    let a = Machine::with(&cluster, "a", "refresher", "sync_secs = 3600\n");
+    let b = Machine::with(&cluster, "b", "refresher", "sync_secs = 3600\n");
+    // Let b's watch be set up before anything is shared.
+    assert!(wait_until(Duration::from_secs(5), || b
+        .log()
+        .contains("fleet mode on")));
+    std::thread::sleep(Duration::from_millis(500));
+    share(&a, &server);
+    let shared = std::time::Instant::now();
+    assert!(
+        wait_until(Duration::from_secs(5), || b.token().is_ok()),
+        "b never served the shared profile:\n{}",
+        b.log()
+    );
+    let added = shared.elapsed();
+    // Idle, with the watches up: no member reads anything.
+    std::thread::sleep(Duration::from_secs(1));
+    let before = cluster.range_calls();
+    assert!(before > 0, "the members' metrics count no Range call");
+    std::thread::sleep(Duration::from_secs(5));
+    let idle_reads = cluster.range_calls() - before;
+    a.env.a365(&["remove", "work"]).ok();
+    let removed_at = std::time::Instant::now();
+    assert!(
+        wait_until(Duration::from_secs(5), || b.token().is_err()),
+        "b still serves a removed profile:\n{}",
+        b.log()
+    );
+    let removed = removed_at.elapsed();
+    println!(
+        "through the watch: added in {added:?}, removed in {removed:?}, {idle_reads} reads in 5 s idle"
+    );
+    assert!(added < Duration::from_secs(2) && removed < Duration::from_secs(2));
+    assert_eq!(idle_reads, 0, "an idle fleet reads etcd");
 }
 
 /// The README's fleet settings and etcd commands, run as written (paths

@@ -312,10 +312,11 @@ fn demands_just_under_the_lifetime_cannot_force_refreshes() {
     let agent = env.spawn_agent(&["--token-socket", socket.to_str().unwrap()]);
     agent.wait_ready(&env.socket);
     env.add_refresh("work", &server);
-    std::thread::sleep(Duration::from_millis(1100));
+    // The tokens' `exp` is whole seconds: they live between 59 and 60 s,
+    // and 1.5 s later at most 58.5 s are left.
+    std::thread::sleep(Duration::from_millis(1500));
     let before = server.requests();
-    // The tokens' `exp` is whole seconds: they live between 59 and 60 s.
-    let just_under = ["token", "work", "--min-valid", "58s 800ms"];
+    let just_under = ["token", "work", "--min-valid", "58s 500ms"];
     for _ in 0..20 {
         let out = a365_at(&env, &socket, &just_under);
         assert_eq!(out.code, 6, "{} {}", out.stdout, out.stderr);

@@ -301,13 +301,68 @@ fn profile_exchange<'a>(agent: &'a Agent, profile: &'a Profile) -> Option<Exchan
     })
 }
 
-/// Follows the fleet every `every` until the agent is dropped.
+/// Follows the fleet until the agent is dropped: reads its profiles at
+/// each change an etcd watch sees, and every `every` only while no watch
+/// is up (etcd unreachable, or a gateway without watches).
 pub async fn follow(agent: std::sync::Weak<Agent>, fleet: Arc<Fleet>, every: Duration) {
+    let changed = Arc::new(tokio::sync::Notify::new());
+    let watching = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let watch = tokio::spawn(watch(
+        Arc::clone(&fleet),
+        Arc::clone(&changed),
+        Arc::clone(&watching),
+    ));
     loop {
         match agent.upgrade() {
             Some(agent) => agent.sync_fleet(&fleet).await,
-            None => return,
+            None => {
+                watch.abort();
+                return;
+            }
         }
-        tokio::time::sleep(every).await;
+        // While the watch is up, nothing is read until it sees a change.
+        let poll = async {
+            match watching.load(std::sync::atomic::Ordering::SeqCst) {
+                true => std::future::pending().await,
+                false => tokio::time::sleep(every).await,
+            }
+        };
+        tokio::select! {
+            () = poll => {}
+            () = changed.notified() => {}
+        }
+    }
+}
+
+/// Keeps a watch on the fleet's profiles, set up again after it ends (a
+/// back-off from 1 s to a minute while it fails); each new watch starts
+/// with a full read, as changes may have been missed meanwhile.
+async fn watch(
+    fleet: Arc<Fleet>,
+    changed: Arc<tokio::sync::Notify>,
+    watching: Arc<std::sync::atomic::AtomicBool>,
+) {
+    use std::sync::atomic::Ordering;
+    let mut failures = 0u32;
+    loop {
+        let seen = |what: crate::fleet::Watched| {
+            if what == crate::fleet::Watched::Created {
+                watching.store(true, Ordering::SeqCst);
+            }
+            changed.notify_one();
+        };
+        let ended = fleet.watch_profiles(&seen).await;
+        watching.store(false, Ordering::SeqCst);
+        changed.notify_one();
+        match ended {
+            Ok(()) => failures = 0,
+            Err(e) => {
+                failures = failures.saturating_add(1);
+                tracing::warn!("the watch on the fleet's profiles ended: {e}");
+            }
+        }
+        let wait = crate::schedule::backoff(failures, false, None, fastrand::f64())
+            .min(Duration::from_secs(60));
+        tokio::time::sleep(wait).await;
     }
 }

@@ -57,7 +57,8 @@ pub struct FleetConfig {
     /// Where the fleet's keys live in etcd.
     #[serde(default = "default_prefix")]
     pub prefix: String,
-    /// How often the list of shared profiles is read again.
+    /// How often the list of shared profiles is read again while no etcd
+    /// watch is up (with one, it is read at each change).
     #[serde(default = "default_sync_secs")]
     pub sync_secs: u64,
 }

@@ -1,5 +1,5 @@
 //! The few etcd v3 calls the fleet needs, through etcd's JSON gateway
-//! (`/v3/kv/range`, `/v3/kv/txn`, `/v3/lease/*`, `/v3/auth/authenticate`)
+//! (`/v3/kv/range`, `/v3/kv/txn`, `/v3/lease/*`, `/v3/watch`, `/v3/auth/authenticate`)
 //! over the HTTP client the agent already has: no gRPC stack, no `protoc`.
 //!
 //! The gateway speaks proto3 JSON: bytes are base64, 64-bit integers are
@@ -38,6 +38,19 @@ pub struct Kv {
     pub value: Vec<u8>,
     pub mod_revision: i64,
 }
+
+/// What a watch saw.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Watched {
+    /// The watch is set up: from now on no change is missed.
+    Created,
+    /// Keys under the prefix changed.
+    Changed,
+}
+
+/// A watch is set up again after this long (a new request), in case an
+/// idle stream was cut silently on the way.
+const WATCH_FOR: std::time::Duration = std::time::Duration::from_secs(3600);
 
 /// A condition of a transaction.
 #[derive(Debug, Clone)]
@@ -160,6 +173,92 @@ impl Etcd {
             )
             .await?;
         kvs(&answer)
+    }
+
+    /// Follows every key under `prefix` with a watch through the gateway
+    /// (one long POST whose answer streams a JSON message a line), telling
+    /// `seen` when the watch is set up and at each batch of changes.
+    /// Returns when the stream ends; the caller reads everything again and
+    /// watches anew (a reconnect may have missed changes).
+    pub async fn watch(
+        &self,
+        prefix: &str,
+        seen: &(dyn Fn(Watched) + Sync),
+    ) -> Result<(), EtcdError> {
+        let at = self.current.load(Ordering::Relaxed) % self.endpoints.len().max(1);
+        let Some(endpoint) = self.endpoints.get(at) else {
+            return Err(EtcdError::Unreachable("no endpoint".into()));
+        };
+        let token = self.token(endpoint).await?;
+        let body = json!({ "create_request": {
+            "key": b64(prefix.as_bytes()),
+            "range_end": b64(&prefix_end(prefix)),
+        }});
+        let url = endpoint
+            .join("/v3/watch")
+            .map_err(|e| EtcdError::Garbled(e.to_string()))?;
+        let mut request = self.http.post(url).json(&body).timeout(WATCH_FOR);
+        if let Some(token) = token {
+            let mut value =
+                reqwest::header::HeaderValue::from_str(token.expose_secret()).map_err(|_| {
+                    EtcdError::Garbled("an authentication token unfit for a header".into())
+                })?;
+            value.set_sensitive(true);
+            request = request.header(reqwest::header::AUTHORIZATION, value);
+        }
+        let unreachable = |e: reqwest::Error| {
+            EtcdError::Unreachable(format!("{}: {}", host(endpoint), cause(&e)))
+        };
+        let mut response = request.send().await.map_err(unreachable)?;
+        if !response.status().is_success() {
+            return Err(EtcdError::Refused(format!(
+                "{}: HTTP {} to a watch",
+                host(endpoint),
+                response.status().as_u16()
+            )));
+        }
+        let mut line = Vec::new();
+        while let Some(chunk) = response.chunk().await.map_err(unreachable)? {
+            for &byte in chunk.iter() {
+                if byte != b'\n' {
+                    line.push(byte);
+                    if line.len() > MAX_ANSWER {
+                        return Err(EtcdError::Garbled("a watch message over 16 MiB".into()));
+                    }
+                    continue;
+                }
+                let message: Value = serde_json::from_slice(&line).map_err(|_| {
+                    EtcdError::Garbled(format!(
+                        "a watch message that is not JSON: \"{}\"",
+                        quote(&line)
+                    ))
+                })?;
+                line.clear();
+                let result = message.get("result").ok_or_else(|| {
+                    EtcdError::Refused(format!(
+                        "{}: the watch ended: {}",
+                        host(endpoint),
+                        quote(message.to_string().as_bytes())
+                    ))
+                })?;
+                if result.get("canceled").and_then(Value::as_bool) == Some(true) {
+                    return Err(EtcdError::Refused(format!(
+                        "{}: the watch was canceled",
+                        host(endpoint)
+                    )));
+                }
+                if result.get("created").and_then(Value::as_bool) == Some(true) {
+                    seen(Watched::Created);
+                }
+                if result
+                    .get("events")
+                    .is_some_and(|e| e.as_array().is_some_and(|a| !a.is_empty()))
+                {
+                    seen(Watched::Changed);
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Applies `ops` if every comparison holds, atomically: the revision

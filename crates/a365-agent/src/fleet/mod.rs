@@ -31,6 +31,7 @@ use a365_store::Credential;
 use serde::Deserialize;
 
 pub use config::FleetConfig;
+pub use etcd::Watched;
 use etcd::{Compare, Etcd, EtcdError, Op};
 pub use lock::Lock;
 pub use record::{Inflight, Public, Secret, next_generation};
@@ -144,6 +145,13 @@ impl Fleet {
             out.push((name, public));
         }
         Ok(out)
+    }
+
+    /// Follows the fleet's public records (profiles added, changed and
+    /// removed, and every commit); see [`Etcd::watch`].
+    pub async fn watch_profiles(&self, seen: &(dyn Fn(Watched) + Sync)) -> Result<(), FleetError> {
+        let prefix = format!("{}public/", self.prefix);
+        Ok(self.etcd.watch(&prefix, seen).await?)
     }
 
     pub async fn read_public(&self, name: &str, now_ms: i64) -> Result<Option<Public>, FleetError> {
