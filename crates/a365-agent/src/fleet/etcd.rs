@@ -211,6 +211,10 @@ impl Etcd {
         };
         let mut response = request.send().await.map_err(unreachable)?;
         if !response.status().is_success() {
+            // Perhaps an expired authentication token: fetch a new one.
+            if let Ok(mut held) = self.token.lock() {
+                *held = None;
+            }
             return Err(EtcdError::Refused(format!(
                 "{}: HTTP {} to a watch",
                 host(endpoint),
@@ -234,6 +238,14 @@ impl Etcd {
                     ))
                 })?;
                 line.clear();
+                if message.get("result").is_none()
+                    && message.to_string().contains("token")
+                    && let Ok(mut held) = self.token.lock()
+                {
+                    // An authentication token that expired: the next
+                    // watch fetches a new one.
+                    *held = None;
+                }
                 let result = message.get("result").ok_or_else(|| {
                     EtcdError::Refused(format!(
                         "{}: the watch ended: {}",
