@@ -197,15 +197,10 @@ impl Etcd {
         let url = endpoint
             .join("/v3/watch")
             .map_err(|e| EtcdError::Garbled(e.to_string()))?;
-        let mut request = self.http.post(url).json(&body).timeout(WATCH_FOR);
-        if let Some(token) = token {
-            let mut value =
-                reqwest::header::HeaderValue::from_str(token.expose_secret()).map_err(|_| {
-                    EtcdError::Garbled("an authentication token unfit for a header".into())
-                })?;
-            value.set_sensitive(true);
-            request = request.header(reqwest::header::AUTHORIZATION, value);
-        }
+        let request = authorized(
+            self.http.post(url).json(&body).timeout(WATCH_FOR),
+            token.as_ref(),
+        )?;
         let unreachable = |e: reqwest::Error| {
             EtcdError::Unreachable(format!("{}: {}", host(endpoint), cause(&e)))
         };
@@ -231,28 +226,33 @@ impl Etcd {
                     }
                     continue;
                 }
+                // A line may carry records (access tokens among them):
+                // it is never quoted, only etcd's own error message is.
                 let message: Value = serde_json::from_slice(&line).map_err(|_| {
                     EtcdError::Garbled(format!(
-                        "a watch message that is not JSON: \"{}\"",
-                        quote(&line)
+                        "a watch message of {} bytes that is not JSON",
+                        line.len()
                     ))
                 })?;
                 line.clear();
-                if message.get("result").is_none()
-                    && message.to_string().contains("token")
-                    && let Ok(mut held) = self.token.lock()
-                {
-                    // An authentication token that expired: the next
-                    // watch fetches a new one.
-                    *held = None;
-                }
-                let result = message.get("result").ok_or_else(|| {
-                    EtcdError::Refused(format!(
+                let Some(result) = message.get("result") else {
+                    let said = message
+                        .pointer("/error/message")
+                        .and_then(Value::as_str)
+                        .unwrap_or("no reason given");
+                    if said.contains("token")
+                        && let Ok(mut held) = self.token.lock()
+                    {
+                        // An authentication token that expired: the next
+                        // watch fetches a new one.
+                        *held = None;
+                    }
+                    return Err(EtcdError::Refused(format!(
                         "{}: the watch ended: {}",
                         host(endpoint),
-                        quote(message.to_string().as_bytes())
-                    ))
-                })?;
+                        quote(said.as_bytes())
+                    )));
+                };
                 if result.get("canceled").and_then(Value::as_bool) == Some(true) {
                     return Err(EtcdError::Refused(format!(
                         "{}: the watch was canceled",
@@ -439,15 +439,7 @@ impl Etcd {
         let url = endpoint
             .join(path)
             .map_err(|e| EtcdError::Garbled(e.to_string()))?;
-        let mut request = self.http.post(url).json(body);
-        if let Some(token) = token {
-            let mut value =
-                reqwest::header::HeaderValue::from_str(token.expose_secret()).map_err(|_| {
-                    EtcdError::Garbled("an authentication token unfit for a header".into())
-                })?;
-            value.set_sensitive(true);
-            request = request.header(reqwest::header::AUTHORIZATION, value);
-        }
+        let request = authorized(self.http.post(url).json(body), token)?;
         let response = request
             .send()
             .await
@@ -497,6 +489,21 @@ const MAX_ANSWER: usize = 16 << 20;
 
 /// The start of an answer that is not JSON (a proxy's page, etcd's
 /// gateway refusing a certificate), fit for a log line.
+/// `request` with etcd's authentication token, marked sensitive (never
+/// in reqwest's Debug output).
+fn authorized(
+    request: reqwest::RequestBuilder,
+    token: Option<&SecretString>,
+) -> Result<reqwest::RequestBuilder, EtcdError> {
+    let Some(token) = token else {
+        return Ok(request);
+    };
+    let mut value = reqwest::header::HeaderValue::from_str(token.expose_secret())
+        .map_err(|_| EtcdError::Garbled("an authentication token unfit for a header".into()))?;
+    value.set_sensitive(true);
+    Ok(request.header(reqwest::header::AUTHORIZATION, value))
+}
+
 fn quote(body: &[u8]) -> String {
     String::from_utf8_lossy(&body[..body.len().min(200)])
         .trim()
