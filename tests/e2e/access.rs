@@ -281,8 +281,21 @@ fn the_agent_is_not_dumpable_and_a_crash_leaves_no_core() {
         if signal == Signal::SEGV {
             // Rust's runtime takes a SIGSEGV that no fault caused as a
             // stack-overflow probe: it restores the default action and
-            // returns. The second one is the crash.
-            std::thread::sleep(std::time::Duration::from_millis(200));
+            // returns. The second one is the crash, once the handler is
+            // gone (`SigCgt` in /proc no longer has SIGSEGV, bit 10).
+            let caught = || {
+                let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+                let mask = status
+                    .lines()
+                    .find_map(|l| l.strip_prefix("SigCgt:"))
+                    .map(|m| u64::from_str_radix(m.trim(), 16).unwrap())
+                    .unwrap();
+                mask & (1 << 10) != 0
+            };
+            assert!(crate::harness::wait_until(
+                std::time::Duration::from_secs(5),
+                || !caught()
+            ));
             agent.signal(signal);
         }
         let (status, log) = agent.wait(std::time::Duration::from_secs(10));

@@ -349,7 +349,11 @@ fn the_plain_http_note_comes_before_the_password_is_sent_and_names_it() {
     assert!(wait_until(Duration::from_secs(10), || !server
         .designer_creates()
         .is_empty()));
-    std::thread::sleep(Duration::from_millis(300));
+    // The note is written before the password is sent; the reader thread
+    // may still be catching up with the pipe.
+    wait_until(Duration::from_secs(5), || {
+        String::from_utf8_lossy(&said.lock().unwrap()).contains("API token")
+    });
     let before = String::from_utf8_lossy(&said.lock().unwrap()).into_owned();
     let _ = child.kill();
     let _ = child.wait();

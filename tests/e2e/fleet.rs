@@ -842,8 +842,7 @@ fn a_shared_profile_and_its_removal_reach_every_member_through_the_watch() {
     // Let b's watch be set up before anything is shared.
     assert!(wait_until(Duration::from_secs(5), || b
         .log()
-        .contains("fleet mode on")));
-    std::thread::sleep(Duration::from_millis(500));
+        .contains("following the fleet's profiles with a watch")));
     share(&a, &server);
     let shared = std::time::Instant::now();
     assert!(

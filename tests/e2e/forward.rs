@@ -312,9 +312,14 @@ fn demands_just_under_the_lifetime_cannot_force_refreshes() {
     let agent = env.spawn_agent(&["--token-socket", socket.to_str().unwrap()]);
     agent.wait_ready(&env.socket);
     env.add_refresh("work", &server);
-    // The tokens' `exp` is whole seconds: they live between 59 and 60 s,
-    // and 1.5 s later at most 58.5 s are left.
-    std::thread::sleep(Duration::from_millis(1500));
+    // The tokens' `exp` is whole seconds: they live between 59 and 60 s.
+    // Wait until at most 58.5 s are left.
+    let exp = crate::harness::jwt_payload(&env.token("work"))["exp"]
+        .as_f64()
+        .unwrap();
+    assert!(wait_until(Duration::from_secs(5), || {
+        crate::harness::now_secs() >= exp - 58.5
+    }));
     let before = server.requests();
     let just_under = ["token", "work", "--min-valid", "58s 500ms"];
     for _ in 0..20 {

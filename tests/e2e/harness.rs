@@ -563,6 +563,12 @@ pub fn set_mode(path: &Path, mode: u32) {
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).expect("chmod");
 }
 
+/// Waits until the JWT `token` has expired by its `exp` (10 s at most).
+pub fn wait_past_exp(token: &str) {
+    let exp = jwt_payload(token)["exp"].as_f64().unwrap();
+    assert!(wait_until(Duration::from_secs(10), || now_secs() > exp));
+}
+
 /// The JWT payload of `token`, decoded.
 pub fn jwt_payload(token: &str) -> serde_json::Value {
     let payload = token.split('.').nth(1).expect("a JWT");

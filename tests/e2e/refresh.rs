@@ -100,10 +100,11 @@ fn two_hundred_clients_during_a_refresh_cost_one_token_request() {
     let env = Env::new();
     let agent = env.start_agent();
     env.add_refresh("work", &server);
+    let cached = env.token("work");
     agent.terminate();
     // While the agent is down, its cached token expires; the next exchange
     // is slow, so every client arrives while it is in flight.
-    std::thread::sleep(Duration::from_millis(2100));
+    crate::harness::wait_past_exp(&cached);
     server.set_lifetime(Duration::from_secs(3600));
     server.set_fault(Fault::Delay(Duration::from_millis(1500)), Some(1));
     let before = server.requests();

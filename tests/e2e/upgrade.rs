@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use a365_token_server::{Fault, ServerConfig, TokenServer};
 
-use crate::harness::{Agent, Env, OtherUser, Out, bin, require_root};
+use crate::harness::{Agent, Env, OtherUser, Out, bin, require_root, wait_until};
 
 /// The agent, started from a copy of its binary that an upgrade can
 /// replace; that copy's path.
@@ -73,9 +73,10 @@ fn an_upgraded_agent_stops_for_its_new_binary_and_loses_nothing() {
 
     // A refresh is in flight (the server takes 1.5 s) when the upgrade lands.
     server.set_fault(Fault::Delay(Duration::from_millis(1500)), Some(1));
+    let before = server.requests();
     let refreshed = std::thread::scope(|scope| {
         let refresh = scope.spawn(|| env.a365(&["refresh", "work"]));
-        std::thread::sleep(Duration::from_millis(300));
+        assert!(wait_until(Duration::from_secs(5), || server.requests() > before));
         upgrade(&env, &installed);
         let out = env.a365(&["status"]).ok();
         assert!(

@@ -121,33 +121,17 @@ pub async fn run(
     let listener = listen(&options.socket, inherited).await?;
     let token_socket = options.token_socket.clone().or(config.token_socket.clone());
     let token_listener = match &token_socket {
-        Some(path) => {
-            let listener = socket::bind(path).await?;
-            tracing::info!(socket = %path.display(), "listening for token requests only");
-            Some(listener)
-        }
+        Some(path) => Some(listen_for_tokens(path).await?),
         None => None,
     };
-    let tick_ms = i64::try_from(options.timeouts.tick.as_millis())
-        .unwrap_or(i64::MAX)
-        .max(1);
-    let tick = tick::start(Arc::clone(&clock), tick_ms);
-    let shared = Arc::new(shared::Shared {
-        http: http_client(&config, options.timeouts.http)?,
-        events: events::Events::default(),
-        clock,
-        default_lifetime: config.default_lifetime(),
-        client_wait: options.timeouts.client_wait,
-        http_timeout_ms: i64::try_from(options.timeouts.http.as_millis()).unwrap_or(i64::MAX),
-        tick_ms,
-        tick: tick.clone(),
-    });
+    let shared = Arc::new(shared_state(&options, &config, clock)?);
     let (stop_tx, stop_rx) = watch::channel(false);
     let stop = stop_tx.clone();
     tokio::spawn(async move {
         shutdown.await;
         let _ = stop.send(true);
     });
+    let (tick, tick_ms) = (shared.tick.clone(), shared.tick_ms);
     let agent = agent::Agent::start(
         &config,
         options.paths.clone(),
@@ -203,6 +187,36 @@ pub async fn run(
     // the drain (`reclaim_name`): a file there now is a newer agent's.
     tracing::info!("stopped");
     Ok(())
+}
+
+/// The token socket: token requests only, for forwarding.
+async fn listen_for_tokens(
+    path: &std::path::Path,
+) -> Result<interprocess::local_socket::tokio::Listener, RunError> {
+    let listener = socket::bind(path).await?;
+    tracing::info!(socket = %path.display(), "listening for token requests only");
+    Ok(listener)
+}
+
+/// What every profile's task shares, and the tick thread they wait on.
+fn shared_state(
+    options: &Options,
+    config: &Config,
+    clock: Arc<dyn clock::Clock>,
+) -> Result<shared::Shared, RunError> {
+    let tick_ms = i64::try_from(options.timeouts.tick.as_millis())
+        .unwrap_or(i64::MAX)
+        .max(1);
+    Ok(shared::Shared {
+        http: http_client(config, options.timeouts.http)?,
+        events: events::Events::default(),
+        tick: tick::start(Arc::clone(&clock), tick_ms),
+        clock,
+        default_lifetime: config.default_lifetime(),
+        client_wait: options.timeouts.client_wait,
+        http_timeout_ms: i64::try_from(options.timeouts.http.as_millis()).unwrap_or(i64::MAX),
+        tick_ms,
+    })
 }
 
 /// The fleet of `[fleet]`, its settings checked; `None` without one.

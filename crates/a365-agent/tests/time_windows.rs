@@ -7,6 +7,7 @@ mod fixture;
 
 use std::time::Duration;
 
+use a365_agent::clock::Clock;
 use a365_proto::ErrorKind;
 use a365_token_server::{Fault, ServerConfig};
 use fixture::Fixture;
@@ -104,5 +105,36 @@ async fn retry_after_is_honoured() {
     fx.server.clear_fault();
     fx.advance(Duration::from_millis(200)).await;
     assert!(fx.requests_reach(before + 2).await, "retried after it");
+    fx.stop().await;
+}
+
+/// A laptop that wakes 8 h later gets a new token at once; NTP then sets
+/// the clock back: the newest token is still served, nothing is sent, and
+/// the next refresh is not re-armed early.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_clock_set_back_keeps_the_newest_token_and_sends_nothing() {
+    let fx = Fixture::start(ServerConfig::default()).await;
+    fx.add_refresh("work").await.unwrap();
+    let before = fx.token("work", Duration::ZERO).await.unwrap();
+    fx.advance(8 * HOUR).await;
+    let woke = fx.token("work", Duration::ZERO).await.unwrap();
+    assert_ne!(woke, before, "the expired token was served");
+    assert_eq!(fx.server.requests(), 2);
+    let eight_hours = i64::try_from((8 * HOUR).as_millis()).unwrap();
+    fx.clock.advance(-eight_hours);
+    for _ in 0..5 {
+        fx.settle().await;
+    }
+    assert_eq!(fx.token("work", Duration::ZERO).await.unwrap(), woke);
+    assert_eq!(
+        fx.server.requests(),
+        2,
+        "a request after the clock went back"
+    );
+    let status = fx.status("work").await;
+    assert_eq!(status.state, "fresh");
+    let now_s = fx.clock.now_ms() / 1000;
+    let next = status.next_refresh_at.unwrap();
+    assert!(next > now_s + 8 * 3600, "re-armed early: {next} at {now_s}");
     fx.stop().await;
 }

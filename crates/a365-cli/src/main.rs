@@ -7,6 +7,7 @@ mod autostart;
 mod cli;
 mod exit;
 mod launch;
+mod login;
 mod output;
 mod secrets;
 
@@ -65,7 +66,7 @@ fn main() -> ExitCode {
             profile,
             timeout,
             no_browser,
-        } => actions::login(&socket, profile, timeout, no_browser),
+        } => login::login(&socket, profile, timeout, no_browser),
     };
     autostart::restart_if_upgraded(&socket);
     match result {

@@ -2,7 +2,54 @@
 //! agent and `a365 add` both read: a new kind is one variant of [`Kind`]
 //! and one row here (and its provider in the agent).
 
-use crate::Kind;
+use serde::{Deserialize, Serialize};
+
+/// The kinds of credential. Append new kinds at the end.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Kind {
+    /// One long-lived bearer token, served as is.
+    #[default]
+    Static,
+    /// Client id, client secret and a (rotating) refresh token.
+    Refresh,
+    /// Client id and client secret: `grant_type=client_credentials`.
+    ClientCredentials,
+    /// Client id and secret and a browser login (PKCE, loopback redirect).
+    AuthorizationCode,
+    /// A Designer Cloud API token that renews itself before it expires.
+    DesignerCloud,
+}
+
+impl Kind {
+    pub const ALL: [Kind; 5] = [
+        Kind::Static,
+        Kind::Refresh,
+        Kind::ClientCredentials,
+        Kind::AuthorizationCode,
+        Kind::DesignerCloud,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Static => "static",
+            Kind::Refresh => "refresh",
+            Kind::ClientCredentials => "client-credentials",
+            Kind::AuthorizationCode => "authorization-code",
+            Kind::DesignerCloud => "designer-cloud",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Kind> {
+        Self::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+}
+
+impl std::fmt::Display for Kind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 /// A secret a profile is added with: which field of
 /// [`Secrets`](crate::Secrets) it fills.

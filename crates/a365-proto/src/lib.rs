@@ -25,13 +25,15 @@ pub mod peer;
 #[cfg(windows)]
 pub mod pipe;
 mod secret;
+pub mod spec;
 
 pub use client::{Client, ClientError};
 pub use codec::{CodecError, Encoding};
 pub use human::{human_ms, is_format_char, plain_http_note, visible};
-pub use kind::{AskedSecret, Facts, SecretField};
+pub use kind::{AskedSecret, Facts, Kind, SecretField};
 pub use message::*;
 pub use secret::WireSecret;
+pub use spec::*;
 
 /// Version of the message set. Checked on every message, separately from the
 /// crate version, so a client and an agent of different releases fail with a

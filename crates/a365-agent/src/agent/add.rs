@@ -80,7 +80,7 @@ impl Agent {
             self.stores.describe(kind)
         );
         let provider = provider::of(spec.kind);
-        if provider.logs_in() {
+        if provider.browser().is_some() {
             message.push_str(&format!("; now log in: `a365 login {name}`"));
         } else if provider.renews() {
             message.push_str(&self.first_exchange(&profile).await?);

@@ -348,6 +348,7 @@ async fn watch(
         let seen = |what: crate::fleet::Watched| {
             if what == crate::fleet::Watched::Created {
                 watching.store(true, Ordering::SeqCst);
+                tracing::info!("following the fleet's profiles with a watch");
             }
             changed.notify_one();
         };

@@ -63,7 +63,7 @@ fn account(token: &secrecy::SecretString) -> String {
 
 /// The endpoint of a profile that logs in with a browser.
 fn login_endpoint(profile: &Profile) -> Result<Endpoint, ErrorReply> {
-    if !crate::provider::of(profile.spec.kind).logs_in() {
+    if crate::provider::of(profile.spec.kind).browser().is_none() {
         return Err(invalid(format!(
             "profile '{}' is a {} profile: only authorization-code profiles log in with a browser",
             profile.name, profile.spec.kind
@@ -79,18 +79,12 @@ fn login_endpoint(profile: &Profile) -> Result<Endpoint, ErrorReply> {
 fn launch_plan(
     profile: &Profile,
     login: &endpoint::LoginEndpoint,
-    pkce: &crate::provider::authorization_code::Pkce,
+    pkce: &crate::provider::Pkce,
 ) -> Result<(crate::login::Expect, reqwest::Url), ErrorReply> {
-    let client_id = profile.spec.client_id.clone().unwrap_or_default();
-    let scopes = crate::provider::requested_scopes(&profile.spec);
-    let url = crate::provider::authorization_code::authorize_url(
-        &login.authorize_url,
-        &client_id,
-        &login.redirect_uri,
-        &scopes,
-        pkce,
-        &profile.spec.authorize_params,
-    );
+    let browser = crate::provider::of(profile.spec.kind)
+        .browser()
+        .ok_or_else(|| invalid("the profile does not log in with a browser"))?;
+    let url = browser.authorize_url(&profile.spec, login, pkce);
     let launcher_path =
         crate::login::launcher_path().map_err(|e| internal(format!("no randomness: {e}")))?;
     let mut launcher = login.redirect_uri.clone();
@@ -133,15 +127,12 @@ async fn report_login(
 }
 
 impl Agent {
-    /// Starts a browser login: binds the redirect, answers with the URL to
-    /// open; a task waits for the browser, exchanges the code and installs
-    /// the new credential. `login_wait` reports how it ended.
     /// Starts a browser login: binds the redirect, answers with the
     /// one-time launcher URL to open; a task waits for the browser,
     /// exchanges the code and installs the new credential. `login_wait`
     /// reports how it ended.
     pub(super) async fn login(&self, name: &str, timeout_ms: u64) -> Result<Response, ErrorReply> {
-        use crate::provider::authorization_code::Pkce;
+        use crate::provider::Pkce;
         let profile = self.profile(Some(name))?;
         let endpoint = login_endpoint(&profile)?;
         let login = endpoint
@@ -209,7 +200,7 @@ impl Agent {
         endpoint: &Endpoint,
         redirect_uri: &reqwest::Url,
         code: &str,
-        pkce: &crate::provider::authorization_code::Pkce,
+        pkce: &crate::provider::Pkce,
     ) -> LoginOutcome {
         let profile = self.profile(Some(name))?;
         let placed = profile.home.placed().ok_or_else(|| {
@@ -231,25 +222,25 @@ impl Agent {
             client_auth: profile.spec.client_auth.unwrap_or_default(),
             params: &profile.spec.token_params,
         };
-        let client_id = profile.spec.client_id.as_deref().unwrap_or_default();
-        let secret = credential.client_secret.as_ref();
-        let fresh = crate::provider::authorization_code::exchange(
-            call,
-            client_id,
-            secret,
-            code,
-            redirect_uri,
-            &pkce.verifier,
-        )
-        .await
-        .map_err(|e| {
-            let message = format!("the token server refused the login: {e}");
-            ErrorReply::new(ErrorKind::NeedsReauth, message)
-        })?;
+        let browser = crate::provider::of(profile.spec.kind)
+            .browser()
+            .ok_or_else(|| invalid("the profile does not log in with a browser"))?;
+        let fresh = browser
+            .redeem(
+                call,
+                &profile.spec,
+                credential.client_secret.as_ref(),
+                code,
+                redirect_uri,
+                pkce,
+            )
+            .await
+            .map_err(|e| {
+                let message = format!("the token server refused the login: {e}");
+                ErrorReply::new(ErrorKind::NeedsReauth, message)
+            })?;
         let refreshable = fresh.refresh_token.is_some();
-        let asked_offline = crate::provider::requested_scopes(&profile.spec)
-            .iter()
-            .any(|s| s == crate::provider::authorization_code::OFFLINE_ACCESS);
+        let asked_offline = browser.asks_for_refresh(&profile.spec);
         let account = account(&fresh.access_token);
         let expires_at_ms = fresh.expires_at_ms;
         // A login is a new grant: nothing of an earlier one is kept.

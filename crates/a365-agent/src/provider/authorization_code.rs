@@ -35,8 +35,8 @@ impl Provider for AuthorizationCode {
         LOGIN_SCOPES
     }
 
-    fn logs_in(&self) -> bool {
-        true
+    fn browser(&self) -> Option<&dyn super::BrowserLogin> {
+        Some(self)
     }
 
     fn credential(
@@ -211,7 +211,7 @@ impl Pkce {
 /// enforce (no refresh token otherwise), unless the profile names a
 /// `prompt` of its own (in `authorize_url` or `extra`; an empty one sends
 /// none).
-pub fn authorize_url(
+fn authorize_url(
     authorize: &reqwest::Url,
     client_id: &str,
     redirect_uri: &reqwest::Url,
@@ -240,11 +240,11 @@ pub fn authorize_url(
 }
 
 /// The scope that asks for a refresh token.
-pub const OFFLINE_ACCESS: &str = "offline_access";
+const OFFLINE_ACCESS: &str = "offline_access";
 
 /// `grant_type=authorization_code` with the verifier (and the client
 /// secret, for confidential clients such as Nexar's).
-pub async fn exchange(
+async fn exchange(
     call: Call<'_>,
     client_id: &str,
     client_secret: Option<&SecretString>,
@@ -263,6 +263,50 @@ pub async fn exchange(
         secret: client_secret,
     };
     post_form(call, Grant::AuthorizationCode, client, &form).await
+}
+
+impl super::BrowserLogin for AuthorizationCode {
+    fn authorize_url(
+        &self,
+        spec: &ProfileSpec,
+        login: &LoginEndpoint,
+        pkce: &Pkce,
+    ) -> reqwest::Url {
+        authorize_url(
+            &login.authorize_url,
+            spec.client_id.as_deref().unwrap_or_default(),
+            &login.redirect_uri,
+            &super::requested_scopes(spec),
+            pkce,
+            &spec.authorize_params,
+        )
+    }
+
+    fn redeem<'a>(
+        &'a self,
+        call: Call<'a>,
+        spec: &'a ProfileSpec,
+        client_secret: Option<&'a SecretString>,
+        code: &'a str,
+        redirect_uri: &'a reqwest::Url,
+        pkce: &'a Pkce,
+    ) -> Pending<'a, Result<Fresh, ProviderError>> {
+        let client_id = spec.client_id.as_deref().unwrap_or_default();
+        Box::pin(exchange(
+            call,
+            client_id,
+            client_secret,
+            code,
+            redirect_uri,
+            &pkce.verifier,
+        ))
+    }
+
+    fn asks_for_refresh(&self, spec: &ProfileSpec) -> bool {
+        super::requested_scopes(spec)
+            .iter()
+            .any(|s| s == OFFLINE_ACCESS)
+    }
 }
 
 #[cfg(test)]

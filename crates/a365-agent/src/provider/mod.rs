@@ -21,7 +21,7 @@ use a365_proto::{Kind, ProfileSpec, Secrets};
 use a365_store::Credential;
 use secrecy::SecretString;
 
-use crate::endpoint::{Endpoint, EndpointError};
+use crate::endpoint::{Endpoint, EndpointError, LoginEndpoint};
 
 /// What a provider's call ends in. Defined in `a365-token`, whose parsers
 /// return them.
@@ -41,6 +41,31 @@ pub fn of(kind: Kind) -> &'static dyn Provider {
 /// A future a provider returns; boxed, so that [`Provider`] can be a
 /// trait object and an idle profile's task stays small.
 pub type Pending<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// What a browser login (PKCE and a loopback redirect) needs from its
+/// kind; the agent's `login` holds the redirect and the user's answer.
+pub trait BrowserLogin: Sync {
+    /// The URL the user opens.
+    fn authorize_url(&self, spec: &ProfileSpec, login: &LoginEndpoint, pkce: &Pkce)
+    -> reqwest::Url;
+
+    /// Redeems the code the redirect brought.
+    fn redeem<'a>(
+        &'a self,
+        call: oauth::Call<'a>,
+        spec: &'a ProfileSpec,
+        client_secret: Option<&'a SecretString>,
+        code: &'a str,
+        redirect_uri: &'a reqwest::Url,
+        pkce: &'a Pkce,
+    ) -> Pending<'a, Result<Fresh, ProviderError>>;
+
+    /// Whether the login asked for a refresh token (the advice differs
+    /// when none came).
+    fn asks_for_refresh(&self, spec: &ProfileSpec) -> bool;
+}
+
+pub use authorization_code::Pkce;
 
 /// Secrets sent with `a365 add` that do not fit the kind.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -174,10 +199,10 @@ pub trait Provider: Sync + std::fmt::Debug {
         &[]
     }
 
-    /// Whether its first token comes from `a365 login` (a browser), not
-    /// from the secrets `a365 add` stored.
-    fn logs_in(&self) -> bool {
-        false
+    /// Its browser login, when its first token comes from `a365 login`
+    /// rather than from the secrets `a365 add` stored.
+    fn browser(&self) -> Option<&dyn BrowserLogin> {
+        None
     }
 
     /// Whether the agent ever renews its tokens (a static token: never).
@@ -447,7 +472,7 @@ mod tests {
     fn only_authorization_code_logs_in_with_a_browser() {
         for kind in Kind::ALL {
             assert_eq!(
-                of(kind).logs_in(),
+                of(kind).browser().is_some(),
                 kind == Kind::AuthorizationCode,
                 "{kind}"
             );

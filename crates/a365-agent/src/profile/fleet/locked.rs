@@ -10,6 +10,7 @@ use crate::profile::Profile;
 use crate::profile::engine::{self, Folded};
 use crate::provider::{Obtained, ProviderError};
 use a365_proto::human_ms;
+use secrecy::SecretString;
 
 /// A refresh under way: what was read and marked before it was sent.
 struct Begun {
@@ -210,31 +211,47 @@ impl Profile {
                 self.write_dead(fleet, rev, &secret, &public, why).await
             }
             Err(mut e) => {
-                let kept = match e.take_rotated() {
-                    // No token, but a new refresh token: the old one is dead.
-                    Some(rt) => {
-                        let mut next = credential;
-                        next.refresh_token = Some(rt);
-                        next.updated_at_ms = now;
-                        let generation = crate::fleet::next_generation(secret.generation, now);
-                        fleet.seal(&self.name, &self.spec, &next, generation)
-                    }
-                    // Nothing was spent: the marker goes.
-                    None => Ok(secret),
-                };
-                match kept {
-                    Ok(kept) => {
-                        if !matches!(
-                            fleet.commit(&self.name, rev, &kept, None).await,
-                            Ok(Some(_))
-                        ) {
-                            tracing::error!(profile = %self.name, "could not write the fleet's credential back after a failed refresh");
-                        }
-                    }
-                    Err(e) => tracing::error!(profile = %self.name, "{e}"),
-                }
+                let rotated = e.take_rotated();
+                self.put_back(fleet, rev, credential, secret, rotated, now)
+                    .await;
                 Next::Refused(e)
             }
+        }
+    }
+
+    /// After a refusal: the credential goes back without the in-flight
+    /// marker, with the new refresh token when the answer carried one.
+    async fn put_back(
+        &self,
+        fleet: &Fleet,
+        rev: i64,
+        credential: Credential,
+        secret: Secret,
+        rotated: Option<SecretString>,
+        now: i64,
+    ) {
+        let kept = match rotated {
+            // No token, but a new refresh token: the old one is dead.
+            Some(rt) => {
+                let mut next = credential;
+                next.refresh_token = Some(rt);
+                next.updated_at_ms = now;
+                let generation = crate::fleet::next_generation(secret.generation, now);
+                fleet.seal(&self.name, &self.spec, &next, generation)
+            }
+            // Nothing was spent: the marker goes.
+            None => Ok(secret),
+        };
+        match kept {
+            Ok(kept) => {
+                if !matches!(
+                    fleet.commit(&self.name, rev, &kept, None).await,
+                    Ok(Some(_))
+                ) {
+                    tracing::error!(profile = %self.name, "could not write the fleet's credential back after a failed refresh");
+                }
+            }
+            Err(e) => tracing::error!(profile = %self.name, "{e}"),
         }
     }
 

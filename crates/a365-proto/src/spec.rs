@@ -1,0 +1,191 @@
+//! A profile's settings and secrets as `a365 add` sends them and
+//! config.toml keeps them (the non-secret part).
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::{Kind, WireSecret};
+
+/// Profile names become file names and TOML keys: 1 to 64 ASCII letters,
+/// digits, `.`, `_` or `-`, not starting with `.`.
+pub fn is_valid_profile_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && !name.starts_with('.')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AddProfile {
+    pub name: String,
+    pub spec: ProfileSpec,
+    pub secrets: Secrets,
+    /// Replace an existing profile of that name instead of refusing.
+    #[serde(default)]
+    pub replace: bool,
+    /// Only check the name and settings (no secrets are sent): what
+    /// `a365 add` asks before the user types a secret.
+    #[serde(default)]
+    pub check_only: bool,
+    /// Put the profile in the agent's fleet (etcd), for every member.
+    #[serde(default)]
+    pub shared: bool,
+}
+
+/// How a profile gets its token: the non-secret part, as in `config.toml`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProfileSpec {
+    pub kind: Kind,
+    /// A named token endpoint (`altium365`, `altium365-gov`, ...).
+    #[serde(default)]
+    pub realm: Option<String>,
+    /// An explicit token endpoint, instead of a realm.
+    #[serde(default)]
+    pub token_url: Option<String>,
+    #[serde(default)]
+    pub client_id: Option<String>,
+    /// Scopes to request; empty means the server's default.
+    #[serde(default)]
+    pub scopes: Vec<String>,
+    /// Send `secure=1` with token requests (Gov Cloud); `None` means the
+    /// realm's default.
+    #[serde(default)]
+    pub secure: Option<bool>,
+    /// Where the profile's secrets live; `None` means the agent's default.
+    /// The agent records the store it chose here when it adds the profile.
+    #[serde(default)]
+    pub store: Option<StoreKind>,
+    /// `authorization-code`: the authorize endpoint, when not the realm's
+    /// (default: the token URL with `/token` replaced by `/authorize`).
+    #[serde(default)]
+    pub authorize_url: Option<String>,
+    /// `authorization-code`: the registered loopback redirect (default
+    /// `http://localhost:3000/login`).
+    #[serde(default)]
+    pub redirect_uri: Option<String>,
+    /// `designer-cloud`: the instance, e.g. `https://company.designercloud.example`.
+    #[serde(default)]
+    pub base_url: Option<String>,
+    /// `designer-cloud`: lifetime of each renewed token, in seconds.
+    #[serde(default)]
+    pub renew_lifetime_secs: Option<u64>,
+    /// How the client id and secret reach the token endpoint; `None` is
+    /// [`ClientAuth::Post`].
+    #[serde(default)]
+    pub client_auth: Option<ClientAuth>,
+    /// The RFC 7009 revocation endpoint `a365 remove` sends the refresh
+    /// token to, when not the realm's.
+    #[serde(default)]
+    pub revocation_url: Option<String>,
+    /// `authorization-code`: extra query parameters of the authorize
+    /// request (`login_hint`, `audience`, `resource`, `prompt`, …). Never
+    /// secrets: they pass through the browser.
+    #[serde(default)]
+    pub authorize_params: BTreeMap<String, String>,
+    /// Extra form parameters of every token request (`audience`,
+    /// `resource` of RFC 8707, …). Never secrets: they are kept in
+    /// config.toml.
+    #[serde(default)]
+    pub token_params: BTreeMap<String, String>,
+    /// `designer-cloud`: extra request headers (some deployments want
+    /// `x-alteryx-workspace-gid`). Never secrets.
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+}
+
+/// How a client with a secret authenticates at the token endpoint (RFC
+/// 6749 §2.3.1). Append new methods at the end.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ClientAuth {
+    /// `client_id` and `client_secret` in the form body, as Altium's
+    /// Developer Center documents (`client_secret_post`).
+    #[default]
+    Post,
+    /// HTTP Basic, which every server must support (`client_secret_basic`).
+    Basic,
+}
+
+impl ClientAuth {
+    pub const ALL: [ClientAuth; 2] = [ClientAuth::Post, ClientAuth::Basic];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ClientAuth::Post => "post",
+            ClientAuth::Basic => "basic",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<ClientAuth> {
+        Self::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+
+    /// The other method: what to try after an `invalid_client`.
+    pub fn other(self) -> ClientAuth {
+        match self {
+            ClientAuth::Post => ClientAuth::Basic,
+            ClientAuth::Basic => ClientAuth::Post,
+        }
+    }
+}
+
+impl std::fmt::Display for ClientAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The places secrets can live. Append new stores at the end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum StoreKind {
+    /// The OS keyring: Secret Service, Keychain or Credential Manager.
+    Keyring,
+    /// A 0600 file under `$XDG_STATE_HOME/a365/credentials/`.
+    File,
+    /// Nothing survives an agent restart.
+    Memory,
+}
+
+impl StoreKind {
+    pub const ALL: [StoreKind; 3] = [StoreKind::Keyring, StoreKind::File, StoreKind::Memory];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StoreKind::Keyring => "keyring",
+            StoreKind::File => "file",
+            StoreKind::Memory => "memory",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<StoreKind> {
+        Self::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+}
+
+impl std::fmt::Display for StoreKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Secrets for a new profile; which ones a kind needs is the agent's call.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Secrets {
+    #[serde(default)]
+    pub client_secret: Option<WireSecret>,
+    #[serde(default)]
+    pub refresh_token: Option<WireSecret>,
+    #[serde(default)]
+    pub access_token: Option<WireSecret>,
+    /// `designer-cloud`: a user's password, used once with `username` to
+    /// create the first API token; never stored.
+    #[serde(default)]
+    pub password: Option<WireSecret>,
+    #[serde(default)]
+    pub username: Option<String>,
+}
