@@ -31,118 +31,338 @@ struct Args {
 enum Cmd {
     /// Throughput and latency: N persistent connections asking as fast as
     /// they can (one row per connection count).
-    Load {
-        #[arg(long, value_name = "PATH")]
-        socket: PathBuf,
-        #[arg(long, value_enum)]
-        mode: Mode,
-        /// Connection counts, run one after the other.
-        #[arg(long, value_delimiter = ',', default_value = "1,8,64,256")]
-        connections: Vec<usize>,
-        /// How long each row runs ("5s", "500ms").
-        #[arg(long, default_value = "5s", value_parser = a365_token_server::parse_duration)]
-        duration: Duration,
-        /// The profile to ask for (a365-agent only; default: the default profile).
-        #[arg(long)]
-        profile: Option<String>,
-        #[arg(long, value_name = "FILE")]
-        out: PathBuf,
-    },
+    Load(LoadArgs),
     /// Thundering herd: many clients asking as their token expires.
-    Herd {
-        #[arg(long, value_name = "PATH")]
-        socket: PathBuf,
-        #[arg(long, default_value_t = 1000)]
-        clients: usize,
-        #[arg(long, default_value_t = 3)]
-        rounds: usize,
-        /// Lifetime of the herd profile's tokens.
-        #[arg(long, default_value = "4s", value_parser = a365_token_server::parse_duration)]
-        lifetime: Duration,
-        #[arg(long, value_name = "FILE")]
-        out: PathBuf,
-    },
+    Herd(HerdArgs),
     /// Adds profiles over the socket (a refresh credential shared by all).
-    Add {
-        #[arg(long, value_name = "PATH")]
-        socket: PathBuf,
-        #[arg(long)]
-        count: usize,
-        #[command(flatten)]
-        credential: Credential,
-    },
+    Add(AddArgs),
     /// Scale in profiles: for each count, an agent started with that many
     /// profiles; its start-up, RSS, `a365 status`, a token request, an add.
-    Scale {
-        /// The `a365-agent` to start.
-        #[arg(long, value_name = "PATH")]
-        agent: PathBuf,
-        /// The `a365` to time `status` with.
-        #[arg(long, value_name = "PATH")]
-        a365: PathBuf,
-        /// A directory for the agents' files.
-        #[arg(long, value_name = "DIR")]
-        work: PathBuf,
-        #[arg(long, value_delimiter = ',', default_value = "10,1000,10000")]
-        profiles: Vec<usize>,
-        #[command(flatten)]
-        credential: Credential,
-        /// A response of the token server: the token every profile starts with.
-        #[arg(long, value_name = "FILE")]
-        token_response: PathBuf,
-        #[arg(long, default_value_t = 20)]
-        status_runs: usize,
-        /// How long to measure token requests at each count.
-        #[arg(long, default_value = "2s", value_parser = a365_token_server::parse_duration)]
-        token_time: Duration,
-        /// How long to count the idle agent's wake-ups at each count.
-        #[arg(long, default_value = "10s", value_parser = a365_token_server::parse_duration)]
-        idle_window: Duration,
-        #[arg(long, value_name = "FILE")]
-        out: PathBuf,
-    },
+    Scale(ScaleArgs),
     /// Idle cost: the agent's RSS and its threads' context switches over a window.
-    Idle {
-        #[arg(long, value_name = "PATH")]
-        socket: PathBuf,
-        #[arg(long, default_value = "60s", value_parser = a365_token_server::parse_duration)]
-        window: Duration,
-        #[arg(long, value_name = "FILE")]
-        out: PathBuf,
-    },
+    Idle(IdleArgs),
     /// Memory of a365-agent (found by its socket) and of other programs,
     /// side by side.
-    Memory {
-        /// The a365-agent to measure: LABEL=SOCKET.
-        #[arg(long, value_name = "LABEL=SOCKET")]
-        agent: String,
-        /// Another program: LABEL=PID[,PID…] (its processes are summed).
-        #[arg(long = "pids", value_name = "LABEL=PIDS")]
-        others: Vec<String>,
-        #[arg(long, value_name = "FILE")]
-        out: PathBuf,
-    },
+    Memory(MemoryArgs),
     /// Writes the markdown report of the JSON files in a directory.
-    Report {
-        #[arg(long, value_name = "DIR")]
-        results: PathBuf,
-        /// The machine line: cores, CPU, kernel, date.
-        #[arg(long)]
-        machine: String,
-        /// A binary to list with its size: LABEL=PATH (repeatable).
-        #[arg(long = "binary", value_name = "LABEL=PATH")]
-        binaries: Vec<String>,
-        /// Seconds each load row ran (for the text).
-        #[arg(long)]
-        load_secs: Option<f64>,
-        /// Mark the report as a smoke run.
-        #[arg(long)]
-        smoke: bool,
-        /// Replace the generated part of this file (e.g. docs/performance.md)
-        /// instead of only printing it.
-        #[arg(long, value_name = "FILE")]
-        write: Option<PathBuf>,
-    },
+    Report(ReportArgs),
+}
+
+fn main() -> anyhow::Result<()> {
+    match Args::parse().command {
+        Cmd::Load(args) => args.run(),
+        Cmd::Herd(args) => args.run(),
+        Cmd::Add(args) => args.run(),
+        Cmd::Scale(args) => args.run(),
+        Cmd::Idle(args) => args.run(),
+        Cmd::Memory(args) => args.run(),
+        Cmd::Report(args) => args.run(),
+    }
+}
+
+#[derive(Debug, clap::Args)]
+struct LoadArgs {
+    #[arg(long, value_name = "PATH")]
+    socket: PathBuf,
+    #[arg(long, value_enum)]
+    mode: Mode,
+    /// Connection counts, run one after the other.
+    #[arg(long, value_delimiter = ',', default_value = "1,8,64,256")]
+    connections: Vec<usize>,
+    /// How long each row runs ("5s", "500ms").
+    #[arg(long, default_value = "5s", value_parser = a365_token_server::parse_duration)]
+    duration: Duration,
+    /// The profile to ask for (a365-agent only; default: the default profile).
+    #[arg(long)]
+    profile: Option<String>,
+    #[arg(long, value_name = "FILE")]
+    out: PathBuf,
+}
+
+impl LoadArgs {
+    fn run(self) -> anyhow::Result<()> {
+        let LoadArgs {
+            socket,
+            mode,
+            connections,
+            duration,
+            profile,
+            out,
+        } = self;
+        raise_fd_limit();
+        let mut rows = Vec::new();
+        for connections in connections {
+            let row = runtime()?.block_on(throughput::run(throughput::Options {
+                socket: socket.clone(),
+                mode,
+                connections,
+                duration,
+                profile: profile.clone(),
+            }))?;
+            eprintln!(
+                "a365-load: {} × {connections}: {:.0} req/s, p50 {:.1} µs, p99 {:.1} µs, p99.9 {:.1} µs",
+                mode.as_str(),
+                row.requests_per_sec,
+                row.latency.p50_us,
+                row.latency.p99_us,
+                row.latency.p999_us
+            );
+            rows.push(row);
+        }
+        write_json(&out, &rows)
+    }
+}
+
+#[derive(Debug, clap::Args)]
+struct HerdArgs {
+    #[arg(long, value_name = "PATH")]
+    socket: PathBuf,
+    #[arg(long, default_value_t = 1000)]
+    clients: usize,
+    #[arg(long, default_value_t = 3)]
+    rounds: usize,
+    /// Lifetime of the herd profile's tokens.
+    #[arg(long, default_value = "4s", value_parser = a365_token_server::parse_duration)]
+    lifetime: Duration,
+    #[arg(long, value_name = "FILE")]
+    out: PathBuf,
+}
+
+impl HerdArgs {
+    fn run(self) -> anyhow::Result<()> {
+        let HerdArgs {
+            socket,
+            clients,
+            rounds,
+            lifetime,
+            out,
+        } = self;
+        raise_fd_limit();
+        let outcome = runtime()?.block_on(herd::run(herd::Options {
+            socket,
+            clients,
+            rounds,
+            lifetime,
+        }))?;
+        eprintln!(
+            "a365-load: herd of {clients}: token requests {:?}, p99 wait {:.0} µs",
+            outcome.token_requests, outcome.wait.p99_us
+        );
+        write_json(&out, &outcome)
+    }
+}
+
+#[derive(Debug, clap::Args)]
+struct AddArgs {
+    #[arg(long, value_name = "PATH")]
+    socket: PathBuf,
+    #[arg(long)]
+    count: usize,
+    #[command(flatten)]
+    credential: Credential,
+}
+
+impl AddArgs {
+    fn run(self) -> anyhow::Result<()> {
+        let AddArgs {
+            socket,
+            count,
+            credential,
+        } = self;
+        control::add_profiles(
+            &socket,
+            count,
+            &credential.token_url,
+            &credential.client_id,
+            &credential.secrets,
+        )
+    }
+}
+
+#[derive(Debug, clap::Args)]
+struct ScaleArgs {
+    /// The `a365-agent` to start.
+    #[arg(long, value_name = "PATH")]
+    agent: PathBuf,
+    /// The `a365` to time `status` with.
+    #[arg(long, value_name = "PATH")]
+    a365: PathBuf,
+    /// A directory for the agents' files.
+    #[arg(long, value_name = "DIR")]
+    work: PathBuf,
+    #[arg(long, value_delimiter = ',', default_value = "10,1000,10000")]
+    profiles: Vec<usize>,
+    #[command(flatten)]
+    credential: Credential,
+    /// A response of the token server: the token every profile starts with.
+    #[arg(long, value_name = "FILE")]
+    token_response: PathBuf,
+    #[arg(long, default_value_t = 20)]
+    status_runs: usize,
+    /// How long to measure token requests at each count.
+    #[arg(long, default_value = "2s", value_parser = a365_token_server::parse_duration)]
+    token_time: Duration,
+    /// How long to count the idle agent's wake-ups at each count.
+    #[arg(long, default_value = "10s", value_parser = a365_token_server::parse_duration)]
+    idle_window: Duration,
+    #[arg(long, value_name = "FILE")]
+    out: PathBuf,
+}
+
+impl ScaleArgs {
+    fn run(self) -> anyhow::Result<()> {
+        let ScaleArgs {
+            agent,
+            a365,
+            work,
+            profiles,
+            credential,
+            token_response,
+            status_runs,
+            token_time,
+            idle_window,
+            out,
+        } = self;
+        raise_fd_limit();
+        let steps = runtime()?.block_on(scale::run(scale::Options {
+            agent,
+            a365,
+            work,
+            steps: profiles,
+            token_url: credential.token_url,
+            client_id: credential.client_id,
+            secrets: credential.secrets,
+            token_response,
+            status_runs,
+            token_time,
+            idle_window,
+        }))?;
+        write_json(&out, &steps)
+    }
+}
+
+#[derive(Debug, clap::Args)]
+struct IdleArgs {
+    #[arg(long, value_name = "PATH")]
+    socket: PathBuf,
+    #[arg(long, default_value = "60s", value_parser = a365_token_server::parse_duration)]
+    window: Duration,
+    #[arg(long, value_name = "FILE")]
+    out: PathBuf,
+}
+
+impl IdleArgs {
+    fn run(self) -> anyhow::Result<()> {
+        let IdleArgs {
+            socket,
+            window,
+            out,
+        } = self;
+        let pid = control::pid_at(&socket)?;
+        let profiles = control::profile_count(&socket)?;
+        let mut idle = procfs::idle(pid, window)?;
+        idle.profiles = profiles;
+        eprintln!(
+            "a365-load: idle {:.0} s: {} switches, RSS {} KiB",
+            idle.secs, idle.wakeups, idle.rss_kib
+        );
+        write_json(&out, &idle)
+    }
+}
+
+#[derive(Debug, clap::Args)]
+struct MemoryArgs {
+    /// The a365-agent to measure: LABEL=SOCKET.
+    #[arg(long, value_name = "LABEL=SOCKET")]
+    agent: String,
+    /// Another program: LABEL=PID[,PID…] (its processes are summed).
+    #[arg(long = "pids", value_name = "LABEL=PIDS")]
+    others: Vec<String>,
+    #[arg(long, value_name = "FILE")]
+    out: PathBuf,
+}
+
+impl MemoryArgs {
+    fn run(self) -> anyhow::Result<()> {
+        let MemoryArgs { agent, others, out } = self;
+        let split = |s: &str| {
+            s.split_once('=')
+                .map(|(l, v)| (l.to_owned(), v.to_owned()))
+                .with_context(|| format!("'{s}' is not LABEL=VALUE"))
+        };
+        let (label, socket) = split(&agent)?;
+        let mut all = vec![procfs::memory(
+            &label,
+            &[control::pid_at(socket.as_ref())?],
+        )?];
+        for other in &others {
+            let (label, pids) = split(other)?;
+            let pids = pids
+                .split([',', ' '])
+                .filter(|p| !p.is_empty())
+                .map(|p| p.parse().with_context(|| format!("'{p}' is not a pid")))
+                .collect::<anyhow::Result<Vec<u32>>>()?;
+            all.push(procfs::memory(&label, &pids)?);
+        }
+        write_json(&out, &all)
+    }
+}
+
+#[derive(Debug, clap::Args)]
+struct ReportArgs {
+    #[arg(long, value_name = "DIR")]
+    results: PathBuf,
+    /// The machine line: cores, CPU, kernel, date.
+    #[arg(long)]
+    machine: String,
+    /// A binary to list with its size: LABEL=PATH (repeatable).
+    #[arg(long = "binary", value_name = "LABEL=PATH")]
+    binaries: Vec<String>,
+    /// Seconds each load row ran (for the text).
+    #[arg(long)]
+    load_secs: Option<f64>,
+    /// Mark the report as a smoke run.
+    #[arg(long)]
+    smoke: bool,
+    /// Replace the generated part of this file (e.g. docs/performance.md)
+    /// instead of only printing it.
+    #[arg(long, value_name = "FILE")]
+    write: Option<PathBuf>,
+}
+
+impl ReportArgs {
+    fn run(self) -> anyhow::Result<()> {
+        let ReportArgs {
+            results,
+            machine,
+            binaries,
+            load_secs,
+            smoke,
+            write,
+        } = self;
+        let binaries = binaries
+            .iter()
+            .map(|b| binary_size(b))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let inputs = report::Inputs {
+            machine,
+            binaries,
+            smoke,
+            load_secs,
+        };
+        let generated = report::render(&results, &inputs)?;
+        print!("{generated}");
+        if let Some(path) = write {
+            let doc = match std::fs::read_to_string(&path) {
+                Ok(doc) => doc,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+                Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+            };
+            std::fs::write(&path, report::splice(&doc, &generated))
+                .with_context(|| format!("writing {}", path.display()))?;
+        }
+        Ok(())
+    }
 }
 
 /// The credential of added profiles.
@@ -156,169 +376,6 @@ struct Credential {
     /// `{"client_secret", "refresh_token"}`, as `a365-token-server --write-secrets` writes it.
     #[arg(long, value_name = "FILE")]
     secrets: PathBuf,
-}
-
-fn main() -> anyhow::Result<()> {
-    let args = Args::parse();
-    match args.command {
-        Cmd::Load {
-            socket,
-            mode,
-            connections,
-            duration,
-            profile,
-            out,
-        } => {
-            raise_fd_limit();
-            let mut rows = Vec::new();
-            for connections in connections {
-                let row = runtime()?.block_on(throughput::run(throughput::Options {
-                    socket: socket.clone(),
-                    mode,
-                    connections,
-                    duration,
-                    profile: profile.clone(),
-                }))?;
-                eprintln!(
-                    "a365-load: {} × {connections}: {:.0} req/s, p50 {:.1} µs, p99 {:.1} µs, p99.9 {:.1} µs",
-                    mode.as_str(),
-                    row.requests_per_sec,
-                    row.latency.p50_us,
-                    row.latency.p99_us,
-                    row.latency.p999_us
-                );
-                rows.push(row);
-            }
-            write_json(&out, &rows)
-        }
-        Cmd::Herd {
-            socket,
-            clients,
-            rounds,
-            lifetime,
-            out,
-        } => {
-            raise_fd_limit();
-            let outcome = runtime()?.block_on(herd::run(herd::Options {
-                socket,
-                clients,
-                rounds,
-                lifetime,
-            }))?;
-            eprintln!(
-                "a365-load: herd of {clients}: token requests {:?}, p99 wait {:.0} µs",
-                outcome.token_requests, outcome.wait.p99_us
-            );
-            write_json(&out, &outcome)
-        }
-        Cmd::Add {
-            socket,
-            count,
-            credential,
-        } => control::add_profiles(
-            &socket,
-            count,
-            &credential.token_url,
-            &credential.client_id,
-            &credential.secrets,
-        ),
-        Cmd::Scale {
-            agent,
-            a365,
-            work,
-            profiles,
-            credential,
-            token_response,
-            status_runs,
-            token_time,
-            idle_window,
-            out,
-        } => {
-            raise_fd_limit();
-            let steps = runtime()?.block_on(scale::run(scale::Options {
-                agent,
-                a365,
-                work,
-                steps: profiles,
-                token_url: credential.token_url,
-                client_id: credential.client_id,
-                secrets: credential.secrets,
-                token_response,
-                status_runs,
-                token_time,
-                idle_window,
-            }))?;
-            write_json(&out, &steps)
-        }
-        Cmd::Idle {
-            socket,
-            window,
-            out,
-        } => {
-            let pid = control::pid_at(&socket)?;
-            let profiles = control::profile_count(&socket)?;
-            let mut idle = procfs::idle(pid, window)?;
-            idle.profiles = profiles;
-            eprintln!(
-                "a365-load: idle {:.0} s: {} switches, RSS {} KiB",
-                idle.secs, idle.wakeups, idle.rss_kib
-            );
-            write_json(&out, &idle)
-        }
-        Cmd::Memory { agent, others, out } => {
-            let split = |s: &str| {
-                s.split_once('=')
-                    .map(|(l, v)| (l.to_owned(), v.to_owned()))
-                    .with_context(|| format!("'{s}' is not LABEL=VALUE"))
-            };
-            let (label, socket) = split(&agent)?;
-            let mut all = vec![procfs::memory(
-                &label,
-                &[control::pid_at(socket.as_ref())?],
-            )?];
-            for other in &others {
-                let (label, pids) = split(other)?;
-                let pids = pids
-                    .split([',', ' '])
-                    .filter(|p| !p.is_empty())
-                    .map(|p| p.parse().with_context(|| format!("'{p}' is not a pid")))
-                    .collect::<anyhow::Result<Vec<u32>>>()?;
-                all.push(procfs::memory(&label, &pids)?);
-            }
-            write_json(&out, &all)
-        }
-        Cmd::Report {
-            results,
-            machine,
-            binaries,
-            load_secs,
-            smoke,
-            write,
-        } => {
-            let binaries = binaries
-                .iter()
-                .map(|b| binary_size(b))
-                .collect::<anyhow::Result<Vec<_>>>()?;
-            let inputs = report::Inputs {
-                machine,
-                binaries,
-                smoke,
-                load_secs,
-            };
-            let generated = report::render(&results, &inputs)?;
-            print!("{generated}");
-            if let Some(path) = write {
-                let doc = match std::fs::read_to_string(&path) {
-                    Ok(doc) => doc,
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
-                    Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
-                };
-                std::fs::write(&path, report::splice(&doc, &generated))
-                    .with_context(|| format!("writing {}", path.display()))?;
-            }
-            Ok(())
-        }
-    }
 }
 
 /// One thread drives every connection: the generator takes at most one

@@ -155,16 +155,8 @@ fn respond(
 /// The answer of a fault that ignores the request, if it is one.
 fn canned(fault: &Fault) -> Option<Response> {
     Some(match fault {
-        Fault::Status(code) => {
-            let status = StatusCode::from_u16(*code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-            (status, axum::Json(json!({"error": "server_error"}))).into_response()
-        }
-        Fault::RateLimited { retry_after_secs } => (
-            StatusCode::TOO_MANY_REQUESTS,
-            [(header::RETRY_AFTER, retry_after_secs.to_string())],
-            axum::Json(json!({"error": "slow_down"})),
-        )
-            .into_response(),
+        Fault::Status(code) => server_error(*code),
+        Fault::RateLimited { retry_after_secs } => slow_down(retry_after_secs.to_string()),
         Fault::MalformedJson => json_text(StatusCode::OK, "{\"access_token\": "),
         Fault::MissingAccessToken => json_text(
             StatusCode::OK,
@@ -173,18 +165,7 @@ fn canned(fault: &Fault) -> Option<Response> {
         Fault::InvalidGrant => oauth_error(StatusCode::BAD_REQUEST, "invalid_grant", "injected"),
         Fault::InvalidClient => oauth_error(StatusCode::UNAUTHORIZED, "invalid_client", "injected"),
         Fault::InvalidScope => oauth_error(StatusCode::BAD_REQUEST, "invalid_scope", "injected"),
-        Fault::RateLimitedUntil { secs } => {
-            let at = jiff::Timestamp::now() + jiff::SignedDuration::from_secs(*secs as i64);
-            (
-                StatusCode::TOO_MANY_REQUESTS,
-                [(
-                    header::RETRY_AFTER,
-                    at.strftime("%a, %d %b %Y %H:%M:%S GMT").to_string(),
-                )],
-                axum::Json(json!({"error": "slow_down"})),
-            )
-                .into_response()
-        }
+        Fault::RateLimitedUntil { secs } => slow_down(http_date_in(*secs)),
         Fault::Delay(_)
         | Fault::Hang
         | Fault::Drop
@@ -197,6 +178,28 @@ fn canned(fault: &Fault) -> Option<Response> {
         | Fault::HostileToken
         | Fault::QuotingInvalidGrant => return None,
     })
+}
+
+/// `status:CODE`: that status whatever the request (500 if CODE is not one).
+fn server_error(code: u16) -> Response {
+    let status = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    (status, axum::Json(json!({"error": "server_error"}))).into_response()
+}
+
+/// A 429 with `Retry-After`, in either of its forms (seconds or a date).
+fn slow_down(retry_after: String) -> Response {
+    (
+        StatusCode::TOO_MANY_REQUESTS,
+        [(header::RETRY_AFTER, retry_after)],
+        axum::Json(json!({"error": "slow_down"})),
+    )
+        .into_response()
+}
+
+/// The IMF-fixdate `secs` from now, as `Retry-After` may carry it.
+fn http_date_in(secs: u64) -> String {
+    let at = jiff::Timestamp::now() + jiff::SignedDuration::from_secs(secs as i64);
+    at.strftime("%a, %d %b %Y %H:%M:%S GMT").to_string()
 }
 
 /// What a careless server puts in an `error_description`: the request,
