@@ -184,10 +184,10 @@ fn main() -> std::io::Result<()> {
             &b"{\"version\":1,\"request\":{\"token\":{}}}\n"[..],
         ),
         (
-            "version-3.json",
-            b"{\"version\":3,\"request\":\"status\"}\n",
+            "version-4.json",
+            b"{\"version\":4,\"request\":\"status\"}\n",
         ),
-        ("version-3.bin", &[0, 0, 0, 2, 3, 1]),
+        ("version-4.bin", &[0, 0, 0, 2, 4, 1]),
         // JSON of version 1 still decodes; binary of version 1 does not.
         ("version-1.bin", &[0, 0, 0, 2, 1, 1]),
         ("http.txt", b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n"),

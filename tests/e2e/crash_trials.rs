@@ -1,7 +1,10 @@
 //! Crash trials: `kill -9` the agent at a random moment of a refresh
 //! against a server that rotates refresh tokens (before the request, during
 //! it, after the answer, during the store write), restart it, and check
-//! that a token can still be obtained without re-authentication.
+//! that a token can still be obtained without re-authentication, and that
+//! no refresh token is ever sent twice. A refresh cut short leaves its
+//! refresh token of unknown fate: the agent asks the provider (RFC 7662)
+//! whether it is still active before sending it again.
 //!
 //! `A365_CRASH_TRIALS` sets the number of trials (default 200); the counts
 //! are printed (`cargo test --test e2e crash -- --nocapture`).
@@ -46,8 +49,13 @@ fn kill_9_before_the_server_answers_never_costs_the_credential() {
     // The agent logs "token response received" at debug: it tells the
     // trials where a kill landed.
     env.rust_log = "info,a365_agent::provider=debug".into();
-    let mut agent = env.start_agent();
-    env.add_refresh("work", &server);
+    // The provider is asked about a refresh token of unknown fate a second
+    // after it was sent (5 minutes by default).
+    let agent_args = ["--answer-wait", "1", "--http-timeout", "1"];
+    let mut agent = env.spawn_agent(&agent_args);
+    agent.wait_ready(&env.socket);
+    let introspection = ["--introspection-url", &server.introspection_url()];
+    env.try_add_refresh("work", &server, &introspection).1.ok();
     let mut counts = Counts::default();
     for _ in 0..trials {
         let first_request = server.requests();
@@ -65,7 +73,18 @@ fn kill_9_before_the_server_answers_never_costs_the_credential() {
         let received = log.matches("token response received").count() > seen;
         let _ = client.wait_with_output();
 
-        agent = env.start_agent();
+        agent = env.spawn_agent(&agent_args);
+        agent.wait_ready(&env.socket);
+        // A refresh cut short is settled by asking the provider.
+        assert!(
+            crate::harness::wait_until(Duration::from_secs(10), || {
+                let status = env.a365(&["status", "--json"]).ok().json();
+                status[0]["state"] != "failing"
+            }),
+            "{}\n{}",
+            agent.log(),
+            env.a365(&["status", "--json"]).ok().stdout
+        );
         let out = env.a365(&["refresh", "work"]);
         if out.code == 0 {
             counts.survived += 1;
@@ -86,9 +105,11 @@ fn kill_9_before_the_server_answers_never_costs_the_credential() {
             (false, false) => counts.lost_before_answer += 1,
         }
         // Start the next trial from a working credential.
-        env.try_add_refresh("work", &server, &["--replace"]).1.ok();
+        let replace = [&introspection[..], &["--replace"]].concat();
+        env.try_add_refresh("work", &server, &replace).1.ok();
     }
     println!("crash trials: {trials}: {counts:?}");
+    assert_eq!(server.replays(), 0, "a refresh token was sent twice");
     // Some kills must have landed in each place, or the trials prove
     // little: before the request went out and after the answer was saved.
     assert!(counts.survived > 0, "{counts:?}");

@@ -49,18 +49,10 @@ fn a_token_server_that_is_down_is_temporarily_unavailable() {
     });
     let token = env.token("work");
     server.shutdown();
+    // Every token request opens its own connection: none goes out on a
+    // kept-alive one the server closed (which would leave its fate unknown).
     let out = env.a365(&["refresh", "work"]).code(6);
-    // The agent may still hold a kept-alive connection whose close it has
-    // not read yet: then the request goes out on it and the server's close
-    // is the answer. Both say the server is down; neither is retried, as the
-    // refresh may have been received.
-    assert!(
-        out.stderr.contains("cannot connect")
-            || out
-                .stderr
-                .contains("closed the connection without answering"),
-        "{out:?}"
-    );
+    assert!(out.stderr.contains("cannot connect"), "{out:?}");
     assert_eq!(env.token("work"), token, "the cached token is still served");
 }
 
@@ -160,4 +152,140 @@ fn an_error_description_quoting_the_secrets_shows_none_of_them() {
             "the useful rest is shown: {out:?}"
         );
     }
+}
+
+/// A rotating server that answers a refresh after the HTTP timeout: the
+/// answer is waited for (the refresh token may be spent once sent), taken,
+/// and nothing is sent twice.
+#[test]
+fn a_slow_answer_to_a_rotating_refresh_is_waited_for_and_never_replayed() {
+    let Session {
+        server,
+        env,
+        agent: _agent,
+    } = Session::start_with(ServerConfig::default(), &["--http-timeout", "1"]);
+    let token = env.token("work");
+    server.set_fault(Fault::Delay(Duration::from_secs(3)), Some(1));
+    env.a365(&["refresh", "work"]).ok();
+    assert_ne!(env.token("work"), token);
+    assert_eq!(server.last_access_token().unwrap(), env.token("work"));
+    assert_eq!(server.replays(), 0);
+    let status = env.a365(&["status", "--json"]).ok().json();
+    assert_eq!(status[0]["state"], "fresh", "{status}");
+}
+
+/// The agent killed while a refresh is in flight: after the restart the
+/// refresh token it carried is not sent again (the server may have
+/// rotated it); the profile says what happened and its access token is
+/// served until it expires.
+#[test]
+fn a_refresh_cut_short_by_a_crash_is_not_sent_again() {
+    let server = TokenServer::start(ServerConfig::default()).unwrap();
+    let env = Env::new();
+    let agent = env.start_agent();
+    env.add_refresh("work", &server);
+    let token = env.token("work");
+    server.set_fault(Fault::Delay(Duration::from_secs(3)), Some(1));
+    let before = server.requests();
+    let mut refresh = env.command(crate::harness::bin("a365"));
+    refresh
+        .args(["refresh", "work"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    let mut refresh = refresh.spawn().unwrap();
+    assert!(crate::harness::wait_until(Duration::from_secs(5), || {
+        server.requests() > before
+    }));
+    agent.kill();
+    let _ = refresh.wait();
+    let _agent = env.start_agent();
+    let status = env.a365(&["status", "--json"]).ok().json();
+    assert_eq!(status[0]["state"], "needs-reauth", "{status}");
+    let said = status[0]["last_error"].as_str().unwrap_or_default();
+    assert!(said.contains("the agent stopped before it came"), "{said}");
+    assert_eq!(env.token("work"), token, "the held token is still served");
+    let out = env.a365(&["refresh", "work"]).code(5);
+    assert!(out.stderr.contains("does not send it again"), "{out:?}");
+    assert_eq!(
+        server.requests(),
+        before + 1,
+        "the refresh token was sent again"
+    );
+    assert_eq!(server.replays(), 0);
+    // That the provider rotates was learned at `add`, and kept.
+    assert_eq!(status[0]["rotates"], true, "{status}");
+}
+
+/// Where the provider was seen not to rotate, sending the same refresh
+/// token again is harmless: a lost answer is retried.
+#[test]
+fn a_lost_answer_from_a_provider_that_does_not_rotate_is_retried() {
+    let Session {
+        server,
+        env,
+        agent: _agent,
+    } = Session::start_with(
+        ServerConfig {
+            rotate: false,
+            ..ServerConfig::default()
+        },
+        &[],
+    );
+    // The first refresh shows that the provider does not rotate.
+    env.a365(&["refresh", "work"]).ok();
+    server.set_fault(Fault::Drop, Some(1));
+    let out = env.a365(&["refresh", "work"]).code(6);
+    assert!(out.stderr.contains("closed the connection"), "{out:?}");
+    env.a365(&["refresh", "work"]).ok();
+}
+
+/// With an introspection endpoint, a lost answer is settled by asking the
+/// provider (RFC 7662) once it must be done with the request: a refresh
+/// token still active is sent again, one that was spent is reported as
+/// such. Nothing is sent twice.
+#[test]
+fn a_lost_answer_is_settled_by_asking_the_provider() {
+    let server = TokenServer::start(ServerConfig::default()).unwrap();
+    let env = Env::new();
+    let agent = env.spawn_agent(&["--http-timeout", "1", "--answer-wait", "1"]);
+    agent.wait_ready(&env.socket);
+    let url = server.introspection_url();
+    env.try_add_refresh("work", &server, &["--introspection-url", &url])
+        .1
+        .ok();
+    let settled = |state: &str| {
+        crate::harness::wait_until(Duration::from_secs(10), || {
+            env.a365(&["status", "--json"]).ok().json()[0]["state"] == state
+        })
+    };
+    // Read and dropped: the refresh token was not spent.
+    let token = env.token("work");
+    server.set_fault(Fault::Drop, Some(1));
+    let out = env.a365(&["refresh", "work"]).code(6);
+    assert!(out.stderr.contains("still active"), "{out:?}");
+    assert_eq!(
+        env.token("work"),
+        token,
+        "the held token is served meanwhile"
+    );
+    assert!(settled("fresh"));
+    assert_ne!(env.token("work"), token);
+    // No answer at all within the wait: asked at once, then sent again.
+    server.set_fault(Fault::Hang, Some(1));
+    let _ = env.a365(&["refresh", "work"]);
+    assert!(settled("fresh"));
+    // Rotated, then dropped: the provider says it was spent.
+    server.set_fault(Fault::RotateThenDrop, Some(1));
+    let _ = env.a365(&["refresh", "work"]);
+    assert!(settled("needs-reauth"));
+    let status = env.a365(&["status", "--json"]).ok().json();
+    let said = status[0]["last_error"].as_str().unwrap_or_default();
+    assert!(said.contains("no longer active"), "{said}");
+    assert_eq!(server.replays(), 0);
+    let asked = server
+        .recorded()
+        .iter()
+        .filter(|r| r.grant_type == "introspection")
+        .count();
+    assert_eq!(asked, 3, "{:?}", server.recorded());
 }

@@ -18,20 +18,26 @@ struct Expect {
     /// Longest wait before the next attempt, in seconds.
     retry_within: i64,
     /// Exit code of `a365 refresh` once the server behaves again: 0 when
-    /// nothing was lost; 5 where the server rotated the refresh token and
-    /// its answer never fully arrived (the one-time-use window no client
-    /// can close), or the credential was refused.
+    /// nothing was lost; 5 where the answer to a sent refresh token never
+    /// fully arrived (the server may have rotated it: a365 does not send
+    /// it again), or the credential was refused.
     then: i32,
 }
 
-/// Token requests time out after this long here (20 s by default), so a
-/// server that hangs or trickles costs the suite seconds, not minutes.
+/// Token requests time out after this long here (20 s by default), and a
+/// sent refresh token's answer is waited for as long (5 minutes by
+/// default), so a server that hangs or trickles costs the suite seconds.
 const HTTP_TIMEOUT_SECS: &str = "3";
 
 fn check(fault: Fault, expect: Expect) {
     let Session { server, env, agent } = Session::start_with(
         ServerConfig::default(),
-        &["--http-timeout", HTTP_TIMEOUT_SECS],
+        &[
+            "--http-timeout",
+            HTTP_TIMEOUT_SECS,
+            "--answer-wait",
+            HTTP_TIMEOUT_SECS,
+        ],
     );
     let token = env.token("work");
     server.set_fault(fault, None);
@@ -206,9 +212,9 @@ fn connection_reset_mid_body() {
     check(
         Fault::CutMidBody,
         Expect {
-            code: 6,
+            code: 5,
             words: "was cut off",
-            retry_within: 2,
+            retry_within: 0,
             then: 5,
         },
     );
@@ -220,10 +226,10 @@ fn connection_dropped_before_any_answer() {
     check(
         Fault::Drop,
         Expect {
-            code: 6,
+            code: 5,
             words,
-            retry_within: 2,
-            then: 0,
+            retry_within: 0,
+            then: 5,
         },
     );
 }
@@ -234,10 +240,10 @@ fn a_server_that_never_answers() {
     check(
         Fault::Hang,
         Expect {
-            code: 6,
+            code: 5,
             words,
-            retry_within: 2,
-            then: 0,
+            retry_within: 0,
+            then: 5,
         },
     );
 }
@@ -249,9 +255,9 @@ fn a_server_that_answers_one_byte_at_a_time() {
     check(
         fault,
         Expect {
-            code: 6,
+            code: 5,
             words: "timed out",
-            retry_within: 2,
+            retry_within: 0,
             then: 5,
         },
     );

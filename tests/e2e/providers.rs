@@ -869,12 +869,11 @@ fn status_shows_whether_refresh_tokens_rotate_and_whose_token_it_is() {
         let table = env.a365(&["status"]).ok().stdout;
         let expected = if rotate { " yes " } else { " no " };
         assert!(table.lines().nth(1).unwrap().contains(expected), "{table}");
-        // Not persisted: after a restart it is unknown until a refresh.
+        // Kept with the credential: a restart still knows it.
         drop(agent.terminate());
         let _agent = env.start_agent();
         let status = env.a365(&["status", "--json"]).ok().json();
-        assert!(status[0]["rotates"].is_null(), "{status}");
-        assert!(env.a365(&["status"]).ok().stdout.contains(" unknown "));
+        assert_eq!(status[0]["rotates"], rotate, "{status}");
         env.a365(&["refresh", "work"]).ok();
         let status = env.a365(&["status", "--json"]).ok().json();
         assert_eq!(status[0]["rotates"], rotate, "{status}");

@@ -176,8 +176,12 @@ fn setup() -> (TokenServer, Env, harness::Agent) {
     })
     .unwrap();
     let env = Env::new();
-    let agent = env.start_agent();
-    env.add_refresh("work", &server);
+    // A dropped answer is settled by asking the provider (RFC 7662) a
+    // second after the refresh was sent, not 5 minutes.
+    let agent = env.spawn_agent(&["--answer-wait", "1", "--http-timeout", "1"]);
+    agent.wait_ready(&env.socket);
+    let introspection = ["--introspection-url", &server.introspection_url()];
+    env.try_add_refresh("work", &server, &introspection).1.ok();
     (server, env, agent)
 }
 

@@ -36,6 +36,8 @@ pub struct Endpoint {
     pub login: Option<LoginEndpoint>,
     /// Where `a365 remove` revokes a refresh token (RFC 7009), if known.
     pub revocation_url: Option<reqwest::Url>,
+    /// Where a refresh token of unknown fate is looked up (RFC 7662).
+    pub introspection_url: Option<reqwest::Url>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -53,6 +55,7 @@ impl Endpoint {
         let others = [
             ("authorize", self.login.as_ref().map(|l| &l.authorize_url)),
             ("revocation", self.revocation_url.as_ref()),
+            ("introspection", self.introspection_url.as_ref()),
         ];
         for (what, url) in others {
             let Some(url) = url else { continue };
@@ -66,19 +69,25 @@ impl Endpoint {
                 )));
             }
         }
-        // A refresh token is revoked only on the cloud that issued it
-        // (SECURITY.md): a third party's host is no revocation endpoint of
-        // an Altium profile.
-        if let Some(url) = &self.revocation_url
-            && token != Cloud::Other
-            && Cloud::of(url) != token
-        {
-            return Err(invalid(format!(
-                "the revocation URL ({}) is not on the Altium cloud of the token URL ({}): a \
-                 refresh token is sent for revocation only where it was issued",
-                url.host_str().unwrap_or("?"),
-                self.token_url.host_str().unwrap_or("?")
-            )));
+        // A refresh token is revoked or looked up only on the cloud that
+        // issued it (SECURITY.md): a third party's host is no revocation
+        // or introspection endpoint of an Altium profile.
+        let sent_to = [
+            ("revocation", &self.revocation_url),
+            ("introspection", &self.introspection_url),
+        ];
+        for (what, url) in sent_to {
+            if let Some(url) = url
+                && token != Cloud::Other
+                && Cloud::of(url) != token
+            {
+                return Err(invalid(format!(
+                    "the {what} URL ({}) is not on the Altium cloud of the token URL ({}): a \
+                     refresh token is sent only where it was issued",
+                    url.host_str().unwrap_or("?"),
+                    self.token_url.host_str().unwrap_or("?")
+                )));
+            }
         }
         if self.secure && token == Cloud::Commercial {
             return Err(invalid(format!(
@@ -98,6 +107,7 @@ pub fn oauth(spec: &ProfileSpec) -> Result<Option<Endpoint>, EndpointError> {
     let (token_url, secure) = token_endpoint(spec)?;
     Endpoint {
         revocation_url: revocation_url(spec)?,
+        introspection_url: introspection_url(spec)?,
         token_url,
         secure,
         login: None,
@@ -160,6 +170,15 @@ pub fn revocation_url(spec: &ProfileSpec) -> Result<Option<reqwest::Url>, Endpoi
         .strip_suffix("/connect/token")
         .map(|base| format!("{base}/connect/revocation"));
     url.map(|u| parse_url("revocation_url", &u)).transpose()
+}
+
+/// The RFC 7662 endpoint, when the profile names one (IdentityServer's
+/// wants an API resource's secret, not a client's: no realm default).
+pub fn introspection_url(spec: &ProfileSpec) -> Result<Option<reqwest::Url>, EndpointError> {
+    spec.introspection_url
+        .as_ref()
+        .map(|url| parse_url("introspection_url", url))
+        .transpose()
 }
 
 /// Parameters a365 sends itself, or that carry secrets: never taken from
@@ -308,11 +327,16 @@ fn check_param(which: &str, name: &str, value: &str) -> Result<(), EndpointError
     Ok(())
 }
 
-/// Only OAuth profiles with a refresh token have a revocation endpoint.
+/// Only OAuth profiles with a refresh token have revocation and
+/// introspection endpoints.
 pub fn reject_revocation_url(spec: &ProfileSpec) -> Result<(), EndpointError> {
-    if spec.revocation_url.is_some() {
+    let given = [
+        ("revocation_url", spec.revocation_url.is_some()),
+        ("introspection_url", spec.introspection_url.is_some()),
+    ];
+    if let Some((what, _)) = given.iter().find(|(_, given)| *given) {
         return Err(invalid(format!(
-            "revocation_url is for refresh and authorization-code profiles, not {}",
+            "{what} is for refresh and authorization-code profiles, not {}",
             spec.kind
         )));
     }

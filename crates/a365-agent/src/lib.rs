@@ -83,6 +83,9 @@ pub struct Timeouts {
     /// Every refresher looks at the wall clock at least this often:
     /// tokio's timers stand still while the machine sleeps.
     pub tick: Duration,
+    /// How long a sent refresh token's answer is waited for (at least
+    /// `http`).
+    pub answer_wait: Duration,
     /// How often to look whether an upgrade replaced the agent's binary;
     /// `None` (in-process agents, tests) never.
     pub upgrade_check: Option<Duration>,
@@ -98,6 +101,7 @@ impl Default for Timeouts {
             client_wait: Duration::from_secs(25),
             add_wait: Duration::from_secs(25),
             tick: Duration::from_secs(30),
+            answer_wait: Duration::from_secs(300),
             upgrade_check: None,
             release_code: None,
         }
@@ -131,7 +135,7 @@ pub async fn run(
         shutdown.await;
         let _ = stop.send(true);
     });
-    let (tick, tick_ms) = (shared.tick.clone(), shared.tick_ms);
+    let tick = shared.tick.clone();
     let agent = agent::Agent::start(
         &config,
         options.paths.clone(),
@@ -145,7 +149,7 @@ pub async fn run(
         upgrade::watch(Arc::clone(&agent), every, stop_rx.clone());
     }
     if let Some(every) = options.timeouts.release_code {
-        resident::give_back_when_idle(every, tick::Waiter::new(&tick, tick_ms));
+        resident::give_back_when_idle(every, &tick);
     }
     // The socket listens already: clients that connect from now on are served.
     notify::ready();
@@ -215,6 +219,7 @@ fn shared_state(
         default_lifetime: config.default_lifetime(),
         client_wait: options.timeouts.client_wait,
         http_timeout_ms: i64::try_from(options.timeouts.http.as_millis()).unwrap_or(i64::MAX),
+        answer_wait: options.timeouts.answer_wait.max(options.timeouts.http),
         tick_ms,
     })
 }
@@ -276,6 +281,16 @@ fn http_client(config: &Config, timeout: Duration) -> Result<reqwest::Client, Ru
         .redirect(reqwest::redirect::Policy::none())
         .connect_timeout(Duration::from_secs(5).min(timeout))
         .timeout(timeout)
+        // A sent refresh token's answer is waited for as long as the
+        // connection lives (`provider::oauth::ANSWER_WAIT`): probes tell a
+        // dead peer from a slow one.
+        .tcp_keepalive(Duration::from_secs(15))
+        // Every token request on a new connection: one sent on a kept-alive
+        // connection that the server (or a load balancer) was closing meanwhile
+        // is lost with no way to tell whether the server saw it, and a
+        // refresh token may not be sent twice. Token requests are minutes
+        // apart; a handshake each costs nothing a client waits for.
+        .pool_max_idle_per_host(0)
         .user_agent(concat!("a365-agent/", env!("CARGO_PKG_VERSION")))
         // The server's certificate, for `a365 doctor`'s expiry check.
         .tls_info(true)

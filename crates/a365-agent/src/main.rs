@@ -60,9 +60,15 @@ struct Args {
     #[arg(long, value_name = "SECS", default_value_t = Limits::default().read_timeout.as_secs())]
     read_timeout: u64,
     /// Give up on a token request (connect, send, the whole answer) after
-    /// this many seconds; it is retried with back-off.
+    /// this many seconds; it is retried with back-off. A sent refresh
+    /// token's answer is waited for longer (--answer-wait).
     #[arg(long, value_name = "SECS", default_value_t = a365_agent::Timeouts::default().http.as_secs())]
     http_timeout: u64,
+    /// How long to wait for the answer to a request that carries a
+    /// refresh token, once sent (at least --http-timeout): the provider
+    /// may have rotated it, so it is never sent again blindly.
+    #[arg(long, value_name = "SECS", default_value_t = a365_agent::Timeouts::default().answer_wait.as_secs())]
+    answer_wait: u64,
     /// Look this often whether an upgrade replaced this binary on disk,
     /// and then stop once nothing would be lost, to be started on the new
     /// one (0: never).
@@ -158,6 +164,7 @@ fn options(args: &Args, socket: std::path::PathBuf, paths: Paths) -> Options {
         },
         timeouts: a365_agent::Timeouts {
             http: std::time::Duration::from_secs(args.http_timeout.clamp(1, 3600)),
+            answer_wait: std::time::Duration::from_secs(args.answer_wait.clamp(1, 3600)),
             release_code: (args.idle_release > 0)
                 .then(|| std::time::Duration::from_secs(args.idle_release.min(86_400))),
             upgrade_check: (args.upgrade_check > 0)

@@ -31,15 +31,21 @@ pub fn touch() {
     LAST_WORK_MS.store(now_ms(), Ordering::Relaxed);
 }
 
+/// The [`LAST_WORK_MS`] after which the code was last given back.
+static GIVEN_BACK_AFTER: AtomicU64 = AtomicU64::new(u64::MAX);
+
 /// Gives the code back `idle` after the last work, once per quiet spell:
-/// the task sleeps until then, and while idle looks again on the
-/// refreshers' ticks.
-pub fn give_back_when_idle(idle: Duration, mut tick: crate::tick::Waiter) {
+/// the task sleeps until then; while idle, the tick thread looks for new
+/// work without waking it.
+pub fn give_back_when_idle(idle: Duration, tick: &crate::tick::Tick) {
     if !cfg!(target_os = "linux") {
         return;
     }
     since();
     let idle_ms = u64::try_from(idle.as_millis()).unwrap_or(u64::MAX);
+    let mut tick = tick.probing(Box::new(|| {
+        LAST_WORK_MS.load(Ordering::Relaxed) != GIVEN_BACK_AFTER.load(Ordering::Relaxed)
+    }));
     tokio::spawn(async move {
         let mut given_back_after = None;
         loop {
@@ -52,13 +58,14 @@ pub fn give_back_when_idle(idle: Duration, mut tick: crate::tick::Waiter) {
             }
             if given_back_after != Some(last) {
                 given_back_after = Some(last);
+                GIVEN_BACK_AFTER.store(last, Ordering::Relaxed);
                 #[cfg(target_os = "linux")]
                 match release_code() {
                     Ok(bytes) => tracing::debug!(kib = bytes / 1024, "idle: code pages given back"),
                     Err(e) => tracing::debug!("idle: code pages kept: {e}"),
                 }
             }
-            tick.next().await;
+            tick.until_probed().await;
         }
     });
 }

@@ -16,11 +16,34 @@ pub struct Shared {
     /// The longest a token request may take (the HTTP client's timeout):
     /// a fleet member sends one only with that much lease left.
     pub http_timeout_ms: i64,
+    /// How long a sent refresh token's answer is waited for, past
+    /// `http_timeout_ms`: it may be spent, so it is not sent again.
+    pub answer_wait: Duration,
     /// How long a client waits for a refresh before being told to retry.
     pub client_wait: Duration,
     /// Every refresher looks at the wall clock at least this often (at
     /// multiples of it, so all profiles at once).
     pub tick_ms: i64,
     /// The tick itself ([`crate::tick`]).
-    pub tick: tokio::sync::watch::Receiver<i64>,
+    pub tick: crate::tick::Tick,
+}
+
+impl Shared {
+    /// What a token request of `profile` may use, now.
+    pub(crate) fn exchange<'a>(
+        &'a self,
+        profile: &'a str,
+        endpoint: &'a crate::endpoint::Endpoint,
+        spec: &'a a365_proto::ProfileSpec,
+    ) -> crate::provider::Exchange<'a> {
+        crate::provider::Exchange {
+            profile,
+            http: &self.http,
+            endpoint,
+            spec,
+            now_ms: self.clock.now_ms(),
+            default_lifetime: self.default_lifetime,
+            answer_wait: self.answer_wait,
+        }
+    }
 }

@@ -12,6 +12,7 @@
 
 use std::path::Path;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, SystemTime};
 
 use tokio::sync::watch;
@@ -43,7 +44,7 @@ impl Identity {
 }
 
 /// The binary the agent runs: its path and what it was at start.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) struct Binary {
     path: std::path::PathBuf,
     started: Identity,
@@ -64,35 +65,43 @@ impl Binary {
     }
 }
 
-/// Looks at the agent's binary every `every` until the agent stops.
+/// Looks at the agent's binary every `every` until the agent stops. On
+/// the tick, the tick thread itself looks (a `stat`), so an idle agent's
+/// runtime is woken only when the binary was replaced.
 pub fn watch(agent: Arc<Agent>, every: Duration, mut stop: watch::Receiver<bool>) {
-    if agent.binary().is_none() {
+    let Some(binary) = agent.binary().cloned() else {
         tracing::info!("the agent's binary cannot be read: upgrades are not noticed");
         return;
-    }
+    };
     let shared = agent.shared();
-    let mut tick = crate::tick::Waiter::new(&shared.tick, shared.tick_ms);
     let every_ms = i64::try_from(every.as_millis()).unwrap_or(i64::MAX);
+    let on_tick = every_ms >= shared.tick_ms;
+    let (clock, tick_ms) = (Arc::clone(&shared.clock), shared.tick_ms);
+    let looked = std::sync::atomic::AtomicI64::new(0);
+    // At most every `every`, on the tick (the refreshers' wake-up).
+    let mut tick = shared.tick.probing(Box::new(move || {
+        let now = clock.now_ms();
+        // A clock set back looks at once.
+        let since = now.saturating_sub(looked.load(Ordering::Relaxed));
+        if (0..every_ms - tick_ms / 2).contains(&since) {
+            return false;
+        }
+        looked.store(now, Ordering::Relaxed);
+        binary.replaced()
+    }));
     tokio::spawn(async move {
         let mut refused = false;
-        let mut looked = 0;
         loop {
-            // On the refreshers' tick (the same wake-up), at most every `every`.
             let wait = async {
-                match every_ms < agent.shared().tick_ms {
-                    true => tokio::time::sleep(crate::schedule::until_aligned_now(every)).await,
-                    false => tick.next().await,
+                match on_tick {
+                    true => tick.until_probed().await,
+                    false => tokio::time::sleep(crate::schedule::until_aligned_now(every)).await,
                 }
             };
             tokio::select! {
                 () = wait => {}
                 _ = stop.wait_for(|stop| *stop) => return,
             }
-            let now = agent.shared().clock.now_ms();
-            if now.saturating_sub(looked) < every_ms - agent.shared().tick_ms / 2 {
-                continue;
-            }
-            looked = now;
             if !agent.binary().is_some_and(Binary::replaced) {
                 continue;
             }

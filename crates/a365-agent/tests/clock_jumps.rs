@@ -31,6 +31,7 @@ fn shared(clock: Arc<ManualClock>) -> Arc<Shared> {
         default_lifetime: Duration::from_secs(3600),
         client_wait: Duration::from_secs(25),
         http_timeout_ms: 2_000,
+        answer_wait: Duration::from_secs(2),
         tick_ms: 30_000,
     })
 }

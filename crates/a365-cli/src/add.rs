@@ -44,6 +44,7 @@ pub fn add(socket: &Path, mut args: AddArgs) -> Result<(), Error> {
         renew_lifetime_secs: args.renew_lifetime.map(|ms| ms / 1000),
         client_auth: args.client_auth.map(Into::into),
         revocation_url: args.revocation_url.take(),
+        introspection_url: args.introspection_url.take(),
         authorize_params,
         token_params,
         headers,
@@ -81,14 +82,19 @@ pub fn add(socket: &Path, mut args: AddArgs) -> Result<(), Error> {
 /// The first of a profile's URLs that is plain HTTP (the agent allows it
 /// to loopback only, and checked that before this is asked).
 fn plain_http_url(spec: &ProfileSpec) -> Option<&str> {
-    [&spec.token_url, &spec.base_url, &spec.revocation_url]
-        .into_iter()
-        .flatten()
-        .map(String::as_str)
-        .find(|url| {
-            url.get(..7)
-                .is_some_and(|s| s.eq_ignore_ascii_case("http://"))
-        })
+    [
+        &spec.token_url,
+        &spec.base_url,
+        &spec.revocation_url,
+        &spec.introspection_url,
+    ]
+    .into_iter()
+    .flatten()
+    .map(String::as_str)
+    .find(|url| {
+        url.get(..7)
+            .is_some_and(|s| s.eq_ignore_ascii_case("http://"))
+    })
 }
 
 /// The kind from `--kind`, or asked for on a terminal (again after an

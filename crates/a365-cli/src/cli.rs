@@ -175,6 +175,11 @@ pub struct AddArgs {
     /// the realm's.
     #[arg(long, value_name = "URL")]
     pub revocation_url: Option<String>,
+    /// Where the agent asks (RFC 7662) whether a refresh token whose
+    /// answer was lost is still active; without one such a credential
+    /// needs re-authentication.
+    #[arg(long, value_name = "URL")]
+    pub introspection_url: Option<String>,
     /// An extra parameter of the browser login's authorize request
     /// (repeatable): login_hint, audience, resource, prompt (an empty
     /// prompt= sends none instead of prompt=consent). Never a secret.

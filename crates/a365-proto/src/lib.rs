@@ -43,7 +43,8 @@ pub use spec::*;
 /// `password` and `username`; `RemoveProfile` gained
 /// `keep_remote`; `AddProfile` gained `check_only`; `Doctor`, `Restart`,
 /// `LoginReview` and `LoginKeep` were added.
-pub const PROTOCOL_VERSION: u32 = 2;
+/// 3: `ProfileSpec` gained `introspection_url`.
+pub const PROTOCOL_VERSION: u32 = 3;
 
 /// The oldest version a JSON message may name. JSON is self-describing and
 /// every field added since has a default, so clients written for it (the

@@ -95,6 +95,11 @@ pub struct ProfileSpec {
     /// `x-alteryx-workspace-gid`). Never secrets.
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
+    /// The RFC 7662 introspection endpoint: where the agent asks whether
+    /// a refresh token whose answer was lost is still active, instead of
+    /// calling the credential dead.
+    #[serde(default)]
+    pub introspection_url: Option<String>,
 }
 
 /// How a client with a secret authenticates at the token endpoint (RFC

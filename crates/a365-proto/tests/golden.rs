@@ -189,6 +189,7 @@ fn requests() -> Vec<Request> {
                 authorize_params: [("prompt".into(), "consent".into())].into(),
                 token_params: [("audience".into(), "https://api.example".into())].into(),
                 headers: [("X-Tenant".into(), "t1".into())].into(),
+                introspection_url: Some("https://auth.example/connect/introspect".into()),
             },
             secrets: Secrets {
                 client_secret: secret("s3cr3t"),
@@ -480,15 +481,15 @@ fn walk(
 fn the_other_seeds_decode_as_intended() {
     let read = |name: &str| std::fs::read(corpus().join(name)).unwrap();
     // Another protocol version: refused, naming it.
-    let v3 = read("version-3.json");
+    let v4 = read("version-4.json");
     assert!(matches!(
-        decode_request(v3.trim_ascii_end(), Encoding::Json),
-        Err(CodecError::Version(3))
+        decode_request(v4.trim_ascii_end(), Encoding::Json),
+        Err(CodecError::Version(4))
     ));
-    let v3 = read("version-3.bin");
+    let v4 = read("version-4.bin");
     assert!(matches!(
-        decode_request(&v3[4..], Encoding::Binary),
-        Err(CodecError::Version(3))
+        decode_request(&v4[4..], Encoding::Binary),
+        Err(CodecError::Version(4))
     ));
     // Version 1: positional binary is refused; JSON (plugins) still works.
     let v1 = read("version-1.bin");

@@ -29,6 +29,14 @@ pub struct Credential {
     /// create is sent, so that one created but never saved (a crash, a lost
     /// answer) can be found by its description and deleted.
     pub creating: Option<String>,
+    /// A refresh token was sent at this time (UTC epoch ms) and its answer
+    /// not yet recorded: saved before the request goes out, so that after
+    /// a crash or a lost answer the possibly spent token is not sent again
+    /// blindly.
+    pub refresh_sent_at_ms: Option<i64>,
+    /// Whether the provider rotates refresh tokens, as last seen (`None`:
+    /// not seen yet).
+    pub rotates: Option<bool>,
 }
 
 impl fmt::Debug for Credential {
@@ -44,6 +52,8 @@ impl fmt::Debug for Credential {
             .field("token_id", &self.token_id)
             .field("retired_token_ids", &self.retired_token_ids)
             .field("creating", &self.creating)
+            .field("refresh_sent_at_ms", &self.refresh_sent_at_ms)
+            .field("rotates", &self.rotates)
             .finish()
     }
 }
@@ -81,6 +91,10 @@ struct Out<'a> {
     /// Left out when unset, so a downgraded a365 still reads the record.
     #[serde(skip_serializing_if = "Option::is_none")]
     creating: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    refresh_sent_at_ms: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rotates: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -102,6 +116,10 @@ struct In {
     retired_token_ids: Vec<String>,
     #[serde(default)]
     creating: Option<String>,
+    #[serde(default)]
+    refresh_sent_at_ms: Option<i64>,
+    #[serde(default)]
+    rotates: Option<bool>,
 }
 
 impl Credential {
@@ -118,6 +136,8 @@ impl Credential {
             token_id: self.token_id.as_deref(),
             retired_token_ids: &self.retired_token_ids,
             creating: self.creating.as_deref(),
+            refresh_sent_at_ms: self.refresh_sent_at_ms,
+            rotates: self.rotates,
         };
         // Sized up front: a growing Vec would leave unzeroized copies behind.
         let size = [&self.client_secret, &self.refresh_token, &self.access_token]
@@ -172,6 +192,8 @@ impl Credential {
             token_id: record.token_id,
             retired_token_ids: record.retired_token_ids,
             creating: record.creating,
+            refresh_sent_at_ms: record.refresh_sent_at_ms,
+            rotates: record.rotates,
         })
     }
 }
@@ -188,6 +210,8 @@ pub(crate) fn sample() -> Credential {
         token_id: Some("tid-1".into()),
         retired_token_ids: vec!["tid-0".into()],
         creating: None,
+        refresh_sent_at_ms: None,
+        rotates: None,
     }
 }
 

@@ -10,6 +10,7 @@ mod conn;
 mod designer;
 mod fault;
 mod handler;
+mod introspect;
 mod revoke;
 mod state;
 
@@ -68,6 +69,10 @@ pub async fn serve(
     let app = axum::Router::new()
         .route("/connect/token", axum::routing::post(handler::token))
         .route("/connect/revocation", axum::routing::post(revoke::revoke))
+        .route(
+            "/connect/introspect",
+            axum::routing::post(introspect::introspect),
+        )
         .route(
             "/connect/authorize",
             axum::routing::get(authorize::authorize),
@@ -148,6 +153,11 @@ impl TokenServer {
     /// `http://127.0.0.1:PORT/connect/revocation` (RFC 7009)
     pub fn revocation_url(&self) -> String {
         format!("http://{}/connect/revocation", self.addr)
+    }
+
+    /// `http://127.0.0.1:PORT/connect/introspect` (RFC 7662)
+    pub fn introspection_url(&self) -> String {
+        format!("http://{}/connect/introspect", self.addr)
     }
 
     /// `http://127.0.0.1:PORT`: also a Designer Cloud instance's base URL.

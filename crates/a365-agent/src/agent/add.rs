@@ -103,14 +103,7 @@ impl Agent {
                 spec.kind
             )));
         };
-        let exchange = provider::Exchange {
-            profile: name,
-            http: &self.shared.http,
-            endpoint,
-            spec,
-            now_ms: self.shared.clock.now_ms(),
-            default_lifetime: self.shared.default_lifetime,
-        };
+        let exchange = self.shared.exchange(name, endpoint, spec);
         provider::of(spec.kind)
             .credential_from_login(exchange, secrets)
             .await

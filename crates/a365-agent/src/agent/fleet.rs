@@ -111,14 +111,7 @@ impl Agent {
         let last_generation = self.before_sharing(&fleet, name, replace, now).await?;
         let generation = crate::fleet::next_generation(last_generation, now);
         spec.store = None;
-        let exchange = Exchange {
-            profile: name,
-            http: &self.shared.http,
-            endpoint: &endpoint,
-            spec: &spec,
-            now_ms: now,
-            default_lifetime: self.shared.default_lifetime,
-        };
+        let exchange = self.shared.exchange(name, &endpoint, &spec);
         let got = match provider::of(spec.kind).obtain(exchange, &credential).await {
             Ok(got) => got,
             Err(ProviderError::Dead(m)) => return Err(ErrorReply::new(ErrorKind::NeedsReauth, m)),
@@ -291,14 +284,12 @@ impl Agent {
 }
 
 fn profile_exchange<'a>(agent: &'a Agent, profile: &'a Profile) -> Option<Exchange<'a>> {
-    Some(Exchange {
-        profile: &profile.name,
-        http: &agent.shared.http,
-        endpoint: profile.endpoint()?,
-        spec: &profile.spec,
-        now_ms: agent.shared.clock.now_ms(),
-        default_lifetime: agent.shared.default_lifetime,
-    })
+    let endpoint = profile.endpoint()?;
+    Some(
+        agent
+            .shared
+            .exchange(&profile.name, endpoint, &profile.spec),
+    )
 }
 
 /// Follows the fleet until the agent is dropped: reads its profiles at

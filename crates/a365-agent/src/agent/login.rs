@@ -219,6 +219,7 @@ impl Agent {
             token_url: &endpoint.token_url,
             now_ms: now,
             default_lifetime: self.shared.default_lifetime,
+            answer_wait: self.shared.answer_wait,
             client_auth: profile.spec.client_auth.unwrap_or_default(),
             params: &profile.spec.token_params,
         };

@@ -80,6 +80,7 @@ fn profile_table(spec: &ProfileSpec) -> toml_edit::Table {
         ("redirect_uri", &spec.redirect_uri),
         ("base_url", &spec.base_url),
         ("revocation_url", &spec.revocation_url),
+        ("introspection_url", &spec.introspection_url),
     ] {
         if let Some(value) = value {
             table.insert(key, toml_edit::value(value.as_str()));

@@ -51,6 +51,8 @@ pub(crate) fn fold(credential: &Credential, got: Obtained, now: i64) -> Folded {
     }
     next.access_token = Some(got.access_token.clone());
     next.access_expires_at_ms = got.expires_at_ms;
+    next.refresh_sent_at_ms = None;
+    next.rotates = rotates.or(credential.rotates);
     next.access_scopes = got.scopes.clone();
     next.updated_at_ms = now;
     Folded {
@@ -64,6 +66,31 @@ pub(crate) fn fold(credential: &Credential, got: Obtained, now: i64) -> Folded {
             obtained_at_ms: now,
         },
     }
+}
+
+/// Whether sending `credential` again is harmless: it holds no refresh
+/// token, or its provider was seen not to rotate them. Otherwise a request
+/// whose answer was lost may have spent it, and a second one could revoke
+/// the grant (RFC 9700's reuse detection).
+pub(crate) fn replay_safe(credential: &Credential) -> bool {
+    credential.refresh_token.is_none() || credential.rotates == Some(false)
+}
+
+/// The dead state a lost answer leaves (the refresh token was sent at
+/// `sent_at` and no answer came: `cause`): its reason and the message
+/// that says what happened and what to do.
+pub(crate) fn lost_answer(cause: &str, sent_at: i64, now: i64, advice: &str) -> (String, String) {
+    let reason = format!(
+        "the answer to a refresh sent {} ago was lost ({cause})",
+        human_ms(now.saturating_sub(sent_at).max(0))
+    );
+    let message = format!(
+        "{reason}: the provider may have rotated the refresh token, and a365 does not send it \
+         again (that could revoke the grant). The current access token is served until it \
+         expires. {advice} (With an introspection endpoint, introspection_url, a365 asks the \
+         provider instead.)"
+    );
+    (reason, message)
 }
 
 /// What a provider's error means for the credential.

@@ -109,10 +109,11 @@ impl Mailbox {
         now.saturating_sub(self.last_demand_ms.load(Ordering::SeqCst))
     }
 
-    /// Until the next tick, or less when something is asked.
-    pub(super) async fn wait_tick(&self, tick: &mut crate::tick::Waiter) {
+    /// Until the first tick at or after `wake_at` (wall clock), or less
+    /// when something is asked.
+    pub(super) async fn wait_tick(&self, tick: &mut crate::tick::Waiter, wake_at: i64) {
         tokio::select! {
-            _ = tick.next() => {}
+            _ = tick.until(wake_at) => {}
             _ = self.wake.notified() => {}
         }
     }

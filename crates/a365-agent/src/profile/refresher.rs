@@ -40,7 +40,7 @@ impl AfterSaveRetry {
 
 /// What the refresh loop carries between rounds, by the profile's home.
 pub(super) enum Rounds {
-    Local(LocalRounds),
+    Local(Box<LocalRounds>),
     Fleet(Box<super::fleet::FleetRounds>),
 }
 
@@ -56,7 +56,7 @@ pub(super) struct LocalRounds {
 
 impl Rounds {
     pub(super) fn local(credential: Credential, now_ms: i64) -> Rounds {
-        Rounds::Local(LocalRounds {
+        Rounds::Local(Box::new(LocalRounds {
             credential,
             failures: 0,
             unsaved: false,
@@ -64,8 +64,15 @@ impl Rounds {
                 at_ms: now_ms,
                 failures: 0,
             },
-        })
+        }))
     }
+}
+
+/// A refresh token sent at `sent_at` whose answer never came, and why.
+#[derive(Debug, Clone, Copy)]
+struct Lost<'a> {
+    sent_at: i64,
+    cause: &'a str,
 }
 
 /// What a home says of the next round.
@@ -109,7 +116,7 @@ impl Profile {
     /// loop's state.
     pub(super) async fn refresher(self: Arc<Self>, mut rounds: Rounds) {
         let tick_ms = self.shared.tick_ms;
-        let mut tick = crate::tick::Waiter::new(&self.shared.tick, tick_ms);
+        let mut tick = self.shared.tick.waiter();
         loop {
             if self.mailbox.stopping() {
                 return;
@@ -141,7 +148,10 @@ impl Profile {
             // Nothing due before the next tick: wait for the tick itself.
             match sleep_ms < tick_ms - now.rem_euclid(tick_ms) {
                 true => self.mailbox.wait(sleep_ms).await,
-                false => self.mailbox.wait_tick(&mut tick).await,
+                false => {
+                    let wake_at = plan.wake_at.unwrap_or(i64::MAX);
+                    self.mailbox.wait_tick(&mut tick, wake_at).await
+                }
             }
         }
     }
@@ -192,14 +202,11 @@ impl Profile {
     }
 
     pub(super) fn exchange(&self, now_ms: i64) -> Option<Exchange<'_>> {
-        Some(Exchange {
-            profile: &self.name,
-            http: &self.shared.http,
-            endpoint: self.endpoint.as_ref()?,
-            spec: &self.spec,
-            now_ms,
-            default_lifetime: self.shared.default_lifetime,
-        })
+        let mut exchange = self
+            .shared
+            .exchange(&self.name, self.endpoint.as_ref()?, &self.spec);
+        exchange.now_ms = now_ms;
+        Some(exchange)
     }
 
     /// One token request and its consequences. A rotated refresh token (or
@@ -219,11 +226,35 @@ impl Profile {
             self.serve_until_expiry(now, &why);
             return Ok(());
         }
-        if let Some(marked) = self.provider().before_obtain(credential) {
-            // Nothing is sent that could not be found again after a crash.
+        let replay_safe = engine::replay_safe(credential);
+        if let Some(sent_at) = credential.refresh_sent_at_ms.filter(|_| !replay_safe) {
+            // An earlier request's answer never came (a crash, a lost
+            // answer): the token it carried may be spent.
+            let cause = "the agent stopped or the connection ended before it came";
+            let lost = Lost { sent_at, cause };
+            if !self
+                .still_active(exchange, credential, lost, failures)
+                .await
+            {
+                return Ok(());
+            }
+            credential.refresh_sent_at_ms = None;
+        }
+        // Nothing is sent that could not be found again after a crash (a
+        // Designer Cloud tag), nor a refresh token that may be spent
+        // without a record that it was sent.
+        let mut marked = self.provider().before_obtain(credential);
+        if !replay_safe {
+            marked
+                .get_or_insert_with(|| credential.clone())
+                .refresh_sent_at_ms = Some(now);
+        }
+        if let Some(marked) = marked {
+            // Clients arriving during the save wait for this round.
+            self.refreshing();
             if let Err(why) = self.persist(&marked, false).await {
                 let e = ProviderError::transient(why);
-                return self.failed(e, credential, failures, now).await;
+                return self.failed(e, credential, failures, now, false).await;
             }
             *credential = marked;
         }
@@ -234,7 +265,38 @@ impl Profile {
                 *failures = 0;
                 self.refreshed(got, credential, now).await
             }
-            Err(e) => self.failed(e, credential, failures, now).await,
+            Err(ProviderError::Unanswered(cause)) if !replay_safe => {
+                let sent_at = credential.refresh_sent_at_ms.unwrap_or(now);
+                tracing::warn!(profile = %self.name, "the answer to a refresh was lost: {cause}");
+                let lost = Lost {
+                    sent_at,
+                    cause: &cause,
+                };
+                // Asked now when the answer was waited for in full, else
+                // once the server must have finished with the request.
+                let Some(exchange) = self.exchange(now) else {
+                    return Ok(());
+                };
+                if !self
+                    .still_active(exchange, credential, lost, failures)
+                    .await
+                {
+                    return Ok(());
+                }
+                // Not spent: sent again after the usual back-off.
+                credential.refresh_sent_at_ms = None;
+                let e = ProviderError::transient(format!(
+                    "the answer to a refresh was lost ({cause}); the provider says the refresh \
+                     token is still active, so it is sent again"
+                ));
+                self.failed(e, credential, failures, now, false).await
+            }
+            Err(e) => {
+                // The server answered: the refresh token was not spent
+                // unless the answer says so.
+                let answered = credential.refresh_sent_at_ms.take().is_some();
+                self.failed(e, credential, failures, now, answered).await
+            }
         }
     }
 
@@ -246,15 +308,88 @@ impl Profile {
         credential: &Credential,
     ) -> Result<Obtained, ProviderError> {
         crate::resident::touch();
+        self.refreshing();
+        tracing::debug!(profile = %self.name, url = %exchange.endpoint.token_url, kind = %self.spec.kind, "refreshing");
+        let result = self.provider().obtain(exchange, credential).await;
+        self.mailbox.answered();
+        result
+    }
+
+    /// Whether the refresh token of `credential`, whose answer was `lost`,
+    /// may be sent again: only when the provider says it is still active
+    /// (RFC 7662), asked once the server must be done with the request
+    /// it was sent in. Otherwise the profile says what happened: dead (no
+    /// one to ask, or the provider says it was spent), or failing until
+    /// the provider can be asked.
+    async fn still_active(
+        &self,
+        exchange: Exchange<'_>,
+        credential: &Credential,
+        lost: Lost<'_>,
+        failures: &mut u32,
+    ) -> bool {
+        let now = self.shared.clock.now_ms();
+        let advice = self.provider().reauth_advice(&self.name);
+        let Lost { sent_at, cause } = lost;
+        let Some(ask) = crate::provider::still_active(exchange, credential) else {
+            let (reason, message) = engine::lost_answer(cause, sent_at, now, &advice);
+            self.mark_dead(message, reason);
+            return false;
+        };
+        let ago = |now: i64| human_ms(now.saturating_sub(sent_at).max(0));
+        let wait_ms = i64::try_from(self.shared.answer_wait.as_millis()).unwrap_or(i64::MAX);
+        let ask_at = sent_at.saturating_add(wait_ms);
+        if now < ask_at {
+            let error = format!(
+                "the answer to a refresh sent {} ago was lost ({cause}); the provider is asked in \
+                 {} whether the refresh token is still active",
+                ago(now),
+                human_ms(ask_at - now)
+            );
+            self.state.send_modify(|s| s.failing(ask_at, error));
+            return false;
+        }
+        let answer = ask.await;
+        let now = self.shared.clock.now_ms();
+        match answer {
+            Ok(true) => {
+                tracing::info!(profile = %self.name, "the provider says the refresh token whose answer was lost is still active: sending it again");
+                true
+            }
+            Ok(false) => {
+                let reason = format!(
+                    "the provider says the refresh token sent {} ago is no longer active: that \
+                     refresh was done and its answer lost ({cause})",
+                    ago(now)
+                );
+                tracing::warn!(profile = %self.name, "{reason}");
+                self.mark_dead(format!("{reason}. {advice}"), reason);
+                false
+            }
+            Err(e) => {
+                *failures = failures.saturating_add(1);
+                let wait = crate::schedule::backoff(*failures, false, None, fastrand::f64());
+                let retry_at =
+                    now.saturating_add(i64::try_from(wait.as_millis()).unwrap_or(i64::MAX));
+                let error = format!(
+                    "the answer to a refresh sent {} ago was lost ({cause}), and asking the provider \
+                     whether the refresh token is still active failed: {e}",
+                    ago(now)
+                );
+                tracing::warn!(profile = %self.name, "{error}");
+                self.state.send_modify(|s| s.failing(retry_at, error));
+                false
+            }
+        }
+    }
+
+    /// A round is under way: clients wait for it rather than start one.
+    fn refreshing(&self) {
         self.state.send_modify(|s| {
             if s.phase != Phase::Empty {
                 s.phase = Phase::Refreshing;
             }
         });
-        tracing::debug!(profile = %self.name, url = %exchange.endpoint.token_url, kind = %self.spec.kind, "refreshing");
-        let result = self.provider().obtain(exchange, credential).await;
-        self.mailbox.answered();
-        result
     }
 
     /// A new token: the credential it changes is saved (durably, before
@@ -297,12 +432,14 @@ impl Profile {
 
     /// A failed request: dead, or back off (at least as long as the
     /// server's `Retry-After`), keeping any rotated refresh token it brought.
+    /// `changed`: the credential lost its in-flight mark, to be saved.
     async fn failed(
         &self,
         e: ProviderError,
         credential: &mut Credential,
         failures: &mut u32,
         now: i64,
+        changed: bool,
     ) -> Result<(), Unsaved> {
         *failures = failures.saturating_add(1);
         let advice = self.provider().reauth_advice(&self.name);
@@ -311,6 +448,9 @@ impl Profile {
                 Verdict::Dead { reason, message } => {
                     tracing::warn!(profile = %self.name, "credential rejected: {reason}");
                     self.mark_dead(message, reason);
+                    if changed {
+                        return self.persist(credential, false).await.map_err(|_| Unsaved);
+                    }
                     return Ok(());
                 }
                 Verdict::Retry {
@@ -326,6 +466,8 @@ impl Profile {
             credential.refresh_token = Some(rt);
             credential.updated_at_ms = now;
             saved = self.persist(credential, true).await;
+        } else if changed {
+            saved = self.persist(credential, false).await;
         }
         tracing::warn!(
             profile = %self.name,

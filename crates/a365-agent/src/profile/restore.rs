@@ -7,7 +7,7 @@ use a365_proto::{ProfileSpec, StoreKind};
 use a365_store::Credential;
 use secrecy::ExposeSecret;
 
-use super::{Held, Phase, Snapshot};
+use super::{Held, Phase, Snapshot, engine};
 use crate::provider::{self, Restore, static_token};
 use crate::schedule;
 use crate::stores::StoreError;
@@ -71,7 +71,9 @@ pub(super) fn initial_snapshot(
         }
     };
     let cached = cached_token(credential);
-    match provider::of(spec.kind).restore(name, credential) {
+    snap.rotates = credential.rotates;
+    let provider = provider::of(spec.kind);
+    match provider.restore(name, credential) {
         Restore::AsIs => {
             snap.phase = Phase::Fresh;
             snap.token = cached.map(Arc::new);
@@ -88,6 +90,24 @@ pub(super) fn initial_snapshot(
                 snap.token = Some(Arc::new(held));
                 snap.phase = Phase::Fresh;
             }
+        }
+    }
+    if let Some(sent_at) = credential
+        .refresh_sent_at_ms
+        .filter(|_| !engine::replay_safe(credential))
+    {
+        let cause = "the agent stopped before it came";
+        let can_ask = provider::endpoint(spec)
+            .ok()
+            .flatten()
+            .is_some_and(|e| e.introspection_url.is_some());
+        if can_ask {
+            // The refresher asks the provider at once (see `still_active`).
+            snap.failing(now, format!("the answer to a refresh was lost ({cause})"));
+        } else {
+            let advice = provider.reauth_advice(name);
+            let (_, message) = engine::lost_answer(cause, sent_at, now, &advice);
+            snap.phase = Phase::NeedsReauth(message);
         }
     }
     snap

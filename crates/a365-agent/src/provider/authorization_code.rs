@@ -55,6 +55,7 @@ impl Provider for AuthorizationCode {
         let login = login_endpoint(spec, &token_url)?;
         Endpoint {
             revocation_url: endpoint::revocation_url(spec)?,
+            introspection_url: endpoint::introspection_url(spec)?,
             token_url,
             secure,
             login: Some(login),

@@ -111,6 +111,7 @@ impl Provider for DesignerCloud {
             secure: false,
             login: None,
             revocation_url: None,
+            introspection_url: None,
         }))
     }
 

@@ -67,6 +67,27 @@ pub trait BrowserLogin: Sync {
 
 pub use authorization_code::Pkce;
 
+/// Asks the profile's introspection endpoint (RFC 7662) whether the
+/// refresh token of `credential` is still active; `None` when there is
+/// no endpoint to ask (or no refresh token).
+pub fn still_active<'a>(
+    exchange: Exchange<'a>,
+    credential: &'a Credential,
+) -> Option<Pending<'a, Result<bool, ProviderError>>> {
+    let url = exchange.endpoint.introspection_url.as_ref()?;
+    let token = credential.refresh_token.as_ref()?;
+    let client = oauth::Client {
+        id: exchange.client_id(),
+        secret: credential.client_secret.as_ref(),
+    };
+    Some(Box::pin(oauth::introspect(
+        exchange.call(),
+        url,
+        client,
+        token,
+    )))
+}
+
 /// Secrets sent with `a365 add` that do not fit the kind.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{0}")]
@@ -83,6 +104,8 @@ pub struct Exchange<'a> {
     pub now_ms: i64,
     /// Lifetime assumed for a token that states none.
     pub default_lifetime: Duration,
+    /// How long a sent refresh token's answer is waited for.
+    pub answer_wait: Duration,
 }
 
 impl<'a> Exchange<'a> {
@@ -93,6 +116,7 @@ impl<'a> Exchange<'a> {
             token_url: &self.endpoint.token_url,
             now_ms: self.now_ms,
             default_lifetime: self.default_lifetime,
+            answer_wait: self.answer_wait,
             client_auth: self.spec.client_auth.unwrap_or_default(),
             params: &self.spec.token_params,
         }

@@ -24,6 +24,9 @@ pub struct Call<'a> {
     pub token_url: &'a reqwest::Url,
     pub now_ms: i64,
     pub default_lifetime: Duration,
+    /// How long a sent refresh token's answer is waited for (see
+    /// [`post_form`]).
+    pub answer_wait: Duration,
     /// How a client with a secret authenticates.
     pub client_auth: ClientAuth,
     /// The profile's extra token-request parameters (`audience`, …).
@@ -50,10 +53,19 @@ pub async fn post_form(
 ) -> Result<Fresh, ProviderError> {
     let mut form = form.to_vec();
     form.extend(call.params.iter().map(|(k, v)| (k.as_str(), v.as_str())));
-    let response = send_form(call, call.token_url, client, &form).await?;
+    // A refresh token, once sent, may be spent: its answer is waited for
+    // as long as the connection lives (up to `answer_wait`), never given
+    // up on at the usual timeout to be sent again.
+    let spends = grant == Grant::RefreshToken;
+    let wait = spends.then_some(call.answer_wait);
+    let response = send_form(call, call.token_url, client, &form, wait).await?;
     let status = response.status();
     let retry_after = retry_after(response.headers(), call.now_ms);
-    let body = read_body(response).await?;
+    let body = read_body(response).await.map_err(|e| match spends {
+        // The server answered: it did its work, whatever was lost.
+        true => ProviderError::Unanswered(e.to_string()),
+        false => e,
+    })?;
     tracing::debug!(status = status.as_u16(), "token response received");
     parse_token_response(
         grant,
@@ -80,7 +92,7 @@ pub async fn revoke(
         ("token", token.expose_secret()),
         ("token_type_hint", "refresh_token"),
     ];
-    let response = send_form(call, url, client, &form).await?;
+    let response = send_form(call, url, client, &form, None).await?;
     let status = response.status();
     let retry_after = retry_after(response.headers(), call.now_ms);
     let body = read_body(response).await?;
@@ -126,6 +138,38 @@ pub async fn revoke(
     })
 }
 
+/// RFC 7662: asks the server at `url` whether the refresh token `token`
+/// is still active, authenticating as token requests do. Nothing is
+/// spent by asking.
+pub async fn introspect(
+    call: Call<'_>,
+    url: &reqwest::Url,
+    client: Client<'_>,
+    token: &SecretString,
+) -> Result<bool, ProviderError> {
+    let form = [
+        ("token", token.expose_secret()),
+        ("token_type_hint", "refresh_token"),
+    ];
+    let response = send_form(call, url, client, &form, None).await?;
+    let status = response.status();
+    let retry_after = retry_after(response.headers(), call.now_ms);
+    let body = read_body(response).await?;
+    let active = serde_json::from_slice::<serde_json::Value>(&body)
+        .ok()
+        .and_then(|v| v.get("active")?.as_bool());
+    match (status.as_u16(), active) {
+        (200, Some(active)) => Ok(active),
+        (200, None) => Err(ProviderError::transient(
+            "the introspection endpoint answered without an `active` field",
+        )),
+        (status, _) => Err(ProviderError::Transient {
+            message: format!("the introspection endpoint answered HTTP {status}"),
+            retry_after,
+        }),
+    }
+}
+
 /// Form fields that carry a secret.
 const SECRET_FIELDS: &[&str] = &[
     "client_secret",
@@ -148,11 +192,14 @@ fn sent<'a>(client: Client<'a>, form: &[(&'a str, &'a str)]) -> Vec<&'a str> {
 
 /// POSTs `form` to `url` with the client's authentication: in the body
 /// or as HTTP Basic, as the profile says.
+/// Sends `form` to `url`; `wait`, when given, replaces the HTTP client's
+/// overall timeout for this request.
 async fn send_form(
     call: Call<'_>,
     url: &reqwest::Url,
     client: Client<'_>,
     form: &[(&str, &str)],
+    wait: Option<Duration>,
 ) -> Result<reqwest::Response, ProviderError> {
     let mut pairs = form.to_vec();
     let basic = match (call.client_auth, client.secret) {
@@ -175,6 +222,9 @@ async fn send_form(
         .header(reqwest::header::ACCEPT, "application/json");
     if let Some(value) = basic {
         request = request.header(reqwest::header::AUTHORIZATION, value);
+    }
+    if let Some(wait) = wait {
+        request = request.timeout(wait);
     }
     request
         .body(bytes::Bytes::from_owner(Wiped(form_body(&pairs))))

@@ -86,6 +86,14 @@ impl State {
         true
     }
 
+    /// RFC 7662: whether `refresh_token` is live and `client_id`'s.
+    pub(crate) fn refresh_token_active(&self, refresh_token: &str, client_id: &str) -> bool {
+        self.lock()
+            .refresh_tokens
+            .get(refresh_token)
+            .is_some_and(|c| c == client_id)
+    }
+
     /// RFC 7009: ends `refresh_token` if it is this client's.
     pub(crate) fn revoke_refresh_token(&self, refresh_token: &str, client_id: &str) {
         let mut inner = self.lock();

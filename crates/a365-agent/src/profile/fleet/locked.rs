@@ -9,6 +9,9 @@ use crate::fleet::{Fleet, FleetError, Inflight, Lock, Public, Secret};
 use crate::profile::Profile;
 use crate::profile::engine::{self, Folded};
 use crate::provider::{Obtained, ProviderError};
+use std::future::Future;
+use std::time::Duration;
+
 use a365_proto::human_ms;
 use secrecy::SecretString;
 
@@ -41,8 +44,39 @@ impl Profile {
             return Next::Failed("the profile has no token endpoint".into());
         };
         tracing::debug!(profile = %self.name, member = %fleet.member, "refreshing for the fleet");
-        let result = self.send(exchange, &begun.credential).await;
+        let send = self.send(exchange, &begun.credential);
+        let result = self.holding(fleet, lock, send).await;
         self.end(fleet, begun, result, uncommitted).await
+    }
+
+    /// Runs `work` (the request) while renewing the lock's lease every
+    /// third of it: a holder waiting for an answer never lets the lock go
+    /// (another member would find the refresh in flight, and a spent
+    /// refresh token cannot be sent again). An answer that is ready wins
+    /// over a renewal due at the same time (after a stop and continue).
+    async fn holding<T>(&self, fleet: &Fleet, lock: &Lock, work: impl Future<Output = T>) -> T {
+        let every = Duration::from_millis((fleet.lease_secs.saturating_mul(1_000) / 3).max(500));
+        let mut work = std::pin::pin!(work);
+        loop {
+            tokio::select! {
+                biased;
+                out = &mut work => return out,
+                () = tokio::time::sleep(every) => {
+                    let now = self.shared.clock.now_ms();
+                    match fleet.renew(lock, now).await {
+                        Ok(0) => tracing::warn!(
+                            profile = %self.name,
+                            "the fleet lock ended while a refresh was in flight; waiting for its answer"
+                        ),
+                        Err(e) => tracing::warn!(
+                            profile = %self.name,
+                            "cannot renew the fleet lock while a refresh is in flight: {e}"
+                        ),
+                        Ok(_) => {}
+                    }
+                }
+            }
+        }
     }
 
     /// Everything before the request: read again under the lock (the last
