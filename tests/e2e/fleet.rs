@@ -345,7 +345,7 @@ impl Machine {
         );
         std::fs::create_dir_all(env.config_file().parent().unwrap()).unwrap();
         std::fs::write(env.config_file(), config).unwrap();
-        let agent = env.spawn_agent(&["--http-timeout", "3"]);
+        let agent = env.spawn_agent(&["--http-timeout", "3", "--answer-wait", "3"]);
         agent.wait_ready(&env.socket);
         Machine {
             env,
@@ -359,7 +359,9 @@ impl Machine {
         let fresh = Machine::with(cluster, name, "refresher", extra);
         std::fs::copy(fresh.env.config_file(), self.env.config_file()).unwrap();
         drop(fresh);
-        let agent = self.env.spawn_agent(&["--http-timeout", "3"]);
+        let agent = self
+            .env
+            .spawn_agent(&["--http-timeout", "3", "--answer-wait", "3"]);
         agent.wait_ready(&self.env.socket);
         self.agent = Some(agent);
     }
@@ -953,7 +955,7 @@ fn the_readme_fleet_block_works_with_tls_and_a_password() {
     assert!(!settings.contains("/etc/a365"), "{settings}");
     std::fs::create_dir_all(env.config_file().parent().unwrap()).unwrap();
     std::fs::write(env.config_file(), format!("store = \"file\"\n{settings}")).unwrap();
-    let agent = env.spawn_agent(&["--http-timeout", "3"]);
+    let agent = env.spawn_agent(&["--http-timeout", "3", "--answer-wait", "3"]);
     agent.wait_ready(&env.socket);
     let machine = Machine {
         env,
@@ -1291,5 +1293,62 @@ fn a_lock_kept_alive_past_its_deadline_does_not_block_the_fleet() {
     assert!(started.elapsed() < Duration::from_secs(10));
     assert_eq!(server.requests(), before + 1);
     assert!(a.log().contains("took over a fleet lock"), "{}", a.log());
+    assert_eq!(server.replays(), 0);
+}
+
+/// A refresh whose answer never reached the fleet (its holder killed while
+/// the provider had not answered, or the answer cut after the provider
+/// rotated) is settled by asking the provider (RFC 7662) once the provider
+/// must be done with it: a refresh token still active is sent again by
+/// another member, and the fleet serves again without a human; a spent
+/// one is dead for every member, with that reason. Nothing is replayed.
+#[test]
+fn a_lost_refresh_in_the_fleet_is_settled_by_asking_the_provider() {
+    let Some(cluster) = Cluster::start() else {
+        return;
+    };
+    let server = server(3600, true);
+    let mut a = Machine::refresher(&cluster, "a");
+    let b = Machine::refresher(&cluster, "b");
+    let introspection = [
+        "--shared",
+        "--introspection-url",
+        &server.introspection_url(),
+    ];
+    let (_, out) = a.env.try_add_refresh("work", &server, &introspection);
+    assert_eq!(out.code, 0, "{} {}", out.stdout, out.stderr);
+    all_serve(&[&a, &b], &server, Duration::from_secs(10));
+    // A's refresh hangs at the provider, and A is killed.
+    let before = server.requests();
+    server.set_fault(Fault::Hang, Some(1));
+    let mut forced = a.env.command(crate::harness::bin("a365"));
+    forced
+        .args(["refresh", "work"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let mut forced = forced.spawn().unwrap();
+    assert!(wait_until(Duration::from_secs(5), || server.requests() > before));
+    a.agent.take().unwrap().kill();
+    let _ = forced.wait();
+    // B, once A's lease ended and the provider must be done, asks and
+    // sends the refresh token again.
+    let served = wait_until(Duration::from_secs(30), || {
+        b.env.a365(&["refresh", "work"]).code == 0
+    });
+    assert!(served, "{}\n{}", b.log(), b.status());
+    assert_eq!(b.token().ok(), server.last_access_token());
+    assert_eq!(server.replays(), 0);
+    // Rotated, then the connection cut: spent, and said so.
+    server.set_fault(Fault::RotateThenDrop, Some(1));
+    // Asked at the next refresh, once the provider must be done with it.
+    let dead = wait_until(Duration::from_secs(30), || {
+        b.env.a365(&["refresh", "work"]).code == 5
+    });
+    assert!(dead, "{}\n{}", b.log(), b.status());
+    let said = b.status()["last_error"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(said.contains("no longer active"), "{said}");
     assert_eq!(server.replays(), 0);
 }

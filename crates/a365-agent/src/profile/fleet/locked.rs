@@ -16,6 +16,14 @@ use a365_proto::human_ms;
 use secrecy::SecretString;
 
 /// A refresh under way: what was read and marked before it was sent.
+/// Why a lost refresh's token may not be sent again now.
+enum Lost {
+    /// Spent, or no one to ask: the fleet's credential is dead.
+    Dead(String),
+    /// Not yet known: try again later.
+    AskLater(String),
+}
+
 struct Begun {
     credential: Credential,
     secret: Secret,
@@ -120,19 +128,15 @@ impl Profile {
         let credential = fleet
             .open_credential(&self.name, &secret, &self.spec)
             .map_err(|e| Next::Failed(e.to_string()))?;
-        let replay_safe = credential.refresh_token.is_none() || public.rotates == Some(false);
+        let replay_safe = engine::replay_safe(&credential) || public.rotates == Some(false);
         if let Some(lost) = secret.inflight.as_ref().filter(|_| !replay_safe) {
-            let why = format!(
-                "a refresh sent by fleet member '{}' {} ago never had its answer written to the fleet \
-                 (it stopped or stalled past its lease); the provider may have rotated the refresh \
-                 token, and sending it again could revoke the grant. If that member comes back with \
-                 the answer, the fleet recovers by itself; otherwise add the credential again \
-                 (`a365 add {} --shared --replace …`)",
-                lost.member,
-                human_ms(now - lost.at_ms),
-                self.name
-            );
-            return Err(self.write_dead(fleet, rev, &secret, &public, why).await);
+            // Sent again only when the provider says it is still active.
+            if let Err(why) = self.lost_in_fleet(&credential, lost, now).await {
+                return Err(match why {
+                    Lost::Dead(why) => self.write_dead(fleet, rev, &secret, &public, why).await,
+                    Lost::AskLater(why) => Next::Failed(why),
+                });
+            }
         }
         // Marked before it is sent: see the module's rules.
         let marker = Inflight {
@@ -160,6 +164,60 @@ impl Profile {
             marker,
             replay_safe,
         })
+    }
+
+    /// Whether the refresh token of a refresh whose answer never reached
+    /// the fleet (`lost`) may be sent again: `Ok` when the provider says
+    /// it is still active (RFC 7662), asked once the server must be done
+    /// with that request.
+    async fn lost_in_fleet(
+        &self,
+        credential: &Credential,
+        lost: &Inflight,
+        now: i64,
+    ) -> Result<(), Lost> {
+        let sent = format!(
+            "a refresh sent by fleet member '{}' {} ago never had its answer written to the fleet \
+             (it stopped or stalled past its lease, or the answer was lost)",
+            lost.member,
+            human_ms(now - lost.at_ms)
+        );
+        let ask = self
+            .exchange(now)
+            .and_then(|exchange| crate::provider::still_active(exchange, credential));
+        let Some(ask) = ask else {
+            return Err(Lost::Dead(format!(
+                "{sent}; the provider may have rotated the refresh token, and sending it again \
+                 could revoke the grant. If that member comes back with the answer, the fleet \
+                 recovers by itself; otherwise add the credential again (`a365 add {} --shared \
+                 --replace …`), or give the profile an introspection_url so that the fleet asks \
+                 the provider",
+                self.name
+            )));
+        };
+        let wait_ms = i64::try_from(self.shared.answer_wait.as_millis()).unwrap_or(i64::MAX);
+        let ask_at = lost.at_ms.saturating_add(wait_ms);
+        if now < ask_at {
+            return Err(Lost::AskLater(format!(
+                "{sent}; the provider is asked in {} whether its refresh token is still active",
+                human_ms(ask_at - now)
+            )));
+        }
+        match ask.await {
+            Ok(true) => {
+                tracing::info!(profile = %self.name, "the provider says the refresh token of the lost refresh is still active: sending it again");
+                Ok(())
+            }
+            Ok(false) => Err(Lost::Dead(format!(
+                "{sent}, and the provider says its refresh token is no longer active: that \
+                 refresh was done and its answer lost. Add the credential again (`a365 add {} \
+                 --shared --replace …`)",
+                self.name
+            ))),
+            Err(e) => Err(Lost::AskLater(format!(
+                "{sent}; asking the provider whether its refresh token is still active failed: {e}"
+            ))),
+        }
     }
 
     /// Renews the lease; `Err` (nothing may be sent) unless it now lasts
@@ -236,10 +294,20 @@ impl Profile {
                 self.write_dead(fleet, rev, &secret, &public, why).await
             }
             Err(ProviderError::Unanswered(m)) if !replay_safe => {
+                if self
+                    .endpoint
+                    .as_ref()
+                    .is_some_and(|e| e.introspection_url.is_some())
+                {
+                    // The marker stays: the next round, of any member, asks
+                    // the provider (see `lost_in_fleet`).
+                    return Next::Failed(format!("the answer to a refresh was lost ({m})"));
+                }
                 let why = format!(
                     "the answer to a refresh was lost ({m}); the provider may have rotated the \
                      refresh token, and sending it again could revoke the grant: add the credential \
-                     again (`a365 add {} --shared --replace …`)",
+                     again (`a365 add {} --shared --replace …`), or give the profile an \
+                     introspection_url so that the fleet asks the provider",
                     self.name
                 );
                 self.write_dead(fleet, rev, &secret, &public, why).await
