@@ -58,7 +58,7 @@ fn watch_and_on_event_are_told_what_happens_and_never_the_token() {
         dead["message"]
             .as_str()
             .unwrap()
-            .contains("Admin → Developer")
+            .contains("Get a new refresh token from 127.0.0.1")
     );
     env.a365(&["remove", "work"]).ok();
     let removed: serde_json::Value = serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();

@@ -289,3 +289,29 @@ fn a_lost_answer_is_settled_by_asking_the_provider() {
         .count();
     assert_eq!(asked, 3, "{:?}", server.recorded());
 }
+
+/// `add` refuses a credential whose first token request is refused, with
+/// what the server said: a bare 400 names the client-auth method used and
+/// the other one; a 404 asks whether this is the token endpoint.
+#[test]
+fn a_first_exchange_refused_fails_add_with_what_the_server_said() {
+    let server = TokenServer::start(ServerConfig::default()).unwrap();
+    let env = Env::new();
+    let _agent = env.start_agent();
+    server.set_fault(Fault::Bare(400), None);
+    let (_, out) = env.try_add_refresh("bare", &server, &[]);
+    assert_eq!(out.code, 5, "{out:?}");
+    assert!(
+        out.stderr.contains("HTTP 400, with an empty body"),
+        "{out:?}"
+    );
+    assert!(out.stderr.contains("sent in the form body"), "{out:?}");
+    assert!(out.stderr.contains("--client-auth basic"), "{out:?}");
+    server.set_fault(Fault::Bare(404), None);
+    let (_, out) = env.try_add_refresh("lost", &server, &[]);
+    assert_eq!(out.code, 5, "{out:?}");
+    assert!(
+        out.stderr.contains("is this the token endpoint?"),
+        "{out:?}"
+    );
+}

@@ -361,6 +361,38 @@ enum Cloud {
     Other,
 }
 
+/// Whose credential a profile holds, for advice on getting a new one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Issuer {
+    Altium,
+    Nexar,
+    /// Another server, by its host (empty when none is known).
+    Other(String),
+}
+
+/// The issuer of `spec`'s credentials, from its realm or token URL.
+pub fn issuer(spec: &ProfileSpec) -> Issuer {
+    let url = match (&spec.realm, &spec.token_url) {
+        (Some(realm), _) => realm_url(realm).ok().map(str::to_owned),
+        (None, Some(url)) => Some(url.clone()),
+        (None, None) => None,
+    };
+    let Some(url) = url.and_then(|u| reqwest::Url::parse(&u).ok()) else {
+        return match spec.realm.as_deref() {
+            None => Issuer::Other(String::new()),
+            Some(_) => Issuer::Altium,
+        };
+    };
+    let host = normal_host(&url).unwrap_or_default();
+    if Cloud::of(&url) != Cloud::Other {
+        Issuer::Altium
+    } else if host == "nexar.com" || host.ends_with(".nexar.com") {
+        Issuer::Nexar
+    } else {
+        Issuer::Other(host)
+    }
+}
+
 impl Cloud {
     fn of(url: &reqwest::Url) -> Cloud {
         let host = normal_host(url).unwrap_or_default();

@@ -23,7 +23,7 @@ async fn invalid_grant_means_reauthenticate_and_stop_asking() {
     assert_eq!(e.kind, ErrorKind::NeedsReauth);
     assert!(e.message.contains("invalid_grant"), "{e:?}");
     assert!(
-        e.message.contains("Admin → Developer"),
+        e.message.contains("Get a new refresh token from 127.0.0.1"),
         "says what to do: {e:?}"
     );
     let requests = fx.server.requests();
@@ -136,5 +136,39 @@ async fn a_clock_set_back_keeps_the_newest_token_and_sends_nothing() {
     let now_s = fx.clock.now_ms() / 1000;
     let next = status.next_refresh_at.unwrap();
     assert!(next > now_s + 8 * 3600, "re-armed early: {next} at {now_s}");
+    fx.stop().await;
+}
+
+/// A refusal that waiting does not mend (RFC 6749 §5.2: a 4xx other than
+/// 408 and 429, here a bare 400 with no body) is retried slowly, and after
+/// the third in a row the profile needs the user; nothing more is sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bare_400_three_times_in_a_row_needs_attention() {
+    let fx = Fixture::start(ServerConfig::default()).await;
+    fx.add_refresh("work").await.unwrap();
+    fx.server.set_fault(Fault::Bare(400), None);
+    let before = fx.server.requests();
+    let e = fx.refresh("work").await.unwrap_err();
+    assert_eq!(e.kind, ErrorKind::Unavailable, "{e:?}");
+    assert!(e.message.contains("HTTP 400, with an empty body"), "{e:?}");
+    assert!(e.message.contains("--client-auth basic"), "{e:?}");
+    fx.advance(Duration::from_secs(61)).await;
+    assert!(
+        fx.requests_reach(before + 2).await,
+        "retried after a minute"
+    );
+    fx.advance(Duration::from_secs(121)).await;
+    assert!(
+        fx.requests_reach(before + 3).await,
+        "retried after two more"
+    );
+    let status = fx.status("work").await;
+    assert_eq!(status.state, "needs-reauth", "{status:?}");
+    for _ in 0..3 {
+        fx.advance(HOUR).await;
+    }
+    assert_eq!(fx.server.requests(), before + 3, "sent after the third");
+    let e = fx.token("work", 2 * HOUR).await.unwrap_err();
+    assert!(e.message.contains("3 times in a row"), "{e:?}");
     fx.stop().await;
 }

@@ -50,6 +50,9 @@ pub enum Fault {
     /// 400 `invalid_grant` whose `error_description` quotes the request:
     /// the client secret (plain, form-encoded, base64) and refresh token.
     QuotingInvalidGrant,
+    /// This HTTP status with an empty body, as some servers refuse
+    /// anything (a wrong secret, a revoked token, the wrong client-auth).
+    Bare(u16),
 }
 
 /// A `--fault` or `--lifetime` value that does not parse.
@@ -59,8 +62,8 @@ pub enum ParseError {
         "unknown fault {0:?}: expected status:CODE, rate-limited:SECS, delay:DURATION, hang, \
          drop, rotate-then-drop, malformed-json, missing-access-token, missing-expires-in, \
          invalid-grant, invalid-client, invalid-scope, rate-limited-until:SECS, expires-in:N, \
-         opaque-token, trickle:DURATION, cut-mid-body, hostile-token or \
-         quoting-invalid-grant"
+         opaque-token, trickle:DURATION, cut-mid-body, hostile-token, \
+         quoting-invalid-grant or bare:CODE"
     )]
     UnknownFault(String),
     #[error("{0:?} needs a value, as in {1}")]
@@ -117,6 +120,7 @@ impl FromStr for Fault {
             "cut-mid-body" => Fault::CutMidBody,
             "hostile-token" => Fault::HostileToken,
             "quoting-invalid-grant" => Fault::QuotingInvalidGrant,
+            "bare" => Fault::Bare(number(need("bare:400")?)?),
             _ => return Err(ParseError::UnknownFault(text.to_owned())),
         })
     }

@@ -166,6 +166,9 @@ fn canned(fault: &Fault) -> Option<Response> {
         Fault::InvalidClient => oauth_error(StatusCode::UNAUTHORIZED, "invalid_client", "injected"),
         Fault::InvalidScope => oauth_error(StatusCode::BAD_REQUEST, "invalid_scope", "injected"),
         Fault::RateLimitedUntil { secs } => slow_down(http_date_in(*secs)),
+        Fault::Bare(code) => StatusCode::from_u16(*code)
+            .unwrap_or(StatusCode::BAD_REQUEST)
+            .into_response(),
         Fault::Delay(_)
         | Fault::Hang
         | Fault::Drop

@@ -61,6 +61,34 @@ const MAX_DESCRIPTION: usize = 200;
 /// An `error` code is one word (RFC 6749 §5.2); a longer one is cut.
 pub const MAX_CODE: usize = 64;
 
+/// What a refusal without an OAuth error body said: a line of its text
+/// (secrets it quotes hidden), or what kind of page it was.
+fn said(status: u16, body: &[u8], sent: &[&str]) -> String {
+    let text = String::from_utf8_lossy(&body[..body.len().min(4096)]);
+    let text = text.trim();
+    let page = text.starts_with('<');
+    let hint = match (status, page) {
+        (404 | 405, _) | (_, true) => {
+            "; is this the token endpoint? A token URL usually ends in /token or /connect/token"
+        }
+        _ => "",
+    };
+    if text.is_empty() {
+        return format!(", with an empty body{hint}");
+    }
+    if page {
+        return format!(", with an HTML page{hint}");
+    }
+    let line = text.lines().next().unwrap_or_default();
+    format!(
+        ": \"{}\"{hint}",
+        crate::scrub::describe(line, sent, MAX_DESCRIPTION)
+    )
+}
+
+/// How the message of a bare 400 (no OAuth error code) starts.
+pub const BARE_400: &str = "the token server refused the request (HTTP 400";
+
 /// How a refused client authentication's message starts.
 pub const CLIENT_REJECTED: &str = "the token server rejected the client id or secret";
 
@@ -110,12 +138,19 @@ pub fn parse_token_response(
             message: "the token server is rate limiting (HTTP 429)".into(),
             retry_after,
         }),
+        (408, _) => Err(ProviderError::Transient {
+            message: "the token server timed out reading the request (HTTP 408)".into(),
+            retry_after,
+        }),
         (500..=599, _) => Err(ProviderError::Transient {
             message: format!("the token server failed (HTTP {status})"),
             retry_after,
         }),
+        // RFC 6749 §5.2: any other 4xx is about the request, the client or
+        // the grant, not the moment; what the server said is shown.
         (_, "") => Err(ProviderError::Rejected(format!(
-            "the token server refused the request (HTTP {status})"
+            "the token server refused the request (HTTP {status}{})",
+            said(status, body, sent)
         ))),
         (_, code) => Err(ProviderError::Rejected(format!(
             "the token server refused the request ({}{description})",

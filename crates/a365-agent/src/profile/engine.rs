@@ -109,11 +109,17 @@ pub(crate) enum Verdict {
     Dead { reason: String, message: String },
 }
 
-/// Judges the `failures`th failure in a row (this one included). `advice`
-/// is the kind's way back from a dead credential; `jitter` is in `[0, 1)`.
+/// Refusals in a row (RFC 6749 §5.2: a 4xx other than 408 and 429) after
+/// which a credential that has worked needs the user.
+const REJECTED_LIMIT: u32 = 3;
+
+/// Judges the `failures`th failure in a row (this one included); `first`:
+/// the credential has never produced a token (a refusal then is not worth
+/// waiting on). `advice` is the kind's way back from a dead credential;
+/// `jitter` is in `[0, 1)`.
 pub(crate) fn judge(
     mut e: ProviderError,
-    failures: u32,
+    (failures, first): (u32, bool),
     now: i64,
     advice: &str,
     jitter: f64,
@@ -129,6 +135,23 @@ pub(crate) fn judge(
         ProviderError::Unusable { .. } | ProviderError::Unanswered(_) => (false, None),
         ProviderError::Rejected(_) => (true, None),
     };
+    if rejected && (first || failures >= REJECTED_LIMIT) {
+        // A refusal that waiting does not mend: the settings or the
+        // credential need the user.
+        let reason = e.to_string();
+        let message = match first {
+            true => format!(
+                "{reason}: the first token request of this credential was refused; check the \
+                 profile's settings (token URL, client id, scopes, --client-auth) and secrets. \
+                 {advice}"
+            ),
+            false => format!(
+                "{reason}, {failures} times in a row: the profile's settings or credential need \
+                 attention. {advice}"
+            ),
+        };
+        return Verdict::Dead { reason, message };
+    }
     let wait = schedule::backoff(failures, rejected, retry_after, jitter);
     let rotated = e.take_rotated();
     let error = e.to_string();
@@ -336,10 +359,10 @@ mod tests {
             (transient(Some(999_999)), 1, 3_600_000, 3_600_000),
             (ProviderError::Unanswered("timeout".into()), 2, 1_000, 1_000),
             (ProviderError::Rejected("400".into()), 1, 30_000, 30_000),
-            (ProviderError::Rejected("400".into()), 30, 900_000, 900_000),
+            (ProviderError::Rejected("400".into()), 2, 60_000, 60_000),
         ];
         for (i, (e, failures, low, high)) in rows.into_iter().enumerate() {
-            match judge(e, failures, 10_000, "add it again", 0.0) {
+            match judge(e, (failures, false), 10_000, "add it again", 0.0) {
                 Verdict::Retry {
                     retry_at_ms,
                     rotated,
@@ -356,7 +379,7 @@ mod tests {
             message: "no access_token".into(),
             refresh_token: Some(secret("r2")),
         };
-        match judge(unusable, 1, 0, "", 0.0) {
+        match judge(unusable, (1, false), 0, "", 0.0) {
             Verdict::Retry { rotated, error, .. } => {
                 assert_eq!(
                     rotated.map(|s| s.expose_secret().to_owned()).as_deref(),
@@ -368,7 +391,7 @@ mod tests {
         }
         match judge(
             ProviderError::Dead("invalid_grant".into()),
-            1,
+            (1, false),
             0,
             "add it again",
             0.0,
@@ -378,6 +401,18 @@ mod tests {
                 assert_eq!(message, "invalid_grant. add it again");
             }
             Verdict::Retry { .. } => panic!("invalid_grant is dead"),
+        }
+        // A refusal (a bare 400, an unknown code) waits, but not for ever,
+        // and not at all for a credential that never worked.
+        for (failures, first) in [(3, false), (1, true)] {
+            let e = ProviderError::Rejected("HTTP 400".into());
+            match judge(e, (failures, first), 0, "add it again", 0.0) {
+                Verdict::Dead { reason, message } => {
+                    assert_eq!(reason, "HTTP 400");
+                    assert!(message.ends_with("add it again"), "{message}");
+                }
+                Verdict::Retry { .. } => panic!("{failures} refusals, first {first}: not dead"),
+            }
         }
     }
 

@@ -329,7 +329,7 @@ impl Profile {
         failures: &mut u32,
     ) -> bool {
         let now = self.shared.clock.now_ms();
-        let advice = self.provider().reauth_advice(&self.name);
+        let advice = self.provider().reauth_advice(&self.name, &self.spec);
         let Lost { sent_at, cause } = lost;
         let Some(ask) = crate::provider::still_active(exchange, credential) else {
             let (reason, message) = engine::lost_answer(cause, sent_at, now, &advice);
@@ -442,9 +442,11 @@ impl Profile {
         changed: bool,
     ) -> Result<(), Unsaved> {
         *failures = failures.saturating_add(1);
-        let advice = self.provider().reauth_advice(&self.name);
+        let advice = self.provider().reauth_advice(&self.name, &self.spec);
+        // A credential that never brought a token has no access token.
+        let first = credential.access_token.is_none();
         let (retry_at, error, rotated) =
-            match engine::judge(e, *failures, now, &advice, fastrand::f64()) {
+            match engine::judge(e, (*failures, first), now, &advice, fastrand::f64()) {
                 Verdict::Dead { reason, message } => {
                     tracing::warn!(profile = %self.name, "credential rejected: {reason}");
                     self.mark_dead(message, reason);

@@ -105,7 +105,7 @@ pub(super) fn initial_snapshot(
             // The refresher asks the provider at once (see `still_active`).
             snap.failing(now, format!("the answer to a refresh was lost ({cause})"));
         } else {
-            let advice = provider.reauth_advice(name);
+            let advice = provider.reauth_advice(name, spec);
             let (_, message) = engine::lost_answer(cause, sent_at, now, &advice);
             snap.phase = Phase::NeedsReauth(message);
         }

@@ -82,6 +82,6 @@ impl Profile {
 
     /// What to do before an unrenewable token expires.
     pub fn renew_advice(&self) -> String {
-        self.provider().reauth_advice(&self.name)
+        self.provider().reauth_advice(&self.name, &self.spec)
     }
 }

@@ -114,7 +114,7 @@ impl Provider for AuthorizationCode {
         Box::pin(super::refresh::revoke_refresh_token(exchange, credential))
     }
 
-    fn reauth_advice(&self, name: &str) -> String {
+    fn reauth_advice(&self, name: &str, _spec: &ProfileSpec) -> String {
         format!("Log in again: `a365 login {name}`")
     }
 }

@@ -65,11 +65,24 @@ impl Provider for ClientCredentials {
         })
     }
 
-    fn reauth_advice(&self, name: &str) -> String {
-        format!(
-            "Check the app's client id and secret (Nexar portal → your app → Authorization), \
-             then run `a365 add {name} --kind client-credentials --replace …`"
-        )
+    fn reauth_advice(&self, name: &str, spec: &ProfileSpec) -> String {
+        use crate::endpoint::Issuer;
+        let how = match crate::endpoint::issuer(spec) {
+            Issuer::Nexar => {
+                "Check the app's client id and secret (Nexar portal → your app → Authorization)"
+                    .to_owned()
+            }
+            Issuer::Altium => {
+                "Check the client id and secret (Altium 365: Admin → Developer)".to_owned()
+            }
+            Issuer::Other(host) if host.is_empty() => {
+                "Check the client id and secret with the provider".to_owned()
+            }
+            Issuer::Other(host) => {
+                format!("Check the client id and secret registered at {host}")
+            }
+        };
+        format!("{how}, then run `a365 add {name} --kind client-credentials --replace …`")
     }
 }
 

@@ -274,7 +274,7 @@ impl Provider for DesignerCloud {
         })
     }
 
-    fn reauth_advice(&self, name: &str) -> String {
+    fn reauth_advice(&self, name: &str, _spec: &ProfileSpec) -> String {
         format!(
             "Create a new API token in Designer Cloud, then run \
              `a365 add {name} --kind designer-cloud --replace …`"

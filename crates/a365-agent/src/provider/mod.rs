@@ -286,7 +286,19 @@ pub trait Provider: Sync + std::fmt::Debug {
     }
 
     /// What to do when the credential is dead.
-    fn reauth_advice(&self, name: &str) -> String;
+    fn reauth_advice(&self, name: &str, spec: &ProfileSpec) -> String;
+}
+
+/// Where a new `what` (a refresh token, a token) of `spec`'s issuer comes
+/// from, in the words of that issuer, or neutral for a custom token URL.
+pub(crate) fn new_credential_at(spec: &ProfileSpec, what: &str) -> String {
+    use crate::endpoint::Issuer;
+    match crate::endpoint::issuer(spec) {
+        Issuer::Altium => format!("Create a new {what} in Altium 365 (Admin → Developer)"),
+        Issuer::Nexar => format!("Get a new {what} by logging in to Nexar again"),
+        Issuer::Other(host) if host.is_empty() => format!("Get a new {what} from the provider"),
+        Issuer::Other(host) => format!("Get a new {what} from {host}"),
+    }
 }
 
 /// The scopes a profile's token requests carry: its own, else its kind's

@@ -281,18 +281,28 @@ fn basic_header(pair: &str) -> reqwest::header::HeaderValue {
 /// A refused client authentication names the other method to try: servers
 /// that enforce the registered one answer `invalid_client` to the other.
 fn client_hint(e: ProviderError, used: ClientAuth, had_secret: bool) -> ProviderError {
+    let (how, other) = match used {
+        ClientAuth::Post => ("in the form body", ClientAuth::Basic),
+        ClientAuth::Basic => ("as HTTP Basic", ClientAuth::Post),
+    };
+    let hint = |message: &str| {
+        format!(
+            "{message}. The id and secret were sent {how}; if they are right, the server may \
+             want them the other way: add the profile again with `--client-auth {other}`"
+        )
+    };
     match e {
         ProviderError::Dead(message)
             if had_secret && message.starts_with(a365_token::oauth::CLIENT_REJECTED) =>
         {
-            let (how, other) = match used {
-                ClientAuth::Post => ("in the form body", ClientAuth::Basic),
-                ClientAuth::Basic => ("as HTTP Basic", ClientAuth::Post),
-            };
-            ProviderError::Dead(format!(
-                "{message}. The id and secret were sent {how}; if they are right, the server may \
-                 want them the other way: add the profile again with `--client-auth {other}`"
-            ))
+            ProviderError::Dead(hint(&message))
+        }
+        // Some servers refuse a client they cannot authenticate with a
+        // bare 400.
+        ProviderError::Rejected(message)
+            if had_secret && message.starts_with(a365_token::oauth::BARE_400) =>
+        {
+            ProviderError::Rejected(hint(&message))
         }
         other => other,
     }

@@ -69,11 +69,9 @@ impl Provider for Refresh {
         Box::pin(revoke_refresh_token(exchange, credential))
     }
 
-    fn reauth_advice(&self, name: &str) -> String {
-        format!(
-            "Create a new refresh token in Altium 365 (Admin → Developer), then run \
-             `a365 add {name} --kind refresh --replace …`"
-        )
+    fn reauth_advice(&self, name: &str, spec: &ProfileSpec) -> String {
+        let how = super::new_credential_at(spec, "refresh token");
+        format!("{how}, then run `a365 add {name} --kind refresh --replace …`")
     }
 }
 

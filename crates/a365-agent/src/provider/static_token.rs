@@ -70,11 +70,14 @@ impl Provider for Static {
         Box::pin(async { Err(super::missing()) })
     }
 
-    fn reauth_advice(&self, name: &str) -> String {
-        format!(
-            "Create a new token in Altium 365 (Admin → Developer), then run \
-             `a365 add {name} --kind static --replace`"
-        )
+    fn reauth_advice(&self, name: &str, spec: &ProfileSpec) -> String {
+        let how = match spec.realm.as_deref() {
+            // A static profile has no token URL: its realm says whose it is.
+            None => "Get a new token where it was issued (an Altium 365 token: Admin → Developer)"
+                .to_owned(),
+            Some(_) => super::new_credential_at(spec, "token"),
+        };
+        format!("{how}, then run `a365 add {name} --kind static --replace`")
     }
 }
 

@@ -290,7 +290,10 @@ impl Profile {
                 Next::Done
             }
             Err(ProviderError::Dead(reason)) => {
-                let why = format!("{reason}. {}", self.provider().reauth_advice(&self.name));
+                let why = format!(
+                    "{reason}. {}",
+                    self.provider().reauth_advice(&self.name, &self.spec)
+                );
                 self.write_dead(fleet, rev, &secret, &public, why).await
             }
             Err(ProviderError::Unanswered(m)) if !replay_safe => {

@@ -139,9 +139,10 @@ impl Profile {
             }
             Next::Refused(e) => {
                 rounds.failures = rounds.failures.saturating_add(1);
-                let advice = self.provider().reauth_advice(&self.name);
+                let advice = self.provider().reauth_advice(&self.name, &self.spec);
                 rounds.not_before =
-                    match engine::judge(e, rounds.failures, now, &advice, fastrand::f64()) {
+                    match engine::judge(e, (rounds.failures, false), now, &advice, fastrand::f64())
+                    {
                         Verdict::Retry {
                             retry_at_ms, error, ..
                         } => self.fleet_failed(error, retry_at_ms, rounds.failures, now),
