@@ -1352,3 +1352,34 @@ fn a_lost_refresh_in_the_fleet_is_settled_by_asking_the_provider() {
     assert!(said.contains("no longer active"), "{said}");
     assert_eq!(server.replays(), 0);
 }
+
+/// During an outage the fleet backs off as one: the back-off is in the
+/// shared record, so four members together send about what one would
+/// (0.5–1 s, 1–2 s, 2–4 s, 4–8 s apart), not four times that, and every
+/// member says why it has no new token.
+#[test]
+fn during_an_outage_the_fleet_backs_off_as_one() {
+    let Some(cluster) = Cluster::start() else {
+        return;
+    };
+    let server = server(4, true);
+    let machines = refreshers(&cluster, 4);
+    share(&machines[0], &server);
+    let refs: Vec<&Machine> = machines.iter().collect();
+    all_serve(&refs, &server, Duration::from_secs(10));
+    let before = server.requests();
+    server.set_fault(Fault::Status(503), None);
+    // The outage: 10 s, past every member's token.
+    std::thread::sleep(Duration::from_secs(10));
+    let sent = server.requests() - before;
+    for m in &machines {
+        let status = m.status();
+        let said = status["last_error"].as_str().unwrap_or_default();
+        assert!(said.contains("HTTP 503"), "{}: {status}", m.log());
+    }
+    server.clear_fault();
+    println!("fleet outage: {sent} token requests from 4 members in 10 s");
+    assert!(sent <= 6, "{sent} token requests in a 10 s outage");
+    assert_eq!(server.replays(), 0);
+    all_serve(&refs, &server, Duration::from_secs(15));
+}

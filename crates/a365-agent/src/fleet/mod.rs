@@ -34,7 +34,7 @@ pub use config::FleetConfig;
 pub use etcd::Watched;
 use etcd::{Compare, Etcd, EtcdError, Op};
 pub use lock::Lock;
-pub use record::{Inflight, Public, Secret, next_generation};
+pub use record::{Backoff, Inflight, Public, Secret, next_generation};
 use record::{Stored, decode, encode_secret};
 pub use seal::{FleetKey, SealError, Verifier};
 use seen::Seen;
@@ -357,6 +357,7 @@ impl Fleet {
             inflight: None,
             dead: None,
             generation: generation.max(1),
+            backoff: None,
         })
     }
 
@@ -594,6 +595,7 @@ mod tests {
             inflight: None,
             dead: None,
             generation: 0,
+            backoff: None,
         };
         r.open_credential("work2", &legacy, &moved).unwrap();
         // Once generation 10 was opened, an older record is a rollback.

@@ -226,6 +226,22 @@ pub struct Secret {
     /// 0: the first format, without settings or generation.
     #[serde(default)]
     pub generation: u64,
+    /// The fleet's back-off after a failed refresh: no member sends before
+    /// it ends (the provider's `Retry-After` at least). Left out when
+    /// unset, so agents of the release before it read the record.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backoff: Option<Backoff>,
+}
+
+/// A back-off shared by the fleet: one provider, one rate.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Backoff {
+    /// No member sends a refresh before this (UTC epoch ms).
+    pub until_ms: i64,
+    /// Failed refreshes in a row, by any member.
+    pub failures: u32,
+    /// The last one's error, for `status` (no secret: a provider error).
+    pub error: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -5,9 +5,9 @@
 use a365_store::Credential;
 
 use super::{LOCKED_RETRY_MS, Next, Uncommitted, fresh_enough, no_refresh};
-use crate::fleet::{Fleet, FleetError, Inflight, Lock, Public, Secret};
+use crate::fleet::{Backoff, Fleet, FleetError, Inflight, Lock, Public, Secret};
 use crate::profile::Profile;
-use crate::profile::engine::{self, Folded};
+use crate::profile::engine::{self, Folded, Verdict};
 use crate::provider::{Obtained, ProviderError};
 use std::future::Future;
 use std::time::Duration;
@@ -122,6 +122,15 @@ impl Profile {
         if public.signed && !forced && fresh_enough(&public, now, wanted_ms) {
             self.adopt(&public);
             return Err(Next::Done);
+        }
+        // The fleet backs off as one: after a failure, no member sends
+        // before the shared back-off ends (a forced refresh excepted).
+        if let Some(backoff) = secret
+            .backoff
+            .as_ref()
+            .filter(|b| !forced && now < b.until_ms)
+        {
+            return Err(Next::BackingOff(backoff.clone()));
         }
         // The settings sealed with the credential must be those this
         // member would send it with; see `Fleet::open_credential`.
@@ -315,24 +324,41 @@ impl Profile {
                 );
                 self.write_dead(fleet, rev, &secret, &public, why).await
             }
-            Err(mut e) => {
-                let rotated = e.take_rotated();
-                self.put_back(fleet, rev, credential, secret, rotated, now)
-                    .await;
-                Next::Refused(e)
+            Err(e) => {
+                // Judged with the fleet's count of failures in a row.
+                let failures = secret.backoff.as_ref().map_or(0, |b| b.failures) + 1;
+                let advice = self.provider().reauth_advice(&self.name, &self.spec);
+                match engine::judge(e, (failures, false), now, &advice, fastrand::f64()) {
+                    Verdict::Dead { message, .. } => {
+                        self.write_dead(fleet, rev, &secret, &public, message).await
+                    }
+                    Verdict::Retry {
+                        retry_at_ms,
+                        error,
+                        rotated,
+                    } => {
+                        let backoff = Backoff {
+                            until_ms: retry_at_ms,
+                            failures,
+                            error,
+                        };
+                        let back = (credential, secret, rotated, backoff.clone());
+                        self.put_back(fleet, rev, back, now).await;
+                        Next::BackingOff(backoff)
+                    }
+                }
             }
         }
     }
 
-    /// After a refusal: the credential goes back without the in-flight
-    /// marker, with the new refresh token when the answer carried one.
+    /// After a failure: the credential goes back without the in-flight
+    /// marker, with the new refresh token when the answer carried one, and
+    /// with the fleet's back-off.
     async fn put_back(
         &self,
         fleet: &Fleet,
         rev: i64,
-        credential: Credential,
-        secret: Secret,
-        rotated: Option<SecretString>,
+        (credential, secret, rotated, backoff): (Credential, Secret, Option<SecretString>, Backoff),
         now: i64,
     ) {
         let kept = match rotated {
@@ -349,6 +375,10 @@ impl Profile {
         };
         match kept {
             Ok(kept) => {
+                let kept = Secret {
+                    backoff: Some(backoff),
+                    ..kept
+                };
                 if !matches!(
                     fleet.commit(&self.name, rev, &kept, None).await,
                     Ok(Some(_))

@@ -19,12 +19,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::engine::{self, Verdict, due_at};
+use super::engine::due_at;
 use super::mailbox::Asked;
 use super::refresher::Plan;
 use super::{Phase, Profile};
 use crate::fleet::{Fleet, FleetError, Inflight, Public, Role, Secret};
-use crate::provider::ProviderError;
 use crate::schedule;
 
 mod locked;
@@ -51,9 +50,9 @@ enum Next {
     Soon(i64),
     /// A failure of etcd or of the fleet's records: back off, at most 30 s.
     Failed(String),
-    /// The provider's answer: back off as the local refresher does
-    /// (its `Retry-After` at least, longer for a refused client).
-    Refused(ProviderError),
+    /// The fleet backs off after a failed refresh (this member's or
+    /// another's): as the local refresher does, its `Retry-After` at least.
+    BackingOff(crate::fleet::Backoff),
 }
 
 /// A shared profile's loop state.
@@ -137,20 +136,10 @@ impl Profile {
                 let retry_at = now.saturating_add(wait.as_millis() as i64);
                 rounds.not_before = self.fleet_failed(why, retry_at, rounds.failures, now);
             }
-            Next::Refused(e) => {
-                rounds.failures = rounds.failures.saturating_add(1);
-                let advice = self.provider().reauth_advice(&self.name, &self.spec);
+            Next::BackingOff(backoff) => {
+                rounds.failures = backoff.failures;
                 rounds.not_before =
-                    match engine::judge(e, (rounds.failures, false), now, &advice, fastrand::f64())
-                    {
-                        Verdict::Retry {
-                            retry_at_ms, error, ..
-                        } => self.fleet_failed(error, retry_at_ms, rounds.failures, now),
-                        Verdict::Dead { message, .. } => {
-                            self.fleet_dead(&message);
-                            now
-                        }
-                    };
+                    self.fleet_failed(backoff.error, backoff.until_ms, backoff.failures, now);
             }
         }
     }
