@@ -44,6 +44,9 @@ enum Cmd {
     /// Memory of a365-agent (found by its socket) and of other programs,
     /// side by side.
     Memory(MemoryArgs),
+    /// Idle wake-ups of a365-agent and of other programs over the same
+    /// window, side by side.
+    Wakeups(WakeupsArgs),
     /// Writes the markdown report of the JSON files in a directory.
     Report(ReportArgs),
 }
@@ -56,6 +59,7 @@ fn main() -> anyhow::Result<()> {
         Cmd::Scale(args) => args.run(),
         Cmd::Idle(args) => args.run(),
         Cmd::Memory(args) => args.run(),
+        Cmd::Wakeups(args) => args.run(),
         Cmd::Report(args) => args.run(),
     }
 }
@@ -285,26 +289,60 @@ struct MemoryArgs {
 impl MemoryArgs {
     fn run(self) -> anyhow::Result<()> {
         let MemoryArgs { agent, others, out } = self;
-        let split = |s: &str| {
-            s.split_once('=')
-                .map(|(l, v)| (l.to_owned(), v.to_owned()))
-                .with_context(|| format!("'{s}' is not LABEL=VALUE"))
-        };
-        let (label, socket) = split(&agent)?;
-        let mut all = vec![procfs::memory(
-            &label,
-            &[control::pid_at(socket.as_ref())?],
-        )?];
-        for other in &others {
-            let (label, pids) = split(other)?;
-            let pids = pids
-                .split([',', ' '])
-                .filter(|p| !p.is_empty())
-                .map(|p| p.parse().with_context(|| format!("'{p}' is not a pid")))
-                .collect::<anyhow::Result<Vec<u32>>>()?;
+        let mut all = Vec::new();
+        for (label, pids) in programs(&agent, &others)? {
             all.push(procfs::memory(&label, &pids)?);
         }
         write_json(&out, &all)
+    }
+}
+
+/// The a365-agent (LABEL=SOCKET) and the others (LABEL=PID[,PID…]), as
+/// labels and pids.
+fn programs(agent: &str, others: &[String]) -> anyhow::Result<Vec<(String, Vec<u32>)>> {
+    let split = |s: &str| {
+        s.split_once('=')
+            .map(|(l, v)| (l.to_owned(), v.to_owned()))
+            .with_context(|| format!("'{s}' is not LABEL=VALUE"))
+    };
+    let (label, socket) = split(agent)?;
+    let mut all = vec![(label, vec![control::pid_at(socket.as_ref())?])];
+    for other in others {
+        let (label, pids) = split(other)?;
+        let pids = pids
+            .split([',', ' '])
+            .filter(|p| !p.is_empty())
+            .map(|p| p.parse().with_context(|| format!("'{p}' is not a pid")))
+            .collect::<anyhow::Result<Vec<u32>>>()?;
+        all.push((label, pids));
+    }
+    Ok(all)
+}
+
+#[derive(Debug, clap::Args)]
+struct WakeupsArgs {
+    /// The a365-agent to watch: LABEL=SOCKET.
+    #[arg(long, value_name = "LABEL=SOCKET")]
+    agent: String,
+    /// Another program: LABEL=PID[,PID…] (its processes are summed).
+    #[arg(long = "pids", value_name = "LABEL=PIDS")]
+    others: Vec<String>,
+    #[arg(long, default_value = "60s", value_parser = a365_token_server::parse_duration)]
+    window: Duration,
+    #[arg(long, value_name = "FILE")]
+    out: PathBuf,
+}
+
+impl WakeupsArgs {
+    fn run(self) -> anyhow::Result<()> {
+        let all = procfs::wakeups(&programs(&self.agent, &self.others)?, self.window)?;
+        for w in &all {
+            eprintln!(
+                "{}: {} context switches in {:.0} s",
+                w.label, w.switches, w.secs
+            );
+        }
+        write_json(&self.out, &all)
     }
 }
 

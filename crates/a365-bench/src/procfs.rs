@@ -113,6 +113,48 @@ mod tests {
     }
 }
 
+/// How often one program (all the threads of all its processes) was
+/// switched out over a window: its wake-ups while idle.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Wakeups {
+    pub label: String,
+    pub processes: usize,
+    pub secs: f64,
+    pub switches: u64,
+}
+
+/// The context switches of every thread of `pids`, summed.
+fn switches(pids: &[u32]) -> anyhow::Result<u64> {
+    let mut total = 0;
+    for pid in pids {
+        total += sample(*pid)?
+            .threads
+            .values()
+            .map(|t| t.switches)
+            .sum::<u64>();
+    }
+    Ok(total)
+}
+
+/// Several idle programs watched over the same `window`, side by side.
+pub fn wakeups(programs: &[(String, Vec<u32>)], window: Duration) -> anyhow::Result<Vec<Wakeups>> {
+    let before = programs
+        .iter()
+        .map(|(_, pids)| switches(pids))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    std::thread::sleep(window);
+    let mut all = Vec::new();
+    for ((label, pids), was) in programs.iter().zip(before) {
+        all.push(Wakeups {
+            label: label.clone(),
+            processes: pids.len(),
+            secs: window.as_secs_f64(),
+            switches: switches(pids)?.saturating_sub(was),
+        });
+    }
+    Ok(all)
+}
+
 /// The memory of one program, which may be several processes (oidc-agent
 /// runs two): each process's VmRSS, VmHWM and Pss summed.
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -36,6 +36,8 @@ pub const PEER_MEMORY: &str = "peer-memory.json";
 /// its code pages back (`--idle-release`).
 pub const PEER_MEMORY_IDLE: &str = "peer-memory-idle.json";
 pub const PEER_EXPIRY: &str = "peer-expiry.json";
+/// Idle wake-ups of a365-agent, oidc-agent and ssh-agent, same window.
+pub const PEER_WAKEUPS: &str = "peer-wakeups.json";
 pub const PEER_HEAD_OF_LINE: &str = "peer-head-of-line.json";
 pub const SCALE: &str = "scale.json";
 pub const IDLE: &str = "idle.json";

@@ -16,7 +16,7 @@ fn ratio(r: f64) -> String {
 }
 
 pub(super) fn peer_section(w: &mut String, r: &Results) {
-    if r.peer.iter().all(Option::is_none) && r.peer_memory.is_none() {
+    if r.peer.iter().all(Option::is_none) && r.peer_memory.is_none() && r.peer_wakeups.is_none() {
         return;
     }
     line(w, "### 7. Side by side with oidc-agent");
@@ -85,6 +85,24 @@ pub(super) fn peer_section(w: &mut String, r: &Results) {
                     mib(p.rss_kib),
                     mib(p.hwm_kib),
                     mib(p.pss_kib)
+                ),
+            );
+        }
+    }
+    if let Some(all) = &r.peer_wakeups {
+        line(w, "");
+        line(
+            w,
+            "| idle, side by side | processes | context switches | per minute |",
+        );
+        line(w, "|---|---|---|---|");
+        for p in all {
+            let per_minute = p.switches as f64 * 60.0 / p.secs.max(1.0);
+            line(
+                w,
+                &format!(
+                    "| {} | {} | {} in {:.0} s | {per_minute:.1} |",
+                    p.label, p.processes, p.switches, p.secs
                 ),
             );
         }

@@ -9,7 +9,7 @@ use serde::de::DeserializeOwned;
 
 use super::{
     CLIENT, HERD, IDLE, PEER_CACHED, PEER_CONCURRENT, PEER_EXPIRY, PEER_FORCED, PEER_HEAD_OF_LINE,
-    PEER_MEMORY, PEER_MEMORY_IDLE, SCALE, load_file,
+    PEER_MEMORY, PEER_MEMORY_IDLE, PEER_WAKEUPS, SCALE, load_file,
 };
 use crate::{herd, procfs, scale, throughput};
 
@@ -34,6 +34,7 @@ pub(super) struct Results {
     pub(super) peer: [Option<Hyperfine>; 5],
     pub(super) peer_memory: Option<Vec<procfs::Memory>>,
     pub(super) peer_memory_idle: Option<Vec<procfs::Memory>>,
+    pub(super) peer_wakeups: Option<Vec<procfs::Wakeups>>,
     pub(super) loads: Vec<(String, Vec<throughput::Outcome>)>,
     pub(super) herd: Option<herd::Outcome>,
     pub(super) scale: Option<Vec<scale::Step>>,
@@ -71,6 +72,7 @@ impl Results {
             ],
             peer_memory: read(dir, PEER_MEMORY)?,
             peer_memory_idle: read(dir, PEER_MEMORY_IDLE)?,
+            peer_wakeups: read(dir, PEER_WAKEUPS)?,
             loads,
             herd: read(dir, HERD)?,
             scale: read(dir, SCALE)?,
