@@ -263,6 +263,12 @@ impl Cluster {
     /// Everything under the fleet's prefix, as etcdctl prints it.
     /// Range calls the members have served, from their metrics.
     fn range_calls(&self) -> u64 {
+        self.calls("Range")
+    }
+
+    /// How many gRPC calls of `method` the members handled so far (the
+    /// JSON gateway's included).
+    fn calls(&self, method: &str) -> u64 {
         use std::io::{Read, Write};
         let mut total = 0.0;
         for m in &self.members {
@@ -276,7 +282,7 @@ impl Cluster {
                 .lines()
                 .filter(|l| {
                     l.starts_with("grpc_server_handled_total")
-                        && l.contains("grpc_method=\"Range\"")
+                        && l.contains(&format!("grpc_method=\"{method}\""))
                 })
                 .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
                 .sum::<f64>();
@@ -966,6 +972,35 @@ fn the_readme_fleet_block_works_with_tls_and_a_password() {
     all_serve(&[&machine], &server, Duration::from_secs(10));
     machine.env.a365(&["refresh", "work"]).ok();
     assert!(cluster.dump().contains("a365/public/work"));
+    // Two more machines with the same block (their own member names)
+    // serve the shared profile: the operator's fleet of three.
+    let settings = std::fs::read_to_string(machine.env.config_file()).unwrap();
+    let member_line = settings
+        .lines()
+        .find(|l| l.starts_with("member = "))
+        .unwrap()
+        .to_owned();
+    let others: Vec<Machine> = ["runner-8", "runner-9"]
+        .iter()
+        .map(|name| {
+            let env = Env::new();
+            let own = settings.replace(&member_line, &format!("member = \"{name}\""));
+            std::fs::create_dir_all(env.config_file().parent().unwrap()).unwrap();
+            std::fs::write(env.config_file(), own).unwrap();
+            let agent = env.spawn_agent(&["--http-timeout", "3", "--answer-wait", "3"]);
+            agent.wait_ready(&env.socket);
+            Machine {
+                env,
+                agent: Some(agent),
+            }
+        })
+        .collect();
+    all_serve(
+        &[&machine, &others[0], &others[1]],
+        &server,
+        Duration::from_secs(10),
+    );
+    assert_eq!(server.replays(), 0);
     let doctor = machine.env.a365(&["doctor"]);
     let said = format!("{}{}", doctor.stdout, doctor.stderr);
     assert!(said.contains("is a refresher"), "{said}");
@@ -1382,4 +1417,44 @@ fn during_an_outage_the_fleet_backs_off_as_one() {
     assert!(sent <= 6, "{sent} token requests in a 10 s outage");
     assert_eq!(server.replays(), 0);
     all_serve(&refs, &server, Duration::from_secs(15));
+}
+
+/// A member that finds the lock held waits for its release with one watch,
+/// not a new attempt (a lease grant, a transaction, a revoke) every few
+/// hundred milliseconds: over a 2.5 s refresh by another member, a
+/// handful of lease grants in all (a retry every 250–500 ms made 9 over
+/// a 5 s refresh).
+#[test]
+fn a_member_waits_for_the_lock_with_a_watch_not_a_timer() {
+    let Some(cluster) = Cluster::start() else {
+        return;
+    };
+    let server = server(3600, true);
+    let a = Machine::refresher(&cluster, "a");
+    let b = Machine::refresher(&cluster, "b");
+    share(&a, &server);
+    all_serve(&[&a, &b], &server, Duration::from_secs(10));
+    let grants = cluster.calls("LeaseGrant");
+    server.set_fault(Fault::Delay(Duration::from_millis(2500)), Some(1));
+    let before = server.requests();
+    let mut held = a.env.command(crate::harness::bin("a365"));
+    held.args(["refresh", "work"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let mut held = held.spawn().unwrap();
+    assert!(wait_until(Duration::from_secs(5), || server.requests() > before));
+    // B wants a refresh while A holds the lock.
+    let out = b.env.a365(&["refresh", "work"]);
+    let _ = held.wait();
+    let grants = cluster.calls("LeaseGrant") - grants;
+    println!("lease grants while one member waited for another's lock: {grants}");
+    assert!(
+        grants <= 4,
+        "{grants} lease grants: {} {}",
+        out.stdout,
+        out.stderr
+    );
+    assert_eq!(out.code, 0, "{} {}", out.stdout, out.stderr);
+    assert_eq!(server.replays(), 0);
+    all_serve(&[&a, &b], &server, Duration::from_secs(10));
 }

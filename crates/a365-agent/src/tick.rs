@@ -26,6 +26,9 @@ struct Slot {
     /// Wall-clock ms at which the waiter is due; `i64::MAX` while it is
     /// not waiting.
     wake_at: AtomicI64,
+    /// The waiter waits now: its probe is asked only then (a probe that
+    /// holds while its task is busy elsewhere must not wake the runtime).
+    waiting: AtomicBool,
     probe: Option<Probe>,
     /// The probe fired since the waiter last looked.
     probed: AtomicBool,
@@ -92,6 +95,9 @@ fn anyone_due(slots: &Mutex<Vec<Weak<Slot>>>, now: i64) -> bool {
     slots.retain(|s| s.strong_count() > 0);
     let mut due = false;
     for slot in slots.iter().filter_map(Weak::upgrade) {
+        if !slot.waiting.load(Ordering::SeqCst) {
+            continue;
+        }
         if slot.probe.as_ref().is_some_and(|probe| probe()) {
             slot.probed.store(true, Ordering::SeqCst);
             due = true;
@@ -120,6 +126,7 @@ impl Tick {
     fn register(&self, probe: Option<Probe>) -> Waiter {
         let slot = Arc::new(Slot {
             wake_at: AtomicI64::new(i64::MAX),
+            waiting: AtomicBool::new(false),
             probe,
             probed: AtomicBool::new(false),
         });
@@ -134,6 +141,17 @@ impl Tick {
             clock: Arc::clone(&self.clock),
             tick_ms: self.tick_ms,
         }
+    }
+}
+
+/// Marks a slot not waiting when its wait ends or is dropped (a `select!`
+/// that another branch won).
+struct NotWaiting<'a>(&'a Slot);
+
+impl Drop for NotWaiting<'_> {
+    fn drop(&mut self) {
+        self.0.waiting.store(false, Ordering::SeqCst);
+        self.0.wake_at.store(i64::MAX, Ordering::SeqCst);
     }
 }
 
@@ -161,6 +179,8 @@ impl Waiter {
             return;
         }
         self.slot.wake_at.store(wake_at_ms, Ordering::SeqCst);
+        self.slot.waiting.store(true, Ordering::SeqCst);
+        let _done = NotWaiting(&self.slot);
         loop {
             if self.rx.changed().await.is_err() {
                 // No tick thread: a timer to the next tick.
@@ -174,7 +194,6 @@ impl Waiter {
                 break;
             }
         }
-        self.slot.wake_at.store(i64::MAX, Ordering::SeqCst);
     }
 
     /// Until the probe fires (or, without one, until the tick thread ends).

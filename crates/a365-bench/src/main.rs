@@ -47,6 +47,9 @@ enum Cmd {
     /// Idle wake-ups of a365-agent and of other programs over the same
     /// window, side by side.
     Wakeups(WakeupsArgs),
+    /// Prints the pid of the a365-agent at a socket (asking it once, so
+    /// that later measures of it need not).
+    Pid(PidArgs),
     /// Writes the markdown report of the JSON files in a directory.
     Report(ReportArgs),
 }
@@ -60,6 +63,10 @@ fn main() -> anyhow::Result<()> {
         Cmd::Idle(args) => args.run(),
         Cmd::Memory(args) => args.run(),
         Cmd::Wakeups(args) => args.run(),
+        Cmd::Pid(args) => {
+            println!("{}", control::pid_at(&args.socket)?);
+            Ok(())
+        }
         Cmd::Report(args) => args.run(),
     }
 }
@@ -276,9 +283,10 @@ impl IdleArgs {
 
 #[derive(Debug, clap::Args)]
 struct MemoryArgs {
-    /// The a365-agent to measure: LABEL=SOCKET.
+    /// The a365-agent to measure: LABEL=SOCKET (asked for its pid: a
+    /// request, which ends its idleness; give it with --pids to avoid it).
     #[arg(long, value_name = "LABEL=SOCKET")]
-    agent: String,
+    agent: Option<String>,
     /// Another program: LABEL=PID[,PID…] (its processes are summed).
     #[arg(long = "pids", value_name = "LABEL=PIDS")]
     others: Vec<String>,
@@ -290,7 +298,7 @@ impl MemoryArgs {
     fn run(self) -> anyhow::Result<()> {
         let MemoryArgs { agent, others, out } = self;
         let mut all = Vec::new();
-        for (label, pids) in programs(&agent, &others)? {
+        for (label, pids) in programs(agent.as_deref(), &others)? {
             all.push(procfs::memory(&label, &pids)?);
         }
         write_json(&out, &all)
@@ -299,14 +307,17 @@ impl MemoryArgs {
 
 /// The a365-agent (LABEL=SOCKET) and the others (LABEL=PID[,PID…]), as
 /// labels and pids.
-fn programs(agent: &str, others: &[String]) -> anyhow::Result<Vec<(String, Vec<u32>)>> {
+fn programs(agent: Option<&str>, others: &[String]) -> anyhow::Result<Vec<(String, Vec<u32>)>> {
     let split = |s: &str| {
         s.split_once('=')
             .map(|(l, v)| (l.to_owned(), v.to_owned()))
             .with_context(|| format!("'{s}' is not LABEL=VALUE"))
     };
-    let (label, socket) = split(agent)?;
-    let mut all = vec![(label, vec![control::pid_at(socket.as_ref())?])];
+    let mut all = Vec::new();
+    if let Some(agent) = agent {
+        let (label, socket) = split(agent)?;
+        all.push((label, vec![control::pid_at(socket.as_ref())?]));
+    }
     for other in others {
         let (label, pids) = split(other)?;
         let pids = pids
@@ -320,10 +331,16 @@ fn programs(agent: &str, others: &[String]) -> anyhow::Result<Vec<(String, Vec<u
 }
 
 #[derive(Debug, clap::Args)]
+struct PidArgs {
+    #[arg(long, value_name = "PATH")]
+    socket: PathBuf,
+}
+
+#[derive(Debug, clap::Args)]
 struct WakeupsArgs {
-    /// The a365-agent to watch: LABEL=SOCKET.
+    /// The a365-agent to watch: LABEL=SOCKET (see `memory`'s --agent).
     #[arg(long, value_name = "LABEL=SOCKET")]
-    agent: String,
+    agent: Option<String>,
     /// Another program: LABEL=PID[,PID…] (its processes are summed).
     #[arg(long = "pids", value_name = "LABEL=PIDS")]
     others: Vec<String>,
@@ -335,7 +352,8 @@ struct WakeupsArgs {
 
 impl WakeupsArgs {
     fn run(self) -> anyhow::Result<()> {
-        let all = procfs::wakeups(&programs(&self.agent, &self.others)?, self.window)?;
+        let programs = programs(self.agent.as_deref(), &self.others)?;
+        let all = procfs::wakeups(&programs, self.window)?;
         for w in &all {
             eprintln!(
                 "{}: {} context switches in {:.0} s",

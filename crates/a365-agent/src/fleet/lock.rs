@@ -92,6 +92,31 @@ impl Fleet {
         Some(rev)
     }
 
+    /// Waits until the lock of `name` is released, or until its holder's
+    /// deadline passes (then it may be taken over): one read and one
+    /// watch, where a retry every few hundred milliseconds cost a lease
+    /// grant, a transaction and a revoke each.
+    pub async fn wait_for_lock(&self, name: &str, now_ms: i64) -> Result<(), FleetError> {
+        let key = self.lock_key(name);
+        let Some(held) = self.etcd.get(&key).await? else {
+            return Ok(());
+        };
+        let lease_ms = i64::try_from(self.lease_secs)
+            .unwrap_or(i64::MAX)
+            .saturating_mul(1_000);
+        let until = serde_json::from_slice::<Holder>(&held.value)
+            .map(|h| h.deadline_ms.saturating_add(CLOCK_SLACK_MS))
+            .unwrap_or(now_ms.saturating_add(lease_ms));
+        let wait_ms = until
+            .saturating_sub(now_ms)
+            .clamp(100, lease_ms.saturating_add(CLOCK_SLACK_MS));
+        let wait = std::time::Duration::from_millis(wait_ms.unsigned_abs());
+        self.etcd
+            .wait_deleted(&key, held.mod_revision, wait)
+            .await?;
+        Ok(())
+    }
+
     fn holder_put(&self, key: &str, lease: i64, now_ms: i64) -> Op {
         let holder = Holder {
             member: self.member.clone(),

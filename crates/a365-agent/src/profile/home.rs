@@ -3,6 +3,8 @@
 
 use std::sync::Arc;
 
+use a365_store::Credential;
+
 use crate::fleet::Fleet;
 use crate::stores::Placed;
 
@@ -43,6 +45,30 @@ impl Home {
         match self {
             Home::Local(placed) => placed.kind.as_str(),
             Home::Fleet(_) => "fleet",
+        }
+    }
+}
+
+impl super::Profile {
+    /// Saves the credential; on failure logs and describes it.
+    /// `old_is_dead`: the stored refresh token was just rotated away.
+    pub(super) async fn persist(
+        &self,
+        credential: &Credential,
+        old_is_dead: bool,
+    ) -> Result<(), String> {
+        let Some(placed) = self.home.placed() else {
+            return Err("a shared credential is kept in the fleet, not in a local store".into());
+        };
+        match placed.save(&self.name, credential, old_is_dead).await {
+            Ok(()) => Ok(()),
+            Err(error) => {
+                tracing::error!(profile = %self.name, "could not save the new credential: {error}");
+                Err(format!(
+                    "could not save the new credential ({error}); it is held in memory and saving \
+                     is retried"
+                ))
+            }
         }
     }
 }

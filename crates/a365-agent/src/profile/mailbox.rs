@@ -71,6 +71,14 @@ impl Mailbox {
         self.stopping.load(Ordering::SeqCst)
     }
 
+    /// Returns once the refresher is told to stop; what else woke it
+    /// stays in its flags for the next round.
+    pub(super) async fn stopped(&self) {
+        while !self.stopping() {
+            self.wake.notified().await;
+        }
+    }
+
     /// Takes what was asked. `met` says whether the token held meets the
     /// demand (then the demand is dropped: the client looked before the
     /// token was published, and is woken to look again).

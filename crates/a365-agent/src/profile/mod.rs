@@ -17,6 +17,7 @@
 pub(crate) mod engine;
 mod fleet;
 mod home;
+mod lost;
 mod mailbox;
 mod refresher;
 mod restore;

@@ -9,6 +9,7 @@ use a365_proto::{EventKind, human_ms};
 use a365_store::Credential;
 
 use super::engine::{self, Folded, Verdict, due_at, should_refresh, sleep_ms};
+use super::lost::Lost;
 use super::mailbox::Asked;
 use super::{Phase, Profile, Snapshot};
 use crate::provider::{Exchange, Obtained, ProviderError};
@@ -66,13 +67,6 @@ impl Rounds {
             },
         }))
     }
-}
-
-/// A refresh token sent at `sent_at` whose answer never came, and why.
-#[derive(Debug, Clone, Copy)]
-struct Lost<'a> {
-    sent_at: i64,
-    cause: &'a str,
 }
 
 /// What a home says of the next round.
@@ -315,74 +309,6 @@ impl Profile {
         result
     }
 
-    /// Whether the refresh token of `credential`, whose answer was `lost`,
-    /// may be sent again: only when the provider says it is still active
-    /// (RFC 7662), asked once the server must be done with the request
-    /// it was sent in. Otherwise the profile says what happened: dead (no
-    /// one to ask, or the provider says it was spent), or failing until
-    /// the provider can be asked.
-    async fn still_active(
-        &self,
-        exchange: Exchange<'_>,
-        credential: &Credential,
-        lost: Lost<'_>,
-        failures: &mut u32,
-    ) -> bool {
-        let now = self.shared.clock.now_ms();
-        let advice = self.provider().reauth_advice(&self.name, &self.spec);
-        let Lost { sent_at, cause } = lost;
-        let Some(ask) = crate::provider::still_active(exchange, credential) else {
-            let (reason, message) = engine::lost_answer(cause, sent_at, now, &advice);
-            self.mark_dead(message, reason);
-            return false;
-        };
-        let ago = |now: i64| human_ms(now.saturating_sub(sent_at).max(0));
-        let wait_ms = i64::try_from(self.shared.answer_wait.as_millis()).unwrap_or(i64::MAX);
-        let ask_at = sent_at.saturating_add(wait_ms);
-        if now < ask_at {
-            let error = format!(
-                "the answer to a refresh sent {} ago was lost ({cause}); the provider is asked in \
-                 {} whether the refresh token is still active",
-                ago(now),
-                human_ms(ask_at - now)
-            );
-            self.state.send_modify(|s| s.failing(ask_at, error));
-            return false;
-        }
-        let answer = ask.await;
-        let now = self.shared.clock.now_ms();
-        match answer {
-            Ok(true) => {
-                tracing::info!(profile = %self.name, "the provider says the refresh token whose answer was lost is still active: sending it again");
-                true
-            }
-            Ok(false) => {
-                let reason = format!(
-                    "the provider says the refresh token sent {} ago is no longer active: that \
-                     refresh was done and its answer lost ({cause})",
-                    ago(now)
-                );
-                tracing::warn!(profile = %self.name, "{reason}");
-                self.mark_dead(format!("{reason}. {advice}"), reason);
-                false
-            }
-            Err(e) => {
-                *failures = failures.saturating_add(1);
-                let wait = crate::schedule::backoff(*failures, false, None, fastrand::f64());
-                let retry_at =
-                    now.saturating_add(i64::try_from(wait.as_millis()).unwrap_or(i64::MAX));
-                let error = format!(
-                    "the answer to a refresh sent {} ago was lost ({cause}), and asking the provider \
-                     whether the refresh token is still active failed: {e}",
-                    ago(now)
-                );
-                tracing::warn!(profile = %self.name, "{error}");
-                self.state.send_modify(|s| s.failing(retry_at, error));
-                false
-            }
-        }
-    }
-
     /// A round is under way: clients wait for it rather than start one.
     fn refreshing(&self) {
         self.state.send_modify(|s| {
@@ -552,24 +478,6 @@ impl Profile {
             .await;
         let saved = !outcome.changed || self.persist(credential, false).await.is_ok();
         saved && !outcome.unfinished
-    }
-
-    /// Saves the credential; on failure logs and describes it.
-    /// `old_is_dead`: the stored refresh token was just rotated away.
-    async fn persist(&self, credential: &Credential, old_is_dead: bool) -> Result<(), String> {
-        let Some(placed) = self.home.placed() else {
-            return Err("a shared credential is kept in the fleet, not in a local store".into());
-        };
-        match placed.save(&self.name, credential, old_is_dead).await {
-            Ok(()) => Ok(()),
-            Err(error) => {
-                tracing::error!(profile = %self.name, "could not save the new credential: {error}");
-                Err(format!(
-                    "could not save the new credential ({error}); it is held in memory and saving \
-                     is retried"
-                ))
-            }
-        }
     }
 }
 

@@ -67,6 +67,13 @@ pub(super) fn peer_section(w: &mut String, r: &Results) {
     if let Some(t) = r.peer_median(0, names::TRUE) {
         line(w, &format!("| `/bin/true`, same run | {} | | |", time(t)));
     }
+    memory_table(w, r);
+    wakeups_table(w, r);
+    line(w, "");
+}
+
+/// Memory of both, after the runs and once idle.
+fn memory_table(w: &mut String, r: &Results) {
     if r.peer_memory.is_some() || r.peer_memory_idle.is_some() {
         line(w, "");
         line(
@@ -89,6 +96,10 @@ pub(super) fn peer_section(w: &mut String, r: &Results) {
             );
         }
     }
+}
+
+/// Idle wake-ups of the three agents over the same window.
+fn wakeups_table(w: &mut String, r: &Results) {
     if let Some(all) = &r.peer_wakeups {
         line(w, "");
         line(
@@ -107,5 +118,4 @@ pub(super) fn peer_section(w: &mut String, r: &Results) {
             );
         }
     }
-    line(w, "");
 }

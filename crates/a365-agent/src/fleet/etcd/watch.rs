@@ -31,26 +31,64 @@ impl Etcd {
         prefix: &str,
         seen: &(dyn Fn(Watched) + Sync),
     ) -> Result<(), EtcdError> {
+        let create = json!({
+            "key": b64(prefix.as_bytes()),
+            "range_end": b64(&prefix_end(prefix)),
+        });
+        let (mut response, endpoint) = self.open_watch(create, WATCH_FOR).await?;
+        self.read_stream(&mut response, &endpoint, seen, false)
+            .await
+    }
+
+    /// Waits until `key`, last written at revision `rev`, is deleted (or
+    /// `timeout` passes): one watch, however long it takes, instead of a
+    /// look every few hundred milliseconds.
+    pub async fn wait_deleted(
+        &self,
+        key: &str,
+        rev: i64,
+        timeout: std::time::Duration,
+    ) -> Result<(), EtcdError> {
+        let create = json!({
+            "key": b64(key.as_bytes()),
+            "start_revision": rev.saturating_add(1).to_string(),
+            "filters": ["NOPUT"],
+        });
+        let wait = async {
+            let (mut response, endpoint) = self.open_watch(create, timeout).await?;
+            self.read_stream(&mut response, &endpoint, &|_| {}, true)
+                .await
+        };
+        match tokio::time::timeout(timeout, wait).await {
+            Ok(done) => done,
+            Err(_) => Ok(()),
+        }
+    }
+
+    /// Sets up a watch (`create` is its create_request) on the current
+    /// endpoint: the streaming answer, and the endpoint it came from.
+    async fn open_watch(
+        &self,
+        create: Value,
+        timeout: std::time::Duration,
+    ) -> Result<(reqwest::Response, reqwest::Url), EtcdError> {
         let at = self.current.load(Ordering::Relaxed) % self.endpoints.len().max(1);
         let Some(endpoint) = self.endpoints.get(at) else {
             return Err(EtcdError::Unreachable("no endpoint".into()));
         };
         let token = self.token(endpoint).await?;
-        let body = json!({ "create_request": {
-            "key": b64(prefix.as_bytes()),
-            "range_end": b64(&prefix_end(prefix)),
-        }});
+        let body = json!({ "create_request": create });
         let url = endpoint
             .join("/v3/watch")
             .map_err(|e| EtcdError::Garbled(e.to_string()))?;
         let request = authorized(
-            self.http.post(url).json(&body).timeout(WATCH_FOR),
+            self.http.post(url).json(&body).timeout(timeout),
             token.as_ref(),
         )?;
-        let unreachable = |e: reqwest::Error| {
-            EtcdError::Unreachable(format!("{}: {}", host(endpoint), cause(&e)))
-        };
-        let mut response = request.send().await.map_err(unreachable)?;
+        let response = request
+            .send()
+            .await
+            .map_err(|e| EtcdError::Unreachable(format!("{}: {}", host(endpoint), cause(&e))))?;
         if !response.status().is_success() {
             // Perhaps an expired authentication token: fetch a new one.
             if let Ok(mut held) = self.token.lock() {
@@ -62,15 +100,17 @@ impl Etcd {
                 response.status().as_u16()
             )));
         }
-        self.read_stream(&mut response, endpoint, seen).await
+        Ok((response, endpoint.clone()))
     }
 
     /// Reads the watch's messages until the stream ends or says why not.
+    /// `until_change`: return at the first batch of changes.
     async fn read_stream(
         &self,
         response: &mut reqwest::Response,
         endpoint: &reqwest::Url,
         seen: &(dyn Fn(Watched) + Sync),
+        until_change: bool,
     ) -> Result<(), EtcdError> {
         let unreachable = |e: reqwest::Error| {
             EtcdError::Unreachable(format!("{}: {}", host(endpoint), cause(&e)))
@@ -85,20 +125,24 @@ impl Etcd {
                     }
                     continue;
                 }
-                self.judge(&line, endpoint, seen)?;
+                let changed = self.judge(&line, endpoint, seen)?;
                 line.clear();
+                if changed && until_change {
+                    return Ok(());
+                }
             }
         }
         Ok(())
     }
 
-    /// One message of the stream: what it saw, or why the watch ended.
+    /// One message of the stream: what it saw (whether keys changed), or
+    /// why the watch ended.
     fn judge(
         &self,
         line: &[u8],
         endpoint: &reqwest::Url,
         seen: &(dyn Fn(Watched) + Sync),
-    ) -> Result<(), EtcdError> {
+    ) -> Result<bool, EtcdError> {
         // A line may carry records (access tokens among them): it is
         // never quoted, only etcd's own error message is.
         let message: Value = serde_json::from_slice(line).map_err(|_| {
@@ -134,12 +178,12 @@ impl Etcd {
         if result.get("created").and_then(Value::as_bool) == Some(true) {
             seen(Watched::Created);
         }
-        if result
+        let changed = result
             .get("events")
-            .is_some_and(|e| e.as_array().is_some_and(|a| !a.is_empty()))
-        {
+            .is_some_and(|e| e.as_array().is_some_and(|a| !a.is_empty()));
+        if changed {
             seen(Watched::Changed);
         }
-        Ok(())
+        Ok(changed)
     }
 }

@@ -4,6 +4,7 @@
 
 use a365_store::Credential;
 
+use super::lost::Lost;
 use super::{LOCKED_RETRY_MS, Next, Uncommitted, fresh_enough, no_refresh};
 use crate::fleet::{Backoff, Fleet, FleetError, Inflight, Lock, Public, Secret};
 use crate::profile::Profile;
@@ -16,14 +17,6 @@ use a365_proto::human_ms;
 use secrecy::SecretString;
 
 /// A refresh under way: what was read and marked before it was sent.
-/// Why a lost refresh's token may not be sent again now.
-enum Lost {
-    /// Spent, or no one to ask: the fleet's credential is dead.
-    Dead(String),
-    /// Not yet known: try again later.
-    AskLater(String),
-}
-
 struct Begun {
     credential: Credential,
     secret: Secret,
@@ -173,60 +166,6 @@ impl Profile {
             marker,
             replay_safe,
         })
-    }
-
-    /// Whether the refresh token of a refresh whose answer never reached
-    /// the fleet (`lost`) may be sent again: `Ok` when the provider says
-    /// it is still active (RFC 7662), asked once the server must be done
-    /// with that request.
-    async fn lost_in_fleet(
-        &self,
-        credential: &Credential,
-        lost: &Inflight,
-        now: i64,
-    ) -> Result<(), Lost> {
-        let sent = format!(
-            "a refresh sent by fleet member '{}' {} ago never had its answer written to the fleet \
-             (it stopped or stalled past its lease, or the answer was lost)",
-            lost.member,
-            human_ms(now - lost.at_ms)
-        );
-        let ask = self
-            .exchange(now)
-            .and_then(|exchange| crate::provider::still_active(exchange, credential));
-        let Some(ask) = ask else {
-            return Err(Lost::Dead(format!(
-                "{sent}; the provider may have rotated the refresh token, and sending it again \
-                 could revoke the grant. If that member comes back with the answer, the fleet \
-                 recovers by itself; otherwise add the credential again (`a365 add {} --shared \
-                 --replace …`), or give the profile an introspection_url so that the fleet asks \
-                 the provider",
-                self.name
-            )));
-        };
-        let wait_ms = i64::try_from(self.shared.answer_wait.as_millis()).unwrap_or(i64::MAX);
-        let ask_at = lost.at_ms.saturating_add(wait_ms);
-        if now < ask_at {
-            return Err(Lost::AskLater(format!(
-                "{sent}; the provider is asked in {} whether its refresh token is still active",
-                human_ms(ask_at - now)
-            )));
-        }
-        match ask.await {
-            Ok(true) => {
-                tracing::info!(profile = %self.name, "the provider says the refresh token of the lost refresh is still active: sending it again");
-                Ok(())
-            }
-            Ok(false) => Err(Lost::Dead(format!(
-                "{sent}, and the provider says its refresh token is no longer active: that \
-                 refresh was done and its answer lost. Add the credential again (`a365 add {} \
-                 --shared --replace …`)",
-                self.name
-            ))),
-            Err(e) => Err(Lost::AskLater(format!(
-                "{sent}; asking the provider whether its refresh token is still active failed: {e}"
-            ))),
-        }
     }
 
     /// Renews the lease; `Err` (nothing may be sent) unless it now lasts

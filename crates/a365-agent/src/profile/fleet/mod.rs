@@ -27,6 +27,7 @@ use crate::fleet::{Fleet, FleetError, Inflight, Public, Role, Secret};
 use crate::schedule;
 
 mod locked;
+mod lost;
 mod served;
 
 /// How soon to look again while another member holds the lock.
@@ -181,7 +182,15 @@ impl Profile {
             Ok(Some(lock)) => lock,
             Ok(None) => {
                 self.adopt_if_newer(&public);
-                return Next::Soon(LOCKED_RETRY_MS + fastrand::i64(0..LOCKED_RETRY_MS));
+                // Until the holder lets go (or may be taken over from).
+                let waited = tokio::select! {
+                    waited = fleet.wait_for_lock(&self.name, now) => waited,
+                    () = self.mailbox.stopped() => Ok(()),
+                };
+                return match waited {
+                    Ok(()) => Next::Soon(0),
+                    Err(_) => Next::Soon(LOCKED_RETRY_MS + fastrand::i64(0..LOCKED_RETRY_MS)),
+                };
             }
             Err(e) => return Next::Failed(no_refresh(&e)),
         };
