@@ -175,12 +175,14 @@ impl Waiter {
     /// caller sleeps the rest, less than a tick, on a timer of its own.
     pub async fn until(&mut self, wake_at_ms: i64) {
         let wake_at_ms = wake_at_ms - wake_at_ms.rem_euclid(self.tick_ms);
-        if self.clock.now_ms() >= wake_at_ms || self.slot.probed.swap(false, Ordering::SeqCst) {
-            return;
-        }
+        // Registered before the clock is read: a tick that looks in
+        // between sees this waiter, so none falls between the two.
         self.slot.wake_at.store(wake_at_ms, Ordering::SeqCst);
         self.slot.waiting.store(true, Ordering::SeqCst);
         let _done = NotWaiting(&self.slot);
+        if self.clock.now_ms() >= wake_at_ms || self.slot.probed.swap(false, Ordering::SeqCst) {
+            return;
+        }
         loop {
             if self.rx.changed().await.is_err() {
                 // No tick thread: a timer to the next tick.

@@ -33,7 +33,7 @@ use serde::Deserialize;
 pub use config::FleetConfig;
 pub use etcd::Watched;
 use etcd::{Compare, Etcd, EtcdError, Op};
-pub use lock::Lock;
+pub use lock::{CLOCK_SLACK_MS, Lock};
 pub use record::{Backoff, Inflight, Public, Secret, next_generation};
 use record::{Stored, decode, encode_secret};
 pub use seal::{FleetKey, SealError, Verifier};

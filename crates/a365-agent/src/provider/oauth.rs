@@ -76,6 +76,10 @@ pub async fn post_form(
         call.default_lifetime,
         &sent(client, &form),
     )
+    .map_err(|e| match spends {
+        true => fate_unknown(e, status.as_u16(), &body),
+        false => e,
+    })
     .map_err(|e| client_hint(e, call.client_auth, client.secret.is_some()))
 }
 
@@ -136,6 +140,39 @@ pub async fn revoke(
             _ => ProviderError::Rejected(message),
         }
     })
+}
+
+/// An answer to a sent refresh token that does not say whether the server
+/// spent it is a lost answer: a gateway that gave up on the server (502,
+/// 504, 524), or a 200 that is not JSON at all. A 200 in JSON that the
+/// strict parser refused keeps any `refresh_token` it carries (rotated:
+/// the old one is dead).
+fn fate_unknown(e: ProviderError, status: u16, body: &[u8]) -> ProviderError {
+    if matches!(status, 502 | 504 | 524) {
+        return ProviderError::Unanswered(format!(
+            "{e}: a gateway answered, and the token server behind it may have done the refresh"
+        ));
+    }
+    if !(200..300).contains(&status) {
+        return e;
+    }
+    let Ok(json) = serde_json::from_slice::<serde_json::Value>(body) else {
+        return ProviderError::Unanswered(e.to_string());
+    };
+    match e {
+        ProviderError::Unusable {
+            message,
+            refresh_token: None,
+        } => ProviderError::Unusable {
+            message,
+            refresh_token: json
+                .get("refresh_token")
+                .and_then(serde_json::Value::as_str)
+                .filter(|rt| !rt.is_empty() && a365_token::is_b64token(rt))
+                .map(|rt| SecretString::from(rt.to_owned())),
+        },
+        other => other,
+    }
 }
 
 /// RFC 7662: asks the server at `url` whether the refresh token `token`

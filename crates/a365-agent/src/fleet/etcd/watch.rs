@@ -56,8 +56,23 @@ impl Etcd {
         });
         let wait = async {
             let (mut response, endpoint) = self.open_watch(create, timeout).await?;
-            self.read_stream(&mut response, &endpoint, &|_| {}, true)
-                .await
+            let changed = std::sync::atomic::AtomicBool::new(false);
+            let seen = |what: Watched| {
+                if what == Watched::Changed {
+                    changed.store(true, Ordering::SeqCst);
+                }
+            };
+            self.read_stream(&mut response, &endpoint, &seen, true)
+                .await?;
+            // A stream that ended without the deletion is no answer: the
+            // caller backs off instead of asking again at once.
+            match changed.load(Ordering::SeqCst) {
+                true => Ok(()),
+                false => Err(EtcdError::Unreachable(format!(
+                    "{}: the watch ended early",
+                    host(&endpoint)
+                ))),
+            }
         };
         match tokio::time::timeout(timeout, wait).await {
             Ok(done) => done,

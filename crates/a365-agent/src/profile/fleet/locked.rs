@@ -16,6 +16,23 @@ use std::time::Duration;
 use a365_proto::human_ms;
 use secrecy::SecretString;
 
+/// The most failures in a row a shared back-off is believed to count: etcd
+/// writers are not trusted, and the back-off's growth stops long before.
+const MAX_SHARED_FAILURES: u32 = 64;
+
+/// A shared back-off as read from etcd, which anyone who can write there
+/// may have forged: its wait bounded by the longest `Retry-After` honoured,
+/// its count bounded, its error short and with control characters escaped.
+fn checked(backoff: &Backoff, now: i64) -> Backoff {
+    let longest = i64::try_from(crate::schedule::MAX_RETRY_AFTER.as_millis()).unwrap_or(i64::MAX);
+    let error: String = backoff.error.chars().take(300).collect();
+    Backoff {
+        until_ms: backoff.until_ms.min(now.saturating_add(longest)),
+        failures: backoff.failures.min(MAX_SHARED_FAILURES),
+        error: a365_proto::visible(&error),
+    }
+}
+
 /// A refresh under way: what was read and marked before it was sent.
 struct Begun {
     credential: Credential,
@@ -123,7 +140,7 @@ impl Profile {
             .as_ref()
             .filter(|b| !forced && now < b.until_ms)
         {
-            return Err(Next::BackingOff(backoff.clone()));
+            return Err(Next::BackingOff(checked(backoff, now)));
         }
         // The settings sealed with the credential must be those this
         // member would send it with; see `Fleet::open_credential`.
@@ -133,7 +150,7 @@ impl Profile {
         let replay_safe = engine::replay_safe(&credential) || public.rotates == Some(false);
         if let Some(lost) = secret.inflight.as_ref().filter(|_| !replay_safe) {
             // Sent again only when the provider says it is still active.
-            if let Err(why) = self.lost_in_fleet(&credential, lost, now).await {
+            if let Err(why) = self.lost_in_fleet(fleet, &credential, lost, now).await {
                 return Err(match why {
                     Lost::Dead(why) => self.write_dead(fleet, rev, &secret, &public, why).await,
                     Lost::AskLater(why) => Next::Failed(why),
@@ -265,7 +282,11 @@ impl Profile {
             }
             Err(e) => {
                 // Judged with the fleet's count of failures in a row.
-                let failures = secret.backoff.as_ref().map_or(0, |b| b.failures) + 1;
+                let failures = secret
+                    .backoff
+                    .as_ref()
+                    .map_or(0, |b| b.failures.min(MAX_SHARED_FAILURES))
+                    .saturating_add(1);
                 let advice = self.provider().reauth_advice(&self.name, &self.spec);
                 match engine::judge(e, (failures, false), now, &advice, fastrand::f64()) {
                     Verdict::Dead { message, .. } => {

@@ -5,7 +5,7 @@
 use a365_proto::human_ms;
 use a365_store::Credential;
 
-use crate::fleet::Inflight;
+use crate::fleet::{Fleet, Inflight};
 use crate::profile::Profile;
 
 /// Why a lost refresh's token may not be sent again now.
@@ -23,6 +23,7 @@ impl Profile {
     /// with that request.
     pub(super) async fn lost_in_fleet(
         &self,
+        fleet: &Fleet,
         credential: &Credential,
         lost: &Inflight,
         now: i64,
@@ -30,8 +31,8 @@ impl Profile {
         let sent = format!(
             "a refresh sent by fleet member '{}' {} ago never had its answer written to the fleet \
              (it stopped or stalled past its lease, or the answer was lost)",
-            lost.member,
-            human_ms(now - lost.at_ms)
+            a365_proto::visible(&lost.member),
+            human_ms(now.saturating_sub(lost.at_ms).max(0))
         );
         let ask = self
             .exchange(now)
@@ -46,12 +47,22 @@ impl Profile {
                 self.name
             )));
         };
+        // Its member's clock, taken before its lease was renewed for the
+        // request: members' clocks may differ, and the request may have
+        // left as late as the end of that lease.
         let wait_ms = i64::try_from(self.shared.answer_wait.as_millis()).unwrap_or(i64::MAX);
-        let ask_at = lost.at_ms.saturating_add(wait_ms);
+        let lease_ms = i64::try_from(fleet.lease_secs)
+            .unwrap_or(i64::MAX)
+            .saturating_mul(1_000);
+        let ask_at = lost
+            .at_ms
+            .saturating_add(wait_ms)
+            .saturating_add(lease_ms)
+            .saturating_add(crate::fleet::CLOCK_SLACK_MS);
         if now < ask_at {
             return Err(Lost::AskLater(format!(
                 "{sent}; the provider is asked in {} whether its refresh token is still active",
-                human_ms(ask_at - now)
+                human_ms(ask_at.saturating_sub(now))
             )));
         }
         match ask.await {
