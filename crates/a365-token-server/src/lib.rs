@@ -13,6 +13,7 @@ mod handler;
 mod introspect;
 mod revoke;
 mod state;
+mod token_endpoint;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -92,14 +92,8 @@ pub async fn revoke(
     client: Client<'_>,
     token: &SecretString,
 ) -> Result<(), ProviderError> {
-    let form = [
-        ("token", token.expose_secret()),
-        ("token_type_hint", "refresh_token"),
-    ];
-    let response = send_form(call, url, client, &form, None).await?;
-    let status = response.status();
-    let retry_after = retry_after(response.headers(), call.now_ms);
-    let body = read_body(response).await?;
+    let form = token_form(token);
+    let (status, retry_after, body) = send_token(call, url, client, &form).await?;
     if status.is_success() {
         return Ok(());
     }
@@ -175,6 +169,29 @@ fn fate_unknown(e: ProviderError, status: u16, body: &[u8]) -> ProviderError {
     }
 }
 
+/// The form that names a refresh token to a revocation or introspection
+/// endpoint (RFC 7009 §2.1, RFC 7662 §2.1).
+fn token_form(token: &SecretString) -> [(&'static str, &str); 2] {
+    [
+        ("token", token.expose_secret()),
+        ("token_type_hint", "refresh_token"),
+    ]
+}
+
+/// Posts `form` (see [`token_form`]) with the client's authentication:
+/// the status, its `Retry-After` and the body.
+async fn send_token(
+    call: Call<'_>,
+    url: &reqwest::Url,
+    client: Client<'_>,
+    form: &[(&str, &str)],
+) -> Result<(reqwest::StatusCode, Option<Duration>, Zeroizing<Vec<u8>>), ProviderError> {
+    let response = send_form(call, url, client, form, None).await?;
+    let status = response.status();
+    let retry_after = retry_after(response.headers(), call.now_ms);
+    Ok((status, retry_after, read_body(response).await?))
+}
+
 /// RFC 7662: asks the server at `url` whether the refresh token `token`
 /// is still active, authenticating as token requests do. Nothing is
 /// spent by asking.
@@ -184,14 +201,8 @@ pub async fn introspect(
     client: Client<'_>,
     token: &SecretString,
 ) -> Result<bool, ProviderError> {
-    let form = [
-        ("token", token.expose_secret()),
-        ("token_type_hint", "refresh_token"),
-    ];
-    let response = send_form(call, url, client, &form, None).await?;
-    let status = response.status();
-    let retry_after = retry_after(response.headers(), call.now_ms);
-    let body = read_body(response).await?;
+    let form = token_form(token);
+    let (status, retry_after, body) = send_token(call, url, client, &form).await?;
     let active = serde_json::from_slice::<serde_json::Value>(&body)
         .ok()
         .and_then(|v| v.get("active")?.as_bool());
