@@ -879,3 +879,26 @@ fn status_shows_whether_refresh_tokens_rotate_and_whose_token_it_is() {
         assert_eq!(status[0]["rotates"], rotate, "{status}");
     }
 }
+
+/// A login the provider refuses says why, in the provider's words (its
+/// `error_description`, shown as text: no terminal escape gets through).
+#[test]
+fn a_refused_login_says_what_the_provider_said() {
+    let server = server(3600);
+    let env = Env::new();
+    let _agent = env.start_agent();
+    let port = free_port();
+    add_login_profile(
+        &env,
+        &server,
+        port,
+        &["--authorize-param", "login_hint=refuse-me"],
+    );
+    let out = login_with(&env, &browser_script(&env));
+    assert_ne!(out.code, 0, "{out:?}");
+    assert!(
+        out.stderr.contains("access_denied (the user declined"),
+        "{out:?}"
+    );
+    assert!(!out.stderr.contains('\u{1b}'), "{out:?}");
+}

@@ -195,6 +195,7 @@ const RESERVED_PARAMS: &[&str] = &[
     "code_verifier",
     "grant_type",
     "secure",
+    "nonce",
 ];
 
 /// Headers a365 or HTTP sets itself: never taken from a profile's `headers`.

@@ -194,11 +194,13 @@ fn redirect(waiting: &Waiting, query: &str) -> (StatusCode, Html<&'static str>) 
     let mut code = None;
     let mut state = None;
     let mut error = None;
+    let mut description = None;
     for (key, value) in form_urlencoded::parse(query.as_bytes()) {
         match &*key {
             "code" => code = Some(value.into_owned()),
             "state" => state = Some(value.into_owned()),
             "error" => error = Some(value.into_owned()),
+            "error_description" => description = Some(value.into_owned()),
             _ => {}
         }
     }
@@ -212,13 +214,19 @@ fn redirect(waiting: &Waiting, query: &str) -> (StatusCode, Html<&'static str>) 
     }
     let outcome = match (code, error) {
         (Some(code), None) => Ok(code),
-        (_, Some(error)) => Err(LoginError::Refused(
-            error
+        (_, Some(error)) => {
+            let code: String = error
                 .chars()
                 .filter(|c| c.is_ascii_alphanumeric() || *c == '_')
                 .take(64)
-                .collect(),
-        )),
+                .collect();
+            // The provider's explanation ("nonce required"), shown as text.
+            let said = description
+                .map(|d| d.chars().take(200).collect::<String>())
+                .map(|d| format!(" ({})", a365_proto::visible(&d)))
+                .unwrap_or_default();
+            Err(LoginError::Refused(format!("{code}{said}")))
+        }
         (None, None) => Err(LoginError::Refused("no code in the redirect".into())),
     };
     let page = if outcome.is_ok() {

@@ -3,7 +3,9 @@
 //! at once and redirected to the loopback `redirect_uri` with a code.
 //! As OpenID Connect Core §11 says (and node-oidc-provider does),
 //! `offline_access` is granted only with `prompt=consent`: without it, no
-//! refresh token.
+//! refresh token. Like servers that OpenID Connect Core allows to, it
+//! wants a `nonce` with every `openid` request (`invalid_request`, "nonce
+//! required", otherwise).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -31,12 +33,18 @@ pub async fn authorize(
     if !state.client_known(field("client_id")) {
         return (StatusCode::BAD_REQUEST, "unknown client_id").into_response();
     }
-    let error = if field("response_type") != "code" {
-        Some("unsupported_response_type")
+    let openid = field("scope").split_whitespace().any(|s| s == "openid");
+    let (error, description) = if field("response_type") != "code" {
+        (Some("unsupported_response_type"), None)
     } else if field("code_challenge_method") != "S256" || field("code_challenge").len() < 43 {
-        Some("invalid_request")
+        (Some("invalid_request"), None)
+    } else if openid && field("nonce").is_empty() {
+        (Some("invalid_request"), Some("nonce required"))
+    } else if field("login_hint") == "refuse-me" {
+        // A user who declines, for the tests of a refused login.
+        (Some("access_denied"), Some("the user declined\u{1b}[31m"))
     } else {
-        None
+        (None, None)
     };
     let code = error.is_none().then(|| {
         state.issue_code(PendingCode {
@@ -51,6 +59,9 @@ pub async fn authorize(
         (Some(code), _) => pairs.append_pair("code", code),
         (None, error) => pairs.append_pair("error", error.unwrap_or("server_error")),
     };
+    if let Some(description) = description {
+        pairs.append_pair("error_description", description);
+    }
     pairs.append_pair("state", field("state"));
     let separator = if redirect_uri.contains('?') { '&' } else { '?' };
     let location = format!("{redirect_uri}{separator}{}", pairs.finish());

@@ -28,6 +28,7 @@ fn authorize_with(server: &a365_token_server::TokenServer, scope: &str, prompt: 
         ("code_challenge", &challenge),
         ("code_challenge_method", "S256"),
         ("prompt", prompt),
+        ("nonce", "n0nce"),
     ]);
     let reply = get(server.addr(), &format!("/connect/authorize?{query}"));
     assert_eq!(reply.status, 302, "{reply:?}");
@@ -126,5 +127,28 @@ fn authorize_refuses_plain_pkce_and_foreign_redirects() {
     assert_eq!(
         get(server.addr(), &format!("/connect/authorize?{query}")).status,
         400
+    );
+}
+
+/// An `openid` request without a `nonce` is refused, saying why.
+#[test]
+fn an_openid_request_without_a_nonce_is_refused() {
+    let server = start();
+    let challenge = URL_SAFE_NO_PAD.encode(sha2::Sha256::digest(VERIFIER.as_bytes()));
+    let query = http::form_encode(&[
+        ("response_type", "code"),
+        ("client_id", ID),
+        ("redirect_uri", REDIRECT),
+        ("scope", "openid"),
+        ("state", "st4te"),
+        ("code_challenge", &challenge),
+        ("code_challenge_method", "S256"),
+    ]);
+    let reply = get(server.addr(), &format!("/connect/authorize?{query}"));
+    assert_eq!(reply.status, 302, "{reply:?}");
+    let location = reply.header("location").unwrap();
+    assert!(
+        location.contains("error=invalid_request") && location.contains("nonce+required"),
+        "{location}"
     );
 }

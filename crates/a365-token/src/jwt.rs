@@ -24,6 +24,8 @@ pub struct Claims {
     /// Who the token is for, to show a person: `preferred_username`, else
     /// `email`, else `sub`; printable text only.
     pub account: Option<String>,
+    /// An OpenID id_token's `nonce` (OpenID Connect Core §3.1.3.7).
+    pub nonce: Option<String>,
 }
 
 impl Claims {
@@ -43,6 +45,7 @@ struct RawClaims {
     preferred_username: Option<serde_json::Value>,
     email: Option<serde_json::Value>,
     sub: Option<serde_json::Value>,
+    nonce: Option<serde_json::Value>,
 }
 
 /// `scope` is an array in Altium's JWTs and a space-separated string elsewhere.
@@ -68,8 +71,13 @@ pub fn claims(token: &str) -> Option<Claims> {
             Some(serde_json::Value::String(s)) if printable(s) => Some(s.clone()),
             _ => None,
         });
+    let nonce = match raw.nonce {
+        Some(serde_json::Value::String(s)) => Some(s),
+        _ => None,
+    };
     Some(Claims {
         account,
+        nonce,
         exp: raw.exp.map(epoch_seconds),
         iat: raw.iat.map(epoch_seconds),
         scopes: match raw.scope {

@@ -28,6 +28,10 @@ pub struct Fresh {
     pub scopes: Vec<String>,
     /// A rotated refresh token: the old one is dead once this arrives.
     pub refresh_token: Option<SecretString>,
+    /// The claims of an OpenID id_token that came with it (read, not
+    /// verified: it came straight from the token endpoint over TLS, as
+    /// OpenID Connect Core §3.1.3.7 allows).
+    pub id_token: Option<jwt::Claims>,
 }
 
 /// Why no token came back, sorted by what the agent should do next.

@@ -48,6 +48,7 @@ struct TokenResponse {
     expires_in: Option<serde_json::Number>,
     refresh_token: Option<SecretString>,
     scope: Option<String>,
+    id_token: Option<SecretString>,
 }
 
 #[derive(Deserialize)]
@@ -174,6 +175,7 @@ fn parse_success(
         expires_in,
         refresh_token,
         scope,
+        id_token,
     } = response;
     // Whatever is wrong with the access token, a rotated refresh token
     // that came with it must not be dropped.
@@ -223,6 +225,7 @@ fn parse_success(
         expires_at_ms,
         scopes,
         refresh_token,
+        id_token: id_token.and_then(|t| jwt::claims(secrecy::ExposeSecret::expose_secret(&t))),
     })
 }
 

@@ -180,6 +180,9 @@ pub struct Pkce {
     pub verifier: SecretString,
     pub challenge: String,
     pub state: String,
+    /// Sent with an `openid` login and checked in the id_token (OpenID
+    /// Connect Core §3.1.2.1): a code injected from another login fails.
+    pub nonce: String,
 }
 
 impl std::fmt::Debug for Pkce {
@@ -198,10 +201,13 @@ impl Pkce {
         let challenge = URL_SAFE_NO_PAD.encode(sha2::Sha256::digest(verifier.as_bytes()));
         let mut state = [0u8; 16];
         getrandom::fill(&mut state)?;
+        let mut nonce = [0u8; 16];
+        getrandom::fill(&mut nonce)?;
         Ok(Pkce {
             verifier: SecretString::from(verifier),
             challenge,
             state: URL_SAFE_NO_PAD.encode(state),
+            nonce: URL_SAFE_NO_PAD.encode(nonce),
         })
     }
 }
@@ -229,6 +235,9 @@ fn authorize_url(
         .append_pair("state", &pkce.state)
         .append_pair("code_challenge", &pkce.challenge)
         .append_pair("code_challenge_method", "S256");
+    if scopes.iter().any(|s| s == OPENID) {
+        url.query_pairs_mut().append_pair("nonce", &pkce.nonce);
+    }
     for (name, value) in extra.iter().filter(|(_, v)| !v.is_empty()) {
         url.query_pairs_mut().append_pair(name, value);
     }
@@ -242,6 +251,24 @@ fn authorize_url(
 
 /// The scope that asks for a refresh token.
 const OFFLINE_ACCESS: &str = "offline_access";
+
+/// The scope of an OpenID login: it sends a `nonce`.
+const OPENID: &str = "openid";
+
+/// An id_token that came back must carry the login's `nonce` (OpenID
+/// Connect Core §3.1.3.7): otherwise the code was not this login's.
+fn check_nonce(fresh: &Fresh, pkce: &Pkce, asked_openid: bool) -> Result<(), ProviderError> {
+    match (&fresh.id_token, asked_openid) {
+        (Some(claims), true) if claims.nonce.as_deref() != Some(pkce.nonce.as_str()) => {
+            Err(ProviderError::Dead(
+                "the id_token that came with the login does not carry this login's nonce: \
+                 the answer was not for this login, and it is not kept"
+                    .into(),
+            ))
+        }
+        _ => Ok(()),
+    }
+}
 
 /// `grant_type=authorization_code` with the verifier (and the client
 /// secret, for confidential clients such as Nexar's).
@@ -293,14 +320,20 @@ impl super::BrowserLogin for AuthorizationCode {
         pkce: &'a Pkce,
     ) -> Pending<'a, Result<Fresh, ProviderError>> {
         let client_id = spec.client_id.as_deref().unwrap_or_default();
-        Box::pin(exchange(
-            call,
-            client_id,
-            client_secret,
-            code,
-            redirect_uri,
-            &pkce.verifier,
-        ))
+        let asked_openid = super::requested_scopes(spec).iter().any(|s| s == OPENID);
+        Box::pin(async move {
+            let fresh = exchange(
+                call,
+                client_id,
+                client_secret,
+                code,
+                redirect_uri,
+                &pkce.verifier,
+            )
+            .await?;
+            check_nonce(&fresh, pkce, asked_openid)?;
+            Ok(fresh)
+        })
     }
 
     fn asks_for_refresh(&self, spec: &ProfileSpec) -> bool {
@@ -358,6 +391,41 @@ mod tests {
         assert!(text.contains("scope=openid+offline_access"));
         assert!(text.contains("redirect_uri=http%3A%2F%2Flocalhost%3A3000%2Flogin"));
         assert!(text.ends_with("&prompt=consent"), "{text}");
+    }
+
+    /// An `openid` login sends a nonce, and an id_token that comes back
+    /// must carry it; without `openid`, or without an id_token, there is
+    /// nothing to check.
+    #[test]
+    fn an_openid_login_sends_a_nonce_and_the_id_token_must_carry_it() {
+        let pkce = Pkce::generate().unwrap();
+        assert_ne!(Pkce::generate().unwrap().nonce, pkce.nonce);
+        let authorize: reqwest::Url = "https://idp.example/authorize".parse().unwrap();
+        let redirect: reqwest::Url = "http://localhost:3000/login".parse().unwrap();
+        let none = Default::default();
+        let with = authorize_url(&authorize, "c", &redirect, &["openid".into()], &pkce, &none);
+        let nonces: Vec<_> = with.query_pairs().filter(|(k, _)| k == "nonce").collect();
+        assert_eq!(nonces.len(), 1, "{with}");
+        assert_eq!(nonces[0].1, pkce.nonce);
+        let without = authorize_url(&authorize, "c", &redirect, &["api".into()], &pkce, &none);
+        assert!(!without.as_str().contains("nonce="), "{without}");
+        let fresh = |nonce: Option<&str>| Fresh {
+            access_token: SecretString::from("at"),
+            expires_at_ms: 0,
+            scopes: vec![],
+            refresh_token: None,
+            id_token: Some(a365_token::jwt::Claims {
+                nonce: nonce.map(str::to_owned),
+                ..Default::default()
+            }),
+        };
+        assert!(check_nonce(&fresh(Some(&pkce.nonce)), &pkce, true).is_ok());
+        assert!(check_nonce(&fresh(Some("other")), &pkce, true).is_err());
+        assert!(check_nonce(&fresh(None), &pkce, true).is_err());
+        assert!(check_nonce(&fresh(None), &pkce, false).is_ok());
+        let mut no_id_token = fresh(None);
+        no_id_token.id_token = None;
+        assert!(check_nonce(&no_id_token, &pkce, true).is_ok());
     }
 
     #[test]

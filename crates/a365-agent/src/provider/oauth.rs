@@ -153,19 +153,24 @@ fn fate_unknown(e: ProviderError, status: u16, body: &[u8]) -> ProviderError {
     let Ok(json) = serde_json::from_slice::<serde_json::Value>(body) else {
         return ProviderError::Unanswered(e.to_string());
     };
-    match e {
-        ProviderError::Unusable {
+    let rotated = json
+        .get("refresh_token")
+        .and_then(serde_json::Value::as_str)
+        .filter(|rt| !rt.is_empty() && a365_token::is_b64token(rt))
+        .map(|rt| SecretString::from(rt.to_owned()));
+    match (e, rotated) {
+        (
+            ProviderError::Unusable {
+                message,
+                refresh_token: None,
+            }
+            | ProviderError::Transient { message, .. },
+            Some(rt),
+        ) => ProviderError::Unusable {
             message,
-            refresh_token: None,
-        } => ProviderError::Unusable {
-            message,
-            refresh_token: json
-                .get("refresh_token")
-                .and_then(serde_json::Value::as_str)
-                .filter(|rt| !rt.is_empty() && a365_token::is_b64token(rt))
-                .map(|rt| SecretString::from(rt.to_owned())),
+            refresh_token: Some(rt),
         },
-        other => other,
+        (other, _) => other,
     }
 }
 
