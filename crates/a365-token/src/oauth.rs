@@ -63,8 +63,13 @@ const MAX_DESCRIPTION: usize = 200;
 pub const MAX_CODE: usize = 64;
 
 /// What a refusal without an OAuth error body said: a line of its text
-/// (secrets it quotes hidden), or what kind of page it was.
+/// (secrets it quotes hidden), or what kind of body it was. JSON is never
+/// quoted: it may hold tokens of the server's own (an `access_token`)
+/// that no list of what was sent can hide.
 fn said(status: u16, body: &[u8], sent: &[&str]) -> String {
+    if serde_json::from_slice::<serde::de::IgnoredAny>(body).is_ok() {
+        return ", with a JSON body that is no OAuth error".into();
+    }
     let text = String::from_utf8_lossy(&body[..body.len().min(4096)]);
     let text = text.trim();
     let page = text.starts_with('<');
@@ -271,6 +276,25 @@ pub fn parse_http_date(value: &str) -> Option<i64> {
 
 #[cfg(test)]
 mod tests {
+    /// A refusal's body is quoted only as plain text, secrets sent hidden;
+    /// a JSON body (it may hold the server's own tokens) or a page never.
+    #[test]
+    fn a_bare_refusal_says_what_it_can_without_quoting_tokens() {
+        let json = br#"{"access_token":"at-secret-123456","note":"x"}"#;
+        let said_json = super::said(400, json, &[]);
+        assert!(!said_json.contains("at-secret"), "{said_json}");
+        assert!(said_json.contains("JSON body"), "{said_json}");
+        let text = super::said(
+            400,
+            b"bad client sekret-value-1234\nmore",
+            &["sekret-value-1234"],
+        );
+        assert!(!text.contains("sekret-value"), "{text}");
+        assert!(text.starts_with(": \"bad client"), "{text}");
+        assert!(super::said(404, b"<html>", &[]).contains("is this the token endpoint?"));
+        assert!(super::said(400, b"", &[]).contains("empty body"));
+    }
+
     use super::*;
 
     const NOW: i64 = 1_000_000;
