@@ -187,12 +187,7 @@ fn a_refresh_cut_short_by_a_crash_is_not_sent_again() {
     let token = env.token("work");
     server.set_fault(Fault::Delay(Duration::from_secs(3)), Some(1));
     let before = server.requests();
-    let mut refresh = env.command(crate::harness::bin("a365"));
-    refresh
-        .args(["refresh", "work"])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null());
-    let mut refresh = refresh.spawn().unwrap();
+    let mut refresh = env.refresh_in_background("work");
     assert!(crate::harness::wait_until(Duration::from_secs(5), || {
         server.requests() > before
     }));

@@ -557,12 +557,7 @@ fn a_lock_holder_stalled_past_its_lease_never_causes_a_replay() {
     // A sends its refresh; the answer takes 1 s, and A is stopped
     // (SIGSTOP: a GC pause, a laptop lid) for longer than its lease.
     server.set_fault(Fault::Delay(Duration::from_secs(1)), Some(1));
-    let mut forced = a.env.command(crate::harness::bin("a365"));
-    forced
-        .args(["refresh", "work"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    let mut forced = forced.spawn().unwrap();
+    let mut forced = a.env.refresh_in_background("work");
     assert!(wait_until(Duration::from_secs(5), || server.requests() > before));
     a.agent().signal(rustix::process::Signal::STOP);
     std::thread::sleep(Duration::from_secs(7));
@@ -647,12 +642,7 @@ fn a_killed_lock_holder_blocks_the_fleet_for_at_most_its_lease() {
     // B dies while its request is at the server, holding the lock.
     server.set_fault(Fault::Delay(Duration::from_secs(2)), Some(1));
     let before = server.requests();
-    let mut forced = b.env.command(crate::harness::bin("a365"));
-    forced
-        .args(["refresh", "work"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    let mut forced = forced.spawn().unwrap();
+    let mut forced = b.env.refresh_in_background("work");
     assert!(wait_until(Duration::from_secs(5), || server.requests() > before));
     b.agent.take().unwrap().kill();
     let _ = forced.wait();
@@ -1356,12 +1346,7 @@ fn a_lost_refresh_in_the_fleet_is_settled_by_asking_the_provider() {
     // A's refresh hangs at the provider, and A is killed.
     let before = server.requests();
     server.set_fault(Fault::Hang, Some(1));
-    let mut forced = a.env.command(crate::harness::bin("a365"));
-    forced
-        .args(["refresh", "work"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    let mut forced = forced.spawn().unwrap();
+    let mut forced = a.env.refresh_in_background("work");
     assert!(wait_until(Duration::from_secs(5), || server.requests() > before));
     a.agent.take().unwrap().kill();
     let _ = forced.wait();
@@ -1437,11 +1422,7 @@ fn a_member_waits_for_the_lock_with_a_watch_not_a_timer() {
     let grants = cluster.calls("LeaseGrant");
     server.set_fault(Fault::Delay(Duration::from_millis(2500)), Some(1));
     let before = server.requests();
-    let mut held = a.env.command(crate::harness::bin("a365"));
-    held.args(["refresh", "work"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    let mut held = held.spawn().unwrap();
+    let mut held = a.env.refresh_in_background("work");
     assert!(wait_until(Duration::from_secs(5), || server.requests() > before));
     // B wants a refresh while A holds the lock.
     let out = b.env.a365(&["refresh", "work"]);

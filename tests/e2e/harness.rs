@@ -217,6 +217,17 @@ impl Env {
         cmd
     }
 
+    /// `a365 refresh PROFILE` in the background, its output discarded:
+    /// for tests that act while a refresh is at the token server.
+    pub fn refresh_in_background(&self, profile: &str) -> std::process::Child {
+        self.command(bin("a365"))
+            .args(["refresh", profile])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("a365 refresh")
+    }
+
     /// A raw connection to the agent's socket (10 s read timeout): for
     /// tests that speak bytes rather than messages.
     pub fn connect_raw(&self) -> std::os::unix::net::UnixStream {

@@ -234,16 +234,14 @@ fn quoting(
 }
 
 /// An RFC 6749 §5.2 error: status, `error`, `error_description`.
-type Refusal = (StatusCode, &'static str, &'static str);
+pub(crate) type Refusal = (StatusCode, &'static str, &'static str);
 
-/// RFC 6749 proper: authenticate the client, check the grant, issue.
-/// A refresh token is consumed here, so only on the way to a success.
-fn exchange(
+/// The client, if it authenticated (§2.3.1): its id.
+pub(crate) fn authenticate(
     state: &ServerState,
     client_id: Option<String>,
     client_secret: Option<String>,
-    form: &HashMap<String, String>,
-) -> Result<Grant, Refusal> {
+) -> Result<String, Refusal> {
     let (Some(client_id), Some(client_secret)) = (client_id, client_secret) else {
         return Err((
             StatusCode::UNAUTHORIZED,
@@ -258,6 +256,18 @@ fn exchange(
             "unknown client or wrong secret",
         ));
     }
+    Ok(client_id)
+}
+
+/// RFC 6749 proper: authenticate the client, check the grant, issue.
+/// A refresh token is consumed here, so only on the way to a success.
+fn exchange(
+    state: &ServerState,
+    client_id: Option<String>,
+    client_secret: Option<String>,
+    form: &HashMap<String, String>,
+) -> Result<Grant, Refusal> {
+    let client_id = authenticate(state, client_id, client_secret)?;
     let scope = form.get("scope").map(String::as_str);
     match form.get("grant_type").map(String::as_str) {
         Some("refresh_token") => {

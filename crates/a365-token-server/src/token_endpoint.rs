@@ -10,7 +10,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 
 use crate::fault::Fault;
-use crate::handler::{basic_auth, oauth_error};
+use crate::handler::{Refusal, authenticate, basic_auth, oauth_error};
 use crate::state::{RecordedRequest, State as ServerState, now_ms};
 
 /// Records the request as `kind`, applies a `status` or `hang` fault, and
@@ -61,9 +61,6 @@ pub async fn serve(
     response
 }
 
-/// A refusal: its status, OAuth error code and description.
-type Refusal = (StatusCode, &'static str, &'static str);
-
 /// The authenticated client and the token it names, or the refusal.
 fn checked(
     state: &ServerState,
@@ -71,14 +68,7 @@ fn checked(
     secret: Option<String>,
     form: &HashMap<String, String>,
 ) -> Result<(String, String), Refusal> {
-    let (Some(client_id), Some(secret)) = (client_id, secret) else {
-        let why = "client authentication is missing";
-        return Err((StatusCode::UNAUTHORIZED, "invalid_client", why));
-    };
-    if !state.client_ok(&client_id, &secret) {
-        let why = "unknown client or wrong secret";
-        return Err((StatusCode::UNAUTHORIZED, "invalid_client", why));
-    }
+    let client_id = authenticate(state, client_id, secret)?;
     let Some(token) = form.get("token").filter(|t| !t.is_empty()) else {
         return Err((
             StatusCode::BAD_REQUEST,

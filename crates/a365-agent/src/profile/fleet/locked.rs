@@ -463,3 +463,29 @@ impl Profile {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A back-off that an etcd writer forged is believed only within
+    /// bounds: its wait, its count, and an error that is short and shows
+    /// its control characters escaped.
+    #[test]
+    fn a_forged_shared_backoff_is_bounded() {
+        let forged = Backoff {
+            until_ms: i64::MAX,
+            failures: u32::MAX,
+            error: format!("\u{1b}[31mfake\nline{}", "x".repeat(100_000)),
+        };
+        let now = 1_000;
+        let read = checked(&forged, now);
+        let longest = crate::schedule::MAX_RETRY_AFTER.as_millis() as i64;
+        assert_eq!(read.until_ms, now + longest);
+        assert_eq!(read.failures, MAX_SHARED_FAILURES);
+        assert!(!read.error.contains('\u{1b}') && !read.error.contains('\n'));
+        assert!(read.error.len() < 400, "{}", read.error.len());
+        // One more failure on top of it cannot overflow.
+        assert_eq!(read.failures.saturating_add(1), MAX_SHARED_FAILURES + 1);
+    }
+}
