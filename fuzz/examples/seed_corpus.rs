@@ -106,6 +106,8 @@ fn responses() -> Vec<(&'static str, Response)> {
                 rotates: None,
                 account: None,
                 refreshed_by: None,
+                client_auth: None,
+                assumed_lifetime_secs: None,
             }]),
         ),
         (
@@ -184,10 +186,10 @@ fn main() -> std::io::Result<()> {
             &b"{\"version\":1,\"request\":{\"token\":{}}}\n"[..],
         ),
         (
-            "version-4.json",
-            b"{\"version\":4,\"request\":\"status\"}\n",
+            "version-5.json",
+            b"{\"version\":5,\"request\":\"status\"}\n",
         ),
-        ("version-4.bin", &[0, 0, 0, 2, 4, 1]),
+        ("version-5.bin", &[0, 0, 0, 2, 5, 1]),
         // JSON of version 1 still decodes; binary of version 1 does not.
         ("version-1.bin", &[0, 0, 0, 2, 1, 1]),
         ("http.txt", b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n"),

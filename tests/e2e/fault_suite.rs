@@ -303,7 +303,9 @@ fn invalid_grant_and_invalid_client_need_reauthentication() {
 }
 
 /// Not faults but facts of life: no `expires_in` (the JWT's `exp` says
-/// it), an opaque token (`expires_in` says it).
+/// it), an opaque token (`expires_in` says it), an opaque token without
+/// `expires_in` (nothing says it: `default_lifetime_secs` is assumed, and
+/// `status` and `doctor` say so, also after a restart).
 #[test]
 fn odd_but_valid_answers_are_served() {
     let Session {
@@ -325,6 +327,24 @@ fn odd_but_valid_answers_are_served() {
     let expires = status[0]["expires_at"].as_i64().unwrap() - now_secs() as i64;
     assert!((3590..=3600).contains(&expires), "{expires}");
     assert_eq!(status[0]["state"], "fresh");
+    assert_eq!(status[0]["assumed_lifetime_secs"], serde_json::Value::Null);
+
+    server.set_fault(Fault::OpaqueNoExpiry, Some(1));
+    env.a365(&["refresh", "work"]).ok();
+    let status = env.a365(&["status", "--json"]).ok().json();
+    assert_eq!(status[0]["assumed_lifetime_secs"], 3600, "{status}");
+    drop(_agent);
+    let _agent = env.start_agent();
+    let table = env.a365(&["status"]).ok().stdout;
+    assert!(
+        table.contains("work: the token stated no lifetime: assumed to live 1h 0m"),
+        "{table}"
+    );
+    let doctor = env.a365(&["doctor", "work"]).ok().stdout;
+    assert!(
+        doctor.contains("warn  work: token lifetime: the token stated none"),
+        "{doctor}"
+    );
 }
 
 /// An `https` endpoint that answers the TLS handshake with garbage.

@@ -850,6 +850,103 @@ fn client_auth_basic_for_a_server_that_enforces_it() {
     );
 }
 
+/// A server that does not form-decode HTTP Basic (many do not) refuses a
+/// secret with `+ / : %` and a space sent as RFC 6749 §2.3.1 says: the
+/// agent asks once more with the id and secret as they are, keeps what
+/// worked with the credential (`basic-raw` in status and doctor, also
+/// after a restart) and sends only that from then on. A server that has
+/// accepted the encoded form once is never asked the other way.
+#[test]
+fn http_basic_as_it_is_for_a_server_that_does_not_decode_it() {
+    let secret = "a+b/c:d% e";
+    let server = TokenServer::start(ServerConfig {
+        basic_raw: true,
+        clients: vec![("test-client".into(), secret.into())],
+        ..ServerConfig::default()
+    })
+    .unwrap();
+    let env = Env::new();
+    let agent = env.start_agent();
+    let rt = server.issue_refresh_token("test-client");
+    let secrets = serde_json::json!({"client_secret": secret, "refresh_token": rt}).to_string();
+    let token_url = server.token_url();
+    let args = [
+        "add",
+        "work",
+        "--kind",
+        "refresh",
+        "--token-url",
+        &token_url,
+        "--client-id",
+        "test-client",
+        "--client-auth",
+        "basic",
+        "--secrets-from",
+        "-",
+    ];
+    let out = env.a365_with_stdin(&args, secrets.as_bytes()).ok();
+    assert!(
+        out.stderr.contains("a token was obtained"),
+        "{}",
+        out.stderr
+    );
+    let status = env.a365(&["status", "--json"]).ok().json();
+    assert_eq!(status[0]["client_auth"], "basic-raw", "{status}");
+    let table = env.a365(&["status"]).ok().stdout;
+    assert!(
+        table.contains(
+            "work: its server takes the client id and secret as HTTP Basic only as they are"
+        ),
+        "{table}"
+    );
+    drop(agent.terminate());
+    let _agent = env.start_agent();
+    let status = env.a365(&["status", "--json"]).ok().json();
+    assert_eq!(status[0]["client_auth"], "basic-raw", "kept: {status}");
+    env.a365(&["refresh", "work"]).ok();
+    let doctor = env.a365(&["doctor", "work"]).ok().stdout;
+    assert!(doctor.contains("client authentication: the id and secret are sent as HTTP Basic, as they are (basic-raw)"), "{doctor}");
+    let recorded = server.recorded();
+    let statuses: Vec<u16> = recorded.iter().map(|r| r.status).collect();
+    assert_eq!(
+        statuses,
+        [401, 200, 200],
+        "one refusal, then as it is: {recorded:?}"
+    );
+    assert!(recorded.iter().all(|r| r.basic), "{recorded:?}");
+
+    // The same secret at a server that decodes (RFC 6749): accepted at
+    // once, and never sent the other way.
+    let strict = TokenServer::start(ServerConfig {
+        clients: vec![("test-client".into(), secret.into())],
+        ..ServerConfig::default()
+    })
+    .unwrap();
+    let rt = strict.issue_refresh_token("test-client");
+    let secrets = serde_json::json!({"client_secret": secret, "refresh_token": rt}).to_string();
+    let token_url = strict.token_url();
+    let mut args = args.to_vec();
+    args[1] = "strict";
+    args[5] = &token_url;
+    env.a365_with_stdin(&args, secrets.as_bytes()).ok();
+    let status = env.a365(&["status", "--json"]).ok().json();
+    let strict_status = status
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "strict")
+        .unwrap();
+    assert_eq!(strict_status["client_auth"], "basic", "{status}");
+    assert_eq!(
+        strict
+            .recorded()
+            .iter()
+            .map(|r| r.status)
+            .collect::<Vec<_>>(),
+        [200]
+    );
+}
+
 /// `status` says whether the provider rotates refresh tokens, from what
 /// each refresh returned (never by replaying one), and whose token it is.
 #[test]

@@ -168,7 +168,9 @@ pub struct AddArgs {
     #[arg(long)]
     pub no_secure: bool,
     /// How the client id and secret reach the token server: in the form
-    /// body (post, the default) or as HTTP Basic (basic).
+    /// body (post, the default) or as HTTP Basic (basic; a server that
+    /// refuses them form-encoded is asked once with them as they are, and
+    /// that is kept: basic-raw).
     #[arg(long, value_enum, value_name = "METHOD")]
     pub client_auth: Option<ClientAuthArg>,
     /// Where `a365 remove` revokes the refresh token (RFC 7009), when not
@@ -250,8 +252,12 @@ impl From<Store> for a365_proto::StoreKind {
 pub enum ClientAuthArg {
     /// client_id and client_secret in the form body (client_secret_post).
     Post,
-    /// HTTP Basic authentication (client_secret_basic).
+    /// HTTP Basic authentication (client_secret_basic), each form-encoded
+    /// first as RFC 6749 §2.3.1 says.
     Basic,
+    /// HTTP Basic with the id and secret as they are (what many servers
+    /// decode).
+    BasicRaw,
 }
 
 impl From<ClientAuthArg> for a365_proto::ClientAuth {
@@ -259,6 +265,7 @@ impl From<ClientAuthArg> for a365_proto::ClientAuth {
         match auth {
             ClientAuthArg::Post => a365_proto::ClientAuth::Post,
             ClientAuthArg::Basic => a365_proto::ClientAuth::Basic,
+            ClientAuthArg::BasicRaw => a365_proto::ClientAuth::BasicRaw,
         }
     }
 }

@@ -319,7 +319,8 @@ fn rotates(p: &ProfileStatus) -> String {
     }
 }
 
-/// Below the table: scopes not granted, and each profile's last error.
+/// Below the table: scopes not granted, what was learned of the server,
+/// and each profile's last error.
 fn status_notes(out: &mut String, profiles: &[ProfileStatus]) {
     for p in profiles.iter().filter(|p| !p.scopes_not_granted.is_empty()) {
         let _ = writeln!(
@@ -328,6 +329,25 @@ fn status_notes(out: &mut String, profiles: &[ProfileStatus]) {
             clean(&p.name, false),
             clean(&p.scopes_not_granted.join(" "), false)
         );
+    }
+    for p in profiles {
+        if let Some(secs) = p.assumed_lifetime_secs {
+            let _ = writeln!(
+                out,
+                "\n{}: the token stated no lifetime: assumed to live {} (default_lifetime_secs \
+                 in config.toml)",
+                clean(&p.name, false),
+                expires_in(i64::try_from(secs).unwrap_or(i64::MAX))
+            );
+        }
+        if p.client_auth == Some(a365_proto::ClientAuth::BasicRaw) {
+            let _ = writeln!(
+                out,
+                "\n{}: its server takes the client id and secret as HTTP Basic only as they are, \
+                 not form-encoded (RFC 6749 §2.3.1): sent so (basic-raw)",
+                clean(&p.name, false),
+            );
+        }
     }
     for p in profiles.iter().filter(|p| p.last_error.is_some()) {
         let _ = writeln!(
@@ -574,6 +594,8 @@ mod tests {
             rotates: Some(true),
             refreshed_by: None,
             account: Some("ann".into()),
+            client_auth: Some(a365_proto::ClientAuth::BasicRaw),
+            assumed_lifetime_secs: Some(3600),
         };
         let p_clone = p.clone();
         let text = status_table(std::slice::from_ref(&p), 1_000, false);
@@ -594,6 +616,16 @@ mod tests {
         assert!(text.contains("work: the token server failed (HTTP 500)"));
         assert!(lines[1].contains("in 45m 0s"), "{text}");
         assert!(text.contains("lacks scopes the profile asks for: a365:design.write"));
+        assert!(
+            text.contains("work: the token stated no lifetime: assumed to live 1h 0m"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "work: its server takes the client id and secret as HTTP Basic only as they are"
+            ),
+            "{text}"
+        );
         let hostile = ProfileStatus {
             scopes: vec!["openid\x1b[2J".into()],
             last_error: Some("bad\x1b]0;title\x07".into()),

@@ -317,7 +317,7 @@ mod tests {
         let bytes = encode_request(&token_request(), Encoding::Binary).unwrap();
         let expected: &[u8] = &[
             0, 0, 0, 30, // length
-            3,  // version
+            4,  // version
             0,  // Request::Token
             1, 4, b'w', b'o', b'r', b'k', // Some("work")
             251, 1, 44, // 300 as varint (u16 marker, big endian)
@@ -327,9 +327,9 @@ mod tests {
         ];
         assert_eq!(&bytes[..], expected);
         let ping = encode_request(&Request::Ping, Encoding::Binary).unwrap();
-        assert_eq!(&ping[..], &[0, 0, 0, 2, 3, 5]);
+        assert_eq!(&ping[..], &[0, 0, 0, 2, 4, 5]);
         let shutdown = encode_request(&Request::Shutdown, Encoding::Binary).unwrap();
-        assert_eq!(&shutdown[..], &[0, 0, 0, 2, 3, 6]);
+        assert_eq!(&shutdown[..], &[0, 0, 0, 2, 4, 6]);
         let page = encode_request(
             &Request::StatusPage {
                 after: Some("a".into()),
@@ -337,7 +337,7 @@ mod tests {
             Encoding::Binary,
         )
         .unwrap();
-        assert_eq!(&page[..], &[0, 0, 0, 5, 3, 11, 1, 1, b'a']);
+        assert_eq!(&page[..], &[0, 0, 0, 5, 4, 11, 1, 1, b'a']);
         let answer = encode_response(
             &Response::StatusPage {
                 profiles: vec![],
@@ -346,7 +346,7 @@ mod tests {
             Encoding::Binary,
         )
         .unwrap();
-        assert_eq!(&answer[..], &[0, 0, 0, 4, 3, 7, 0, 0]);
+        assert_eq!(&answer[..], &[0, 0, 0, 4, 4, 7, 0, 0]);
     }
 
     #[test]
@@ -354,15 +354,15 @@ mod tests {
         let bytes = encode_request(&token_request(), Encoding::Json).unwrap();
         assert_eq!(
             std::str::from_utf8(&bytes).unwrap(),
-            "{\"version\":3,\"request\":{\"token\":{\"profile\":\"work\",\"min_valid_ms\":300,\
+            "{\"version\":4,\"request\":{\"token\":{\"profile\":\"work\",\"min_valid_ms\":300,\
              \"scopes\":[\"a365:requirements\"]}}}\n"
         );
         let status = encode_request(&Request::Status, Encoding::Json).unwrap();
-        assert_eq!(&status[..], b"{\"version\":3,\"request\":\"status\"}\n");
+        assert_eq!(&status[..], b"{\"version\":4,\"request\":\"status\"}\n");
         let page = encode_request(&Request::StatusPage { after: None }, Encoding::Json).unwrap();
         assert_eq!(
             &page[..],
-            b"{\"version\":3,\"request\":{\"status_page\":{\"after\":null}}}\n"
+            b"{\"version\":4,\"request\":{\"status_page\":{\"after\":null}}}\n"
         );
     }
 
@@ -448,16 +448,16 @@ mod tests {
     #[test]
     fn other_versions_are_refused_with_a_clear_error() {
         let err =
-            decode_request(br#"{"version":4,"request":"status"}"#, Encoding::Json).unwrap_err();
-        assert!(matches!(err, CodecError::Version(4)));
+            decode_request(br#"{"version":5,"request":"status"}"#, Encoding::Json).unwrap_err();
+        assert!(matches!(err, CodecError::Version(5)));
         assert_eq!(
             err.to_string(),
-            "protocol version 4 is not supported (this side speaks 3): \
+            "protocol version 5 is not supported (this side speaks 4): \
              use a365 and a365-agent from the same release"
         );
         assert!(matches!(
-            decode_request(&[4, 4], Encoding::Binary),
-            Err(CodecError::Version(4))
+            decode_request(&[5, 4], Encoding::Binary),
+            Err(CodecError::Version(5))
         ));
         // Binary is positional: a version-1 frame is refused, not misread.
         assert!(matches!(
@@ -475,7 +475,7 @@ mod tests {
 
     #[test]
     fn unknown_variant_and_truncation_are_malformed() {
-        let err = decode_request(&[3, 99], Encoding::Binary).unwrap_err();
+        let err = decode_request(&[4, 99], Encoding::Binary).unwrap_err();
         assert!(err.to_string().contains("unknown variant"), "{err}");
         let bytes = encode_request(&token_request(), Encoding::Binary).unwrap();
         let truncated = &bytes[4..bytes.len() - 3];

@@ -44,7 +44,9 @@ pub use spec::*;
 /// `keep_remote`; `AddProfile` gained `check_only`; `Doctor`, `Restart`,
 /// `LoginReview` and `LoginKeep` were added.
 /// 3: `ProfileSpec` gained `introspection_url`.
-pub const PROTOCOL_VERSION: u32 = 3;
+/// 4: `ProfileStatus` gained `client_auth` and `assumed_lifetime_secs`;
+/// `ClientAuth` gained `basic-raw`.
+pub const PROTOCOL_VERSION: u32 = 4;
 
 /// The oldest version a JSON message may name. JSON is self-describing and
 /// every field added since has a default, so clients written for it (the

@@ -4,7 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::{AddProfile, Kind, StoreKind, WireSecret};
+use crate::{AddProfile, ClientAuth, Kind, StoreKind, WireSecret};
 
 /// What a client asks. Append new variants at the end.
 // One request lives per connection at a time: its size does not matter,
@@ -281,6 +281,16 @@ pub struct ProfileStatus {
     /// that wrote the token served.
     #[serde(default)]
     pub refreshed_by: Option<String>,
+    /// How the client id and secret reach the token endpoint: the
+    /// configured method, or the one the server was seen to accept
+    /// (`basic-raw` when it refused RFC 6749's encoding); `None` for a
+    /// kind without a client secret.
+    #[serde(default)]
+    pub client_auth: Option<ClientAuth>,
+    /// The held token stated no lifetime (no `expires_in`, no JWT `exp`):
+    /// the lifetime assumed for it, in seconds (`default_lifetime_secs`).
+    #[serde(default)]
+    pub assumed_lifetime_secs: Option<u64>,
 }
 
 /// The values of [`ProfileStatus::state`]. Strings on the wire, so a

@@ -113,15 +113,20 @@ pub enum ClientAuth {
     Post,
     /// HTTP Basic, which every server must support (`client_secret_basic`).
     Basic,
+    /// HTTP Basic with the id and secret as they are, not form-encoded
+    /// first as RFC 6749 §2.3.1 says: what many servers actually decode.
+    /// Learned when a server refuses the encoded form, or chosen.
+    BasicRaw,
 }
 
 impl ClientAuth {
-    pub const ALL: [ClientAuth; 2] = [ClientAuth::Post, ClientAuth::Basic];
+    pub const ALL: [ClientAuth; 3] = [ClientAuth::Post, ClientAuth::Basic, ClientAuth::BasicRaw];
 
     pub fn as_str(self) -> &'static str {
         match self {
             ClientAuth::Post => "post",
             ClientAuth::Basic => "basic",
+            ClientAuth::BasicRaw => "basic-raw",
         }
     }
 
@@ -133,7 +138,7 @@ impl ClientAuth {
     pub fn other(self) -> ClientAuth {
         match self {
             ClientAuth::Post => ClientAuth::Basic,
-            ClientAuth::Basic => ClientAuth::Post,
+            ClientAuth::Basic | ClientAuth::BasicRaw => ClientAuth::Post,
         }
     }
 }

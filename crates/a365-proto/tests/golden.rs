@@ -253,6 +253,8 @@ fn status() -> ProfileStatus {
         rotates: Some(true),
         account: Some("ann@example.com".into()),
         refreshed_by: Some("runner-7".into()),
+        client_auth: Some(a365_proto::ClientAuth::BasicRaw),
+        assumed_lifetime_secs: Some(3600),
     }
 }
 
@@ -481,15 +483,15 @@ fn walk(
 fn the_other_seeds_decode_as_intended() {
     let read = |name: &str| std::fs::read(corpus().join(name)).unwrap();
     // Another protocol version: refused, naming it.
-    let v4 = read("version-4.json");
+    let v5 = read("version-5.json");
     assert!(matches!(
-        decode_request(v4.trim_ascii_end(), Encoding::Json),
-        Err(CodecError::Version(4))
+        decode_request(v5.trim_ascii_end(), Encoding::Json),
+        Err(CodecError::Version(5))
     ));
-    let v4 = read("version-4.bin");
+    let v5 = read("version-5.bin");
     assert!(matches!(
-        decode_request(&v4[4..], Encoding::Binary),
-        Err(CodecError::Version(4))
+        decode_request(&v5[4..], Encoding::Binary),
+        Err(CodecError::Version(5))
     ));
     // Version 1: positional binary is refused; JSON (plugins) still works.
     let v1 = read("version-1.bin");

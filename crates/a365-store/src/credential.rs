@@ -2,6 +2,7 @@
 
 use std::fmt;
 
+use a365_proto::ClientAuth;
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
@@ -37,6 +38,12 @@ pub struct Credential {
     /// Whether the provider rotates refresh tokens, as last seen (`None`:
     /// not seen yet).
     pub rotates: Option<bool>,
+    /// The client authentication the token server accepted for this
+    /// profile (`None`: none accepted yet, or no client secret).
+    pub client_auth: Option<ClientAuth>,
+    /// The cached access token stated no lifetime: the one assumed, in
+    /// seconds.
+    pub assumed_lifetime_s: Option<u64>,
 }
 
 impl fmt::Debug for Credential {
@@ -54,6 +61,8 @@ impl fmt::Debug for Credential {
             .field("creating", &self.creating)
             .field("refresh_sent_at_ms", &self.refresh_sent_at_ms)
             .field("rotates", &self.rotates)
+            .field("client_auth", &self.client_auth)
+            .field("assumed_lifetime_s", &self.assumed_lifetime_s)
             .finish()
     }
 }
@@ -95,6 +104,10 @@ struct Out<'a> {
     refresh_sent_at_ms: Option<i64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     rotates: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    client_auth: Option<ClientAuth>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    assumed_lifetime_s: Option<u64>,
 }
 
 #[derive(Deserialize)]
@@ -120,6 +133,10 @@ struct In {
     refresh_sent_at_ms: Option<i64>,
     #[serde(default)]
     rotates: Option<bool>,
+    #[serde(default)]
+    client_auth: Option<ClientAuth>,
+    #[serde(default)]
+    assumed_lifetime_s: Option<u64>,
 }
 
 impl Credential {
@@ -138,6 +155,8 @@ impl Credential {
             creating: self.creating.as_deref(),
             refresh_sent_at_ms: self.refresh_sent_at_ms,
             rotates: self.rotates,
+            client_auth: self.client_auth,
+            assumed_lifetime_s: self.assumed_lifetime_s,
         };
         // Sized up front: a growing Vec would leave unzeroized copies behind.
         let size = [&self.client_secret, &self.refresh_token, &self.access_token]
@@ -194,6 +213,8 @@ impl Credential {
             creating: record.creating,
             refresh_sent_at_ms: record.refresh_sent_at_ms,
             rotates: record.rotates,
+            client_auth: record.client_auth,
+            assumed_lifetime_s: record.assumed_lifetime_s,
         })
     }
 }
@@ -212,6 +233,8 @@ pub(crate) fn sample() -> Credential {
         creating: None,
         refresh_sent_at_ms: None,
         rotates: None,
+        client_auth: None,
+        assumed_lifetime_s: None,
     }
 }
 

@@ -40,6 +40,9 @@ pub enum Fault {
     ExpiresIn(i64),
     /// A normal 200 whose access token is opaque, not a JWT.
     OpaqueToken,
+    /// An opaque access token and no `expires_in`: nothing says when it
+    /// expires.
+    OpaqueNoExpiry,
     /// A normal 200 sent one byte per this interval.
     Trickle(Duration),
     /// A normal 200 whose body stops halfway: the connection is cut.
@@ -62,7 +65,7 @@ pub enum ParseError {
         "unknown fault {0:?}: expected status:CODE, rate-limited:SECS, delay:DURATION, hang, \
          drop, rotate-then-drop, malformed-json, missing-access-token, missing-expires-in, \
          invalid-grant, invalid-client, invalid-scope, rate-limited-until:SECS, expires-in:N, \
-         opaque-token, trickle:DURATION, cut-mid-body, hostile-token, \
+         opaque-token, opaque-no-expiry, trickle:DURATION, cut-mid-body, hostile-token, \
          quoting-invalid-grant or bare:CODE"
     )]
     UnknownFault(String),
@@ -116,6 +119,7 @@ impl FromStr for Fault {
             },
             "expires-in" => Fault::ExpiresIn(number(need("expires-in:0")?)?),
             "opaque-token" => Fault::OpaqueToken,
+            "opaque-no-expiry" => Fault::OpaqueNoExpiry,
             "trickle" => Fault::Trickle(parse_duration(need("trickle:200ms")?)?),
             "cut-mid-body" => Fault::CutMidBody,
             "hostile-token" => Fault::HostileToken,

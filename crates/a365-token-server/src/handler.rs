@@ -35,7 +35,7 @@ pub async fn token(
         Err(_) => (HashMap::new(), false),
     };
     let field = |name: &str| form.get(name).cloned();
-    let basic = basic_auth(&headers);
+    let basic = client_basic(&state, &headers);
     let used_basic = basic.is_some();
     let (client_id, client_secret) = match basic {
         Some((id, secret)) => (Some(id), Some(secret)),
@@ -133,10 +133,10 @@ fn respond(
             response["expires_in"] = json!(secs);
             Outcome::Respond(json_response(&response))
         }
-        Some(Fault::OpaqueToken) => {
+        Some(fault @ (Fault::OpaqueToken | Fault::OpaqueNoExpiry)) => {
             grant.access_token = format!("opaque-{}", crate::state::random_token(24));
             state.note_access_token(&grant.access_token);
-            Outcome::Respond(success(&grant, true))
+            Outcome::Respond(success(&grant, fault == Fault::OpaqueToken))
         }
         Some(Fault::HostileToken) => {
             grant.access_token = format!(
@@ -176,6 +176,7 @@ fn canned(fault: &Fault) -> Option<Response> {
         | Fault::MissingExpiresIn
         | Fault::ExpiresIn(_)
         | Fault::OpaqueToken
+        | Fault::OpaqueNoExpiry
         | Fault::Trickle(_)
         | Fault::CutMidBody
         | Fault::HostileToken
@@ -393,6 +394,21 @@ fn json_text(status: StatusCode, text: &'static str) -> Response {
 }
 
 pub(crate) fn basic_auth(headers: &HeaderMap) -> Option<(String, String)> {
+    let (id, secret) = basic_pair(headers)?;
+    Some((form_decode(&id)?, form_decode(&secret)?))
+}
+
+/// A client's HTTP Basic credentials, form-decoded unless the server is
+/// configured as one of the many that do not decode them.
+pub(crate) fn client_basic(state: &ServerState, headers: &HeaderMap) -> Option<(String, String)> {
+    match state.basic_raw() {
+        true => basic_pair(headers),
+        false => basic_auth(headers),
+    }
+}
+
+/// `Authorization: Basic`'s two halves, as they are.
+fn basic_pair(headers: &HeaderMap) -> Option<(String, String)> {
     let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
     let encoded = value.strip_prefix("Basic ")?;
     let decoded = base64::engine::general_purpose::STANDARD
@@ -400,7 +416,7 @@ pub(crate) fn basic_auth(headers: &HeaderMap) -> Option<(String, String)> {
         .ok()?;
     let text = String::from_utf8(decoded).ok()?;
     let (id, secret) = text.split_once(':')?;
-    Some((form_decode(id)?, form_decode(secret)?))
+    Some((id.to_owned(), secret.to_owned()))
 }
 
 /// RFC 6749 §2.3.1: Basic credentials are form-urlencoded first.

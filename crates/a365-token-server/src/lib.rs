@@ -41,6 +41,9 @@ pub struct ServerConfig {
     /// enforced as strict servers do): a secret in the body is
     /// `invalid_client`.
     pub require_basic: bool,
+    /// Reads HTTP Basic credentials as they are, without the form-decoding
+    /// of RFC 6749 §2.3.1, as many servers do.
+    pub basic_raw: bool,
 }
 
 impl Default for ServerConfig {
@@ -56,6 +59,7 @@ impl Default for ServerConfig {
             clients: vec![("test-client".into(), "test-secret".into())],
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             require_basic: false,
+            basic_raw: false,
         }
     }
 }

@@ -10,7 +10,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 
 use crate::fault::Fault;
-use crate::handler::{Refusal, authenticate, basic_auth, oauth_error};
+use crate::handler::{Refusal, authenticate, client_basic, oauth_error};
 use crate::state::{RecordedRequest, State as ServerState, now_ms};
 
 /// Records the request as `kind`, applies a `status` or `hang` fault, and
@@ -23,7 +23,7 @@ pub async fn serve(
     kind: &str,
     answer: impl FnOnce(&ServerState, &str, &str) -> Response,
 ) -> Response {
-    let basic = basic_auth(&headers);
+    let basic = client_basic(&state, &headers);
     let used_basic = basic.is_some();
     let (client_id, secret) = match basic {
         Some((id, secret)) => (Some(id), Some(secret)),

@@ -32,6 +32,9 @@ pub struct Fresh {
     /// verified: it came straight from the token endpoint over TLS, as
     /// OpenID Connect Core §3.1.3.7 allows).
     pub id_token: Option<jwt::Claims>,
+    /// The answer stated no lifetime (no `expires_in`, no JWT `exp`): the
+    /// lifetime assumed instead, in seconds, which `status` shows.
+    pub assumed_lifetime_s: Option<u64>,
 }
 
 /// Why no token came back, sorted by what the agent should do next.

@@ -200,7 +200,10 @@ fn parse_success(
     let expires_in = expires_in
         .and_then(|n| n.as_f64())
         .map(|s| (s * 1000.0) as i64);
-    let expires_at_ms = match (expires_in, claims.as_ref().and_then(jwt::Claims::exp_ms)) {
+    let exp_ms = claims.as_ref().and_then(jwt::Claims::exp_ms);
+    let assumed_lifetime_s =
+        (expires_in.is_none() && exp_ms.is_none()).then_some(default_lifetime.as_secs());
+    let expires_at_ms = match (expires_in, exp_ms) {
         (Some(ms), exp_ms) if ms > 0 => earliest_expiry(now_ms.saturating_add(ms), exp_ms),
         (Some(_), _) => {
             return Err(unusable(
@@ -231,6 +234,7 @@ fn parse_success(
         scopes,
         refresh_token,
         id_token: id_token.and_then(|t| jwt::claims(secrecy::ExposeSecret::expose_secret(&t))),
+        assumed_lifetime_s,
     })
 }
 

@@ -117,9 +117,8 @@ impl Agent {
             store(&status),
             token_state(&status, self.now_ms()),
         ];
-        if let Some(rotation) = rotation(&status) {
-            checks.push(rotation);
-        }
+        checks.extend(rotation(&status));
+        checks.extend(learned(&status));
         let consumer = self
             .fleet
             .as_ref()
@@ -329,6 +328,30 @@ fn rotation(status: &ProfileStatus) -> Option<Check> {
         Verdict::Pass,
         format!("rotation: {seen}"),
     ))
+}
+
+/// How the client authenticates, and a lifetime assumed for a token that
+/// stated none: what `status` notes below its table.
+fn learned(status: &ProfileStatus) -> Vec<Check> {
+    let mut checks = Vec::new();
+    if let Some(auth) = status.client_auth {
+        let how = match auth {
+            a365_proto::ClientAuth::Post => "in the form body (post)",
+            a365_proto::ClientAuth::Basic => "as HTTP Basic, form-encoded (basic)",
+            a365_proto::ClientAuth::BasicRaw => "as HTTP Basic, as they are (basic-raw)",
+        };
+        let detail = format!("client authentication: the id and secret are sent {how}");
+        checks.push(check(&status.name, Verdict::Pass, detail));
+    }
+    if let Some(secs) = status.assumed_lifetime_secs {
+        let detail = format!(
+            "token lifetime: the token stated none (no expires_in, not a JWT with exp): assumed \
+             {} (default_lifetime_secs in config.toml); if it dies sooner, lower that",
+            a365_proto::human_ms(i64::try_from(secs.saturating_mul(1000)).unwrap_or(i64::MAX))
+        );
+        checks.push(check(&status.name, Verdict::Warn, detail));
+    }
+    checks
 }
 
 /// A certificate about to expire fails every token request from then on:

@@ -221,12 +221,13 @@ impl Agent {
             default_lifetime: self.shared.default_lifetime,
             answer_wait: self.shared.answer_wait,
             client_auth: profile.spec.client_auth.unwrap_or_default(),
+            proven: false,
             params: &profile.spec.token_params,
         };
         let browser = crate::provider::of(profile.spec.kind)
             .browser()
             .ok_or_else(|| invalid("the profile does not log in with a browser"))?;
-        let fresh = browser
+        let answer = browser
             .redeem(
                 call,
                 &profile.spec,
@@ -240,13 +241,14 @@ impl Agent {
                 let message = format!("the token server refused the login: {e}");
                 ErrorReply::new(ErrorKind::NeedsReauth, message)
             })?;
+        let fresh = &answer.fresh;
         let refreshable = fresh.refresh_token.is_some();
         let asked_offline = browser.asks_for_refresh(&profile.spec);
         let account = account(&fresh.access_token);
         let expires_at_ms = fresh.expires_at_ms;
         // A login is a new grant: nothing of an earlier one is kept.
         credential.refresh_token = None;
-        let credential = crate::profile::engine::fold(&credential, fresh.into(), now).credential;
+        let credential = crate::profile::engine::fold(&credential, answer.into(), now).credential;
         let message = format!(
             "logged in{account}: profile '{name}' has a token valid for {}{}",
             a365_proto::human_ms(expires_at_ms - now),

@@ -53,6 +53,8 @@ pub(crate) fn fold(credential: &Credential, got: Obtained, now: i64) -> Folded {
     next.access_expires_at_ms = got.expires_at_ms;
     next.refresh_sent_at_ms = None;
     next.rotates = rotates.or(credential.rotates);
+    next.client_auth = got.client_auth.or(credential.client_auth);
+    next.assumed_lifetime_s = got.assumed_lifetime_s;
     next.access_scopes = got.scopes.clone();
     next.updated_at_ms = now;
     Folded {
@@ -64,6 +66,7 @@ pub(crate) fn fold(credential: &Credential, got: Obtained, now: i64) -> Folded {
             expires_at_ms: got.expires_at_ms,
             scopes: got.scopes,
             obtained_at_ms: now,
+            assumed_lifetime_s: got.assumed_lifetime_s,
         },
     }
 }
@@ -265,6 +268,7 @@ mod tests {
             attempts_done: 0,
             rotates: None,
             refreshed_by: None,
+            client_auth: None,
         }
     }
 
@@ -286,6 +290,8 @@ mod tests {
             scopes: vec!["a".into()],
             refresh_token: rt.map(secret),
             token_id: token_id.map(str::to_owned),
+            client_auth: None,
+            assumed_lifetime_s: None,
         }
     }
 

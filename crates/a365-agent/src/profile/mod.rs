@@ -49,6 +49,8 @@ pub struct Held {
     pub scopes: Vec<String>,
     /// When it was obtained (UTC epoch ms): with the expiry, its lifetime.
     pub obtained_at_ms: i64,
+    /// It stated no lifetime: the one assumed, in seconds.
+    pub assumed_lifetime_s: Option<u64>,
 }
 
 impl Held {
@@ -92,6 +94,23 @@ pub struct Snapshot {
     pub rotates: Option<bool>,
     /// A shared profile: the fleet member that wrote the token served.
     pub refreshed_by: Option<String>,
+    /// How the client secret reaches the token endpoint (see
+    /// [`client_auth_of`]).
+    pub client_auth: Option<a365_proto::ClientAuth>,
+}
+
+/// How `credential`'s client secret is sent: as its server last accepted
+/// it, else as the profile says; `None` without a secret.
+pub(crate) fn client_auth_of(
+    credential: &Credential,
+    spec: &ProfileSpec,
+) -> Option<a365_proto::ClientAuth> {
+    credential.client_secret.as_ref()?;
+    Some(
+        credential
+            .client_auth
+            .unwrap_or(spec.client_auth.unwrap_or_default()),
+    )
 }
 
 #[derive(Debug)]

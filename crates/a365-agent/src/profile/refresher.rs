@@ -343,8 +343,10 @@ impl Profile {
             rotated,
             "token refreshed"
         );
+        let client_auth = super::client_auth_of(credential, &self.spec);
         self.state.send_modify(|s| {
             s.serve(held, next, rotates);
+            s.client_auth = client_auth;
             s.last_error = saved.as_ref().err().cloned();
         });
         self.shared.events.emit(

@@ -27,6 +27,7 @@ fn cached_token(credential: &Credential) -> Option<Held> {
             expires_at_ms: credential.access_expires_at_ms.or(jwt_exp),
             scopes,
             obtained_at_ms: credential.updated_at_ms,
+            assumed_lifetime_s: credential.assumed_lifetime_s,
         }
     })
 }
@@ -41,6 +42,7 @@ pub(super) fn empty_snapshot() -> Snapshot {
         attempts_done: 0,
         rotates: None,
         refreshed_by: None,
+        client_auth: None,
     }
 }
 
@@ -72,6 +74,7 @@ pub(super) fn initial_snapshot(
     };
     let cached = cached_token(credential);
     snap.rotates = credential.rotates;
+    snap.client_auth = super::client_auth_of(credential, spec);
     let provider = provider::of(spec.kind);
     match provider.restore(name, credential) {
         Restore::AsIs => {

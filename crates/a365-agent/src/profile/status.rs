@@ -59,6 +59,8 @@ impl Profile {
             is_default,
             rotates: snap.rotates,
             refreshed_by: snap.refreshed_by.clone(),
+            client_auth: snap.client_auth,
+            assumed_lifetime_secs: token.and_then(|t| t.assumed_lifetime_s),
             account: token.and_then(|t| jwt::claims(t.secret.expose_secret())?.account),
         }
     }

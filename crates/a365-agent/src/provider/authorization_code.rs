@@ -9,7 +9,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use secrecy::{ExposeSecret, SecretString};
 use sha2::Digest;
 
-use super::oauth::{Call, Client, Grant, post_form};
+use super::oauth::{Answer, Call, Client, Grant, post_form};
 use super::refresh::RefreshCredential;
 use super::{BadSecrets, Exchange, Fresh, Obtained, Pending, Provider, ProviderError, Restore};
 use crate::endpoint::{self, Endpoint, EndpointError, LoginEndpoint, is_loopback, parse_url};
@@ -100,9 +100,14 @@ impl Provider for AuthorizationCode {
                     .ok_or_else(super::missing)?,
             };
             // The login asked for its scopes; a refresh keeps them.
-            super::refresh::exchange(exchange.call(), &secrets, &[], exchange.endpoint.secure)
-                .await
-                .map(Obtained::from)
+            super::refresh::exchange(
+                exchange.call(credential),
+                &secrets,
+                &[],
+                exchange.endpoint.secure,
+            )
+            .await
+            .map(Obtained::from)
         })
     }
 
@@ -279,7 +284,7 @@ async fn exchange(
     code: &str,
     redirect_uri: &reqwest::Url,
     verifier: &SecretString,
-) -> Result<Fresh, ProviderError> {
+) -> Result<Answer, ProviderError> {
     let form = [
         ("grant_type", "authorization_code"),
         ("code", code),
@@ -318,11 +323,11 @@ impl super::BrowserLogin for AuthorizationCode {
         code: &'a str,
         redirect_uri: &'a reqwest::Url,
         pkce: &'a Pkce,
-    ) -> Pending<'a, Result<Fresh, ProviderError>> {
+    ) -> Pending<'a, Result<Answer, ProviderError>> {
         let client_id = spec.client_id.as_deref().unwrap_or_default();
         let asked_openid = super::requested_scopes(spec).iter().any(|s| s == OPENID);
         Box::pin(async move {
-            let fresh = exchange(
+            let answer = exchange(
                 call,
                 client_id,
                 client_secret,
@@ -331,8 +336,8 @@ impl super::BrowserLogin for AuthorizationCode {
                 &pkce.verifier,
             )
             .await?;
-            check_nonce(&fresh, pkce, asked_openid)?;
-            Ok(fresh)
+            check_nonce(&answer.fresh, pkce, asked_openid)?;
+            Ok(answer)
         })
     }
 
@@ -418,6 +423,7 @@ mod tests {
                 nonce: nonce.map(str::to_owned),
                 ..Default::default()
             }),
+            assumed_lifetime_s: None,
         };
         assert!(check_nonce(&fresh(Some(&pkce.nonce)), &pkce, true).is_ok());
         assert!(check_nonce(&fresh(Some("other")), &pkce, true).is_err());

@@ -5,8 +5,8 @@ use a365_proto::{ProfileSpec, Secrets};
 use a365_store::Credential;
 use secrecy::SecretString;
 
-use super::oauth::{Call, Client, Grant, post_form};
-use super::{BadSecrets, Exchange, Fresh, Obtained, Pending, Provider, ProviderError};
+use super::oauth::{Answer, Call, Client, Grant, post_form};
+use super::{BadSecrets, Exchange, Obtained, Pending, Provider, ProviderError};
 
 #[derive(Debug)]
 pub struct ClientCredentials;
@@ -54,7 +54,7 @@ impl Provider for ClientCredentials {
                 .ok_or_else(super::missing)?;
             let scopes = super::requested_scopes(exchange.spec);
             self::exchange(
-                exchange.call(),
+                exchange.call(credential),
                 exchange.client_id(),
                 secret,
                 &scopes,
@@ -94,7 +94,7 @@ pub async fn exchange(
     client_secret: &SecretString,
     scopes: &[String],
     secure: bool,
-) -> Result<Fresh, ProviderError> {
+) -> Result<Answer, ProviderError> {
     let scope = scopes.join(" ");
     let mut form = vec![("grant_type", "client_credentials")];
     if !scope.is_empty() {

@@ -146,6 +146,8 @@ impl Provider for DesignerCloud {
                 scopes: Vec::new(),
                 refresh_token: None,
                 token_id: Some(renewed.token_id),
+                client_auth: None,
+                assumed_lifetime_s: None,
             })
         })
     }

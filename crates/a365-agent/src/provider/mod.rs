@@ -58,7 +58,7 @@ pub trait BrowserLogin: Sync {
         code: &'a str,
         redirect_uri: &'a reqwest::Url,
         pkce: &'a Pkce,
-    ) -> Pending<'a, Result<Fresh, ProviderError>>;
+    ) -> Pending<'a, Result<oauth::Answer, ProviderError>>;
 
     /// Whether the login asked for a refresh token (the advice differs
     /// when none came).
@@ -81,7 +81,7 @@ pub fn still_active<'a>(
         secret: credential.client_secret.as_ref(),
     };
     Some(Box::pin(oauth::introspect(
-        exchange.call(),
+        exchange.call(credential),
         url,
         client,
         token,
@@ -109,15 +109,20 @@ pub struct Exchange<'a> {
 }
 
 impl<'a> Exchange<'a> {
-    /// The context of an OAuth token-endpoint call.
-    pub fn call(&self) -> oauth::Call<'a> {
+    /// The context of an OAuth token-endpoint call for `credential`: the
+    /// client authentication its server accepted before, else the
+    /// profile's.
+    pub fn call(&self, credential: &Credential) -> oauth::Call<'a> {
         oauth::Call {
             http: self.http,
             token_url: &self.endpoint.token_url,
             now_ms: self.now_ms,
             default_lifetime: self.default_lifetime,
             answer_wait: self.answer_wait,
-            client_auth: self.spec.client_auth.unwrap_or_default(),
+            client_auth: credential
+                .client_auth
+                .unwrap_or(self.spec.client_auth.unwrap_or_default()),
+            proven: credential.client_auth.is_some(),
             params: &self.spec.token_params,
         }
     }
@@ -138,16 +143,23 @@ pub struct Obtained {
     pub refresh_token: Option<SecretString>,
     /// Designer Cloud: the new token's id.
     pub token_id: Option<String>,
+    /// How the client secret was sent, which the server accepted.
+    pub client_auth: Option<a365_proto::ClientAuth>,
+    /// The token stated no lifetime: the one assumed, in seconds.
+    pub assumed_lifetime_s: Option<u64>,
 }
 
-impl From<Fresh> for Obtained {
-    fn from(fresh: Fresh) -> Obtained {
+impl From<oauth::Answer> for Obtained {
+    fn from(answer: oauth::Answer) -> Obtained {
+        let fresh = answer.fresh;
         Obtained {
             access_token: fresh.access_token,
             expires_at_ms: Some(fresh.expires_at_ms),
             scopes: fresh.scopes,
             refresh_token: fresh.refresh_token,
             token_id: None,
+            client_auth: answer.client_auth,
+            assumed_lifetime_s: fresh.assumed_lifetime_s,
         }
     }
 }

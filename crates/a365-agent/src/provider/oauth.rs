@@ -29,6 +29,9 @@ pub struct Call<'a> {
     pub answer_wait: Duration,
     /// How a client with a secret authenticates.
     pub client_auth: ClientAuth,
+    /// The server has accepted this client's authentication before: a
+    /// refusal now is not about how it is encoded.
+    pub proven: bool,
     /// The profile's extra token-request parameters (`audience`, …).
     pub params: &'a std::collections::BTreeMap<String, String>,
 }
@@ -41,11 +44,83 @@ pub struct Client<'a> {
     pub secret: Option<&'a SecretString>,
 }
 
+/// A token endpoint's good answer, and how the client authenticated for
+/// it.
+#[derive(Debug)]
+pub struct Answer {
+    pub fresh: Fresh,
+    /// How the client secret was sent (`None`: a public client, none).
+    pub client_auth: Option<ClientAuth>,
+}
+
 /// POSTs `form` with the client's authentication (which holds secrets,
 /// hence the zeroized pairs) and sorts the answer; `grant` says what the
 /// form presents, for the message of an `invalid_grant`. Never retried
-/// here: a replayed one-time refresh token is dead.
+/// here, but for one case: a server that has never accepted this client
+/// and refuses HTTP Basic with RFC 6749's form-encoded id and secret is
+/// asked once more with them as they are, which is what many servers
+/// decode (a refused request spent nothing).
 pub async fn post_form(
+    call: Call<'_>,
+    grant: Grant,
+    client: Client<'_>,
+    form: &[(&str, &str)],
+) -> Result<Answer, ProviderError> {
+    let used = client.secret.map(|_| call.client_auth);
+    let first = post_once(call, grant, client, form).await;
+    let first = match first {
+        Err(e) if raw_basic_may_help(call, client, &e) => e,
+        other => {
+            return other.map(|fresh| Answer {
+                fresh,
+                client_auth: used,
+            });
+        }
+    };
+    tracing::info!(
+        "the token server refused HTTP Basic with the id and secret form-encoded (RFC 6749 \
+         §2.3.1); trying once with them as they are"
+    );
+    let raw = Call {
+        client_auth: ClientAuth::BasicRaw,
+        ..call
+    };
+    match post_once(raw, grant, client, form).await {
+        Ok(fresh) => Ok(Answer {
+            fresh,
+            client_auth: Some(ClientAuth::BasicRaw),
+        }),
+        // Refused as well: the first refusal (and its hint) stands.
+        Err(e) if refuses_client(&e) => Err(first),
+        Err(e) => Err(e),
+    }
+}
+
+/// Whether a refusal may be the encoding of HTTP Basic: the profile sends
+/// Basic, no answer has accepted it yet, and form-encoding changes its id
+/// or secret (`+ / : %`, a space, …).
+fn raw_basic_may_help(call: Call<'_>, client: Client<'_>, e: &ProviderError) -> bool {
+    let changed = |s: &str| form_urlencoded::byte_serialize(s.as_bytes()).ne(std::iter::once(s));
+    call.client_auth == ClientAuth::Basic
+        && !call.proven
+        && client
+            .secret
+            .is_some_and(|secret| changed(client.id) || changed(secret.expose_secret()))
+        && refuses_client(e)
+}
+
+/// A refusal that can be the client's authentication: `invalid_client`,
+/// a bare 401, or a bare 400 (as some servers answer every refusal).
+fn refuses_client(e: &ProviderError) -> bool {
+    match e {
+        ProviderError::Dead(message) => message.starts_with(a365_token::oauth::CLIENT_REJECTED),
+        ProviderError::Rejected(message) => message.starts_with(a365_token::oauth::BARE_400),
+        _ => false,
+    }
+}
+
+/// One token request (see [`post_form`]).
+async fn post_once(
     call: Call<'_>,
     grant: Grant,
     client: Client<'_>,
@@ -257,6 +332,7 @@ async fn send_form(
     let mut pairs = form.to_vec();
     let basic = match (call.client_auth, client.secret) {
         (ClientAuth::Basic, Some(secret)) => Some(basic_authorization(client.id, secret)),
+        (ClientAuth::BasicRaw, Some(secret)) => Some(basic_login(client.id, secret)),
         (_, secret) => {
             pairs.push(("client_id", client.id));
             if let Some(secret) = secret {
@@ -301,8 +377,8 @@ fn basic_authorization(id: &str, secret: &SecretString) -> reqwest::header::Head
     basic_header(&pair)
 }
 
-/// `Authorization: Basic …` of a user's name and password as they are
-/// (RFC 7617), for logins that are not OAuth clients.
+/// `Authorization: Basic …` of a name and password as they are (RFC
+/// 7617): logins that are not OAuth clients, and `basic-raw` clients.
 pub(crate) fn basic_login(user: &str, password: &SecretString) -> reqwest::header::HeaderValue {
     let password = password.expose_secret();
     let mut pair = Zeroizing::new(String::with_capacity(user.len() + 1 + password.len()));
@@ -337,6 +413,7 @@ fn client_hint(e: ProviderError, used: ClientAuth, had_secret: bool) -> Provider
     let (how, other) = match used {
         ClientAuth::Post => ("in the form body", ClientAuth::Basic),
         ClientAuth::Basic => ("as HTTP Basic", ClientAuth::Post),
+        ClientAuth::BasicRaw => ("as HTTP Basic, not form-encoded", ClientAuth::Post),
     };
     let hint = |message: &str| {
         format!(

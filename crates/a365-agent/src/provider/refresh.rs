@@ -4,8 +4,8 @@ use a365_proto::{ProfileSpec, Secrets};
 use a365_store::Credential;
 use secrecy::{ExposeSecret, SecretString};
 
-use super::oauth::{Call, Client, Grant, post_form};
-use super::{BadSecrets, Exchange, Fresh, Obtained, Pending, Provider, ProviderError};
+use super::oauth::{Answer, Call, Client, Grant, post_form};
+use super::{BadSecrets, Exchange, Obtained, Pending, Provider, ProviderError};
 
 #[derive(Debug)]
 pub struct Refresh;
@@ -55,9 +55,14 @@ impl Provider for Refresh {
                     .ok_or_else(super::missing)?,
             };
             let scopes = super::requested_scopes(exchange.spec);
-            self::exchange(exchange.call(), &secrets, &scopes, exchange.endpoint.secure)
-                .await
-                .map(Obtained::from)
+            self::exchange(
+                exchange.call(credential),
+                &secrets,
+                &scopes,
+                exchange.endpoint.secure,
+            )
+            .await
+            .map(Obtained::from)
         })
     }
 
@@ -91,7 +96,7 @@ pub async fn exchange(
     credential: &RefreshCredential<'_>,
     scopes: &[String],
     secure: bool,
-) -> Result<Fresh, ProviderError> {
+) -> Result<Answer, ProviderError> {
     let scope = scopes.join(" ");
     let mut form = vec![
         ("grant_type", "refresh_token"),
@@ -132,7 +137,7 @@ pub async fn revoke_refresh_token(
         id: exchange.client_id(),
         secret: credential.client_secret.as_ref(),
     };
-    match super::oauth::revoke(exchange.call(), url, client, token).await {
+    match super::oauth::revoke(exchange.call(credential), url, client, token).await {
         Ok(()) => Revocation::Done(format!("its refresh token was revoked at {host}")),
         Err(e) => Revocation::Left(format!(
             "revoking its refresh token at {host} failed ({e}): it stays valid there until it \

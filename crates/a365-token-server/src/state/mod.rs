@@ -58,6 +58,7 @@ struct Inner {
     lifetime: Duration,
     rotate: bool,
     require_basic: bool,
+    basic_raw: bool,
     scopes: Vec<String>,
     clients: HashMap<String, String>,
     /// Live refresh token → client id.
@@ -101,6 +102,7 @@ impl State {
                 lifetime: config.lifetime,
                 rotate: config.rotate,
                 require_basic: config.require_basic,
+                basic_raw: config.basic_raw,
                 scopes: config.scopes.clone(),
                 clients: config.clients.iter().cloned().collect(),
                 refresh_tokens: HashMap::new(),

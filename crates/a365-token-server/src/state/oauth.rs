@@ -62,6 +62,10 @@ impl State {
         self.lock().require_basic
     }
 
+    pub(crate) fn basic_raw(&self) -> bool {
+        self.lock().basic_raw
+    }
+
     pub(crate) fn client_ok(&self, id: &str, secret: &str) -> bool {
         self.lock().clients.get(id).is_some_and(|s| s == secret)
     }

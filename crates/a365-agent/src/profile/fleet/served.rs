@@ -24,6 +24,7 @@ impl Profile {
             expires_at_ms: public.expires_at_ms,
             scopes: public.scopes.clone(),
             obtained_at_ms: public.obtained_at_ms,
+            assumed_lifetime_s: None,
         };
         let changed = self
             .snapshot()
