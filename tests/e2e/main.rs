@@ -15,6 +15,7 @@ mod clock;
 mod crash_trials;
 mod designer;
 mod doctor;
+mod dot;
 mod events;
 mod exit_codes;
 mod failures;

@@ -12,16 +12,35 @@ use std::process::{Child, Command, Stdio};
 
 use crate::harness::{Env, Out, bin, jwt_payload, skip};
 
+/// The secrets of its clients (`tests/oidc/server.mjs`): reserved
+/// characters and a space, which HTTP Basic must carry form-encoded.
+const POST_SECRET: &str = "post+/:% secret";
+const BASIC_SECRET: &str = "basic+/:% secret";
+
 fn oidc_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/oidc")
 }
 
-/// node-oidc-provider on a free loopback port; stopped when dropped.
-struct Provider {
+/// An OpenID provider on a free loopback port (node-oidc-provider here,
+/// django-oauth-toolkit in `dot.rs`); stopped when dropped.
+pub(crate) struct Provider {
     child: Child,
-    issuer: String,
+    pub(crate) issuer: String,
     /// The redirect registered for its login clients.
-    redirect: String,
+    pub(crate) redirect: String,
+    pub(crate) token_url: String,
+    authorize_url: String,
+    /// The secret of its client-credentials client, `cc-client`.
+    cc_secret: &'static str,
+}
+
+/// A free loopback port, for a redirect URI registered in advance.
+pub(crate) fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 impl Provider {
@@ -37,60 +56,73 @@ impl Provider {
             skip("node-oidc-provider is not installed (npm ci --prefix tests/oidc)");
             return None;
         }
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let redirect = format!("http://127.0.0.1:{port}/login");
+        let redirect = format!("http://127.0.0.1:{}/login", free_port());
         let mut node = Command::new("node");
         if let Some((cert, key)) = tls {
             node.env("TLS_CERT", cert).env("TLS_KEY", key);
         }
-        let mut child = node
-            .arg(oidc_dir().join("server.mjs"))
+        node.arg(oidc_dir().join("server.mjs"));
+        let provider = Provider::spawn(node, redirect, "cc+/:% secret");
+        let issuer = provider.issuer.clone();
+        Some(provider.at(format!("{issuer}/token"), format!("{issuer}/auth")))
+    }
+
+    /// Runs `command`, which prints `issuer=URL` once it listens; the
+    /// token and authorize URLs are the caller's to set.
+    pub(crate) fn spawn(
+        mut command: Command,
+        redirect: String,
+        cc_secret: &'static str,
+    ) -> Provider {
+        let mut child = command
             .env("REDIRECT_URI", &redirect)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
-            .expect("node");
+            .expect("the provider's interpreter");
         let stdout = child.stdout.take().unwrap();
         let mut line = String::new();
         let mut reader = std::io::BufReader::new(stdout);
         reader.read_line(&mut line).unwrap();
         // Anything it prints later goes on to our stderr: a closed pipe
-        // would end Node with EPIPE.
+        // would end it with EPIPE.
         std::thread::spawn(move || std::io::copy(&mut reader, &mut std::io::stderr()));
         let issuer = line
             .trim()
             .strip_prefix("issuer=")
-            .unwrap_or_else(|| panic!("node-oidc-provider said {line:?}"))
+            .unwrap_or_else(|| panic!("the provider said {line:?}"))
             .to_owned();
-        Some(Provider {
+        Provider {
             child,
+            token_url: String::new(),
+            authorize_url: String::new(),
             issuer,
             redirect,
-        })
+            cc_secret,
+        }
     }
 
-    fn token_url(&self) -> String {
-        format!("{}/token", self.issuer)
+    /// Sets where its token and authorize endpoints are.
+    pub(crate) fn at(mut self, token_url: String, authorize_url: String) -> Provider {
+        self.token_url = token_url;
+        self.authorize_url = authorize_url;
+        self
     }
 
     /// Adds `design`, an authorization-code profile for `client`.
-    fn add_login(&self, env: &Env, client: &str, secret: Option<&str>, extra: &[&str]) {
-        let authorize = format!("{}/auth", self.issuer);
-        let token_url = self.token_url();
+    pub(crate) fn add_login(&self, env: &Env, client: &str, secret: Option<&str>, extra: &[&str]) {
+        let authorize = &self.authorize_url;
+        let token_url = &self.token_url;
         let mut args = vec![
             "add",
             "design",
             "--kind",
             "authorization-code",
             "--token-url",
-            &token_url,
+            token_url,
             "--authorize-url",
-            &authorize,
+            authorize,
             "--redirect-uri",
             &self.redirect,
             "--client-id",
@@ -104,7 +136,7 @@ impl Provider {
         ];
         args.extend_from_slice(extra);
         let secrets = match secret {
-            Some(s) => format!(r#"{{"client_secret":"{s}"}}"#),
+            Some(s) => serde_json::json!({ "client_secret": s }).to_string(),
             None => "{}".into(),
         };
         env.a365_with_stdin(&args, secrets.as_bytes()).ok();
@@ -112,15 +144,15 @@ impl Provider {
 
     /// `a365 add api`: a client-credentials profile for `cc-client`, scope
     /// `api`, with `extra` flags.
-    fn add_client_credentials(&self, env: &Env, extra: &[&str]) -> Out {
-        let token_url = self.token_url();
+    pub(crate) fn add_client_credentials(&self, env: &Env, extra: &[&str]) -> Out {
+        let token_url = &self.token_url;
         let mut args = vec![
             "add",
             "api",
             "--kind",
             "client-credentials",
             "--token-url",
-            &token_url,
+            token_url,
             "--client-id",
             "cc-client",
             "--scope",
@@ -129,20 +161,21 @@ impl Provider {
             "-",
         ];
         args.extend_from_slice(extra);
-        env.a365_with_stdin(&args, br#"{"client_secret":"cc-secret"}"#)
+        let secrets = serde_json::json!({ "client_secret": self.cc_secret }).to_string();
+        env.a365_with_stdin(&args, secrets.as_bytes())
     }
 
     /// Spends `refresh_token` ourselves, as a second machine holding a copy
     /// would: the provider sees a replay and revokes the grant.
-    fn replay(&self, client: &str, secret: &str, refresh_token: &str) -> u16 {
+    pub(crate) fn replay(&self, client: &str, secret: &str, refresh_token: &str) -> u16 {
         use std::io::Write;
         // The refresh token on curl's stdin, never in its argv.
         let mut curl = Command::new("curl")
             .args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "-X", "POST"])
-            .arg(self.token_url())
+            .arg(&self.token_url)
             .args(["-d", "grant_type=refresh_token"])
-            .args(["-d", &format!("client_id={client}")])
-            .args(["-d", &format!("client_secret={secret}")])
+            .args(["--data-urlencode", &format!("client_id={client}")])
+            .args(["--data-urlencode", &format!("client_secret={secret}")])
             .args(["--data-urlencode", "refresh_token@-"])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -168,7 +201,7 @@ impl Drop for Provider {
 
 /// `a365 login design` with `tests/oidc/browser.py` as the browser: it
 /// signs in and consents on the provider's own pages.
-fn login(env: &Env) -> Out {
+pub(crate) fn login(env: &Env) -> Out {
     Out::from(
         env.command(bin("a365"))
             .args(["login", "design", "--timeout", "30s"])
@@ -203,6 +236,18 @@ fn login_refresh_restart(client: &str, secret: Option<&str>, extra: &[&str]) {
     assert_ne!(first_rt, second_rt, "the provider rotates refresh tokens");
     let status = env.a365(&["status", "--json"]).ok().json();
     assert_eq!(status[0]["rotates"], true, "seen by the agent: {status}");
+    let auth = secret.map(|_| {
+        if extra.contains(&"basic") {
+            "basic"
+        } else {
+            "post"
+        }
+    });
+    assert_eq!(
+        status[0]["client_auth"].as_str(),
+        auth,
+        "accepted at once: {status}"
+    );
     let renewed = env.token("design");
     assert_ne!(renewed, token);
     // The old refresh token is spent: refreshing again uses the new one.
@@ -220,14 +265,14 @@ fn login_refresh_restart(client: &str, secret: Option<&str>, extra: &[&str]) {
 
 #[test]
 fn a_login_through_the_providers_pages_for_a_client_secret_post_client() {
-    login_refresh_restart("post-client", Some("post-secret"), &[]);
+    login_refresh_restart("post-client", Some(POST_SECRET), &[]);
 }
 
 #[test]
 fn a_login_through_the_providers_pages_for_a_client_secret_basic_client() {
     login_refresh_restart(
         "basic-client",
-        Some("basic-secret"),
+        Some(BASIC_SECRET),
         &["--client-auth", "basic"],
     );
 }
@@ -264,11 +309,11 @@ fn a_replayed_refresh_token_revokes_the_grant_and_the_agent_asks_for_a_login() {
     };
     let env = Env::new();
     let _agent = env.start_agent();
-    provider.add_login(&env, "post-client", Some("post-secret"), &[]);
+    provider.add_login(&env, "post-client", Some(POST_SECRET), &[]);
     login(&env).ok();
     let spent = env.stored_refresh_token("design").unwrap();
     env.a365(&["refresh", "design"]).ok();
-    assert_eq!(provider.replay("post-client", "post-secret", &spent), 400);
+    assert_eq!(provider.replay("post-client", POST_SECRET, &spent), 400);
     let out = env.a365(&["refresh", "design"]).code(5);
     assert!(out.stderr.contains("a365 login design"), "{}", out.stderr);
     let status = env.a365(&["status", "--json"]).ok().json();
@@ -285,8 +330,8 @@ fn remove_revokes_the_refresh_token_at_the_providers_revocation_endpoint() {
         return;
     };
     for (client, secret, auth) in [
-        ("post-client", "post-secret", "post"),
-        ("basic-client", "basic-secret", "basic"),
+        ("post-client", POST_SECRET, "post"),
+        ("basic-client", BASIC_SECRET, "basic"),
     ] {
         let env = Env::new();
         let _agent = env.start_agent();
@@ -329,7 +374,7 @@ fn resource_indicators_and_prompt_from_the_profiles_parameters() {
     provider.add_login(
         &env,
         "post-client",
-        Some("post-secret"),
+        Some(POST_SECRET),
         &["--authorize-param", &authorize, "--token-param", &authorize],
     );
     login(&env).ok();
@@ -349,7 +394,7 @@ fn resource_indicators_and_prompt_from_the_profiles_parameters() {
     provider.add_login(
         &env,
         "post-client",
-        Some("post-secret"),
+        Some(POST_SECRET),
         &["--authorize-param", "prompt="],
     );
     let out = login(&env).ok();
@@ -439,7 +484,7 @@ fn tls_with_a_ca_made_in_the_test() {
         out.stdout
     );
 
-    provider.add_login(&env, "post-client", Some("post-secret"), &[]);
+    provider.add_login(&env, "post-client", Some(POST_SECRET), &[]);
     let out = Out::from(
         env.command(bin("a365"))
             .args(["login", "design", "--timeout", "30s"])

@@ -1,6 +1,8 @@
 // node-oidc-provider on loopback, for the end-to-end tests: an independent,
 // OpenID-certified provider, configured as strict servers are. Refresh
-// tokens rotate, and a replayed one revokes the whole grant; offline_access
+// tokens rotate, and a replayed one revokes the whole grant; the client
+// secrets hold `+ / : %` and a space (form-encoded in HTTP Basic, as RFC 6749
+// says and this server decodes); offline_access
 // needs prompt=consent; PKCE is required. Resource indicators (RFC 8707)
 // under https://api.test/ get JWT access tokens with that audience. Prints
 // `issuer=URL` once listening on 127.0.0.1 (a free port).
@@ -20,11 +22,11 @@ const tokenDelay = Number(process.env.TOKEN_DELAY_MS || 0);
 
 const login = { grant_types: ['authorization_code', 'refresh_token'], response_types: ['code'], redirect_uris: [redirect] };
 const clients = [
-  { client_id: 'basic-client', client_secret: 'basic-secret', token_endpoint_auth_method: 'client_secret_basic', ...login },
-  { client_id: 'post-client', client_secret: 'post-secret', token_endpoint_auth_method: 'client_secret_post', ...login },
+  { client_id: 'basic-client', client_secret: 'basic+/:% secret', token_endpoint_auth_method: 'client_secret_basic', ...login },
+  { client_id: 'post-client', client_secret: 'post+/:% secret', token_endpoint_auth_method: 'client_secret_post', ...login },
   { client_id: 'public-client', token_endpoint_auth_method: 'none', application_type: 'native', ...login },
   {
-    client_id: 'cc-client', client_secret: 'cc-secret', token_endpoint_auth_method: 'client_secret_post',
+    client_id: 'cc-client', client_secret: 'cc+/:% secret', token_endpoint_auth_method: 'client_secret_post',
     grant_types: ['client_credentials'], response_types: [], redirect_uris: [], scope: 'api',
   },
 ];
