@@ -8,6 +8,7 @@ mod harness;
 
 mod access;
 mod agent_lifecycle;
+mod altium;
 mod autostart;
 mod bad_input;
 mod cli;

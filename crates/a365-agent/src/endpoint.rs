@@ -14,17 +14,6 @@ fn invalid(message: impl Into<String>) -> EndpointError {
     EndpointError(message.into())
 }
 
-/// The named token endpoints; each realm's authorize endpoint is the same
-/// URL ending in `/authorize`.
-pub const REALMS: &[(&str, &str)] = &[
-    ("altium365", "https://auth.altium.com/connect/token"),
-    (
-        "altium365-gov",
-        "https://auth.365-gov.altium.com/connect/token",
-    ),
-    ("nexar", "https://identity.nexar.com/connect/token"),
-];
-
 /// Where a profile's token requests go, and how.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Endpoint {
@@ -32,6 +21,10 @@ pub struct Endpoint {
     pub token_url: reqwest::Url,
     /// Send `secure=1` (Gov Cloud).
     pub secure: bool,
+    /// Altium Identity (either cloud, or a configured Altium realm): its
+    /// specification's rules apply (no `scope` on a refresh, expiry 30 s
+    /// early, HTTP Basic for a confidential login client).
+    pub altium: bool,
     /// `authorization-code` only.
     pub login: Option<LoginEndpoint>,
     /// Where `a365 remove` revokes a refresh token (RFC 7009), if known.
@@ -43,8 +36,12 @@ pub struct Endpoint {
 #[derive(Debug, Clone, PartialEq)]
 pub struct LoginEndpoint {
     pub authorize_url: reqwest::Url,
-    /// A loopback `http` URL with a port: where the agent listens.
+    /// A loopback `http` URL with a port, where the agent listens; or,
+    /// with `actionwait`, Altium's AuthComplete page.
     pub redirect_uri: reqwest::Url,
+    /// Altium's ActionWait: the code comes from a long poll there, not to
+    /// a loopback listener (the browser can be on any device).
+    pub actionwait: Option<reqwest::Url>,
 }
 
 impl Endpoint {
@@ -108,12 +105,18 @@ pub fn oauth(spec: &ProfileSpec) -> Result<Option<Endpoint>, EndpointError> {
     Endpoint {
         revocation_url: revocation_url(spec)?,
         introspection_url: introspection_url(spec)?,
+        altium: is_altium(&token_url),
         token_url,
         secure,
         login: None,
     }
     .check_cloud()
     .map(Some)
+}
+
+/// Whether `url` is Altium Identity's (either cloud).
+pub fn is_altium(url: &reqwest::Url) -> bool {
+    Cloud::of(url) != Cloud::Other
 }
 
 /// The token URL (from the realm or given) and whether to send
@@ -123,23 +126,18 @@ pub fn token_endpoint(spec: &ProfileSpec) -> Result<(reqwest::Url, bool), Endpoi
         invalid(format!(
             "a {} profile needs a realm ({}) or a token_url",
             spec.kind,
-            REALMS
-                .iter()
-                .map(|(n, _)| *n)
-                .collect::<Vec<_>>()
-                .join(", ")
+            crate::realm::names().join(", ")
         ))
     })?;
-    let token_url = parse_url("token_url", url)?;
-    let secure = spec
-        .secure
-        .unwrap_or(spec.realm.as_deref() == Some("altium365-gov"));
+    let token_url = parse_url("token_url", &url)?;
+    // Every grant at a Gov token endpoint carries secure=1 (SPEC §5.4).
+    let secure = spec.secure.unwrap_or(Cloud::of(&token_url) == Cloud::Gov);
     Ok((token_url, secure))
 }
 
 /// The realm's URL or the given one (not both), if any; refuses the
 /// fields of a Designer Cloud profile.
-pub fn named_url(spec: &ProfileSpec) -> Result<Option<&str>, EndpointError> {
+pub fn named_url(spec: &ProfileSpec) -> Result<Option<String>, EndpointError> {
     if spec.base_url.is_some() || spec.renew_lifetime_secs.is_some() {
         return Err(invalid(
             "base_url and renew_lifetime_secs are for designer-cloud profiles",
@@ -148,7 +146,7 @@ pub fn named_url(spec: &ProfileSpec) -> Result<Option<&str>, EndpointError> {
     match (&spec.realm, &spec.token_url) {
         (Some(_), Some(_)) => Err(invalid("give either a realm or a token_url, not both")),
         (Some(realm), None) => realm_url(realm).map(Some),
-        (None, Some(url)) => Ok(Some(url.as_str())),
+        (None, Some(url)) => Ok(Some(url.clone())),
         (None, None) => Ok(None),
     }
 }
@@ -165,11 +163,7 @@ pub fn revocation_url(spec: &ProfileSpec) -> Result<Option<reqwest::Url>, Endpoi
     let Some(realm) = &spec.realm else {
         return Ok(None);
     };
-    let token = realm_url(realm)?;
-    let url = token
-        .strip_suffix("/connect/token")
-        .map(|base| format!("{base}/connect/revocation"));
-    url.map(|u| parse_url("revocation_url", &u)).transpose()
+    Ok(Some(crate::realm::find(realm)?.connect("revocation")))
 }
 
 /// The RFC 7662 endpoint, when the profile names one (IdentityServer's
@@ -374,7 +368,7 @@ pub enum Issuer {
 /// The issuer of `spec`'s credentials, from its realm or token URL.
 pub fn issuer(spec: &ProfileSpec) -> Issuer {
     let url = match (&spec.realm, &spec.token_url) {
-        (Some(realm), _) => realm_url(realm).ok().map(str::to_owned),
+        (Some(realm), _) => realm_url(realm).ok(),
         (None, Some(url)) => Some(url.clone()),
         (None, None) => None,
     };
@@ -395,7 +389,16 @@ pub fn issuer(spec: &ProfileSpec) -> Issuer {
 }
 
 impl Cloud {
+    /// A configured Altium realm's URL is on its cloud; otherwise the host
+    /// says.
     fn of(url: &reqwest::Url) -> Cloud {
+        if let Some(realm) = crate::realm::owning(url) {
+            return if realm.gov {
+                Cloud::Gov
+            } else {
+                Cloud::Commercial
+            };
+        }
         let host = normal_host(url).unwrap_or_default();
         let under = |domain: &str| host == domain || host.ends_with(&format!(".{domain}"));
         if under("365-gov.altium.com") {
@@ -408,18 +411,8 @@ impl Cloud {
     }
 }
 
-fn realm_url(realm: &str) -> Result<&'static str, EndpointError> {
-    REALMS
-        .iter()
-        .find(|(name, _)| *name == realm)
-        .map(|(_, url)| *url)
-        .ok_or_else(|| {
-            let known: Vec<_> = REALMS.iter().map(|(n, _)| *n).collect();
-            invalid(format!(
-                "unknown realm '{realm}' (known: {}), or give a token_url",
-                known.join(", ")
-            ))
-        })
+fn realm_url(realm: &str) -> Result<String, EndpointError> {
+    crate::realm::find(realm).map(|r| r.token_url().to_string())
 }
 
 /// HTTPS only, except plain HTTP to a loopback host (tests, local servers).

@@ -4,6 +4,7 @@
 //! `main.rs` is thin; [`run`] is what tests and the binary call, with
 //! the clock and the shutdown signal as parameters.
 
+pub mod actionwait;
 pub mod agent;
 mod body;
 pub mod clock;
@@ -21,6 +22,7 @@ pub mod login;
 pub mod notify;
 pub mod profile;
 pub mod provider;
+pub mod realm;
 pub mod resident;
 pub mod schedule;
 pub mod server;

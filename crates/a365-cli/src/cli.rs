@@ -56,11 +56,15 @@ pub enum Command {
     #[command(subcommand)]
     Store(StoreCommand),
     /// Log in with a browser (authorization-code profiles): opens $BROWSER
-    /// (and prints the URL, for SSH sessions), then waits for the redirect.
+    /// and prints the URL, then waits for the sign-in to finish. Altium 365
+    /// sign-ins end on Altium's own page and reach the agent through
+    /// Altium's ActionWait, so the browser can be on any device: from an
+    /// SSH session, a container or a CI runner, open the printed URL
+    /// anywhere. Other providers redirect to the agent on this machine.
     Login {
         profile: String,
-        /// Give up if the browser has not come back by then.
-        #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = parse_duration_ms)]
+        /// Give up if the sign-in has not finished by then.
+        #[arg(long, value_name = "DURATION", default_value = "3m", value_parser = parse_duration_ms)]
         timeout: u64,
         /// Only print the URL.
         #[arg(long)]

@@ -56,6 +56,9 @@ pub enum Fault {
     /// This HTTP status with an empty body, as some servers refuse
     /// anything (a wrong secret, a revoked token, the wrong client-auth).
     Bare(u16),
+    /// This status and JSON body, verbatim (a scripted answer: Altium's
+    /// conformance vectors give theirs).
+    Answer(u16, String),
 }
 
 /// A `--fault` or `--lifetime` value that does not parse.

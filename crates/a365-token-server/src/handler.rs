@@ -42,6 +42,9 @@ pub async fn token(
         None => (field("client_id"), field("client_secret")),
     };
     let index = state.begin(RecordedRequest {
+        path: "/connect/token".into(),
+        basic_pair: basic_pair(&headers),
+        form: form.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
         grant_type: field("grant_type").unwrap_or_default(),
         client_id: client_id.clone(),
         secure: field("secure").as_deref() == Some("1"),
@@ -153,7 +156,7 @@ fn respond(
 }
 
 /// The answer of a fault that ignores the request, if it is one.
-fn canned(fault: &Fault) -> Option<Response> {
+pub(crate) fn canned(fault: &Fault) -> Option<Response> {
     Some(match fault {
         Fault::Status(code) => server_error(*code),
         Fault::RateLimited { retry_after_secs } => slow_down(retry_after_secs.to_string()),
@@ -168,6 +171,12 @@ fn canned(fault: &Fault) -> Option<Response> {
         Fault::RateLimitedUntil { secs } => slow_down(http_date_in(*secs)),
         Fault::Bare(code) => StatusCode::from_u16(*code)
             .unwrap_or(StatusCode::BAD_REQUEST)
+            .into_response(),
+        Fault::Answer(code, body) => (
+            StatusCode::from_u16(*code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+            [(header::CONTENT_TYPE, "application/json")],
+            body.clone(),
+        )
             .into_response(),
         Fault::Delay(_)
         | Fault::Hang
@@ -243,6 +252,11 @@ pub(crate) fn authenticate(
     client_id: Option<String>,
     client_secret: Option<String>,
 ) -> Result<String, Refusal> {
+    if let (Some(id), None) = (&client_id, &client_secret)
+        && state.is_public(id)
+    {
+        return Ok(id.clone());
+    }
     let (Some(client_id), Some(client_secret)) = (client_id, client_secret) else {
         return Err((
             StatusCode::UNAUTHORIZED,
@@ -408,7 +422,7 @@ pub(crate) fn client_basic(state: &ServerState, headers: &HeaderMap) -> Option<(
 }
 
 /// `Authorization: Basic`'s two halves, as they are.
-fn basic_pair(headers: &HeaderMap) -> Option<(String, String)> {
+pub(crate) fn basic_pair(headers: &HeaderMap) -> Option<(String, String)> {
     let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
     let encoded = value.strip_prefix("Basic ")?;
     let decoded = base64::engine::general_purpose::STANDARD

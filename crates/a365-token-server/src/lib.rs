@@ -5,6 +5,7 @@
 //!
 //! Loopback and plain HTTP only: it is for tests and the demo.
 
+mod actionwait;
 mod authorize;
 mod conn;
 mod designer;
@@ -44,6 +45,8 @@ pub struct ServerConfig {
     /// Reads HTTP Basic credentials as they are, without the form-decoding
     /// of RFC 6749 §2.3.1, as many servers do.
     pub basic_raw: bool,
+    /// Public clients: a client id and PKCE, no secret.
+    pub public_clients: Vec<String>,
 }
 
 impl Default for ServerConfig {
@@ -60,6 +63,7 @@ impl Default for ServerConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             require_basic: false,
             basic_raw: false,
+            public_clients: Vec::new(),
         }
     }
 }
@@ -81,6 +85,11 @@ pub async fn serve(
         .route(
             "/connect/authorize",
             axum::routing::get(authorize::authorize),
+        )
+        .route("/await", axum::routing::post(actionwait::poll))
+        .route(
+            "/api/AuthComplete",
+            axum::routing::get(actionwait::complete),
         )
         .route(
             "/v4/apiAccessTokens",
@@ -251,6 +260,17 @@ impl TokenServer {
     }
 
     /// Makes the next `times` requests (all, if `None`) fail this way.
+    /// Altium's ActionWait: the next polls get these answers (status,
+    /// body), in order; then sign-ins complete as usual.
+    pub fn script_actionwait(&self, answers: Vec<(u16, String)>) {
+        self.state.script_actionwait(answers);
+    }
+
+    /// The wait tokens ActionWait was polled with, in order.
+    pub fn actionwait_polls(&self) -> Vec<String> {
+        self.state.actionwait_polls()
+    }
+
     pub fn set_fault(&self, fault: Fault, times: Option<usize>) {
         self.state.set_fault(fault, times);
     }

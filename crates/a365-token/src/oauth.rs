@@ -134,6 +134,12 @@ pub fn parse_token_response(
         (_, "invalid_grant") => Err(ProviderError::Dead(
             grant.rejected(&format!("invalid_grant{description}")),
         )),
+        // No retry changes a refusal of the user or client itself (Altium
+        // Identity answers a token exchange across its clouds so).
+        (_, "access_denied") => Err(ProviderError::Dead(format!(
+            "the token server denied access (access_denied{description}): the account or the \
+             client may not have this token"
+        ))),
         (_, "invalid_client" | "unauthorized_client") | (401, "") => {
             Err(ProviderError::Dead(format!(
                 "{CLIENT_REJECTED} ({}{description})",

@@ -140,10 +140,15 @@ impl Agent {
             .clone()
             .ok_or_else(|| invalid("the profile has no login endpoint"))?;
         let pkce = Pkce::generate().map_err(|e| internal(format!("no randomness: {e}")))?;
+        let timeout = Duration::from_millis(timeout_ms.clamp(1_000, 3_600_000));
+        if let Some(actionwait) = login.actionwait.clone() {
+            return self
+                .login_by_actionwait(&profile, (endpoint, login, actionwait), pkce, timeout)
+                .await;
+        }
         let listeners = self.take_redirect(name, &login.redirect_uri).await?;
         let (expect, launcher) = launch_plan(&profile, &login, &pkce)?;
         tracing::info!(profile = %name, redirect = %login.redirect_uri, "login started");
-        let timeout = Duration::from_millis(timeout_ms.clamp(1_000, 3_600_000));
         let (me, worker_name) = (self.me.clone(), name.to_owned());
         let work = tokio::spawn(async move {
             let name = worker_name;
@@ -160,14 +165,70 @@ impl Agent {
                 }
             }
         });
+        self.track_login(name, work);
+        Ok(Response::LoginUrl {
+            url: launcher.to_string(),
+        })
+    }
+
+    /// Keeps the login of `name` whose work is `work`, for `login_wait`.
+    fn track_login(&self, name: &str, work: tokio::task::JoinHandle<LoginOutcome>) {
         let (tx, rx) = watch::channel(None);
         let task = tokio::spawn(report_login(name.to_owned(), work, tx));
         if let Ok(mut logins) = self.logins.lock() {
             let task = task.abort_handle();
             logins.insert(name.to_owned(), Login { outcome: rx, task });
         }
+    }
+
+    /// An Altium sign-in through ActionWait: the poll starts before the
+    /// URL goes to the client (and so before any browser opens), with the
+    /// login's `state` as its wait token; the URL is the authorize URL
+    /// itself, to open on any device.
+    async fn login_by_actionwait(
+        &self,
+        profile: &Profile,
+        (endpoint, login, actionwait): (Endpoint, endpoint::LoginEndpoint, reqwest::Url),
+        pkce: crate::provider::Pkce,
+        timeout: Duration,
+    ) -> Result<Response, ErrorReply> {
+        let name = profile.name.clone();
+        if let Some(previous) = self.logins.lock().ok().and_then(|mut l| l.remove(&name)) {
+            previous.task.abort();
+        }
+        let browser = crate::provider::of(profile.spec.kind)
+            .browser()
+            .ok_or_else(|| invalid("the profile does not log in with a browser"))?;
+        let url = browser.authorize_url(&profile.spec, &login, &pkce);
+        tracing::info!(profile = %name, actionwait = %actionwait, "sign-in started");
+        let (me, http) = (self.me.clone(), self.shared.http.clone());
+        let (started, polling) = tokio::sync::oneshot::channel();
+        let work = tokio::spawn(async move {
+            let poll = crate::actionwait::wait_for_code(&http, &actionwait, &pkce.state, timeout);
+            let _ = started.send(());
+            let code = poll.await.map_err(|e| {
+                let message = format!("{e}; run `a365 login {name}` to try again");
+                match e {
+                    crate::actionwait::ActionWaitError::Refused(_) => {
+                        ErrorReply::new(ErrorKind::NeedsReauth, message)
+                    }
+                    _ => unavailable(message),
+                }
+            })?;
+            let agent = me
+                .upgrade()
+                .ok_or_else(|| unavailable("the agent is stopping"))?;
+            agent
+                .finish_login(&name, &endpoint, &login.redirect_uri, &code, &pkce)
+                .await
+        });
+        // The poll is under way (its task is running) before the URL goes
+        // out, as SPEC §4.4 wants.
+        let _ = polling.await;
+        tokio::task::yield_now().await;
+        self.track_login(&profile.name, work);
         Ok(Response::LoginUrl {
-            url: launcher.to_string(),
+            url: url.to_string(),
         })
     }
 
@@ -220,8 +281,10 @@ impl Agent {
             now_ms: now,
             default_lifetime: self.shared.default_lifetime,
             answer_wait: self.shared.answer_wait,
-            client_auth: profile.spec.client_auth.unwrap_or_default(),
+            client_auth: crate::provider::client_auth(&profile.spec),
             proven: false,
+            altium: endpoint.altium,
+            secure: endpoint.secure,
             params: &profile.spec.token_params,
         };
         let browser = crate::provider::of(profile.spec.kind)

@@ -98,6 +98,9 @@ pub struct Config {
     pub token_socket_profiles: Vec<String>,
     /// Fleet mode: profiles shared with other machines through etcd.
     pub fleet: Option<crate::fleet::FleetConfig>,
+    /// Deployments beyond the built-in realms (`[realms.NAME]`).
+    #[serde(default)]
+    pub realms: BTreeMap<String, crate::realm::RealmConfig>,
     #[serde(default)]
     pub profiles: BTreeMap<String, ProfileSpec>,
 }
@@ -125,6 +128,11 @@ impl Config {
         let config: Config = toml::from_str(&text).map_err(|e| ConfigError::Parse {
             path: path.into(),
             message: e.message().to_owned(),
+        })?;
+        // The realms in force from here on: the profiles below name them.
+        crate::realm::configure(&config.realms).map_err(|e| ConfigError::Parse {
+            path: path.into(),
+            message: e.to_string(),
         })?;
         for (name, spec) in &config.profiles {
             validate_name(name)?;

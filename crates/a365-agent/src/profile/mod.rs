@@ -109,7 +109,7 @@ pub(crate) fn client_auth_of(
     Some(
         credential
             .client_auth
-            .unwrap_or(spec.client_auth.unwrap_or_default()),
+            .unwrap_or(crate::provider::client_auth(spec)),
     )
 }
 

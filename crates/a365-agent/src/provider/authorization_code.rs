@@ -56,6 +56,7 @@ impl Provider for AuthorizationCode {
         Endpoint {
             revocation_url: endpoint::revocation_url(spec)?,
             introspection_url: endpoint::introspection_url(spec)?,
+            altium: endpoint::is_altium(&token_url),
             token_url,
             secure,
             login: Some(login),
@@ -100,14 +101,9 @@ impl Provider for AuthorizationCode {
                     .ok_or_else(super::missing)?,
             };
             // The login asked for its scopes; a refresh keeps them.
-            super::refresh::exchange(
-                exchange.call(credential),
-                &secrets,
-                &[],
-                exchange.endpoint.secure,
-            )
-            .await
-            .map(Obtained::from)
+            super::refresh::exchange(exchange.call(credential), &secrets, &[])
+                .await
+                .map(Obtained::from)
         })
     }
 
@@ -147,6 +143,19 @@ fn login_endpoint(
             url
         }
     };
+    // Altium Identity registers no loopback redirect for a desktop client:
+    // its sign-in ends on Altium's AuthComplete page, and the code comes
+    // through ActionWait (altium-auth SPEC §4), unless a redirect is given.
+    if spec.redirect_uri.is_none()
+        && let Some(realm) = crate::realm::owning(token_url)
+        && let (Some(actionwait), Some(complete)) = (realm.actionwait, realm.auth_complete)
+    {
+        return Ok(LoginEndpoint {
+            authorize_url,
+            redirect_uri: complete,
+            actionwait: Some(actionwait),
+        });
+    }
     let text = spec.redirect_uri.as_deref().unwrap_or(DEFAULT_REDIRECT);
     let redirect_uri =
         reqwest::Url::parse(text).map_err(|e| invalid(format!("redirect_uri '{text}': {e}")))?;
@@ -176,6 +185,7 @@ fn login_endpoint(
     Ok(LoginEndpoint {
         authorize_url,
         redirect_uri,
+        actionwait: None,
     })
 }
 
@@ -243,7 +253,12 @@ fn authorize_url(
     if scopes.iter().any(|s| s == OPENID) {
         url.query_pairs_mut().append_pair("nonce", &pkce.nonce);
     }
-    for (name, value) in extra.iter().filter(|(_, v)| !v.is_empty()) {
+    // An empty value sends nothing; so does Altium's selectWorkspace=none,
+    // its default (altium-auth SPEC §3.1).
+    let sent = |(name, value): &(&String, &String)| {
+        !(value.is_empty() || (name.as_str() == "selectWorkspace" && value.as_str() == "none"))
+    };
+    for (name, value) in extra.iter().filter(sent) {
         url.query_pairs_mut().append_pair(name, value);
     }
     let own_prompt =

@@ -58,7 +58,6 @@ impl Provider for ClientCredentials {
                 exchange.client_id(),
                 secret,
                 &scopes,
-                exchange.endpoint.secure,
             )
             .await
             .map(Obtained::from)
@@ -93,15 +92,11 @@ pub async fn exchange(
     client_id: &str,
     client_secret: &SecretString,
     scopes: &[String],
-    secure: bool,
 ) -> Result<Answer, ProviderError> {
     let scope = scopes.join(" ");
     let mut form = vec![("grant_type", "client_credentials")];
     if !scope.is_empty() {
         form.push(("scope", &scope));
-    }
-    if secure {
-        form.push(("secure", "1"));
     }
     let client = Client {
         id: client_id,

@@ -109,6 +109,7 @@ impl Provider for DesignerCloud {
         Ok(Some(Endpoint {
             token_url,
             secure: false,
+            altium: false,
             login: None,
             revocation_url: None,
             introspection_url: None,

@@ -119,10 +119,10 @@ impl<'a> Exchange<'a> {
             now_ms: self.now_ms,
             default_lifetime: self.default_lifetime,
             answer_wait: self.answer_wait,
-            client_auth: credential
-                .client_auth
-                .unwrap_or(self.spec.client_auth.unwrap_or_default()),
+            client_auth: credential.client_auth.unwrap_or(client_auth(self.spec)),
             proven: credential.client_auth.is_some(),
+            altium: self.endpoint.altium,
+            secure: self.endpoint.secure,
             params: &self.spec.token_params,
         }
     }
@@ -321,6 +321,20 @@ pub fn requested_scopes(spec: &ProfileSpec) -> Vec<String> {
     }
     let default = of(spec.kind).default_scopes(spec);
     default.iter().map(|s| (*s).to_owned()).collect()
+}
+
+/// How a profile's client id and secret reach the token endpoint unless
+/// it says: HTTP Basic for a confidential login client of Altium Identity
+/// (its SPEC §2: `client_id` not in the body), else the form body, as
+/// Altium's Developer Center documents for its refresh tokens.
+pub fn client_auth(spec: &ProfileSpec) -> a365_proto::ClientAuth {
+    use crate::endpoint::{Issuer, issuer};
+    spec.client_auth.unwrap_or(
+        match spec.kind.facts().browser_login && issuer(spec) == Issuer::Altium {
+            true => a365_proto::ClientAuth::Basic,
+            false => a365_proto::ClientAuth::Post,
+        },
+    )
 }
 
 /// A secret a provider needs that the store does not hold.

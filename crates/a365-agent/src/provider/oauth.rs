@@ -32,6 +32,12 @@ pub struct Call<'a> {
     /// The server has accepted this client's authentication before: a
     /// refusal now is not about how it is encoded.
     pub proven: bool,
+    /// Send `secure=1` with every grant (an Altium Gov Cloud token
+    /// endpoint: SPEC §5.4).
+    pub secure: bool,
+    /// Altium Identity: a token is taken to expire 30 s before the
+    /// server's `expires_in` says (SPEC §5.1's clock-skew buffer).
+    pub altium: bool,
     /// The profile's extra token-request parameters (`audience`, …).
     pub params: &'a std::collections::BTreeMap<String, String>,
 }
@@ -127,6 +133,9 @@ async fn post_once(
     form: &[(&str, &str)],
 ) -> Result<Fresh, ProviderError> {
     let mut form = form.to_vec();
+    if call.secure {
+        form.push(("secure", "1"));
+    }
     form.extend(call.params.iter().map(|(k, v)| (k.as_str(), v.as_str())));
     // A refresh token, once sent, may be spent: its answer is waited for
     // as long as the connection lives (up to `answer_wait`), never given
@@ -151,12 +160,22 @@ async fn post_once(
         call.default_lifetime,
         &sent(client, &form),
     )
+    .map(|mut fresh| {
+        if call.altium {
+            fresh.expires_at_ms = fresh.expires_at_ms.saturating_sub(ALTIUM_SKEW_MS);
+        }
+        fresh
+    })
     .map_err(|e| match spends {
         true => fate_unknown(e, status.as_u16(), &body),
         false => e,
     })
     .map_err(|e| client_hint(e, call.client_auth, client.secret.is_some()))
 }
+
+/// Altium's clients take a token to expire this much before its
+/// `expires_in` ends.
+const ALTIUM_SKEW_MS: i64 = 30_000;
 
 /// RFC 7009: asks the server at `url` to revoke `token` (a refresh token:
 /// the server then also ends the access tokens of its grant). A 200

@@ -54,15 +54,14 @@ impl Provider for Refresh {
                     .as_ref()
                     .ok_or_else(super::missing)?,
             };
-            let scopes = super::requested_scopes(exchange.spec);
-            self::exchange(
-                exchange.call(credential),
-                &secrets,
-                &scopes,
-                exchange.endpoint.secure,
-            )
-            .await
-            .map(Obtained::from)
+            // Altium Identity refuses a scope on a refresh (SPEC §5.3).
+            let scopes = match exchange.endpoint.altium {
+                true => Vec::new(),
+                false => super::requested_scopes(exchange.spec),
+            };
+            self::exchange(exchange.call(credential), &secrets, &scopes)
+                .await
+                .map(Obtained::from)
         })
     }
 
@@ -95,7 +94,6 @@ pub async fn exchange(
     call: Call<'_>,
     credential: &RefreshCredential<'_>,
     scopes: &[String],
-    secure: bool,
 ) -> Result<Answer, ProviderError> {
     let scope = scopes.join(" ");
     let mut form = vec![
@@ -104,9 +102,6 @@ pub async fn exchange(
     ];
     if !scope.is_empty() {
         form.push(("scope", &scope));
-    }
-    if secure {
-        form.push(("secure", "1"));
     }
     let client = Client {
         id: credential.client_id,

@@ -8,6 +8,7 @@
 //! - [`designer`]: Designer Cloud's API tokens, and the knobs that make
 //!   its endpoints misbehave.
 
+mod actionwait;
 mod designer;
 mod oauth;
 
@@ -22,9 +23,11 @@ use crate::ServerConfig;
 use crate::fault::Fault;
 pub(crate) use oauth::{Grant, PendingCode};
 
-/// One request to `/connect/token`.
+/// One request to `/connect/token` (or revocation, introspection).
 #[derive(Debug, Clone)]
 pub struct RecordedRequest {
+    /// The endpoint's path (`/connect/token`).
+    pub path: String,
     pub grant_type: String,
     pub client_id: Option<String>,
     /// `secure=1` was sent (Gov Cloud).
@@ -34,6 +37,10 @@ pub struct RecordedRequest {
     pub scope: Option<String>,
     /// The client authenticated with HTTP Basic.
     pub basic: bool,
+    /// The `Authorization: Basic` pair, as sent (before any decoding).
+    pub basic_pair: Option<(String, String)>,
+    /// Every form field, as sent.
+    pub form: std::collections::BTreeMap<String, String>,
     /// Form fields beyond the standard ones of the grant (`audience`,
     /// `resource`, …): what a profile's `token_params` sent.
     pub other: std::collections::BTreeMap<String, String>,
@@ -51,6 +58,8 @@ pub struct State {
     /// One stderr line per request (the binary), never token values.
     log: bool,
     inner: Mutex<Inner>,
+    /// Altium's ActionWait: sign-ins completed, polls, scripted answers.
+    pub(crate) actionwait: actionwait::ActionWait,
 }
 
 #[derive(Debug)]
@@ -61,6 +70,8 @@ struct Inner {
     basic_raw: bool,
     scopes: Vec<String>,
     clients: HashMap<String, String>,
+    /// Clients without a secret (PKCE only).
+    public_clients: Vec<String>,
     /// Live refresh token → client id.
     refresh_tokens: HashMap<String, String>,
     fault: Option<(Fault, Option<usize>)>,
@@ -113,7 +124,9 @@ impl State {
                 replays: 0,
                 codes: HashMap::new(),
                 designer: designer::Designer::default(),
+                public_clients: config.public_clients.clone(),
             }),
+            actionwait: actionwait::ActionWait::default(),
         }
     }
 

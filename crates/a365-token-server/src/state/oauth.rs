@@ -140,7 +140,13 @@ impl State {
     }
 
     pub(crate) fn client_known(&self, id: &str) -> bool {
-        self.lock().clients.contains_key(id)
+        let inner = self.lock();
+        inner.clients.contains_key(id) || inner.public_clients.iter().any(|p| p == id)
+    }
+
+    /// A public client: it has no secret to send.
+    pub(crate) fn is_public(&self, id: &str) -> bool {
+        self.lock().public_clients.iter().any(|p| p == id)
     }
 
     /// A login's tokens: a refresh token only with `offline_access`.
