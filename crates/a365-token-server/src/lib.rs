@@ -271,6 +271,11 @@ impl TokenServer {
         self.state.actionwait_polls()
     }
 
+    /// Forgets the requests recorded so far.
+    pub fn clear_recorded(&self) {
+        self.state.clear_recorded();
+    }
+
     pub fn set_fault(&self, fault: Fault, times: Option<usize>) {
         self.state.set_fault(fault, times);
     }

@@ -19,6 +19,9 @@ pub enum Grant {
     AuthorizationCode,
     /// `grant_type=client_credentials`: the client id and secret alone.
     ClientCredentials,
+    /// RFC 8693 token exchange: a signed-in token for one with another
+    /// scope (an Altium workspace's).
+    TokenExchange,
 }
 
 impl Grant {
@@ -37,6 +40,10 @@ impl Grant {
             Grant::ClientCredentials => format!(
                 "the token server rejected the client credentials grant ({details}): the client \
                  or its secret was revoked or expired, or it may not use this grant"
+            ),
+            Grant::TokenExchange => format!(
+                "the token server rejected the signed-in token offered in exchange ({details}): \
+                 it expired or was revoked; sign in again"
             ),
         }
     }
@@ -136,6 +143,17 @@ pub fn parse_token_response(
         )),
         // No retry changes a refusal of the user or client itself (Altium
         // Identity answers a token exchange across its clouds so).
+        // Altium Identity: a token exchanged on another environment than
+        // the one that issued it (Dev for production, …).
+        (_, "invalid_token") | (_, "invalid_request")
+            if grant == Grant::TokenExchange
+                && (code == "invalid_token" || description.contains("invalid_token")) =>
+        {
+            Err(ProviderError::Dead(format!(
+                "the token server refused the exchange ({code}{description}): the signed-in \
+                 token is from another environment; sign in on the one this profile names"
+            )))
+        }
         (_, "access_denied") => Err(ProviderError::Dead(format!(
             "the token server denied access (access_denied{description}): the account or the \
              client may not have this token"

@@ -325,6 +325,7 @@ const SECRET_FIELDS: &[&str] = &[
     "code",
     "code_verifier",
     "password",
+    "subject_token",
 ];
 
 /// The secrets a request carries, which a server's error text must not

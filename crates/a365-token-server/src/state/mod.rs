@@ -148,6 +148,10 @@ impl State {
         self.lock().recorded.clone()
     }
 
+    pub fn clear_recorded(&self) {
+        self.lock().recorded.clear();
+    }
+
     /// Counts a request as it arrives (so hung ones count too); returns
     /// its index for [`State::finish`].
     pub(crate) fn begin(&self, request: RecordedRequest) -> usize {
