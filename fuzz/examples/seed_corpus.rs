@@ -25,6 +25,7 @@ fn requests() -> Vec<(&'static str, Request)> {
                 profile: Some("work".into()),
                 min_valid_ms: 300_000,
                 scopes: vec!["a365:requirements".into(), "design.read".into()],
+                workspace: None,
             }),
         ),
         ("status", Request::Status),

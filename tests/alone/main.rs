@@ -79,6 +79,7 @@ fn median_round_trip(client: &mut a365_proto::Client) -> Duration {
         profile: Some("work".into()),
         min_valid_ms: 0,
         scopes: Vec::new(),
+        workspace: None,
     });
     let mut times: Vec<Duration> = (0..500)
         .map(|_| {

@@ -8,9 +8,9 @@
 use std::path::Path;
 use std::process::Command;
 
-use a365_token_server::{ServerConfig, TokenServer};
+use a365_token_server::{MockWorkspace, ServerConfig, TokenServer};
 
-use crate::harness::{Env, Out, bin};
+use crate::harness::{Env, Out, bin, jwt_payload};
 
 /// The public client of the tests (a real one is registered with Altium).
 const CLIENT: &str = "a365-test-desktop";
@@ -23,18 +23,36 @@ struct Clouds {
     env: Env,
 }
 
+/// The user's workspaces: one on each cloud.
+fn workspaces() -> Vec<MockWorkspace> {
+    vec![
+        MockWorkspace {
+            id: "ws-design".into(),
+            name: "Design".into(),
+            gov: false,
+        },
+        MockWorkspace {
+            id: "ws-secure".into(),
+            name: "Secure".into(),
+            gov: true,
+        },
+    ]
+}
+
 fn clouds() -> Clouds {
-    let config = || ServerConfig {
+    let config = |gov: bool| ServerConfig {
         public_clients: vec![CLIENT.into()],
+        gov,
+        workspaces: workspaces(),
         ..ServerConfig::default()
     };
-    let commercial = TokenServer::start(config()).unwrap();
-    let gov = TokenServer::start(config()).unwrap();
+    let commercial = TokenServer::start(config(false)).unwrap();
+    let gov = TokenServer::start(config(true)).unwrap();
     let env = Env::new();
     let c = commercial.base_url();
     let realms = format!(
         "[realms.altium365]\nbase_url = \"{c}\"\nactionwait_url = \"{c}/await\"\n\
-         auth_complete_url = \"{c}/api/AuthComplete\"\n\n\
+         auth_complete_url = \"{c}/api/AuthComplete\"\napi_url = \"{c}/api/graphql\"\n\n\
          [realms.altium365-gov]\nbase_url = \"{g}\"\ngov = true\nactionwait_url = \"{c}/await\"\n\
          auth_complete_url = \"{c}/api/AuthComplete\"\n",
         g = gov.base_url()
@@ -216,5 +234,177 @@ fn login_help_names_signing_in_from_anywhere() {
     assert!(
         help.contains("any device") && help.contains("SSH session"),
         "{help}"
+    );
+}
+
+/// One sign-in, every workspace: the list, a commercial and a Gov
+/// workspace's token by exchange (the Gov one at the Gov endpoint with
+/// secure=1, the Commercial->Gov bridge), each kept and renewed as a
+/// profile of its own, restored after a restart without an exchange,
+/// refreshed where it was issued without scope; `remove` revokes the
+/// sign-in's refresh token and every workspace's.
+#[test]
+fn one_sign_in_every_workspace() {
+    let Clouds {
+        commercial,
+        gov,
+        env,
+    } = clouds();
+    let agent = env.start_agent();
+    add(&env, "a365", "altium365");
+    login(&env, "a365", &["--timeout", "30s"]).ok();
+    let list = env.a365(&["workspaces", "a365", "--json"]).ok().json();
+    assert_eq!(list.as_array().unwrap().len(), 2, "{list}");
+    assert_eq!(list[1]["gov"], true, "{list}");
+    assert_eq!(list[1]["location"], "US GovCloud", "{list}");
+    let table = env.a365(&["workspaces", "a365"]).ok().stdout;
+    assert!(
+        table.contains("Design") && table.contains("US GovCloud"),
+        "{table}"
+    );
+
+    let design = env
+        .a365(&["token", "a365", "--workspace", "Design"])
+        .ok()
+        .stdout
+        .trim()
+        .to_owned();
+    let claims = jwt_payload(&design);
+    assert_eq!(claims["workspaceId"], "ws-design", "{claims}");
+    let exchange = request(
+        &commercial,
+        "urn:ietf:params:oauth:grant-type:token-exchange",
+    );
+    assert!(
+        exchange.form["scope"].contains("a365:workspace:ws-design"),
+        "{exchange:?}"
+    );
+    assert_eq!(exchange.form["client_id"], CLIENT);
+    assert!(!exchange.form.contains_key("secure"), "{exchange:?}");
+
+    let secure = env
+        .a365(&["token", "a365", "--workspace", "ws-secure"])
+        .ok()
+        .stdout
+        .trim()
+        .to_owned();
+    let claims = jwt_payload(&secure);
+    assert_eq!(claims["secure"], "1", "{claims}");
+    assert_eq!(claims["iss"], gov.base_url(), "{claims}");
+    let bridge = request(&gov, "urn:ietf:params:oauth:grant-type:token-exchange");
+    assert_eq!(bridge.form["secure"], "1", "{bridge:?}");
+
+    // Asked again, and after a restart: served, no exchange.
+    let again = env
+        .a365(&["token", "a365", "--workspace", "Design"])
+        .ok()
+        .stdout;
+    assert_eq!(again.trim(), design);
+    drop(agent.terminate());
+    let _agent = env.start_agent();
+    let restored = env
+        .a365(&["token", "a365", "--workspace", "Design"])
+        .ok()
+        .stdout;
+    assert_eq!(restored.trim(), design, "restored from the store");
+    let exchanges = |s: &TokenServer| {
+        s.recorded()
+            .iter()
+            .filter(|r| r.grant_type.ends_with("token-exchange"))
+            .count()
+    };
+    assert_eq!((exchanges(&commercial), exchanges(&gov)), (1, 1));
+
+    // Its own refresh, where it was issued, without scope.
+    env.a365(&["refresh", "a365.ws-ws-secure"]).ok();
+    let refresh = request(&gov, "refresh_token");
+    assert!(
+        !refresh.form.contains_key("scope") && refresh.form["secure"] == "1",
+        "{refresh:?}"
+    );
+    let renewed = env
+        .a365(&["token", "a365", "--workspace", "Secure"])
+        .ok()
+        .stdout;
+    assert_eq!(jwt_payload(renewed.trim())["workspaceId"], "ws-secure");
+    let status = env.a365(&["status", "--json"]).ok().json();
+    let names: Vec<&str> = status
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        ["a365", "a365.ws-ws-design", "a365.ws-ws-secure"],
+        "{status}"
+    );
+    let list = env.a365(&["workspaces", "a365", "--json"]).ok().json();
+    assert_eq!(list[0]["profile"], "a365.ws-ws-design", "{list}");
+
+    let out = env.a365(&["remove", "a365"]).ok();
+    assert!(
+        out.stderr.matches("refresh token was revoked").count() >= 3,
+        "{}",
+        out.stderr
+    );
+    let revoked = |s: &TokenServer| {
+        s.recorded()
+            .iter()
+            .filter(|r| r.path == "/connect/revocation")
+            .count()
+    };
+    assert_eq!((revoked(&commercial), revoked(&gov)), (2, 1));
+    let status = env.a365(&["status", "--json"]).ok().json();
+    assert_eq!(status.as_array().unwrap().len(), 0, "{status}");
+}
+
+/// A workspace the user does not have, and a Gov workspace of a
+/// deployment that names no Gov Cloud: clear errors, no exchange.
+#[test]
+fn workspaces_that_cannot_be_had() {
+    let Clouds {
+        commercial, env, ..
+    } = clouds();
+    let _agent = env.start_agent();
+    add(&env, "a365", "altium365");
+    login(&env, "a365", &["--timeout", "30s"]).ok();
+    let out = env.a365(&["token", "a365", "--workspace", "Nope"]).code(4);
+    assert!(
+        out.stderr.contains("none of the workspaces") && out.stderr.contains("Design, Secure"),
+        "{}",
+        out.stderr
+    );
+
+    // A Dev tier of its own, without a Gov Cloud.
+    let dev = TokenServer::start(ServerConfig {
+        public_clients: vec![CLIENT.into()],
+        workspaces: workspaces(),
+        ..ServerConfig::default()
+    })
+    .unwrap();
+    let d = dev.base_url();
+    let mut config = std::fs::read_to_string(env.config_file()).unwrap();
+    config.push_str(&format!(
+        "\n[realms.dev]\nbase_url = \"{d}\"\nactionwait_url = \"{d}/await\"\n\
+         auth_complete_url = \"{d}/api/AuthComplete\"\napi_url = \"{d}/api/graphql\"\n"
+    ));
+    std::fs::write(env.config_file(), config).unwrap();
+    drop(_agent);
+    let _agent = env.start_agent();
+    add(&env, "dev", "dev");
+    login(&env, "dev", &["--timeout", "30s"]).ok();
+    let out = env.a365(&["token", "dev", "--workspace", "Secure"]).code(8);
+    assert!(out.stderr.contains("names no Gov Cloud"), "{}", out.stderr);
+    assert!(
+        dev.recorded()
+            .iter()
+            .all(|r| !r.grant_type.ends_with("token-exchange"))
+    );
+    assert!(
+        commercial
+            .recorded()
+            .iter()
+            .all(|r| !r.grant_type.ends_with("token-exchange"))
     );
 }

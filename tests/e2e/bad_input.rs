@@ -218,6 +218,7 @@ fn absurd_numbers_get_a_clear_answer_and_the_agent_lives() {
             profile: Some("work".into()),
             min_valid_ms,
             scopes: Vec::new(),
+            workspace: None,
         });
         let bytes =
             a365_proto::codec::encode_request(&request, a365_proto::Encoding::Binary).unwrap();

@@ -62,6 +62,7 @@ fn client(
             profile: Some("work".into()),
             min_valid_ms,
             scopes: vec![],
+            workspace: None,
         });
         let asked_at = now_ms();
         match conn.call(&request) {

@@ -261,6 +261,24 @@ pub fn check_params(spec: &ProfileSpec) -> Result<(), EndpointError> {
             spec.kind
         )));
     }
+    let workspace = [
+        ("workspace", &spec.workspace),
+        ("workspace_of", &spec.workspace_of),
+    ];
+    for (what, value) in workspace {
+        let Some(value) = value else { continue };
+        if spec.kind != a365_proto::Kind::AuthorizationCode {
+            return Err(invalid(format!(
+                "{what} is for Altium 365 sign-ins (authorization-code profiles), not {}",
+                spec.kind
+            )));
+        }
+        if value.is_empty() || value.len() > 2048 || value.chars().any(char::is_control) {
+            return Err(invalid(format!(
+                "{what} must be a workspace's id, URL or name, without control characters"
+            )));
+        }
+    }
     if !spec.headers.is_empty() && !facts.takes_headers {
         return Err(invalid(format!(
             "headers are for designer-cloud profiles, not {}",

@@ -30,6 +30,9 @@ pub struct RealmConfig {
     pub auth_complete_url: Option<String>,
     /// The GraphQL API that lists the user's workspaces.
     pub api_url: Option<String>,
+    /// The realm of this deployment's Gov Cloud: where its sign-ins'
+    /// tokens for Gov Cloud workspaces are exchanged.
+    pub gov_realm: Option<String>,
 }
 
 /// A realm, its URLs checked.
@@ -43,6 +46,9 @@ pub struct Realm {
     pub actionwait: Option<reqwest::Url>,
     pub auth_complete: Option<reqwest::Url>,
     pub api: Option<reqwest::Url>,
+    /// Where this cloud's sign-ins exchange tokens of Gov Cloud
+    /// workspaces (the Commercial→Gov bridge, SPEC §6).
+    pub gov_realm: Option<String>,
 }
 
 impl Realm {
@@ -124,6 +130,7 @@ fn built_in() -> Vec<Realm> {
                 actionwait: b.actionwait.map(url),
                 auth_complete: altium.then(|| url(AUTH_COMPLETE)),
                 api: b.api.map(url),
+                gov_realm: (altium && !b.gov).then(|| "altium365-gov".into()),
             }
         })
         .collect()
@@ -163,6 +170,7 @@ pub fn resolve(configured: &BTreeMap<String, RealmConfig>) -> Result<Vec<Realm>,
             actionwait: optional("actionwait_url", &config.actionwait_url)?,
             auth_complete: optional("auth_complete_url", &config.auth_complete_url)?,
             api: optional("api_url", &config.api_url)?,
+            gov_realm: config.gov_realm.clone(),
         };
         match table.iter_mut().find(|r| r.name == *name) {
             Some(known) if known.gov != realm.gov => {
@@ -174,8 +182,12 @@ pub fn resolve(configured: &BTreeMap<String, RealmConfig>) -> Result<Vec<Realm>,
                 )));
             }
             Some(known) => {
-                let altium = known.altium;
-                *known = Realm { altium, ..realm };
+                let (altium, gov_realm) = (known.altium, known.gov_realm.clone());
+                *known = Realm {
+                    altium,
+                    gov_realm: realm.gov_realm.or(gov_realm),
+                    ..realm
+                };
             }
             None => table.push(realm),
         }
@@ -242,6 +254,7 @@ mod tests {
             actionwait_url: None,
             auth_complete_url: None,
             api_url: None,
+            gov_realm: None,
         }
     }
 

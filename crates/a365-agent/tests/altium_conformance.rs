@@ -68,6 +68,7 @@ impl Mock {
             actionwait_url: Some(format!("{c}/await")),
             auth_complete_url: Some(format!("{c}/api/AuthComplete")),
             api_url: None,
+            gov_realm: None,
         };
         let mut realms = BTreeMap::new();
         realms.insert("altium365".into(), realm(&c, false));

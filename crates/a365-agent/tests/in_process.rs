@@ -82,6 +82,7 @@ async fn a_clock_jump_past_expiry_serves_a_new_token_and_shutdown_is_clean() {
             profile: Some("work".into()),
             min_valid_ms: 0,
             scopes: vec![],
+            workspace: None,
         })
     };
     let first = token(fixture::call(&socket, ask()).await);

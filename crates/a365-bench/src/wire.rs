@@ -67,6 +67,7 @@ pub fn token_request_valid_for(profile: Option<&str>, min_valid_ms: u64) -> Requ
         profile: profile.map(str::to_owned),
         min_valid_ms,
         scopes: Vec::new(),
+        workspace: None,
     })
 }
 

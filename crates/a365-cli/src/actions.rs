@@ -21,11 +21,13 @@ fn get_token(
     profile: Option<String>,
     min_valid_ms: u64,
     scopes: Vec<String>,
+    workspace: Option<String>,
 ) -> Result<TokenReply, Error> {
     let request = Request::Token(TokenRequest {
         profile,
         min_valid_ms,
         scopes,
+        workspace,
     });
     match call(socket, &request)? {
         Response::Token(reply) => Ok(reply),
@@ -34,9 +36,32 @@ fn get_token(
 }
 
 pub fn token(socket: &Path, args: TokenArgs) -> Result<(), Error> {
-    let reply = get_token(socket, args.profile, args.min_valid, args.scopes)?;
+    let reply = get_token(
+        socket,
+        args.profile,
+        args.min_valid,
+        args.scopes,
+        args.workspace,
+    )?;
     let bytes = output::token(&reply, args.format).map_err(|e| Error::Other(e.into()))?;
     output::to_stdout(&bytes)
+}
+
+/// `a365 workspaces`: a table, or JSON.
+pub fn workspaces(socket: &Path, profile: Option<String>, json: bool) -> Result<(), Error> {
+    let list = match call(socket, &Request::Workspaces { profile })? {
+        Response::Workspaces(list) => list,
+        _ => return Err(Error::Unexpected),
+    };
+    let text = match json {
+        true => {
+            let mut text = serde_json::to_string_pretty(&list).unwrap_or_else(|_| "[]".into());
+            text.push('\n');
+            text
+        }
+        false => output::workspaces_table(&list),
+    };
+    output::to_stdout(text.as_bytes())
 }
 
 pub fn status(socket: &Path, json: bool) -> Result<(), Error> {
@@ -212,7 +237,7 @@ fn print_checks(checks: &[a365_proto::Check], json: bool) -> Result<(), Error> {
 /// Runs the command with `A365_TOKEN` in its environment (never argv). On
 /// Unix the process becomes the command, so its exit status is ours.
 pub fn exec(socket: &Path, args: ExecArgs) -> Result<std::process::ExitCode, Error> {
-    let reply = get_token(socket, args.profile, args.min_valid, Vec::new())?;
+    let reply = get_token(socket, args.profile, args.min_valid, Vec::new(), None)?;
     let (program, rest) = args
         .command
         .split_first()

@@ -45,6 +45,8 @@ pub fn add(socket: &Path, mut args: AddArgs) -> Result<(), Error> {
         client_auth: args.client_auth.map(Into::into),
         revocation_url: args.revocation_url.take(),
         introspection_url: args.introspection_url.take(),
+        workspace: args.workspace.take(),
+        workspace_of: None,
         authorize_params,
         token_params,
         headers,

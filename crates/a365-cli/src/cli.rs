@@ -52,6 +52,16 @@ pub enum Command {
     },
     /// Run a command with the token in its environment as A365_TOKEN.
     Exec(ExecArgs),
+    /// The Altium 365 workspaces of a sign-in profile's user: id, name,
+    /// location, URL, and the profile that holds its token once asked
+    /// for (`a365 token PROFILE --workspace ID`).
+    Workspaces {
+        #[arg(env = "A365_PROFILE")]
+        profile: Option<String>,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
     /// Where secrets are kept: the OS keyring, files or memory.
     #[command(subcommand)]
     Store(StoreCommand),
@@ -116,6 +126,11 @@ pub struct TokenArgs {
     pub scopes: Vec<String>,
     #[arg(long, value_enum, default_value_t = Format::Raw)]
     pub format: Format,
+    /// An Altium 365 sign-in profile: the token of this workspace (its id,
+    /// URL or name; see `a365 workspaces`), exchanged from the sign-in's
+    /// the first time, then kept and renewed like any other.
+    #[arg(long, value_name = "WORKSPACE")]
+    pub workspace: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -186,6 +201,10 @@ pub struct AddArgs {
     /// needs re-authentication.
     #[arg(long, value_name = "URL")]
     pub introspection_url: Option<String>,
+    /// An Altium 365 sign-in: the workspace (id, URL or name) whose token
+    /// `a365 token` gives for this profile when none is named.
+    #[arg(long, value_name = "WORKSPACE")]
+    pub workspace: Option<String>,
     /// An extra parameter of the browser login's authorize request
     /// (repeatable): login_hint, audience, resource, prompt (an empty
     /// prompt= sends none instead of prompt=consent). Never a secret.
@@ -309,6 +328,7 @@ pub fn plain_token_args() -> Option<TokenArgs> {
         min_valid: DEFAULT_MIN_VALID_MS,
         scopes: Vec::new(),
         format: Format::Raw,
+        workspace: None,
     })
 }
 

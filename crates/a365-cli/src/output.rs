@@ -319,6 +319,44 @@ fn rotates(p: &ProfileStatus) -> String {
     }
 }
 
+/// `a365 workspaces`: one line per workspace; `*` marks those whose token
+/// is held here (by the profile named last).
+pub fn workspaces_table(list: &[a365_proto::Workspace]) -> String {
+    if list.is_empty() {
+        return "the signed-in user belongs to no workspace\n".into();
+    }
+    let rows: Vec<[String; 5]> = list
+        .iter()
+        .map(|w| {
+            [
+                w.id.clone(),
+                w.name.clone(),
+                w.location.clone(),
+                w.url.clone(),
+                w.profile.clone().unwrap_or_else(|| "-".into()),
+            ]
+            .map(|cell| clean(&cell, false).into_owned())
+        })
+        .collect();
+    let header = ["ID", "NAME", "LOCATION", "URL", "PROFILE"];
+    let mut widths = header.map(str::len);
+    for row in &rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    for cells in std::iter::once(header.map(str::to_owned)).chain(rows) {
+        let mut line = String::new();
+        for (i, cell) in cells.iter().enumerate() {
+            let _ = write!(line, "{cell:<w$}  ", w = widths[i]);
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
 /// Below the table: scopes not granted, what was learned of the server,
 /// and each profile's last error.
 fn status_notes(out: &mut String, profiles: &[ProfileStatus]) {

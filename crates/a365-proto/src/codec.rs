@@ -302,6 +302,7 @@ mod tests {
             profile: Some("work".into()),
             min_valid_ms: 300,
             scopes: vec!["a365:requirements".into()],
+            workspace: None,
         })
     }
 
@@ -316,14 +317,15 @@ mod tests {
     fn binary_encoding_is_pinned() {
         let bytes = encode_request(&token_request(), Encoding::Binary).unwrap();
         let expected: &[u8] = &[
-            0, 0, 0, 30, // length
+            0, 0, 0, 31, // length
             4,  // version
             0,  // Request::Token
             1, 4, b'w', b'o', b'r', b'k', // Some("work")
             251, 1, 44, // 300 as varint (u16 marker, big endian)
             1,  // one scope
             17, b'a', b'3', b'6', b'5', b':', b'r', b'e', b'q', b'u', b'i', b'r', b'e', b'm', b'e',
-            b'n', b't', b's',
+            b'n', b't', b's', //
+            0,    // workspace: None
         ];
         assert_eq!(&bytes[..], expected);
         let ping = encode_request(&Request::Ping, Encoding::Binary).unwrap();
@@ -355,7 +357,7 @@ mod tests {
         assert_eq!(
             std::str::from_utf8(&bytes).unwrap(),
             "{\"version\":4,\"request\":{\"token\":{\"profile\":\"work\",\"min_valid_ms\":300,\
-             \"scopes\":[\"a365:requirements\"]}}}\n"
+             \"scopes\":[\"a365:requirements\"],\"workspace\":null}}}\n"
         );
         let status = encode_request(&Request::Status, Encoding::Json).unwrap();
         assert_eq!(&status[..], b"{\"version\":4,\"request\":\"status\"}\n");
@@ -375,7 +377,8 @@ mod tests {
             Request::Token(TokenRequest {
                 profile: None,
                 min_valid_ms: 0,
-                scopes: vec![]
+                scopes: vec![],
+                workspace: None,
             })
         );
     }

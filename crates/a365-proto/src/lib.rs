@@ -45,7 +45,9 @@ pub use spec::*;
 /// `LoginReview` and `LoginKeep` were added.
 /// 3: `ProfileSpec` gained `introspection_url`.
 /// 4: `ProfileStatus` gained `client_auth` and `assumed_lifetime_secs`;
-/// `ClientAuth` gained `basic-raw`.
+/// `ClientAuth` gained `basic-raw`; `TokenRequest` gained `workspace`,
+/// `ProfileSpec` `workspace` and `workspace_of`; `Workspaces` (request
+/// and response) was added.
 pub const PROTOCOL_VERSION: u32 = 4;
 
 /// The oldest version a JSON message may name. JSON is self-describing and

@@ -75,6 +75,9 @@ pub enum Request {
     /// Keeps the credential a `LoginReview` answered for, or with `keep:
     /// false` discards it (the profile goes on as it was).
     LoginKeep { profile: String, keep: bool },
+    /// The Altium 365 workspaces the user of `profile` (an Altium
+    /// sign-in) belongs to.
+    Workspaces { profile: Option<String> },
 }
 
 /// The longest `min_valid_ms` that means anything: a year and a day.
@@ -102,6 +105,7 @@ impl Request {
             Request::Watch { .. } => "a365 watch",
             Request::Doctor { .. } => "a365 doctor",
             Request::Restart => "a restart on upgrade",
+            Request::Workspaces { .. } => "a365 workspaces",
         }
     }
 
@@ -134,6 +138,25 @@ pub struct TokenRequest {
     pub min_valid_ms: u64,
     #[serde(default)]
     pub scopes: Vec<String>,
+    /// An Altium 365 workspace (its id, URL or name): the token of that
+    /// workspace, exchanged from the profile's sign-in.
+    #[serde(default)]
+    pub workspace: Option<String>,
+}
+
+/// One Altium 365 workspace of the signed-in user.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Workspace {
+    /// Its id (`authId`): what its tokens' scope names.
+    pub id: String,
+    pub name: String,
+    pub url: String,
+    /// Where it is hosted (`US GovCloud` for Altium's Gov Cloud).
+    pub location: String,
+    /// In Altium's Gov Cloud: its tokens come from the Gov endpoint.
+    pub gov: bool,
+    /// The profile that holds its token, once one was asked for.
+    pub profile: Option<String>,
 }
 
 /// What the agent answers. Append new variants at the end.
@@ -166,6 +189,8 @@ pub enum Response {
     },
     /// The findings of `doctor`, one per check.
     Doctor(Vec<Check>),
+    /// The answer to `workspaces`.
+    Workspaces(Vec<Workspace>),
 }
 
 /// One finding of `doctor`: what was checked, the verdict, and what was

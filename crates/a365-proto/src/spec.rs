@@ -100,6 +100,14 @@ pub struct ProfileSpec {
     /// calling the credential dead.
     #[serde(default)]
     pub introspection_url: Option<String>,
+    /// An Altium 365 sign-in: the workspace (id, URL or name) whose token
+    /// `a365 token` gives when none is named.
+    #[serde(default)]
+    pub workspace: Option<String>,
+    /// A workspace token's profile: the sign-in profile it was exchanged
+    /// from (and is exchanged from again when it dies).
+    #[serde(default)]
+    pub workspace_of: Option<String>,
 }
 
 /// How a client with a secret authenticates at the token endpoint (RFC

@@ -56,6 +56,7 @@ fn request_name(r: &Request) -> String {
         Request::LoginReview { .. } => "login-review".into(),
         Request::LoginKeep { keep: true, .. } => "login-keep".into(),
         Request::LoginKeep { keep: false, .. } => "login-discard".into(),
+        Request::Workspaces { .. } => "workspaces".into(),
     }
 }
 
@@ -70,6 +71,7 @@ fn response_name(r: &Response) -> String {
         Response::Event(e) => format!("event-{}", e.kind.as_str()),
         Response::StatusPage { .. } => "status-page".into(),
         Response::Doctor(_) => "doctor".into(),
+        Response::Workspaces(_) => "workspaces".into(),
     }
 }
 
@@ -122,6 +124,7 @@ fn requests() -> Vec<Request> {
             profile: Some("work".into()),
             min_valid_ms: 300_000,
             scopes: vec!["a365:requirements".into(), "design.read".into()],
+            workspace: Some("Design".into()),
         }),
         Request::Status,
         Request::RemoveProfile {
@@ -154,6 +157,9 @@ fn requests() -> Vec<Request> {
             profile: Some("work".into()),
         },
         Request::Restart,
+        Request::Workspaces {
+            profile: Some("a365".into()),
+        },
         Request::LoginReview {
             profile: "design".into(),
         },
@@ -190,6 +196,8 @@ fn requests() -> Vec<Request> {
                 token_params: [("audience".into(), "https://api.example".into())].into(),
                 headers: [("X-Tenant".into(), "t1".into())].into(),
                 introspection_url: Some("https://auth.example/connect/introspect".into()),
+                workspace: Some("Design".into()),
+                workspace_of: Some("a365".into()),
             },
             secrets: Secrets {
                 client_secret: secret("s3cr3t"),
@@ -292,6 +300,14 @@ fn responses() -> Vec<Response> {
                 })
                 .collect(),
         ),
+        Response::Workspaces(vec![a365_proto::Workspace {
+            id: "ws-1".into(),
+            name: "Design".into(),
+            url: "https://design.365.altium.com".into(),
+            location: "US GovCloud".into(),
+            gov: true,
+            profile: Some("a365.ws-ws-1".into()),
+        }]),
     ];
     for kind in error_kinds() {
         all.push(Response::Error(ErrorReply::new(kind, "what happened")));
@@ -398,9 +414,9 @@ fn every_variant_encodes_as_committed_in_both_encodings() {
     let requests = names.iter().filter(|n| n.starts_with("request-")).count();
     assert_eq!(
         requests,
-        // 16 variants; `add` and `migrate` named per kind, store and
+        // 17 variants; `add` and `migrate` named per kind, store and
         // client auth; `remove` and `login-keep` twice each.
-        16 - 2 + 2 + Kind::ALL.len() + StoreKind::ALL.len() + ClientAuth::ALL.len()
+        17 - 2 + 2 + Kind::ALL.len() + StoreKind::ALL.len() + ClientAuth::ALL.len()
     );
     let errors = names
         .iter()

@@ -293,6 +293,7 @@ fn exchange(
                     "refresh_token is missing",
                 ));
             };
+            let kept = state.scope_of(rt);
             if !state.consume_refresh_token(rt, &client_id) {
                 return Err((
                     StatusCode::BAD_REQUEST,
@@ -300,8 +301,14 @@ fn exchange(
                     "the refresh token is unknown, used or not this client's",
                 ));
             }
-            Ok(state.grant(&client_id, scope, true))
+            let scope = scope.or(kept.as_deref());
+            let grant = state.grant(&client_id, scope, true);
+            if let (Some(new), Some(scope)) = (&grant.refresh_token, scope) {
+                state.keep_scope(new, scope);
+            }
+            Ok(grant)
         }
+        Some(TOKEN_EXCHANGE) => token_exchange(state, &client_id, form),
         Some("client_credentials") => Ok(state.grant(&client_id, scope, false)),
         Some("authorization_code") => {
             let field = |name: &str| form.get(name).map(String::as_str).unwrap_or("");
@@ -334,6 +341,44 @@ fn exchange(
             "only refresh_token, client_credentials and authorization_code are supported",
         )),
     }
+}
+
+/// RFC 8693's grant type.
+const TOKEN_EXCHANGE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
+
+/// As Altium Identity (SPEC §5.2, §6): a signed-in access token for one
+/// scoped to a workspace of its cloud; `access_denied` across clouds.
+fn token_exchange(
+    state: &ServerState,
+    client_id: &str,
+    form: &HashMap<String, String>,
+) -> Result<Grant, Refusal> {
+    let field = |name: &str| form.get(name).map(String::as_str).unwrap_or("");
+    if field("subject_token").is_empty()
+        || field("subject_token_type") != "urn:ietf:params:oauth:token-type:access_token"
+    {
+        return Err((
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "subject_token and an access_token subject_token_type are needed",
+        ));
+    }
+    let scope = field("scope");
+    let Some(id) = scope
+        .split_whitespace()
+        .find_map(|s| s.strip_prefix("a365:workspace:"))
+    else {
+        return Err((
+            StatusCode::BAD_REQUEST,
+            "invalid_scope",
+            "no a365:workspace: scope",
+        ));
+    };
+    state
+        .may_exchange(id, field("secure") == "1")
+        .map_err(|why| (StatusCode::BAD_REQUEST, "access_denied", why))?;
+    let offline = scope.split_whitespace().any(|s| s == "offline_access");
+    Ok(state.grant_login(client_id, scope, offline))
 }
 
 fn success(grant: &Grant, with_expires_in: bool) -> Response {

@@ -15,6 +15,7 @@ mod introspect;
 mod revoke;
 mod state;
 mod token_endpoint;
+mod workspaces;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -47,6 +48,21 @@ pub struct ServerConfig {
     pub basic_raw: bool,
     /// Public clients: a client id and PKCE, no secret.
     pub public_clients: Vec<String>,
+    /// As Altium Identity: this server is Altium's Gov Cloud (its tokens
+    /// carry `secure`, its token exchanges want `secure=1`).
+    pub gov: bool,
+    /// As Altium Identity: the user's workspaces, for the workspace list
+    /// (`/api/graphql`) and token exchange.
+    pub workspaces: Vec<MockWorkspace>,
+}
+
+/// A workspace of the mock Altium Identity.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MockWorkspace {
+    pub id: String,
+    pub name: String,
+    /// In Altium's Gov Cloud (`location.name` "US GovCloud").
+    pub gov: bool,
 }
 
 impl Default for ServerConfig {
@@ -64,6 +80,8 @@ impl Default for ServerConfig {
             require_basic: false,
             basic_raw: false,
             public_clients: Vec::new(),
+            gov: false,
+            workspaces: Vec::new(),
         }
     }
 }
@@ -87,6 +105,7 @@ pub async fn serve(
             axum::routing::get(authorize::authorize),
         )
         .route("/await", axum::routing::post(actionwait::poll))
+        .route("/api/graphql", axum::routing::post(workspaces::list))
         .route(
             "/api/AuthComplete",
             axum::routing::get(actionwait::complete),

@@ -137,7 +137,7 @@ impl Agent {
 
     /// Saves the secrets, writes the config, starts the profile; each step
     /// undone (and a replaced profile restarted) when a later one fails.
-    async fn install(
+    pub(super) async fn install(
         &self,
         name: &str,
         spec: &a365_proto::ProfileSpec,
@@ -207,13 +207,37 @@ impl Agent {
         }
     }
 
-    /// Revokes the credential at the provider (no edit lock is held over
-    /// that network wait), then deletes secrets and settings.
+    /// Removes a profile, and first the workspace tokens exchanged from
+    /// it (each revoked too).
     pub(super) async fn remove(
         &self,
         name: &str,
         keep_remote: bool,
     ) -> Result<Response, ErrorReply> {
+        self.profile(Some(name))?;
+        let mut said = Vec::new();
+        let children = self
+            .all_profiles()
+            .into_iter()
+            .filter(|p| p.spec.workspace_of.as_deref() == Some(name));
+        for child in children {
+            match self.remove_one(&child.name, keep_remote).await? {
+                Response::Done { message } => said.push(message),
+                _ => return Err(internal("an unexpected answer removing a workspace token")),
+            }
+        }
+        let reply = self.remove_one(name, keep_remote).await?;
+        match (reply, said.is_empty()) {
+            (Response::Done { message }, false) => Ok(Response::Done {
+                message: format!("{}; and {message}", said.join("; ")),
+            }),
+            (reply, _) => Ok(reply),
+        }
+    }
+
+    /// Revokes the credential at the provider (no edit lock is held over
+    /// that network wait), then deletes secrets and settings.
+    async fn remove_one(&self, name: &str, keep_remote: bool) -> Result<Response, ErrorReply> {
         let profile = self.profile(Some(name))?;
         let Some(placed) = profile.home.placed().cloned() else {
             return self.remove_shared(profile, keep_remote).await;

@@ -18,6 +18,7 @@ mod forwarded;
 mod login;
 mod migrate;
 mod status;
+mod workspaces;
 
 pub(crate) use forwarded::not_forwarded;
 
@@ -59,6 +60,9 @@ pub struct Agent {
     add_wait: Duration,
     /// Fleet mode: where shared profiles live.
     fleet: Option<Arc<crate::fleet::Fleet>>,
+    /// One workspace token exchanged at a time, so that clients asking
+    /// for a new workspace at once share one exchange.
+    workspace_exchanges: tokio::sync::Mutex<()>,
     /// The binary this agent runs, as it was at start: an upgrade is
     /// told by a change of it (`None`: it cannot be read).
     binary: Option<crate::upgrade::Binary>,
@@ -111,6 +115,7 @@ impl Agent {
             add_wait,
             fleet: fleet.clone(),
             binary: crate::upgrade::Binary::current(),
+            workspace_exchanges: tokio::sync::Mutex::new(()),
         });
         if let Some(fleet) = fleet {
             // The shared profiles are served from the start when etcd answers.
@@ -199,6 +204,7 @@ impl Agent {
                     "the agent's binary has not changed: it goes on",
                 )),
             },
+            Request::Workspaces { profile } => self.workspaces(profile.as_deref()).await,
             Request::Watch { .. } => Err(ErrorReply::new(
                 ErrorKind::BadRequest,
                 "watch must be the only request of its connection",
@@ -256,6 +262,13 @@ impl Agent {
 
     async fn token(&self, req: TokenRequest) -> Result<(Arc<Profile>, Arc<Held>), ErrorReply> {
         let profile = self.profile(req.profile.as_deref())?;
+        // An Altium sign-in: a workspace named, or the profile's own.
+        if let Some(workspace) = req.workspace.as_ref().or(profile.spec.workspace.as_ref()) {
+            let workspace = workspace.clone();
+            return self
+                .workspace_token(profile, &workspace, req.min_valid_ms, &req.scopes)
+                .await;
+        }
         let held = profile.token(req.min_valid_ms, &req.scopes).await?;
         Ok((profile, held))
     }

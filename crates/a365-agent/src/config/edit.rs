@@ -81,6 +81,8 @@ fn profile_table(spec: &ProfileSpec) -> toml_edit::Table {
         ("base_url", &spec.base_url),
         ("revocation_url", &spec.revocation_url),
         ("introspection_url", &spec.introspection_url),
+        ("workspace", &spec.workspace),
+        ("workspace_of", &spec.workspace_of),
     ] {
         if let Some(value) = value {
             table.insert(key, toml_edit::value(value.as_str()));

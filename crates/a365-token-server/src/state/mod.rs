@@ -72,6 +72,11 @@ struct Inner {
     clients: HashMap<String, String>,
     /// Clients without a secret (PKCE only).
     public_clients: Vec<String>,
+    /// Altium Identity: Gov Cloud, and the user's workspaces.
+    gov: bool,
+    workspaces: Vec<crate::MockWorkspace>,
+    /// The scope each live refresh token was granted, kept on refresh.
+    refresh_scopes: HashMap<String, String>,
     /// Live refresh token → client id.
     refresh_tokens: HashMap<String, String>,
     fault: Option<(Fault, Option<usize>)>,
@@ -125,6 +130,9 @@ impl State {
                 codes: HashMap::new(),
                 designer: designer::Designer::default(),
                 public_clients: config.public_clients.clone(),
+                gov: config.gov,
+                workspaces: config.workspaces.clone(),
+                refresh_scopes: HashMap::new(),
             }),
             actionwait: actionwait::ActionWait::default(),
         }

@@ -153,22 +153,65 @@ impl State {
     pub(crate) fn grant_login(&self, client_id: &str, scope: &str, offline: bool) -> Grant {
         let mut grant = self.grant(client_id, Some(scope), false);
         if offline {
-            grant.refresh_token = Some(self.issue_refresh_token(client_id));
+            let rt = self.issue_refresh_token(client_id);
+            self.lock()
+                .refresh_scopes
+                .insert(rt.clone(), scope.to_owned());
+            grant.refresh_token = Some(rt);
         }
         grant
     }
 
+    /// The scope `refresh_token` was granted with, if it was a login's or
+    /// an exchange's (a refresh keeps it, as Altium Identity does).
+    pub(crate) fn scope_of(&self, refresh_token: &str) -> Option<String> {
+        self.lock().refresh_scopes.get(refresh_token).cloned()
+    }
+
+    /// Notes the scope a rotated refresh token carries on.
+    pub(crate) fn keep_scope(&self, refresh_token: &str, scope: &str) {
+        self.lock()
+            .refresh_scopes
+            .insert(refresh_token.to_owned(), scope.to_owned());
+    }
+
+    /// Altium Identity's rules for exchanging a token for workspace `id`
+    /// (SPEC §6): only on the workspace's own cloud, and on the Gov one
+    /// only with `secure=1`.
+    pub(crate) fn may_exchange(&self, id: &str, secure: bool) -> Result<(), &'static str> {
+        let inner = self.lock();
+        let workspace = inner
+            .workspaces
+            .iter()
+            .find(|w| w.id == id)
+            .ok_or("the workspace is unknown")?;
+        if workspace.gov != inner.gov || (inner.gov && !secure) {
+            return Err("the workspace is not on this cloud, or secure=1 is missing");
+        }
+        Ok(())
+    }
+
+    /// The user's workspaces, for the GraphQL list.
+    pub(crate) fn workspaces(&self) -> Vec<crate::MockWorkspace> {
+        self.lock().workspaces.clone()
+    }
+
+    /// Whether `token` is an access token this server issued.
+    pub(crate) fn issued(&self, token: &str) -> bool {
+        self.lock().access_issued.iter().any(|t| t == token)
+    }
+
     /// Issues an access token (and a rotated refresh token when asked).
     pub(crate) fn grant(&self, client_id: &str, scope: Option<&str>, with_refresh: bool) -> Grant {
-        let (lifetime, scopes, rotate) = {
+        let (lifetime, scopes, rotate, gov) = {
             let inner = self.lock();
-            let scopes = match scope {
+            let scopes: Vec<String> = match scope {
                 Some(s) if !s.trim().is_empty() => {
                     s.split_whitespace().map(str::to_owned).collect()
                 }
                 _ => inner.scopes.clone(),
             };
-            (inner.lifetime, scopes, inner.rotate)
+            (inner.lifetime, scopes, inner.rotate, inner.gov)
         };
         let iat = now_ms() / 1000;
         let exp = iat + lifetime.as_secs() as i64;
@@ -183,6 +226,18 @@ impl State {
             "jti": random_token(12),
             "scope": scopes,
         });
+        let mut claims = claims;
+        // Altium's claims (SPEC §8): a workspace token names its
+        // workspace; a Gov Cloud token carries `secure`.
+        if let Some(id) = scopes
+            .iter()
+            .find_map(|s| s.strip_prefix("a365:workspace:"))
+        {
+            claims["workspaceId"] = serde_json::json!(id);
+        }
+        if gov {
+            claims["secure"] = serde_json::json!("1");
+        }
         let payload = URL_SAFE_NO_PAD.encode(claims.to_string());
         let access_token = format!("{header}.{payload}.{}", random_token(32));
         let refresh_token = (with_refresh && rotate).then(|| self.issue_refresh_token(client_id));

@@ -1,0 +1,362 @@
+//! One Altium 365 sign-in, every workspace (altium-auth SPEC §5.2, §6,
+//! §7): `workspaces` lists the user's workspaces with the sign-in's token;
+//! `token --workspace` gives a workspace's token, exchanged (RFC 8693)
+//! from the sign-in's the first time and kept as a profile of its own
+//! (`NAME.ws-ID`, `workspace_of = NAME`), which the refresh engine renews
+//! like any other and a restart restores without an exchange. A workspace
+//! in Altium's Gov Cloud is exchanged at the Gov endpoint (the
+//! Commercial→Gov bridge).
+
+use std::sync::Arc;
+
+use a365_proto::{ErrorKind, ErrorReply, ProfileSpec, Response, Workspace};
+
+use super::{Agent, internal, invalid, unavailable};
+use crate::profile::{Held, Phase, Profile};
+use crate::realm::Realm;
+
+/// The GraphQL query of the user's workspaces (SPEC §7).
+const QUERY: &str = "query { desWorkspaceInfos { authId name url location { name } } }";
+
+/// The location of a workspace in Altium's Gov Cloud.
+const GOV_LOCATION: &str = "US GovCloud";
+
+/// The longest answer the workspace list may have.
+const MAX_BODY: usize = 1024 * 1024;
+
+/// A sign-in's token must be valid this long to be exchanged or used.
+const MIN_VALID_MS: u64 = 60_000;
+
+impl Agent {
+    /// `workspaces`: the workspaces of `name`'s user, and which of them
+    /// have a token here.
+    pub(super) async fn workspaces(&self, name: Option<&str>) -> Result<Response, ErrorReply> {
+        let parent = self.profile(name)?;
+        let mut list = self.workspace_list(&parent).await?;
+        for workspace in &mut list {
+            let child = child_name(&parent.name, &workspace.id);
+            if self.profile(Some(&child)).is_ok() {
+                workspace.profile = Some(child);
+            }
+        }
+        Ok(Response::Workspaces(list))
+    }
+
+    /// The token of `workspace` (id, URL or name) of `parent`'s user.
+    pub(super) async fn workspace_token(
+        &self,
+        parent: Arc<Profile>,
+        workspace: &str,
+        min_valid_ms: u64,
+        scopes: &[String],
+    ) -> Result<(Arc<Profile>, Arc<Held>), ErrorReply> {
+        let realm = sign_in_realm(&parent)?;
+        // A token asked for before, by id: no list needed.
+        let known = self
+            .profile(Some(&child_name(&parent.name, workspace)))
+            .ok();
+        let child = match known.filter(|c| !matches!(c.snapshot().phase, Phase::NeedsReauth(_))) {
+            Some(child) => child,
+            None => {
+                let _one = self.workspace_exchanges.lock().await;
+                let list = self.workspace_list(&parent).await?;
+                let chosen = choose(&list, workspace, &parent.name)?;
+                let name = child_name(&parent.name, &chosen.id);
+                match self.profile(Some(&name)).ok() {
+                    Some(c) if !matches!(c.snapshot().phase, Phase::NeedsReauth(_)) => c,
+                    _ => {
+                        self.exchange_workspace(&parent, &realm, chosen, &name)
+                            .await?
+                    }
+                }
+            }
+        };
+        let held = child.token(min_valid_ms, scopes).await?;
+        Ok((child, held))
+    }
+
+    /// Exchanges `parent`'s token for `workspace`'s and keeps it as the
+    /// profile `name` (replacing a dead one).
+    async fn exchange_workspace(
+        &self,
+        parent: &Profile,
+        realm: &Realm,
+        workspace: &Workspace,
+        name: &str,
+    ) -> Result<Arc<Profile>, ErrorReply> {
+        a365_proto::is_valid_profile_name(name)
+            .then_some(())
+            .ok_or_else(|| {
+                invalid(format!(
+                    "the profile name '{}' is too long to name its workspace tokens after it",
+                    parent.name
+                ))
+            })?;
+        let spec = child_spec(parent, realm, workspace)?;
+        let endpoint = crate::provider::endpoint(&spec)
+            .map_err(invalid)?
+            .ok_or_else(|| internal("a workspace has no token endpoint"))?;
+        let placed = parent.home.placed().cloned().ok_or_else(|| {
+            invalid("a profile shared through the fleet holds no workspace tokens")
+        })?;
+        let parent_credential = placed
+            .load(&parent.name)
+            .await
+            .map_err(|e| internal(format!("cannot read the sign-in's secrets: {e}")))?
+            .unwrap_or_default();
+        let subject = parent.token(MIN_VALID_MS, &[]).await?;
+        let now = self.shared.clock.now_ms();
+        let mut credential = crate::provider::new_credential(now);
+        credential.client_secret = parent_credential.client_secret;
+        let exchange = self.shared.exchange(name, &endpoint, &spec);
+        let client = crate::provider::oauth::Client {
+            id: exchange.client_id(),
+            secret: credential.client_secret.as_ref(),
+        };
+        let answer = crate::provider::workspace::exchange(
+            exchange.call(&credential),
+            client,
+            &subject.secret,
+            &workspace.id,
+            &parent.spec.scopes,
+        )
+        .await
+        .map_err(|e| {
+            let kind = match e {
+                crate::provider::ProviderError::Dead(_) => ErrorKind::NeedsReauth,
+                _ => ErrorKind::Unavailable,
+            };
+            ErrorReply::new(
+                kind,
+                format!(
+                    "the token of workspace '{}' could not be had: {e}",
+                    workspace.name
+                ),
+            )
+        })?;
+        let credential = crate::profile::engine::fold(&credential, answer.into(), now).credential;
+        tracing::info!(profile = %name, workspace = %workspace.id, gov = workspace.gov, "workspace token exchanged");
+        let _edit = self.edits.lock().await;
+        self.install(name, &spec, placed, credential, true).await
+    }
+
+    /// The user's workspaces, asked of the sign-in's realm's API with its
+    /// token.
+    async fn workspace_list(&self, parent: &Profile) -> Result<Vec<Workspace>, ErrorReply> {
+        let realm = sign_in_realm(parent)?;
+        let api = realm.api.clone().ok_or_else(|| {
+            invalid(format!(
+                "realm '{}' names no API to list workspaces: set api_url in [realms.{}]",
+                realm.name, realm.name
+            ))
+        })?;
+        let token = parent.token(MIN_VALID_MS, &[]).await?;
+        let body = serde_json::json!({ "query": QUERY }).to_string();
+        let response = self
+            .shared
+            .http
+            .post(api.clone())
+            .bearer_auth(secrecy::ExposeSecret::expose_secret(&token.secret))
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| unavailable(format!("the workspace list: {}", describe(&e, &api))))?;
+        let status = response.status().as_u16();
+        let bytes = crate::body::read_limited(response, MAX_BODY)
+            .await
+            .map_err(|_| unavailable("the workspace list's answer was cut or too large"))?;
+        if status != 200 {
+            return Err(unavailable(format!(
+                "the workspace list: {} answered HTTP {status}",
+                api.host_str().unwrap_or("the API")
+            )));
+        }
+        parse_list(&bytes)
+    }
+}
+
+fn describe(e: &reqwest::Error, url: &reqwest::Url) -> String {
+    crate::provider::oauth::describe_send_error(e, url)
+}
+
+/// The realm of an Altium sign-in profile, or why `parent` is none.
+fn sign_in_realm(parent: &Profile) -> Result<Realm, ErrorReply> {
+    let not = || {
+        invalid(format!(
+            "profile '{}' is no Altium 365 sign-in (an authorization-code profile of an Altium \
+             realm): workspace tokens are exchanged from one",
+            parent.name
+        ))
+    };
+    if parent.spec.kind != a365_proto::Kind::AuthorizationCode || parent.spec.workspace_of.is_some()
+    {
+        return Err(not());
+    }
+    let endpoint = parent.endpoint().ok_or_else(not)?;
+    crate::realm::owning(&endpoint.token_url).ok_or_else(not)
+}
+
+/// The profile of `parent`'s token for workspace `id`.
+fn child_name(parent: &str, id: &str) -> String {
+    format!("{parent}.ws-{id}")
+}
+
+/// The settings of a workspace token's profile: the sign-in's client and
+/// scopes plus the workspace's, at the token endpoint of its cloud.
+fn child_spec(
+    parent: &Profile,
+    realm: &Realm,
+    workspace: &Workspace,
+) -> Result<ProfileSpec, ErrorReply> {
+    let realm_name = match (workspace.gov, realm.gov) {
+        (true, true) | (false, false) => realm.name.clone(),
+        (true, false) => realm.gov_realm.clone().ok_or_else(|| {
+            invalid(format!(
+                "workspace '{}' is in Altium's Gov Cloud, and realm '{}' names no Gov Cloud to \
+                 exchange it at (gov_realm in [realms.{}])",
+                workspace.name, realm.name, realm.name
+            ))
+        })?,
+        (false, true) => {
+            return Err(invalid(format!(
+                "workspace '{}' is not in Altium's Gov Cloud, and a Gov Cloud sign-in cannot \
+                 have its token: sign in on the commercial cloud (realm altium365), which reaches \
+                 both",
+                workspace.name
+            )));
+        }
+    };
+    let mut scopes = vec![crate::provider::workspace::workspace_scope(&workspace.id)];
+    scopes.extend(parent.spec.scopes.iter().cloned());
+    Ok(ProfileSpec {
+        kind: a365_proto::Kind::AuthorizationCode,
+        realm: Some(realm_name),
+        client_id: parent.spec.client_id.clone(),
+        client_auth: parent.spec.client_auth,
+        scopes,
+        store: parent.spec.store,
+        workspace_of: Some(parent.name.clone()),
+        ..ProfileSpec::default()
+    })
+}
+
+/// The workspace `wanted` names (its id, URL or name, in that order).
+fn choose<'a>(
+    list: &'a [Workspace],
+    wanted: &str,
+    parent: &str,
+) -> Result<&'a Workspace, ErrorReply> {
+    let url = |u: &str| u.trim_end_matches('/').to_ascii_lowercase();
+    let found: Vec<&Workspace> = [
+        list.iter().filter(|w| w.id == wanted).collect::<Vec<_>>(),
+        list.iter().filter(|w| url(&w.url) == url(wanted)).collect(),
+        list.iter()
+            .filter(|w| w.name.eq_ignore_ascii_case(wanted))
+            .collect(),
+    ]
+    .into_iter()
+    .find(|f| !f.is_empty())
+    .unwrap_or_default();
+    match found.as_slice() {
+        [one] => Ok(one),
+        [] => Err(ErrorReply::new(
+            ErrorKind::UnknownProfile,
+            format!(
+                "'{}' is none of the workspaces of profile '{parent}' (its id, URL or name): {}",
+                a365_proto::visible(wanted),
+                names(list)
+            ),
+        )),
+        many => Err(invalid(format!(
+            "{} workspaces are called '{}': name one by its id ({})",
+            many.len(),
+            a365_proto::visible(wanted),
+            many.iter()
+                .map(|w| w.id.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))),
+    }
+}
+
+fn names(list: &[Workspace]) -> String {
+    match list.is_empty() {
+        true => "the user belongs to none".into(),
+        false => list
+            .iter()
+            .map(|w| w.name.as_str())
+            .collect::<Vec<_>>()
+            .join(", "),
+    }
+}
+
+/// `{"data": {"desWorkspaceInfos": [{authId, name, url, location: {name}}]}}`.
+fn parse_list(bytes: &[u8]) -> Result<Vec<Workspace>, ErrorReply> {
+    let json: serde_json::Value = serde_json::from_slice(bytes)
+        .map_err(|_| unavailable("the workspace list's answer is not JSON"))?;
+    if let Some(message) = json["errors"][0]["message"].as_str() {
+        return Err(unavailable(format!(
+            "the workspace list: the API answered: {}",
+            a365_proto::visible(&message.chars().take(200).collect::<String>())
+        )));
+    }
+    let items = json["data"]["desWorkspaceInfos"]
+        .as_array()
+        .ok_or_else(|| unavailable("the workspace list's answer has no desWorkspaceInfos"))?;
+    let text = |v: &serde_json::Value| a365_proto::visible(v.as_str().unwrap_or_default());
+    let plain = |id: &str| {
+        !id.is_empty()
+            && id.len() <= 64
+            && id
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    };
+    let mut list = Vec::new();
+    for item in items {
+        let id = item["authId"].as_str().unwrap_or_default();
+        // The id names a profile and a scope: nothing but a plain id.
+        if !plain(id) {
+            continue;
+        }
+        let location = text(&item["location"]["name"]);
+        list.push(Workspace {
+            id: id.to_owned(),
+            name: text(&item["name"]),
+            url: text(&item["url"]),
+            gov: location == GOV_LOCATION,
+            location,
+            profile: None,
+        });
+    }
+    Ok(list)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_list_and_the_choice() {
+        let answer = br#"{"data":{"desWorkspaceInfos":[
+            {"authId":"ws-1","name":"Design","url":"https://design.365.altium.com/","location":{"name":"US East"}},
+            {"authId":"ws-2","name":"Secure","url":"https://secure.365-gov.altium.com","location":{"name":"US GovCloud"}},
+            {"authId":"../evil","name":"x","url":"","location":{"name":""}}]}}"#;
+        let list = parse_list(answer).unwrap();
+        assert_eq!(list.len(), 2, "a non-plain id is dropped");
+        assert!(list[1].gov && !list[0].gov);
+        assert_eq!(choose(&list, "ws-2", "p").unwrap().id, "ws-2");
+        assert_eq!(
+            choose(&list, "https://design.365.altium.com", "p")
+                .unwrap()
+                .id,
+            "ws-1"
+        );
+        assert_eq!(choose(&list, "design", "p").unwrap().id, "ws-1");
+        let err = choose(&list, "nope", "p").unwrap_err().message;
+        assert!(err.contains("Design, Secure"), "{err}");
+        let errors = br#"{"errors":[{"message":"denied\u001b[2J"}]}"#;
+        let err = parse_list(errors).unwrap_err().message;
+        assert!(err.contains("denied") && !err.contains('\x1b'), "{err}");
+    }
+}
