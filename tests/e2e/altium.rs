@@ -116,8 +116,9 @@ fn request(server: &TokenServer, grant: &str) -> a365_token_server::RecordedRequ
 
 /// A commercial sign-in: ActionWait is polled with the login's state as
 /// its wait token; the code is exchanged as a public client (client_id in
-/// the body, no Basic, no secure) with the AuthComplete redirect; a
-/// refresh sends no scope; a restart serves the stored token.
+/// the body, no Basic, no secure) with the AuthComplete redirect; the user
+/// is named from userinfo; a refresh sends no scope; a restart serves the
+/// stored token and still names the user.
 #[test]
 fn a_commercial_sign_in_through_actionwait() {
     let Clouds {
@@ -165,6 +166,8 @@ fn a_commercial_sign_in_through_actionwait() {
     let _agent = env.start_agent();
     assert_eq!(env.token("a365"), held);
     assert_eq!(commercial.recorded().len(), 2, "no exchange at the restart");
+    let status = env.a365(&["status", "--json"]).ok().json();
+    assert_eq!(status[0]["account"], "ann.designer", "kept: {status}");
 }
 
 /// A Gov Cloud sign-in: authorize on the Gov host, the AuthComplete page

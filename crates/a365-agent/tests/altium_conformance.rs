@@ -4,8 +4,10 @@
 //! requests its providers send (recorded by our token server acting as
 //! Altium Identity, commercial and Gov, the realms pointed at it by
 //! configuration) and what it makes of each scripted answer, and its
-//! ActionWait poll. Every vector either passes or is listed below with the
-//! reason it does not apply; a vector this test does not know fails it.
+//! ActionWait poll, its userinfo read, and the claims of the tokens it
+//! ends up holding. Every vector either passes or is listed in
+//! `NOT_APPLICABLE` with the reason; a vector or group this test does not
+//! know fails it.
 
 #![allow(clippy::unwrap_used)]
 
@@ -17,30 +19,12 @@ use a365_agent::provider::{self, Exchange, oauth};
 use a365_agent::realm::{self, RealmConfig};
 use a365_proto::{Kind, ProfileSpec};
 use a365_store::Credential;
-use a365_token_server::{Fault, RecordedRequest, ServerConfig, TokenServer};
+use a365_token_server::{Fault, MockWorkspace, RecordedRequest, ServerConfig, TokenServer};
 use secrecy::SecretString;
 use serde_json::Value;
 
-/// Vectors that do not apply to a365, and why.
-const NOT_APPLICABLE: &[(&str, &str)] = &[
-    (
-        "userinfo-shape",
-        "a reference of the claims Altium's userinfo endpoint returns (\"not a library \
-         function\"); a365 reads whose token it is from the access token's claims",
-    ),
-    (
-        "claims-global-commercial",
-        "the claims of a token Altium itself issues, captured live: nothing a client sends",
-    ),
-    (
-        "claims-workspace-nongov",
-        "the claims of a token Altium itself issues, captured live: nothing a client sends",
-    ),
-    (
-        "claims-workspace-gov",
-        "the claims of a token Altium itself issues, captured live: nothing a client sends",
-    ),
-];
+/// Vectors that do not apply to a365, and why (none, in version 0.1.0).
+const NOT_APPLICABLE: &[(&str, &str)] = &[];
 
 /// The mock clouds, and the public names of Altium's hosts mapped to them.
 struct Mock {
@@ -51,14 +35,21 @@ struct Mock {
 
 impl Mock {
     fn start() -> Mock {
-        let config = || ServerConfig {
+        let workspace = |id: &str, gov: bool| MockWorkspace {
+            id: id.into(),
+            name: id.into(),
+            gov,
+        };
+        let config = |gov: bool| ServerConfig {
             clients: vec![("test-client-id".into(), "s3cret".into())],
             public_clients: vec!["test-client-id".into(), "gov-client".into()],
+            gov,
+            workspaces: vec![workspace("ws-123", false), workspace("gov-ws", true)],
             ..ServerConfig::default()
         };
         let mock = Mock {
-            commercial: TokenServer::start(config()).unwrap(),
-            gov: TokenServer::start(config()).unwrap(),
+            commercial: TokenServer::start(config(false)).unwrap(),
+            gov: TokenServer::start(config(true)).unwrap(),
             http: reqwest::Client::new(),
         };
         let c = mock.commercial.base_url();
@@ -391,6 +382,179 @@ async fn revocation(mock: &Mock, vector: &Value) -> Result<(), String> {
     check_request(mock, &vector["expectRequest"], &vector["config"])
 }
 
+/// The `userinfo` vector: a365 reads every claim the schema names from
+/// the userinfo endpoint, with a token of the sign-in, and names the user.
+async fn userinfo(mock: &Mock, vector: &Value) -> Result<(), String> {
+    let spec = spec(mock, &serde_json::json!({ "clientId": "test-client-id" }));
+    let endpoint = provider::endpoint(&spec)
+        .map_err(|e| e.to_string())?
+        .unwrap();
+    mock.reset();
+    let exchange = Exchange {
+        profile: "conformance",
+        http: &mock.http,
+        endpoint: &endpoint,
+        spec: &spec,
+        now_ms: now_ms(),
+        default_lifetime: Duration::from_secs(3600),
+        answer_wait: Duration::from_secs(10),
+    };
+    let credential = Credential {
+        client_secret: Some(SecretString::from("s3cret")),
+        ..Credential::default()
+    };
+    let token = provider::of(Kind::ClientCredentials)
+        .obtain(exchange, &credential)
+        .await
+        .map_err(|e| e.to_string())?
+        .access_token;
+    let url: reqwest::Url = format!("{}/connect/userinfo", mock.commercial.base_url())
+        .parse()
+        .unwrap();
+    let claims = provider::userinfo::claims(&mock.http, &url, &token)
+        .await
+        .map_err(|e| e.to_string())?;
+    for name in vector["expectClaims"].as_array().into_iter().flatten() {
+        let name = name.as_str().unwrap_or_default();
+        if !claims.contains_key(name) {
+            return Err(format!("claim {name} was not read: {claims:?}"));
+        }
+    }
+    match provider::userinfo::display(&claims) {
+        Some(_) => Ok(()),
+        None => Err("no name of the user among the claims".into()),
+    }
+}
+
+/// A `liveClaims` vector: its scenario played through a365 against the
+/// mock (a sign-in on the commercial cloud, then a workspace's token by
+/// exchange at the endpoint a365 chooses for it), and the claims of the
+/// token a365 ends up holding.
+async fn live_claims(mock: &Mock, vector: &Value) -> Result<(), String> {
+    mock.reset();
+    let public = serde_json::json!({ "clientId": "test-client-id", "scopes": "openid profile" });
+    let global = sign_in(mock, &public).await?;
+    let token = match vector["id"].as_str() {
+        Some("claims-global-commercial") => global,
+        Some(id) => {
+            let gov = id.ends_with("-gov");
+            let mut config = public.clone();
+            if gov {
+                config["tokenEndpoint"] = "https://auth.365-gov.altium.com/connect/token".into();
+            }
+            let spec = spec(mock, &config);
+            let endpoint = provider::endpoint(&spec)
+                .map_err(|e| e.to_string())?
+                .unwrap();
+            let exchange = Exchange {
+                profile: "conformance",
+                http: &mock.http,
+                endpoint: &endpoint,
+                spec: &spec,
+                now_ms: now_ms(),
+                default_lifetime: Duration::from_secs(3600),
+                answer_wait: Duration::from_secs(10),
+            };
+            let client = oauth::Client {
+                id: "test-client-id",
+                secret: None,
+            };
+            let workspace = if gov { "gov-ws" } else { "ws-123" };
+            let subject = SecretString::from(global);
+            let credential = Credential::default();
+            let answer = provider::workspace::exchange(
+                exchange.call(&credential),
+                client,
+                &subject,
+                workspace,
+                &spec.scopes,
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+            fresh(answer.fresh).0
+        }
+        None => return Err("no id".into()),
+    };
+    let payload = token.split('.').nth(1).unwrap_or_default();
+    let claims: Value = serde_json::from_slice(
+        &base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, payload)
+            .map_err(|e| e.to_string())?,
+    )
+    .map_err(|e| e.to_string())?;
+    let expect = &vector["accessTokenClaims"];
+    let iss = claims["iss"].as_str().map(|i| mock.public(i));
+    check_eq("iss", expect["iss"].as_str(), iss.as_deref())?;
+    let scopes: Vec<&str> = claims["scope"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .collect();
+    for part in expect["scopeContains"].as_array().into_iter().flatten() {
+        let part = part.as_str().unwrap_or_default();
+        if !scopes.iter().any(|s| s.contains(part)) {
+            return Err(format!("no scope has {part:?}: {scopes:?}"));
+        }
+    }
+    for claim in ["secure", "workspaceId"] {
+        match (expect[claim].as_str(), &claims[claim]) {
+            (Some("<absent>"), Value::Null) | (Some("<present>"), Value::String(_)) | (None, _) => {
+            }
+            (Some(want), got) if got.as_str() == Some(want) => {}
+            (want, got) => return Err(format!("{claim}: {got}, not {want:?}")),
+        }
+    }
+    Ok(())
+}
+
+/// A sign-in on the commercial cloud as a365 makes it: its authorize URL
+/// (answered by the mock at once), then its code exchange.
+async fn sign_in(mock: &Mock, config: &Value) -> Result<String, String> {
+    let spec = spec(mock, config);
+    let endpoint = provider::endpoint(&spec)
+        .map_err(|e| e.to_string())?
+        .unwrap();
+    let login = endpoint.login.clone().unwrap();
+    let pkce = provider::Pkce::generate().map_err(|e| e.to_string())?;
+    let browser = provider::of(Kind::AuthorizationCode).browser().unwrap();
+    let url = browser.authorize_url(&spec, &login, &pkce);
+    let no_redirects = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let answer = no_redirects
+        .get(url)
+        .send()
+        .await
+        .map_err(|e| e.to_string())?;
+    let location = answer
+        .headers()
+        .get(reqwest::header::LOCATION)
+        .and_then(|l| l.to_str().ok())
+        .and_then(|l| reqwest::Url::parse(l).ok())
+        .ok_or("the authorize endpoint did not redirect")?;
+    let code = location
+        .query_pairs()
+        .find(|(k, _)| k == "code")
+        .map(|(_, v)| v.into_owned())
+        .ok_or_else(|| format!("no code: {location}"))?;
+    let exchange = Exchange {
+        profile: "conformance",
+        http: &mock.http,
+        endpoint: &endpoint,
+        spec: &spec,
+        now_ms: now_ms(),
+        default_lifetime: Duration::from_secs(3600),
+        answer_wait: Duration::from_secs(10),
+    };
+    let call = exchange.call(&Credential::default());
+    browser
+        .redeem(call, &spec, None, &code, &login.redirect_uri, &pkce)
+        .await
+        .map(|a| fresh(a.fresh).0)
+        .map_err(|e| e.to_string())
+}
+
 /// An `actionWait` vector: its answers to the polls, then the outcome.
 async fn action_wait(mock: &Mock, vector: &Value) -> Result<(), String> {
     let token = "5b1c2f4e-7a3d-4e9b-8c21-0f6d5e4a3b2c";
@@ -517,6 +681,8 @@ fn every_altium_conformance_vector() {
                 "tokenRequest" => runtime.block_on(token_request(&mock, vector)),
                 "revocation" => runtime.block_on(revocation(&mock, vector)),
                 "actionWait" => runtime.block_on(action_wait(&mock, vector)),
+                "userinfo" => runtime.block_on(userinfo(&mock, vector)),
+                "liveClaims" => runtime.block_on(live_claims(&mock, vector)),
                 other => Err(format!("no runner for {other}")),
             };
             match outcome {

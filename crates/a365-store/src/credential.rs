@@ -44,6 +44,9 @@ pub struct Credential {
     /// The cached access token stated no lifetime: the one assumed, in
     /// seconds.
     pub assumed_lifetime_s: Option<u64>,
+    /// Who signed in (a browser login's userinfo or id_token), for
+    /// `status` (not secret).
+    pub account: Option<String>,
 }
 
 impl fmt::Debug for Credential {
@@ -63,6 +66,7 @@ impl fmt::Debug for Credential {
             .field("rotates", &self.rotates)
             .field("client_auth", &self.client_auth)
             .field("assumed_lifetime_s", &self.assumed_lifetime_s)
+            .field("account", &self.account)
             .finish()
     }
 }
@@ -108,6 +112,8 @@ struct Out<'a> {
     client_auth: Option<ClientAuth>,
     #[serde(skip_serializing_if = "Option::is_none")]
     assumed_lifetime_s: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    account: Option<&'a str>,
 }
 
 #[derive(Deserialize)]
@@ -137,6 +143,8 @@ struct In {
     client_auth: Option<ClientAuth>,
     #[serde(default)]
     assumed_lifetime_s: Option<u64>,
+    #[serde(default)]
+    account: Option<String>,
 }
 
 impl Credential {
@@ -157,6 +165,7 @@ impl Credential {
             rotates: self.rotates,
             client_auth: self.client_auth,
             assumed_lifetime_s: self.assumed_lifetime_s,
+            account: self.account.as_deref(),
         };
         // Sized up front: a growing Vec would leave unzeroized copies behind.
         let size = [&self.client_secret, &self.refresh_token, &self.access_token]
@@ -215,6 +224,7 @@ impl Credential {
             rotates: record.rotates,
             client_auth: record.client_auth,
             assumed_lifetime_s: record.assumed_lifetime_s,
+            account: record.account,
         })
     }
 }
@@ -235,6 +245,7 @@ pub(crate) fn sample() -> Credential {
         rotates: None,
         client_auth: None,
         assumed_lifetime_s: None,
+        account: None,
     }
 }
 

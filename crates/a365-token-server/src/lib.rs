@@ -107,6 +107,10 @@ pub async fn serve(
         .route("/await", axum::routing::post(actionwait::poll))
         .route("/api/graphql", axum::routing::post(workspaces::list))
         .route(
+            "/connect/userinfo",
+            axum::routing::get(workspaces::userinfo),
+        )
+        .route(
             "/api/AuthComplete",
             axum::routing::get(actionwait::complete),
         )

@@ -307,7 +307,11 @@ impl Agent {
         let fresh = &answer.fresh;
         let refreshable = fresh.refresh_token.is_some();
         let asked_offline = browser.asks_for_refresh(&profile.spec);
-        let account = account(&fresh.access_token);
+        credential.account = self.signed_in_user(endpoint, fresh).await;
+        let account = match &credential.account {
+            Some(user) => format!(" as {user}"),
+            None => account(&fresh.access_token),
+        };
         let expires_at_ms = fresh.expires_at_ms;
         // A login is a new grant: nothing of an earlier one is kept.
         credential.refresh_token = None;
@@ -331,6 +335,27 @@ impl Agent {
             message,
             held: Arc::new(std::sync::Mutex::new(Some((profile, credential)))),
         })
+    }
+
+    /// Who signed in to Altium 365: its userinfo (Altium's access tokens
+    /// name no one), else the id_token's name. `None` for other providers,
+    /// whose access tokens name the user (`status` reads them).
+    async fn signed_in_user(
+        &self,
+        endpoint: &Endpoint,
+        fresh: &crate::provider::Fresh,
+    ) -> Option<String> {
+        let from_id_token = || fresh.id_token.as_ref().and_then(|c| c.account.clone());
+        let realm = crate::realm::owning(&endpoint.token_url).filter(|r| r.altium)?;
+        let url = realm.connect("userinfo");
+        match crate::provider::userinfo::claims(&self.shared.http, &url, &fresh.access_token).await
+        {
+            Ok(claims) => crate::provider::userinfo::display(&claims).or_else(from_id_token),
+            Err(e) => {
+                tracing::warn!("userinfo: {e}");
+                from_id_token()
+            }
+        }
     }
 
     /// Saves and serves what a login exchanged (once).

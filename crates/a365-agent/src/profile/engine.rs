@@ -269,6 +269,7 @@ mod tests {
             rotates: None,
             refreshed_by: None,
             client_auth: None,
+            account: None,
         }
     }
 

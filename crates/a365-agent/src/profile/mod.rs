@@ -97,6 +97,8 @@ pub struct Snapshot {
     /// How the client secret reaches the token endpoint (see
     /// [`client_auth_of`]).
     pub client_auth: Option<a365_proto::ClientAuth>,
+    /// Who signed in, as the login learned it (`Credential::account`).
+    pub account: Option<String>,
 }
 
 /// How `credential`'s client secret is sent: as its server last accepted

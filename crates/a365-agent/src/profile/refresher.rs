@@ -344,9 +344,11 @@ impl Profile {
             "token refreshed"
         );
         let client_auth = super::client_auth_of(credential, &self.spec);
+        let account = credential.account.clone();
         self.state.send_modify(|s| {
             s.serve(held, next, rotates);
             s.client_auth = client_auth;
+            s.account = account;
             s.last_error = saved.as_ref().err().cloned();
         });
         self.shared.events.emit(

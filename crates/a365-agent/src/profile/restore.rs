@@ -43,6 +43,7 @@ pub(super) fn empty_snapshot() -> Snapshot {
         rotates: None,
         refreshed_by: None,
         client_auth: None,
+        account: None,
     }
 }
 
@@ -75,6 +76,7 @@ pub(super) fn initial_snapshot(
     let cached = cached_token(credential);
     snap.rotates = credential.rotates;
     snap.client_auth = super::client_auth_of(credential, spec);
+    snap.account = credential.account.clone();
     let provider = provider::of(spec.kind);
     match provider.restore(name, credential) {
         Restore::AsIs => {

@@ -61,7 +61,10 @@ impl Profile {
             refreshed_by: snap.refreshed_by.clone(),
             client_auth: snap.client_auth,
             assumed_lifetime_secs: token.and_then(|t| t.assumed_lifetime_s),
-            account: token.and_then(|t| jwt::claims(t.secret.expose_secret())?.account),
+            account: snap
+                .account
+                .clone()
+                .or_else(|| token.and_then(|t| jwt::claims(t.secret.expose_secret())?.account)),
         }
     }
 

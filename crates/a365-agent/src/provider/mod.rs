@@ -12,6 +12,7 @@ pub mod designer_cloud;
 pub mod oauth;
 pub mod refresh;
 pub mod static_token;
+pub mod userinfo;
 pub mod workspace;
 
 use std::future::Future;
