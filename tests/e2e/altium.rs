@@ -122,7 +122,9 @@ fn request(server: &TokenServer, grant: &str) -> a365_token_server::RecordedRequ
 #[test]
 fn a_commercial_sign_in_through_actionwait() {
     let Clouds {
-        commercial, env, ..
+        commercial,
+        gov: _gov,
+        env,
     } = clouds();
     let agent = env.start_agent();
     add(&env, "a365", "altium365");
@@ -199,7 +201,9 @@ fn a_gov_sign_in_sends_secure_on_every_grant() {
 #[test]
 fn sign_ins_that_end_without_a_token() {
     let Clouds {
-        commercial, env, ..
+        commercial,
+        gov: _gov,
+        env,
     } = clouds();
     let _agent = env.start_agent();
     add(&env, "a365", "altium365");
@@ -367,7 +371,9 @@ fn one_sign_in_every_workspace() {
 #[test]
 fn workspaces_that_cannot_be_had() {
     let Clouds {
-        commercial, env, ..
+        commercial,
+        gov: _gov,
+        env,
     } = clouds();
     let _agent = env.start_agent();
     add(&env, "a365", "altium365");
@@ -410,4 +416,41 @@ fn workspaces_that_cannot_be_had() {
             .iter()
             .all(|r| !r.grant_type.ends_with("token-exchange"))
     );
+}
+
+/// A profile's default workspace (`add --workspace`): `a365 token`
+/// without `--workspace` gives that workspace's token.
+#[test]
+fn a_default_workspace() {
+    let Clouds {
+        commercial: _commercial,
+        gov: _gov,
+        env,
+    } = clouds();
+    let _agent = env.start_agent();
+    env.a365_with_stdin(
+        &[
+            "add",
+            "a365",
+            "--kind",
+            "authorization-code",
+            "--realm",
+            "altium365",
+            "--client-id",
+            CLIENT,
+            "--scope",
+            "openid",
+            "--scope",
+            "offline_access",
+            "--workspace",
+            "Design",
+            "--secrets-from",
+            "-",
+        ],
+        b"{}",
+    )
+    .ok();
+    login(&env, "a365", &["--timeout", "30s"]).ok();
+    let token = env.token("a365");
+    assert_eq!(jwt_payload(&token)["workspaceId"], "ws-design");
 }
