@@ -454,3 +454,46 @@ fn a_default_workspace() {
     let token = env.token("a365");
     assert_eq!(jwt_payload(&token)["workspaceId"], "ws-design");
 }
+
+/// The token-only socket (forwarded, bind-mounted) serves a workspace
+/// token the agent holds, by its id, and never exchanges a new one.
+#[test]
+fn the_token_socket_serves_held_workspace_tokens_only() {
+    let Clouds {
+        commercial,
+        gov: _gov,
+        env,
+    } = clouds();
+    let token_socket = env.path("run").join("a365").join("token.sock");
+    let agent = env.spawn_agent(&["--token-socket", token_socket.to_str().unwrap()]);
+    agent.wait_ready(&env.socket);
+    add(&env, "a365", "altium365");
+    login(&env, "a365", &["--timeout", "30s"]).ok();
+    let on_token_socket = |workspace: &str| {
+        Out::from(
+            env.command(bin("a365"))
+                .env("A365_AGENT_SOCK", &token_socket)
+                .args(["token", "a365", "--workspace", workspace])
+                .output()
+                .unwrap(),
+        )
+    };
+    let out = on_token_socket("ws-design").code(4);
+    assert!(
+        out.stderr.contains("only workspace tokens the agent holds"),
+        "{}",
+        out.stderr
+    );
+    let held = env
+        .a365(&["token", "a365", "--workspace", "Design"])
+        .ok()
+        .stdout;
+    let out = on_token_socket("ws-design").ok();
+    assert_eq!(out.stdout, held);
+    let exchanges = commercial
+        .recorded()
+        .iter()
+        .filter(|r| r.grant_type.ends_with("token-exchange"))
+        .count();
+    assert_eq!(exchanges, 1, "only the agent's own socket exchanged");
+}

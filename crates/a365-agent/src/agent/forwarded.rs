@@ -34,6 +34,19 @@ impl Agent {
                     }
                     Err(e) => return Answer::Response(Response::Error(e)),
                 };
+                // A workspace's token: only one already held, never a new
+                // exchange (that edits the agent's settings).
+                let workspace = req.workspace.as_ref().or(profile.spec.workspace.as_ref());
+                let profile = match workspace.map(|w| self.held_workspace(&profile, w)) {
+                    None => profile,
+                    Some(Ok(child)) if only.serves(&child.name) || only.serves(&profile.name) => {
+                        child
+                    }
+                    Some(Ok(child)) => {
+                        return Answer::Response(Response::Error(not_forwarded(&child.name)));
+                    }
+                    Some(Err(e)) => return Answer::Response(Response::Error(e)),
+                };
                 match profile
                     .token_with(req.min_valid_ms, &req.scopes, Demand::NotBeforeDue)
                     .await

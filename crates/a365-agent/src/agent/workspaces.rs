@@ -75,6 +75,26 @@ impl Agent {
         Ok((child, held))
     }
 
+    /// The profile holding `parent`'s token of workspace `id`, for a
+    /// token-only socket, which never exchanges one.
+    pub(super) fn held_workspace(
+        &self,
+        parent: &Profile,
+        id: &str,
+    ) -> Result<Arc<Profile>, ErrorReply> {
+        self.profile(Some(&child_name(&parent.name, id)))
+            .map_err(|_| {
+                ErrorReply::new(
+                    ErrorKind::UnknownProfile,
+                    format!(
+                        "this token socket serves only workspace tokens the agent holds, named by \
+                         their id: ask `a365 token {} --workspace …` on the agent's own socket first",
+                        parent.name
+                    ),
+                )
+            })
+    }
+
     /// Exchanges `parent`'s token for `workspace`'s and keeps it as the
     /// profile `name` (replacing a dead one).
     async fn exchange_workspace(
