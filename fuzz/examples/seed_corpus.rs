@@ -64,6 +64,7 @@ fn requests() -> Vec<(&'static str, Request)> {
             Request::Login {
                 profile: "design".into(),
                 timeout_ms: 120_000,
+                select_workspace: None,
             },
         ),
         (

@@ -172,8 +172,9 @@ fn a_commercial_sign_in_through_actionwait() {
     assert_eq!(status[0]["account"], "ann.designer", "kept: {status}");
 }
 
-/// A Gov Cloud sign-in: authorize on the Gov host, the AuthComplete page
-/// and ActionWait of the commercial one (SPEC §4.2), and `secure=1` on the
+/// A Gov Cloud sign-in: authorize on the Gov host (with the login's
+/// selectWorkspace, and never `secure`), the AuthComplete page and
+/// ActionWait of the commercial one (SPEC §4.2), and `secure=1` on the
 /// code exchange and the refresh at the Gov token endpoint (SPEC §5.4).
 #[test]
 fn a_gov_sign_in_sends_secure_on_every_grant() {
@@ -184,7 +185,22 @@ fn a_gov_sign_in_sends_secure_on_every_grant() {
     } = clouds();
     let _agent = env.start_agent();
     add(&env, "gov", "altium365-gov");
-    login(&env, "gov", &["--timeout", "30s"]).ok();
+    let out = login(
+        &env,
+        "gov",
+        &["--timeout", "30s", "--select-workspace", "optional"],
+    )
+    .ok();
+    assert!(
+        out.stderr.contains("&selectWorkspace=optional"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        !out.stderr.contains("secure="),
+        "never on /authorize: {}",
+        out.stderr
+    );
     assert_eq!(request(&gov, "authorization_code").form["secure"], "1");
     env.a365(&["refresh", "gov"]).ok();
     assert_eq!(request(&gov, "refresh_token").form["secure"], "1");

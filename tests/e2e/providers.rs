@@ -595,6 +595,7 @@ fn a_second_login_replaces_one_still_waiting() {
         Request::Login {
             profile: profile.clone(),
             timeout_ms: 30_000,
+            select_workspace: None,
         },
     );
     assert!(matches!(answer(&mut first), Response::LoginUrl { .. }));

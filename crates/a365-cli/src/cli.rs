@@ -79,6 +79,11 @@ pub enum Command {
         /// Only print the URL.
         #[arg(long)]
         no_browser: bool,
+        /// Altium 365: have Altium's page ask for a workspace (strict: one
+        /// must be chosen; optional: it may be skipped; none: a token for
+        /// every workspace, by `a365 token --workspace`).
+        #[arg(long, value_name = "HOW", value_parser = ["none", "strict", "optional"])]
+        select_workspace: Option<String>,
     },
     /// Check what could keep a profile (or every profile) from getting
     /// tokens: the agent, file permissions, settings, store, DNS, TLS,

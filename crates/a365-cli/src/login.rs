@@ -12,13 +12,14 @@ use crate::output;
 pub fn login(
     socket: &Path,
     profile: String,
-    timeout_ms: u64,
+    (timeout_ms, select_workspace): (u64, Option<String>),
     no_browser: bool,
 ) -> Result<(), Error> {
     let mut client = crate::autostart::connect(socket)?;
     let start = Request::Login {
         profile: profile.clone(),
         timeout_ms,
+        select_workspace,
     };
     let url = match client.call(&start)? {
         Response::LoginUrl { url } => url,

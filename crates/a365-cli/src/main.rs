@@ -67,7 +67,8 @@ fn main() -> ExitCode {
             profile,
             timeout,
             no_browser,
-        } => login::login(&socket, profile, timeout, no_browser),
+            select_workspace,
+        } => login::login(&socket, profile, (timeout, select_workspace), no_browser),
     };
     autostart::restart_if_upgraded(&socket);
     match result {

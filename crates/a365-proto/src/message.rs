@@ -42,8 +42,15 @@ pub enum Request {
     },
     /// Start a browser login for an `authorization-code` profile: the agent
     /// listens on the profile's loopback redirect and answers with the URL
-    /// to open. Abandoned after `timeout_ms`.
-    Login { profile: String, timeout_ms: u64 },
+    /// to open. Abandoned after `timeout_ms`. `select_workspace`, for an
+    /// Altium 365 sign-in: `strict` or `optional` has Altium's page ask
+    /// for a workspace (`none`, or absent: a global token).
+    Login {
+        profile: String,
+        timeout_ms: u64,
+        #[serde(default)]
+        select_workspace: Option<String>,
+    },
     /// Wait for the login `Login` started to finish (or fail).
     LoginWait { profile: String },
     /// Subscribe to the events of `profile` (or of all profiles): the agent
@@ -121,9 +128,11 @@ impl Request {
             Request::Login {
                 profile,
                 timeout_ms,
+                select_workspace,
             } => Request::Login {
                 profile,
                 timeout_ms: timeout_ms.clamp(*LOGIN_TIMEOUT_MS.start(), *LOGIN_TIMEOUT_MS.end()),
+                select_workspace,
             },
             other => other,
         }

@@ -143,6 +143,7 @@ fn requests() -> Vec<Request> {
         Request::Login {
             profile: "design".into(),
             timeout_ms: 120_000,
+            select_workspace: Some("strict".into()),
         },
         Request::LoginWait {
             profile: "design".into(),

@@ -131,7 +131,12 @@ impl Agent {
     /// one-time launcher URL to open; a task waits for the browser,
     /// exchanges the code and installs the new credential. `login_wait`
     /// reports how it ended.
-    pub(super) async fn login(&self, name: &str, timeout_ms: u64) -> Result<Response, ErrorReply> {
+    pub(super) async fn login(
+        &self,
+        name: &str,
+        timeout_ms: u64,
+        select_workspace: Option<&str>,
+    ) -> Result<Response, ErrorReply> {
         use crate::provider::Pkce;
         let profile = self.profile(Some(name))?;
         let endpoint = login_endpoint(&profile)?;
@@ -142,9 +147,28 @@ impl Agent {
         let pkce = Pkce::generate().map_err(|e| internal(format!("no randomness: {e}")))?;
         let timeout = Duration::from_millis(timeout_ms.clamp(1_000, 3_600_000));
         if let Some(actionwait) = login.actionwait.clone() {
+            let select = select_workspace
+                .map(|s| match s {
+                    "none" | "strict" | "optional" => Ok(s),
+                    other => Err(invalid(format!(
+                        "selectWorkspace is none, strict or optional, not '{}'",
+                        a365_proto::visible(other)
+                    ))),
+                })
+                .transpose()?;
             return self
-                .login_by_actionwait(&profile, (endpoint, login, actionwait), pkce, timeout)
+                .login_by_actionwait(
+                    &profile,
+                    (endpoint, login, actionwait),
+                    pkce,
+                    (timeout, select),
+                )
                 .await;
+        }
+        if select_workspace.is_some() {
+            return Err(invalid(
+                "--select-workspace is for Altium 365 sign-ins (an Altium realm, no redirect_uri)",
+            ));
         }
         let listeners = self.take_redirect(name, &login.redirect_uri).await?;
         let (expect, launcher) = launch_plan(&profile, &login, &pkce)?;
@@ -190,7 +214,7 @@ impl Agent {
         profile: &Profile,
         (endpoint, login, actionwait): (Endpoint, endpoint::LoginEndpoint, reqwest::Url),
         pkce: crate::provider::Pkce,
-        timeout: Duration,
+        (timeout, select): (Duration, Option<&str>),
     ) -> Result<Response, ErrorReply> {
         let name = profile.name.clone();
         if let Some(previous) = self.logins.lock().ok().and_then(|mut l| l.remove(&name)) {
@@ -199,7 +223,13 @@ impl Agent {
         let browser = crate::provider::of(profile.spec.kind)
             .browser()
             .ok_or_else(|| invalid("the profile does not log in with a browser"))?;
-        let url = browser.authorize_url(&profile.spec, &login, &pkce);
+        // This sign-in's selectWorkspace (SPEC §3.1) over the profile's.
+        let mut spec = profile.spec.clone();
+        if let Some(select) = select {
+            spec.authorize_params
+                .insert("selectWorkspace".into(), select.into());
+        }
+        let url = browser.authorize_url(&spec, &login, &pkce);
         tracing::info!(profile = %name, actionwait = %actionwait, "sign-in started");
         let (me, http) = (self.me.clone(), self.shared.http.clone());
         let (started, polling) = tokio::sync::oneshot::channel();

@@ -190,7 +190,11 @@ impl Agent {
             Request::Login {
                 profile,
                 timeout_ms,
-            } => self.login(&profile, timeout_ms).await,
+                select_workspace,
+            } => {
+                self.login(&profile, timeout_ms, select_workspace.as_deref())
+                    .await
+            }
             Request::LoginWait { profile } => self.login_wait(&profile, false).await,
             Request::LoginReview { profile } => self.login_wait(&profile, true).await,
             Request::LoginKeep { profile, keep } => self.login_keep(&profile, keep).await,
