@@ -434,12 +434,13 @@ fn workspaces_that_cannot_be_had() {
     );
 }
 
-/// A profile's default workspace (`add --workspace`): `a365 token`
-/// without `--workspace` gives that workspace's token.
+/// A profile's default workspace (`add --workspace`, by name): `a365
+/// token` without `--workspace` gives that workspace's token, the name
+/// resolved once; a new sign-in drops the earlier one's workspace tokens.
 #[test]
 fn a_default_workspace() {
     let Clouds {
-        commercial: _commercial,
+        commercial,
         gov: _gov,
         env,
     } = clouds();
@@ -469,6 +470,32 @@ fn a_default_workspace() {
     login(&env, "a365", &["--timeout", "30s"]).ok();
     let token = env.token("a365");
     assert_eq!(jwt_payload(&token)["workspaceId"], "ws-design");
+    // Asked again by its name: served from the profile that holds it.
+    let exchanges = || {
+        commercial
+            .recorded()
+            .iter()
+            .filter(|r| r.grant_type.ends_with("token-exchange"))
+            .count()
+    };
+    assert_eq!(env.token("a365"), token);
+    assert_eq!(exchanges(), 1);
+
+    // A new sign-in (perhaps another account's): the workspace token of
+    // the earlier one is revoked and gone; the next is exchanged anew.
+    login(&env, "a365", &["--timeout", "30s"]).ok();
+    let status = env.a365(&["status", "--json"]).ok().json();
+    assert_eq!(status.as_array().unwrap().len(), 1, "{status}");
+    assert!(
+        commercial
+            .recorded()
+            .iter()
+            .any(|r| r.path == "/connect/revocation"),
+        "revoked"
+    );
+    let renewed = env.token("a365");
+    assert_eq!(jwt_payload(&renewed)["workspaceId"], "ws-design");
+    assert_eq!(exchanges(), 2);
 }
 
 /// The token-only socket (forwarded, bind-mounted) serves a workspace

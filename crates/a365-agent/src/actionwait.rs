@@ -32,6 +32,9 @@ pub enum ActionWaitError {
     Transport(String),
 }
 
+/// The shortest time between two polls.
+const MIN_POLL: Duration = Duration::from_secs(1);
+
 /// The longest answer an ActionWait poll may have.
 const MAX_BODY: usize = 64 * 1024;
 
@@ -46,7 +49,13 @@ pub async fn wait_for_code(
 ) -> Result<String, ActionWaitError> {
     let deadline = Instant::now() + timeout;
     let body = serde_json::json!({ "token": token }).to_string();
+    let mut last: Option<Instant> = None;
     loop {
+        // A service that answers 408 at once is asked at most once a second.
+        if let Some(sent) = last {
+            tokio::time::sleep_until((sent + MIN_POLL).into()).await;
+        }
+        last = Some(Instant::now());
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
             return Err(ActionWaitError::TimedOut(a365_proto::human_ms(

@@ -407,26 +407,39 @@ pub fn issuer(spec: &ProfileSpec) -> Issuer {
 }
 
 impl Cloud {
-    /// A configured Altium realm's URL is on its cloud; otherwise the host
-    /// says.
+    /// Altium's own hosts say their cloud; a configured Altium realm's
+    /// other host is on the realm's cloud.
     fn of(url: &reqwest::Url) -> Cloud {
-        if let Some(realm) = crate::realm::owning(url) {
-            return if realm.gov {
-                Cloud::Gov
-            } else {
-                Cloud::Commercial
-            };
-        }
-        let host = normal_host(url).unwrap_or_default();
-        let under = |domain: &str| host == domain || host.ends_with(&format!(".{domain}"));
-        if under("365-gov.altium.com") {
-            Cloud::Gov
-        } else if under("altium.com") {
-            Cloud::Commercial
-        } else {
-            Cloud::Other
+        match altium_host_is_gov(url) {
+            Some(true) => Cloud::Gov,
+            Some(false) => Cloud::Commercial,
+            None => match crate::realm::owning(url) {
+                Some(realm) if realm.gov => Cloud::Gov,
+                Some(_) => Cloud::Commercial,
+                None => Cloud::Other,
+            },
         }
     }
+}
+
+/// Whether `url` is on Altium's Gov cloud (`…365-gov.altium.com`), its
+/// commercial one (another `…altium.com`), or neither (`None`).
+pub fn altium_host_is_gov(url: &reqwest::Url) -> Option<bool> {
+    let host = normal_host(url).unwrap_or_default();
+    let under = |domain: &str| host == domain || host.ends_with(&format!(".{domain}"));
+    if under("365-gov.altium.com") {
+        Some(true)
+    } else if under("altium.com") {
+        Some(false)
+    } else {
+        None
+    }
+}
+
+/// Whether `a` and `b` are on the same Altium cloud (or neither is
+/// Altium's): what a secret sent to both may cross.
+pub fn same_cloud(a: &reqwest::Url, b: &reqwest::Url) -> bool {
+    Cloud::of(a) == Cloud::of(b)
 }
 
 fn realm_url(realm: &str) -> Result<String, EndpointError> {

@@ -84,12 +84,15 @@ const BUILT_IN: &[BuiltIn] = &[
     },
     // A Gov user signs in through the commercial ActionWait and
     // AuthComplete too (SPEC §4.2): a Gov-host callback is not registered.
+    // No workspace list for a Gov Cloud sign-in until Altium names its
+    // endpoint: the commercial one would get the Gov token (sign in on
+    // the commercial cloud, which reaches Gov workspaces by exchange).
     BuiltIn {
         name: "altium365-gov",
         base: "https://auth.365-gov.altium.com",
         gov: true,
         actionwait: Some(ACTIONWAIT),
-        api: Some(API),
+        api: None,
     },
     BuiltIn {
         name: "nexar",
@@ -162,16 +165,43 @@ pub fn resolve(configured: &BTreeMap<String, RealmConfig>) -> Result<Vec<Realm>,
                 name.escape_debug()
             )));
         }
+        // Configured realms are Altium deployments (Dev tiers, Altium
+        // Enterprise Server): Altium Identity's rules apply to them.
         let realm = Realm {
             name: name.clone(),
             base: parse_url(&what("base_url"), &config.base_url)?,
             gov: config.gov,
-            altium: config.gov || config.actionwait_url.is_some(),
+            altium: true,
             actionwait: optional("actionwait_url", &config.actionwait_url)?,
             auth_complete: optional("auth_complete_url", &config.auth_complete_url)?,
             api: optional("api_url", &config.api_url)?,
             gov_realm: config.gov_realm.clone(),
         };
+        // Altium's own hosts say their cloud; a realm cannot say otherwise.
+        let urls = [
+            Some(&realm.base),
+            realm.actionwait.as_ref(),
+            realm.api.as_ref(),
+        ];
+        for url in urls.into_iter().flatten() {
+            match crate::endpoint::altium_host_is_gov(url) {
+                Some(gov) if gov != realm.gov && url == &realm.base => {
+                    return Err(EndpointError(format!(
+                        "[realms.{name}] sets gov = {}, but {} is on Altium's {} cloud",
+                        realm.gov,
+                        url.host_str().unwrap_or("?"),
+                        if gov { "Gov" } else { "commercial" }
+                    )));
+                }
+                Some(true) if !realm.gov => {
+                    return Err(EndpointError(format!(
+                        "[realms.{name}] is commercial, but {} is on Altium's Gov cloud",
+                        url.host_str().unwrap_or("?")
+                    )));
+                }
+                _ => {}
+            }
+        }
         match table.iter_mut().find(|r| r.name == *name) {
             Some(known) if known.gov != realm.gov => {
                 return Err(EndpointError(format!(
@@ -181,15 +211,30 @@ pub fn resolve(configured: &BTreeMap<String, RealmConfig>) -> Result<Vec<Realm>,
                     if known.gov { "a Gov" } else { "a commercial" }
                 )));
             }
+            // An override keeps what it does not restate.
             Some(known) => {
-                let (altium, gov_realm) = (known.altium, known.gov_realm.clone());
+                let old = known.clone();
                 *known = Realm {
-                    altium,
-                    gov_realm: realm.gov_realm.or(gov_realm),
+                    altium: old.altium,
+                    actionwait: realm.actionwait.or(old.actionwait),
+                    auth_complete: realm.auth_complete.or(old.auth_complete),
+                    api: realm.api.or(old.api),
+                    gov_realm: realm.gov_realm.or(old.gov_realm),
                     ..realm
                 };
             }
             None => table.push(realm),
+        }
+    }
+    // Where Gov Cloud workspaces are exchanged: a Gov realm, or nothing.
+    for realm in &table {
+        if let Some(gov) = &realm.gov_realm
+            && !table.iter().any(|r| &r.name == gov && r.gov)
+        {
+            return Err(EndpointError(format!(
+                "[realms.{}] gov_realm = \"{gov}\" names no Gov realm (one with gov = true)",
+                realm.name
+            )));
         }
     }
     Ok(table)
@@ -277,6 +322,19 @@ mod tests {
         gov.insert("altium365".into(), config("http://127.0.0.1:9", true));
         let err = resolve(&gov).unwrap_err().to_string();
         assert!(err.contains("keeps its cloud"), "{err}");
+        let mut flipped = BTreeMap::new();
+        flipped.insert(
+            "altium365".into(),
+            config("https://auth.365-gov.altium.com", false),
+        );
+        let err = resolve(&flipped).unwrap_err().to_string();
+        assert!(err.contains("Gov"), "an Altium host says its cloud: {err}");
+        let mut dangling = BTreeMap::new();
+        let mut dev = config("https://auth.dev.example", false);
+        dev.gov_realm = Some("nexar".into());
+        dangling.insert("dev".into(), dev);
+        let err = resolve(&dangling).unwrap_err().to_string();
+        assert!(err.contains("names no Gov realm"), "{err}");
         let mut plain = BTreeMap::new();
         plain.insert("x".into(), config("http://example.com", false));
         let err = resolve(&plain).unwrap_err().to_string();

@@ -141,14 +141,6 @@ impl ClientAuth {
     pub fn parse(s: &str) -> Option<ClientAuth> {
         Self::ALL.into_iter().find(|k| k.as_str() == s)
     }
-
-    /// The other method: what to try after an `invalid_client`.
-    pub fn other(self) -> ClientAuth {
-        match self {
-            ClientAuth::Post => ClientAuth::Basic,
-            ClientAuth::Basic | ClientAuth::BasicRaw => ClientAuth::Post,
-        }
-    }
 }
 
 impl std::fmt::Display for ClientAuth {

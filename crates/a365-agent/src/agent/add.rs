@@ -215,6 +215,8 @@ impl Agent {
         keep_remote: bool,
     ) -> Result<Response, ErrorReply> {
         self.profile(Some(name))?;
+        // No workspace token is exchanged from it meanwhile.
+        let _exchanges = self.workspace_exchanges.lock().await;
         let mut said = Vec::new();
         let children = self
             .all_profiles()
@@ -237,7 +239,11 @@ impl Agent {
 
     /// Revokes the credential at the provider (no edit lock is held over
     /// that network wait), then deletes secrets and settings.
-    async fn remove_one(&self, name: &str, keep_remote: bool) -> Result<Response, ErrorReply> {
+    pub(super) async fn remove_one(
+        &self,
+        name: &str,
+        keep_remote: bool,
+    ) -> Result<Response, ErrorReply> {
         let profile = self.profile(Some(name))?;
         let Some(placed) = profile.home.placed().cloned() else {
             return self.remove_shared(profile, keep_remote).await;

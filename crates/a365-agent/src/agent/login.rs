@@ -63,6 +63,13 @@ fn account(token: &secrecy::SecretString) -> String {
 
 /// The endpoint of a profile that logs in with a browser.
 fn login_endpoint(profile: &Profile) -> Result<Endpoint, ErrorReply> {
+    if let Some(parent) = &profile.spec.workspace_of {
+        return Err(invalid(format!(
+            "profile '{}' holds a workspace token of '{parent}': log in with `a365 login \
+             {parent}`; the workspace's token is exchanged from it",
+            profile.name
+        )));
+    }
     if crate::provider::of(profile.spec.kind).browser().is_none() {
         return Err(invalid(format!(
             "profile '{}' is a {} profile: only authorization-code profiles log in with a browser",
@@ -252,8 +259,9 @@ impl Agent {
                 .finish_login(&name, &endpoint, &login.redirect_uri, &code, &pkce)
                 .await
         });
-        // The poll is under way (its task is running) before the URL goes
-        // out, as SPEC §4.4 wants.
+        // The poll's task runs before the URL goes out, as SPEC §4.4 wants
+        // (its first request may still be connecting while the client
+        // prints the URL; a person opening it takes far longer).
         let _ = polling.await;
         tokio::task::yield_now().await;
         self.track_login(&profile.name, work);
@@ -375,7 +383,12 @@ impl Agent {
         endpoint: &Endpoint,
         fresh: &crate::provider::Fresh,
     ) -> Option<String> {
-        let from_id_token = || fresh.id_token.as_ref().and_then(|c| c.account.clone());
+        let from_id_token = || {
+            fresh
+                .id_token
+                .as_ref()
+                .and_then(|c| c.account.as_deref().map(a365_proto::visible))
+        };
         let realm = crate::realm::owning(&endpoint.token_url).filter(|r| r.altium)?;
         let url = realm.connect("userinfo");
         match crate::provider::userinfo::claims(&self.shared.http, &url, &fresh.access_token).await
@@ -396,6 +409,9 @@ impl Agent {
         };
         self.install_login(name, &profile, credential).await?;
         tracing::info!(profile = %name, "logged in");
+        // Workspace tokens of the earlier sign-in go (revoked): this one
+        // may be another account's.
+        self.drop_workspace_tokens(name).await;
         Ok(Response::Done {
             message: done.message.clone(),
         })

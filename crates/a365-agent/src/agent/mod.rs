@@ -63,6 +63,9 @@ pub struct Agent {
     /// One workspace token exchanged at a time, so that clients asking
     /// for a new workspace at once share one exchange.
     workspace_exchanges: tokio::sync::Mutex<()>,
+    /// Workspace names and URLs resolved before: (sign-in, as asked) →
+    /// the profile holding that workspace's token.
+    workspace_names: Mutex<HashMap<(String, String), String>>,
     /// The binary this agent runs, as it was at start: an upgrade is
     /// told by a change of it (`None`: it cannot be read).
     binary: Option<crate::upgrade::Binary>,
@@ -116,6 +119,7 @@ impl Agent {
             fleet: fleet.clone(),
             binary: crate::upgrade::Binary::current(),
             workspace_exchanges: tokio::sync::Mutex::new(()),
+            workspace_names: Mutex::new(HashMap::new()),
         });
         if let Some(fleet) = fleet {
             // The shared profiles are served from the start when etcd answers.
@@ -266,6 +270,20 @@ impl Agent {
 
     async fn token(&self, req: TokenRequest) -> Result<(Arc<Profile>, Arc<Held>), ErrorReply> {
         let profile = self.profile(req.profile.as_deref())?;
+        // A workspace token asked for by its profile's name, dead: it is
+        // exchanged again from its sign-in.
+        if let Some(parent) = &profile.spec.workspace_of
+            && matches!(
+                profile.snapshot().phase,
+                crate::profile::Phase::NeedsReauth(_)
+            )
+            && let Some(id) = profile.name.strip_prefix(&format!("{parent}.ws-"))
+        {
+            let (parent, id) = (self.profile(Some(parent))?, id.to_owned());
+            return self
+                .workspace_token(parent, &id, req.min_valid_ms, &req.scopes)
+                .await;
+        }
         // An Altium sign-in: a workspace named, or the profile's own.
         if let Some(workspace) = req.workspace.as_ref().or(profile.spec.workspace.as_ref()) {
             let workspace = workspace.clone();

@@ -34,9 +34,8 @@ impl Agent {
         let parent = self.profile(name)?;
         let mut list = self.workspace_list(&parent).await?;
         for workspace in &mut list {
-            let child = child_name(&parent.name, &workspace.id);
-            if self.profile(Some(&child)).is_ok() {
-                workspace.profile = Some(child);
+            if let Ok(Some(child)) = self.child(&parent, &child_name(&parent.name, &workspace.id)) {
+                workspace.profile = Some(child.name.clone());
             }
         }
         Ok(Response::Workspaces(list))
@@ -51,20 +50,22 @@ impl Agent {
         scopes: &[String],
     ) -> Result<(Arc<Profile>, Arc<Held>), ErrorReply> {
         let realm = sign_in_realm(&parent)?;
-        // A token asked for before, by id: no list needed.
-        let known = self
-            .profile(Some(&child_name(&parent.name, workspace)))
-            .ok();
-        let child = match known.filter(|c| !matches!(c.snapshot().phase, Phase::NeedsReauth(_))) {
+        let live = |c: &Arc<Profile>| !matches!(c.snapshot().phase, Phase::NeedsReauth(_));
+        // A token asked for before (by id, or by a name or URL seen in this
+        // agent's life): no list, no lock.
+        let child = match self.known_child(&parent, workspace)?.filter(live) {
             Some(child) => child,
             None => {
                 let _one = self.workspace_exchanges.lock().await;
                 let list = self.workspace_list(&parent).await?;
                 let chosen = choose(&list, workspace, &parent.name)?;
                 let name = child_name(&parent.name, &chosen.id);
-                match self.profile(Some(&name)).ok() {
-                    Some(c) if !matches!(c.snapshot().phase, Phase::NeedsReauth(_)) => c,
-                    _ => {
+                if let Ok(mut names) = self.workspace_names.lock() {
+                    names.insert((parent.name.clone(), workspace.to_owned()), name.clone());
+                }
+                match self.child(&parent, &name)?.filter(live) {
+                    Some(child) => child,
+                    None => {
                         self.exchange_workspace(&parent, &realm, chosen, &name)
                             .await?
                     }
@@ -75,31 +76,86 @@ impl Agent {
         Ok((child, held))
     }
 
-    /// The profile holding `parent`'s token of workspace `id`, for a
+    /// The profile holding `parent`'s token of `workspace`, when known
+    /// without asking the API: by id, or by a name or URL resolved before.
+    fn known_child(
+        &self,
+        parent: &Profile,
+        workspace: &str,
+    ) -> Result<Option<Arc<Profile>>, ErrorReply> {
+        if let Some(child) = self.child(parent, &child_name(&parent.name, workspace))? {
+            return Ok(Some(child));
+        }
+        let resolved = self
+            .workspace_names
+            .lock()
+            .ok()
+            .and_then(|n| n.get(&(parent.name.clone(), workspace.to_owned())).cloned());
+        match resolved {
+            Some(name) => self.child(parent, &name),
+            None => Ok(None),
+        }
+    }
+
+    /// The profile `name`, if it holds a workspace token of `parent`; a
+    /// profile of that name that does not is an error, never overwritten.
+    fn child(&self, parent: &Profile, name: &str) -> Result<Option<Arc<Profile>>, ErrorReply> {
+        match self.profile(Some(name)).ok() {
+            None => Ok(None),
+            Some(p) if p.spec.workspace_of.as_deref() == Some(parent.name.as_str()) => Ok(Some(p)),
+            Some(_) => Err(invalid(format!(
+                "profile '{name}' exists and holds no workspace token of '{}': rename it, \
+                 or remove it, to have this workspace's token",
+                parent.name
+            ))),
+        }
+    }
+
+    /// The profile holding `parent`'s token of a workspace, for a
     /// token-only socket, which never exchanges one.
     pub(super) fn held_workspace(
         &self,
         parent: &Profile,
-        id: &str,
+        workspace: &str,
     ) -> Result<Arc<Profile>, ErrorReply> {
-        self.profile(Some(&child_name(&parent.name, id)))
-            .map_err(|_| {
-                ErrorReply::new(
-                    ErrorKind::UnknownProfile,
-                    format!(
-                        "this token socket serves only workspace tokens the agent holds, named by \
-                         their id: ask `a365 token {} --workspace …` on the agent's own socket first",
-                        parent.name
-                    ),
-                )
-            })
+        self.known_child(parent, workspace)?.ok_or_else(|| {
+            ErrorReply::new(
+                ErrorKind::UnknownProfile,
+                format!(
+                    "this token socket serves only workspace tokens the agent holds: ask \
+                     `a365 token {} --workspace …` on the agent's own socket first",
+                    parent.name
+                ),
+            )
+        })
+    }
+
+    /// Removes (revoking them) the workspace tokens exchanged from
+    /// `parent`'s sign-in: a new sign-in may be another account's.
+    pub(super) async fn drop_workspace_tokens(&self, parent: &str) {
+        let _one = self.workspace_exchanges.lock().await;
+        if let Ok(mut names) = self.workspace_names.lock() {
+            names.retain(|(p, _), _| p != parent);
+        }
+        let children = self
+            .all_profiles()
+            .into_iter()
+            .filter(|p| p.spec.workspace_of.as_deref() == Some(parent));
+        for child in children {
+            match self.remove_one(&child.name, false).await {
+                Ok(_) => {
+                    tracing::info!(profile = %child.name, "workspace token of an earlier sign-in removed")
+                }
+                Err(e) => tracing::warn!(profile = %child.name, "{}", e.message),
+            }
+        }
     }
 
     /// Exchanges `parent`'s token for `workspace`'s and keeps it as the
     /// profile `name` (replacing a dead one).
     async fn exchange_workspace(
         &self,
-        parent: &Profile,
+        parent: &Arc<Profile>,
         realm: &Realm,
         workspace: &Workspace,
         name: &str,
@@ -124,6 +180,18 @@ impl Agent {
             .await
             .map_err(|e| internal(format!("cannot read the sign-in's secrets: {e}")))?
             .unwrap_or_default();
+        // A client secret stays on its cloud (SECURITY.md): only a public
+        // client crosses the Commercial->Gov bridge.
+        let parent_url = parent.endpoint().map(|e| e.token_url.clone());
+        if parent_credential.client_secret.is_some()
+            && parent_url.is_some_and(|url| !crate::endpoint::same_cloud(&url, &endpoint.token_url))
+        {
+            return Err(invalid(format!(
+                "workspace '{}' is on the other Altium cloud, and the client of '{}' has a secret, \
+                 which stays on its own cloud: sign in with a public client to reach it",
+                workspace.name, parent.name
+            )));
+        }
         let subject = parent.token(MIN_VALID_MS, &[]).await?;
         let now = self.shared.clock.now_ms();
         let mut credential = crate::provider::new_credential(now);
@@ -157,6 +225,16 @@ impl Agent {
         let credential = crate::profile::engine::fold(&credential, answer.into(), now).credential;
         tracing::info!(profile = %name, workspace = %workspace.id, gov = workspace.gov, "workspace token exchanged");
         let _edit = self.edits.lock().await;
+        // The sign-in must still be the one the exchange started from.
+        if !self
+            .profile(Some(&parent.name))
+            .is_ok_and(|now| Arc::ptr_eq(&now, parent))
+        {
+            return Err(unavailable(format!(
+                "profile '{}' was removed or replaced meanwhile: nothing was kept",
+                parent.name
+            )));
+        }
         self.install(name, &spec, placed, credential, true).await
     }
 
@@ -170,6 +248,16 @@ impl Agent {
                 realm.name, realm.name
             ))
         })?;
+        // The sign-in's token goes only to an API on its own cloud.
+        if let Some(endpoint) = parent.endpoint()
+            && !crate::endpoint::same_cloud(&api, &endpoint.token_url)
+        {
+            return Err(invalid(format!(
+                "realm '{}' names an API on another cloud than its token endpoint: the sign-in's \
+                 token is not sent there",
+                realm.name
+            )));
+        }
         let token = parent.token(MIN_VALID_MS, &[]).await?;
         let body = serde_json::json!({ "query": QUERY }).to_string();
         let response = self
@@ -192,7 +280,7 @@ impl Agent {
                 api.host_str().unwrap_or("the API")
             )));
         }
-        parse_list(&bytes)
+        parse_list(&bytes, secrecy::ExposeSecret::expose_secret(&token.secret))
     }
 }
 
@@ -303,28 +391,45 @@ fn choose<'a>(
 fn names(list: &[Workspace]) -> String {
     match list.is_empty() {
         true => "the user belongs to none".into(),
-        false => list
-            .iter()
-            .map(|w| w.name.as_str())
-            .collect::<Vec<_>>()
-            .join(", "),
+        false => {
+            let shown: Vec<&str> = list.iter().take(20).map(|w| w.name.as_str()).collect();
+            let more = list.len().saturating_sub(shown.len());
+            match more {
+                0 => shown.join(", "),
+                n => format!("{}, and {n} more (`a365 workspaces`)", shown.join(", ")),
+            }
+        }
     }
 }
 
-/// `{"data": {"desWorkspaceInfos": [{authId, name, url, location: {name}}]}}`.
-fn parse_list(bytes: &[u8]) -> Result<Vec<Workspace>, ErrorReply> {
+/// At most this many workspaces, each field at most this long: the list
+/// must fit one message of the protocol.
+const MAX_WORKSPACES: usize = 200;
+const MAX_FIELD: usize = 200;
+
+/// `{"data": {"desWorkspaceInfos": [{authId, name, url, location: {name}}]}}`;
+/// an error the API reports is shown without `token` (the bearer sent).
+fn parse_list(bytes: &[u8], token: &str) -> Result<Vec<Workspace>, ErrorReply> {
     let json: serde_json::Value = serde_json::from_slice(bytes)
         .map_err(|_| unavailable("the workspace list's answer is not JSON"))?;
     if let Some(message) = json["errors"][0]["message"].as_str() {
         return Err(unavailable(format!(
             "the workspace list: the API answered: {}",
-            a365_proto::visible(&message.chars().take(200).collect::<String>())
+            a365_token::scrub::describe(message, &[token], MAX_FIELD)
         )));
     }
     let items = json["data"]["desWorkspaceInfos"]
         .as_array()
         .ok_or_else(|| unavailable("the workspace list's answer has no desWorkspaceInfos"))?;
-    let text = |v: &serde_json::Value| a365_proto::visible(v.as_str().unwrap_or_default());
+    let text = |v: &serde_json::Value| {
+        let text: String = v
+            .as_str()
+            .unwrap_or_default()
+            .chars()
+            .take(MAX_FIELD)
+            .collect();
+        a365_proto::visible(&text)
+    };
     let plain = |id: &str| {
         !id.is_empty()
             && id.len() <= 64
@@ -333,7 +438,7 @@ fn parse_list(bytes: &[u8]) -> Result<Vec<Workspace>, ErrorReply> {
                 .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
     };
     let mut list = Vec::new();
-    for item in items {
+    for item in items.iter().take(MAX_WORKSPACES) {
         let id = item["authId"].as_str().unwrap_or_default();
         // The id names a profile and a scope: nothing but a plain id.
         if !plain(id) {
@@ -362,7 +467,7 @@ mod tests {
             {"authId":"ws-1","name":"Design","url":"https://design.365.altium.com/","location":{"name":"US East"}},
             {"authId":"ws-2","name":"Secure","url":"https://secure.365-gov.altium.com","location":{"name":"US GovCloud"}},
             {"authId":"../evil","name":"x","url":"","location":{"name":""}}]}}"#;
-        let list = parse_list(answer).unwrap();
+        let list = parse_list(answer, "tok").unwrap();
         assert_eq!(list.len(), 2, "a non-plain id is dropped");
         assert!(list[1].gov && !list[0].gov);
         assert_eq!(choose(&list, "ws-2", "p").unwrap().id, "ws-2");
@@ -375,8 +480,9 @@ mod tests {
         assert_eq!(choose(&list, "design", "p").unwrap().id, "ws-1");
         let err = choose(&list, "nope", "p").unwrap_err().message;
         assert!(err.contains("Design, Secure"), "{err}");
-        let errors = br#"{"errors":[{"message":"denied\u001b[2J"}]}"#;
-        let err = parse_list(errors).unwrap_err().message;
+        let errors = br#"{"errors":[{"message":"denied\u001b[2J for bearer tok-123"}]}"#;
+        let err = parse_list(errors, "tok-123").unwrap_err().message;
         assert!(err.contains("denied") && !err.contains('\x1b'), "{err}");
+        assert!(!err.contains("tok-123"), "the bearer is not echoed: {err}");
     }
 }

@@ -108,11 +108,7 @@ pub(crate) fn client_auth_of(
     spec: &ProfileSpec,
 ) -> Option<a365_proto::ClientAuth> {
     credential.client_secret.as_ref()?;
-    Some(
-        credential
-            .client_auth
-            .unwrap_or(crate::provider::client_auth(spec)),
-    )
+    Some(crate::provider::learned_client_auth(credential, spec))
 }
 
 #[derive(Debug)]

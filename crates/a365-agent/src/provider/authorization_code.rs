@@ -53,6 +53,13 @@ impl Provider for AuthorizationCode {
     fn endpoint(&self, spec: &ProfileSpec) -> Result<Option<Endpoint>, EndpointError> {
         let (token_url, secure) = endpoint::token_endpoint(spec)?;
         let login = login_endpoint(spec, &token_url)?;
+        if spec.workspace.is_some() && !endpoint::is_altium(&token_url) {
+            return Err(EndpointError(
+                "workspace is for Altium 365 sign-ins: the profile's token endpoint is not \
+                 Altium's"
+                    .into(),
+            ));
+        }
         Endpoint {
             revocation_url: endpoint::revocation_url(spec)?,
             introspection_url: endpoint::introspection_url(spec)?,
@@ -115,8 +122,14 @@ impl Provider for AuthorizationCode {
         Box::pin(super::refresh::revoke_refresh_token(exchange, credential))
     }
 
-    fn reauth_advice(&self, name: &str, _spec: &ProfileSpec) -> String {
-        format!("Log in again: `a365 login {name}`")
+    fn reauth_advice(&self, name: &str, spec: &ProfileSpec) -> String {
+        match &spec.workspace_of {
+            Some(parent) => format!(
+                "Ask for it again (`a365 token {parent} --workspace …`): the agent exchanges a \
+                 new one from the sign-in"
+            ),
+            None => format!("Log in again: `a365 login {name}`"),
+        }
     }
 }
 

@@ -325,6 +325,16 @@ pub fn requested_scopes(spec: &ProfileSpec) -> Vec<String> {
     default.iter().map(|s| (*s).to_owned()).collect()
 }
 
+/// The profile's client authentication, but for what was learned of its
+/// server: one that took HTTP Basic only as it is (`basic-raw`).
+pub fn learned_client_auth(credential: &Credential, spec: &ProfileSpec) -> a365_proto::ClientAuth {
+    use a365_proto::ClientAuth;
+    match (credential.client_auth, client_auth(spec)) {
+        (Some(ClientAuth::BasicRaw), ClientAuth::Basic) => ClientAuth::BasicRaw,
+        (_, configured) => configured,
+    }
+}
+
 /// How a profile's client id and secret reach the token endpoint unless
 /// it says: HTTP Basic for a confidential login client of Altium Identity
 /// (its SPEC §2: `client_id` not in the body), else the form body, as

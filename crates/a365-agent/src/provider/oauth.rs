@@ -162,7 +162,7 @@ async fn post_once(
     )
     .map(|mut fresh| {
         if call.altium {
-            fresh.expires_at_ms = fresh.expires_at_ms.saturating_sub(ALTIUM_SKEW_MS);
+            fresh.expires_at_ms = altium_expiry(fresh.expires_at_ms, call.now_ms);
         }
         fresh
     })
@@ -176,6 +176,14 @@ async fn post_once(
 /// Altium's clients take a token to expire this much before its
 /// `expires_in` ends.
 const ALTIUM_SKEW_MS: i64 = 30_000;
+
+/// An Altium token's expiry, 30 s early; at most a quarter of a short
+/// lifetime early, so that no token is expired when it arrives (which
+/// would refresh it again at once, and again).
+fn altium_expiry(expires_at_ms: i64, now_ms: i64) -> i64 {
+    let life = expires_at_ms.saturating_sub(now_ms).max(0);
+    expires_at_ms - ALTIUM_SKEW_MS.min(life / 4)
+}
 
 /// RFC 7009: asks the server at `url` to revoke `token` (a refresh token:
 /// the server then also ends the access tokens of its grant). A 200
@@ -574,6 +582,14 @@ mod tests {
         let body = form_body(&[("refresh_token", &all_escaped)]);
         assert_eq!(body.len(), "refresh_token=".len() + 6 * 500);
         assert!(body.capacity() >= body.len());
+    }
+
+    #[test]
+    fn altium_expiry_is_early_but_never_past() {
+        assert_eq!(altium_expiry(3_600_000, 0), 3_570_000);
+        assert_eq!(altium_expiry(20_000, 0), 15_000, "a quarter of 20 s");
+        assert_eq!(altium_expiry(0, 0), 0);
+        assert!(altium_expiry(1_000, 0) > 0);
     }
 
     #[test]
