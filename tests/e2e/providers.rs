@@ -5,7 +5,7 @@
 use std::process::Stdio;
 use std::time::Duration;
 
-use a365_token_server::{ServerConfig, TokenServer};
+use a365_token_server::{Fault, ServerConfig, TokenServer};
 
 use crate::harness::{Env, bin, jwt_payload, skip, wait_until};
 
@@ -999,4 +999,30 @@ fn a_refused_login_says_what_the_provider_said() {
         "{out:?}"
     );
     assert!(!out.stderr.contains('\u{1b}'), "{out:?}");
+}
+
+/// `add --replace` with a credential the server refuses (a spent refresh
+/// token, a mistyped secret) puts the working profile back as it was:
+/// nothing that did not succeed replaces what works.
+#[test]
+fn a_refused_replacement_keeps_the_working_credential() {
+    let server = TokenServer::start(ServerConfig::default()).unwrap();
+    let env = Env::new();
+    let _agent = env.start_agent();
+    env.add_refresh("work", &server);
+    let held = env.token("work");
+    let working = env.stored_refresh_token("work").unwrap();
+    server.set_fault(Fault::InvalidGrant, Some(1));
+    let (_, out) = env.try_add_refresh("work", &server, &["--replace"]);
+    let out = out.code(5);
+    assert!(
+        out.stderr
+            .contains("nothing was replaced: profile 'work' keeps its earlier credential"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(env.stored_refresh_token("work").unwrap(), working);
+    assert_eq!(env.token("work"), held, "still served");
+    env.a365(&["refresh", "work"]).ok();
+    assert_ne!(env.token("work"), held, "and still renewed");
 }

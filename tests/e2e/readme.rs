@@ -155,3 +155,38 @@ fn sighup_is_ignored() {
     assert!(jwt_payload(&token)["exp"].as_i64().is_some());
     env.a365(&["ping"]).ok();
 }
+
+/// `a365 default PROFILE` sets the default profile at the top of
+/// config.toml (never inside a profile's table), at once and after a
+/// restart; `a365 default` names it.
+#[test]
+fn the_default_profile_is_set_by_command() {
+    let server = TokenServer::start(ServerConfig::default()).unwrap();
+    let env = Env::new();
+    let agent = env.start_agent();
+    env.add_refresh("one", &server);
+    env.add_refresh("two", &server);
+    assert_ne!(env.a365(&["default"]).code, 0, "none yet");
+    let out = env.a365(&["default", "two"]).ok();
+    assert!(
+        out.stderr.contains("'two' is the default profile"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(env.a365(&["default"]).ok().stdout, "two\n");
+    let two = env.token("two");
+    assert_eq!(env.a365(&["token"]).ok().stdout.trim_end(), two);
+    let config = std::fs::read_to_string(env.config_file()).unwrap();
+    let key = config.find("default_profile = \"two\"").expect("written");
+    assert!(
+        key < config.find('[').unwrap(),
+        "above every table: {config}"
+    );
+    env.a365(&["default", "nope"]).code(4);
+    drop(agent);
+    let _agent = env.start_agent();
+    assert_eq!(
+        env.a365(&["token"]).ok().stdout.trim_end(),
+        env.token("two")
+    );
+}

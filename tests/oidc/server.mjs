@@ -25,6 +25,8 @@ const clients = [
   { client_id: 'basic-client', client_secret: 'basic+/:% secret', token_endpoint_auth_method: 'client_secret_basic', ...login },
   { client_id: 'post-client', client_secret: 'post+/:% secret', token_endpoint_auth_method: 'client_secret_post', ...login },
   { client_id: 'public-client', token_endpoint_auth_method: 'none', application_type: 'native', ...login },
+  // bench/run's client: oidc-agent, side by side with a365, gets a plain secret.
+  { client_id: 'bench-client', client_secret: 'bench-secret', token_endpoint_auth_method: 'client_secret_post', ...login },
   {
     client_id: 'cc-client', client_secret: 'cc+/:% secret', token_endpoint_auth_method: 'client_secret_post',
     grant_types: ['client_credentials'], response_types: [], redirect_uris: [], scope: 'api',

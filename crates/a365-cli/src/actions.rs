@@ -47,6 +47,27 @@ pub fn token(socket: &Path, args: TokenArgs) -> Result<(), Error> {
     output::to_stdout(&bytes)
 }
 
+/// `a365 default [PROFILE]`: names the default profile, or sets it.
+pub fn default(socket: &Path, profile: Option<String>) -> Result<(), Error> {
+    if let Some(profile) = profile {
+        return match call(socket, &Request::SetDefault { profile })? {
+            Response::Done { message } => {
+                eprintln!("a365: {}", output::clean(&message, true));
+                Ok(())
+            }
+            _ => Err(Error::Unexpected),
+        };
+    }
+    let profiles = all_statuses(socket)?;
+    match profiles.iter().find(|p| p.is_default) {
+        Some(p) => output::to_stdout(format!("{}\n", output::clean(&p.name, false)).as_bytes()),
+        None => Err(Error::Other(anyhow::anyhow!(
+            "no default profile: `a365 token` needs a name (or A365_PROFILE); set one with \
+             `a365 default PROFILE`"
+        ))),
+    }
+}
+
 /// `a365 workspaces`: a table, or JSON.
 pub fn workspaces(socket: &Path, profile: Option<String>, json: bool) -> Result<(), Error> {
     let list = match call(socket, &Request::Workspaces { profile })? {

@@ -33,6 +33,10 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Show the default profile (the one `a365 token` uses when none is
+    /// named), or make PROFILE the default (kept as default_profile in
+    /// config.toml).
+    Default { profile: Option<String> },
     /// Add a profile; secrets are prompted for (hidden) or read with --secrets-from.
     Add(AddArgs),
     /// Remove a profile and its secrets, revoking its credential at the

@@ -52,6 +52,7 @@ fn main() -> ExitCode {
             Err(e) => Err(e),
         },
         Command::Ping => actions::ping(&socket),
+        Command::Default { profile } => actions::default(&socket, profile),
         Command::Workspaces { profile, json } => actions::workspaces(&socket, profile, json),
         Command::Doctor { profile, json } => actions::doctor(&socket, profile, json),
         Command::Completions { shell } => {

@@ -46,8 +46,9 @@ pub use spec::*;
 /// 3: `ProfileSpec` gained `introspection_url`.
 /// 4: `ProfileStatus` gained `client_auth` and `assumed_lifetime_secs`;
 /// `ClientAuth` gained `basic-raw`; `TokenRequest` gained `workspace`,
-/// `ProfileSpec` `workspace` and `workspace_of`; `Workspaces` (request
-/// and response) was added.
+/// `ProfileSpec` `workspace` and `workspace_of`; `Login`
+/// `select_workspace`; `Workspaces` (request and response) and
+/// `SetDefault` were added.
 pub const PROTOCOL_VERSION: u32 = 4;
 
 /// The oldest version a JSON message may name. JSON is self-describing and

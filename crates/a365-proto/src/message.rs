@@ -85,6 +85,9 @@ pub enum Request {
     /// The Altium 365 workspaces the user of `profile` (an Altium
     /// sign-in) belongs to.
     Workspaces { profile: Option<String> },
+    /// Make `profile` the one `token` uses when none is named (kept as
+    /// `default_profile` in config.toml).
+    SetDefault { profile: String },
 }
 
 /// The longest `min_valid_ms` that means anything: a year and a day.
@@ -113,6 +116,7 @@ impl Request {
             Request::Doctor { .. } => "a365 doctor",
             Request::Restart => "a restart on upgrade",
             Request::Workspaces { .. } => "a365 workspaces",
+            Request::SetDefault { .. } => "a365 default",
         }
     }
 

@@ -57,6 +57,7 @@ fn request_name(r: &Request) -> String {
         Request::LoginKeep { keep: true, .. } => "login-keep".into(),
         Request::LoginKeep { keep: false, .. } => "login-discard".into(),
         Request::Workspaces { .. } => "workspaces".into(),
+        Request::SetDefault { .. } => "set-default".into(),
     }
 }
 
@@ -160,6 +161,9 @@ fn requests() -> Vec<Request> {
         Request::Restart,
         Request::Workspaces {
             profile: Some("a365".into()),
+        },
+        Request::SetDefault {
+            profile: "work".into(),
         },
         Request::LoginReview {
             profile: "design".into(),
@@ -415,9 +419,9 @@ fn every_variant_encodes_as_committed_in_both_encodings() {
     let requests = names.iter().filter(|n| n.starts_with("request-")).count();
     assert_eq!(
         requests,
-        // 17 variants; `add` and `migrate` named per kind, store and
+        // 18 variants; `add` and `migrate` named per kind, store and
         // client auth; `remove` and `login-keep` twice each.
-        17 - 2 + 2 + Kind::ALL.len() + StoreKind::ALL.len() + ClientAuth::ALL.len()
+        18 - 2 + 2 + Kind::ALL.len() + StoreKind::ALL.len() + ClientAuth::ALL.len()
     );
     let errors = names
         .iter()

@@ -58,6 +58,7 @@ impl Agent {
                 .add_shared(&name, spec, endpoint, credential, replace)
                 .await;
         }
+        let mut previous = None;
         let profile = {
             // Only the edit itself is serialized, not the wait below for the
             // first exchange: a slow token server must not block `remove`,
@@ -68,6 +69,13 @@ impl Agent {
                 return Err(invalid(format!(
                     "cannot keep secrets in the {kind} store: {e}; choose another with `--store file`"
                 )));
+            }
+            // What a replaced profile was (stopped, so its credential is
+            // the last one saved): put back if the new credential is
+            // refused at its first exchange, so that a spent or mistyped
+            // secret never destroys a working one.
+            if replace {
+                previous = self.previous(&name).await;
             }
             self.install(&name, &spec, placed, credential, replace)
                 .await?
@@ -83,9 +91,66 @@ impl Agent {
         if provider.browser().is_some() {
             message.push_str(&format!("; now log in: `a365 login {name}`"));
         } else if provider.renews() {
-            message.push_str(&self.first_exchange(&profile).await?);
+            match self.first_exchange(&profile).await {
+                Ok(said) => message.push_str(&said),
+                Err(e) => return Err(self.put_back(&name, previous, e).await),
+            }
         }
         Ok(Response::Done { message })
+    }
+
+    /// The settings, store and credential of profile `name`, stopped, if
+    /// it is a local one whose credential can be read.
+    async fn previous(
+        &self,
+        name: &str,
+    ) -> Option<(
+        a365_proto::ProfileSpec,
+        crate::stores::Placed,
+        a365_store::Credential,
+    )> {
+        let old = self.profile(Some(name)).ok()?;
+        let placed = old.home.placed()?.clone();
+        old.stop().await;
+        let credential = placed.load(name).await.ok()??;
+        Some((old.spec.clone(), placed, credential))
+    }
+
+    /// A replacement refused at its first exchange: the replaced profile
+    /// comes back as it was, and `refused` says so.
+    async fn put_back(
+        &self,
+        name: &str,
+        previous: Option<(
+            a365_proto::ProfileSpec,
+            crate::stores::Placed,
+            a365_store::Credential,
+        )>,
+        refused: ErrorReply,
+    ) -> ErrorReply {
+        let Some((spec, placed, credential)) = previous else {
+            return refused;
+        };
+        let _edit = self.edits.lock().await;
+        match self.install(name, &spec, placed, credential, true).await {
+            Ok(_) => {
+                tracing::info!(profile = %name, "replacement refused: the earlier credential is back");
+                ErrorReply::new(
+                    refused.kind,
+                    format!(
+                        "{}; nothing was replaced: profile '{name}' keeps its earlier credential",
+                        refused.message
+                    ),
+                )
+            }
+            Err(e) => ErrorReply::new(
+                refused.kind,
+                format!(
+                    "{}; and the earlier credential could not be put back: {}",
+                    refused.message, e.message
+                ),
+            ),
+        }
     }
 
     /// A first credential from a username and password (Designer Cloud),

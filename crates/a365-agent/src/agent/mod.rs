@@ -213,6 +213,7 @@ impl Agent {
                 )),
             },
             Request::Workspaces { profile } => self.workspaces(profile.as_deref()).await,
+            Request::SetDefault { profile } => self.set_default(&profile).await,
             Request::Watch { .. } => Err(ErrorReply::new(
                 ErrorKind::BadRequest,
                 "watch must be the only request of its connection",

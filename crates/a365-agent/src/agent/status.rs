@@ -3,7 +3,7 @@
 
 use std::ops::Bound;
 
-use a365_proto::{ProfileStatus, Response};
+use a365_proto::{ErrorReply, ProfileStatus, Response};
 
 use super::Agent;
 
@@ -57,5 +57,30 @@ impl Agent {
             Some(default) => default == name,
             None => total == 1,
         }
+    }
+}
+
+impl Agent {
+    /// `default`: `name` becomes the profile `token` uses when none is
+    /// named, now and after a restart.
+    pub(super) async fn set_default(&self, name: &str) -> Result<Response, ErrorReply> {
+        let profile = self.profile(Some(name))?;
+        let _edit = self.edits.lock().await;
+        let (path, written) = (self.paths.config_file.clone(), profile.name.clone());
+        crate::config::in_background(move || crate::config::write_default_profile(&path, &written))
+            .await
+            .map_err(|e| super::internal(e.to_string()))?;
+        if let Ok(mut default) = self.default_profile.write() {
+            *default = Some(profile.name.clone());
+        }
+        tracing::info!(profile = %profile.name, "default profile set");
+        Ok(Response::Done {
+            message: format!(
+                "'{}' is the default profile: `a365 token` without a name gives its token \
+                 (default_profile in {})",
+                profile.name,
+                self.paths.config_file.display()
+            ),
+        })
     }
 }

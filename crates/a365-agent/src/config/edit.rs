@@ -113,6 +113,20 @@ fn profile_table(spec: &ProfileSpec) -> toml_edit::Table {
     table
 }
 
+/// Sets the top-level `default_profile`, above every table (a line
+/// appended to the file would land in the last one).
+pub fn write_default_profile(path: &Path, name: &str) -> Result<(), ConfigError> {
+    edit(path, |doc| {
+        match doc.get_mut("default_profile") {
+            Some(item) => *item = toml_edit::value(name),
+            None => {
+                doc.insert("default_profile", toml_edit::value(name));
+            }
+        }
+        Ok(())
+    })
+}
+
 /// Sets the top-level `store`: where new profiles keep their secrets.
 pub fn write_default_store(path: &Path, store: StoreKind) -> Result<(), ConfigError> {
     edit(path, |doc| {

@@ -6,7 +6,9 @@
 
 mod edit;
 
-pub use edit::{in_background, remove_profile, write_default_store, write_profile};
+pub use edit::{
+    in_background, remove_profile, write_default_profile, write_default_store, write_profile,
+};
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
