@@ -6,7 +6,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::provider::oauth::describe_send_error;
+use crate::provider::send_error::describe_send_error;
 
 /// Why no code came.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

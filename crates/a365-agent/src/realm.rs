@@ -177,31 +177,7 @@ pub fn resolve(configured: &BTreeMap<String, RealmConfig>) -> Result<Vec<Realm>,
             api: optional("api_url", &config.api_url)?,
             gov_realm: config.gov_realm.clone(),
         };
-        // Altium's own hosts say their cloud; a realm cannot say otherwise.
-        let urls = [
-            Some(&realm.base),
-            realm.actionwait.as_ref(),
-            realm.api.as_ref(),
-        ];
-        for url in urls.into_iter().flatten() {
-            match crate::endpoint::altium_host_is_gov(url) {
-                Some(gov) if gov != realm.gov && url == &realm.base => {
-                    return Err(EndpointError(format!(
-                        "[realms.{name}] sets gov = {}, but {} is on Altium's {} cloud",
-                        realm.gov,
-                        url.host_str().unwrap_or("?"),
-                        if gov { "Gov" } else { "commercial" }
-                    )));
-                }
-                Some(true) if !realm.gov => {
-                    return Err(EndpointError(format!(
-                        "[realms.{name}] is commercial, but {} is on Altium's Gov cloud",
-                        url.host_str().unwrap_or("?")
-                    )));
-                }
-                _ => {}
-            }
-        }
+        check_altium_hosts(name, &realm)?;
         match table.iter_mut().find(|r| r.name == *name) {
             Some(known) if known.gov != realm.gov => {
                 return Err(EndpointError(format!(
@@ -238,6 +214,35 @@ pub fn resolve(configured: &BTreeMap<String, RealmConfig>) -> Result<Vec<Realm>,
         }
     }
     Ok(table)
+}
+
+/// Altium's own hosts say their cloud; a realm cannot say otherwise.
+fn check_altium_hosts(name: &str, realm: &Realm) -> Result<(), EndpointError> {
+    let urls = [
+        Some(&realm.base),
+        realm.actionwait.as_ref(),
+        realm.api.as_ref(),
+    ];
+    for url in urls.into_iter().flatten() {
+        match crate::endpoint::altium_host_is_gov(url) {
+            Some(gov) if gov != realm.gov && url == &realm.base => {
+                return Err(EndpointError(format!(
+                    "[realms.{name}] sets gov = {}, but {} is on Altium's {} cloud",
+                    realm.gov,
+                    url.host_str().unwrap_or("?"),
+                    if gov { "Gov" } else { "commercial" }
+                )));
+            }
+            Some(true) if !realm.gov => {
+                return Err(EndpointError(format!(
+                    "[realms.{name}] is commercial, but {} is on Altium's Gov cloud",
+                    url.host_str().unwrap_or("?")
+                )));
+            }
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 fn table() -> Arc<Vec<Realm>> {

@@ -45,14 +45,9 @@ impl Agent {
                     (reply, _) => reply,
                 });
         }
-        let credential = if secrets.password.is_some() || secrets.username.is_some() {
-            self.credential_from_login(&name, &spec, endpoint.as_ref(), secrets)
-                .await?
-        } else {
-            provider::of(spec.kind)
-                .credential(&name, &spec, secrets, self.shared.clock.now_ms())
-                .map_err(invalid)?
-        };
+        let credential = self
+            .new_credential(&name, &spec, endpoint.as_ref(), secrets)
+            .await?;
         if shared {
             return self
                 .add_shared(&name, spec, endpoint, credential, replace)
@@ -151,6 +146,25 @@ impl Agent {
                 ),
             ),
         }
+    }
+
+    /// The credential the secrets make: as the kind takes them, or a first
+    /// token made from a username and password.
+    async fn new_credential(
+        &self,
+        name: &str,
+        spec: &a365_proto::ProfileSpec,
+        endpoint: Option<&Endpoint>,
+        secrets: a365_proto::Secrets,
+    ) -> Result<a365_store::Credential, ErrorReply> {
+        if secrets.password.is_some() || secrets.username.is_some() {
+            return self
+                .credential_from_login(name, spec, endpoint, secrets)
+                .await;
+        }
+        provider::of(spec.kind)
+            .credential(name, spec, secrets, self.shared.clock.now_ms())
+            .map_err(invalid)
     }
 
     /// A first credential from a username and password (Designer Cloud),

@@ -177,7 +177,7 @@ impl Agent {
         let response = match answer {
             Ok(Ok(response)) => response,
             Ok(Err(e)) => {
-                let why = crate::provider::oauth::describe_send_error(&e, url);
+                let why = crate::provider::send_error::describe_send_error(&e, url);
                 return vec![dns, check(name, Verdict::Fail, why)];
             }
             Err(_) => {

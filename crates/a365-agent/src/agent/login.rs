@@ -34,7 +34,7 @@ pub(super) type LoginOutcome = Result<Exchanged, ErrorReply>;
 #[derive(Debug)]
 pub(super) struct Login {
     outcome: watch::Receiver<Option<LoginOutcome>>,
-    task: tokio::task::AbortHandle,
+    pub(super) task: tokio::task::AbortHandle,
 }
 
 /// How long a reviewed login's credential waits for `login_keep`.
@@ -203,71 +203,13 @@ impl Agent {
     }
 
     /// Keeps the login of `name` whose work is `work`, for `login_wait`.
-    fn track_login(&self, name: &str, work: tokio::task::JoinHandle<LoginOutcome>) {
+    pub(super) fn track_login(&self, name: &str, work: tokio::task::JoinHandle<LoginOutcome>) {
         let (tx, rx) = watch::channel(None);
         let task = tokio::spawn(report_login(name.to_owned(), work, tx));
         if let Ok(mut logins) = self.logins.lock() {
             let task = task.abort_handle();
             logins.insert(name.to_owned(), Login { outcome: rx, task });
         }
-    }
-
-    /// An Altium sign-in through ActionWait: the poll starts before the
-    /// URL goes to the client (and so before any browser opens), with the
-    /// login's `state` as its wait token; the URL is the authorize URL
-    /// itself, to open on any device.
-    async fn login_by_actionwait(
-        &self,
-        profile: &Profile,
-        (endpoint, login, actionwait): (Endpoint, endpoint::LoginEndpoint, reqwest::Url),
-        pkce: crate::provider::Pkce,
-        (timeout, select): (Duration, Option<&str>),
-    ) -> Result<Response, ErrorReply> {
-        let name = profile.name.clone();
-        if let Some(previous) = self.logins.lock().ok().and_then(|mut l| l.remove(&name)) {
-            previous.task.abort();
-        }
-        let browser = crate::provider::of(profile.spec.kind)
-            .browser()
-            .ok_or_else(|| invalid("the profile does not log in with a browser"))?;
-        // This sign-in's selectWorkspace (SPEC §3.1) over the profile's.
-        let mut spec = profile.spec.clone();
-        if let Some(select) = select {
-            spec.authorize_params
-                .insert("selectWorkspace".into(), select.into());
-        }
-        let url = browser.authorize_url(&spec, &login, &pkce);
-        tracing::info!(profile = %name, actionwait = %actionwait, "sign-in started");
-        let (me, http) = (self.me.clone(), self.shared.http.clone());
-        let (started, polling) = tokio::sync::oneshot::channel();
-        let work = tokio::spawn(async move {
-            let poll = crate::actionwait::wait_for_code(&http, &actionwait, &pkce.state, timeout);
-            let _ = started.send(());
-            let code = poll.await.map_err(|e| {
-                let message = format!("{e}; run `a365 login {name}` to try again");
-                match e {
-                    crate::actionwait::ActionWaitError::Refused(_) => {
-                        ErrorReply::new(ErrorKind::NeedsReauth, message)
-                    }
-                    _ => unavailable(message),
-                }
-            })?;
-            let agent = me
-                .upgrade()
-                .ok_or_else(|| unavailable("the agent is stopping"))?;
-            agent
-                .finish_login(&name, &endpoint, &login.redirect_uri, &code, &pkce)
-                .await
-        });
-        // The poll's task runs before the URL goes out, as SPEC §4.4 wants
-        // (its first request may still be connecting while the client
-        // prints the URL; a person opening it takes far longer).
-        let _ = polling.await;
-        tokio::task::yield_now().await;
-        self.track_login(&profile.name, work);
-        Ok(Response::LoginUrl {
-            url: url.to_string(),
-        })
     }
 
     /// Listens on the redirect; a login of `name` still waiting (a closed
@@ -293,7 +235,7 @@ impl Agent {
     }
 
     /// Exchanges the code; the credential is kept later (`keep_login`).
-    async fn finish_login(
+    pub(super) async fn finish_login(
         &self,
         name: &str,
         endpoint: &Endpoint,
@@ -313,18 +255,7 @@ impl Agent {
             .map_err(|e| internal(format!("cannot read the client secret: {e}")))?
             .unwrap_or_default();
         let now = self.shared.clock.now_ms();
-        let call = crate::provider::oauth::Call {
-            http: &self.shared.http,
-            token_url: &endpoint.token_url,
-            now_ms: now,
-            default_lifetime: self.shared.default_lifetime,
-            answer_wait: self.shared.answer_wait,
-            client_auth: crate::provider::client_auth(&profile.spec),
-            proven: false,
-            altium: endpoint.altium,
-            secure: endpoint.secure,
-            params: &profile.spec.token_params,
-        };
+        let call = self.login_call(&profile, endpoint, now);
         let browser = crate::provider::of(profile.spec.kind)
             .browser()
             .ok_or_else(|| invalid("the profile does not log in with a browser"))?;
@@ -375,29 +306,24 @@ impl Agent {
         })
     }
 
-    /// Who signed in to Altium 365: its userinfo (Altium's access tokens
-    /// name no one), else the id_token's name. `None` for other providers,
-    /// whose access tokens name the user (`status` reads them).
-    async fn signed_in_user(
-        &self,
-        endpoint: &Endpoint,
-        fresh: &crate::provider::Fresh,
-    ) -> Option<String> {
-        let from_id_token = || {
-            fresh
-                .id_token
-                .as_ref()
-                .and_then(|c| c.account.as_deref().map(a365_proto::visible))
-        };
-        let realm = crate::realm::owning(&endpoint.token_url).filter(|r| r.altium)?;
-        let url = realm.connect("userinfo");
-        match crate::provider::userinfo::claims(&self.shared.http, &url, &fresh.access_token).await
-        {
-            Ok(claims) => crate::provider::userinfo::display(&claims).or_else(from_id_token),
-            Err(e) => {
-                tracing::warn!("userinfo: {e}");
-                from_id_token()
-            }
+    /// The context of a login's code exchange: nothing learned yet.
+    fn login_call<'a>(
+        &'a self,
+        profile: &'a Profile,
+        endpoint: &'a Endpoint,
+        now: i64,
+    ) -> crate::provider::oauth::Call<'a> {
+        crate::provider::oauth::Call {
+            http: &self.shared.http,
+            token_url: &endpoint.token_url,
+            now_ms: now,
+            default_lifetime: self.shared.default_lifetime,
+            answer_wait: self.shared.answer_wait,
+            client_auth: crate::provider::client_auth(&profile.spec),
+            proven: false,
+            altium: endpoint.altium,
+            secure: endpoint.secure,
+            params: &profile.spec.token_params,
         }
     }
 

@@ -17,6 +17,7 @@ pub mod fleet;
 mod forwarded;
 mod login;
 mod migrate;
+mod signin;
 mod status;
 mod workspaces;
 

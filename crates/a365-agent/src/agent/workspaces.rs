@@ -180,18 +180,7 @@ impl Agent {
             .await
             .map_err(|e| internal(format!("cannot read the sign-in's secrets: {e}")))?
             .unwrap_or_default();
-        // A client secret stays on its cloud (SECURITY.md): only a public
-        // client crosses the Commercial->Gov bridge.
-        let parent_url = parent.endpoint().map(|e| e.token_url.clone());
-        if parent_credential.client_secret.is_some()
-            && parent_url.is_some_and(|url| !crate::endpoint::same_cloud(&url, &endpoint.token_url))
-        {
-            return Err(invalid(format!(
-                "workspace '{}' is on the other Altium cloud, and the client of '{}' has a secret, \
-                 which stays on its own cloud: sign in with a public client to reach it",
-                workspace.name, parent.name
-            )));
-        }
+        bridge_allowed(parent, &parent_credential, &endpoint, workspace)?;
         let subject = parent.token(MIN_VALID_MS, &[]).await?;
         let now = self.shared.clock.now_ms();
         let mut credential = crate::provider::new_credential(now);
@@ -209,19 +198,7 @@ impl Agent {
             &parent.spec.scopes,
         )
         .await
-        .map_err(|e| {
-            let kind = match e {
-                crate::provider::ProviderError::Dead(_) => ErrorKind::NeedsReauth,
-                _ => ErrorKind::Unavailable,
-            };
-            ErrorReply::new(
-                kind,
-                format!(
-                    "the token of workspace '{}' could not be had: {e}",
-                    workspace.name
-                ),
-            )
-        })?;
+        .map_err(|e| refused(workspace, e))?;
         let credential = crate::profile::engine::fold(&credential, answer.into(), now).credential;
         tracing::info!(profile = %name, workspace = %workspace.id, gov = workspace.gov, "workspace token exchanged");
         let _edit = self.edits.lock().await;
@@ -284,8 +261,45 @@ impl Agent {
     }
 }
 
+/// A client secret stays on its cloud (SECURITY.md): only a public
+/// client's sign-in crosses the Commercial->Gov bridge.
+fn bridge_allowed(
+    parent: &Profile,
+    parent_credential: &a365_store::Credential,
+    endpoint: &crate::endpoint::Endpoint,
+    workspace: &Workspace,
+) -> Result<(), ErrorReply> {
+    let parent_url = parent.endpoint().map(|e| e.token_url.clone());
+    if parent_credential.client_secret.is_some()
+        && parent_url.is_some_and(|url| !crate::endpoint::same_cloud(&url, &endpoint.token_url))
+    {
+        return Err(invalid(format!(
+            "workspace '{}' is on the other Altium cloud, and the client of '{}' has a secret, \
+             which stays on its own cloud: sign in with a public client to reach it",
+            workspace.name, parent.name
+        )));
+    }
+    Ok(())
+}
+
+/// A refused exchange: a dead grant needs the user, anything else is
+/// worth another try.
+fn refused(workspace: &Workspace, e: crate::provider::ProviderError) -> ErrorReply {
+    let kind = match e {
+        crate::provider::ProviderError::Dead(_) => ErrorKind::NeedsReauth,
+        _ => ErrorKind::Unavailable,
+    };
+    ErrorReply::new(
+        kind,
+        format!(
+            "the token of workspace '{}' could not be had: {e}",
+            workspace.name
+        ),
+    )
+}
+
 fn describe(e: &reqwest::Error, url: &reqwest::Url) -> String {
-    crate::provider::oauth::describe_send_error(e, url)
+    crate::provider::send_error::describe_send_error(e, url)
 }
 
 /// The realm of an Altium sign-in profile, or why `parent` is none.

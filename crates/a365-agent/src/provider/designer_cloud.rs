@@ -15,7 +15,8 @@ use a365_token::designer_cloud::failure;
 use reqwest::StatusCode;
 use secrecy::{ExposeSecret, SecretString};
 
-use super::oauth::{describe_send_error, read_body, retry_after};
+use super::oauth::{read_body, retry_after};
+use super::send_error::describe_send_error;
 use super::{BadSecrets, Exchange, Obtained, Pending, Provider, ProviderError, Restore};
 use crate::endpoint::{Endpoint, EndpointError, parse_url};
 
@@ -328,7 +329,7 @@ pub async fn create(
         Auth::Token(current) => request.bearer_auth(current.expose_secret()),
         Auth::Login { username, password } => request.header(
             reqwest::header::AUTHORIZATION,
-            super::oauth::basic_login(username, password),
+            super::client_auth::basic_login(username, password),
         ),
     };
     let (status, wait, body) = send(exchange, request.json(&body)).await?;

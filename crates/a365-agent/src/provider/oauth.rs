@@ -10,6 +10,10 @@ use zeroize::Zeroizing;
 
 use crate::body::BodyError;
 
+use super::client_auth::{
+    basic_authorization, basic_login, client_hint, raw_basic_may_help, refuses_client,
+};
+use super::send_error::describe_send_error;
 use super::{Fresh, ProviderError};
 
 pub use a365_token::oauth::{Grant, parse_retry_after, parse_token_response};
@@ -99,29 +103,6 @@ pub async fn post_form(
         // Refused as well: the first refusal (and its hint) stands.
         Err(e) if refuses_client(&e) => Err(first),
         Err(e) => Err(e),
-    }
-}
-
-/// Whether a refusal may be the encoding of HTTP Basic: the profile sends
-/// Basic, no answer has accepted it yet, and form-encoding changes its id
-/// or secret (`+ / : %`, a space, …).
-fn raw_basic_may_help(call: Call<'_>, client: Client<'_>, e: &ProviderError) -> bool {
-    let changed = |s: &str| form_urlencoded::byte_serialize(s.as_bytes()).ne(std::iter::once(s));
-    call.client_auth == ClientAuth::Basic
-        && !call.proven
-        && client
-            .secret
-            .is_some_and(|secret| changed(client.id) || changed(secret.expose_secret()))
-        && refuses_client(e)
-}
-
-/// A refusal that can be the client's authentication: `invalid_client`,
-/// a bare 401, or a bare 400 (as some servers answer every refusal).
-fn refuses_client(e: &ProviderError) -> bool {
-    match e {
-        ProviderError::Dead(message) => message.starts_with(a365_token::oauth::CLIENT_REJECTED),
-        ProviderError::Rejected(message) => message.starts_with(a365_token::oauth::BARE_400),
-        _ => false,
     }
 }
 
@@ -393,79 +374,6 @@ async fn send_form(
         })
 }
 
-/// `Authorization: Basic …` of RFC 6749 §2.3.1: id and secret each
-/// form-urlencoded first.
-fn basic_authorization(id: &str, secret: &SecretString) -> reqwest::header::HeaderValue {
-    let secret = secret.expose_secret();
-    // Sized for the worst case (every byte percent-encoded): never grown.
-    let mut pair = Zeroizing::new(String::with_capacity(3 * (id.len() + secret.len()) + 1));
-    pair.extend(form_urlencoded::byte_serialize(id.as_bytes()));
-    pair.push(':');
-    pair.extend(form_urlencoded::byte_serialize(secret.as_bytes()));
-    basic_header(&pair)
-}
-
-/// `Authorization: Basic …` of a name and password as they are (RFC
-/// 7617): logins that are not OAuth clients, and `basic-raw` clients.
-pub(crate) fn basic_login(user: &str, password: &SecretString) -> reqwest::header::HeaderValue {
-    let password = password.expose_secret();
-    let mut pair = Zeroizing::new(String::with_capacity(user.len() + 1 + password.len()));
-    pair.push_str(user);
-    pair.push(':');
-    pair.push_str(password);
-    basic_header(&pair)
-}
-
-/// `Basic base64(pair)`, in buffers wiped when dropped, marked sensitive
-/// (hidden from `Debug` and HTTP/2 header compression).
-fn basic_header(pair: &str) -> reqwest::header::HeaderValue {
-    use base64::Engine as _;
-    let encoded = Zeroizing::new(base64::engine::general_purpose::STANDARD.encode(pair.as_bytes()));
-    let mut value = Zeroizing::new(Vec::with_capacity(6 + encoded.len()));
-    value.extend_from_slice(b"Basic ");
-    value.extend_from_slice(encoded.as_bytes());
-    // Base64 and a fixed prefix: always a valid header value.
-    let bytes = bytes::Bytes::from_owner(Wiped(value));
-    match reqwest::header::HeaderValue::from_maybe_shared(bytes) {
-        Ok(mut value) => {
-            value.set_sensitive(true);
-            value
-        }
-        Err(_) => reqwest::header::HeaderValue::from_static("Basic"),
-    }
-}
-
-/// A refused client authentication names the other method to try: servers
-/// that enforce the registered one answer `invalid_client` to the other.
-fn client_hint(e: ProviderError, used: ClientAuth, had_secret: bool) -> ProviderError {
-    let (how, other) = match used {
-        ClientAuth::Post => ("in the form body", ClientAuth::Basic),
-        ClientAuth::Basic => ("as HTTP Basic", ClientAuth::Post),
-        ClientAuth::BasicRaw => ("as HTTP Basic, not form-encoded", ClientAuth::Post),
-    };
-    let hint = |message: &str| {
-        format!(
-            "{message}. The id and secret were sent {how}; if they are right, the server may \
-             want them the other way: add the profile again with `--client-auth {other}`"
-        )
-    };
-    match e {
-        ProviderError::Dead(message)
-            if had_secret && message.starts_with(a365_token::oauth::CLIENT_REJECTED) =>
-        {
-            ProviderError::Dead(hint(&message))
-        }
-        // Some servers refuse a client they cannot authenticate with a
-        // bare 400.
-        ProviderError::Rejected(message)
-            if had_secret && message.starts_with(a365_token::oauth::BARE_400) =>
-        {
-            ProviderError::Rejected(hint(&message))
-        }
-        other => other,
-    }
-}
-
 /// `application/x-www-form-urlencoded`, built in a buffer sized for the
 /// worst case up front (every byte percent-encoded), so it never grows
 /// and leaves a copy of a secret behind, and wiped when dropped.
@@ -479,69 +387,12 @@ pub fn form_body(form: &[(&str, &str)]) -> Zeroizing<Vec<u8>> {
 
 /// The request body handed to reqwest: its bytes are wiped when the last
 /// reference to them drops, after the request was written.
-struct Wiped(Zeroizing<Vec<u8>>);
+pub(super) struct Wiped(pub(super) Zeroizing<Vec<u8>>);
 
 impl AsRef<[u8]> for Wiped {
     fn as_ref(&self) -> &[u8] {
         &self.0
     }
-}
-
-pub(crate) fn describe_send_error(e: &reqwest::Error, url: &reqwest::Url) -> String {
-    let host = url.host_str().unwrap_or("?");
-    // The innermost causes (hyper, rustls) name what went wrong; they hold
-    // no secret (the URL has no credentials, the form is not in errors).
-    let mut causes = Vec::new();
-    let mut source = std::error::Error::source(e);
-    while let Some(cause) = source {
-        causes.push(cause.to_string());
-        source = cause.source();
-    }
-    let chain = causes.join(": ");
-    if chain.contains("certificate") {
-        format!(
-            "the TLS certificate of the token server {host} is not trusted ({}); if a corporate CA \
-             signs it, point SSL_CERT_FILE at that CA",
-            // The reason's name, without its byte-level details.
-            causes
-                .last()
-                .and_then(|c| c.split(" {").next())
-                .unwrap_or("")
-        )
-    } else if is_tls_failure(&chain) {
-        format!(
-            "the TLS handshake with the token server {host} failed ({}): is it an https server?",
-            causes
-                .last()
-                .and_then(|c| c.split(" {").next())
-                .unwrap_or("")
-        )
-    } else if e.is_timeout() {
-        format!("the token server {host} did not answer in time")
-    } else if chain.contains("closed before message completed")
-        || chain.contains("connection reset")
-        || chain.contains("IncompleteMessage")
-    {
-        format!("the token server {host} closed the connection without answering")
-    } else if e.is_connect() {
-        format!("cannot connect to the token server {host}")
-    } else {
-        format!("the request to the token server {host} failed")
-    }
-}
-
-/// rustls and hyper-rustls name handshake failures in a few ways.
-fn is_tls_failure(chain: &str) -> bool {
-    let chain = chain.to_ascii_lowercase();
-    [
-        "corrupt message",
-        "invalidcontenttype",
-        "handshake",
-        "tls",
-        "alert",
-    ]
-    .iter()
-    .any(|w| chain.contains(w))
 }
 
 pub(crate) async fn read_body(

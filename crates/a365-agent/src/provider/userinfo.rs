@@ -23,7 +23,7 @@ pub async fn claims(
         .header(reqwest::header::ACCEPT, "application/json")
         .send()
         .await
-        .map_err(|e| ProviderError::transient(super::oauth::describe_send_error(&e, url)))?;
+        .map_err(|e| ProviderError::transient(super::send_error::describe_send_error(&e, url)))?;
     let status = response.status().as_u16();
     let body = crate::body::read_limited(response, MAX_BODY)
         .await
