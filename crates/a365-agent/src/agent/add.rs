@@ -11,6 +11,13 @@ use crate::endpoint::Endpoint;
 use crate::profile::{Phase, Profile};
 use crate::provider::{self, Revocation};
 
+/// A replaced profile as it was: its settings, store and credential.
+type Previous = (
+    a365_proto::ProfileSpec,
+    crate::stores::Placed,
+    a365_store::Credential,
+);
+
 impl Agent {
     /// Adds (or with `replace`, replaces) a profile, and reports its first
     /// exchange so that a bad secret shows up now.
@@ -96,14 +103,7 @@ impl Agent {
 
     /// The settings, store and credential of profile `name`, stopped, if
     /// it is a local one whose credential can be read.
-    async fn previous(
-        &self,
-        name: &str,
-    ) -> Option<(
-        a365_proto::ProfileSpec,
-        crate::stores::Placed,
-        a365_store::Credential,
-    )> {
+    async fn previous(&self, name: &str) -> Option<Previous> {
         let old = self.profile(Some(name)).ok()?;
         let placed = old.home.placed()?.clone();
         old.stop().await;
@@ -116,11 +116,7 @@ impl Agent {
     async fn put_back(
         &self,
         name: &str,
-        previous: Option<(
-            a365_proto::ProfileSpec,
-            crate::stores::Placed,
-            a365_store::Credential,
-        )>,
+        previous: Option<Previous>,
         refused: ErrorReply,
     ) -> ErrorReply {
         let Some((spec, placed, credential)) = previous else {

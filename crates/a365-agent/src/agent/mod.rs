@@ -19,6 +19,7 @@ mod login;
 mod migrate;
 mod signin;
 mod status;
+mod workspace_list;
 mod workspaces;
 
 pub(crate) use forwarded::not_forwarded;
