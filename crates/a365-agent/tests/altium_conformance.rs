@@ -168,13 +168,8 @@ async fn token_request(mock: &Mock, vector: &Value) -> Result<(), String> {
     script(mock, &endpoint.token_url, &vector["mockResponse"]);
     let now_ms = now_ms();
     let exchange = Exchange {
-        profile: "conformance",
-        http: &mock.http,
-        endpoint: &endpoint,
-        spec: &spec,
         now_ms,
-        default_lifetime: Duration::from_secs(3600),
-        answer_wait: Duration::from_secs(10),
+        ..exchange(mock, &endpoint, &spec)
     };
     let secret = config["clientSecret"]
         .as_str()
@@ -247,6 +242,23 @@ fn fresh(fresh: provider::Fresh) -> (String, i64) {
         fresh.access_token.expose_secret().to_owned(),
         fresh.expires_at_ms,
     )
+}
+
+/// What one exchange of the vectors may use: the mock, now.
+fn exchange<'a>(
+    mock: &'a Mock,
+    endpoint: &'a a365_agent::endpoint::Endpoint,
+    spec: &'a ProfileSpec,
+) -> Exchange<'a> {
+    Exchange {
+        profile: "conformance",
+        http: &mock.http,
+        endpoint,
+        spec,
+        now_ms: now_ms(),
+        default_lifetime: Duration::from_secs(3600),
+        answer_wait: Duration::from_secs(10),
+    }
 }
 
 /// The next request to the cloud of `url` gets the vector's answer.
@@ -352,15 +364,7 @@ async fn revocation(mock: &Mock, vector: &Value) -> Result<(), String> {
         .map_err(|e| e.to_string())?
         .unwrap();
     script(mock, &endpoint.token_url, &vector["mockResponse"]);
-    let exchange = Exchange {
-        profile: "conformance",
-        http: &mock.http,
-        endpoint: &endpoint,
-        spec: &spec,
-        now_ms: now_ms(),
-        default_lifetime: Duration::from_secs(3600),
-        answer_wait: Duration::from_secs(10),
-    };
+    let exchange = exchange(mock, &endpoint, &spec);
     let rt = vector["input"]["refreshToken"].as_str().unwrap_or("RT");
     let credential = Credential {
         refresh_token: Some(SecretString::from(rt.to_owned())),
@@ -390,15 +394,7 @@ async fn userinfo(mock: &Mock, vector: &Value) -> Result<(), String> {
         .map_err(|e| e.to_string())?
         .unwrap();
     mock.reset();
-    let exchange = Exchange {
-        profile: "conformance",
-        http: &mock.http,
-        endpoint: &endpoint,
-        spec: &spec,
-        now_ms: now_ms(),
-        default_lifetime: Duration::from_secs(3600),
-        answer_wait: Duration::from_secs(10),
-    };
+    let exchange = exchange(mock, &endpoint, &spec);
     let credential = Credential {
         client_secret: Some(SecretString::from("s3cret")),
         ..Credential::default()
@@ -446,15 +442,7 @@ async fn live_claims(mock: &Mock, vector: &Value) -> Result<(), String> {
             let endpoint = provider::endpoint(&spec)
                 .map_err(|e| e.to_string())?
                 .unwrap();
-            let exchange = Exchange {
-                profile: "conformance",
-                http: &mock.http,
-                endpoint: &endpoint,
-                spec: &spec,
-                now_ms: now_ms(),
-                default_lifetime: Duration::from_secs(3600),
-                answer_wait: Duration::from_secs(10),
-            };
+            let exchange = exchange(mock, &endpoint, &spec);
             let client = oauth::Client {
                 id: "test-client-id",
                 secret: None,
@@ -538,15 +526,7 @@ async fn sign_in(mock: &Mock, config: &Value) -> Result<String, String> {
         .find(|(k, _)| k == "code")
         .map(|(_, v)| v.into_owned())
         .ok_or_else(|| format!("no code: {location}"))?;
-    let exchange = Exchange {
-        profile: "conformance",
-        http: &mock.http,
-        endpoint: &endpoint,
-        spec: &spec,
-        now_ms: now_ms(),
-        default_lifetime: Duration::from_secs(3600),
-        answer_wait: Duration::from_secs(10),
-    };
+    let exchange = exchange(mock, &endpoint, &spec);
     let call = exchange.call(&Credential::default());
     browser
         .redeem(call, &spec, None, &code, &login.redirect_uri, &pkce)
