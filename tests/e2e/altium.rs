@@ -15,6 +15,10 @@ use crate::harness::{Env, Out, bin, jwt_payload};
 /// The public client of the tests (a real one is registered with Altium).
 const CLIENT: &str = "a365-test-desktop";
 
+/// A confidential client of the tests, and its secret.
+const CONFIDENTIAL: &str = "a365-test-service";
+const CONFIDENTIAL_SECRET: &str = "s3cret-of-the-service";
+
 /// The mock clouds and the environment whose config.toml points the
 /// built-in realms at them.
 struct Clouds {
@@ -42,6 +46,7 @@ fn workspaces() -> Vec<MockWorkspace> {
 fn clouds() -> Clouds {
     let config = |gov: bool| ServerConfig {
         public_clients: vec![CLIENT.into()],
+        clients: vec![(CONFIDENTIAL.into(), CONFIDENTIAL_SECRET.into())],
         gov,
         workspaces: workspaces(),
         ..ServerConfig::default()
@@ -68,28 +73,38 @@ fn clouds() -> Clouds {
 
 /// `a365 add NAME` for the public client at `realm`.
 fn add(env: &Env, name: &str, realm: &str) {
-    env.a365_with_stdin(
-        &[
-            "add",
-            name,
-            "--kind",
-            "authorization-code",
-            "--realm",
-            realm,
-            "--client-id",
-            CLIENT,
-            "--scope",
-            "openid",
-            "--scope",
-            "profile",
-            "--scope",
-            "offline_access",
-            "--secrets-from",
-            "-",
-        ],
-        b"{}",
-    )
-    .ok();
+    add_client(env, (name, realm), (CLIENT, None), &[]);
+}
+
+/// `a365 add NAME` at `realm` for `client` (with its secret, if it has
+/// one) and `extra` flags.
+fn add_client(
+    env: &Env,
+    (name, realm): (&str, &str),
+    (client, secret): (&str, Option<&str>),
+    extra: &[&str],
+) {
+    let mut args = vec![
+        "add",
+        name,
+        "--kind",
+        "authorization-code",
+        "--realm",
+        realm,
+        "--client-id",
+        client,
+        "--scope",
+        "openid",
+        "--scope",
+        "profile",
+        "--scope",
+        "offline_access",
+        "--secrets-from",
+        "-",
+    ];
+    args.extend_from_slice(extra);
+    let secrets = serde_json::json!({ "client_secret": secret }).to_string();
+    env.a365_with_stdin(&args, secrets.as_bytes()).ok();
 }
 
 /// `a365 login NAME` with the test's browser and `extra` flags.
@@ -101,6 +116,24 @@ fn login(env: &Env, name: &str, extra: &[&str]) -> Out {
         .args(extra)
         .env("BROWSER", browser);
     Out::from(command.output().unwrap())
+}
+
+/// RFC 8693's grant type, as the mock records it.
+const TOKEN_EXCHANGE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
+
+/// `a365 token a365 --workspace WORKSPACE`: the token.
+fn workspace_token(env: &Env, workspace: &str) -> String {
+    let out = env.a365(&["token", "a365", "--workspace", workspace]).ok();
+    out.stdout.trim().to_owned()
+}
+
+/// How many token exchanges `server` saw.
+fn exchanges(server: &TokenServer) -> usize {
+    server
+        .recorded()
+        .iter()
+        .filter(|r| r.grant_type == TOKEN_EXCHANGE)
+        .count()
 }
 
 /// The one token request `server` saw with `grant`.
@@ -286,18 +319,10 @@ fn one_sign_in_every_workspace() {
         "{table}"
     );
 
-    let design = env
-        .a365(&["token", "a365", "--workspace", "Design"])
-        .ok()
-        .stdout
-        .trim()
-        .to_owned();
+    let design = workspace_token(&env, "Design");
     let claims = jwt_payload(&design);
     assert_eq!(claims["workspaceId"], "ws-design", "{claims}");
-    let exchange = request(
-        &commercial,
-        "urn:ietf:params:oauth:grant-type:token-exchange",
-    );
+    let exchange = request(&commercial, TOKEN_EXCHANGE);
     assert!(
         exchange.form["scope"].contains("a365:workspace:ws-design"),
         "{exchange:?}"
@@ -305,37 +330,19 @@ fn one_sign_in_every_workspace() {
     assert_eq!(exchange.form["client_id"], CLIENT);
     assert!(!exchange.form.contains_key("secure"), "{exchange:?}");
 
-    let secure = env
-        .a365(&["token", "a365", "--workspace", "ws-secure"])
-        .ok()
-        .stdout
-        .trim()
-        .to_owned();
+    let secure = workspace_token(&env, "ws-secure");
     let claims = jwt_payload(&secure);
     assert_eq!(claims["secure"], "1", "{claims}");
     assert_eq!(claims["iss"], gov.base_url(), "{claims}");
-    let bridge = request(&gov, "urn:ietf:params:oauth:grant-type:token-exchange");
+    let bridge = request(&gov, TOKEN_EXCHANGE);
     assert_eq!(bridge.form["secure"], "1", "{bridge:?}");
 
     // Asked again, and after a restart: served, no exchange.
-    let again = env
-        .a365(&["token", "a365", "--workspace", "Design"])
-        .ok()
-        .stdout;
-    assert_eq!(again.trim(), design);
-    drop(agent.terminate());
+    assert_eq!(workspace_token(&env, "Design"), design);
+    agent.kill();
     let _agent = env.start_agent();
-    let restored = env
-        .a365(&["token", "a365", "--workspace", "Design"])
-        .ok()
-        .stdout;
-    assert_eq!(restored.trim(), design, "restored from the store");
-    let exchanges = |s: &TokenServer| {
-        s.recorded()
-            .iter()
-            .filter(|r| r.grant_type.ends_with("token-exchange"))
-            .count()
-    };
+    let restored = workspace_token(&env, "Design");
+    assert_eq!(restored, design, "restored from the store");
     assert_eq!((exchanges(&commercial), exchanges(&gov)), (1, 1));
 
     // Its own refresh, where it was issued, without scope.
@@ -345,18 +352,10 @@ fn one_sign_in_every_workspace() {
         !refresh.form.contains_key("scope") && refresh.form["secure"] == "1",
         "{refresh:?}"
     );
-    let renewed = env
-        .a365(&["token", "a365", "--workspace", "Secure"])
-        .ok()
-        .stdout;
-    assert_eq!(jwt_payload(renewed.trim())["workspaceId"], "ws-secure");
+    let renewed = workspace_token(&env, "Secure");
+    assert_eq!(jwt_payload(&renewed)["workspaceId"], "ws-secure");
     let status = env.a365(&["status", "--json"]).ok().json();
-    let names: Vec<&str> = status
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| p["name"].as_str().unwrap())
-        .collect();
+    let names = crate::harness::names(&status);
     assert_eq!(
         names,
         ["a365", "a365.ws-ws-design", "a365.ws-ws-secure"],
@@ -421,17 +420,7 @@ fn workspaces_that_cannot_be_had() {
     login(&env, "dev", &["--timeout", "30s"]).ok();
     let out = env.a365(&["token", "dev", "--workspace", "Secure"]).code(8);
     assert!(out.stderr.contains("names no Gov Cloud"), "{}", out.stderr);
-    assert!(
-        dev.recorded()
-            .iter()
-            .all(|r| !r.grant_type.ends_with("token-exchange"))
-    );
-    assert!(
-        commercial
-            .recorded()
-            .iter()
-            .all(|r| !r.grant_type.ends_with("token-exchange"))
-    );
+    assert_eq!((exchanges(&dev), exchanges(&commercial)), (0, 0));
 }
 
 /// A profile's default workspace (`add --workspace`, by name): `a365
@@ -445,41 +434,18 @@ fn a_default_workspace() {
         env,
     } = clouds();
     let _agent = env.start_agent();
-    env.a365_with_stdin(
-        &[
-            "add",
-            "a365",
-            "--kind",
-            "authorization-code",
-            "--realm",
-            "altium365",
-            "--client-id",
-            CLIENT,
-            "--scope",
-            "openid",
-            "--scope",
-            "offline_access",
-            "--workspace",
-            "Design",
-            "--secrets-from",
-            "-",
-        ],
-        b"{}",
-    )
-    .ok();
+    add_client(
+        &env,
+        ("a365", "altium365"),
+        (CLIENT, None),
+        &["--workspace", "Design"],
+    );
     login(&env, "a365", &["--timeout", "30s"]).ok();
     let token = env.token("a365");
     assert_eq!(jwt_payload(&token)["workspaceId"], "ws-design");
     // Asked again by its name: served from the profile that holds it.
-    let exchanges = || {
-        commercial
-            .recorded()
-            .iter()
-            .filter(|r| r.grant_type.ends_with("token-exchange"))
-            .count()
-    };
     assert_eq!(env.token("a365"), token);
-    assert_eq!(exchanges(), 1);
+    assert_eq!(exchanges(&commercial), 1);
 
     // A new sign-in (perhaps another account's): the workspace token of
     // the earlier one is revoked and gone; the next is exchanged anew.
@@ -495,7 +461,7 @@ fn a_default_workspace() {
     );
     let renewed = env.token("a365");
     assert_eq!(jwt_payload(&renewed)["workspaceId"], "ws-design");
-    assert_eq!(exchanges(), 2);
+    assert_eq!(exchanges(&commercial), 2);
 }
 
 /// The token-only socket (forwarded, bind-mounted) serves a workspace
@@ -527,16 +493,54 @@ fn the_token_socket_serves_held_workspace_tokens_only() {
         "{}",
         out.stderr
     );
-    let held = env
-        .a365(&["token", "a365", "--workspace", "Design"])
-        .ok()
-        .stdout;
+    let held = workspace_token(&env, "Design");
     let out = on_token_socket("ws-design").ok();
-    assert_eq!(out.stdout, held);
-    let exchanges = commercial
-        .recorded()
-        .iter()
-        .filter(|r| r.grant_type.ends_with("token-exchange"))
-        .count();
-    assert_eq!(exchanges, 1, "only the agent's own socket exchanged");
+    assert_eq!(out.stdout.trim(), held);
+    assert_eq!(
+        exchanges(&commercial),
+        1,
+        "only the agent's own socket exchanged"
+    );
+}
+
+/// A confidential client's secret stays on its cloud: its sign-in has
+/// the token of a workspace on the same cloud, never one across the
+/// Commercial->Gov bridge (SECURITY.md); its code exchange used HTTP
+/// Basic (SPEC §2).
+#[test]
+fn a_confidential_client_does_not_cross_the_bridge() {
+    let Clouds {
+        commercial,
+        gov,
+        env,
+    } = clouds();
+    let _agent = env.start_agent();
+    add_client(
+        &env,
+        ("a365", "altium365"),
+        (CONFIDENTIAL, Some(CONFIDENTIAL_SECRET)),
+        &[],
+    );
+    login(&env, "a365", &["--timeout", "30s"]).ok();
+    let code = request(&commercial, "authorization_code");
+    assert!(
+        code.basic_pair.is_some() && !code.form.contains_key("client_id"),
+        "{code:?}"
+    );
+    assert_eq!(
+        jwt_payload(&workspace_token(&env, "Design"))["workspaceId"],
+        "ws-design"
+    );
+    let out = env
+        .a365(&["token", "a365", "--workspace", "Secure"])
+        .code(8);
+    assert!(
+        out.stderr.contains("which stays on its own cloud"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        gov.recorded().is_empty(),
+        "nothing was sent to the Gov cloud"
+    );
 }

@@ -226,12 +226,7 @@ fn status_shows_hundreds_of_profiles() {
         assert!(line.contains("\"done\""), "{line}");
     }
     let status = env.a365(&["status", "--json"]).ok().json();
-    let names: Vec<&str> = status
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| p["name"].as_str().unwrap())
-        .collect();
+    let names = crate::harness::names(&status);
     let expected: Vec<String> = (0..PROFILES)
         .map(|i| format!("profile-{i:04}-with-a-longish-name"))
         .collect();

@@ -11,8 +11,8 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::harness::{Env, Out, bin, skip};
-use crate::oidc::{Provider, free_port, login};
+use crate::harness::{Env, Out, bin, free_port, skip};
+use crate::oidc::{Provider, login, replay_revokes_the_grant};
 
 /// The client secret of its confidential clients (`tests/dot/server.py`).
 const SECRET: &str = "a+b/c:d% e";
@@ -168,20 +168,9 @@ fn client_credentials_in_the_body_and_in_http_basic() {
 /// `invalid_grant`: "log in again" (exit 5), never retried.
 #[test]
 fn a_replayed_refresh_token_revokes_the_family_and_the_agent_asks_for_a_login() {
-    let Some(provider) = start(&[]) else {
-        return;
-    };
-    let env = Env::new();
-    let _agent = env.start_agent();
-    provider.add_login(&env, "login-client", Some(SECRET), &[]);
-    login(&env).ok();
-    let spent = env.stored_refresh_token("design").unwrap();
-    env.a365(&["refresh", "design"]).ok();
-    assert_eq!(provider.replay("login-client", SECRET, &spent), 400);
-    let out = env.a365(&["refresh", "design"]).code(5);
-    assert!(out.stderr.contains("a365 login design"), "{}", out.stderr);
-    let status = env.a365(&["status", "--json"]).ok().json();
-    assert_eq!(status[0]["state"], "needs-reauth", "{status}");
+    if let Some(provider) = start(&[]) {
+        replay_revokes_the_grant(&provider, "login-client", SECRET);
+    }
 }
 
 /// `a365 remove` revokes the refresh token (RFC 7009) with the secret in

@@ -101,22 +101,9 @@ fn an_error_description_quoting_the_secrets_shows_none_of_them() {
     let mut env = Env::new();
     env.rust_log = "trace".into();
     let agent = env.start_agent();
-    let rt = server.issue_refresh_token("test-client");
-    let secrets = serde_json::json!({"client_secret": secret, "refresh_token": rt}).to_string();
     let url = server.token_url();
-    let args = [
-        "add",
-        "work",
-        "--kind",
-        "refresh",
-        "--token-url",
-        &url,
-        "--client-id",
-        "test-client",
-        "--secrets-from",
-        "-",
-    ];
-    env.a365_with_stdin(&args, secrets.as_bytes()).ok();
+    let (rt, out) = env.try_add_refresh_with("work", &server, (secret, &url), &[]);
+    out.ok();
     server.set_fault(Fault::QuotingInvalidGrant, None);
 
     let refresh = env.a365(&["refresh", "work"]).code(5);

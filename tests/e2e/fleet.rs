@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 
 use a365_token_server::{Fault, ServerConfig, TokenServer};
 
+use crate::harness::free_port;
 use crate::harness::{Agent, Env, Out, set_mode, skip, wait_until};
-use crate::providers::free_port;
 
 /// A 3-member etcd cluster on loopback, in a temporary directory.
 struct Cluster {

@@ -377,12 +377,7 @@ fn a_token_socket_serves_only_its_profiles_and_no_error_text() {
         "{own}"
     );
     let forwarded = a365_at(&env, &socket, &["status", "--json"]).ok().json();
-    let names: Vec<&str> = forwarded
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| p["name"].as_str().unwrap())
-        .collect();
+    let names = crate::harness::names(&forwarded);
     assert_eq!(names, ["work"], "{forwarded}");
     assert!(forwarded[0]["last_error"].is_null(), "{forwarded}");
     drop(agent);

@@ -345,8 +345,21 @@ impl Env {
         token_url: &str,
         extra: &[&str],
     ) -> (String, Out) {
+        self.try_add_refresh_with(name, server, ("test-secret", token_url), extra)
+    }
+
+    /// [`Env::try_add_refresh`] for a client whose secret is `secret`
+    /// (registered so with `server`), at `token_url`.
+    pub fn try_add_refresh_with(
+        &self,
+        name: &str,
+        server: &TokenServer,
+        (secret, token_url): (&str, &str),
+        extra: &[&str],
+    ) -> (String, Out) {
         let rt = server.issue_refresh_token("test-client");
-        let secrets = format!(r#"{{"client_secret":"test-secret","refresh_token":"{rt}"}}"#);
+        let secrets =
+            serde_json::json!({ "client_secret": secret, "refresh_token": rt }).to_string();
         let mut args = vec![
             "add",
             name,
@@ -591,6 +604,26 @@ pub fn jwt_payload(token: &str) -> serde_json::Value {
 }
 
 /// Now, in UTC epoch seconds (fractional).
+/// A free loopback port, for a redirect URI or a listener registered in
+/// advance.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The profile names of a `status --json` answer, in its order.
+pub fn names(status: &serde_json::Value) -> Vec<&str> {
+    status
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect()
+}
+
 pub fn now_secs() -> f64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

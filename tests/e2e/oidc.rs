@@ -10,7 +10,7 @@ use std::io::BufRead;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
-use crate::harness::{Env, Out, bin, jwt_payload, skip};
+use crate::harness::{Env, Out, bin, free_port, jwt_payload, skip};
 
 /// The secrets of its clients (`tests/oidc/server.mjs`): reserved
 /// characters and a space, which HTTP Basic must carry form-encoded.
@@ -32,15 +32,6 @@ pub(crate) struct Provider {
     authorize_url: String,
     /// The secret of its client-credentials client, `cc-client`.
     cc_secret: &'static str,
-}
-
-/// A free loopback port, for a redirect URI registered in advance.
-pub(crate) fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 impl Provider {
@@ -304,16 +295,22 @@ fn client_credentials_from_the_provider_are_reused_across_restarts() {
 /// retrying a dead credential.
 #[test]
 fn a_replayed_refresh_token_revokes_the_grant_and_the_agent_asks_for_a_login() {
-    let Some(provider) = Provider::start() else {
-        return;
-    };
+    if let Some(provider) = Provider::start() {
+        replay_revokes_the_grant(&provider, "post-client", POST_SECRET);
+    }
+}
+
+/// A login of `client`, a refresh, then the spent refresh token replayed
+/// by another holder: the provider refuses it and revokes the grant, and
+/// the agent's next refresh asks for a login (exit 5), never retried.
+pub(crate) fn replay_revokes_the_grant(provider: &Provider, client: &str, secret: &str) {
     let env = Env::new();
     let _agent = env.start_agent();
-    provider.add_login(&env, "post-client", Some(POST_SECRET), &[]);
+    provider.add_login(&env, client, Some(secret), &[]);
     login(&env).ok();
     let spent = env.stored_refresh_token("design").unwrap();
     env.a365(&["refresh", "design"]).ok();
-    assert_eq!(provider.replay("post-client", POST_SECRET, &spent), 400);
+    assert_eq!(provider.replay(client, secret, &spent), 400);
     let out = env.a365(&["refresh", "design"]).code(5);
     assert!(out.stderr.contains("a365 login design"), "{}", out.stderr);
     let status = env.a365(&["status", "--json"]).ok().json();

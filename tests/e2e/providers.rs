@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use a365_token_server::{Fault, ServerConfig, TokenServer};
 
-use crate::harness::{Env, bin, jwt_payload, skip, wait_until};
+use crate::harness::{Env, bin, free_port, jwt_payload, skip, wait_until};
 
 fn server(lifetime_secs: u64) -> TokenServer {
     TokenServer::start(ServerConfig {
@@ -114,14 +114,6 @@ fn login_with(env: &Env, browser: &std::path::Path) -> crate::harness::Out {
             .output()
             .unwrap(),
     )
-}
-
-pub(crate) fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// `a365 add design --kind authorization-code` redirecting to `redirect`.
@@ -868,24 +860,10 @@ fn http_basic_as_it_is_for_a_server_that_does_not_decode_it() {
     .unwrap();
     let env = Env::new();
     let agent = env.start_agent();
-    let rt = server.issue_refresh_token("test-client");
-    let secrets = serde_json::json!({"client_secret": secret, "refresh_token": rt}).to_string();
-    let token_url = server.token_url();
-    let args = [
-        "add",
-        "work",
-        "--kind",
-        "refresh",
-        "--token-url",
-        &token_url,
-        "--client-id",
-        "test-client",
-        "--client-auth",
-        "basic",
-        "--secrets-from",
-        "-",
-    ];
-    let out = env.a365_with_stdin(&args, secrets.as_bytes()).ok();
+    let basic = ["--client-auth", "basic"];
+    let at = (secret, server.token_url());
+    let (_, out) = env.try_add_refresh_with("work", &server, (at.0, &at.1), &basic);
+    let out = out.ok();
     assert!(
         out.stderr.contains("a token was obtained"),
         "{}",
@@ -923,13 +901,9 @@ fn http_basic_as_it_is_for_a_server_that_does_not_decode_it() {
         ..ServerConfig::default()
     })
     .unwrap();
-    let rt = strict.issue_refresh_token("test-client");
-    let secrets = serde_json::json!({"client_secret": secret, "refresh_token": rt}).to_string();
     let token_url = strict.token_url();
-    let mut args = args.to_vec();
-    args[1] = "strict";
-    args[5] = &token_url;
-    env.a365_with_stdin(&args, secrets.as_bytes()).ok();
+    let (_, out) = env.try_add_refresh_with("strict", &strict, (secret, &token_url), &basic);
+    out.ok();
     let status = env.a365(&["status", "--json"]).ok().json();
     let strict_status = status
         .as_array()

@@ -4,7 +4,6 @@
 //! a desktop sign-in to), then answers `{"data": {"code", "state"}}`; a
 //! hold that runs out answers 408, as the real service does.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -41,10 +40,7 @@ pub async fn complete(
     State(state): State<Arc<ServerState>>,
     RawQuery(query): RawQuery,
 ) -> Response {
-    let query: HashMap<String, String> =
-        form_urlencoded::parse(query.unwrap_or_default().as_bytes())
-            .into_owned()
-            .collect();
+    let query = crate::authorize::query_map(query);
     match (query.get("code"), query.get("state")) {
         (Some(code), Some(wait_token)) => {
             state.actionwait.complete(wait_token, code);

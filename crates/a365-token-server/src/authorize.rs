@@ -20,10 +20,7 @@ pub async fn authorize(
     State(state): State<Arc<ServerState>>,
     RawQuery(query): RawQuery,
 ) -> Response {
-    let query: HashMap<String, String> =
-        form_urlencoded::parse(query.unwrap_or_default().as_bytes())
-            .into_owned()
-            .collect();
+    let query = query_map(query);
     let field = |name: &str| query.get(name).map(String::as_str).unwrap_or("");
     let redirect_uri = field("redirect_uri");
     // Without a usable redirect there is nowhere to send errors (§4.1.2.1).
@@ -76,6 +73,13 @@ fn granted_scope(scope: &str, prompt: &str) -> String {
         .filter(|s| consent || *s != "offline_access")
         .collect::<Vec<_>>()
         .join(" ")
+}
+
+/// A request's query string as a map (the last of a repeated name wins).
+pub(crate) fn query_map(query: Option<String>) -> HashMap<String, String> {
+    form_urlencoded::parse(query.unwrap_or_default().as_bytes())
+        .into_owned()
+        .collect()
 }
 
 /// Loopback `http` redirects only, as RFC 8252 §7.3 registers them.
