@@ -21,6 +21,7 @@ mod events;
 mod exit_codes;
 mod failures;
 mod fault_suite;
+mod first_minutes;
 mod fleet;
 mod forward;
 mod interactive;

@@ -432,9 +432,10 @@ openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 
 }
 
 /// node-oidc-provider over HTTPS with a certificate from a CA made in the
-/// test: untrusted, the agent refuses it with advice (SSL_CERT_FILE) and
-/// sends nothing; with `SSL_CERT_FILE` naming the CA, the browser login,
-/// a rotating refresh and client credentials all work over TLS.
+/// test: untrusted, the agent refuses it with advice (ca_file) and sends
+/// nothing; with the profile's `ca_file` naming the CA (set, then put in
+/// place, with no restart), client credentials, the browser login and a
+/// rotating refresh all work over TLS.
 #[test]
 fn tls_with_a_ca_made_in_the_test() {
     let env = Env::new();
@@ -447,19 +448,20 @@ fn tls_with_a_ca_made_in_the_test() {
         "{}",
         provider.issuer
     );
-    let agent = env.start_agent();
+    let _agent = env.start_agent();
     let out = provider.add_client_credentials(&env, &[]).ok();
     assert!(out.stderr.contains("no token yet"), "{}", out.stderr);
     assert!(out.stderr.contains("certificate"), "{}", out.stderr);
-    assert!(out.stderr.contains("SSL_CERT_FILE"), "{}", out.stderr);
+    assert!(out.stderr.contains("ca_file"), "{}", out.stderr);
     env.a365(&["token", "api"]).code(6);
-    drop(agent.terminate());
-
-    let mut trusting = env.command(bin("a365-agent"));
-    trusting.env("SSL_CERT_FILE", &ca);
-    let agent = env.spawn_agent_command(trusting);
-    agent.wait_ready(&env.socket);
-    provider.add_client_credentials(&env, &["--replace"]).ok();
+    // Named before the file is there (still untrusted), then put in
+    // place: the next request reads it, with no restart.
+    let ca_file = env.path("corp-ca.pem");
+    let ca_file_arg = ca_file.to_str().unwrap();
+    env.a365(&["set", "api", "ca_file", ca_file_arg]).ok();
+    env.a365(&["refresh", "api"]).code(6);
+    std::fs::copy(&ca, &ca_file).unwrap();
+    env.a365(&["refresh", "api"]).ok();
     assert!(env.token("api").len() > 20);
     // The test's certificate lives one day: doctor warns (exit 0), naming
     // when, and still passes the chain.
@@ -481,11 +483,17 @@ fn tls_with_a_ca_made_in_the_test() {
         out.stdout
     );
 
-    provider.add_login(&env, "post-client", Some(POST_SECRET), &[]);
+    provider.add_login(
+        &env,
+        "post-client",
+        Some(POST_SECRET),
+        &["--ca-file", ca_file_arg],
+    );
     let out = Out::from(
         env.command(bin("a365"))
             .args(["login", "design", "--timeout", "30s"])
             .env("BROWSER", oidc_dir().join("browser.py"))
+            // For the browser only: the agent trusts the CA by ca_file.
             .env("SSL_CERT_FILE", &ca)
             .output()
             .unwrap(),

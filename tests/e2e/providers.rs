@@ -938,7 +938,7 @@ fn status_shows_whether_refresh_tokens_rotate_and_whose_token_it_is() {
         let status = env.a365(&["status", "--json"]).ok().json();
         assert_eq!(status[0]["rotates"], rotate, "{status}");
         assert_eq!(status[0]["account"], "user-of-test-client", "{status}");
-        let table = env.a365(&["status"]).ok().stdout;
+        let table = env.a365(&["status", "--wide"]).ok().stdout;
         let expected = if rotate { " yes " } else { " no " };
         assert!(table.lines().nth(1).unwrap().contains(expected), "{table}");
         // Kept with the credential: a restart still knows it.

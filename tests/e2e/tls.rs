@@ -81,7 +81,7 @@ fn an_untrusted_certificate_is_a_clear_error_and_nothing_is_sent() {
     assert!(out.stderr.contains("certificate"), "{out:?}");
     let out = env.a365(&["token", "work"]).code(6);
     assert!(
-        out.stderr.contains("certificate") && out.stderr.contains("SSL_CERT_FILE"),
+        out.stderr.contains("certificate") && out.stderr.contains("ca_file"),
         "{out:?}"
     );
 

@@ -14,6 +14,7 @@ pub mod endpoint;
 pub mod events;
 pub mod expiry;
 pub mod fleet;
+pub mod http;
 pub mod install;
 #[cfg(target_os = "macos")]
 pub mod launchd;
@@ -28,6 +29,7 @@ pub mod schedule;
 pub mod server;
 pub mod shared;
 pub mod socket;
+pub mod spent;
 pub mod stores;
 pub mod strict;
 pub mod tick;
@@ -214,7 +216,7 @@ fn shared_state(
         .unwrap_or(i64::MAX)
         .max(1);
     Ok(shared::Shared {
-        http: http_client(config, options.timeouts.http)?,
+        http: http::Clients::new(config, options.timeouts.http)?,
         events: events::Events::default(),
         tick: tick::start(Arc::clone(&clock), tick_ms),
         clock,
@@ -223,6 +225,7 @@ fn shared_state(
         http_timeout_ms: i64::try_from(options.timeouts.http.as_millis()).unwrap_or(i64::MAX),
         answer_wait: options.timeouts.answer_wait.max(options.timeouts.http),
         tick_ms,
+        spent: spent::Spent::new(Some(options.paths.state_dir.clone())),
     })
 }
 
@@ -274,71 +277,6 @@ async fn listen(
             listener
         }
     })
-}
-
-/// The one HTTP client: rustls with the platform's roots, no redirects (a
-/// 307 would re-send the secret form to another host), bounded waits.
-fn http_client(config: &Config, timeout: Duration) -> Result<reqwest::Client, RunError> {
-    let mut builder = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .connect_timeout(Duration::from_secs(5).min(timeout))
-        .timeout(timeout)
-        // A sent refresh token's answer is waited for as long as the
-        // connection lives (`provider::oauth::ANSWER_WAIT`): probes tell a
-        // dead peer from a slow one.
-        .tcp_keepalive(Duration::from_secs(15))
-        // Every token request on a new connection: one sent on a kept-alive
-        // connection that the server (or a load balancer) was closing meanwhile
-        // is lost with no way to tell whether the server saw it, and a
-        // refresh token may not be sent twice. Token requests are minutes
-        // apart; a handshake each costs nothing a client waits for.
-        .pool_max_idle_per_host(0)
-        .user_agent(concat!("a365-agent/", env!("CARGO_PKG_VERSION")))
-        // The server's certificate, for `a365 doctor`'s expiry check.
-        .tls_info(true)
-        // reqwest's own reading of the environment would send loopback
-        // requests through the proxy too: the proxies are set below.
-        .no_proxy();
-    for proxy in proxies(config)? {
-        builder = builder.proxy(proxy);
-    }
-    builder.build().map_err(|e| RunError::Http(e.to_string()))
-}
-
-/// Loopback destinations never go through a proxy: a plain-HTTP token URL
-/// on this machine would carry the client secret in clear text to it.
-const NEVER_PROXIED: &str = "localhost,127.0.0.0/8,::1";
-
-/// `proxy` from the config, else the usual variables (`HTTPS_PROXY`,
-/// `HTTP_PROXY`, `ALL_PROXY`, lower case too), each with `NO_PROXY` plus
-/// the loopback.
-fn proxies(config: &Config) -> Result<Vec<reqwest::Proxy>, RunError> {
-    let var = |name: &str| {
-        std::env::var(name)
-            .or_else(|_| std::env::var(name.to_ascii_lowercase()))
-            .ok()
-            .filter(|v| !v.trim().is_empty())
-    };
-    let bad = |e: reqwest::Error| RunError::Http(format!("proxy: {e}"));
-    let mut proxies = Vec::new();
-    if let Some(url) = &config.proxy {
-        proxies.push(reqwest::Proxy::all(url).map_err(bad)?);
-    } else {
-        if let Some(url) = var("HTTPS_PROXY") {
-            proxies.push(reqwest::Proxy::https(url).map_err(bad)?);
-        }
-        if let Some(url) = var("HTTP_PROXY") {
-            proxies.push(reqwest::Proxy::http(url).map_err(bad)?);
-        }
-        if let Some(url) = var("ALL_PROXY") {
-            proxies.push(reqwest::Proxy::all(url).map_err(bad)?);
-        }
-    }
-    let exempt = format!("{NEVER_PROXIED},{}", var("NO_PROXY").unwrap_or_default());
-    Ok(proxies
-        .into_iter()
-        .map(|p| p.no_proxy(reqwest::NoProxy::from_string(&exempt)))
-        .collect())
 }
 
 /// Completes on SIGTERM or SIGINT (Ctrl-C where there are no signals);

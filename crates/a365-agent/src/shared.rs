@@ -9,7 +9,7 @@ use crate::clock::Clock;
 /// What every profile shares.
 #[derive(Debug)]
 pub struct Shared {
-    pub http: reqwest::Client,
+    pub http: crate::http::Clients,
     pub events: crate::events::Events,
     pub clock: Arc<dyn Clock>,
     pub default_lifetime: Duration,
@@ -26,9 +26,18 @@ pub struct Shared {
     pub tick_ms: i64,
     /// The tick itself ([`crate::tick`]).
     pub tick: crate::tick::Tick,
+    /// Refresh tokens seen replaced by a rotation (their digests).
+    pub spent: crate::spent::Spent,
 }
 
 impl Shared {
+    /// The HTTP client for `spec`'s requests (its `ca_file`, else the
+    /// global one).
+    pub(crate) fn http_for(&self, spec: &a365_proto::ProfileSpec) -> &reqwest::Client {
+        self.http
+            .client(spec.ca_file.as_deref().map(std::path::Path::new))
+    }
+
     /// What a token request of `profile` may use, now.
     pub(crate) fn exchange<'a>(
         &'a self,
@@ -38,7 +47,7 @@ impl Shared {
     ) -> crate::provider::Exchange<'a> {
         crate::provider::Exchange {
             profile,
-            http: &self.http,
+            http: self.http_for(spec),
             endpoint,
             spec,
             now_ms: self.clock.now_ms(),

@@ -21,10 +21,7 @@ const HOUR: i64 = 3_600_000;
 
 fn shared(clock: Arc<ManualClock>) -> Arc<Shared> {
     Arc::new(Shared {
-        http: reqwest::Client::builder()
-            .timeout(Duration::from_secs(2))
-            .build()
-            .unwrap(),
+        http: a365_agent::http::Clients::new(&Default::default(), Duration::from_secs(2)).unwrap(),
         tick: a365_agent::tick::start(Arc::clone(&clock) as _, 30_000),
         clock,
         events: Default::default(),
@@ -33,6 +30,7 @@ fn shared(clock: Arc<ManualClock>) -> Arc<Shared> {
         http_timeout_ms: 2_000,
         answer_wait: Duration::from_secs(2),
         tick_ms: 30_000,
+        spent: a365_agent::spent::Spent::new(None),
     })
 }
 

@@ -85,14 +85,38 @@ pub fn workspaces(socket: &Path, profile: Option<String>, json: bool) -> Result<
     output::to_stdout(text.as_bytes())
 }
 
-pub fn status(socket: &Path, json: bool) -> Result<(), Error> {
-    let profiles = all_statuses(socket)?;
-    let text = if json {
-        output::status_json(&profiles)
-    } else {
-        // Colour only for a person at a terminal who has not opted out.
-        let colour = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
-        output::status_table(&profiles, jiff::Timestamp::now().as_second(), colour)
+/// `a365 set PROFILE KEY VALUE`.
+pub fn set(socket: &Path, profile: String, key: String, value: String) -> Result<(), Error> {
+    done(call(
+        socket,
+        &Request::Set {
+            profile,
+            key,
+            value,
+        },
+    )?)
+}
+
+pub fn status(socket: &Path, profile: Option<&str>, json: bool, wide: bool) -> Result<(), Error> {
+    let mut profiles = all_statuses(socket)?;
+    if let Some(name) = profile {
+        profiles.retain(|p| p.name == name);
+        if profiles.is_empty() {
+            return Err(Error::Agent(a365_proto::ErrorReply::new(
+                ErrorKind::UnknownProfile,
+                format!("no profile named '{}'", name.escape_default()),
+            )));
+        }
+    }
+    let now = jiff::Timestamp::now().as_second();
+    let text = match (json, profile) {
+        (true, _) => output::status_json(&profiles),
+        (false, Some(_)) => crate::status::details(&profiles[0], now),
+        (false, None) => {
+            // Colour only for a person at a terminal who has not opted out.
+            let colour = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+            crate::status::table(&profiles, now, colour, wide)
+        }
     };
     output::to_stdout(text.as_bytes())
 }

@@ -5,7 +5,7 @@
 use std::io::IsTerminal;
 use std::path::Path;
 
-use a365_proto::{AddProfile, Kind, ProfileSpec, Request, Response};
+use a365_proto::{AddProfile, Kind, ProfileSpec, Request, Response, SecretField};
 
 use crate::actions::{call, done};
 use crate::cli::AddArgs;
@@ -13,6 +13,9 @@ use crate::exit::Error;
 use crate::{output, secrets};
 
 pub fn add(socket: &Path, mut args: AddArgs) -> Result<(), Error> {
+    if let Some(which) = args.update_secret.take() {
+        return update_secret(socket, args, &which);
+    }
     let interactive = std::io::stdin().is_terminal() && args.secrets_from.is_none();
     let kind = ask_kind(args.kind.take(), interactive)?;
     if args.username.is_some() && !kind.facts().takes_username {
@@ -47,6 +50,7 @@ pub fn add(socket: &Path, mut args: AddArgs) -> Result<(), Error> {
         introspection_url: args.introspection_url.take(),
         workspace: args.workspace.take(),
         workspace_of: None,
+        ca_file: args.ca_file.take(),
         authorize_params,
         token_params,
         headers,
@@ -63,13 +67,19 @@ pub fn add(socket: &Path, mut args: AddArgs) -> Result<(), Error> {
         eprintln!("a365: {}", output::clean(&note, false));
     }
     let mut secrets = match &args.secrets_from {
-        Some(path) => secrets::from_file(path)?,
+        Some(path) => secrets::from_file(path, kind)?,
         None => secrets::prompt(kind, args.username.as_deref())?,
     };
     for note in secrets::tidy(&mut secrets) {
         eprintln!("a365: {note}");
     }
+    secrets::check_characters(&secrets)?;
     secrets.username = args.username;
+    // Short: the line is redrawn in place, and must not wrap.
+    let waiting = match kind.facts().sends_token_requests && !kind.facts().browser_login {
+        true => "a365: getting a first token from the token server…",
+        false => "a365: saving the profile…",
+    };
     let request = Request::AddProfile(AddProfile {
         name: args.profile,
         spec,
@@ -78,7 +88,39 @@ pub fn add(socket: &Path, mut args: AddArgs) -> Result<(), Error> {
         check_only: false,
         shared: args.shared,
     });
-    done(call(socket, &request)?)
+    let answer = {
+        let _progress = crate::progress::Progress::start(waiting.to_owned());
+        call(socket, &request)
+    };
+    done(answer?)
+}
+
+/// `add PROFILE --update-secret WHICH`: that one secret, from a file or
+/// a hidden prompt, sent to replace the profile's.
+fn update_secret(socket: &Path, args: AddArgs, which: &str) -> Result<(), Error> {
+    let (field, label) = match which {
+        "client-secret" => (SecretField::ClientSecret, "Client secret"),
+        "refresh-token" => (SecretField::RefreshToken, "Refresh token"),
+        _ => (SecretField::AccessToken, "Access token"),
+    };
+    let mut secrets = match &args.secrets_from {
+        Some(path) => secrets::from_file_one(path, field)?,
+        None => secrets::prompt_one(field, label)?,
+    };
+    for note in secrets::tidy(&mut secrets) {
+        eprintln!("a365: {note}");
+    }
+    secrets::check_characters(&secrets)?;
+    let request = Request::UpdateSecret {
+        profile: args.profile,
+        secrets,
+    };
+    let answer = {
+        let waiting = "a365: checking the new secret with the token server…".to_owned();
+        let _progress = crate::progress::Progress::start(waiting);
+        call(socket, &request)
+    };
+    done(answer?)
 }
 
 /// The first of a profile's URLs that is plain HTTP (the agent allows it

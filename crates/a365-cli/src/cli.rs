@@ -27,11 +27,18 @@ pub struct Cli {
 pub enum Command {
     /// Print the current access token (for scripts: `$(a365 token)`).
     Token(TokenArgs),
-    /// Show every profile: kind, expiry, scopes, workspace, state, last error.
+    /// Show every profile's kind, state and expiry in 80 columns, with a
+    /// note for each one that has something to say; everything about one
+    /// profile with PROFILE, every column with --wide.
     Status {
+        /// Only this profile, in detail.
+        profile: Option<String>,
         /// Machine-readable output.
         #[arg(long)]
         json: bool,
+        /// Every column (rotation, account, workspace, store, scopes).
+        #[arg(long, conflicts_with = "profile")]
+        wide: bool,
     },
     /// Show the default profile (the one `a365 token` uses when none is
     /// named), or make PROFILE the default (kept as default_profile in
@@ -39,6 +46,15 @@ pub enum Command {
     Default { profile: Option<String> },
     /// Add a profile; secrets are prompted for (hidden) or read with --secrets-from.
     Add(AddArgs),
+    /// Change one setting of a profile, keeping its credential (an empty
+    /// VALUE unsets it). KEY: realm, token_url, client_id, scopes, secure,
+    /// authorize_url, redirect_uri, base_url, renew_lifetime_secs,
+    /// client_auth, revocation_url, introspection_url, workspace, ca_file.
+    Set {
+        profile: String,
+        key: String,
+        value: String,
+    },
     /// Remove a profile and its secrets, revoking its credential at the
     /// provider first (the refresh token at the revocation endpoint, a
     /// Designer Cloud token deleted); the secrets go either way.
@@ -214,6 +230,10 @@ pub struct AddArgs {
     /// `a365 token` gives for this profile when none is named.
     #[arg(long, value_name = "WORKSPACE")]
     pub workspace: Option<String>,
+    /// A PEM file of CAs to trust, besides the system's, for this
+    /// profile's requests (a corporate CA); read again whenever it changes.
+    #[arg(long, value_name = "FILE")]
+    pub ca_file: Option<String>,
     /// An extra parameter of the browser login's authorize request
     /// (repeatable): login_hint, audience, resource, prompt (an empty
     /// prompt= sends none instead of prompt=consent). Never a secret.
@@ -243,9 +263,26 @@ pub struct AddArgs {
     /// OS keyring when one is available).
     #[arg(long, value_enum)]
     pub store: Option<Store>,
-    /// JSON object with client_secret, refresh_token, access_token; `-` is stdin.
+    /// JSON object with client_secret, refresh_token, access_token, or
+    /// for a kind with one secret that secret alone; `-` is stdin.
     #[arg(long, value_name = "FILE|-")]
     pub secrets_from: Option<PathBuf>,
+    /// Replace only this secret of the existing profile (asked for
+    /// hidden, or read with --secrets-from); its settings and other
+    /// secrets stay. A new refresh token or client secret is proven by an
+    /// exchange first, and refused, the profile keeps the one it had.
+    #[arg(
+        long,
+        value_name = "SECRET",
+        value_parser = ["client-secret", "refresh-token", "access-token"],
+        conflicts_with_all = [
+            "kind", "realm", "token_url", "authorize_url", "redirect_uri", "base_url",
+            "renew_lifetime", "client_id", "scopes", "secure", "no_secure", "client_auth",
+            "revocation_url", "introspection_url", "workspace", "ca_file", "authorize_params",
+            "token_params", "headers", "replace", "shared", "store", "username",
+        ],
+    )]
+    pub update_secret: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]

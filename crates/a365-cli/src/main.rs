@@ -9,7 +9,9 @@ mod exit;
 mod launch;
 mod login;
 mod output;
+mod progress;
 mod secrets;
+mod status;
 
 use std::process::ExitCode;
 
@@ -40,8 +42,17 @@ fn main() -> ExitCode {
     };
     let result = match cli.command {
         Command::Token(args) => actions::token(&socket, args),
-        Command::Status { json } => actions::status(&socket, json),
+        Command::Status {
+            profile,
+            json,
+            wide,
+        } => actions::status(&socket, profile.as_deref(), json, wide),
         Command::Add(args) => add::add(&socket, args),
+        Command::Set {
+            profile,
+            key,
+            value,
+        } => actions::set(&socket, profile, key, value),
         Command::Remove {
             profile,
             keep_remote,

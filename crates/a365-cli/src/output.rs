@@ -228,97 +228,6 @@ pub fn status_json(profiles: &[ProfileStatus]) -> String {
     text
 }
 
-/// `status`: a table for people; `*` marks the default profile.
-pub fn status_table(profiles: &[ProfileStatus], now_secs: i64, colour: bool) -> String {
-    if profiles.is_empty() {
-        return "no profiles: add one with `a365 add NAME --kind refresh --realm altium365 --client-id ID`\n\
-                (a fleet consumer adds none: it serves what the fleet's refreshers share, once they do)\n"
-            .into();
-    }
-    let header = [
-        "PROFILE",
-        "KIND",
-        "REALM",
-        "STATE",
-        "EXPIRES IN",
-        "NEXT REFRESH",
-        "ROTATES",
-        "ACCOUNT",
-        "WORKSPACE",
-        "STORE",
-        "SCOPES",
-    ];
-    let rows: Vec<[String; 11]> = profiles
-        .iter()
-        .map(|p| status_row(p, now_secs).map(|cell| clean(&cell, false).into_owned()))
-        .collect();
-    let mut widths = header.map(str::len);
-    for row in &rows {
-        for (w, cell) in widths.iter_mut().zip(row) {
-            *w = (*w).max(cell.chars().count());
-        }
-    }
-    let mut out = String::new();
-    let mut line = |cells: &[&str]| {
-        let mut text = String::new();
-        for (i, cell) in cells.iter().enumerate() {
-            let _ = write!(text, "{cell:<w$}  ", w = widths[i]);
-        }
-        out.push_str(text.trim_end());
-        out.push('\n');
-    };
-    line(&header);
-    for row in &rows {
-        line(&row.each_ref().map(String::as_str));
-    }
-    if colour {
-        out = paint_states(&out, profiles);
-    }
-    status_notes(&mut out, profiles);
-    out
-}
-
-/// One profile's cells, before control characters are escaped.
-fn status_row(p: &ProfileStatus, now_secs: i64) -> [String; 11] {
-    [
-        format!("{}{}", if p.is_default { "*" } else { "" }, p.name),
-        p.kind.to_string(),
-        p.realm
-            .clone()
-            .or_else(|| p.token_url.as_deref().map(host))
-            .unwrap_or_else(|| "-".into()),
-        p.state.clone(),
-        p.expires_at
-            .map(|e| expires_in(e - now_secs))
-            .unwrap_or_else(|| "-".into()),
-        p.next_refresh_at
-            .map(|r| match r - now_secs {
-                ..=0 => "now".into(),
-                secs => format!("in {}", expires_in(secs)),
-            })
-            .unwrap_or_else(|| "-".into()),
-        rotates(p),
-        p.account.clone().unwrap_or_else(|| "-".into()),
-        p.workspace.clone().unwrap_or_else(|| "-".into()),
-        match &p.refreshed_by {
-            Some(member) => format!("{} ({member})", p.store),
-            None => p.store.clone(),
-        },
-        scopes(&p.scopes),
-    ]
-}
-
-/// Whether the provider rotates refresh tokens: `-` for kinds that hold
-/// none, `unknown` until the agent has seen a refresh.
-fn rotates(p: &ProfileStatus) -> String {
-    match (p.kind.facts().uses_refresh_token, p.rotates) {
-        (true, Some(true)) => "yes".into(),
-        (true, Some(false)) => "no".into(),
-        (true, None) => "unknown".into(),
-        (false, _) => "-".into(),
-    }
-}
-
 /// `a365 workspaces`: one line per workspace; `*` marks those whose token
 /// is held here (by the profile named last).
 pub fn workspaces_table(list: &[a365_proto::Workspace]) -> String {
@@ -357,103 +266,6 @@ pub fn workspaces_table(list: &[a365_proto::Workspace]) -> String {
     out
 }
 
-/// Below the table: scopes not granted, what was learned of the server,
-/// and each profile's last error.
-fn status_notes(out: &mut String, profiles: &[ProfileStatus]) {
-    for p in profiles.iter().filter(|p| !p.scopes_not_granted.is_empty()) {
-        let _ = writeln!(
-            out,
-            "\n{}: the token lacks scopes the profile asks for: {}",
-            clean(&p.name, false),
-            clean(&p.scopes_not_granted.join(" "), false)
-        );
-    }
-    for p in profiles {
-        if let Some(secs) = p.assumed_lifetime_secs {
-            let _ = writeln!(
-                out,
-                "\n{}: the token stated no lifetime: assumed to live {} (default_lifetime_secs \
-                 in config.toml)",
-                clean(&p.name, false),
-                expires_in(i64::try_from(secs).unwrap_or(i64::MAX))
-            );
-        }
-        if p.client_auth == Some(a365_proto::ClientAuth::BasicRaw) {
-            let _ = writeln!(
-                out,
-                "\n{}: its server takes the client id and secret as HTTP Basic only as they are, \
-                 not form-encoded (RFC 6749 §2.3.1): sent so (basic-raw)",
-                clean(&p.name, false),
-            );
-        }
-    }
-    for p in profiles.iter().filter(|p| p.last_error.is_some()) {
-        let _ = writeln!(
-            out,
-            "\n{}: {}",
-            clean(&p.name, false),
-            clean(p.last_error.as_deref().unwrap_or_default(), true)
-        );
-    }
-}
-
-/// Colours each row's STATE cell: green fresh, yellow in progress or
-/// failing, red when the user must act. Applied after alignment, so the
-/// escape codes do not upset the column widths.
-fn paint_states(table: &str, profiles: &[ProfileStatus]) -> String {
-    let mut lines: Vec<String> = table.lines().map(str::to_owned).collect();
-    let Some(column) = lines.first().and_then(|h| h.find("STATE")) else {
-        return table.to_owned();
-    };
-    for (line, p) in lines.iter_mut().skip(1).zip(profiles) {
-        let code = match p.state.as_str() {
-            "fresh" => "32",
-            "refreshing" | "failing" | "empty" => "33",
-            _ => "31",
-        };
-        if line
-            .get(column..)
-            .is_some_and(|rest| rest.starts_with(&p.state))
-        {
-            let end = column + p.state.len();
-            *line = format!(
-                "{}\x1b[{code}m{}\x1b[0m{}",
-                &line[..column],
-                &line[column..end],
-                &line[end..]
-            );
-        }
-    }
-    let mut out = lines.join("\n");
-    out.push('\n');
-    out
-}
-
-fn host(url: &str) -> String {
-    url.split("://")
-        .nth(1)
-        .and_then(|rest| rest.split('/').next())
-        .unwrap_or(url)
-        .to_owned()
-}
-
-fn scopes(scopes: &[String]) -> String {
-    // The workspace has its own column.
-    let shown: Vec<&str> = scopes
-        .iter()
-        .filter(|s| !s.starts_with("a365:workspace:"))
-        .map(String::as_str)
-        .collect();
-    let text = shown.join(",");
-    if text.chars().count() > 48 {
-        format!("{}…", text.chars().take(47).collect::<String>())
-    } else if text.is_empty() {
-        "-".into()
-    } else {
-        text
-    }
-}
-
 /// "3h 12m", "45s", "expired".
 pub fn expires_in(secs: i64) -> String {
     match secs {
@@ -464,7 +276,7 @@ pub fn expires_in(secs: i64) -> String {
 
 #[cfg(test)]
 mod tests {
-    use a365_proto::{Kind, WireSecret};
+    use a365_proto::WireSecret;
     use secrecy::SecretString;
 
     use super::*;
@@ -611,67 +423,5 @@ mod tests {
         assert_eq!(expires_in(754), "12m 34s");
         assert_eq!(expires_in(3 * 3600 + 12 * 60 + 5), "3h 12m");
         assert_eq!(expires_in(90_000), "1d 1h");
-    }
-
-    #[test]
-    fn table() {
-        let p = ProfileStatus {
-            name: "work".into(),
-            kind: Kind::Refresh,
-            realm: None,
-            token_url: Some("http://127.0.0.1:8080/connect/token".into()),
-            state: "fresh".into(),
-            expires_at: Some(1_000 + 3600),
-            next_refresh_at: Some(1_000 + 2700),
-            scopes: vec!["openid".into(), "a365:workspace:abc".into()],
-            workspace: Some("abc".into()),
-            last_error: Some("the token server failed (HTTP 500)".into()),
-            store: "file".into(),
-            scopes_not_granted: vec!["a365:design.write".into()],
-            is_default: true,
-            rotates: Some(true),
-            refreshed_by: None,
-            account: Some("ann".into()),
-            client_auth: Some(a365_proto::ClientAuth::BasicRaw),
-            assumed_lifetime_secs: Some(3600),
-        };
-        let p_clone = p.clone();
-        let text = status_table(std::slice::from_ref(&p), 1_000, false);
-        let painted = status_table(&[p], 1_000, true);
-        assert!(painted.contains("\x1b[32mfresh\x1b[0m"), "{painted}");
-        assert!(!text.contains('\x1b'));
-        let lines: Vec<&str> = text.lines().collect();
-        assert!(lines[0].starts_with("PROFILE"), "{text}");
-        assert!(lines[1].starts_with("*work"), "{text}");
-        assert!(
-            lines[1].contains("127.0.0.1:8080")
-                && lines[1].contains("1h 0m")
-                && lines[1].contains("abc")
-                && lines[1].contains("file")
-                && lines[1].contains(" yes ")
-                && lines[1].contains(" ann ")
-        );
-        assert!(text.contains("work: the token server failed (HTTP 500)"));
-        assert!(lines[1].contains("in 45m 0s"), "{text}");
-        assert!(text.contains("lacks scopes the profile asks for: a365:design.write"));
-        assert!(
-            text.contains("work: the token stated no lifetime: assumed to live 1h 0m"),
-            "{text}"
-        );
-        assert!(
-            text.contains(
-                "work: its server takes the client id and secret as HTTP Basic only as they are"
-            ),
-            "{text}"
-        );
-        let hostile = ProfileStatus {
-            scopes: vec!["openid\x1b[2J".into()],
-            last_error: Some("bad\x1b]0;title\x07".into()),
-            scopes_not_granted: vec!["x\x1b[A".into()],
-            ..p_clone
-        };
-        let text = status_table(&[hostile], 1_000, false);
-        assert!(!text.contains('\x1b') && !text.contains('\x07'), "{text:?}");
-        assert!(status_table(&[], 0, false).contains("a365 add"));
     }
 }

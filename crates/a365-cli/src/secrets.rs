@@ -24,9 +24,77 @@ struct SecretsFile {
 /// `/dev/zero` must not fill the memory.
 pub const MAX_SECRETS_BYTES: u64 = 64 * 1024;
 
-/// Reads `--secrets-from FILE|-`, at most [`MAX_SECRETS_BYTES`]. A file
-/// others can read gets a warning: its secrets may already be copied.
-pub fn from_file(path: &Path) -> Result<Secrets, Error> {
+/// Reads `--secrets-from FILE|-`, at most [`MAX_SECRETS_BYTES`]: a JSON
+/// object, or for a kind with one secret that secret alone. A file others
+/// can read gets a warning: its secrets may already be copied.
+pub fn from_file(path: &Path, kind: Kind) -> Result<Secrets, Error> {
+    let (what, buf) = read_bounded(path)?;
+    let is_json = buf.trim_ascii_start().starts_with(b"{");
+    match (is_json, kind.facts().secrets) {
+        (false, [only]) => raw(&buf, only.field),
+        (false, _) => Err(
+            "not a JSON object: a file holding the secret alone serves kinds with one secret \
+             (static, client-credentials, designer-cloud); this kind needs {\"client_secret\": \
+             \"…\", \"refresh_token\": \"…\"}"
+                .to_owned(),
+        ),
+        (true, _) => parse(&buf),
+    }
+    .map_err(|e| Error::Usage(format!("secrets from {what}: {e}")))
+}
+
+/// The one secret `--update-secret` replaces, from `--secrets-from`: the
+/// secret alone, or a JSON object holding it (and nothing else).
+pub fn from_file_one(path: &Path, field: SecretField) -> Result<Secrets, Error> {
+    let (what, buf) = read_bounded(path)?;
+    let secrets = match buf.trim_ascii_start().starts_with(b"{") {
+        true => parse(&buf),
+        false => raw(&buf, field),
+    }
+    .map_err(|e| Error::Usage(format!("secrets from {what}: {e}")))?;
+    let (wanted, others) = match field {
+        SecretField::ClientSecret => (
+            &secrets.client_secret,
+            [&secrets.refresh_token, &secrets.access_token],
+        ),
+        SecretField::RefreshToken => (
+            &secrets.refresh_token,
+            [&secrets.client_secret, &secrets.access_token],
+        ),
+        SecretField::AccessToken => (
+            &secrets.access_token,
+            [&secrets.client_secret, &secrets.refresh_token],
+        ),
+    };
+    if wanted.is_none() || others.iter().any(|o| o.is_some()) || secrets.password.is_some() {
+        return Err(Error::Usage(format!(
+            "secrets from {what}: it must hold the {} alone",
+            label_of(field)
+        )));
+    }
+    Ok(secrets)
+}
+
+/// Where `field` goes in `secrets`.
+fn slot(secrets: &mut Secrets, field: SecretField) -> &mut Option<WireSecret> {
+    match field {
+        SecretField::AccessToken => &mut secrets.access_token,
+        SecretField::ClientSecret => &mut secrets.client_secret,
+        SecretField::RefreshToken => &mut secrets.refresh_token,
+    }
+}
+
+/// How a secret is named in messages.
+fn label_of(field: SecretField) -> &'static str {
+    match field {
+        SecretField::ClientSecret => "client secret",
+        SecretField::RefreshToken => "refresh token",
+        SecretField::AccessToken => "access token",
+    }
+}
+
+/// `--secrets-from FILE|-`'s bytes (and how to name where they came from).
+fn read_bounded(path: &Path) -> Result<(String, Zeroizing<Vec<u8>>), Error> {
     // Sized once: growing would leave unzeroed copies behind.
     let mut buf = Zeroizing::new(Vec::with_capacity(MAX_SECRETS_BYTES as usize + 1));
     let (what, result) = if path == Path::new("-") {
@@ -50,7 +118,61 @@ pub fn from_file(path: &Path) -> Result<Secrets, Error> {
             MAX_SECRETS_BYTES / 1024
         )));
     }
-    parse(&buf).map_err(|e| Error::Usage(format!("secrets from {what}: {e}")))
+    Ok((what, buf))
+}
+
+/// A file holding one secret and nothing else (a line end may follow).
+fn raw(bytes: &[u8], field: SecretField) -> Result<Secrets, String> {
+    let text = std::str::from_utf8(bytes).map_err(|_| "the file is not UTF-8 text".to_owned())?;
+    let text = text.trim();
+    if text.is_empty() {
+        return Err("the file is empty".into());
+    }
+    if text.contains('\n') {
+        return Err("more than one line: a file holding the secret alone holds one line".into());
+    }
+    let value = Some(WireSecret::new(SecretString::from(text.to_owned())));
+    let mut secrets = Secrets::default();
+    *slot(&mut secrets, field) = value;
+    Ok(secrets)
+}
+
+/// Refuses characters the secret cannot hold: a bearer token is RFC
+/// 6750's `b64token`; refresh tokens and client secrets are printable
+/// ASCII (RFC 6749 Appendix A). Says where, never what.
+pub fn check_characters(secrets: &Secrets) -> Result<(), Error> {
+    let bearer = |c: char| c.is_ascii_alphanumeric() || "-._~+/=".contains(c);
+    let printable = |c: char| (' '..='~').contains(&c);
+    for (what, field, allowed) in [
+        (
+            "access token",
+            &secrets.access_token,
+            &bearer as &dyn Fn(char) -> bool,
+        ),
+        ("refresh token", &secrets.refresh_token, &printable),
+        ("client secret", &secrets.client_secret, &printable),
+    ] {
+        let Some(value) = field else { continue };
+        if let Some((at, c)) = value
+            .expose()
+            .chars()
+            .enumerate()
+            .find(|(_, c)| !allowed(*c))
+        {
+            let class = match c {
+                '\n' | '\r' => "a line break",
+                ' ' | '\t' => "a space",
+                c if c.is_control() => "a control character",
+                c if !c.is_ascii() => "a non-ASCII character (a typographic quote or dash?)",
+                _ => "a character a bearer token cannot hold",
+            };
+            return Err(Error::Usage(format!(
+                "the {what} has {class} at position {}: was it copied whole, and only it?",
+                at + 1
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// Secrets in a file that others can read are no longer only ours.
@@ -107,18 +229,8 @@ fn parse(bytes: &[u8]) -> Result<Secrets, String> {
 /// a Designer Cloud `username`, that user's password instead of a token.
 pub fn prompt(kind: Kind, username: Option<&str>) -> Result<Secrets, Error> {
     require_terminal()?;
-    let ask = |label: &str| -> Result<Option<WireSecret>, Error> {
-        let value = Zeroizing::new(
-            rpassword::prompt_password(format!("{label}: "))
-                .map_err(|e| Error::Usage(format!("cannot read {label}: {e}")))?,
-        );
-        if value.trim().is_empty() {
-            return Err(Error::Usage(format!("{label} is empty")));
-        }
-        Ok(Some(WireSecret::new(SecretString::from(
-            value.trim().to_owned(),
-        ))))
-    };
+    let ask = |label: &str| ask_hidden(label).map(Some);
+
     let optional = |label: &str| -> Result<Option<WireSecret>, Error> {
         let value = Zeroizing::new(
             rpassword::prompt_password(format!("{label} (empty if none): "))
@@ -139,12 +251,36 @@ pub fn prompt(kind: Kind, username: Option<&str>) -> Result<Secrets, Error> {
             true => optional(asked.label)?,
             false => ask(asked.label)?,
         };
-        *match asked.field {
-            SecretField::AccessToken => &mut secrets.access_token,
-            SecretField::ClientSecret => &mut secrets.client_secret,
-            SecretField::RefreshToken => &mut secrets.refresh_token,
-        } = value;
+        *slot(&mut secrets, asked.field) = value;
     }
+    Ok(secrets)
+}
+
+/// A hidden answer; an empty one (a paste that did not arrive) is asked
+/// again, so that the next paste does not land in the shell.
+fn ask_hidden(label: &str) -> Result<WireSecret, Error> {
+    for _ in 0..3 {
+        let value = Zeroizing::new(
+            rpassword::prompt_password(format!("{label}: "))
+                .map_err(|e| Error::Usage(format!("cannot read {label}: {e}")))?,
+        );
+        if !value.trim().is_empty() {
+            return Ok(WireSecret::new(SecretString::from(value.trim().to_owned())));
+        }
+        eprintln!(
+            "a365: {label} is empty; paste it again (nothing shows while you type; Ctrl-C \
+                 stops)"
+        );
+    }
+    Err(Error::Usage(format!("{label} is empty, three times")))
+}
+
+/// `--update-secret`'s one secret, asked for hidden.
+pub fn prompt_one(field: SecretField, label: &str) -> Result<Secrets, Error> {
+    require_terminal()?;
+    let value = Some(ask_hidden(&format!("New {}", label.to_lowercase()))?);
+    let mut secrets = Secrets::default();
+    *slot(&mut secrets, field) = value;
     Ok(secrets)
 }
 

@@ -4,7 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::{AddProfile, ClientAuth, Kind, StoreKind, WireSecret};
+use crate::{AddProfile, ClientAuth, Kind, Secrets, StoreKind, WireSecret};
 
 /// What a client asks. Append new variants at the end.
 // One request lives per connection at a time: its size does not matter,
@@ -88,6 +88,18 @@ pub enum Request {
     /// Make `profile` the one `token` uses when none is named (kept as
     /// `default_profile` in config.toml).
     SetDefault { profile: String },
+    /// Change one setting of `profile` (one of [`crate::SETTABLE`]; an
+    /// empty `value` unsets it): checked, written to config.toml, and the
+    /// profile goes on with its credential.
+    Set {
+        profile: String,
+        key: String,
+        value: String,
+    },
+    /// Replace the secrets given (the others stay) of `profile`, checked
+    /// by a first exchange as `add --replace` is: refused, the profile
+    /// keeps the ones it had.
+    UpdateSecret { profile: String, secrets: Secrets },
 }
 
 /// The longest `min_valid_ms` that means anything: a year and a day.
@@ -117,6 +129,8 @@ impl Request {
             Request::Restart => "a restart on upgrade",
             Request::Workspaces { .. } => "a365 workspaces",
             Request::SetDefault { .. } => "a365 default",
+            Request::Set { .. } => "a365 set",
+            Request::UpdateSecret { .. } => "a365 add --update-secret",
         }
     }
 
@@ -348,6 +362,9 @@ pub mod state {
     pub const FAILING: &str = "failing";
     /// The credential is dead: `last_error` says what to do.
     pub const NEEDS_REAUTH: &str = "needs-reauth";
+    /// Its settings in the config file cannot be used: `last_error` names
+    /// the file, line, table and key. Not served until fixed or replaced.
+    pub const BROKEN: &str = "broken";
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

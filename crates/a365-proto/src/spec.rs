@@ -108,6 +108,10 @@ pub struct ProfileSpec {
     /// from (and is exchanged from again when it dies).
     #[serde(default)]
     pub workspace_of: Option<String>,
+    /// A PEM bundle of CAs trusted, besides the platform's, for this
+    /// profile's requests (a corporate CA); read again when it changes.
+    #[serde(default)]
+    pub ca_file: Option<String>,
 }
 
 /// How a client with a secret authenticates at the token endpoint (RFC
@@ -198,4 +202,113 @@ pub struct Secrets {
     pub password: Option<WireSecret>,
     #[serde(default)]
     pub username: Option<String>,
+}
+
+/// The settings `a365 set` changes, one at a time. Not the kind (a new
+/// kind is a new profile: `add --replace`), nor the store (`store
+/// migrate`), nor what the agent writes itself (`workspace_of`).
+pub const SETTABLE: &[&str] = &[
+    "realm",
+    "token_url",
+    "client_id",
+    "scopes",
+    "secure",
+    "authorize_url",
+    "redirect_uri",
+    "base_url",
+    "renew_lifetime_secs",
+    "client_auth",
+    "revocation_url",
+    "introspection_url",
+    "workspace",
+    "ca_file",
+];
+
+impl ProfileSpec {
+    /// Sets `key` to `value` as `a365 set` gives them; an empty value
+    /// unsets it. Scopes are separated by spaces or commas.
+    pub fn set(&mut self, key: &str, value: &str) -> Result<(), String> {
+        let text = || (!value.is_empty()).then(|| value.to_owned());
+        match key {
+            "realm" => self.realm = text(),
+            "token_url" => self.token_url = text(),
+            "client_id" => self.client_id = text(),
+            "authorize_url" => self.authorize_url = text(),
+            "redirect_uri" => self.redirect_uri = text(),
+            "base_url" => self.base_url = text(),
+            "revocation_url" => self.revocation_url = text(),
+            "introspection_url" => self.introspection_url = text(),
+            "workspace" => self.workspace = text(),
+            "ca_file" => self.ca_file = text(),
+            "scopes" => {
+                self.scopes = value
+                    .split([' ', ','])
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_owned)
+                    .collect();
+            }
+            "secure" => {
+                self.secure = match value {
+                    "" => None,
+                    "true" => Some(true),
+                    "false" => Some(false),
+                    _ => return Err(format!("secure is true or false, not '{value}'")),
+                };
+            }
+            "renew_lifetime_secs" => {
+                self.renew_lifetime_secs = match value {
+                    "" => None,
+                    n => Some(n.parse().map_err(|_| {
+                        format!("renew_lifetime_secs is a number of seconds, not '{n}'")
+                    })?),
+                };
+            }
+            "client_auth" => {
+                self.client_auth = match value {
+                    "" => None,
+                    v => Some(ClientAuth::parse(v).ok_or_else(|| {
+                        format!("client_auth is post, basic or basic-raw, not '{v}'")
+                    })?),
+                };
+            }
+            _ => {
+                return Err(format!(
+                    "'{}' is not a setting `a365 set` changes (it changes: {})",
+                    key.escape_default(),
+                    SETTABLE.join(", ")
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod set_tests {
+    use super::*;
+
+    #[test]
+    fn each_settable_key_is_set_and_unset() {
+        let mut spec = ProfileSpec::default();
+        for key in SETTABLE {
+            let value = match *key {
+                "secure" => "true",
+                "renew_lifetime_secs" => "60",
+                "client_auth" => "basic",
+                _ => "a",
+            };
+            spec.set(key, value).unwrap();
+            spec.set(key, "").unwrap();
+        }
+        assert_eq!(spec, ProfileSpec::default());
+        spec.set("scopes", "openid, offline_access a365:x").unwrap();
+        assert_eq!(spec.scopes, ["openid", "offline_access", "a365:x"]);
+        assert!(
+            spec.set("kind", "static")
+                .unwrap_err()
+                .contains("changes: realm")
+        );
+        assert!(spec.set("secure", "yes").is_err());
+        assert!(spec.set("renew_lifetime_secs", "-1").is_err());
+    }
 }

@@ -58,6 +58,8 @@ fn request_name(r: &Request) -> String {
         Request::LoginKeep { keep: false, .. } => "login-discard".into(),
         Request::Workspaces { .. } => "workspaces".into(),
         Request::SetDefault { .. } => "set-default".into(),
+        Request::Set { .. } => "set".into(),
+        Request::UpdateSecret { .. } => "update-secret".into(),
     }
 }
 
@@ -165,6 +167,21 @@ fn requests() -> Vec<Request> {
         Request::SetDefault {
             profile: "work".into(),
         },
+        Request::Set {
+            profile: "work".into(),
+            key: "ca_file".into(),
+            value: "/etc/ssl/corp-ca.pem".into(),
+        },
+        Request::UpdateSecret {
+            profile: "work".into(),
+            secrets: a365_proto::Secrets {
+                client_secret: Some(a365_proto::WireSecret::new("cs-new".to_owned().into())),
+                refresh_token: Some(a365_proto::WireSecret::new("rt-new".to_owned().into())),
+                access_token: Some(a365_proto::WireSecret::new("at-new".to_owned().into())),
+                password: Some(a365_proto::WireSecret::new("pw-new".to_owned().into())),
+                username: Some("ann".into()),
+            },
+        },
         Request::LoginReview {
             profile: "design".into(),
         },
@@ -203,6 +220,7 @@ fn requests() -> Vec<Request> {
                 introspection_url: Some("https://auth.example/connect/introspect".into()),
                 workspace: Some("Design".into()),
                 workspace_of: Some("a365".into()),
+                ca_file: Some("/etc/ssl/corp-ca.pem".into()),
             },
             secrets: Secrets {
                 client_secret: secret("s3cr3t"),
@@ -419,9 +437,9 @@ fn every_variant_encodes_as_committed_in_both_encodings() {
     let requests = names.iter().filter(|n| n.starts_with("request-")).count();
     assert_eq!(
         requests,
-        // 18 variants; `add` and `migrate` named per kind, store and
+        // 20 variants; `add` and `migrate` named per kind, store and
         // client auth; `remove` and `login-keep` twice each.
-        18 - 2 + 2 + Kind::ALL.len() + StoreKind::ALL.len() + ClientAuth::ALL.len()
+        20 - 2 + 2 + Kind::ALL.len() + StoreKind::ALL.len() + ClientAuth::ALL.len()
     );
     let errors = names
         .iter()

@@ -12,7 +12,7 @@ use crate::profile::{Phase, Profile};
 use crate::provider::{self, Revocation};
 
 /// A replaced profile as it was: its settings, store and credential.
-type Previous = (
+pub(super) type Previous = (
     a365_proto::ProfileSpec,
     crate::stores::Placed,
     a365_store::Credential,
@@ -21,7 +21,11 @@ type Previous = (
 impl Agent {
     /// Adds (or with `replace`, replaces) a profile, and reports its first
     /// exchange so that a bad secret shows up now.
-    pub(super) async fn add(&self, add: AddProfile) -> Result<Response, ErrorReply> {
+    pub(super) async fn add(
+        &self,
+        add: AddProfile,
+        hangup: super::Hangup,
+    ) -> Result<Response, ErrorReply> {
         let AddProfile {
             name,
             mut spec,
@@ -52,6 +56,7 @@ impl Agent {
                     (reply, _) => reply,
                 });
         }
+        self.refuse_spent(&secrets)?;
         let credential = self
             .new_credential(&name, &spec, endpoint.as_ref(), secrets)
             .await?;
@@ -93,17 +98,17 @@ impl Agent {
         if provider.browser().is_some() {
             message.push_str(&format!("; now log in: `a365 login {name}`"));
         } else if provider.renews() {
-            match self.first_exchange(&profile).await {
-                Ok(said) => message.push_str(&said),
-                Err(e) => return Err(self.put_back(&name, previous, e).await),
-            }
+            let said = self
+                .settle_first_exchange(&profile, previous, hangup)
+                .await?;
+            message.push_str(&said);
         }
         Ok(Response::Done { message })
     }
 
     /// The settings, store and credential of profile `name`, stopped, if
     /// it is a local one whose credential can be read.
-    async fn previous(&self, name: &str) -> Option<Previous> {
+    pub(super) async fn previous(&self, name: &str) -> Option<Previous> {
         let old = self.profile(Some(name)).ok()?;
         let placed = old.home.placed()?.clone();
         old.stop().await;
@@ -111,9 +116,11 @@ impl Agent {
         Some((old.spec.clone(), placed, credential))
     }
 
-    /// A replacement refused at its first exchange: the replaced profile
-    /// comes back as it was, and `refused` says so.
-    async fn put_back(
+    /// A replacement that got no token at its first exchange: the
+    /// replaced profile comes back as it was, and `refused` says so. The
+    /// new one is stopped first, so an exchange still in flight ends (and
+    /// is saved) before the choice: a late token keeps the new one.
+    pub(super) async fn put_back(
         &self,
         name: &str,
         previous: Option<Previous>,
@@ -122,7 +129,24 @@ impl Agent {
         let Some((spec, placed, credential)) = previous else {
             return refused;
         };
+        let new = self.profile(Some(name)).ok();
+        if let Some(new) = &new {
+            new.stop().await;
+        }
         let _edit = self.edits.lock().await;
+        if let Some(new) = new
+            && matches!(new.snapshot().phase, Phase::Fresh)
+        {
+            self.restart(&new).await;
+            return ErrorReply::new(
+                ErrorKind::Unavailable,
+                format!(
+                    "{}; then the token server answered after all: the new credential got a \
+                     token and replaced the earlier one",
+                    refused.message
+                ),
+            );
+        }
         match self.install(name, &spec, placed, credential, true).await {
             Ok(_) => {
                 tracing::info!(profile = %name, "replacement refused: the earlier credential is back");
@@ -196,7 +220,8 @@ impl Agent {
         spec: &a365_proto::ProfileSpec,
         replace: bool,
     ) -> Result<Response, ErrorReply> {
-        let exists = self.profiles.read().is_ok_and(|p| p.contains_key(name));
+        let exists = self.profiles.read().is_ok_and(|p| p.contains_key(name))
+            || self.broken.read().is_ok_and(|b| b.contains_key(name));
         if exists && !replace {
             return Err(invalid(format!(
                 "profile '{name}' exists: add --replace to overwrite it"
@@ -221,7 +246,8 @@ impl Agent {
         replace: bool,
     ) -> Result<Arc<Profile>, ErrorReply> {
         let old = self.profiles.read().ok().and_then(|p| p.get(name).cloned());
-        if old.is_some() && !replace {
+        let broken = self.broken.read().is_ok_and(|b| b.contains_key(name));
+        if (old.is_some() || broken) && !replace {
             return Err(invalid(format!(
                 "profile '{name}' exists: add --replace to overwrite it"
             )));
@@ -261,25 +287,10 @@ impl Agent {
         {
             tracing::warn!(profile = %name, "could not delete the replaced secrets: {e}");
         }
-        Ok(self.launch(name, spec.clone(), placed, Ok(Some(credential))))
-    }
-
-    /// Waits (at most `add_wait`) for a new profile's first exchange and
-    /// says how it went; a dead credential is an error.
-    async fn first_exchange(&self, profile: &Profile) -> Result<String, ErrorReply> {
-        let mut rx = profile.subscribe();
-        let _ = tokio::time::timeout(self.add_wait, rx.wait_for(|s| s.attempts_done > 0)).await;
-        let snap = profile.snapshot();
-        match snap.phase {
-            Phase::NeedsReauth(m) => Err(ErrorReply::new(ErrorKind::NeedsReauth, m)),
-            Phase::Fresh => Ok("; a token was obtained".into()),
-            _ => Ok(format!(
-                "; no token yet: {}",
-                snap.last_error
-                    .as_deref()
-                    .unwrap_or("the token server has not answered")
-            )),
+        if let Ok(mut broken) = self.broken.write() {
+            broken.remove(name);
         }
+        Ok(self.launch(name, spec.clone(), placed, Ok(Some(credential))))
     }
 
     /// Removes a profile, and first the workspace tokens exchanged from
@@ -289,6 +300,9 @@ impl Agent {
         name: &str,
         keep_remote: bool,
     ) -> Result<Response, ErrorReply> {
+        if self.broken.read().is_ok_and(|b| b.contains_key(name)) {
+            return self.remove_broken(name).await;
+        }
         self.profile(Some(name))?;
         // No workspace token is exchanged from it meanwhile.
         let _exchanges = self.workspace_exchanges.lock().await;
@@ -310,6 +324,27 @@ impl Agent {
             }),
             (reply, _) => Ok(reply),
         }
+    }
+
+    /// Removes the table of a profile whose settings could not be read;
+    /// where its secrets are is not known, so they stay.
+    async fn remove_broken(&self, name: &str) -> Result<Response, ErrorReply> {
+        let _edit = self.edits.lock().await;
+        let (path, profile_name) = (self.paths.config_file.clone(), name.to_owned());
+        config::in_background(move || config::remove_profile(&path, &profile_name))
+            .await
+            .map_err(|e| internal(e.to_string()))?;
+        if let Ok(mut broken) = self.broken.write() {
+            broken.remove(name);
+        }
+        tracing::info!(profile = %name, "unreadable profile removed from the config");
+        Ok(Response::Done {
+            message: format!(
+                "profile '{name}' removed from {}; its settings could not be read, so its secrets \
+                 (if it had any) were left where they are",
+                self.paths.config_file.display()
+            ),
+        })
     }
 
     /// Revokes the credential at the provider (no edit lock is held over

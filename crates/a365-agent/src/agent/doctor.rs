@@ -32,11 +32,21 @@ fn check(subject: &str, verdict: Verdict, detail: impl Into<String>) -> Check {
 
 impl Agent {
     pub(super) async fn doctor(&self, name: Option<&str>) -> Result<Response, ErrorReply> {
+        let broken: Vec<Check> = match self.broken.read() {
+            Ok(broken) => broken
+                .iter()
+                .filter(|(n, _)| name.is_none_or(|name| name == n.as_str()))
+                .map(|(n, b)| check(n, Verdict::Fail, format!("not served: {}", b.why)))
+                .collect(),
+            Err(_) => Vec::new(),
+        };
         let profiles = match name {
+            Some(_) if !broken.is_empty() => Vec::new(),
             Some(name) => vec![self.profile(Some(name))?],
             None => self.all_profiles(),
         };
         let mut checks = vec![self.check_paths()];
+        checks.extend(broken);
         if let Some(fleet) = &self.fleet {
             checks.extend(self.check_fleet(fleet).await);
         }
@@ -133,7 +143,8 @@ impl Agent {
         }
         if let Some(endpoint) = profile.endpoint() {
             for url in urls(endpoint) {
-                checks.extend(self.check_url(name, &url).await);
+                let http = self.shared.http_for(&profile.spec);
+                checks.extend(self.check_url(name, http, &url).await);
             }
         }
         checks
@@ -145,7 +156,12 @@ impl Agent {
 
     /// DNS, then a GET whose handshake checks TLS and whose `Date` header
     /// gives the skew. Nothing is posted: no credential leaves.
-    async fn check_url(&self, name: &str, url: &reqwest::Url) -> Vec<Check> {
+    async fn check_url(
+        &self,
+        name: &str,
+        http: &reqwest::Client,
+        url: &reqwest::Url,
+    ) -> Vec<Check> {
         let host = url.host_str().unwrap_or_default().to_owned();
         let port = url.port_or_known_default().unwrap_or(443);
         let lookup = tokio::time::timeout(
@@ -172,8 +188,7 @@ impl Agent {
             return vec![dns];
         }
         let sent = self.now_ms();
-        let answer =
-            tokio::time::timeout(NETWORK_TIMEOUT, self.shared.http.get(url.clone()).send()).await;
+        let answer = tokio::time::timeout(NETWORK_TIMEOUT, http.get(url.clone()).send()).await;
         let response = match answer {
             Ok(Ok(response)) => response,
             Ok(Err(e)) => {

@@ -276,7 +276,7 @@ impl Agent {
         let fresh = &answer.fresh;
         let refreshable = fresh.refresh_token.is_some();
         let asked_offline = browser.asks_for_refresh(&profile.spec);
-        credential.account = self.signed_in_user(endpoint, fresh).await;
+        credential.account = self.signed_in_user(&profile.spec, endpoint, fresh).await;
         let account = match &credential.account {
             Some(user) => format!(" as {user}"),
             None => account(&fresh.access_token),
@@ -314,7 +314,7 @@ impl Agent {
         now: i64,
     ) -> crate::provider::oauth::Call<'a> {
         crate::provider::oauth::Call {
-            http: &self.shared.http,
+            http: self.shared.http_for(&profile.spec),
             token_url: &endpoint.token_url,
             now_ms: now,
             default_lifetime: self.shared.default_lifetime,

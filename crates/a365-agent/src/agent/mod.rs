@@ -13,10 +13,12 @@
 
 mod add;
 mod doctor;
+mod first_exchange;
 pub mod fleet;
 mod forwarded;
 mod login;
 mod migrate;
+mod settings;
 mod signin;
 mod status;
 mod workspace_list;
@@ -39,6 +41,10 @@ use crate::config::{Config, Paths};
 use crate::profile::{Held, Home, Profile, TokenError};
 use crate::shared::Shared;
 use crate::stores::{Placed, StoreError, Stores};
+
+/// Becomes `true` when the client of a request hangs up; `None` where
+/// that cannot be told.
+pub type Hangup = Option<watch::Receiver<bool>>;
 
 #[derive(Debug)]
 pub struct Agent {
@@ -71,6 +77,11 @@ pub struct Agent {
     /// The binary this agent runs, as it was at start: an upgrade is
     /// told by a change of it (`None`: it cannot be read).
     binary: Option<crate::upgrade::Binary>,
+    /// Profiles whose settings could not be read at start: listed, not
+    /// served, until replaced or removed.
+    broken: RwLock<BTreeMap<String, crate::config::Broken>>,
+    /// What an `add` whose client hung up did, said at the next command.
+    notices: Mutex<Vec<String>>,
 }
 
 impl Agent {
@@ -122,6 +133,8 @@ impl Agent {
             binary: crate::upgrade::Binary::current(),
             workspace_exchanges: tokio::sync::Mutex::new(()),
             workspace_names: Mutex::new(HashMap::new()),
+            broken: RwLock::new(config.broken.clone()),
+            notices: Mutex::new(Vec::new()),
         });
         if let Some(fleet) = fleet {
             // The shared profiles are served from the start when etcd answers.
@@ -161,6 +174,12 @@ impl Agent {
     /// What `request` gets. A token is answered by reference (the
     /// server encodes it without copying); everything else as a message.
     pub async fn handle(&self, request: Request) -> Answer {
+        self.handle_attended(request, None).await
+    }
+
+    /// [`Agent::handle`], told when the client that sent `request` hangs
+    /// up (an `add` then keeps nothing the user did not see succeed).
+    pub async fn handle_attended(&self, request: Request, hangup: Hangup) -> Answer {
         crate::resident::touch();
         let result = match request {
             Request::Token(req) => {
@@ -171,7 +190,7 @@ impl Agent {
             }
             Request::Status => Ok(self.status()),
             Request::StatusPage { after } => Ok(self.status_page(after.as_deref())),
-            Request::AddProfile(add) => self.add(add).await,
+            Request::AddProfile(add) => self.add(add, hangup).await,
             Request::RemoveProfile { name, keep_remote } => self.remove(&name, keep_remote).await,
             Request::Refresh { profile } => match self.profile(profile.as_deref()) {
                 Ok(p) => p
@@ -216,12 +235,34 @@ impl Agent {
             },
             Request::Workspaces { profile } => self.workspaces(profile.as_deref()).await,
             Request::SetDefault { profile } => self.set_default(&profile).await,
+            Request::Set {
+                profile,
+                key,
+                value,
+            } => self.set(&profile, &key, &value).await,
+            Request::UpdateSecret { profile, secrets } => {
+                self.update_secret(&profile, secrets, hangup).await
+            }
             Request::Watch { .. } => Err(ErrorReply::new(
                 ErrorKind::BadRequest,
                 "watch must be the only request of its connection",
             )),
         };
-        Answer::Response(result.unwrap_or_else(Response::Error))
+        Answer::Response(self.with_notices(result.unwrap_or_else(Response::Error)))
+    }
+
+    /// A `Done` answer carries what happened meanwhile to an `add` whose
+    /// client had gone.
+    fn with_notices(&self, response: Response) -> Response {
+        let Response::Done { mut message } = response else {
+            return response;
+        };
+        if let Ok(mut notices) = self.notices.lock() {
+            for notice in notices.drain(..) {
+                message.push_str(&format!("; also: {notice}"));
+            }
+        }
+        Response::Done { message }
     }
 
     /// `restart`: a client saw a sign of an upgrade, and this agent's
@@ -326,15 +367,24 @@ impl Agent {
                     return Err(ErrorReply::new(
                         ErrorKind::UnknownProfile,
                         format!(
-                            "which profile? name one, set A365_PROFILE, or set default_profile in {} \
-                             (profiles: {})",
-                            self.paths.config_file.display(),
+                            "which profile? name one, set A365_PROFILE, or choose a default: \
+                             `a365 default NAME` (profiles: {})",
                             profiles.keys().cloned().collect::<Vec<_>>().join(", ")
                         ),
                     ));
                 }
             },
         };
+        if let Some(broken) = self.broken.read().ok().and_then(|b| b.get(&name).cloned()) {
+            return Err(ErrorReply::new(
+                ErrorKind::UnknownProfile,
+                format!(
+                    "profile '{name}' is not served: its settings cannot be used: {}. Fix them \
+                     and restart the agent, or `a365 add {name} --replace`",
+                    broken.why
+                ),
+            ));
+        }
         profiles.get(&name).cloned().ok_or_else(|| {
             ErrorReply::new(
                 ErrorKind::UnknownProfile,

@@ -37,7 +37,7 @@ impl Agent {
         }
         let url = browser.authorize_url(&spec, &login, &pkce);
         tracing::info!(profile = %name, actionwait = %actionwait, "sign-in started");
-        let (me, http) = (self.me.clone(), self.shared.http.clone());
+        let (me, http) = (self.me.clone(), self.shared.http_for(&spec).clone());
         let (started, polling) = tokio::sync::oneshot::channel();
         let work = tokio::spawn(async move {
             let poll = crate::actionwait::wait_for_code(&http, &actionwait, &pkce.state, timeout);
@@ -74,6 +74,7 @@ impl Agent {
     /// whose access tokens name the user (`status` reads them).
     pub(super) async fn signed_in_user(
         &self,
+        spec: &a365_proto::ProfileSpec,
         endpoint: &Endpoint,
         fresh: &crate::provider::Fresh,
     ) -> Option<String> {
@@ -85,7 +86,12 @@ impl Agent {
         };
         let realm = crate::realm::owning(&endpoint.token_url).filter(|r| r.altium)?;
         let url = realm.connect("userinfo");
-        match crate::provider::userinfo::claims(&self.shared.http, &url, &fresh.access_token).await
+        match crate::provider::userinfo::claims(
+            self.shared.http_for(spec),
+            &url,
+            &fresh.access_token,
+        )
+        .await
         {
             Ok(claims) => crate::provider::userinfo::display(&claims).or_else(from_id_token),
             Err(e) => {

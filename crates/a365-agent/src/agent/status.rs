@@ -17,7 +17,40 @@ impl Agent {
                 .collect(),
             Err(_) => Vec::new(),
         };
+        let mut profiles: Vec<ProfileStatus> = profiles;
+        profiles.extend(self.broken_status());
+        profiles.sort_by(|a, b| a.name.cmp(&b.name));
         Response::Status(profiles)
+    }
+
+    /// The profiles whose settings cannot be used, as `status` lists them.
+    fn broken_status(&self) -> Vec<ProfileStatus> {
+        let Ok(broken) = self.broken.read() else {
+            return Vec::new();
+        };
+        broken
+            .iter()
+            .map(|(name, broken)| ProfileStatus {
+                name: name.clone(),
+                kind: broken.kind.unwrap_or(a365_proto::Kind::Static),
+                realm: None,
+                token_url: None,
+                state: a365_proto::state::BROKEN.into(),
+                expires_at: None,
+                next_refresh_at: None,
+                scopes: Vec::new(),
+                workspace: None,
+                last_error: Some(broken.why.clone()),
+                store: "-".into(),
+                scopes_not_granted: Vec::new(),
+                is_default: false,
+                rotates: None,
+                account: None,
+                refreshed_by: None,
+                client_auth: None,
+                assumed_lifetime_secs: None,
+            })
+            .collect()
     }
 
     /// The profiles after `after`, by name, as many as fit in one message
@@ -29,7 +62,11 @@ impl Agent {
         // in-memory size against the limit.
         const BUDGET: usize = a365_proto::MAX_FRAME * 3 / 4;
         let is_default = self.default_rule();
-        let mut profiles: Vec<ProfileStatus> = Vec::new();
+        // The broken ones (few, short) lead the first page.
+        let mut profiles: Vec<ProfileStatus> = match after {
+            None => self.broken_status(),
+            Some(_) => Vec::new(),
+        };
         let mut next = None;
         if let Ok(all) = self.profiles.read() {
             let from = after.map_or(Bound::Unbounded, Bound::Excluded);

@@ -238,7 +238,7 @@ impl Agent {
         let body = serde_json::json!({ "query": QUERY }).to_string();
         let response = self
             .shared
-            .http
+            .http_for(&parent.spec)
             .post(api.clone())
             .bearer_auth(secrecy::ExposeSecret::expose_secret(&token.secret))
             .header(reqwest::header::CONTENT_TYPE, "application/json")
@@ -358,6 +358,7 @@ fn child_spec(
         scopes,
         store: parent.spec.store,
         workspace_of: Some(parent.name.clone()),
+        ca_file: parent.spec.ca_file.clone(),
         ..ProfileSpec::default()
     })
 }

@@ -83,6 +83,7 @@ fn profile_table(spec: &ProfileSpec) -> toml_edit::Table {
         ("introspection_url", &spec.introspection_url),
         ("workspace", &spec.workspace),
         ("workspace_of", &spec.workspace_of),
+        ("ca_file", &spec.ca_file),
     ] {
         if let Some(value) = value {
             table.insert(key, toml_edit::value(value.as_str()));

@@ -5,6 +5,7 @@
 //! Where each profile's requests go is [`crate::endpoint`]'s.
 
 mod edit;
+mod read;
 
 pub use edit::{
     in_background, remove_profile, write_default_profile, write_default_store, write_profile,
@@ -85,6 +86,9 @@ pub struct Config {
     /// HTTP(S) proxy for token requests: a daemon started by systemd or
     /// launchd does not inherit the shell's `HTTPS_PROXY`.
     pub proxy: Option<String>,
+    /// A PEM bundle of CAs trusted, besides the platform's, for every
+    /// profile without a `ca_file` of its own; read again when it changes.
+    pub ca_file: Option<PathBuf>,
     /// Run with `sh -c` on every event (refreshed, refresh-failed,
     /// needs-reauth, expires-soon, removed), the event in its environment.
     pub on_event: Option<String>,
@@ -105,6 +109,19 @@ pub struct Config {
     pub realms: BTreeMap<String, crate::realm::RealmConfig>,
     #[serde(default)]
     pub profiles: BTreeMap<String, ProfileSpec>,
+    /// Profiles whose table could not be read, with why (file, line,
+    /// table, key): listed by `status` and `doctor`, never served.
+    #[serde(skip)]
+    pub broken: BTreeMap<String, Broken>,
+}
+
+/// A profile whose settings cannot be used.
+#[derive(Debug, Clone)]
+pub struct Broken {
+    /// Its `kind`, when that much could be read.
+    pub kind: Option<a365_proto::Kind>,
+    /// Why, naming the file, line, table and key.
+    pub why: String,
 }
 
 fn default_expires_soon_days() -> u64 {
@@ -127,21 +144,29 @@ impl Config {
         let Some(text) = crate::strict::read_config(path)? else {
             return Ok(Config::default_values());
         };
-        let config: Config = toml::from_str(&text).map_err(|e| ConfigError::Parse {
-            path: path.into(),
-            message: e.message().to_owned(),
-        })?;
+        let mut config = read::parse(path, &text)?;
         // The realms in force from here on: the profiles below name them.
         crate::realm::configure(&config.realms).map_err(|e| ConfigError::Parse {
             path: path.into(),
             message: e.to_string(),
         })?;
-        for (name, spec) in &config.profiles {
-            validate_name(name)?;
-            crate::provider::endpoint(spec).map_err(|e| ConfigError::Parse {
-                path: path.into(),
-                message: format!("profile '{name}': {e}"),
-            })?;
+        // A profile the agent cannot serve costs that profile only.
+        let unusable: Vec<(String, String)> = config
+            .profiles
+            .iter()
+            .filter_map(|(name, spec)| {
+                let why = match validate_name(name) {
+                    Err(e) => e.to_string(),
+                    Ok(()) => crate::provider::endpoint(spec).err()?.to_string(),
+                };
+                Some((name.clone(), why))
+            })
+            .collect();
+        for (name, why) in unusable {
+            let why = format!("{}: [profiles.{name}]: {why}", path.display());
+            tracing::error!("{why}");
+            let kind = config.profiles.remove(&name).map(|spec| spec.kind);
+            config.broken.insert(name, Broken { kind, why });
         }
         Ok(config)
     }
@@ -190,11 +215,13 @@ mod tests {
             "[profiles.x]\nkind = \"refresh\"\nrealm = \"mars\"\n",
         )
         .unwrap();
-        let err = Config::load(&path).unwrap_err().to_string();
+        let config = Config::load(&path).unwrap();
+        let err = &config.broken["x"].why;
         assert!(
-            err.contains("profile 'x'") && err.contains("unknown realm"),
+            err.contains("[profiles.x]") && err.contains("unknown realm"),
             "{err}"
         );
+        assert!(config.profiles.is_empty());
         std::fs::write(&path, "stroe = 1\n").unwrap();
         assert!(Config::load(&path).is_err());
         assert!(

@@ -332,6 +332,13 @@ impl Profile {
             rotates,
             held,
         } = engine::fold(credential, got, now);
+        if rotates == Some(true)
+            && let Some(old) = &credential.refresh_token
+        {
+            self.shared
+                .spent
+                .record(old, &self.name, now.div_euclid(1000));
+        }
         *credential = next;
         // Durable before anything else: the old refresh token is dead.
         let saved = self.persist(credential, rotated).await;

@@ -16,7 +16,8 @@ pub(crate) fn describe_send_error(e: &reqwest::Error, url: &reqwest::Url) -> Str
     if chain.contains("certificate") {
         format!(
             "the TLS certificate of the token server {host} is not trusted ({}); if a corporate CA \
-             signs it, point SSL_CERT_FILE at that CA",
+             signs it, set ca_file to that CA's PEM file (in config.toml, or `a365 set PROFILE ca_file \
+             FILE`; no restart needed)",
             // The reason's name, without its byte-level details.
             causes
                 .last()

@@ -59,9 +59,14 @@ pub(super) async fn serve(
                     .await;
                 return;
             }
+            Ok(request @ (Request::AddProfile(_) | Request::UpdateSecret { .. }))
+                if access == Access::Full =>
+            {
+                attended(&agent, request, &mut reader).await
+            }
             Ok(request) => {
                 tracing::trace!(?request, "request");
-                handle(&agent, request, &access).await
+                handle(&agent, request, &access, None).await
             }
             Err(e) => {
                 tracing::debug!("undecodable request: {e}");
@@ -173,16 +178,49 @@ async fn read_message(
     None
 }
 
+/// Runs a request whose client may hang up while it waits (`add`'s first
+/// exchange): the agent is told, and keeps nothing unseen.
+async fn attended(
+    agent: &Agent,
+    request: Request,
+    reader: &mut ZeroizingBufReader<&Stream>,
+) -> Answer {
+    let (tell, hangup) = watch::channel(false);
+    let work = handle(agent, request, &Access::Full, Some(hangup));
+    tokio::pin!(work);
+    tokio::select! {
+        answer = &mut work => return answer,
+        () = hung_up(reader) => {}
+    }
+    tracing::debug!("a client hung up while its request ran");
+    let _ = tell.send(true);
+    work.await
+}
+
+/// Resolves when the client closes its end; never if it sends more
+/// (a next request, read after this one is answered).
+async fn hung_up(reader: &mut ZeroizingBufReader<&Stream>) {
+    match reader.fill_buf().await {
+        Ok([]) | Err(_) => {}
+        Ok(_) => std::future::pending().await,
+    }
+}
+
 /// Runs one request; a bug that panics (an overflow check, say) answers
 /// that request with an error instead of closing the connection unsaid.
-async fn handle(agent: &Agent, request: Request, access: &Access) -> Answer {
+async fn handle(
+    agent: &Agent,
+    request: Request,
+    access: &Access,
+    hangup: crate::agent::Hangup,
+) -> Answer {
     use futures_util::FutureExt as _;
     // Boxed: the handlers' state is large, and inline it would be part of
     // every idle connection's task (10,000 idle clients cost 13 KiB each
     // instead of 7.5).
     let answer: std::pin::Pin<Box<dyn std::future::Future<Output = Answer> + Send + '_>> =
         match access {
-            Access::Full => Box::pin(agent.handle(request)),
+            Access::Full => Box::pin(agent.handle_attended(request, hangup)),
             Access::TokenOnly(forwarded) => Box::pin(agent.handle_forwarded(request, forwarded)),
         };
     match std::panic::AssertUnwindSafe(answer).catch_unwind().await {

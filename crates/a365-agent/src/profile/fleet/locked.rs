@@ -365,6 +365,13 @@ impl Profile {
             held,
             ..
         } = engine::fold(credential, got, now);
+        if rotates == Some(true)
+            && let Some(old) = &credential.refresh_token
+        {
+            self.shared
+                .spent
+                .record(old, &self.name, now.div_euclid(1000));
+        }
         // The access token travels in the public record only.
         next.access_token = None;
         let generation = crate::fleet::next_generation(last.generation, now);

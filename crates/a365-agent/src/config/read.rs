@@ -1,0 +1,177 @@
+//! Reading `config.toml`: a mistake in one profile's table costs that
+//! profile only (the others are served, the broken one is listed with its
+//! error), and every error names the file, line, table and key.
+
+use std::borrow::Cow;
+use std::ops::Range;
+use std::path::Path;
+
+use a365_proto::ProfileSpec;
+use serde::Deserialize;
+use toml::de::{DeTable, DeValue, Deserializer, ValueDeserializer};
+
+use super::{Config, ConfigError};
+
+/// The keys that belong at the top of the file, before any `[table]`: one
+/// of them inside a profile's table was appended to the end of the file.
+const TOP_LEVEL: &[&str] = &[
+    "store",
+    "default_profile",
+    "default_lifetime_secs",
+    "proxy",
+    "ca_file",
+    "on_event",
+    "expires_soon_days",
+    "token_socket",
+    "token_socket_profiles",
+];
+
+/// Parses `text` (read from `path`). A TOML syntax error, or a mistake
+/// outside `[profiles.*]`, is an error for the whole file; a mistake in
+/// one profile's table puts that profile in [`Config::broken`].
+pub(super) fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
+    let whole = |e: toml::de::Error, table: Option<&str>| ConfigError::Parse {
+        path: path.into(),
+        message: describe(text, &e, table, None),
+    };
+    let mut root = DeTable::parse(text).map_err(|e| whole(e, None))?;
+    let profiles = root.get_mut().remove("profiles");
+    let mut config = Config::deserialize(Deserializer::from(root)).map_err(|e| whole(e, None))?;
+    let Some(profiles) = profiles else {
+        return Ok(config);
+    };
+    let span = profiles.span();
+    let DeValue::Table(table) = profiles.into_inner() else {
+        return Err(ConfigError::Parse {
+            path: path.into(),
+            message: format!(
+                "line {}: 'profiles' must be a table",
+                line_of(text, span.start)
+            ),
+        });
+    };
+    for (name, value) in table {
+        let name = name.into_inner().into_owned();
+        let keys = value_keys(value.get_ref());
+        let kind = match value.get_ref() {
+            DeValue::Table(t) => t
+                .get("kind")
+                .and_then(|k| k.get_ref().as_str())
+                .and_then(a365_proto::Kind::parse),
+            _ => None,
+        };
+        match ProfileSpec::deserialize(ValueDeserializer::from(value)) {
+            Ok(spec) => {
+                config.profiles.insert(name, spec);
+            }
+            Err(e) => {
+                let table = format!("[profiles.{name}]");
+                let message = describe(text, &e, Some(&table), Some(&keys));
+                tracing::error!("{}: {message}", path.display());
+                let why = format!("{}: {message}", path.display());
+                config.broken.insert(name, super::Broken { kind, why });
+            }
+        }
+    }
+    Ok(config)
+}
+
+/// A table's keys with where they are, to name the key an error is about.
+fn value_keys(value: &DeValue<'_>) -> Vec<(String, Range<usize>)> {
+    match value {
+        DeValue::Table(table) => table
+            .iter()
+            .map(|(k, v)| (k.get_ref().to_string(), k.span().start..v.span().end))
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// "line L, [table], key K: what is wrong", with a hint for a top-level
+/// key that landed in a profile's table.
+fn describe(
+    text: &str,
+    e: &toml::de::Error,
+    table: Option<&str>,
+    keys: Option<&[(String, Range<usize>)]>,
+) -> String {
+    let span = e.span();
+    let line = span.as_ref().map(|s| line_of(text, s.start));
+    let key: Option<Cow<'_, str>> = quoted_field(e.message()).map(Cow::Borrowed).or_else(|| {
+        let span = span.as_ref()?;
+        keys?
+            .iter()
+            .find(|(_, at)| at.start <= span.start && span.end <= at.end)
+            .map(|(k, _)| Cow::Owned(k.clone()))
+    });
+    let mut said = Vec::new();
+    if let Some(line) = line {
+        said.push(format!("line {line}"));
+    }
+    said.extend(table.map(str::to_owned));
+    said.extend(key.as_ref().map(|k| format!("key {k}")));
+    let mut message = format!("{}: {}", said.join(", "), e.message().trim_end());
+    if let (Some(table), Some(key)) = (table, key)
+        && TOP_LEVEL.contains(&key.as_ref())
+    {
+        message.push_str(&format!(
+            " ({key} is a top-level setting: it belongs above the first [table], not in {table}"
+        ));
+        message.push_str(match key.as_ref() {
+            "default_profile" => "; `a365 default PROFILE` sets it for you)",
+            _ => ")",
+        });
+    }
+    message
+}
+
+/// The line (from 1) of byte `at`.
+fn line_of(text: &str, at: usize) -> usize {
+    text.as_bytes()[..at.min(text.len())]
+        .iter()
+        .filter(|&&b| b == b'\n')
+        .count()
+        + 1
+}
+
+/// The field serde names in backquotes ("unknown field `x`, expected …").
+fn quoted_field(message: &str) -> Option<&str> {
+    let rest = message.strip_prefix("unknown field `")?;
+    rest.split('`').next()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_top_level_key_appended_to_a_profile_breaks_that_profile_only() {
+        let text = "store = \"file\"\n\n[profiles.a]\nkind = \"static\"\n\n\
+                    [profiles.b]\nkind = \"static\"\ndefault_profile = \"a\"\n";
+        let config = parse(Path::new("c.toml"), text).unwrap();
+        assert!(config.profiles.contains_key("a"));
+        let why = &config.broken["b"].why;
+        assert!(
+            why.starts_with("c.toml: line 8, [profiles.b], key default_profile: unknown field"),
+            "{why}"
+        );
+        assert!(why.contains("a365 default PROFILE"), "{why}");
+    }
+
+    #[test]
+    fn a_wrong_type_names_its_key_and_line() {
+        let text = "[profiles.a]\nkind = \"refresh\"\nscopes = 3\n";
+        let config = parse(Path::new("c.toml"), text).unwrap();
+        let why = &config.broken["a"].why;
+        assert!(why.contains("line 3, [profiles.a], key scopes:"), "{why}");
+    }
+
+    #[test]
+    fn syntax_and_top_level_mistakes_are_errors_for_the_file() {
+        let err = parse(Path::new("c.toml"), "store = \"file\"\nstroe = 1\n").unwrap_err();
+        let err = err.to_string();
+        assert!(err.contains("line 2") && err.contains("key stroe"), "{err}");
+        let err = parse(Path::new("c.toml"), "[profiles.a\nkind = 1\n").unwrap_err();
+        assert!(err.to_string().contains("line 1"), "{err}");
+    }
+}
