@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use a365_token_server::{Fault, ServerConfig, TokenServer};
 
-use crate::harness::{Env, bin, names, wait_until};
+use crate::harness::{Env, Out, bin, names, wait_until};
 
 /// `a365 add NAME --kind refresh … --secrets-from -` with `rt`, started
 /// and left running.
@@ -250,6 +250,22 @@ fn a_syntax_error_in_config_toml_names_its_line() {
         log.contains("config.toml") && log.contains("line 2"),
         "{log}"
     );
+    // The first command starts the agent, and says why it could not.
+    let out = Out::from(
+        env.command(bin("a365"))
+            .arg("status")
+            .env_remove("A365_NO_AUTOSTART")
+            .output()
+            .unwrap(),
+    );
+    assert_ne!(out.code, 0);
+    assert!(
+        out.stderr.contains("exited at start-up (exit status: 1): ")
+            && out
+                .stderr
+                .contains("config.toml is not valid: line 2: unclosed table"),
+        "{out:?}"
+    );
 }
 
 #[test]
@@ -427,4 +443,36 @@ fn status_fits_80_columns_and_shows_one_profile_in_detail() {
     );
     assert!(!one.stdout.contains("work-altium"), "{}", one.stdout);
     env.a365(&["status", "nope"]).code(4);
+}
+
+#[test]
+fn bash_completes_profile_names_from_the_agent() {
+    let server = TokenServer::start(ServerConfig::default()).unwrap();
+    let env = Env::new();
+    let _agent = env.start_agent();
+    env.add_refresh("work", &server);
+    env.add_refresh("workshop", &server);
+    env.add_refresh("nexar", &server);
+    let script = env.path("a365.bash");
+    std::fs::write(&script, env.a365(&["completions", "bash"]).ok().stdout).unwrap();
+    let bin_dir = bin("a365").parent().unwrap().to_owned();
+    let path = format!("{}:{}", bin_dir.display(), std::env::var("PATH").unwrap());
+    let complete = |words: &str| {
+        let out = env
+            .command("bash")
+            .env("PATH", &path)
+            .arg("-c")
+            .arg(format!(
+                "source {}; COMP_WORDS=({words}); COMP_CWORD=$((${{#COMP_WORDS[@]}} - 1)); \
+                 _a365_with_profiles a365 \"${{COMP_WORDS[-1]}}\" \"${{COMP_WORDS[-2]}}\"; \
+                 echo \"${{COMPREPLY[@]}}\"",
+                script.display()
+            ))
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    };
+    assert_eq!(complete("a365 token wo"), "work workshop");
+    assert_eq!(complete("a365 status n"), "nexar");
+    assert_eq!(complete("a365 remove x"), "");
 }

@@ -134,3 +134,62 @@ fn each_answer_is_checked_before_any_secret_is_asked_for() {
         out.stdout
     );
 }
+
+/// An empty hidden answer (a paste that did not arrive) is asked again
+/// instead of ending `add`, so the next paste does not land in the shell.
+#[test]
+fn an_empty_hidden_answer_is_asked_again() {
+    let env = Env::new();
+    let _agent = env.start_agent();
+    let plan = serde_json::json!([
+        ["Access token", "", "hidden"],
+        ["is empty; paste it again", null],
+        ["Access token", "tok-after-an-empty-answer", "hidden"],
+    ]);
+    let out = play(&env, &["add", "fixed", "--kind", "static"], plan).ok();
+    assert!(
+        out.stdout.contains("profile 'fixed' (static) added"),
+        "{}",
+        out.stdout
+    );
+    assert_eq!(env.token("fixed"), "tok-after-an-empty-answer");
+}
+
+/// On a terminal `add` says what it waits for; Ctrl-C there, before the
+/// token server answered, keeps nothing (the refresh token is refused).
+#[test]
+fn add_shows_its_wait_and_ctrl_c_keeps_nothing() {
+    let server = TokenServer::start(ServerConfig::default()).unwrap();
+    server.set_fault(
+        a365_token_server::Fault::Delay(std::time::Duration::from_secs(3)),
+        Some(1),
+    );
+    let env = Env::new();
+    let _agent = env.start_agent();
+    let url = server.token_url();
+    let plan = serde_json::json!([
+        ["Client secret", "test-secret", "hidden"],
+        ["Refresh token", "rt-nobody-issued", "hidden"],
+        ["getting a first token from the token server", "\u{3}"],
+    ]);
+    let args = [
+        "add",
+        "work",
+        "--kind",
+        "refresh",
+        "--token-url",
+        &url,
+        "--client-id",
+        "test-client",
+    ];
+    let out = play(&env, &args, plan);
+    assert_ne!(out.code, 0, "{}", out.stdout);
+    assert!(
+        crate::harness::wait_until(std::time::Duration::from_secs(15), || env
+            .a365(&["status", "--json"])
+            .stdout
+            .trim()
+            == "[]"),
+        "the interrupted add was undone"
+    );
+}

@@ -147,7 +147,13 @@ fn without_a_keyring_files_are_the_default_and_the_log_says_why() {
     );
     let (_, out) = env.try_add_refresh("work", &server, &[]);
     let out = out.ok();
-    assert!(out.stderr.contains("in the file store ("), "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("in a plain file readable by your user only, not encrypted (")
+            && out.stderr.contains("no OS keyring answered"),
+        "{}",
+        out.stderr
+    );
     // Asking for the keyring explicitly is a clear error, not a fallback.
     let out = env
         .a365_with_stdin(

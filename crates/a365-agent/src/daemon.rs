@@ -17,9 +17,11 @@ pub enum DaemonError {
     Spawn(std::io::Error),
     #[error("cannot start the agent: {0}")]
     Log(#[from] crate::strict::StrictError),
-    #[error("the agent exited at start-up ({status}); its log is {log}")]
+    #[error("the agent exited at start-up ({status}){why}; its log is {log}")]
     Exited {
         status: std::process::ExitStatus,
+        /// ": " and the error it said last, if its log has one.
+        why: String,
         log: String,
     },
     #[error("the agent did not answer on {0} within 10 s")]
@@ -68,6 +70,9 @@ pub fn spawn(socket: &Path, args: &[std::ffi::OsString], log: &Path) -> Result<u
         if let Ok(Some(status)) = child.try_wait() {
             return Err(DaemonError::Exited {
                 status,
+                why: last_error(log)
+                    .map(|e| format!(": {e}"))
+                    .unwrap_or_default(),
                 log: log.display().to_string(),
             });
         }
@@ -79,6 +84,30 @@ pub fn spawn(socket: &Path, args: &[std::ffi::OsString], log: &Path) -> Result<u
         std::thread::sleep(Duration::from_millis(20));
     }
     Err(DaemonError::Timeout(socket.display().to_string()))
+}
+
+/// The last fatal error an agent wrote to `log` (a line `a365-agent: …`
+/// near its end), control characters shown escaped.
+fn last_error(log: &Path) -> Option<String> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut file = std::fs::File::open(log).ok()?;
+    let len = file.metadata().ok()?.len();
+    file.seek(SeekFrom::Start(len.saturating_sub(4096))).ok()?;
+    let mut tail = Vec::new();
+    file.read_to_end(&mut tail).ok()?;
+    let text = String::from_utf8_lossy(&tail);
+    let line = text
+        .lines()
+        .rev()
+        .find_map(|l| l.strip_prefix("a365-agent: "))?;
+    Some(
+        line.chars()
+            .map(|c| match c.is_control() {
+                true => c.escape_default().to_string(),
+                false => c.to_string(),
+            })
+            .collect(),
+    )
 }
 
 /// Our arguments minus `--daemon` and any `--socket` (given explicitly).

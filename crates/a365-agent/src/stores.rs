@@ -161,8 +161,12 @@ impl Stores {
                 platform_keyring()
             ),
             StoreKind::File => format!(
-                "in the file store ({})",
-                self.state_dir.join("credentials").display()
+                "in a plain file readable by your user only, not encrypted ({}){}",
+                self.state_dir.join("credentials").display(),
+                match self.keyring.get() {
+                    Some(Err(_)) => ": no OS keyring answered when the agent started",
+                    _ => "",
+                }
             ),
             StoreKind::Memory => "in memory only (lost when the agent stops)".into(),
         }

@@ -62,7 +62,7 @@ fn verify_units(dir: &Path) {
 #[test]
 fn systemd_analyze_accepts_the_units_with_the_binary_filled_in() {
     let dir = tempfile::tempdir().unwrap();
-    let report = install::install_systemd(dir.path(), Path::new(AGENT)).unwrap();
+    let report = install::install_systemd(dir.path(), Path::new(AGENT), true).unwrap();
     assert_eq!(report.changed.len(), 2);
     verify_units(dir.path());
 }
@@ -74,7 +74,7 @@ fn systemd_analyze_notices_a_bad_key() {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
-    install::install_systemd(dir.path(), Path::new(AGENT)).unwrap();
+    install::install_systemd(dir.path(), Path::new(AGENT), true).unwrap();
     let service = dir.path().join(install::SYSTEMD_SERVICE_NAME);
     let text = std::fs::read_to_string(&service)
         .unwrap()
@@ -92,16 +92,34 @@ fn install_service_writes_the_units_for_this_user_and_uninstall_removes_them() {
     }
     let home = tempfile::tempdir().unwrap();
     let config = home.path().join("config");
-    let run = |flag: &str| {
+    // A session with a user manager (its private socket is there), and
+    // one without (WSL, containers): each is told what works there.
+    let (with, without) = (
+        home.path().join("run-with"),
+        home.path().join("run-without"),
+    );
+    std::fs::create_dir_all(with.join("systemd")).unwrap();
+    std::fs::create_dir_all(&without).unwrap();
+    let _manager = std::os::unix::net::UnixListener::bind(with.join("systemd/private")).unwrap();
+    let run_in = |flag: &str, runtime: &Path| {
         let out = Command::new(AGENT)
             .arg(flag)
             .env("HOME", home.path())
             .env("XDG_CONFIG_HOME", &config)
+            .env("XDG_RUNTIME_DIR", runtime)
             .output()
             .unwrap();
         assert!(out.status.success(), "{out:?}");
         String::from_utf8(out.stdout).unwrap()
     };
+    let run = |flag: &str| run_in(flag, &with);
+    let printed = run_in("--install-service", &without);
+    assert!(
+        printed.contains("No systemd user manager runs in this session")
+            && printed.contains("eval \"$(a365-agent --daemon)\"")
+            && !printed.contains("systemctl --user enable"),
+        "{printed}"
+    );
     let printed = run("--install-service");
     let unit_dir = config.join("systemd/user");
     let service = unit_dir.join(install::SYSTEMD_SERVICE_NAME);

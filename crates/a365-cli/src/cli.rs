@@ -126,7 +126,12 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Print a shell completion script: `a365 completions bash > …`.
+    /// The profile names, one a line, for shell completion (never starts
+    /// an agent).
+    #[command(name = "__profiles", hide = true)]
+    Profiles,
+    /// Print a shell completion script (profile names too): `a365
+    /// completions bash > …`.
     Completions {
         #[arg(value_enum)]
         shell: clap_complete::Shell,

@@ -5,6 +5,7 @@ mod actions;
 mod add;
 mod autostart;
 mod cli;
+mod completions;
 mod exit;
 mod launch;
 mod login;
@@ -66,12 +67,8 @@ fn main() -> ExitCode {
         Command::Default { profile } => actions::default(&socket, profile),
         Command::Workspaces { profile, json } => actions::workspaces(&socket, profile, json),
         Command::Doctor { profile, json } => actions::doctor(&socket, profile, json),
-        Command::Completions { shell } => {
-            use clap::CommandFactory;
-            let mut script = Vec::new();
-            clap_complete::generate(shell, &mut Cli::command(), "a365", &mut script);
-            output::to_stdout(&script)
-        }
+        Command::Completions { shell } => output::to_stdout(&completions::script(shell)),
+        Command::Profiles => completions::profiles(&socket),
         Command::Man { out_dir } => actions::man(out_dir.as_deref()),
         Command::Watch { profile, json } => actions::watch(&socket, profile, json),
         Command::Store(command) => actions::store(&socket, command),

@@ -111,20 +111,46 @@ pub fn launchd_plist(bin: &Path, socket: &Path, log: &Path) -> Result<String, In
         .replace("@LOG@", &xml(log)?))
 }
 
-/// Writes the units to `unit_dir` (`~/.config/systemd/user`).
-pub fn install_systemd(unit_dir: &Path, bin: &Path) -> Result<Report, InstallError> {
+/// Writes the units to `unit_dir` (`~/.config/systemd/user`); what to
+/// run next depends on whether a user manager runs (`manager`).
+pub fn install_systemd(unit_dir: &Path, bin: &Path, manager: bool) -> Result<Report, InstallError> {
     let service = systemd_service(bin)?;
     let changed = vec![
         write(&unit_dir.join(SYSTEMD_SERVICE_NAME), &service)?,
         write(&unit_dir.join(SYSTEMD_SOCKET_NAME), SYSTEMD_SOCKET)?,
     ];
-    Ok(Report {
-        changed,
-        next: format!(
+    let next = match manager {
+        true => format!(
             "Start it now and at every login with:\n  systemctl --user daemon-reload\n  \
              systemctl --user enable --now {SYSTEMD_SOCKET_NAME}\n"
         ),
-    })
+        false => NO_USER_MANAGER.to_owned(),
+    };
+    Ok(Report { changed, next })
+}
+
+/// What to do where no systemd user manager runs.
+pub const NO_USER_MANAGER: &str = "No systemd user manager runs in this session (WSL without \
+systemd, a container, a server login without one): `systemctl --user` would fail with \
+\"Failed to connect to bus\", and the units above wait for a session that has one. Here, \
+nothing needs enabling: the first a365 command starts the agent. To start it with every \
+shell instead, add this line to ~/.profile (or ~/.bashrc, ~/.zshrc):\n  \
+eval \"$(a365-agent --daemon)\"\n";
+
+/// Whether a systemd user manager runs for this session: its private
+/// socket, which `systemctl --user` connects to, is in
+/// `$XDG_RUNTIME_DIR/systemd/`.
+pub fn user_manager_runs() -> bool {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::FileTypeExt;
+        std::env::var_os("XDG_RUNTIME_DIR")
+            .map(|dir| Path::new(&dir).join("systemd/private"))
+            .and_then(|socket| std::fs::metadata(socket).ok())
+            .is_some_and(|meta| meta.file_type().is_socket())
+    }
+    #[cfg(not(unix))]
+    false
 }
 
 /// Removes the units and the links `systemctl enable` made to them.
@@ -211,7 +237,11 @@ pub fn install() -> Result<Report, InstallError> {
             &home.join("Library/Logs/a365-agent.log"),
         )
     } else {
-        install_systemd(&dirs.config_dir().join("systemd/user"), &bin)
+        install_systemd(
+            &dirs.config_dir().join("systemd/user"),
+            &bin,
+            user_manager_runs(),
+        )
     }
 }
 
