@@ -87,8 +87,15 @@ fn an_interrupted_add_keeps_only_what_succeeded_and_says_so() {
         1
     );
 
-    // A replacement refused after Ctrl-C: the working credential stays.
+    // A replacement refused after Ctrl-C: the working credential stays,
+    // and nothing else changes the profile while its exchange is awaited.
     interrupted_add(&env, &server, "work", "rt-nobody-issued", &["--replace"]);
+    let out = env.a365(&["set", "work", "scopes", "openid"]).code(6);
+    assert!(
+        out.stderr
+            .contains("is waiting for the first exchange of a new credential"),
+        "{out:?}"
+    );
     assert!(wait_until(Duration::from_secs(15), || env
         .a365(&["default", "work"])
         .stderr

@@ -463,6 +463,21 @@ fn tls_with_a_ca_made_in_the_test() {
     std::fs::copy(&ca, &ca_file).unwrap();
     env.a365(&["refresh", "api"]).ok();
     assert!(env.token("api").len() > 20);
+    // A bundle others can write is not trusted: they could add their CA.
+    let writable = env.path("writable-ca.pem");
+    std::fs::copy(&ca, &writable).unwrap();
+    crate::harness::set_mode(&writable, 0o666);
+    let out = env
+        .a365(&["set", "api", "ca_file", writable.to_str().unwrap()])
+        .ok();
+    assert!(
+        out.stderr
+            .contains("warning: the file cannot be used now (others can write it (mode 666))"),
+        "{out:?}"
+    );
+    env.a365(&["refresh", "api"]).code(6);
+    env.a365(&["set", "api", "ca_file", ca_file_arg]).ok();
+    env.a365(&["refresh", "api"]).ok();
     // The test's certificate lives one day: doctor warns (exit 0), naming
     // when, and still passes the chain.
     let out = env.a365(&["doctor", "api"]).ok();

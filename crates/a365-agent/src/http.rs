@@ -38,9 +38,23 @@ struct Seen {
     client: Option<&'static reqwest::Client>,
 }
 
-/// A file's length and modification time: a change of either is a
-/// change of the file.
-type Stamp = (u64, Option<SystemTime>);
+/// A file's length, modification time and (Unix) inode and change time:
+/// a change of any is a change of the file (`cp -p` keeps the first two).
+type Stamp = (u64, Option<SystemTime>, u64, i64);
+
+fn stamp(path: &Path) -> Stamp {
+    let Ok(meta) = std::fs::metadata(path) else {
+        return (u64::MAX, None, 0, 0);
+    };
+    #[cfg(unix)]
+    let (ino, ctime) = {
+        use std::os::unix::fs::MetadataExt;
+        (meta.ino(), meta.ctime_nsec() + meta.ctime() * 1_000_000_000)
+    };
+    #[cfg(not(unix))]
+    let (ino, ctime) = (0, 0);
+    (meta.len(), meta.modified().ok(), ino, ctime)
+}
 
 impl std::fmt::Debug for Clients {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -78,9 +92,7 @@ impl Clients {
         let Some(path) = own.or(self.global_ca.as_deref()) else {
             return &self.base;
         };
-        let stamp = std::fs::metadata(path)
-            .map(|m| (m.len(), m.modified().ok()))
-            .unwrap_or((u64::MAX, None));
+        let stamp = stamp(path);
         let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(known) = seen.get(path).filter(|s| s.stamp == stamp) {
             return known.client.unwrap_or(&self.base);
@@ -99,15 +111,23 @@ impl Clients {
         client.unwrap_or(&self.base)
     }
 
+    /// Why the bundle at `path` cannot be used now, if it cannot (said
+    /// when `ca_file` is set, so that a mistake shows before a request).
+    pub fn check(&self, path: &Path) -> Result<(), String> {
+        self.with_bundle(path).map(|_| ())
+    }
+
     /// The client for the bundle now at `path`.
     fn with_bundle(&self, path: &Path) -> Result<&'static reqwest::Client, String> {
         use std::io::Read;
         if !path.is_absolute() {
             return Err("it must be an absolute path".into());
         }
+        let file = std::fs::File::open(path).map_err(|e| e.to_string())?;
+        trusted(path, &file)?;
         let mut pem = Vec::new();
-        std::fs::File::open(path)
-            .and_then(|f| f.take(MAX_BUNDLE_BYTES + 1).read_to_end(&mut pem))
+        file.take(MAX_BUNDLE_BYTES + 1)
+            .read_to_end(&mut pem)
             .map_err(|e| e.to_string())?;
         if pem.len() as u64 > MAX_BUNDLE_BYTES {
             return Err(format!("larger than {} MiB", MAX_BUNDLE_BYTES >> 20));
@@ -132,6 +152,51 @@ impl Clients {
         built.insert(digest, client);
         Ok(client)
     }
+}
+
+/// Whoever can write a CA bundle can have the agent trust their
+/// certificate and read its token requests: the file (as opened) and every
+/// directory above it must belong to this user or root and be writable by
+/// no one else (a root-owned sticky directory such as /tmp is fine).
+#[cfg(unix)]
+fn trusted(path: &Path, file: &std::fs::File) -> Result<(), String> {
+    use std::os::unix::fs::MetadataExt;
+    let me = rustix::process::geteuid().as_raw();
+    let meta = file.metadata().map_err(|e| e.to_string())?;
+    if !meta.is_file() {
+        return Err("it is not a regular file".into());
+    }
+    if meta.uid() != me && meta.uid() != 0 {
+        return Err(format!(
+            "it belongs to uid {}, neither you nor root",
+            meta.uid()
+        ));
+    }
+    if meta.mode() & 0o022 != 0 {
+        return Err(format!(
+            "others can write it (mode {:o})",
+            meta.mode() & 0o777
+        ));
+    }
+    let real = std::fs::canonicalize(path).map_err(|e| e.to_string())?;
+    for dir in real.ancestors().skip(1) {
+        let meta = std::fs::metadata(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        let sticky_root = meta.uid() == 0 && meta.mode() & 0o1000 != 0;
+        if (meta.uid() != me && meta.uid() != 0) || (meta.mode() & 0o022 != 0 && !sticky_root) {
+            return Err(format!(
+                "others can replace it: {} belongs to uid {} with mode {:o}",
+                dir.display(),
+                meta.uid(),
+                meta.mode() & 0o7777
+            ));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(not(unix))]
+fn trusted(_path: &Path, _file: &std::fs::File) -> Result<(), String> {
+    Ok(())
 }
 
 /// A client: rustls with the platform's roots (and `extra` CAs), no

@@ -76,9 +76,13 @@ fn digest(token: &str) -> String {
     hash.finalize().iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// One append (and trim) at a time: records arrive from every profile.
+static WRITING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 /// Appends `line` (mode 600), first keeping only the newer half of a
 /// file grown past [`MAX_BYTES`].
 fn append(file: &std::path::Path, line: &str) -> std::io::Result<()> {
+    let _one = WRITING.lock().unwrap_or_else(|e| e.into_inner());
     let mut options = std::fs::OpenOptions::new();
     options.create(true).append(true);
     #[cfg(unix)]
@@ -87,13 +91,16 @@ fn append(file: &std::path::Path, line: &str) -> std::io::Result<()> {
         options.mode(0o600);
     }
     if std::fs::metadata(file).is_ok_and(|m| m.len() > MAX_BYTES) {
-        let text = std::fs::read_to_string(file)?;
+        let text = std::fs::read(file)?;
         let keep = text.len() / 2;
-        let start = text[keep..].find('\n').map_or(text.len(), |i| keep + i + 1);
+        let start = text[keep..]
+            .iter()
+            .position(|&b| b == b'\n')
+            .map_or(text.len(), |i| keep + i + 1);
         let tmp = file.with_extension("tmp");
         let mut out = options.clone().truncate(false).open(&tmp)?;
         out.set_len(0)?;
-        out.write_all(&text.as_bytes()[start..])?;
+        out.write_all(&text[start..])?;
         out.sync_all()?;
         std::fs::rename(&tmp, file)?;
     }

@@ -87,6 +87,10 @@ pub fn workspaces(socket: &Path, profile: Option<String>, json: bool) -> Result<
 
 /// `a365 set PROFILE KEY VALUE`.
 pub fn set(socket: &Path, profile: String, key: String, value: String) -> Result<(), Error> {
+    let value = match key.as_str() {
+        "ca_file" if !value.is_empty() => crate::add::absolute(value),
+        _ => value,
+    };
     done(call(
         socket,
         &Request::Set {

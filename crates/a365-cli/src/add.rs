@@ -50,7 +50,7 @@ pub fn add(socket: &Path, mut args: AddArgs) -> Result<(), Error> {
         introspection_url: args.introspection_url.take(),
         workspace: args.workspace.take(),
         workspace_of: None,
-        ca_file: args.ca_file.take(),
+        ca_file: args.ca_file.take().map(absolute),
         authorize_params,
         token_params,
         headers,
@@ -93,6 +93,14 @@ pub fn add(socket: &Path, mut args: AddArgs) -> Result<(), Error> {
         call(socket, &request)
     };
     done(answer?)
+}
+
+/// A path as the agent, which runs elsewhere, must get it: absolute.
+pub(crate) fn absolute(path: String) -> String {
+    match std::path::absolute(&path) {
+        Ok(full) => full.to_string_lossy().into_owned(),
+        Err(_) => path,
+    }
 }
 
 /// `add PROFILE --update-secret WHICH`: that one secret, from a file or

@@ -40,7 +40,12 @@ _a365_with_profiles() {{
     if [[ $COMP_CWORD -eq 2 && $cur != -* ]]; then
         case ${{COMP_WORDS[1]}} in
         {commands})
-            COMPREPLY=($(compgen -W "$(a365 __profiles 2>/dev/null)" -- "$cur"))
+            # Matched here, not by `compgen -W`, which would expand the names.
+            local name
+            COMPREPLY=()
+            while IFS= read -r name; do
+                [[ $name == "$cur"* ]] && COMPREPLY+=("$name")
+            done < <(a365 __profiles 2>/dev/null)
             return 0 ;;
         esac
     fi
@@ -89,9 +94,12 @@ pub fn profiles(socket: &std::path::Path) -> Result<(), Error> {
     let Response::Status(all) = client.call(&Request::Status)? else {
         return Err(Error::Unexpected);
     };
+    // Only names a profile can have: a broken table's name is whatever
+    // the file says, and shells would read it as code.
     let names: String = all
         .iter()
-        .map(|p| format!("{}\n", crate::output::clean(&p.name, false)))
+        .filter(|p| a365_proto::is_valid_profile_name(&p.name))
+        .map(|p| format!("{}\n", p.name))
         .collect();
     crate::output::to_stdout(names.as_bytes())
 }

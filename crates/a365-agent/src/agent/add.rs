@@ -57,6 +57,8 @@ impl Agent {
                 });
         }
         self.refuse_spent(&secrets)?;
+        // No other change of this name until its first exchange is known.
+        let settling = self.settling(&name)?;
         let credential = self
             .new_credential(&name, &spec, endpoint.as_ref(), secrets)
             .await?;
@@ -99,7 +101,7 @@ impl Agent {
             message.push_str(&format!("; now log in: `a365 login {name}`"));
         } else if provider.renews() {
             let said = self
-                .settle_first_exchange(&profile, previous, hangup)
+                .settle_first_exchange(&profile, previous, hangup, settling)
                 .await?;
             message.push_str(&said);
         }
@@ -122,22 +124,30 @@ impl Agent {
     /// is saved) before the choice: a late token keeps the new one.
     pub(super) async fn put_back(
         &self,
-        name: &str,
+        new: &Arc<Profile>,
         previous: Option<Previous>,
         refused: ErrorReply,
     ) -> ErrorReply {
         let Some((spec, placed, credential)) = previous else {
             return refused;
         };
-        let new = self.profile(Some(name)).ok();
-        if let Some(new) = &new {
-            new.stop().await;
-        }
+        let name = new.name.as_str();
+        new.stop().await;
         let _edit = self.edits.lock().await;
-        if let Some(new) = new
-            && matches!(new.snapshot().phase, Phase::Fresh)
+        if !self
+            .profile(Some(name))
+            .is_ok_and(|now| Arc::ptr_eq(&now, new))
         {
-            self.restart(&new).await;
+            return ErrorReply::new(
+                refused.kind,
+                format!(
+                    "{}; profile '{name}' was changed or removed meanwhile, and is left as it is",
+                    refused.message
+                ),
+            );
+        }
+        if matches!(new.snapshot().phase, Phase::Fresh) && new.snapshot().attempts_done > 0 {
+            self.restart(new).await;
             return ErrorReply::new(
                 ErrorKind::Unavailable,
                 format!(
@@ -220,6 +230,7 @@ impl Agent {
         spec: &a365_proto::ProfileSpec,
         replace: bool,
     ) -> Result<Response, ErrorReply> {
+        self.refuse_settling(name)?;
         let exists = self.profiles.read().is_ok_and(|p| p.contains_key(name))
             || self.broken.read().is_ok_and(|b| b.contains_key(name));
         if exists && !replace {
@@ -300,6 +311,7 @@ impl Agent {
         name: &str,
         keep_remote: bool,
     ) -> Result<Response, ErrorReply> {
+        self.refuse_settling(name)?;
         if self.broken.read().is_ok_and(|b| b.contains_key(name)) {
             return self.remove_broken(name).await;
         }

@@ -12,6 +12,23 @@ use super::add::Previous;
 use super::{Agent, Hangup, invalid};
 use crate::profile::{Phase, Profile};
 
+/// A name whose new credential waits for its first exchange: no other
+/// change of it is taken meanwhile (it would be undone, or undo this).
+pub(super) struct Settling {
+    agent: std::sync::Weak<Agent>,
+    name: String,
+}
+
+impl Drop for Settling {
+    fn drop(&mut self) {
+        if let Some(agent) = self.agent.upgrade()
+            && let Ok(mut names) = agent.settling.lock()
+        {
+            names.remove(&self.name);
+        }
+    }
+}
+
 /// How a new profile's first exchange went.
 enum First {
     /// A token was obtained.
@@ -26,6 +43,28 @@ enum First {
 }
 
 impl Agent {
+    /// Marks `name` as waiting for a first exchange, or refuses when it
+    /// already is.
+    pub(super) fn settling(&self, name: &str) -> Result<Settling, ErrorReply> {
+        let mut names = self.settling.lock().unwrap_or_else(|e| e.into_inner());
+        if !names.insert(name.to_owned()) {
+            return Err(busy(name));
+        }
+        Ok(Settling {
+            agent: self.me.clone(),
+            name: name.to_owned(),
+        })
+    }
+
+    /// Refuses a change of `name` while its new credential waits for its
+    /// first exchange.
+    pub(super) fn refuse_settling(&self, name: &str) -> Result<(), ErrorReply> {
+        match self.settling.lock().is_ok_and(|names| names.contains(name)) {
+            true => Err(busy(name)),
+            false => Ok(()),
+        }
+    }
+
     /// A refresh token this agent has seen rotated away is refused before
     /// it is sent: the server would refuse it, and one with reuse
     /// detection would revoke the grant it came from.
@@ -55,6 +94,7 @@ impl Agent {
         profile: &Arc<Profile>,
         previous: Option<Previous>,
         hangup: Hangup,
+        settling: Settling,
     ) -> Result<String, ErrorReply> {
         let name = profile.name.clone();
         match self.first_exchange(profile, hangup).await {
@@ -65,14 +105,17 @@ impl Agent {
                     ErrorKind::Unavailable,
                     format!("the new credential got no token: {why}"),
                 );
-                Err(self.put_back(&name, previous, refused).await)
+                Err(self.put_back(profile, previous, refused).await)
             }
-            First::Dead(refused) => Err(self.put_back(&name, previous, refused).await),
+            First::Dead(refused) => Err(self.put_back(profile, previous, refused).await),
             First::ClientGone => {
                 tracing::info!(profile = %name, "the client of `add` hung up: finishing unattended");
                 if let Some(me) = self.me.upgrade() {
                     let profile = Arc::clone(profile);
-                    tokio::spawn(async move { me.finish_unattended(profile, previous).await });
+                    tokio::spawn(async move {
+                        me.finish_unattended(profile, previous).await;
+                        drop(settling);
+                    });
                 }
                 Err(invalid("the client hung up"))
             }
@@ -105,7 +148,7 @@ impl Agent {
             First::Pending(why) | First::Dead(ErrorReply { message: why, .. }) => {
                 let refused = invalid(format!("its first exchange got no token ({why})"));
                 let said = match previous {
-                    Some(_) => self.put_back(&name, previous, refused).await.message,
+                    Some(_) => self.put_back(&profile, previous, refused).await.message,
                     None => match self.remove_one(&name, true).await {
                         Ok(_) => format!("{}; the new profile was removed", refused.message),
                         Err(e) => format!(
@@ -125,17 +168,28 @@ impl Agent {
     }
 }
 
-/// What the profile's state says of its first exchange.
+/// What the profile's state says of its first exchange: a token counts
+/// only when an exchange got it (not one the credential came with).
 fn outcome(profile: &Profile) -> First {
     let snap = profile.snapshot();
     match snap.phase {
         Phase::NeedsReauth(m) => First::Dead(ErrorReply::new(ErrorKind::NeedsReauth, m)),
-        Phase::Fresh => First::Fresh,
+        Phase::Fresh if snap.attempts_done > 0 => First::Fresh,
         _ => First::Pending(
             snap.last_error
                 .unwrap_or_else(|| "the token server has not answered".into()),
         ),
     }
+}
+
+fn busy(name: &str) -> ErrorReply {
+    ErrorReply::new(
+        ErrorKind::Unavailable,
+        format!(
+            "profile '{name}' is waiting for the first exchange of a new credential (an earlier \
+             `a365 add` or `--update-secret`): try again once it has ended (`a365 status {name}`)"
+        ),
+    )
 }
 
 /// Resolves when the client hangs up; never where that cannot be told.

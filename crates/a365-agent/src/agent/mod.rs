@@ -82,6 +82,8 @@ pub struct Agent {
     broken: RwLock<BTreeMap<String, crate::config::Broken>>,
     /// What an `add` whose client hung up did, said at the next command.
     notices: Mutex<Vec<String>>,
+    /// Names whose new credential waits for its first exchange.
+    settling: Mutex<std::collections::HashSet<String>>,
 }
 
 impl Agent {
@@ -135,6 +137,7 @@ impl Agent {
             workspace_names: Mutex::new(HashMap::new()),
             broken: RwLock::new(config.broken.clone()),
             notices: Mutex::new(Vec::new()),
+            settling: Mutex::default(),
         });
         if let Some(fleet) = fleet {
             // The shared profiles are served from the start when etcd answers.

@@ -18,6 +18,7 @@ impl Agent {
         value: &str,
     ) -> Result<Response, ErrorReply> {
         let (profile, placed) = self.local(name)?;
+        self.refuse_settling(name)?;
         let mut spec = profile.spec.clone();
         spec.set(key, value).map_err(invalid)?;
         if spec == profile.spec {
@@ -29,17 +30,23 @@ impl Agent {
         if spec.kind.facts().needs_client_id {
             crate::provider::needs_client_id(&spec).map_err(invalid)?;
         }
+        // Stopped first (a refresh in flight ends and is saved), so that the
+        // edit lock is never held across a network wait.
+        profile.stop().await;
         let _edit = self.edits.lock().await;
+        // Replaced or removed meanwhile: what stopped is no longer served.
         self.still(name, &profile)?;
         let (path, written, kept) = (
             self.paths.config_file.clone(),
             name.to_owned(),
             spec.clone(),
         );
-        config::in_background(move || config::write_profile(&path, &written, &kept))
-            .await
-            .map_err(|e| internal(e.to_string()))?;
-        profile.stop().await;
+        if let Err(e) =
+            config::in_background(move || config::write_profile(&path, &written, &kept)).await
+        {
+            self.restart(&profile).await;
+            return Err(internal(e.to_string()));
+        }
         let loaded = placed.load(name).await;
         self.launch(name, spec, placed, loaded);
         tracing::info!(profile = %name, key, "setting changed");
@@ -47,9 +54,17 @@ impl Agent {
             "" => "unset".to_owned(),
             value => format!("= {value}"),
         };
-        Ok(Response::Done {
-            message: format!("profile '{name}': {key} {now}; its credential is kept"),
-        })
+        let mut message = format!("profile '{name}': {key} {now}; its credential is kept");
+        if key == "ca_file"
+            && !value.is_empty()
+            && let Err(why) = self.shared.http.check(std::path::Path::new(value))
+        {
+            message.push_str(&format!(
+                "; warning: the file cannot be used now ({why}): requests trust the system's \
+                 CAs only until it can"
+            ));
+        }
+        Ok(Response::Done { message })
     }
 
     /// `update_secret`: the secrets given replace the profile's, the
@@ -83,6 +98,12 @@ impl Agent {
         if given.iter().all(|(_, _, s)| s.is_none()) {
             return Err(invalid("no secret was given"));
         }
+        if secrets.password.is_some() || secrets.username.is_some() {
+            return Err(invalid(
+                "a username and password make a new Designer Cloud token: `a365 add \
+                 PROFILE --replace --username USER`",
+            ));
+        }
         for (field, what, _) in given.iter().filter(|(_, _, s)| s.is_some()) {
             if !kind
                 .facts()
@@ -94,6 +115,7 @@ impl Agent {
             }
         }
         self.refuse_spent(&secrets)?;
+        let settling = self.settling(name)?;
         let Some(previous) = self.previous(name).await else {
             self.restart(&profile).await;
             return Err(internal(format!(
@@ -112,7 +134,12 @@ impl Agent {
             credential.rotates = None;
         }
         if let Some(token) = take(secrets.access_token) {
+            // A new token of unknown id and expiry (Designer Cloud): renewed
+            // at once, which proves it and learns both.
             credential.access_token = Some(token);
+            credential.access_expires_at_ms = None;
+            credential.token_id = None;
+            credential.creating = None;
         } else if renews {
             // The next exchange is now, with the new secret.
             credential.access_token = None;
@@ -127,7 +154,7 @@ impl Agent {
         let mut message = format!("profile '{name}': the secret is updated");
         if renews {
             let said = self
-                .settle_first_exchange(&new, Some(previous), hangup)
+                .settle_first_exchange(&new, Some(previous), hangup, settling)
                 .await?;
             message.push_str(&said);
         }

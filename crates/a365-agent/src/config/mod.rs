@@ -145,6 +145,12 @@ impl Config {
             return Ok(Config::default_values());
         };
         let mut config = read::parse(path, &text)?;
+        if let Some(ca) = config.ca_file.as_ref().filter(|ca| !ca.is_absolute()) {
+            return Err(ConfigError::Parse {
+                path: path.into(),
+                message: format!("ca_file '{}' must be an absolute path", ca.display()),
+            });
+        }
         // The realms in force from here on: the profiles below name them.
         crate::realm::configure(&config.realms).map_err(|e| ConfigError::Parse {
             path: path.into(),

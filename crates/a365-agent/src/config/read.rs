@@ -110,7 +110,7 @@ fn describe(
     }
     said.extend(table.map(str::to_owned));
     said.extend(key.as_ref().map(|k| format!("key {k}")));
-    let mut message = format!("{}: {}", said.join(", "), e.message().trim_end());
+    let mut message = format!("{}: {}", said.join(", "), unquoted(e.message().trim_end()));
     if let (Some(table), Some(key)) = (table, key)
         && TOP_LEVEL.contains(&key.as_ref())
     {
@@ -123,6 +123,23 @@ fn describe(
         });
     }
     message
+}
+
+/// `message` with every double-quoted value shown as `"…"`: a secret
+/// pasted into the wrong key must not reach the log and `status`.
+fn unquoted(message: &str) -> String {
+    let mut out = String::with_capacity(message.len());
+    let mut parts = message.split('"');
+    out.push_str(parts.next().unwrap_or_default());
+    let mut inside = true;
+    for part in parts {
+        match inside {
+            true => out.push_str("\"…"),
+            false => out.push_str(part),
+        }
+        inside = !inside;
+    }
+    out
 }
 
 /// The line (from 1) of byte `at`.
@@ -160,10 +177,16 @@ mod tests {
 
     #[test]
     fn a_wrong_type_names_its_key_and_line() {
-        let text = "[profiles.a]\nkind = \"refresh\"\nscopes = 3\n";
+        let text = "[profiles.a]\nkind = \"refresh\"\nscopes = 3\nsecure = \"hunter2\"\n";
         let config = parse(Path::new("c.toml"), text).unwrap();
         let why = &config.broken["a"].why;
         assert!(why.contains("line 3, [profiles.a], key scopes:"), "{why}");
+        let text = "[profiles.a]\nkind = \"refresh\"\nsecure = \"hunter2\"\n";
+        let why = &parse(Path::new("c.toml"), text).unwrap().broken["a"].why;
+        assert!(
+            why.contains("key secure:") && !why.contains("hunter2"),
+            "{why}"
+        );
     }
 
     #[test]

@@ -221,7 +221,7 @@ impl Profile {
     /// Forces an exchange now and waits for its outcome (`a365 refresh`).
     pub async fn force_refresh(&self) -> Result<String, TokenError> {
         let mut rx = self.state.subscribe();
-        let before = rx.borrow_and_update().clone();
+        let mut before = rx.borrow_and_update().clone();
         if let Phase::NeedsReauth(message) = &before.phase {
             return Err(TokenError::NeedsReauth(message.clone()));
         }
@@ -241,6 +241,12 @@ impl Profile {
             }
             let snap = rx.borrow_and_update().clone();
             if snap.attempts_done == before.attempts_done {
+                continue;
+            }
+            // Another round began before this one's outcome was seen (the
+            // watch keeps only the latest state): its outcome answers.
+            if matches!(snap.phase, Phase::Refreshing | Phase::Empty) {
+                before = snap;
                 continue;
             }
             return match snap.phase {

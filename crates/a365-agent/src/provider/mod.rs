@@ -338,6 +338,14 @@ pub fn missing() -> ProviderError {
 /// `endpoint`, so that the URL rules never depend on the kinds.
 pub fn endpoint(spec: &ProfileSpec) -> Result<Option<Endpoint>, EndpointError> {
     crate::endpoint::check_params(spec)?;
+    if let Some(ca) = &spec.ca_file
+        && !std::path::Path::new(ca).is_absolute()
+    {
+        return Err(EndpointError(format!(
+            "ca_file '{}' must be an absolute path (the agent does not run in your directory)",
+            ca.escape_default()
+        )));
+    }
     of(spec.kind).endpoint(spec)
 }
 
