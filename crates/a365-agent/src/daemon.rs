@@ -39,6 +39,14 @@ pub fn spawn(socket: &Path, args: &[std::ffi::OsString], log: &Path) -> Result<u
     if let Some(dir) = log.parent() {
         a365_proto::path::private_dir(dir).map_err(crate::strict::StrictError::from)?;
     }
+    // A new account has no %LOCALAPPDATA%\a365\data yet.
+    #[cfg(not(unix))]
+    if let Some(dir) = log.parent() {
+        std::fs::create_dir_all(dir).map_err(|source| crate::strict::StrictError::Io {
+            path: dir.to_owned(),
+            source,
+        })?;
+    }
     let log_file = crate::strict::open_log(log)?;
     let mut command = Command::new(exe);
     command
