@@ -33,45 +33,38 @@ pub fn table(profiles: &[ProfileStatus], now_secs: i64, colour: bool, wide: bool
 /// PROFILE, KIND, REALM, STATE, EXPIRES IN, NEXT REFRESH: the profile
 /// and realm columns give way (cut with `…`) until the table fits.
 fn narrow_table(profiles: &[ProfileStatus], now_secs: i64) -> String {
-    let header = [
-        "PROFILE",
-        "KIND",
-        "REALM",
-        "STATE",
-        "EXPIRES IN",
-        "NEXT REFRESH",
-    ];
     let rows: Vec<Vec<String>> = profiles
         .iter()
-        .map(|p| {
-            let [name, kind, realm, state, expires, next, ..] = cells(p, now_secs);
-            vec![name, kind, realm, state, expires, next]
-        })
+        .map(|p| cells(p, now_secs)[..NARROW].to_vec())
         .collect();
-    layout(&header, rows, &[2, 0])
+    layout(&COLUMNS[..NARROW], rows, &[2, 0])
 }
 
 /// Every column, as wide as its cells.
 fn wide_table(profiles: &[ProfileStatus], now_secs: i64) -> String {
-    let header = [
-        "PROFILE",
-        "KIND",
-        "REALM",
-        "STATE",
-        "EXPIRES IN",
-        "NEXT REFRESH",
-        "ROTATES",
-        "ACCOUNT",
-        "WORKSPACE",
-        "STORE",
-        "SCOPES",
-    ];
     let rows = profiles
         .iter()
         .map(|p| cells(p, now_secs).to_vec())
         .collect();
-    layout(&header, rows, &[])
+    layout(&COLUMNS, rows, &[])
 }
+
+/// Every column, in the order of [`cells`]; the narrow table shows the
+/// first [`NARROW`].
+const COLUMNS: [&str; 11] = [
+    "PROFILE",
+    "KIND",
+    "REALM",
+    "STATE",
+    "EXPIRES IN",
+    "NEXT REFRESH",
+    "ROTATES",
+    "ACCOUNT",
+    "WORKSPACE",
+    "STORE",
+    "SCOPES",
+];
+const NARROW: usize = 6;
 
 /// Aligned columns; when wider than [`WIDTH`], the `shrink` columns are
 /// cut, in that order, each to no less than 8 characters.

@@ -78,42 +78,7 @@ impl Agent {
     ) -> Result<Response, ErrorReply> {
         let (profile, _) = self.local(name)?;
         let kind = profile.spec.kind;
-        let given = [
-            (
-                SecretField::ClientSecret,
-                "client secret",
-                &secrets.client_secret,
-            ),
-            (
-                SecretField::RefreshToken,
-                "refresh token",
-                &secrets.refresh_token,
-            ),
-            (
-                SecretField::AccessToken,
-                "access token",
-                &secrets.access_token,
-            ),
-        ];
-        if given.iter().all(|(_, _, s)| s.is_none()) {
-            return Err(invalid("no secret was given"));
-        }
-        if secrets.password.is_some() || secrets.username.is_some() {
-            return Err(invalid(
-                "a username and password make a new Designer Cloud token: `a365 add \
-                 PROFILE --replace --username USER`",
-            ));
-        }
-        for (field, what, _) in given.iter().filter(|(_, _, s)| s.is_some()) {
-            if !kind
-                .facts()
-                .secrets
-                .iter()
-                .any(|asked| asked.field == *field)
-            {
-                return Err(invalid(format!("a {kind} profile has no {what} to update")));
-            }
-        }
+        check_update(kind, &secrets)?;
         self.refuse_spent(&secrets)?;
         let settling = self.settling(name)?;
         let Some(previous) = self.previous(name).await else {
@@ -123,28 +88,8 @@ impl Agent {
             )));
         };
         let (spec, placed, mut credential) = previous.clone();
-        let take = |s: Option<a365_proto::WireSecret>| s.map(a365_proto::WireSecret::into_inner);
         let renews = crate::provider::of(kind).renews();
-        if let Some(secret) = take(secrets.client_secret) {
-            credential.client_secret = Some(secret);
-            credential.client_auth = None;
-        }
-        if let Some(rt) = take(secrets.refresh_token) {
-            credential.refresh_token = Some(rt);
-            credential.rotates = None;
-        }
-        if let Some(token) = take(secrets.access_token) {
-            // A new token of unknown id and expiry (Designer Cloud): renewed
-            // at once, which proves it and learns both.
-            credential.access_token = Some(token);
-            credential.access_expires_at_ms = None;
-            credential.token_id = None;
-            credential.creating = None;
-        } else if renews {
-            // The next exchange is now, with the new secret.
-            credential.access_token = None;
-            credential.access_expires_at_ms = None;
-        }
+        with_secrets(&mut credential, secrets, renews);
         let installed = {
             let _edit = self.edits.lock().await;
             self.install(name, &spec, placed, credential, true).await
@@ -190,5 +135,73 @@ impl Agent {
                 "profile '{name}' was replaced or removed meanwhile: nothing was changed"
             ))),
         }
+    }
+}
+
+/// The secrets `update_secret` may take for a profile of `kind`: at least
+/// one, each one the kind has, no username or password.
+fn check_update(kind: a365_proto::Kind, secrets: &Secrets) -> Result<(), ErrorReply> {
+    let given = [
+        (
+            SecretField::ClientSecret,
+            "client secret",
+            &secrets.client_secret,
+        ),
+        (
+            SecretField::RefreshToken,
+            "refresh token",
+            &secrets.refresh_token,
+        ),
+        (
+            SecretField::AccessToken,
+            "access token",
+            &secrets.access_token,
+        ),
+    ];
+    if given.iter().all(|(_, _, s)| s.is_none()) {
+        return Err(invalid("no secret was given"));
+    }
+    if secrets.password.is_some() || secrets.username.is_some() {
+        return Err(invalid(
+            "a username and password make a new Designer Cloud token: `a365 add \
+             PROFILE --replace --username USER`",
+        ));
+    }
+    for (field, what, _) in given.iter().filter(|(_, _, s)| s.is_some()) {
+        if !kind
+            .facts()
+            .secrets
+            .iter()
+            .any(|asked| asked.field == *field)
+        {
+            return Err(invalid(format!("a {kind} profile has no {what} to update")));
+        }
+    }
+    Ok(())
+}
+
+/// `credential` with the secrets given in place of its own, and what was
+/// learned with the old ones forgotten.
+fn with_secrets(credential: &mut a365_store::Credential, secrets: Secrets, renews: bool) {
+    let take = |s: Option<a365_proto::WireSecret>| s.map(a365_proto::WireSecret::into_inner);
+    if let Some(secret) = take(secrets.client_secret) {
+        credential.client_secret = Some(secret);
+        credential.client_auth = None;
+    }
+    if let Some(rt) = take(secrets.refresh_token) {
+        credential.refresh_token = Some(rt);
+        credential.rotates = None;
+    }
+    if let Some(token) = take(secrets.access_token) {
+        // A new token of unknown id and expiry (Designer Cloud): renewed
+        // at once, which proves it and learns both.
+        credential.access_token = Some(token);
+        credential.access_expires_at_ms = None;
+        credential.token_id = None;
+        credential.creating = None;
+    } else if renews {
+        // The next exchange is now, with the new secret.
+        credential.access_token = None;
+        credential.access_expires_at_ms = None;
     }
 }
