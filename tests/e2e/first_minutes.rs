@@ -483,3 +483,37 @@ fn bash_completes_profile_names_from_the_agent() {
     assert_eq!(complete("a365 status n"), "nexar");
     assert_eq!(complete("a365 remove x"), "");
 }
+
+/// A replacement is proven before anything is saved: an agent killed
+/// while the new credential's first exchange is under way comes back
+/// with the working one, as it was.
+#[test]
+fn an_agent_killed_while_a_replacement_is_proven_keeps_the_working_credential() {
+    let server = TokenServer::start(ServerConfig::default()).unwrap();
+    let env = Env::new();
+    let agent = env.start_agent();
+    env.add_refresh("work", &server);
+    let stored = env.stored_refresh_token("work");
+    let config = std::fs::read_to_string(env.config_file()).unwrap();
+    server.set_fault(Fault::Delay(Duration::from_secs(3)), Some(1));
+    let before = server.recorded().len();
+    let new_rt = server.issue_refresh_token("test-client");
+    let mut child = spawn_add(
+        &env,
+        &server,
+        "work",
+        &new_rt,
+        &["--replace", "--scope", "x"],
+    );
+    assert!(wait_until(Duration::from_secs(10), || server
+        .recorded()
+        .len()
+        > before));
+    drop(agent.kill());
+    let _ = child.wait();
+    assert_eq!(env.stored_refresh_token("work"), stored);
+    assert_eq!(std::fs::read_to_string(env.config_file()).unwrap(), config);
+    let _agent = env.start_agent();
+    env.token("work");
+    env.a365(&["refresh", "work"]).ok();
+}

@@ -11,6 +11,8 @@ use crate::endpoint::Endpoint;
 use crate::profile::{Phase, Profile};
 use crate::provider::{self, Revocation};
 
+use super::staging::Proved;
+
 /// A replaced profile as it was: its settings, store and credential.
 pub(super) type Previous = (
     a365_proto::ProfileSpec,
@@ -67,45 +69,64 @@ impl Agent {
                 .add_shared(&name, spec, endpoint, credential, replace)
                 .await;
         }
-        let mut previous = None;
-        let profile = {
-            // Only the edit itself is serialized, not the wait below for the
-            // first exchange: a slow token server must not block `remove`,
-            // `migrate` or a finishing login.
-            let _edit = self.edits.lock().await;
-            let placed = self.stores.place(kind).await;
-            if let Err(e) = &placed.store {
-                return Err(invalid(format!(
-                    "cannot keep secrets in the {kind} store: {e}; choose another with `--store file`"
-                )));
+        // Where the secrets go must work before a refresh token is spent.
+        if let Err(e) = &self.stores.place(kind).await.store {
+            return Err(invalid(format!(
+                "cannot keep secrets in the {kind} store: {e}; choose another with `--store file`"
+            )));
+        }
+        let provider = provider::of(spec.kind);
+        // A credential that renews is proven before anything is saved.
+        let (credential, said, _settling) = match provider.renews() && provider.browser().is_none()
+        {
+            true => {
+                let proved = self
+                    .prove((&name, &spec), credential, replace, hangup, settling)
+                    .await?;
+                match proved {
+                    Proved::Install(credential, said, settling) => (*credential, said, settling),
+                    Proved::Unattended => return Err(invalid("the client hung up")),
+                }
             }
-            // What a replaced profile was (stopped, so its credential is
-            // the last one saved): put back if the new credential is
-            // refused at its first exchange, so that a spent or mistyped
-            // secret never destroys a working one.
-            if replace {
-                previous = self.previous(&name).await;
-            }
-            self.install(&name, &spec, placed, credential, replace)
-                .await?
+            false => (credential, String::new(), settling),
         };
-        tracing::info!(profile = %name, kind = %spec.kind, store = %kind, "profile added");
-        self.expiry_check.notify_one();
+        self.install_added(&name, &spec, credential, replace)
+            .await?;
         let mut message = format!(
-            "profile '{name}' ({}) added; its secrets are kept {}",
+            "profile '{name}' ({}) added; its secrets are kept {}{said}",
             spec.kind,
             self.stores.describe(kind)
         );
-        let provider = provider::of(spec.kind);
         if provider.browser().is_some() {
             message.push_str(&format!("; now log in: `a365 login {name}`"));
-        } else if provider.renews() {
-            let said = self
-                .settle_first_exchange(&profile, previous, hangup, settling)
-                .await?;
-            message.push_str(&said);
         }
         Ok(Response::Done { message })
+    }
+
+    /// Installs an added profile in the store its spec names.
+    pub(super) async fn install_added(
+        &self,
+        name: &str,
+        spec: &a365_proto::ProfileSpec,
+        credential: a365_store::Credential,
+        replace: bool,
+    ) -> Result<Arc<Profile>, ErrorReply> {
+        let kind = spec.store.unwrap_or(self.stores.default());
+        // Only the edit itself is serialized, never a wait for a token
+        // server: a slow one must not block `remove`, `migrate` or a login.
+        let _edit = self.edits.lock().await;
+        let placed = self.stores.place(kind).await;
+        if let Err(e) = &placed.store {
+            return Err(invalid(format!(
+                "cannot keep secrets in the {kind} store: {e}; choose another with `--store file`"
+            )));
+        }
+        let profile = self
+            .install(name, spec, placed, credential, replace)
+            .await?;
+        tracing::info!(profile = %name, kind = %spec.kind, store = %kind, "profile added");
+        self.expiry_check.notify_one();
+        Ok(profile)
     }
 
     /// The settings, store and credential of profile `name`, stopped, if

@@ -30,7 +30,7 @@ impl Drop for Settling {
 }
 
 /// How a new profile's first exchange went.
-enum First {
+pub(super) enum First {
     /// A token was obtained.
     Fresh,
     /// No token within `add_wait`, for this reason (a server that is down,
@@ -124,7 +124,7 @@ impl Agent {
 
     /// Waits (at most `add_wait`) for `profile`'s first exchange, or until
     /// the client hangs up.
-    async fn first_exchange(&self, profile: &Profile, mut hangup: Hangup) -> First {
+    pub(super) async fn first_exchange(&self, profile: &Profile, mut hangup: Hangup) -> First {
         let mut rx = profile.subscribe();
         let exchanged = tokio::time::timeout(self.add_wait, rx.wait_for(|s| s.attempts_done > 0));
         tokio::select! {
@@ -170,7 +170,7 @@ impl Agent {
 
 /// What the profile's state says of its first exchange: a token counts
 /// only when an exchange got it (not one the credential came with).
-fn outcome(profile: &Profile) -> First {
+pub(super) fn outcome(profile: &Profile) -> First {
     let snap = profile.snapshot();
     match snap.phase {
         Phase::NeedsReauth(m) => First::Dead(ErrorReply::new(ErrorKind::NeedsReauth, m)),

@@ -20,6 +20,7 @@ mod login;
 mod migrate;
 mod settings;
 mod signin;
+mod staging;
 mod status;
 mod workspace_list;
 mod workspaces;
