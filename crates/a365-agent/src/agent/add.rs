@@ -155,10 +155,7 @@ impl Agent {
         let name = new.name.as_str();
         new.stop().await;
         let _edit = self.edits.lock().await;
-        if !self
-            .profile(Some(name))
-            .is_ok_and(|now| Arc::ptr_eq(&now, new))
-        {
+        if !self.is_current(new) {
             return ErrorReply::new(
                 refused.kind,
                 format!(
@@ -403,10 +400,7 @@ impl Agent {
             false => profile.revoke_remote().await,
         };
         let _edit = self.edits.lock().await;
-        if !self
-            .profile(Some(name))
-            .is_ok_and(|now| Arc::ptr_eq(&now, &profile))
-        {
+        if !self.is_current(&profile) {
             return Err(invalid(format!(
                 "profile '{name}' was replaced or removed meanwhile: nothing more was deleted"
             )));

@@ -353,10 +353,7 @@ impl Agent {
     ) -> Result<(), ErrorReply> {
         let _edit = self.edits.lock().await;
         // The profile must still be the one the login started for.
-        if !self
-            .profile(Some(name))
-            .is_ok_and(|now| Arc::ptr_eq(&now, profile))
-        {
+        if !self.is_current(profile) {
             return Err(unavailable(format!(
                 "profile '{name}' was removed or replaced during the login"
             )));

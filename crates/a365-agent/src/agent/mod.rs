@@ -379,6 +379,11 @@ impl Agent {
                 }
             },
         };
+        if let Some(profile) = profiles.get(&name) {
+            return Ok(Arc::clone(profile));
+        }
+        // Only for a name that is not served: `token`'s path stays one
+        // lookup.
         if let Some(broken) = self.broken.read().ok().and_then(|b| b.get(&name).cloned()) {
             return Err(ErrorReply::new(
                 ErrorKind::UnknownProfile,
@@ -389,20 +394,25 @@ impl Agent {
                 ),
             ));
         }
-        profiles.get(&name).cloned().ok_or_else(|| {
-            ErrorReply::new(
-                ErrorKind::UnknownProfile,
-                format!(
-                    "no profile named '{}' (profiles: {})",
-                    name.escape_default(),
-                    if profiles.is_empty() {
-                        "none".into()
-                    } else {
-                        profiles.keys().cloned().collect::<Vec<_>>().join(", ")
-                    }
-                ),
-            )
-        })
+        Err(ErrorReply::new(
+            ErrorKind::UnknownProfile,
+            format!(
+                "no profile named '{}' (profiles: {})",
+                name.escape_default(),
+                if profiles.is_empty() {
+                    "none".into()
+                } else {
+                    profiles.keys().cloned().collect::<Vec<_>>().join(", ")
+                }
+            ),
+        ))
+    }
+
+    /// Whether `profile` is still the one served under its name (not
+    /// replaced or removed while an edit waited).
+    fn is_current(&self, profile: &Arc<Profile>) -> bool {
+        self.profile(Some(&profile.name))
+            .is_ok_and(|now| Arc::ptr_eq(&now, profile))
     }
 
     /// Starts `old` again from what its store holds (after a stop whose

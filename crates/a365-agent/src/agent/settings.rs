@@ -129,9 +129,9 @@ impl Agent {
     /// `profile` is still the one named `name` (not replaced or removed
     /// meanwhile).
     fn still(&self, name: &str, profile: &std::sync::Arc<Profile>) -> Result<(), ErrorReply> {
-        match self.profile(Some(name)) {
-            Ok(now) if std::sync::Arc::ptr_eq(&now, profile) => Ok(()),
-            _ => Err(invalid(format!(
+        match self.is_current(profile) {
+            true => Ok(()),
+            false => Err(invalid(format!(
                 "profile '{name}' was replaced or removed meanwhile: nothing was changed"
             ))),
         }

@@ -10,14 +10,13 @@ use super::Agent;
 impl Agent {
     pub(super) fn status(&self) -> Response {
         let is_default = self.default_rule();
-        let profiles = match self.profiles.read() {
+        let mut profiles: Vec<ProfileStatus> = match self.profiles.read() {
             Ok(all) => all
                 .values()
                 .map(|p| p.status(is_default(&p.name, all.len())))
                 .collect(),
             Err(_) => Vec::new(),
         };
-        let mut profiles: Vec<ProfileStatus> = profiles;
         profiles.extend(self.broken_status());
         profiles.sort_by(|a, b| a.name.cmp(&b.name));
         Response::Status(profiles)

@@ -202,10 +202,7 @@ impl Agent {
         tracing::info!(profile = %name, workspace = %workspace.id, gov = workspace.gov, "workspace token exchanged");
         let _edit = self.edits.lock().await;
         // The sign-in must still be the one the exchange started from.
-        if !self
-            .profile(Some(&parent.name))
-            .is_ok_and(|now| Arc::ptr_eq(&now, parent))
-        {
+        if !self.is_current(parent) {
             return Err(unavailable(format!(
                 "profile '{}' was removed or replaced meanwhile: nothing was kept",
                 parent.name
