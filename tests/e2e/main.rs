@@ -34,6 +34,7 @@ mod proxy;
 mod readme;
 mod refresh;
 mod revoke;
+mod routes;
 mod secrets;
 mod systemd;
 mod tls;

@@ -34,7 +34,7 @@ impl Events {
         message: String,
     ) {
         match kind {
-            EventKind::Refreshed | EventKind::Removed => {
+            EventKind::Refreshed | EventKind::Removed | EventKind::Replayed => {
                 tracing::debug!(profile, event = kind.as_str(), "{message}")
             }
             _ => tracing::warn!(profile, event = kind.as_str(), "{message}"),

@@ -31,6 +31,9 @@ pub struct Clients {
     seen: Mutex<HashMap<PathBuf, Seen>>,
     /// A client per bundle content, kept for the agent's life.
     built: Mutex<HashMap<[u8; 32], &'static reqwest::Client>>,
+    /// Proxy routes' clients, by the bundle path they trust (`None`: the
+    /// platform's roots alone), with what the file held when built.
+    routes: Mutex<HashMap<Option<PathBuf>, (Stamp, reqwest::Client)>>,
 }
 
 struct Seen {
@@ -76,6 +79,7 @@ impl Clients {
             global_ca: config.ca_file.clone(),
             seen: Mutex::default(),
             built: Mutex::default(),
+            routes: Mutex::default(),
         })
     }
 
@@ -119,25 +123,7 @@ impl Clients {
 
     /// The client for the bundle now at `path`.
     fn with_bundle(&self, path: &Path) -> Result<&'static reqwest::Client, String> {
-        use std::io::Read;
-        if !path.is_absolute() {
-            return Err("it must be an absolute path".into());
-        }
-        let file = std::fs::File::open(path).map_err(|e| e.to_string())?;
-        trusted(path, &file)?;
-        let mut pem = Vec::new();
-        file.take(MAX_BUNDLE_BYTES + 1)
-            .read_to_end(&mut pem)
-            .map_err(|e| e.to_string())?;
-        if pem.len() as u64 > MAX_BUNDLE_BYTES {
-            return Err(format!("larger than {} MiB", MAX_BUNDLE_BYTES >> 20));
-        }
-        let certs = reqwest::Certificate::from_pem_bundle(&pem)
-            .map_err(|e| format!("not a PEM bundle of certificates: {e}"))?;
-        if certs.is_empty() {
-            return Err("it holds no PEM certificate".into());
-        }
-        let digest: [u8; 32] = sha2::Sha256::digest(&pem).into();
+        let (certs, digest) = read_bundle(path)?;
         let mut built = self.built.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(client) = built.get(&digest) {
             return Ok(client);
@@ -152,6 +138,79 @@ impl Clients {
         built.insert(digest, client);
         Ok(client)
     }
+
+    /// The client for a proxy route's request of a profile whose `ca_file`
+    /// is `own` (else the global one): unlike token requests, its
+    /// connections are kept for reuse, and an answer may stream for as
+    /// long as data keeps coming. The same HTTP proxies; a bundle that
+    /// changed on disk makes a new client (its connections, new ones).
+    pub(crate) fn for_route(&self, own: Option<&Path>) -> Result<reqwest::Client, String> {
+        let path = own.or(self.global_ca.as_deref());
+        let now = path.map_or((0, None, 0, 0), stamp);
+        let key = path.map(Path::to_path_buf);
+        let mut routes = self.routes.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((seen, client)) = routes.get(&key)
+            && *seen == now
+        {
+            return Ok(client.clone());
+        }
+        let client = self.route_client(path)?;
+        routes.insert(key, (now, client.clone()));
+        Ok(client)
+    }
+
+    fn route_client(&self, path: Option<&Path>) -> Result<reqwest::Client, String> {
+        let certs = match path {
+            Some(path) => {
+                read_bundle(path)
+                    .map_err(|e| format!("ca_file {}: {e}", path.display()))?
+                    .0
+            }
+            None => Vec::new(),
+        };
+        let mut builder = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .connect_timeout(Duration::from_secs(10))
+            .read_timeout(ROUTE_READ_TIMEOUT)
+            .pool_idle_timeout(Duration::from_secs(60))
+            .pool_max_idle_per_host(8)
+            .tcp_nodelay(true)
+            .no_proxy();
+        for proxy in &self.proxies {
+            builder = builder.proxy(proxy.clone());
+        }
+        if !certs.is_empty() {
+            builder = builder.tls_certs_merge(certs);
+        }
+        builder.build().map_err(|e| e.to_string())
+    }
+}
+
+/// A route's upstream that sends nothing for this long has failed.
+const ROUTE_READ_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// The certificates of the bundle now at `path`, checked, and its digest.
+fn read_bundle(path: &Path) -> Result<(Vec<reqwest::Certificate>, [u8; 32]), String> {
+    use std::io::Read;
+    if !path.is_absolute() {
+        return Err("it must be an absolute path".into());
+    }
+    let file = std::fs::File::open(path).map_err(|e| e.to_string())?;
+    trusted(path, &file)?;
+    let mut pem = Vec::new();
+    file.take(MAX_BUNDLE_BYTES + 1)
+        .read_to_end(&mut pem)
+        .map_err(|e| e.to_string())?;
+    if pem.len() as u64 > MAX_BUNDLE_BYTES {
+        return Err(format!("larger than {} MiB", MAX_BUNDLE_BYTES >> 20));
+    }
+    let certs = reqwest::Certificate::from_pem_bundle(&pem)
+        .map_err(|e| format!("not a PEM bundle of certificates: {e}"))?;
+    if certs.is_empty() {
+        return Err("it holds no PEM certificate".into());
+    }
+    let digest: [u8; 32] = sha2::Sha256::digest(&pem).into();
+    Ok((certs, digest))
 }
 
 /// Whoever can write a CA bundle can have the agent trust their
@@ -252,7 +311,7 @@ fn proxies(config: &Config) -> Result<Vec<reqwest::Proxy>, RunError> {
     };
     let bad = |e: reqwest::Error| RunError::Http(format!("proxy: {e}"));
     let mut proxies = Vec::new();
-    if let Some(url) = &config.proxy {
+    if let Some(url) = &config.https_proxy {
         proxies.push(reqwest::Proxy::all(url).map_err(bad)?);
     } else {
         if let Some(url) = var("HTTPS_PROXY") {

@@ -23,6 +23,7 @@ pub mod login;
 pub mod notify;
 pub mod profile;
 pub mod provider;
+pub mod proxy;
 pub mod realm;
 pub mod resident;
 pub mod schedule;

@@ -5,6 +5,7 @@
 mod control;
 mod herd;
 mod procfs;
+mod proxy;
 mod report;
 mod scale;
 mod stats;
@@ -50,6 +51,10 @@ enum Cmd {
     /// Prints the pid of the a365-agent at a socket (asking it once, so
     /// that later measures of it need not).
     Pid(PidArgs),
+    /// Proxy routes: a request through a route beside the same request
+    /// sent straight to the upstream with the token (latency, then
+    /// throughput with many connections), and the agent's memory.
+    Proxy(ProxyArgs),
     /// Writes the markdown report of the JSON files in a directory.
     Report(ReportArgs),
 }
@@ -68,6 +73,55 @@ fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Cmd::Report(args) => args.run(),
+        Cmd::Proxy(args) => args.run(),
+    }
+}
+
+#[derive(Debug, clap::Args)]
+struct ProxyArgs {
+    #[arg(long, value_name = "PATH")]
+    socket: PathBuf,
+    /// The profile whose token the route adds.
+    #[arg(long)]
+    profile: String,
+    /// The upstream's base URL (plain http on loopback).
+    #[arg(long, value_name = "URL")]
+    upstream: String,
+    /// Sequential requests measured, each way.
+    #[arg(long, default_value_t = 5000)]
+    requests: usize,
+    #[arg(long, default_value_t = 64)]
+    connections: usize,
+    /// How long each throughput run lasts.
+    #[arg(long, default_value = "5s", value_parser = a365_token_server::parse_duration)]
+    duration: Duration,
+    #[arg(long, value_name = "FILE")]
+    out: PathBuf,
+}
+
+impl ProxyArgs {
+    fn run(self) -> anyhow::Result<()> {
+        let outcome = proxy::run(&proxy::Options {
+            socket: &self.socket,
+            profile: &self.profile,
+            upstream: &self.upstream,
+            requests: self.requests,
+            connections: self.connections,
+            duration: self.duration,
+        })?;
+        eprintln!(
+            "a365-load: proxy: p50 {:.0} µs vs {:.0} µs direct, p99 {:.0} µs vs {:.0} µs; {} connections: {:.0} req/s vs {:.0} direct; anonymous memory {} → {} KiB",
+            outcome.proxied.p50_us,
+            outcome.direct.p50_us,
+            outcome.proxied.p99_us,
+            outcome.direct.p99_us,
+            outcome.connections,
+            outcome.proxied_rps,
+            outcome.direct_rps,
+            outcome.anon_before_kib,
+            outcome.anon_after_kib
+        );
+        write_json(&self.out, &outcome)
     }
 }
 

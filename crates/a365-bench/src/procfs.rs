@@ -168,6 +168,13 @@ pub struct Memory {
     pub pss_kib: u64,
 }
 
+/// A process's anonymous resident memory (its heap and stacks), KiB.
+pub fn anon_kib(pid: u32) -> anyhow::Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .with_context(|| format!("reading /proc/{pid}/status"))?;
+    field(&status, "RssAnon:").context("no RssAnon")
+}
+
 pub fn memory(label: &str, pids: &[u32]) -> anyhow::Result<Memory> {
     let mut m = Memory {
         label: label.to_owned(),

@@ -119,7 +119,17 @@ pub fn status(socket: &Path, profile: Option<&str>, json: bool, wide: bool) -> R
         (false, None) => {
             // Colour only for a person at a terminal who has not opted out.
             let colour = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
-            crate::status::table(&profiles, now, colour, wide)
+            let mut text = crate::status::table(&profiles, now, colour, wide);
+            // The routes too, when there are any (an older agent has none).
+            if let Ok(Response::Routes(routes)) = call(socket, &Request::ProxyList) {
+                let routes = crate::proxy::table(&routes);
+                if !routes.is_empty() {
+                    text.push_str(&format!(
+                        "\nproxy routes (`a365 proxy list NAME`):\n{routes}"
+                    ));
+                }
+            }
+            text
         }
     };
     output::to_stdout(text.as_bytes())
@@ -127,7 +137,7 @@ pub fn status(socket: &Path, profile: Option<&str>, json: bool, wide: bool) -> R
 
 /// Every profile's status, a page at a time on one connection: a single
 /// `status` answer holds only as many profiles as fit in one message.
-fn all_statuses(socket: &Path) -> Result<Vec<ProfileStatus>, Error> {
+pub(crate) fn all_statuses(socket: &Path) -> Result<Vec<ProfileStatus>, Error> {
     let mut client = crate::autostart::connect(socket)?;
     let mut profiles = Vec::new();
     let mut after = None;

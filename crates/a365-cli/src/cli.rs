@@ -85,6 +85,11 @@ pub enum Command {
     /// Where secrets are kept: the OS keyring, files or memory.
     #[command(subcommand)]
     Store(StoreCommand),
+    /// Local routes to an API that add a profile's token: point a GraphQL
+    /// IDE, Power Query, an MCP server or a script at the route's URL and
+    /// it never holds a token that expires. Only your user may use them.
+    #[command(subcommand)]
+    Proxy(ProxyCommand),
     /// Log in with a browser (authorization-code profiles): opens $BROWSER
     /// and prints the URL, then waits for the sign-in to finish. Altium 365
     /// sign-ins end on Altium's own page and reach the agent through
@@ -288,6 +293,58 @@ pub struct AddArgs {
         ],
     )]
     pub update_secret: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ProxyCommand {
+    /// Serve a route: requests to its local URL go to the API with the
+    /// profile's current token (refreshed and replayed once when the API
+    /// says it expired). NAME `nexar` (https://api.nexar.com/graphql/) or
+    /// `altium` (a workspace's API: give --workspace HOST) needs no
+    /// --upstream.
+    Add {
+        name: String,
+        /// Whose token is added (default: the default profile).
+        #[arg(long, env = "A365_PROFILE")]
+        profile: Option<String>,
+        /// The API's base URL (https; plain http for loopback only).
+        #[arg(long, value_name = "URL")]
+        upstream: Option<String>,
+        /// 127.0.0.1:PORT, [::1]:PORT or unix:/path (default: a free
+        /// port, kept from then on).
+        #[arg(long, value_name = "ADDRESS")]
+        listen: Option<String>,
+        /// An Altium 365 workspace of a sign-in profile: its token (and,
+        /// for `altium`, its host as the upstream).
+        #[arg(long)]
+        workspace: Option<String>,
+        /// A header added to every request ('Name: value'; not a secret:
+        /// it is kept in config.toml).
+        #[arg(long, value_name = "'NAME: VALUE'")]
+        header: Vec<String>,
+        /// Every client must send the route's secret header, even your own
+        /// processes.
+        #[arg(long)]
+        require_secret: bool,
+        /// A browser origin (https://ide.example) whose pages may use the
+        /// route (a browser-based GraphQL IDE); requests from other pages
+        /// are refused. Repeatable.
+        #[arg(long, value_name = "ORIGIN")]
+        allow_origin: Vec<String>,
+        /// Replace the route of that name.
+        #[arg(long)]
+        replace: bool,
+    },
+    /// Every route: its URL, profile, requests and replays; everything
+    /// about one (its secret header too) with NAME.
+    List {
+        name: Option<String>,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Stop a route and remove it from config.toml.
+    Remove { name: String },
 }
 
 #[derive(Debug, Subcommand)]

@@ -11,6 +11,7 @@ mod launch;
 mod login;
 mod output;
 mod progress;
+mod proxy;
 mod secrets;
 mod status;
 
@@ -72,6 +73,7 @@ fn main() -> ExitCode {
         Command::Man { out_dir } => actions::man(out_dir.as_deref()),
         Command::Watch { profile, json } => actions::watch(&socket, profile, json),
         Command::Store(command) => actions::store(&socket, command),
+        Command::Proxy(command) => proxy::run(&socket, command),
         Command::Login {
             profile,
             timeout,

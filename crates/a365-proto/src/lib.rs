@@ -24,6 +24,7 @@ pub mod path;
 pub mod peer;
 #[cfg(windows)]
 pub mod pipe;
+mod route;
 mod secret;
 pub mod spec;
 
@@ -32,6 +33,7 @@ pub use codec::{CodecError, Encoding};
 pub use human::{human_ms, is_format_char, plain_http_note, visible};
 pub use kind::{AskedSecret, Facts, Kind, SecretField};
 pub use message::*;
+pub use route::{PRESETS, ProxyRoute, ROUTE_SECRET_HEADER, RouteStatus, preset};
 pub use secret::WireSecret;
 pub use spec::*;
 

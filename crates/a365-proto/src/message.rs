@@ -100,6 +100,16 @@ pub enum Request {
     /// by a first exchange as `add --replace` is: refused, the profile
     /// keeps the ones it had.
     UpdateSecret { profile: String, secrets: Secrets },
+    /// Start serving a proxy route and keep it in config.toml (`replace`:
+    /// in place of the route of that name).
+    ProxyAdd {
+        route: crate::ProxyRoute,
+        replace: bool,
+    },
+    /// Stop a proxy route and remove it from config.toml.
+    ProxyRemove { name: String },
+    /// Every proxy route and how it is doing.
+    ProxyList,
 }
 
 /// The longest `min_valid_ms` that means anything: a year and a day.
@@ -131,6 +141,9 @@ impl Request {
             Request::SetDefault { .. } => "a365 default",
             Request::Set { .. } => "a365 set",
             Request::UpdateSecret { .. } => "a365 add --update-secret",
+            Request::ProxyAdd { .. } => "a365 proxy add",
+            Request::ProxyRemove { .. } => "a365 proxy remove",
+            Request::ProxyList => "a365 proxy list",
         }
     }
 
@@ -218,6 +231,8 @@ pub enum Response {
     Doctor(Vec<Check>),
     /// The answer to `workspaces`.
     Workspaces(Vec<Workspace>),
+    /// The answer to `proxy_list`.
+    Routes(Vec<crate::RouteStatus>),
 }
 
 /// One finding of `doctor`: what was checked, the verdict, and what was
@@ -277,6 +292,9 @@ pub enum EventKind {
     ExpiresSoon,
     /// The profile was removed.
     Removed,
+    /// A proxy route's upstream refused the token; the agent refreshed it
+    /// and sent the request again.
+    Replayed,
 }
 
 impl EventKind {
@@ -287,6 +305,7 @@ impl EventKind {
             EventKind::NeedsReauth => "needs-reauth",
             EventKind::ExpiresSoon => "expires-soon",
             EventKind::Removed => "removed",
+            EventKind::Replayed => "replayed",
         }
     }
 }

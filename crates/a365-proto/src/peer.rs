@@ -55,6 +55,29 @@ pub fn check(stream: &impl StreamCommon) -> Result<Option<u32>, NotMe> {
     }
 }
 
+/// Checks that the client of a loopback TCP connection (its end at
+/// `peer`, ours at `local`) runs as our user: the TCP table names the
+/// process that owns the client's socket, and that process's token user
+/// is compared with ours.
+#[cfg(windows)]
+pub fn check_tcp(local: std::net::SocketAddr, peer: std::net::SocketAddr) -> Result<u32, NotMe> {
+    let unknown = |e: std::io::Error| NotMe::Unknown(e.to_string());
+    // The client's row: its local end is our peer, its remote end us.
+    let pid = windows::tcp_owner(peer, local)
+        .map_err(unknown)?
+        .ok_or_else(|| NotMe::Unknown("the connection is not in the TCP table".into()))?;
+    let me = windows::current_user().map_err(unknown)?;
+    let them = windows::process_user(pid).map_err(unknown)?;
+    if me == them {
+        Ok(pid)
+    } else {
+        Err(NotMe::Other {
+            who: windows::sid_string(&them),
+            me: windows::sid_string(&me),
+        })
+    }
+}
+
 /// The SDDL of a pipe only this process's user may open: a protected DACL
 /// (nothing inherited) that grants the user all access and nobody else
 /// anything (the default DACL lets Everyone and Anonymous read).
@@ -211,6 +234,111 @@ mod windows {
         // SAFETY: allocated by the conversion above, freed once.
         unsafe { LocalFree(sd) };
         result
+    }
+
+    /// The process owning the TCP connection whose local end is `from`
+    /// and remote end `to` (`GetExtendedTcpTable`).
+    pub fn tcp_owner(
+        from: std::net::SocketAddr,
+        to: std::net::SocketAddr,
+    ) -> io::Result<Option<u32>> {
+        use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+        use windows_sys::Win32::Foundation::{ERROR_INSUFFICIENT_BUFFER, NO_ERROR};
+        use windows_sys::Win32::NetworkManagement::IpHelper::{
+            GetExtendedTcpTable, MIB_TCP6ROW_OWNER_PID, MIB_TCP6TABLE_OWNER_PID,
+            MIB_TCPROW_OWNER_PID, MIB_TCPTABLE_OWNER_PID, TCP_TABLE_OWNER_PID_CONNECTIONS,
+        };
+        use windows_sys::Win32::Networking::WinSock::{AF_INET, AF_INET6};
+        let v4 = from.is_ipv4();
+        let family = u32::from(if v4 { AF_INET } else { AF_INET6 });
+        let port = |p: u32| u16::from_be(p as u16);
+        let mut size = 0u32;
+        for _ in 0..8 {
+            // u64s: the table is aligned for its rows.
+            let mut buffer = vec![0u64; (size as usize).div_ceil(8).max(1)];
+            // SAFETY: the buffer holds `size` bytes; the call says when it
+            // needs more (and how much) without writing past it.
+            let rc = unsafe {
+                GetExtendedTcpTable(
+                    buffer.as_mut_ptr().cast(),
+                    &mut size,
+                    0,
+                    family,
+                    TCP_TABLE_OWNER_PID_CONNECTIONS,
+                    0,
+                )
+            };
+            if rc == ERROR_INSUFFICIENT_BUFFER {
+                continue;
+            }
+            if rc != NO_ERROR {
+                return Err(io::Error::from_raw_os_error(rc as i32));
+            }
+            let bytes = (size as usize).min(buffer.len() * 8);
+            let base = buffer.as_ptr().cast::<u8>();
+            let found = if v4 {
+                // SAFETY: on success the buffer starts with the table; the
+                // rows read are checked to lie within the bytes written.
+                let rows = unsafe {
+                    table_rows::<MIB_TCPROW_OWNER_PID>(
+                        base,
+                        bytes,
+                        std::mem::offset_of!(MIB_TCPTABLE_OWNER_PID, table),
+                    )
+                };
+                rows.iter().find_map(|r| {
+                    let local = SocketAddr::new(
+                        IpAddr::V4(Ipv4Addr::from(r.dwLocalAddr.to_ne_bytes())),
+                        port(r.dwLocalPort),
+                    );
+                    let remote = SocketAddr::new(
+                        IpAddr::V4(Ipv4Addr::from(r.dwRemoteAddr.to_ne_bytes())),
+                        port(r.dwRemotePort),
+                    );
+                    (local == from && remote == to).then_some(r.dwOwningPid)
+                })
+            } else {
+                // SAFETY: as above, for the IPv6 table.
+                let rows = unsafe {
+                    table_rows::<MIB_TCP6ROW_OWNER_PID>(
+                        base,
+                        bytes,
+                        std::mem::offset_of!(MIB_TCP6TABLE_OWNER_PID, table),
+                    )
+                };
+                rows.iter().find_map(|r| {
+                    let local = SocketAddr::new(
+                        IpAddr::V6(Ipv6Addr::from(r.ucLocalAddr)),
+                        port(r.dwLocalPort),
+                    );
+                    let remote = SocketAddr::new(
+                        IpAddr::V6(Ipv6Addr::from(r.ucRemoteAddr)),
+                        port(r.dwRemotePort),
+                    );
+                    (local == from && remote == to).then_some(r.dwOwningPid)
+                })
+            };
+            return Ok(found);
+        }
+        Err(io::Error::other("the TCP table kept growing"))
+    }
+
+    /// The rows of a `MIB_TCP*TABLE_OWNER_PID` at `base` (`bytes` long,
+    /// rows from byte `offset`): its `dwNumEntries`, capped to the rows
+    /// that fit in the bytes.
+    ///
+    /// # Safety
+    /// `base` points to `bytes` readable bytes, aligned for `Row`, that
+    /// start with the table's `u32` count.
+    unsafe fn table_rows<'a, Row>(base: *const u8, bytes: usize, offset: usize) -> &'a [Row] {
+        if bytes < offset {
+            return &[];
+        }
+        // SAFETY: the count is the table's first field, within `bytes`.
+        let count = unsafe { base.cast::<u32>().read() } as usize;
+        let fit = (bytes - offset) / std::mem::size_of::<Row>();
+        // SAFETY: `count.min(fit)` rows from `offset` lie within `bytes`.
+        unsafe { std::slice::from_raw_parts(base.add(offset).cast::<Row>(), count.min(fit)) }
     }
 
     /// `S-1-5-21-…`, for SDDL and messages.

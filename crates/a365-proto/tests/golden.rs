@@ -60,6 +60,9 @@ fn request_name(r: &Request) -> String {
         Request::SetDefault { .. } => "set-default".into(),
         Request::Set { .. } => "set".into(),
         Request::UpdateSecret { .. } => "update-secret".into(),
+        Request::ProxyAdd { .. } => "proxy-add".into(),
+        Request::ProxyRemove { .. } => "proxy-remove".into(),
+        Request::ProxyList => "proxy-list".into(),
     }
 }
 
@@ -75,6 +78,7 @@ fn response_name(r: &Response) -> String {
         Response::StatusPage { .. } => "status-page".into(),
         Response::Doctor(_) => "doctor".into(),
         Response::Workspaces(_) => "workspaces".into(),
+        Response::Routes(_) => "routes".into(),
     }
 }
 
@@ -116,9 +120,24 @@ fn event_kinds() -> Vec<EventKind> {
         Some(EventKind::RefreshFailed) => Some(EventKind::NeedsReauth),
         Some(EventKind::NeedsReauth) => Some(EventKind::ExpiresSoon),
         Some(EventKind::ExpiresSoon) => Some(EventKind::Removed),
-        Some(EventKind::Removed) => None,
+        Some(EventKind::Removed) => Some(EventKind::Replayed),
+        Some(EventKind::Replayed) => None,
     };
     std::iter::successors(after(None), |k| after(Some(*k))).collect()
+}
+
+/// A route with every field filled.
+fn route() -> a365_proto::ProxyRoute {
+    a365_proto::ProxyRoute {
+        name: "nexar".into(),
+        listen: "127.0.0.1:7365".into(),
+        upstream: "https://api.nexar.com/graphql/".into(),
+        profile: "work".into(),
+        workspace: Some("acme.365.altium.com".into()),
+        headers: [("x-api-version".to_owned(), "2".to_owned())].into(),
+        require_secret: true,
+        allow_origins: vec!["https://ide.example".into()],
+    }
 }
 
 fn requests() -> Vec<Request> {
@@ -182,6 +201,14 @@ fn requests() -> Vec<Request> {
                 username: Some("ann".into()),
             },
         },
+        Request::ProxyAdd {
+            route: route(),
+            replace: true,
+        },
+        Request::ProxyRemove {
+            name: "nexar".into(),
+        },
+        Request::ProxyList,
         Request::LoginReview {
             profile: "design".into(),
         },
@@ -331,6 +358,15 @@ fn responses() -> Vec<Response> {
             gov: true,
             profile: Some("a365.ws-ws-1".into()),
         }]),
+        Response::Routes(vec![a365_proto::RouteStatus {
+            route: route(),
+            url: "http://127.0.0.1:7365/".into(),
+            error: Some("why not".into()),
+            served: 12,
+            replays: 1,
+            refused: 2,
+            secret: secret("route-secret"),
+        }]),
     ];
     for kind in error_kinds() {
         all.push(Response::Error(ErrorReply::new(kind, "what happened")));
@@ -437,9 +473,9 @@ fn every_variant_encodes_as_committed_in_both_encodings() {
     let requests = names.iter().filter(|n| n.starts_with("request-")).count();
     assert_eq!(
         requests,
-        // 20 variants; `add` and `migrate` named per kind, store and
+        // 23 variants; `add` and `migrate` named per kind, store and
         // client auth; `remove` and `login-keep` twice each.
-        20 - 2 + 2 + Kind::ALL.len() + StoreKind::ALL.len() + ClientAuth::ALL.len()
+        23 - 2 + 2 + Kind::ALL.len() + StoreKind::ALL.len() + ClientAuth::ALL.len()
     );
     let errors = names
         .iter()

@@ -6,6 +6,7 @@
 //! Loopback and plain HTTP only: it is for tests and the demo.
 
 mod actionwait;
+mod api;
 mod authorize;
 mod conn;
 mod designer;
@@ -106,6 +107,11 @@ pub async fn serve(
         )
         .route("/await", axum::routing::post(actionwait::poll))
         .route("/api/graphql", axum::routing::post(workspaces::list))
+        .route("/nexar/", axum::routing::any(api::nexar))
+        .route("/nexar/{*rest}", axum::routing::any(api::nexar))
+        .route("/altium/", axum::routing::any(api::altium))
+        .route("/altium/{*rest}", axum::routing::any(api::altium))
+        .route("/redirect", axum::routing::get(api::redirect))
         .route(
             "/connect/userinfo",
             axum::routing::get(workspaces::userinfo),
@@ -185,6 +191,17 @@ impl TokenServer {
     /// `http://127.0.0.1:PORT/connect/token`
     pub fn token_url(&self) -> String {
         format!("http://{}/connect/token", self.addr)
+    }
+
+    /// Every access token issued so far is refused by the mock API from
+    /// now on as expired.
+    pub fn expire_access_tokens(&self) {
+        self.state.expire_access_tokens();
+    }
+
+    /// Requests the mock API (`/nexar/…`, `/altium/…`, `/redirect`) got.
+    pub fn api_calls(&self) -> usize {
+        self.state.api_calls()
     }
 
     /// `http://127.0.0.1:PORT/connect/revocation` (RFC 7009)

@@ -26,6 +26,10 @@ pub struct Claims {
     pub account: Option<String>,
     /// An OpenID id_token's `nonce` (OpenID Connect Core §3.1.3.7).
     pub nonce: Option<String>,
+    /// `iss`: which token service made it.
+    pub issuer: Option<String>,
+    /// Altium's `secure` claim: a token of its Gov Cloud.
+    pub secure: bool,
 }
 
 impl Claims {
@@ -46,6 +50,8 @@ struct RawClaims {
     email: Option<serde_json::Value>,
     sub: Option<serde_json::Value>,
     nonce: Option<serde_json::Value>,
+    iss: Option<serde_json::Value>,
+    secure: Option<serde_json::Value>,
 }
 
 /// `scope` is an array in Altium's JWTs and a space-separated string elsewhere.
@@ -75,9 +81,22 @@ pub fn claims(token: &str) -> Option<Claims> {
         Some(serde_json::Value::String(s)) => Some(s),
         _ => None,
     };
+    let issuer = match raw.iss {
+        Some(serde_json::Value::String(s)) => Some(s),
+        _ => None,
+    };
+    // "1" as Altium writes it; `true` and 1 mean the same.
+    let secure = match raw.secure {
+        Some(serde_json::Value::String(s)) => s == "1" || s.eq_ignore_ascii_case("true"),
+        Some(serde_json::Value::Bool(b)) => b,
+        Some(serde_json::Value::Number(n)) => n.as_u64() == Some(1),
+        _ => false,
+    };
     Some(Claims {
         account,
         nonce,
+        issuer,
+        secure,
         exp: raw.exp.map(epoch_seconds),
         iat: raw.iat.map(epoch_seconds),
         scopes: match raw.scope {

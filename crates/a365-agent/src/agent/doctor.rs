@@ -54,7 +54,38 @@ impl Agent {
         for found in futures_util::future::join_all(per_profile).await {
             checks.extend(found);
         }
+        if name.is_none() {
+            checks.extend(self.check_routes());
+        }
         Ok(Response::Doctor(checks))
+    }
+
+    /// Each proxy route: serving at its URL, or why not.
+    fn check_routes(&self) -> Vec<Check> {
+        self.routes
+            .list()
+            .into_iter()
+            .map(|r| {
+                let subject = format!("proxy {}", r.route.name);
+                match &r.error {
+                    Some(why) => check(&subject, Verdict::Fail, format!("not served: {why}")),
+                    None => check(
+                        &subject,
+                        Verdict::Pass,
+                        format!(
+                            "{} forwards to {} with profile '{}''s token; {} requests, {} \
+                             replayed, {} refused",
+                            r.url,
+                            r.route.upstream,
+                            r.route.profile,
+                            r.served,
+                            r.replays,
+                            r.refused
+                        ),
+                    ),
+                }
+            })
+            .collect()
     }
 
     /// The config file and the state directory: private, as at start-up.

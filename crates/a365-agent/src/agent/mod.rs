@@ -18,6 +18,7 @@ pub mod fleet;
 mod forwarded;
 mod login;
 mod migrate;
+mod routes;
 mod settings;
 mod signin;
 mod staging;
@@ -85,6 +86,8 @@ pub struct Agent {
     notices: Mutex<Vec<String>>,
     /// Names whose new credential waits for its first exchange.
     settling: Mutex<std::collections::HashSet<String>>,
+    /// The proxy routes ([`crate::proxy`]).
+    routes: crate::proxy::Routes,
 }
 
 impl Agent {
@@ -139,6 +142,7 @@ impl Agent {
             broken: RwLock::new(config.broken.clone()),
             notices: Mutex::new(Vec::new()),
             settling: Mutex::default(),
+            routes: crate::proxy::Routes::default(),
         });
         if let Some(fleet) = fleet {
             // The shared profiles are served from the start when etcd answers.
@@ -148,6 +152,21 @@ impl Agent {
         }
         if let Some(command) = &config.on_event {
             agent.shared.events.spawn_hook(command.clone());
+        }
+        let mut names = std::collections::HashSet::new();
+        for route in &config.routes {
+            if !names.insert(route.name.clone()) {
+                tracing::error!(route = %route.name, "a second [[proxy]] of this name is not served");
+                continue;
+            }
+            // A route that cannot serve is listed with why; the agent goes on.
+            let started = agent
+                .routes
+                .start(&agent, route.clone(), &agent.paths.state_dir)
+                .await;
+            if let Err(why) = started {
+                agent.routes.failed(route.clone(), why);
+            }
         }
         tokio::spawn(crate::expiry::expiry_watcher(
             Arc::downgrade(&agent),
@@ -247,6 +266,9 @@ impl Agent {
             Request::UpdateSecret { profile, secrets } => {
                 self.update_secret(&profile, secrets, hangup).await
             }
+            Request::ProxyAdd { route, replace } => self.proxy_add(route, replace).await,
+            Request::ProxyRemove { name } => self.proxy_remove(&name).await,
+            Request::ProxyList => Ok(Response::Routes(self.routes.list())),
             Request::Watch { .. } => Err(ErrorReply::new(
                 ErrorKind::BadRequest,
                 "watch must be the only request of its connection",
@@ -406,6 +428,12 @@ impl Agent {
                 }
             ),
         ))
+    }
+
+    /// The settings of the profile served as `name`.
+    pub(crate) fn spec_of(&self, name: &str) -> Option<ProfileSpec> {
+        let profiles = self.profiles.read().ok()?;
+        profiles.get(name).map(|p| p.spec.clone())
     }
 
     /// Whether `profile` is still the one served under its name (not

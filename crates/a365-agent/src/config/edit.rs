@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use a365_proto::{ProfileSpec, StoreKind};
+use a365_proto::{ProfileSpec, ProxyRoute, StoreKind};
 
 use super::ConfigError;
 
@@ -157,6 +157,83 @@ pub fn remove_profile(path: &Path, name: &str) -> Result<bool, ConfigError> {
     Ok(removed)
 }
 
+/// Adds `[[proxy]]` for `route`, or replaces the one of its name. A
+/// `proxy = "URL"` of old (the HTTP proxy for token requests) becomes
+/// `https_proxy`, since `proxy` now holds the routes.
+pub fn write_route(path: &Path, route: &ProxyRoute) -> Result<(), ConfigError> {
+    edit(path, |doc| {
+        if let Some(url) = doc.get("proxy").and_then(|p| p.as_str()).map(str::to_owned) {
+            doc.remove("proxy");
+            doc.insert("https_proxy", toml_edit::value(url));
+        }
+        let routes = doc
+            .entry("proxy")
+            .or_insert_with(|| toml_edit::Item::ArrayOfTables(Default::default()))
+            .as_array_of_tables_mut()
+            .ok_or_else(|| ConfigError::Invalid("'proxy' in the config is not [[proxy]]".into()))?;
+        let table = route_table(route);
+        let at = routes
+            .iter()
+            .position(|t| t.get("name").and_then(|n| n.as_str()) == Some(route.name.as_str()));
+        match at.and_then(|i| routes.get_mut(i)) {
+            Some(existing) => {
+                let decor = existing.decor().clone();
+                *existing = table;
+                *existing.decor_mut() = decor;
+            }
+            None => routes.push(table),
+        }
+        Ok(())
+    })
+}
+
+/// `[[proxy]]` as written: only the fields the route sets.
+fn route_table(route: &ProxyRoute) -> toml_edit::Table {
+    let mut table = toml_edit::Table::new();
+    table.insert("name", toml_edit::value(route.name.as_str()));
+    table.insert("listen", toml_edit::value(route.listen.as_str()));
+    table.insert("upstream", toml_edit::value(route.upstream.as_str()));
+    table.insert("profile", toml_edit::value(route.profile.as_str()));
+    if let Some(workspace) = &route.workspace {
+        table.insert("workspace", toml_edit::value(workspace.as_str()));
+    }
+    if !route.headers.is_empty() {
+        let mut headers = toml_edit::InlineTable::new();
+        for (k, v) in &route.headers {
+            headers.insert(k, v.as_str().into());
+        }
+        table.insert("headers", toml_edit::value(headers));
+    }
+    if route.require_secret {
+        table.insert("require_secret", toml_edit::value(true));
+    }
+    if !route.allow_origins.is_empty() {
+        let origins: toml_edit::Array = route.allow_origins.iter().map(String::as_str).collect();
+        table.insert("allow_origins", toml_edit::value(origins));
+    }
+    table
+}
+
+/// Removes the `[[proxy]]` named `name`; true if it was there.
+pub fn remove_route(path: &Path, name: &str) -> Result<bool, ConfigError> {
+    let mut removed = false;
+    edit(path, |doc| {
+        if let Some(routes) = doc
+            .get_mut("proxy")
+            .and_then(|p| p.as_array_of_tables_mut())
+        {
+            let before = routes.len();
+            routes.retain(|t| t.get("name").and_then(|n| n.as_str()) != Some(name));
+            removed = routes.len() != before;
+            if routes.is_empty() {
+                doc.remove("proxy");
+            }
+        }
+        Ok(())
+    })?;
+    Ok(removed)
+}
+
 fn edit(
     path: &Path,
     change: impl FnOnce(&mut toml_edit::DocumentMut) -> Result<(), ConfigError>,
@@ -234,5 +311,24 @@ mod tests {
         let config = Config::load(&path).unwrap();
         assert_eq!(config.profiles.len(), 1);
         assert_eq!(config.default_lifetime_secs, 3600);
+        // A route moves the old outbound `proxy` string to https_proxy.
+        let route = ProxyRoute {
+            name: "nexar".into(),
+            listen: "127.0.0.1:7365".into(),
+            upstream: "https://api.nexar.com/graphql/".into(),
+            profile: "work".into(),
+            workspace: None,
+            headers: [("x-a".to_owned(), "b".to_owned())].into(),
+            require_secret: true,
+            allow_origins: vec!["https://ide.example".into()],
+        };
+        write_route(&path, &route).unwrap();
+        write_route(&path, &route).unwrap();
+        let config = Config::load(&path).unwrap();
+        assert_eq!(config.routes, vec![route]);
+        assert_eq!(config.https_proxy.as_deref(), Some("http://127.0.0.1:1"));
+        assert!(remove_route(&path, "nexar").unwrap());
+        assert!(!remove_route(&path, "nexar").unwrap());
+        assert!(Config::load(&path).unwrap().routes.is_empty());
     }
 }

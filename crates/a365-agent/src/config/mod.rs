@@ -8,7 +8,8 @@ mod edit;
 mod read;
 
 pub use edit::{
-    in_background, remove_profile, write_default_profile, write_default_store, write_profile,
+    in_background, remove_profile, remove_route, write_default_profile, write_default_store,
+    write_profile, write_route,
 };
 
 use std::collections::BTreeMap;
@@ -84,8 +85,13 @@ pub struct Config {
     #[serde(default = "default_lifetime_secs")]
     pub default_lifetime_secs: u64,
     /// HTTP(S) proxy for token requests: a daemon started by systemd or
-    /// launchd does not inherit the shell's `HTTPS_PROXY`.
-    pub proxy: Option<String>,
+    /// launchd does not inherit the shell's `HTTPS_PROXY`. (Written
+    /// `proxy = "URL"` before `[[proxy]]` named routes.)
+    pub https_proxy: Option<String>,
+    /// Local routes that forward to an API with a profile's token
+    /// (`[[proxy]]`, read by [`read`]).
+    #[serde(skip)]
+    pub routes: Vec<a365_proto::ProxyRoute>,
     /// A PEM bundle of CAs trusted, besides the platform's, for every
     /// profile without a `ca_file` of its own; read again when it changes.
     pub ca_file: Option<PathBuf>,

@@ -19,6 +19,7 @@ const TOP_LEVEL: &[&str] = &[
     "default_profile",
     "default_lifetime_secs",
     "proxy",
+    "https_proxy",
     "ca_file",
     "on_event",
     "expires_soon_days",
@@ -36,7 +37,11 @@ pub(super) fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
     };
     let mut root = DeTable::parse(text).map_err(|e| whole(e, None))?;
     let profiles = root.get_mut().remove("profiles");
+    let proxy = root.get_mut().remove("proxy");
     let mut config = Config::deserialize(Deserializer::from(root)).map_err(|e| whole(e, None))?;
+    if let Some(proxy) = proxy {
+        read_proxy(path, text, proxy, &mut config)?;
+    }
     let Some(profiles) = profiles else {
         return Ok(config);
     };
@@ -74,6 +79,47 @@ pub(super) fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
         }
     }
     Ok(config)
+}
+
+/// `proxy`: the `[[proxy]]` routes, or (a string, as before routes) the
+/// HTTP proxy for token requests, now `https_proxy`.
+fn read_proxy(
+    path: &Path,
+    text: &str,
+    proxy: toml::Spanned<DeValue<'_>>,
+    config: &mut Config,
+) -> Result<(), ConfigError> {
+    let line = line_of(text, proxy.span().start);
+    let error = |message: String| ConfigError::Parse {
+        path: path.into(),
+        message,
+    };
+    match proxy.into_inner() {
+        DeValue::String(url) if config.https_proxy.is_none() => {
+            config.https_proxy = Some(url.into_owned());
+        }
+        DeValue::String(_) => {
+            return Err(error(format!(
+                "line {line}: proxy and https_proxy both name an HTTP proxy for token requests: \
+                 keep https_proxy"
+            )));
+        }
+        DeValue::Array(routes) => {
+            for route in routes {
+                let keys = value_keys(route.get_ref());
+                let route = a365_proto::ProxyRoute::deserialize(ValueDeserializer::from(route))
+                    .map_err(|e| error(describe(text, &e, Some("[[proxy]]"), Some(&keys))))?;
+                config.routes.push(route);
+            }
+        }
+        _ => {
+            return Err(error(format!(
+                "line {line}: proxy must be [[proxy]] tables (local routes to an API), or a URL \
+                 (the HTTP proxy for token requests, better written https_proxy = \"URL\")"
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// A table's keys with where they are, to name the key an error is about.
@@ -196,5 +242,20 @@ mod tests {
         assert!(err.contains("line 2") && err.contains("key stroe"), "{err}");
         let err = parse(Path::new("c.toml"), "[profiles.a\nkind = 1\n").unwrap_err();
         assert!(err.to_string().contains("line 1"), "{err}");
+    }
+
+    #[test]
+    fn proxy_is_routes_or_the_outbound_proxy() {
+        let c = parse(Path::new("c.toml"), "proxy = \"http://p:3128\"\n").unwrap();
+        assert_eq!(c.https_proxy.as_deref(), Some("http://p:3128"));
+        let text = "[[proxy]]\nname = \"nexar\"\nlisten = \"127.0.0.1:7365\"\n\
+                    upstream = \"https://api.nexar.com/graphql/\"\nprofile = \"n\"\n";
+        let c = parse(Path::new("c.toml"), text).unwrap();
+        assert_eq!(c.routes.len(), 1);
+        assert_eq!(c.routes[0].listen, "127.0.0.1:7365");
+        let err = parse(Path::new("c.toml"), &text.replace("profile", "profil"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("[[proxy]]") && err.contains("profil"), "{err}");
     }
 }

@@ -12,6 +12,7 @@ mod agent;
 mod client;
 mod format;
 mod peer;
+mod proxy;
 mod results;
 mod targets;
 
@@ -41,6 +42,8 @@ pub const PEER_WAKEUPS: &str = "peer-wakeups.json";
 pub const PEER_HEAD_OF_LINE: &str = "peer-head-of-line.json";
 pub const SCALE: &str = "scale.json";
 pub const IDLE: &str = "idle.json";
+/// Part 8: `a365-load proxy`.
+pub const PROXY: &str = "proxy.json";
 
 /// Where the generated part of docs/performance.md starts and ends; the
 /// text around it is written by hand and kept.
@@ -93,6 +96,7 @@ pub fn render(dir: &Path, inputs: &Inputs) -> anyhow::Result<String> {
     agent::idle_section(w, &results);
     client::sizes(w, &results, &inputs.binaries);
     peer::peer_section(w, &results);
+    proxy::section(w, &results);
     line(w, END);
     Ok(out)
 }

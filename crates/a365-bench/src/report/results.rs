@@ -9,9 +9,9 @@ use serde::de::DeserializeOwned;
 
 use super::{
     CLIENT, HERD, IDLE, PEER_CACHED, PEER_CONCURRENT, PEER_EXPIRY, PEER_FORCED, PEER_HEAD_OF_LINE,
-    PEER_MEMORY, PEER_MEMORY_IDLE, PEER_WAKEUPS, SCALE, load_file,
+    PEER_MEMORY, PEER_MEMORY_IDLE, PEER_WAKEUPS, PROXY, SCALE, load_file,
 };
-use crate::{herd, procfs, scale, throughput};
+use crate::{herd, procfs, proxy, scale, throughput};
 
 #[derive(Debug, Deserialize)]
 pub(super) struct Hyperfine {
@@ -39,6 +39,7 @@ pub(super) struct Results {
     pub(super) herd: Option<herd::Outcome>,
     pub(super) scale: Option<Vec<scale::Step>>,
     pub(super) idle: Option<procfs::Idle>,
+    pub(super) proxy: Option<proxy::Outcome>,
 }
 
 fn read<T: DeserializeOwned>(dir: &Path, name: &str) -> anyhow::Result<Option<T>> {
@@ -77,6 +78,7 @@ impl Results {
             herd: read(dir, HERD)?,
             scale: read(dir, SCALE)?,
             idle: read(dir, IDLE)?,
+            proxy: read(dir, PROXY)?,
         })
     }
 

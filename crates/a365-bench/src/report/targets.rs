@@ -25,7 +25,8 @@ pub(super) fn targets(w: &mut String, r: &Results) {
         scale_memory(r),
         scale_latency(r),
     ])
-    .flatten();
+    .flatten()
+    .chain(super::proxy::targets(r));
     line(w, "### Targets");
     line(w, "");
     line(w, "| target | measured | |");

@@ -60,6 +60,8 @@ pub struct State {
     inner: Mutex<Inner>,
     /// Altium's ActionWait: sign-ins completed, polls, scripted answers.
     pub(crate) actionwait: actionwait::ActionWait,
+    /// The mock API behind the tokens ([`crate::api`]).
+    pub(crate) api: crate::api::Api,
 }
 
 #[derive(Debug)]
@@ -135,6 +137,7 @@ impl State {
                 refresh_scopes: HashMap::new(),
             }),
             actionwait: actionwait::ActionWait::default(),
+            api: crate::api::Api::default(),
         }
     }
 
