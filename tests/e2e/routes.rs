@@ -65,19 +65,28 @@ fn have(tool: &str) -> bool {
     found
 }
 
-#[test]
-fn a_request_carries_the_profiles_token_and_nothing_of_the_clients() {
+/// A session (token server, agent, profile `work`) with the route `name`
+/// to the mock API `api` (`nexar`, `altium`, or "" for the server's root):
+/// the session, the upstream and the route's URL; `None` without curl.
+fn routed(api: &str, name: &str, extra: &[&str]) -> Option<(Session, String, String)> {
     if !have("curl") {
-        return;
+        return None;
     }
     let s = Session::start(ServerConfig::default());
-    let upstream = format!("http://{}/nexar/", s.server.addr());
-    let url = add_route(
-        &s.env,
-        "api",
-        &upstream,
-        &["--header", "X-Extra: from-the-route"],
-    );
+    let upstream = match api {
+        "" => format!("http://{}/", s.server.addr()),
+        api => format!("http://{}/{api}/", s.server.addr()),
+    };
+    let url = add_route(&s.env, name, &upstream, extra);
+    Some((s, upstream, url))
+}
+
+#[test]
+fn a_request_carries_the_profiles_token_and_nothing_of_the_clients() {
+    let Some((s, upstream, url)) = routed("nexar", "api", &["--header", "X-Extra: from-the-route"])
+    else {
+        return;
+    };
     let out = curl(&[
         "-H",
         "Authorization: Bearer the-clients-own",
@@ -152,12 +161,9 @@ fn a_request_carries_the_profiles_token_and_nothing_of_the_clients() {
 /// refresh and one replay; `watch` hears of it.
 #[test]
 fn an_expired_graphql_answer_makes_one_refresh_and_one_replay() {
-    if !have("curl") {
+    let Some((s, _, url)) = routed("nexar", "nexar", &[]) else {
         return;
-    }
-    let s = Session::start(ServerConfig::default());
-    let upstream = format!("http://{}/nexar/", s.server.addr());
-    let url = add_route(&s.env, "nexar", &upstream, &[]);
+    };
     let mut watch = s
         .env
         .command(crate::harness::bin("a365"))
@@ -209,12 +215,9 @@ fn an_expired_graphql_answer_makes_one_refresh_and_one_replay() {
 /// moments makes no second refresh: the upstream's answer is passed on.
 #[test]
 fn a_401_makes_one_replay_and_a_second_refusal_is_passed_on() {
-    if !have("curl") {
+    let Some((s, _, url)) = routed("altium", "a365", &[]) else {
         return;
-    }
-    let s = Session::start(ServerConfig::default());
-    let upstream = format!("http://{}/altium/", s.server.addr());
-    let url = add_route(&s.env, "a365", &upstream, &[]);
+    };
     let token_requests = s.server.requests();
     s.server.expire_access_tokens();
     let (body, status) = answer(&curl(&[&format!("{url}projects")]).ok());
@@ -235,12 +238,9 @@ fn a_401_makes_one_replay_and_a_second_refusal_is_passed_on() {
 /// A 2 MiB upload streams to the upstream, and is never replayed.
 #[test]
 fn a_large_upload_streams_and_is_not_replayed() {
-    if !have("curl") {
+    let Some((s, _, url)) = routed("nexar", "up", &[]) else {
         return;
-    }
-    let s = Session::start(ServerConfig::default());
-    let upstream = format!("http://{}/nexar/", s.server.addr());
-    let url = add_route(&s.env, "up", &upstream, &[]);
+    };
     let file = s.env.path("upload.bin");
     std::fs::write(&file, vec![b'x'; 2 << 20]).unwrap();
     let data = format!("@{}", file.display());
@@ -266,12 +266,9 @@ fn a_large_upload_streams_and_is_not_replayed() {
 /// host name) the client carries no token.
 #[test]
 fn redirects_are_passed_to_the_client_without_the_token() {
-    if !have("curl") {
+    let Some((_s, _, url)) = routed("", "r", &[]) else {
         return;
-    }
-    let s = Session::start(ServerConfig::default());
-    let upstream = format!("http://{}/", s.server.addr());
-    let url = add_route(&s.env, "r", &upstream, &[]);
+    };
     let out = curl(&["-D", "-", "-o", "/dev/null", &format!("{url}redirect")]).ok();
     assert!(out.stdout.contains("302"), "{out:#?}");
     assert!(
@@ -360,12 +357,9 @@ fn another_user_is_refused_on_tcp_and_socket_routes() {
 /// owner's, and serves one with it.
 #[test]
 fn a_route_that_requires_its_secret_refuses_without_it() {
-    if !have("curl") {
+    let Some((s, _, url)) = routed("nexar", "locked", &["--require-secret"]) else {
         return;
-    }
-    let s = Session::start(ServerConfig::default());
-    let upstream = format!("http://{}/nexar/", s.server.addr());
-    let url = add_route(&s.env, "locked", &upstream, &["--require-secret"]);
+    };
     let (body, status) = answer(&curl(&[&url]));
     assert_eq!(status, 403, "{body}");
     assert!(body.contains("x-a365-route-secret"), "{body}");
@@ -578,17 +572,10 @@ fn python_requests_and_a_node_graphql_client_work_through_a_route() {
 /// its `Origin`; an allowed origin (a browser-based IDE) is served.
 #[test]
 fn a_web_page_is_refused_unless_its_origin_is_allowed() {
-    if !have("curl") {
+    let Some((s, _, url)) = routed("nexar", "ide", &["--allow-origin", "https://ide.example"])
+    else {
         return;
-    }
-    let s = Session::start(ServerConfig::default());
-    let upstream = format!("http://{}/nexar/", s.server.addr());
-    let url = add_route(
-        &s.env,
-        "ide",
-        &upstream,
-        &["--allow-origin", "https://ide.example"],
-    );
+    };
     let port = url
         .trim_end_matches('/')
         .rsplit(':')
