@@ -140,12 +140,15 @@ fn a_request_carries_the_profiles_token_and_nothing_of_the_clients() {
     assert_eq!(route(&s.env, "api")["url"], url.as_str());
     let (_, status) = answer(&curl(&[&url]));
     assert_eq!(status, 200, "served again at once");
-    // `status` shows it; `proxy remove` stops it.
+    // `status` and `doctor` show it; `proxy remove` stops it.
     let status = s.env.a365(&["status"]).ok().stdout;
     assert!(
         status.contains("proxy routes") && status.contains(&url),
         "{status}"
     );
+    let doctor = s.env.a365(&["doctor"]).ok().stdout;
+    let expected = format!("ok    proxy api: {url} forwards to {upstream}");
+    assert!(doctor.contains(&expected), "{expected:?} in:\n{doctor}");
     s.env.a365(&["proxy", "remove", "api"]).ok();
     let (_, status) = answer(&curl(&[&url]));
     assert_eq!(status, 0, "the route no longer listens");
