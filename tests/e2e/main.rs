@@ -18,6 +18,7 @@ mod designer;
 mod doctor;
 mod dot;
 mod events;
+mod exec_env;
 mod exit_codes;
 mod failures;
 mod fault_suite;

@@ -5,7 +5,7 @@ use std::path::Path;
 
 use a365_proto::{Client, ErrorKind, ProfileStatus, Request, Response, TokenReply, TokenRequest};
 
-use crate::cli::{ExecArgs, StoreCommand, TokenArgs};
+use crate::cli::{StoreCommand, TokenArgs};
 use crate::exit::Error;
 use crate::output;
 
@@ -16,7 +16,7 @@ pub(crate) fn call(socket: &Path, request: &Request) -> Result<Response, Error> 
     }
 }
 
-fn get_token(
+pub(crate) fn get_token(
     socket: &Path,
     profile: Option<String>,
     min_valid_ms: u64,
@@ -43,7 +43,19 @@ pub fn token(socket: &Path, args: TokenArgs) -> Result<(), Error> {
         args.scopes,
         args.workspace,
     )?;
-    let bytes = output::token(&reply, args.format).map_err(|e| Error::Other(e.into()))?;
+    let var = match (args.nexar, args.var.as_deref()) {
+        (true, _) => "NEXAR_TOKEN",
+        (false, Some(name)) => {
+            if !crate::exec::is_variable_name(name) {
+                return Err(Error::Usage(format!(
+                    "--var '{name}' is not a variable name (letters, digits and _)"
+                )));
+            }
+            name
+        }
+        (false, None) => "A365_TOKEN",
+    };
+    let bytes = output::token(&reply, args.format, var).map_err(|e| Error::Other(e.into()))?;
     output::to_stdout(&bytes)
 }
 
@@ -295,34 +307,6 @@ fn print_checks(checks: &[a365_proto::Check], json: bool) -> Result<(), Error> {
 
 /// Runs the command with `A365_TOKEN` in its environment (never argv). On
 /// Unix the process becomes the command, so its exit status is ours.
-pub fn exec(socket: &Path, args: ExecArgs) -> Result<std::process::ExitCode, Error> {
-    let reply = get_token(socket, args.profile, args.min_valid, Vec::new(), None)?;
-    let (program, rest) = args
-        .command
-        .split_first()
-        .ok_or_else(|| Error::Usage("no command given after --".into()))?;
-    let mut command = std::process::Command::new(program);
-    command.args(rest).env("A365_TOKEN", reply.token.expose());
-    let describe = |e: std::io::Error| {
-        Error::Other(anyhow::anyhow!(
-            "cannot run {}: {e}",
-            program.to_string_lossy()
-        ))
-    };
-    #[cfg(unix)]
-    {
-        use std::os::unix::process::CommandExt;
-        Err(describe(command.exec()))
-    }
-    #[cfg(not(unix))]
-    {
-        let status = command.status().map_err(describe)?;
-        Ok(std::process::ExitCode::from(
-            status.code().unwrap_or(1).clamp(0, 255) as u8,
-        ))
-    }
-}
-
 pub(crate) fn done(response: Response) -> Result<(), Error> {
     match response {
         Response::Done { message } => {

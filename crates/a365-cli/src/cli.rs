@@ -166,6 +166,13 @@ pub struct TokenArgs {
     /// the first time, then kept and renewed like any other.
     #[arg(long, value_name = "WORKSPACE")]
     pub workspace: Option<String>,
+    /// The variable --format env, powershell or cmd sets (default
+    /// A365_TOKEN).
+    #[arg(long, value_name = "NAME", conflicts_with = "nexar")]
+    pub var: Option<String>,
+    /// --format env, powershell or cmd sets NEXAR_TOKEN.
+    #[arg(long)]
+    pub nexar: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -408,6 +415,20 @@ pub struct ExecArgs {
     pub profile: Option<String>,
     #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_duration_ms)]
     pub min_valid: u64,
+    /// A variable holding a token, under the name a tool reads:
+    /// NAME=PROFILE or NAME=PROFILE:WORKSPACE (an Altium 365 workspace's
+    /// token). Repeatable: several profiles at once. With --env, A365_TOKEN
+    /// is not set unless named.
+    #[arg(long, value_name = "NAME=PROFILE[:WORKSPACE]")]
+    pub env: Vec<String>,
+    /// NEXAR_TOKEN holds the profile's token (what Nexar's examples and
+    /// many MCP servers read).
+    #[arg(long)]
+    pub nexar: bool,
+    /// Send this signal (HUP, USR1, …) to the command after each refresh
+    /// of its profiles, so that it asks for its token again (Unix).
+    #[arg(long, value_name = "SIGNAL")]
+    pub refresh_signal: Option<String>,
     /// The command and its arguments.
     #[arg(last = true, required = true, value_name = "CMD")]
     pub command: Vec<std::ffi::OsString>,
@@ -437,6 +458,8 @@ pub fn plain_token_args() -> Option<TokenArgs> {
         scopes: Vec::new(),
         format: Format::Raw,
         workspace: None,
+        var: None,
+        nexar: false,
     })
 }
 

@@ -6,6 +6,7 @@ mod add;
 mod autostart;
 mod cli;
 mod completions;
+mod exec;
 mod exit;
 mod launch;
 mod login;
@@ -60,7 +61,7 @@ fn main() -> ExitCode {
             keep_remote,
         } => actions::remove(&socket, profile, keep_remote),
         Command::Refresh { profile } => actions::refresh(&socket, profile),
-        Command::Exec(args) => match actions::exec(&socket, args) {
+        Command::Exec(args) => match exec::exec(&socket, args) {
             Ok(code) => return code,
             Err(e) => Err(e),
         },

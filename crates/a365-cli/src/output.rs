@@ -18,7 +18,12 @@ use crate::cli::Format;
 pub struct NotForCmd(&'static str);
 
 /// The bytes `a365 token` writes to stdout, in a buffer zeroized on drop.
-pub fn token(reply: &TokenReply, format: Format) -> Result<Zeroizing<Vec<u8>>, NotForCmd> {
+/// `var`: the variable the env, powershell and cmd formats set.
+pub fn token(
+    reply: &TokenReply,
+    format: Format,
+    var: &str,
+) -> Result<Zeroizing<Vec<u8>>, NotForCmd> {
     let token = reply.token.expose();
     let mut out = Zeroizing::new(Vec::with_capacity(token.len() + 128));
     match format {
@@ -30,7 +35,7 @@ pub fn token(reply: &TokenReply, format: Format) -> Result<Zeroizing<Vec<u8>>, N
         Format::Env => {
             // `eval "$(a365 token --format env)"`: every value in single
             // quotes, so nothing the agent sends means anything to the shell.
-            out.extend_from_slice(b"export A365_TOKEN=");
+            let _ = write!(ExtendVec(&mut out), "export {var}=");
             shell_quote(&mut out, token.as_bytes());
             out.extend_from_slice(b"\nexport A365_PROFILE=");
             shell_quote(&mut out, reply.profile.as_bytes());
@@ -41,7 +46,7 @@ pub fn token(reply: &TokenReply, format: Format) -> Result<Zeroizing<Vec<u8>>, N
         Format::Powershell => {
             // Single-quoted strings: nothing inside expands; a quote
             // (PowerShell also takes the typographic ones) is doubled.
-            out.extend_from_slice(b"$env:A365_TOKEN = ");
+            let _ = write!(ExtendVec(&mut out), "$env:{var} = ");
             powershell_quote(&mut out, token);
             out.extend_from_slice(b"\n$env:A365_PROFILE = ");
             powershell_quote(&mut out, &reply.profile);
@@ -61,7 +66,7 @@ pub fn token(reply: &TokenReply, format: Format) -> Result<Zeroizing<Vec<u8>>, N
                     return Err(NotForCmd(what));
                 }
             }
-            let _ = write!(ExtendVec(&mut out), "set \"A365_TOKEN={token}\"");
+            let _ = write!(ExtendVec(&mut out), "set \"{var}={token}\"");
             let _ = write!(
                 ExtendVec(&mut out),
                 "\r\nset \"A365_PROFILE={}\"",
@@ -292,13 +297,16 @@ mod tests {
 
     #[test]
     fn token_formats() {
-        assert_eq!(&token(&reply(), Format::Raw).unwrap()[..], b"tok\n");
         assert_eq!(
-            &token(&reply(), Format::Header).unwrap()[..],
+            &token(&reply(), Format::Raw, "A365_TOKEN").unwrap()[..],
+            b"tok\n"
+        );
+        assert_eq!(
+            &token(&reply(), Format::Header, "A365_TOKEN").unwrap()[..],
             b"Authorization: Bearer tok\n"
         );
         let json: serde_json::Value =
-            serde_json::from_slice(&token(&reply(), Format::Json).unwrap()).unwrap();
+            serde_json::from_slice(&token(&reply(), Format::Json, "A365_TOKEN").unwrap()).unwrap();
         assert_eq!(json["token"], "tok");
         assert_eq!(json["expires_at"], 1_900_000_000);
         assert_eq!(json["expires_at_rfc3339"], "2030-03-17T17:46:40Z");
@@ -307,7 +315,7 @@ mod tests {
         let mut quoted = reply();
         quoted.token = WireSecret::new(SecretString::from("a'b"));
         assert_eq!(
-            &token(&quoted, Format::Env).unwrap()[..],
+            &token(&quoted, Format::Env, "A365_TOKEN").unwrap()[..],
             b"export A365_TOKEN='a'\\''b'\nexport A365_PROFILE='work'\nexport A365_TOKEN_EXPIRES_AT=1900000000\n"
         );
     }
@@ -316,7 +324,7 @@ mod tests {
     fn every_env_value_is_quoted_for_the_shell() {
         let mut hostile = reply();
         hostile.profile = "x'; touch /tmp/pwned; '".into();
-        let out = token(&hostile, Format::Env).unwrap();
+        let out = token(&hostile, Format::Env, "A365_TOKEN").unwrap();
         let expected = concat!(
             "export A365_TOKEN='tok'\n",
             r"export A365_PROFILE='x'\''; touch /tmp/pwned; '\'''",
@@ -329,7 +337,7 @@ mod tests {
     fn powershell_values_are_single_quoted_with_quotes_doubled() {
         let mut hostile = reply();
         hostile.profile = "x'; Remove-Item C:\\ -Recurse; \u{2019}$(calc)".into();
-        let out = token(&hostile, Format::Powershell).unwrap();
+        let out = token(&hostile, Format::Powershell, "A365_TOKEN").unwrap();
         let expected = concat!(
             "$env:A365_TOKEN = 'tok'\n",
             "$env:A365_PROFILE = 'x''; Remove-Item C:\\ -Recurse; \u{2019}\u{2019}$(calc)'\n",
@@ -340,7 +348,9 @@ mod tests {
 
     #[test]
     fn cmd_lines_or_a_refusal() {
-        let out = token(&reply(), Format::Cmd).unwrap();
+        let out = token(&reply(), Format::Cmd, "A365_TOKEN").unwrap();
+        let nexar = token(&reply(), Format::Env, "NEXAR_TOKEN").unwrap();
+        assert!(nexar.starts_with(b"export NEXAR_TOKEN='tok'"));
         assert_eq!(
             std::str::from_utf8(&out).unwrap(),
             "set \"A365_TOKEN=tok\"\r\nset \"A365_PROFILE=work\"\r\nset \"A365_TOKEN_EXPIRES_AT=1900000000\"\r\n"
@@ -348,7 +358,9 @@ mod tests {
         for bad in ["a%PATH%", "a!b!", "a\"&calc", "a^b", "a\nb"] {
             let mut hostile = reply();
             hostile.profile = bad.into();
-            let err = token(&hostile, Format::Cmd).unwrap_err().to_string();
+            let err = token(&hostile, Format::Cmd, "A365_TOKEN")
+                .unwrap_err()
+                .to_string();
             assert!(
                 err.contains("profile name") && err.contains("powershell"),
                 "{err}"
