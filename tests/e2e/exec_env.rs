@@ -88,10 +88,12 @@ fn exec_gives_several_profiles_at_once_under_their_names() {
 fn exec_sends_the_refresh_signal_after_a_refresh() {
     let s = Session::start(ServerConfig::default());
     let marker = s.env.path("got-hup");
+    let ready = s.env.path("trap-set");
     let script = format!(
-        "trap 'echo hup >> {m}' HUP; i=0; while [ $i -lt 200 ]; do \
+        "trap 'echo hup >> {m}' HUP; : > {r}; i=0; while [ $i -lt 300 ]; do \
          if [ -s {m} ]; then exit 5; fi; sleep 0.1; i=$((i+1)); done; exit 9",
-        m = marker.display()
+        m = marker.display(),
+        r = ready.display()
     );
     let mut child = s
         .env
@@ -108,11 +110,15 @@ fn exec_sends_the_refresh_signal_after_a_refresh() {
         ])
         .spawn()
         .unwrap();
-    // The child runs and `exec` watches before the refresh is made.
-    std::thread::sleep(Duration::from_millis(700));
+    // `exec` watches before it starts the command; the command has set
+    // its trap before the refresh is made.
+    assert!(
+        wait_until(Duration::from_secs(20), || ready.exists()),
+        "the command did not start"
+    );
     s.env.a365(&["refresh", "work"]).ok();
     assert!(
-        wait_until(Duration::from_secs(10), || marker.exists()),
+        wait_until(Duration::from_secs(20), || marker.exists()),
         "no SIGHUP reached the command"
     );
     let status = child.wait().unwrap();

@@ -221,8 +221,20 @@ async fn connection<S>(
             body.len()
         );
         let _ = tokio::time::timeout(Duration::from_secs(2), async {
+            use tokio::io::AsyncReadExt;
             let _ = stream.write_all(answer.as_bytes()).await;
             let _ = stream.shutdown().await;
+            // What they sent is read and dropped before the close: closing
+            // with it unread would reset the connection, and the refusal
+            // could be lost before they read it.
+            let mut sink = [0u8; 4096];
+            let mut left: usize = 64 << 10;
+            while left > 0 {
+                match stream.read(&mut sink).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => left = left.saturating_sub(n),
+                }
+            }
         })
         .await;
         return;
