@@ -5,6 +5,10 @@ Usage: a365_token.py [PROFILE] [--min-valid-ms N] [--status]
 
 The same thing an editor plugin does: connect to the agent's socket, send one
 JSON line, read one JSON line. See docs/protocol.md.
+
+A standalone sketch of the protocol. For Python programs, use the package in
+clients/python (`pip install ./clients/python`): `a365.token("work")`,
+`a365.watch()`, auth classes for httpx and requests, and a keyring backend.
 """
 import json
 import os
