@@ -110,6 +110,11 @@ fn responses() -> Vec<(&'static str, Response)> {
                 refreshed_by: None,
                 client_auth: None,
                 assumed_lifetime_secs: None,
+                budget: vec![a365_proto::BudgetWindow {
+                    secs: 1,
+                    limit: 2,
+                    used: 1,
+                }],
             }]),
         ),
         (

@@ -1439,3 +1439,48 @@ fn a_member_waits_for_the_lock_with_a_watch_not_a_timer() {
     assert_eq!(server.replays(), 0);
     all_serve(&[&a, &b], &server, Duration::from_secs(10));
 }
+
+/// Five members that all force refreshes of four shared profiles of one
+/// client id stay within its budget (scaled down: 2 per second, 5 per
+/// 10 seconds), counted once in etcd for the whole fleet.
+#[test]
+fn five_members_share_one_client_ids_budget() {
+    let Some(cluster) = Cluster::start() else {
+        return;
+    };
+    let server = server(3600, true);
+    let machines = refreshers(&cluster, 5);
+    let names: Vec<String> = (0..4).map(|i| format!("b{i}")).collect();
+    for name in &names {
+        let (_, out) =
+            machines[0]
+                .env
+                .try_add_refresh(name, &server, &["--shared", "--limits", "1s=2,10s=5"]);
+        assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+    }
+    let started_ms = (crate::harness::now_secs() * 1000.0) as i64;
+    std::thread::scope(|scope| {
+        for (m, machine) in machines.iter().enumerate() {
+            let names = &names;
+            scope.spawn(move || {
+                let until = Instant::now() + Duration::from_secs(15);
+                let mut i = m;
+                while Instant::now() < until {
+                    machine.env.a365(&["refresh", &names[i % names.len()]]);
+                    i += 1;
+                }
+            });
+        }
+    });
+    let times = crate::budget::sent_since(&server, started_ms);
+    crate::budget::within(&times).unwrap();
+    assert!(times.len() >= 6, "{} requests in 15 s", times.len());
+    assert_eq!(server.replays(), 0, "a spent refresh token was sent again");
+    let status = machines[3].env.a365(&["status", "--json"]).ok().json();
+    let windows = &status[0]["budget"];
+    assert!(windows[1]["used"].as_u64().unwrap() >= 1, "{windows}");
+    eprintln!(
+        "fleet budget: {} token requests in 15 s by 5 members (5 per 10 s allowed)",
+        times.len()
+    );
+}

@@ -74,15 +74,30 @@ impl Events {
 }
 
 fn run_hook(command: &str, event: &Event) {
-    let mut child = match std::process::Command::new("sh")
-        .args(["-c", command])
-        .env("A365_EVENT", event.kind.as_str())
-        .env("A365_PROFILE", &event.profile)
-        .env(
+    let envs = [
+        ("A365_EVENT", event.kind.as_str().to_owned()),
+        ("A365_PROFILE", event.profile.clone()),
+        (
             "A365_EXPIRES_AT",
             event.expires_at.map(|e| e.to_string()).unwrap_or_default(),
-        )
-        .env("A365_MESSAGE", &event.message)
+        ),
+        ("A365_MESSAGE", event.message.clone()),
+    ];
+    run_command(
+        &format!("on_event ({})", event.kind.as_str()),
+        command,
+        &envs,
+    );
+}
+
+/// Runs a user's `command` with `sh -c` and `envs`, never handing it a
+/// token (not even an `A365_TOKEN` the agent inherited); its failure and
+/// the start of its error output go to the log, as `what`. Killed after
+/// [`HOOK_TIMEOUT`].
+pub(crate) fn run_command(what: &str, command: &str, envs: &[(&str, String)]) {
+    let mut child = match std::process::Command::new("sh")
+        .args(["-c", command])
+        .envs(envs.iter().map(|(k, v)| (k, v)))
         .env_remove("A365_TOKEN")
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
@@ -91,7 +106,7 @@ fn run_hook(command: &str, event: &Event) {
     {
         Ok(child) => child,
         Err(e) => {
-            tracing::warn!("on_event: cannot run `{command}`: {e}");
+            tracing::warn!("{what}: cannot run `{command}`: {e}");
             return;
         }
     };
@@ -105,22 +120,21 @@ fn run_hook(command: &str, event: &Event) {
                     use std::io::Read;
                     let _ = (&mut stderr).take(4096).read_to_string(&mut err);
                 }
-                tracing::warn!(
-                    event = event.kind.as_str(),
-                    "on_event command failed ({status}): {}",
-                    err.trim()
-                );
+                tracing::warn!("{what}: the command failed ({status}): {}", err.trim());
                 return;
             }
             Ok(None) if started.elapsed() > HOOK_TIMEOUT => {
                 let _ = child.kill();
                 let _ = child.wait();
-                tracing::warn!("on_event command killed after {} s", HOOK_TIMEOUT.as_secs());
+                tracing::warn!(
+                    "{what}: the command was killed after {} s",
+                    HOOK_TIMEOUT.as_secs()
+                );
                 return;
             }
             Ok(None) => std::thread::sleep(Duration::from_millis(20)),
             Err(e) => {
-                tracing::warn!("on_event: {e}");
+                tracing::warn!("{what}: {e}");
                 return;
             }
         }

@@ -7,6 +7,7 @@
 pub mod actionwait;
 pub mod agent;
 mod body;
+pub mod budget;
 pub mod clock;
 pub mod config;
 pub mod daemon;
@@ -29,6 +30,7 @@ pub mod resident;
 pub mod schedule;
 pub mod server;
 pub mod shared;
+pub mod sink;
 pub mod socket;
 pub mod spent;
 pub mod stores;
@@ -227,6 +229,7 @@ fn shared_state(
         answer_wait: options.timeouts.answer_wait.max(options.timeouts.http),
         tick_ms,
         spent: spent::Spent::new(Some(options.paths.state_dir.clone())),
+        budgets: budget::Budgets::new(Some(options.paths.state_dir.clone())),
     })
 }
 

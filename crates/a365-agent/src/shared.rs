@@ -28,6 +28,8 @@ pub struct Shared {
     pub tick: crate::tick::Tick,
     /// Refresh tokens seen replaced by a rotation (their digests).
     pub spent: crate::spent::Spent,
+    /// Token request budgets, by client id ([`crate::budget`]).
+    pub budgets: crate::budget::Budgets,
 }
 
 impl Shared {

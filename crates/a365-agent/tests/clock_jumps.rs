@@ -31,6 +31,7 @@ fn shared(clock: Arc<ManualClock>) -> Arc<Shared> {
         answer_wait: Duration::from_secs(2),
         tick_ms: 30_000,
         spent: a365_agent::spent::Spent::new(None),
+        budgets: a365_agent::budget::Budgets::new(None),
     })
 }
 

@@ -54,6 +54,7 @@ pub fn add(socket: &Path, mut args: AddArgs) -> Result<(), Error> {
         authorize_params,
         token_params,
         headers,
+        limits: args.limits.take().unwrap_or_default(),
     };
     if interactive {
         ask_settings(socket, &args.profile, &mut spec)?;

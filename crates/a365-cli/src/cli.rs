@@ -90,6 +90,11 @@ pub enum Command {
     /// it never holds a token that expires. Only your user may use them.
     #[command(subcommand)]
     Proxy(ProxyCommand),
+    /// Files kept holding a profile's current token, for tools that read
+    /// one (a container's secret file, a service's token file): rewritten
+    /// atomically on every refresh, emptied when the profile needs you.
+    #[command(subcommand)]
+    Sink(SinkCommand),
     /// Log in with a browser (authorization-code profiles): opens $BROWSER
     /// and prints the URL, then waits for the sign-in to finish. Altium 365
     /// sign-ins end on Altium's own page and reach the agent through
@@ -268,6 +273,11 @@ pub struct AddArgs {
     /// resource (RFC 8707). Never a secret.
     #[arg(long = "token-param", value_name = "NAME=VALUE", value_parser = parse_param)]
     pub token_params: Vec<(String, String)>,
+    /// Token requests allowed per window for this client id, e.g.
+    /// `1s=2,15m=200` (Nexar's limits apply at Nexar by default): the
+    /// agent never sends one that would break a window.
+    #[arg(long, value_name = "WINDOW=COUNT,…", value_parser = a365_proto::parse_limits)]
+    pub limits: Option<std::collections::BTreeMap<String, u32>>,
     /// Overwrite an existing profile of that name.
     #[arg(long)]
     pub replace: bool,
@@ -296,7 +306,7 @@ pub struct AddArgs {
             "kind", "realm", "token_url", "authorize_url", "redirect_uri", "base_url",
             "renew_lifetime", "client_id", "scopes", "secure", "no_secure", "client_auth",
             "revocation_url", "introspection_url", "workspace", "ca_file", "authorize_params",
-            "token_params", "headers", "replace", "shared", "store", "username",
+            "token_params", "headers", "replace", "shared", "store", "username", "limits",
         ],
     )]
     pub update_secret: Option<String>,
@@ -352,6 +362,64 @@ pub enum ProxyCommand {
     },
     /// Stop a route and remove it from config.toml.
     Remove { name: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SinkCommand {
+    /// Keep PATH holding the profile's token: written atomically (a
+    /// reader never sees part of one), 0600 (0640 with --group), in a
+    /// directory only you (or root) can write.
+    Add {
+        name: String,
+        /// The file (absolute, or relative to here).
+        #[arg(long)]
+        path: PathBuf,
+        /// Whose token (default: the default profile).
+        #[arg(long, env = "A365_PROFILE")]
+        profile: Option<String>,
+        /// An Altium 365 workspace of a sign-in profile: its token.
+        #[arg(long)]
+        workspace: Option<String>,
+        /// raw (the token), header (`Authorization: Bearer …`), json
+        /// (token, expires_at, scopes) or env (`VAR=token`).
+        #[arg(long, default_value = "raw", value_parser = parse_sink_format)]
+        format: a365_proto::SinkFormat,
+        /// No newline after the token (raw and header).
+        #[arg(long)]
+        no_newline: bool,
+        /// The variable of the env format (default A365_TOKEN).
+        #[arg(long, value_name = "NAME")]
+        var: Option<String>,
+        /// A group that may read the file (mode 0640), for a service that
+        /// runs as another user; you must be a member.
+        #[arg(long)]
+        group: Option<String>,
+        /// Run with `sh -c` after each write (to reload a service); it
+        /// gets A365_SINK, A365_PROFILE and A365_SINK_PATH, never the token.
+        #[arg(long, value_name = "COMMAND")]
+        command: Option<String>,
+        /// Replace the sink of that name.
+        #[arg(long)]
+        replace: bool,
+    },
+    /// Every sink: its file, profile, last write, and why it holds no
+    /// token when it holds none.
+    List {
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Stop keeping a sink, remove it from config.toml and delete its file
+    /// (nothing keeps it fresh any more).
+    Remove { name: String },
+}
+
+fn parse_sink_format(text: &str) -> Result<a365_proto::SinkFormat, String> {
+    a365_proto::SinkFormat::ALL
+        .iter()
+        .find(|(name, _)| *name == text)
+        .map(|(_, format)| *format)
+        .ok_or_else(|| format!("'{text}' is not a sink format: raw, header, json or env"))
 }
 
 #[derive(Debug, Subcommand)]

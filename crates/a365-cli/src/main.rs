@@ -14,6 +14,7 @@ mod output;
 mod progress;
 mod proxy;
 mod secrets;
+mod sink;
 mod status;
 
 use std::process::ExitCode;
@@ -75,6 +76,7 @@ fn main() -> ExitCode {
         Command::Watch { profile, json } => actions::watch(&socket, profile, json),
         Command::Store(command) => actions::store(&socket, command),
         Command::Proxy(command) => proxy::run(&socket, command),
+        Command::Sink(command) => sink::run(&socket, command),
         Command::Login {
             profile,
             timeout,

@@ -71,7 +71,7 @@ fn usage(message: String) -> Error {
 }
 
 /// The profile a route without `--profile` uses: the default one.
-fn default_profile(socket: &Path) -> Result<String, Error> {
+pub(crate) fn default_profile(socket: &Path) -> Result<String, Error> {
     crate::actions::all_statuses(socket)?
         .into_iter()
         .find(|p| p.is_default)

@@ -198,6 +198,9 @@ pub fn details(p: &ProfileStatus, now_secs: i64) -> String {
             format!("assumed {} (the token stated none)", expires_in(s as i64)),
         )
     }));
+    if !p.budget.is_empty() {
+        facts.push(("budget", budget(&p.budget)));
+    }
     facts.extend(p.last_error.clone().map(|e| ("last error", e)));
     let mut out = String::new();
     for (label, value) in facts {
@@ -206,6 +209,24 @@ pub fn details(p: &ProfileStatus, now_secs: i64) -> String {
         out.push_str(&wrap(&format!("{label:<13}{value}"), 13));
     }
     out
+}
+
+/// A token endpoint's budget: what is left in each window.
+fn budget(windows: &[a365_proto::BudgetWindow]) -> String {
+    let each: Vec<String> = windows
+        .iter()
+        .map(|w| {
+            let span = a365_proto::human_ms(
+                i64::try_from(w.secs.saturating_mul(1000)).unwrap_or(i64::MAX),
+            );
+            format!(
+                "{} of {} left per {span}",
+                w.limit.saturating_sub(w.used),
+                w.limit
+            )
+        })
+        .collect();
+    format!("token requests: {}", each.join(", "))
 }
 
 /// What a store's name means for where the secrets are.
@@ -388,6 +409,11 @@ mod tests {
             account: Some("ann".into()),
             client_auth: Some(a365_proto::ClientAuth::BasicRaw),
             assumed_lifetime_secs: Some(3600),
+            budget: vec![a365_proto::BudgetWindow {
+                secs: 900,
+                limit: 200,
+                used: 17,
+            }],
         };
         let p_clone = p.clone();
         let text = table(std::slice::from_ref(&p), 1_000, false, true);

@@ -26,6 +26,7 @@ pub mod peer;
 pub mod pipe;
 mod route;
 mod secret;
+mod sink;
 pub mod spec;
 
 pub use client::{Client, ClientError};
@@ -35,6 +36,7 @@ pub use kind::{AskedSecret, Facts, Kind, SecretField};
 pub use message::*;
 pub use route::{PRESETS, ProxyRoute, ROUTE_SECRET_HEADER, RouteStatus, preset};
 pub use secret::WireSecret;
+pub use sink::{FileSink, SinkFormat, SinkStatus};
 pub use spec::*;
 
 /// Version of the message set. Checked on every message, separately from the

@@ -110,6 +110,16 @@ pub enum Request {
     ProxyRemove { name: String },
     /// Every proxy route and how it is doing.
     ProxyList,
+    /// Start writing a file sink and keep it in config.toml (`replace`:
+    /// in place of the sink of that name).
+    SinkAdd {
+        sink: crate::FileSink,
+        replace: bool,
+    },
+    /// Stop a file sink and remove it from config.toml (the file stays).
+    SinkRemove { name: String },
+    /// Every file sink and how it is doing.
+    SinkList,
 }
 
 /// The longest `min_valid_ms` that means anything: a year and a day.
@@ -144,6 +154,9 @@ impl Request {
             Request::ProxyAdd { .. } => "a365 proxy add",
             Request::ProxyRemove { .. } => "a365 proxy remove",
             Request::ProxyList => "a365 proxy list",
+            Request::SinkAdd { .. } => "a365 sink add",
+            Request::SinkRemove { .. } => "a365 sink remove",
+            Request::SinkList => "a365 sink list",
         }
     }
 
@@ -233,6 +246,8 @@ pub enum Response {
     Workspaces(Vec<Workspace>),
     /// The answer to `proxy_list`.
     Routes(Vec<crate::RouteStatus>),
+    /// The answer to `sink_list`.
+    Sinks(Vec<crate::SinkStatus>),
 }
 
 /// One finding of `doctor`: what was checked, the verdict, and what was
@@ -295,6 +310,10 @@ pub enum EventKind {
     /// A proxy route's upstream refused the token; the agent refreshed it
     /// and sent the request again.
     Replayed,
+    /// A token request was held back: sending it would break the token
+    /// endpoint's request budget (Nexar's limits, or the profile's
+    /// `limits`); the current token is served meanwhile.
+    HeldBack,
 }
 
 impl EventKind {
@@ -306,6 +325,7 @@ impl EventKind {
             EventKind::ExpiresSoon => "expires-soon",
             EventKind::Removed => "removed",
             EventKind::Replayed => "replayed",
+            EventKind::HeldBack => "held-back",
         }
     }
 }
@@ -362,6 +382,22 @@ pub struct ProfileStatus {
     /// the lifetime assumed for it, in seconds (`default_lifetime_secs`).
     #[serde(default)]
     pub assumed_lifetime_secs: Option<u64>,
+    /// The token endpoint's request budget for this client id (Nexar's
+    /// limits, or the profile's `limits`): each window and what is used.
+    #[serde(default)]
+    pub budget: Vec<BudgetWindow>,
+}
+
+/// One window of a token endpoint's request budget.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BudgetWindow {
+    /// Its length in seconds.
+    pub secs: u64,
+    /// Token requests allowed in any such window.
+    pub limit: u32,
+    /// Sent in the last `secs` seconds, by every profile of the client id
+    /// (in fleet mode, by every member).
+    pub used: u32,
 }
 
 /// The values of [`ProfileStatus::state`]. Strings on the wire, so a

@@ -112,6 +112,49 @@ pub struct ProfileSpec {
     /// profile's requests (a corporate CA); read again when it changes.
     #[serde(default)]
     pub ca_file: Option<String>,
+    /// Token requests allowed per window for this profile's client id,
+    /// by window (`"1s" = 2`, `"15m" = 200`): the agent never sends one
+    /// that would break a window. Empty: Nexar's limits for Nexar's token
+    /// endpoint, none elsewhere.
+    #[serde(default)]
+    pub limits: BTreeMap<String, u32>,
+}
+
+/// A budget window's length as `limits` writes it: a number and one unit
+/// of `s`, `m`, `h`, `d` or `w` ("15m"), in seconds; at most a year.
+pub fn window_secs(text: &str) -> Option<u64> {
+    let unit = match text.chars().last()? {
+        's' => 1,
+        'm' => 60,
+        'h' => 3_600,
+        'd' => 86_400,
+        'w' => 604_800,
+        _ => return None,
+    };
+    let n: u64 = text[..text.len() - 1].parse().ok()?;
+    let secs = n.checked_mul(unit)?;
+    (1..=366 * 86_400).contains(&secs).then_some(secs)
+}
+
+/// `limits` as `a365 set` takes them: `1s=2,15m=200` (or spaces).
+pub fn parse_limits(text: &str) -> Result<BTreeMap<String, u32>, String> {
+    let mut limits = BTreeMap::new();
+    for pair in text.split([' ', ',']).filter(|s| !s.is_empty()) {
+        let bad = || {
+            format!(
+                "'{}' is not WINDOW=COUNT (a window is a number and s, m, h, d or w: 15m=200)",
+                pair.escape_default()
+            )
+        };
+        let (window, count) = pair.split_once('=').ok_or_else(bad)?;
+        window_secs(window).ok_or_else(bad)?;
+        let count: u32 = count.parse().map_err(|_| bad())?;
+        if count == 0 {
+            return Err(format!("{window}={count}: a window must allow a request"));
+        }
+        limits.insert(window.to_owned(), count);
+    }
+    Ok(limits)
 }
 
 /// How a client with a secret authenticates at the token endpoint (RFC
@@ -222,6 +265,7 @@ pub const SETTABLE: &[&str] = &[
     "introspection_url",
     "workspace",
     "ca_file",
+    "limits",
 ];
 
 impl ProfileSpec {
@@ -240,6 +284,7 @@ impl ProfileSpec {
             "introspection_url" => self.introspection_url = text(),
             "workspace" => self.workspace = text(),
             "ca_file" => self.ca_file = text(),
+            "limits" => self.limits = parse_limits(value)?,
             "scopes" => {
                 self.scopes = value
                     .split([' ', ','])
@@ -295,6 +340,7 @@ mod set_tests {
                 "secure" => "true",
                 "renew_lifetime_secs" => "60",
                 "client_auth" => "basic",
+                "limits" => "1s=2",
                 _ => "a",
             };
             spec.set(key, value).unwrap();

@@ -63,6 +63,9 @@ fn request_name(r: &Request) -> String {
         Request::ProxyAdd { .. } => "proxy-add".into(),
         Request::ProxyRemove { .. } => "proxy-remove".into(),
         Request::ProxyList => "proxy-list".into(),
+        Request::SinkAdd { .. } => "sink-add".into(),
+        Request::SinkRemove { .. } => "sink-remove".into(),
+        Request::SinkList => "sink-list".into(),
     }
 }
 
@@ -79,6 +82,7 @@ fn response_name(r: &Response) -> String {
         Response::Doctor(_) => "doctor".into(),
         Response::Workspaces(_) => "workspaces".into(),
         Response::Routes(_) => "routes".into(),
+        Response::Sinks(_) => "sinks".into(),
     }
 }
 
@@ -121,9 +125,25 @@ fn event_kinds() -> Vec<EventKind> {
         Some(EventKind::NeedsReauth) => Some(EventKind::ExpiresSoon),
         Some(EventKind::ExpiresSoon) => Some(EventKind::Removed),
         Some(EventKind::Removed) => Some(EventKind::Replayed),
-        Some(EventKind::Replayed) => None,
+        Some(EventKind::Replayed) => Some(EventKind::HeldBack),
+        Some(EventKind::HeldBack) => None,
     };
     std::iter::successors(after(None), |k| after(Some(*k))).collect()
+}
+
+/// A sink with every field filled.
+fn sink() -> a365_proto::FileSink {
+    a365_proto::FileSink {
+        name: "ci".into(),
+        path: "/run/secrets/nexar-token".into(),
+        profile: "nexar".into(),
+        workspace: Some("acme.365.altium.com".into()),
+        format: a365_proto::SinkFormat::Env,
+        newline: false,
+        var: Some("NEXAR_TOKEN".into()),
+        group: Some("docker".into()),
+        command: Some("systemctl --user reload app".into()),
+    }
 }
 
 /// A route with every field filled.
@@ -209,6 +229,12 @@ fn requests() -> Vec<Request> {
             name: "nexar".into(),
         },
         Request::ProxyList,
+        Request::SinkAdd {
+            sink: sink(),
+            replace: true,
+        },
+        Request::SinkRemove { name: "ci".into() },
+        Request::SinkList,
         Request::LoginReview {
             profile: "design".into(),
         },
@@ -248,6 +274,7 @@ fn requests() -> Vec<Request> {
                 workspace: Some("Design".into()),
                 workspace_of: Some("a365".into()),
                 ca_file: Some("/etc/ssl/corp-ca.pem".into()),
+                limits: [("15m".into(), 200), ("1s".into(), 2)].into(),
             },
             secrets: Secrets {
                 client_secret: secret("s3cr3t"),
@@ -313,6 +340,11 @@ fn status() -> ProfileStatus {
         refreshed_by: Some("runner-7".into()),
         client_auth: Some(a365_proto::ClientAuth::BasicRaw),
         assumed_lifetime_secs: Some(3600),
+        budget: vec![a365_proto::BudgetWindow {
+            secs: 900,
+            limit: 200,
+            used: 17,
+        }],
     }
 }
 
@@ -366,6 +398,13 @@ fn responses() -> Vec<Response> {
             replays: 1,
             refused: 2,
             secret: secret("route-secret"),
+        }]),
+        Response::Sinks(vec![a365_proto::SinkStatus {
+            sink: sink(),
+            written_at: Some(1_899_999_000),
+            expires_at: Some(1_900_000_000),
+            writes: 3,
+            error: Some("why not".into()),
         }]),
     ];
     for kind in error_kinds() {
@@ -473,9 +512,9 @@ fn every_variant_encodes_as_committed_in_both_encodings() {
     let requests = names.iter().filter(|n| n.starts_with("request-")).count();
     assert_eq!(
         requests,
-        // 23 variants; `add` and `migrate` named per kind, store and
+        // 26 variants; `add` and `migrate` named per kind, store and
         // client auth; `remove` and `login-keep` twice each.
-        23 - 2 + 2 + Kind::ALL.len() + StoreKind::ALL.len() + ClientAuth::ALL.len()
+        26 - 2 + 2 + Kind::ALL.len() + StoreKind::ALL.len() + ClientAuth::ALL.len()
     );
     let errors = names
         .iter()

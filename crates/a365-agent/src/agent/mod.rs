@@ -21,6 +21,7 @@ mod migrate;
 mod routes;
 mod settings;
 mod signin;
+mod sinks;
 mod staging;
 mod status;
 mod workspace_list;
@@ -88,6 +89,8 @@ pub struct Agent {
     settling: Mutex<std::collections::HashSet<String>>,
     /// The proxy routes ([`crate::proxy`]).
     routes: crate::proxy::Routes,
+    /// The file sinks ([`crate::sink`]).
+    sinks: crate::sink::Sinks,
 }
 
 impl Agent {
@@ -143,6 +146,7 @@ impl Agent {
             notices: Mutex::new(Vec::new()),
             settling: Mutex::default(),
             routes: crate::proxy::Routes::default(),
+            sinks: crate::sink::Sinks::default(),
         });
         if let Some(fleet) = fleet {
             // The shared profiles are served from the start when etcd answers.
@@ -166,6 +170,16 @@ impl Agent {
                 .await;
             if let Err(why) = started {
                 agent.routes.failed(route.clone(), why);
+            }
+        }
+        let mut names = std::collections::HashSet::new();
+        for sink in &config.sinks {
+            if !names.insert(sink.name.clone()) {
+                tracing::error!(sink = %sink.name, "a second [[sink]] of this name is not written");
+                continue;
+            }
+            if let Err(why) = agent.sinks.start(&agent, sink.clone()) {
+                agent.sinks.failed(sink.clone(), why);
             }
         }
         tokio::spawn(crate::expiry::expiry_watcher(
@@ -269,6 +283,9 @@ impl Agent {
             Request::ProxyAdd { route, replace } => self.proxy_add(route, replace).await,
             Request::ProxyRemove { name } => self.proxy_remove(&name).await,
             Request::ProxyList => Ok(Response::Routes(self.routes.list())),
+            Request::SinkAdd { sink, replace } => self.sink_add(sink, replace).await,
+            Request::SinkRemove { name } => self.sink_remove(&name).await,
+            Request::SinkList => Ok(Response::Sinks(self.sinks.list())),
             Request::Watch { .. } => Err(ErrorReply::new(
                 ErrorKind::BadRequest,
                 "watch must be the only request of its connection",

@@ -48,6 +48,7 @@ impl Agent {
                 refreshed_by: None,
                 client_auth: None,
                 assumed_lifetime_secs: None,
+                budget: Vec::new(),
             })
             .collect()
     }

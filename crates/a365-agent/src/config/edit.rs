@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use a365_proto::{ProfileSpec, ProxyRoute, StoreKind};
+use a365_proto::{FileSink, ProfileSpec, ProxyRoute, StoreKind};
 
 use super::ConfigError;
 
@@ -111,6 +111,14 @@ fn profile_table(spec: &ProfileSpec) -> toml_edit::Table {
             toml_edit::value(i64::try_from(secs).unwrap_or(i64::MAX)),
         );
     }
+    if !spec.limits.is_empty() {
+        let inline: toml_edit::InlineTable = spec
+            .limits
+            .iter()
+            .map(|(k, v)| (k.as_str(), toml_edit::Value::from(i64::from(*v))))
+            .collect();
+        table.insert("limits", toml_edit::value(inline));
+    }
     table
 }
 
@@ -166,24 +174,7 @@ pub fn write_route(path: &Path, route: &ProxyRoute) -> Result<(), ConfigError> {
             doc.remove("proxy");
             doc.insert("https_proxy", toml_edit::value(url));
         }
-        let routes = doc
-            .entry("proxy")
-            .or_insert_with(|| toml_edit::Item::ArrayOfTables(Default::default()))
-            .as_array_of_tables_mut()
-            .ok_or_else(|| ConfigError::Invalid("'proxy' in the config is not [[proxy]]".into()))?;
-        let table = route_table(route);
-        let at = routes
-            .iter()
-            .position(|t| t.get("name").and_then(|n| n.as_str()) == Some(route.name.as_str()));
-        match at.and_then(|i| routes.get_mut(i)) {
-            Some(existing) => {
-                let decor = existing.decor().clone();
-                *existing = table;
-                *existing.decor_mut() = decor;
-            }
-            None => routes.push(table),
-        }
-        Ok(())
+        put_named(doc, "proxy", &route.name, route_table(route))
     })
 }
 
@@ -214,19 +205,86 @@ fn route_table(route: &ProxyRoute) -> toml_edit::Table {
     table
 }
 
+/// Adds `[[sink]]` for `sink`, or replaces the one of its name (keeping
+/// the comments above it).
+pub fn write_sink(path: &Path, sink: &FileSink) -> Result<(), ConfigError> {
+    edit(path, |doc| {
+        put_named(doc, "sink", &sink.name, sink_table(sink))
+    })
+}
+
+/// Puts `table` in the `[[key]]` array: in place of the one named `name`
+/// (keeping the comments above it), else at the end.
+fn put_named(
+    doc: &mut toml_edit::DocumentMut,
+    key: &str,
+    name: &str,
+    table: toml_edit::Table,
+) -> Result<(), ConfigError> {
+    let tables = doc
+        .entry(key)
+        .or_insert_with(|| toml_edit::Item::ArrayOfTables(Default::default()))
+        .as_array_of_tables_mut()
+        .ok_or_else(|| ConfigError::Invalid(format!("'{key}' in the config is not [[{key}]]")))?;
+    let at = tables
+        .iter()
+        .position(|t| t.get("name").and_then(|n| n.as_str()) == Some(name));
+    match at.and_then(|i| tables.get_mut(i)) {
+        Some(existing) => {
+            let decor = existing.decor().clone();
+            *existing = table;
+            *existing.decor_mut() = decor;
+        }
+        None => tables.push(table),
+    }
+    Ok(())
+}
+
+/// `[[sink]]` as written: only the fields the sink sets.
+fn sink_table(sink: &FileSink) -> toml_edit::Table {
+    let mut table = toml_edit::Table::new();
+    table.insert("name", toml_edit::value(sink.name.as_str()));
+    table.insert("path", toml_edit::value(sink.path.as_str()));
+    table.insert("profile", toml_edit::value(sink.profile.as_str()));
+    if sink.format != a365_proto::SinkFormat::Raw {
+        table.insert("format", toml_edit::value(sink.format.as_str()));
+    }
+    if !sink.newline {
+        table.insert("newline", toml_edit::value(false));
+    }
+    for (key, value) in [
+        ("workspace", &sink.workspace),
+        ("var", &sink.var),
+        ("group", &sink.group),
+        ("command", &sink.command),
+    ] {
+        if let Some(value) = value {
+            table.insert(key, toml_edit::value(value.as_str()));
+        }
+    }
+    table
+}
+
+/// Removes the `[[sink]]` named `name`; true if it was there.
+pub fn remove_sink(path: &Path, name: &str) -> Result<bool, ConfigError> {
+    remove_named(path, "sink", name)
+}
+
 /// Removes the `[[proxy]]` named `name`; true if it was there.
 pub fn remove_route(path: &Path, name: &str) -> Result<bool, ConfigError> {
+    remove_named(path, "proxy", name)
+}
+
+/// Removes the `[[key]]` table named `name`; true if it was there.
+fn remove_named(path: &Path, key: &str, name: &str) -> Result<bool, ConfigError> {
     let mut removed = false;
     edit(path, |doc| {
-        if let Some(routes) = doc
-            .get_mut("proxy")
-            .and_then(|p| p.as_array_of_tables_mut())
-        {
-            let before = routes.len();
-            routes.retain(|t| t.get("name").and_then(|n| n.as_str()) != Some(name));
-            removed = routes.len() != before;
-            if routes.is_empty() {
-                doc.remove("proxy");
+        if let Some(tables) = doc.get_mut(key).and_then(|p| p.as_array_of_tables_mut()) {
+            let before = tables.len();
+            tables.retain(|t| t.get("name").and_then(|n| n.as_str()) != Some(name));
+            removed = tables.len() != before;
+            if tables.is_empty() {
+                doc.remove(key);
             }
         }
         Ok(())

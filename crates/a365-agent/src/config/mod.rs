@@ -8,8 +8,8 @@ mod edit;
 mod read;
 
 pub use edit::{
-    in_background, remove_profile, remove_route, write_default_profile, write_default_store,
-    write_profile, write_route,
+    in_background, remove_profile, remove_route, remove_sink, write_default_profile,
+    write_default_store, write_profile, write_route, write_sink,
 };
 
 use std::collections::BTreeMap;
@@ -92,6 +92,9 @@ pub struct Config {
     /// (`[[proxy]]`, read by [`read`]).
     #[serde(skip)]
     pub routes: Vec<a365_proto::ProxyRoute>,
+    /// Files kept holding a profile's current token (`[[sink]]`).
+    #[serde(default, rename = "sink")]
+    pub sinks: Vec<a365_proto::FileSink>,
     /// A PEM bundle of CAs trusted, besides the platform's, for every
     /// profile without a `ca_file` of its own; read again when it changes.
     pub ca_file: Option<PathBuf>,

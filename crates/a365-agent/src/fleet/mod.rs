@@ -19,6 +19,7 @@
 //! stalled past its lease can never overwrite a newer refresh token. The
 //! refresh itself is [`crate::profile`]'s `fleet` loop.
 
+mod budget;
 mod config;
 pub mod etcd;
 mod lock;

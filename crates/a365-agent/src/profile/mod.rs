@@ -123,6 +123,9 @@ pub struct Profile {
     /// What clients ask of the refresher.
     mailbox: mailbox::Mailbox,
     task: Mutex<Option<JoinHandle<()>>>,
+    /// The token endpoint's request budget this profile's requests count
+    /// against ([`crate::budget`]), if it has one.
+    budget: Option<Arc<crate::budget::Budget>>,
 }
 
 impl Profile {
@@ -132,6 +135,9 @@ impl Profile {
         shared: Arc<Shared>,
         initial: Snapshot,
     ) -> Profile {
+        let budget = endpoint
+            .as_ref()
+            .and_then(|e| shared.budgets.of(&spec, &e.token_url));
         Profile {
             name,
             spec,
@@ -141,6 +147,7 @@ impl Profile {
             state: watch::Sender::new(initial),
             mailbox: mailbox::Mailbox::new(),
             task: Mutex::new(None),
+            budget,
         }
     }
 

@@ -234,6 +234,15 @@ impl Profile {
             }
             credential.refresh_sent_at_ms = None;
         }
+        // Within the token endpoint's budget, counted (and saved) before
+        // it is sent; else the current token is served meanwhile.
+        if let Some(budget) = &self.budget
+            && let Err(hold) = budget.admit(now).await
+        {
+            self.held_back(&hold, now);
+            return Ok(());
+        }
+        let admitted = self.budget.as_ref().map(|b| (Arc::clone(b), now));
         // Nothing is sent that could not be found again after a crash (a
         // Designer Cloud tag), nor a refresh token that may be spent
         // without a record that it was sent.
@@ -254,6 +263,9 @@ impl Profile {
         }
         let result = self.send(exchange, credential).await;
         let now = self.shared.clock.now_ms();
+        if let Some((budget, at)) = admitted {
+            budget.settle(at, now).await;
+        }
         match result {
             Ok(got) => {
                 *failures = 0;
@@ -431,6 +443,33 @@ impl Profile {
         );
         self.state.send_modify(|s| s.failing(retry_at, error));
         saved.map_err(|_| Unsaved)
+    }
+
+    /// A token request waits for the budget: the current token is served,
+    /// clients that need a newer one are told why and until when, and the
+    /// next round is at `hold.until_ms`. Not a failure: no back-off grows.
+    pub(super) fn held_back(&self, hold: &crate::budget::Hold, now: i64) {
+        let client_id = self.spec.client_id.as_deref().unwrap_or("(none)");
+        let message = hold.message(client_id, now);
+        tracing::warn!(profile = %self.name, "token request held back: {message}");
+        let held_expiry = self.snapshot().token.as_ref().and_then(|h| h.expires_at_ms);
+        self.shared.events.emit(
+            &self.name,
+            EventKind::HeldBack,
+            held_expiry,
+            message.clone(),
+        );
+        self.mailbox.answered();
+        self.state
+            .send_modify(|s| s.failing(hold.until_ms, message));
+    }
+
+    /// Each window of this profile's budget and what is used of it.
+    pub(crate) fn budget_used(&self, now: i64) -> Vec<a365_proto::BudgetWindow> {
+        self.budget
+            .as_ref()
+            .map(|b| b.used(now))
+            .unwrap_or_default()
     }
 
     /// The credential is dead, for the user to act on `message`.

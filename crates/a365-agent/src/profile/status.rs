@@ -58,6 +58,7 @@ impl Profile {
             store: self.home.name().into(),
             is_default,
             rotates: snap.rotates,
+            budget: self.budget_used(now),
             refreshed_by: snap.refreshed_by.clone(),
             client_auth: snap.client_auth,
             assumed_lifetime_secs: token.and_then(|t| t.assumed_lifetime_s),

@@ -54,6 +54,20 @@ impl Profile {
         (forced, wanted_ms): (bool, u64),
         uncommitted: &mut Option<Uncommitted>,
     ) -> Next {
+        // Within the client id's budget, counted in etcd for every member
+        // before anything is marked or sent.
+        let mut admitted = None;
+        if let Some(budget) = &self.budget {
+            let now = self.shared.clock.now_ms();
+            match fleet.admit(budget, now).await {
+                Ok(Ok(())) => admitted = Some((budget, now)),
+                Ok(Err(hold)) => {
+                    self.held_back(&hold, now);
+                    return Next::Soon(hold.until_ms.saturating_sub(now).max(1));
+                }
+                Err(e) => return Next::Failed(no_refresh(&e)),
+            }
+        }
         let begun = match self.begin(fleet, lock, forced, wanted_ms).await {
             Ok(begun) => begun,
             Err(next) => return next,
@@ -64,6 +78,12 @@ impl Profile {
         tracing::debug!(profile = %self.name, member = %fleet.member, "refreshing for the fleet");
         let send = self.send(exchange, &begun.credential);
         let result = self.holding(fleet, lock, send).await;
+        if let Some((budget, at)) = admitted {
+            let done = self.shared.clock.now_ms();
+            if let Err(e) = fleet.settle(budget, at, done).await {
+                tracing::warn!(profile = %self.name, "the fleet's budget keeps the request's start: {e}");
+            }
+        }
         self.end(fleet, begun, result, uncommitted).await
     }
 

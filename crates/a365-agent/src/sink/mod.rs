@@ -1,0 +1,316 @@
+//! File sinks: a profile's current token kept in a file, for tools that
+//! read one (a container's secret file, a service's token file). One file
+//! per concern:
+//!
+//! - [`place`]: where a sink may write (a directory nobody else can write);
+//! - [`write`]: what is written, and how (atomically, 0600 or 0640).
+//!
+//! Each sink is one task: it asks the agent for the token as any client
+//! does, writes it when it changed, and sleeps until an event of its
+//! profile or the token's expiry. A dead profile's file is emptied, so
+//! that a reader fails loudly instead of sending a dead token.
+
+mod place;
+mod write;
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+
+use a365_proto::{ErrorKind, EventKind, FileSink, SinkStatus};
+use secrecy::ExposeSecret;
+use tokio::sync::broadcast;
+use tokio::task::JoinHandle;
+
+use crate::agent::{Agent, Answer};
+use crate::profile::Held;
+
+/// Whether `sink` may be written as it says: its place and its variable.
+pub(crate) fn check(sink: &FileSink) -> Result<place::Place, String> {
+    write::check_var(sink)?;
+    place::Place::check(sink)
+}
+
+/// How long a sink waits before asking again after an answer that was
+/// neither a token nor a verdict (the agent busy, a refresh failing).
+const RETRY: Duration = Duration::from_secs(30);
+
+/// The sinks being written.
+#[derive(Debug, Default)]
+pub struct Sinks {
+    running: Mutex<BTreeMap<String, Running>>,
+}
+
+#[derive(Debug)]
+struct Running {
+    status: Arc<Mutex<SinkStatus>>,
+    task: JoinHandle<()>,
+}
+
+impl Sinks {
+    /// Checks where `sink` writes and starts keeping it; the first write
+    /// happens in the background, as soon as the profile has a token.
+    pub(crate) fn start(&self, agent: &Arc<Agent>, sink: FileSink) -> Result<(), String> {
+        let place = check(&sink)?;
+        let status = Arc::new(Mutex::new(SinkStatus {
+            sink: sink.clone(),
+            written_at: None,
+            expires_at: None,
+            writes: 0,
+            error: Some("not written yet".into()),
+        }));
+        let events = agent.shared().events.subscribe();
+        let keeper = Keeper {
+            agent: Arc::downgrade(agent),
+            sink: sink.clone(),
+            place,
+            status: Arc::clone(&status),
+            written: None,
+        };
+        let task = tokio::spawn(keeper.run(events));
+        let old = self.lock().insert(sink.name, Running { status, task });
+        if let Some(old) = old {
+            old.task.abort();
+        }
+        Ok(())
+    }
+
+    /// A sink that could not start: listed with why, not written.
+    pub(crate) fn failed(&self, sink: FileSink, why: String) {
+        tracing::error!(sink = %sink.name, "not written: {why}");
+        let status = Arc::new(Mutex::new(SinkStatus {
+            sink: sink.clone(),
+            written_at: None,
+            expires_at: None,
+            writes: 0,
+            error: Some(why),
+        }));
+        let task = tokio::spawn(async {});
+        self.lock().insert(sink.name, Running { status, task });
+    }
+
+    /// Stops keeping `name`; its settings, if it was kept.
+    pub(crate) fn stop(&self, name: &str) -> Option<FileSink> {
+        let running = self.lock().remove(name)?;
+        running.task.abort();
+        let sink = lock(&running.status).sink.clone();
+        Some(sink)
+    }
+
+    pub(crate) fn get(&self, name: &str) -> Option<FileSink> {
+        self.lock().get(name).map(|r| lock(&r.status).sink.clone())
+    }
+
+    pub(crate) fn list(&self) -> Vec<SinkStatus> {
+        self.lock()
+            .values()
+            .map(|r| lock(&r.status).clone())
+            .collect()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Running>> {
+        self.running.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+fn lock(status: &Mutex<SinkStatus>) -> std::sync::MutexGuard<'_, SinkStatus> {
+    status.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// One sink's task.
+struct Keeper {
+    agent: Weak<Agent>,
+    sink: FileSink,
+    place: place::Place,
+    status: Arc<Mutex<SinkStatus>>,
+    /// The token in the file (`None`: none, or the file was emptied).
+    written: Option<Arc<Held>>,
+}
+
+/// What the agent said when asked for the token.
+enum Asked {
+    Token {
+        profile: String,
+        held: Arc<Held>,
+    },
+    /// The profile cannot give a token until the user acts, or is gone.
+    Dead(String),
+    /// Not now (a refresh failing, the agent stopping): ask again later.
+    NotNow(String),
+}
+
+impl Keeper {
+    async fn run(mut self, mut events: broadcast::Receiver<a365_proto::Event>) {
+        loop {
+            let asked = self.ask().await;
+            let (watched, wake) = match asked {
+                Asked::Token { profile, held } => {
+                    let changed = self
+                        .written
+                        .as_ref()
+                        .is_none_or(|w| w.secret.expose_secret() != held.secret.expose_secret());
+                    if changed {
+                        self.write(&held).await;
+                    }
+                    let wake = held.expires_at_ms.map(|exp| {
+                        let now = jiff::Timestamp::now().as_millisecond();
+                        Duration::from_millis(u64::try_from(exp - now).unwrap_or(0) + 1_000)
+                    });
+                    (profile, wake)
+                }
+                Asked::Dead(why) => {
+                    self.empty(why).await;
+                    (self.sink.profile.clone(), None)
+                }
+                Asked::NotNow(why) => {
+                    // A token past its expiry is dead to every reader.
+                    let expired = self.written.as_ref().is_some_and(|w| {
+                        w.expires_at_ms
+                            .is_some_and(|exp| exp <= jiff::Timestamp::now().as_millisecond())
+                    });
+                    if expired {
+                        self.empty(format!("the token expired and none came: {why}"))
+                            .await;
+                    }
+                    (self.sink.profile.clone(), Some(RETRY))
+                }
+            };
+            if !self.wait(&mut events, &watched, wake).await {
+                return;
+            }
+        }
+    }
+
+    async fn ask(&self) -> Asked {
+        let Some(agent) = self.agent.upgrade() else {
+            return Asked::NotNow("the agent is stopping".into());
+        };
+        let request = a365_proto::Request::Token(a365_proto::TokenRequest {
+            profile: Some(self.sink.profile.clone()),
+            min_valid_ms: 0,
+            scopes: Vec::new(),
+            workspace: self.sink.workspace.clone(),
+        });
+        match agent.handle(request).await {
+            Answer::Token { profile, held } => Asked::Token {
+                profile: profile.name.clone(),
+                held,
+            },
+            Answer::Response(a365_proto::Response::Error(e)) => match e.kind {
+                ErrorKind::NeedsReauth | ErrorKind::UnknownProfile | ErrorKind::InvalidProfile => {
+                    Asked::Dead(e.message)
+                }
+                _ => Asked::NotNow(e.message),
+            },
+            Answer::Response(_) => Asked::NotNow("the agent answered something else".into()),
+        }
+    }
+
+    /// Sleeps until an event that may change what the file should hold,
+    /// or `wake`; false when the agent is gone.
+    async fn wait(
+        &self,
+        events: &mut broadcast::Receiver<a365_proto::Event>,
+        watched: &str,
+        wake: Option<Duration>,
+    ) -> bool {
+        let sleep = tokio::time::sleep(wake.unwrap_or(Duration::from_secs(86_400)));
+        tokio::pin!(sleep);
+        loop {
+            tokio::select! {
+                () = &mut sleep => return true,
+                event = events.recv() => match event {
+                    Ok(e) if e.profile == watched || e.profile == self.sink.profile => {
+                        if matches!(
+                            e.kind,
+                            EventKind::Refreshed | EventKind::NeedsReauth | EventKind::Removed
+                        ) {
+                            return true;
+                        }
+                    }
+                    Ok(_) => {}
+                    // Missed events: ask again, whatever they were.
+                    Err(broadcast::error::RecvError::Lagged(_)) => return true,
+                    Err(broadcast::error::RecvError::Closed) => return false,
+                },
+            }
+        }
+    }
+
+    async fn write(&mut self, held: &Arc<Held>) {
+        let content = match write::render(&self.sink, held) {
+            Ok(content) => content,
+            Err(why) => {
+                self.empty(why).await;
+                return;
+            }
+        };
+        let place = self.place.clone();
+        let started = std::time::Instant::now();
+        let done = tokio::task::spawn_blocking(move || place.write(&content)).await;
+        let result = done.unwrap_or_else(|e| Err(format!("the write panicked: {e}")));
+        let now = jiff::Timestamp::now().as_second();
+        match result {
+            Ok(()) => {
+                tracing::debug!(
+                    sink = %self.sink.name,
+                    micros = started.elapsed().as_micros() as u64,
+                    "written"
+                );
+                self.written = Some(Arc::clone(held));
+                {
+                    let mut status = lock(&self.status);
+                    status.written_at = Some(now);
+                    status.expires_at = held.expires_at_ms.map(|ms| ms.div_euclid(1000));
+                    status.writes += 1;
+                    status.error = None;
+                }
+                self.after_write().await;
+            }
+            Err(why) => {
+                tracing::warn!(sink = %self.sink.name, "cannot write {}: {why}", self.sink.path);
+                lock(&self.status).error = Some(why);
+            }
+        }
+    }
+
+    /// The file holds no token: its profile is dead or gone.
+    async fn empty(&mut self, why: String) {
+        let already = lock(&self.status).error.as_deref() == Some(why.as_str());
+        if self.written.is_none() && already {
+            return;
+        }
+        let place = self.place.clone();
+        let done = tokio::task::spawn_blocking(move || place.write(b"")).await;
+        let result = done.unwrap_or_else(|e| Err(format!("the write panicked: {e}")));
+        self.written = None;
+        let mut status = lock(&self.status);
+        status.expires_at = None;
+        match result {
+            Ok(()) => {
+                tracing::warn!(sink = %self.sink.name, "emptied {}: {why}", self.sink.path);
+                status.error = Some(why);
+            }
+            Err(e) => {
+                tracing::error!(sink = %self.sink.name, "cannot empty {}: {e}", self.sink.path);
+                status.error = Some(format!("{why}; and the file could not be emptied: {e}"));
+            }
+        }
+    }
+
+    /// The sink's `command`, after a write (never given the token).
+    async fn after_write(&self) {
+        let Some(command) = self.sink.command.clone() else {
+            return;
+        };
+        let envs = vec![
+            ("A365_SINK", self.sink.name.clone()),
+            ("A365_PROFILE", self.sink.profile.clone()),
+            ("A365_SINK_PATH", self.sink.path.clone()),
+        ];
+        let what = format!("sink '{}' command", self.sink.name);
+        let _ =
+            tokio::task::spawn_blocking(move || crate::events::run_command(&what, &command, &envs))
+                .await;
+    }
+}

@@ -1,0 +1,219 @@
+//! Where a sink may write, and the write itself. A file in a directory
+//! another user can write is theirs to swap (a link to a file of their
+//! choosing, a rename of ours), so such a place is refused, and checked
+//! again before every write: the file's directory and each directory above
+//! it belong to this user or root, and only the sticky ones (`/tmp`) may
+//! be writable by others above the file's own.
+
+#[cfg(unix)]
+use std::path::PathBuf;
+
+use a365_proto::FileSink;
+
+/// A checked place to write a sink's file.
+#[derive(Debug, Clone)]
+pub(crate) struct Place {
+    #[cfg(unix)]
+    path: PathBuf,
+    /// The group that may read the file (mode 0640).
+    #[cfg(unix)]
+    gid: Option<u32>,
+}
+
+impl Place {
+    /// Where `sink` writes, if it may.
+    pub(crate) fn check(sink: &FileSink) -> Result<Place, String> {
+        #[cfg(unix)]
+        {
+            let path = PathBuf::from(&sink.path);
+            let gid = sink.group.as_deref().map(unix::group).transpose()?;
+            let place = Place { path, gid };
+            place.check_dirs()?;
+            Ok(place)
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = sink;
+            Err(
+                "file sinks are not available on this system yet: use `a365 exec` or \
+                 `a365 token` to hand a token to a tool"
+                    .into(),
+            )
+        }
+    }
+
+    /// Replaces the file with `bytes` atomically: a reader sees the old
+    /// file or the new one, whole, never a part.
+    pub(super) fn write(&self, bytes: &[u8]) -> Result<(), String> {
+        #[cfg(unix)]
+        {
+            self.check_dirs()?;
+            unix::write(&self.path, self.gid, bytes)
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = bytes;
+            Err("file sinks are not available on this system yet".into())
+        }
+    }
+
+    #[cfg(unix)]
+    fn check_dirs(&self) -> Result<(), String> {
+        unix::check(&self.path)
+    }
+}
+
+#[cfg(unix)]
+mod unix {
+    use std::io::Write;
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    use std::path::Path;
+
+    /// A group by name (or number).
+    pub(super) fn group(name: &str) -> Result<u32, String> {
+        if let Some(group) = uzers::get_group_by_name(name) {
+            return Ok(group.gid());
+        }
+        name.parse()
+            .map_err(|_| format!("there is no group named '{}'", name.escape_default()))
+    }
+
+    pub(super) fn check(path: &Path) -> Result<(), String> {
+        if !path.is_absolute() {
+            return Err(format!(
+                "{} is not an absolute path (the agent's working directory is not yours)",
+                path.display()
+            ));
+        }
+        let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
+            return Err(format!("{} names no file", path.display()));
+        };
+        if name == ".." || name == "." {
+            return Err(format!("{} names no file", path.display()));
+        }
+        let real = std::fs::canonicalize(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        let me = rustix::process::geteuid().as_raw();
+        for (i, ancestor) in real.ancestors().enumerate() {
+            let meta =
+                std::fs::metadata(ancestor).map_err(|e| format!("{}: {e}", ancestor.display()))?;
+            if !meta.is_dir() {
+                return Err(format!("{} is not a directory", ancestor.display()));
+            }
+            if meta.uid() != me && meta.uid() != 0 {
+                return Err(format!(
+                    "{} belongs to uid {}, not to you or root: that user could replace the \
+                     file; pick a directory of yours",
+                    ancestor.display(),
+                    meta.uid()
+                ));
+            }
+            let others_write = meta.mode() & 0o022 != 0;
+            let sticky = meta.mode() & 0o1000 != 0;
+            if others_write && (i == 0 || !sticky) {
+                return Err(format!(
+                    "{} can be written by other users (mode {:o}): they could replace the \
+                     file; pick a directory only you can write",
+                    ancestor.display(),
+                    meta.mode() & 0o7777
+                ));
+            }
+        }
+        match std::fs::symlink_metadata(path) {
+            Ok(meta) if meta.is_dir() => Err(format!("{} is a directory", path.display())),
+            _ => Ok(()),
+        }
+    }
+
+    pub(super) fn write(path: &Path, gid: Option<u32>, bytes: &[u8]) -> Result<(), String> {
+        let at = |e: std::io::Error| format!("writing {}: {e}", path.display());
+        let dir = path
+            .parent()
+            .ok_or_else(|| format!("{} names no file", path.display()))?;
+        let name = path.file_name().unwrap_or_default().to_string_lossy();
+        // Made 0600 by tempfile; the group's read bit only once it owns it.
+        let mut tmp = tempfile::Builder::new()
+            .prefix(&format!(".{name}."))
+            .suffix(".tmp")
+            .tempfile_in(dir)
+            .map_err(at)?;
+        if let Some(gid) = gid {
+            rustix::fs::fchown(tmp.as_file(), None, Some(rustix::fs::Gid::from_raw(gid))).map_err(
+                |e| {
+                    format!(
+                        "giving {} to group {gid}: {e} (the agent's user must be a member of it)",
+                        path.display()
+                    )
+                },
+            )?;
+            tmp.as_file()
+                .set_permissions(std::fs::Permissions::from_mode(0o640))
+                .map_err(at)?;
+        }
+        tmp.write_all(bytes).map_err(at)?;
+        tmp.as_file().sync_all().map_err(at)?;
+        tmp.persist(path).map_err(|e| at(e.error))?;
+        // The rename itself is durable only once the directory is.
+        std::fs::File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(at)
+    }
+}
+
+#[cfg(all(test, unix))]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    fn sink(path: &std::path::Path) -> FileSink {
+        FileSink {
+            name: "s".into(),
+            path: path.to_string_lossy().into_owned(),
+            profile: "p".into(),
+            workspace: None,
+            format: a365_proto::SinkFormat::Raw,
+            newline: true,
+            var: None,
+            group: None,
+            command: None,
+        }
+    }
+
+    #[test]
+    fn writes_whole_files_0600() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
+        let path = dir.path().join("token");
+        let place = Place::check(&sink(&path)).unwrap();
+        place.write(b"one\n").unwrap();
+        place.write(b"two\n").unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), b"two\n");
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        // No temporary file is left behind.
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn refuses_what_others_could_replace() {
+        let dir = tempfile::tempdir().unwrap();
+        let open = dir.path().join("open");
+        std::fs::create_dir(&open).unwrap();
+        std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o777)).unwrap();
+        let err = Place::check(&sink(&open.join("t"))).unwrap_err();
+        assert!(err.contains("other users"), "{err}");
+        // Sticky above is fine, not as the file's own directory.
+        std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o1777)).unwrap();
+        assert!(Place::check(&sink(&open.join("t"))).is_err());
+        let mine = open.join("mine");
+        std::fs::create_dir(&mine).unwrap();
+        std::fs::set_permissions(&mine, std::fs::Permissions::from_mode(0o700)).unwrap();
+        assert!(Place::check(&sink(&mine.join("t"))).is_ok());
+        // Relative paths, directories, missing directories.
+        assert!(Place::check(&sink(std::path::Path::new("t"))).is_err());
+        assert!(Place::check(&sink(&mine)).is_err());
+        assert!(Place::check(&sink(&mine.join("no/t"))).is_err());
+        let mut grouped = sink(&mine.join("t"));
+        grouped.group = Some("no-such-group-a365".into());
+        assert!(Place::check(&grouped).unwrap_err().contains("no group"));
+    }
+}
