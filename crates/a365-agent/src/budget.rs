@@ -65,8 +65,7 @@ impl Hold {
     pub(crate) fn message(&self, client_id: &str, now_ms: i64) -> String {
         format!(
             "the token endpoint allows client id {client_id} {} token requests per {}, and as \
-             many were sent (by every profile of that client id): the next may be sent in {}; \
-             the current token is served meanwhile",
+             many were sent (by every profile of that client id): the next may be sent in {}",
             self.limit,
             human_ms(ms(self.secs)),
             human_ms(self.until_ms.saturating_sub(now_ms).max(0))
@@ -74,22 +73,40 @@ impl Hold {
     }
 }
 
-/// The send times a budget knows (UTC epoch ms), oldest first, and what
-/// they allow: pure, so that local and fleet budgets share it.
+/// How far ahead of this clock a counted time may be (another member's
+/// clock, a little ahead) and still count; one further ahead is forged or
+/// from a clock that is wrong, and is dropped rather than let it hold
+/// requests back for as long as it likes.
+const AHEAD_MS: i64 = 10_000;
+/// A request in flight longer than this was given up by an agent that
+/// stopped (a crash): it counts as ended then.
+const IN_FLIGHT_MS: i64 = 300_000;
+
+/// The requests a budget knows (UTC epoch ms) and what they allow: pure,
+/// so that local and fleet budgets share it.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct Ledger {
+    /// When each answered (or failed) request ended.
+    #[serde(default)]
     pub sent: Vec<i64>,
+    /// Requests under way, by the instant each was admitted (its id,
+    /// unique): each counts as happening now until it is settled, however
+    /// long it takes.
+    #[serde(default)]
+    pub in_flight: Vec<i64>,
 }
 
 impl Ledger {
-    /// Counts a request at `now` if every window allows it; else when it
-    /// may be sent.
-    pub(crate) fn admit(&mut self, limits: &Limits, now: i64) -> Result<(), Hold> {
+    /// Counts a request at `now` if every window allows it (its id); else
+    /// when it may be sent.
+    pub(crate) fn admit(&mut self, limits: &Limits, now: i64) -> Result<i64, Hold> {
         self.tidy(limits, now);
         let mut hold: Option<Hold> = None;
         for &(secs, limit) in &limits.0 {
             let since = now.saturating_sub(ms(secs));
-            let inside: Vec<i64> = self.sent.iter().copied().filter(|t| *t > since).collect();
+            let mut inside: Vec<i64> = self.sent.iter().copied().filter(|t| *t > since).collect();
+            inside.extend(self.in_flight.iter().map(|_| now));
+            inside.sort_unstable();
             let limit_n = usize::try_from(limit).unwrap_or(usize::MAX);
             if inside.len() >= limit_n {
                 // Allowed once enough of them have left the window.
@@ -107,18 +124,30 @@ impl Ledger {
         if let Some(hold) = hold {
             return Err(hold);
         }
-        self.sent.push(now);
-        Ok(())
+        let mut id = now;
+        while self.in_flight.contains(&id) {
+            id = id.saturating_add(1);
+        }
+        self.in_flight.push(id);
+        Ok(id)
     }
 
-    /// The request counted at `at` was answered (or given up) at `done`:
-    /// it is counted from then on. The server saw it somewhere between
-    /// the two, so counting from the later keeps every window whole at
-    /// the server, whatever the request's latency.
-    pub(crate) fn settle(&mut self, at: i64, done: i64) {
-        if let Some(pos) = self.sent.iter().rposition(|t| *t == at) {
-            self.sent[pos] = done.max(at);
+    /// The request admitted as `id` was answered (or given up) at `done`:
+    /// it counts from then on. The server saw it somewhere between the
+    /// two, so counting from the later keeps every window whole at the
+    /// server, whatever the request's latency.
+    pub(crate) fn settle(&mut self, id: i64, done: i64) {
+        if let Some(pos) = self.in_flight.iter().position(|t| *t == id) {
+            self.in_flight.swap_remove(pos);
+            self.sent.push(done.max(id));
             self.sent.sort_unstable();
+        }
+    }
+
+    /// The request admitted as `id` was not sent after all.
+    pub(crate) fn cancel(&mut self, id: i64) {
+        if let Some(pos) = self.in_flight.iter().position(|t| *t == id) {
+            self.in_flight.swap_remove(pos);
         }
     }
 
@@ -129,11 +158,8 @@ impl Ledger {
             .iter()
             .map(|&(secs, limit)| {
                 let since = now.saturating_sub(ms(secs));
-                let used = self
-                    .sent
-                    .iter()
-                    .filter(|t| **t > since && **t <= now)
-                    .count();
+                let done = self.sent.iter().filter(|t| **t > since).count();
+                let used = done.saturating_add(self.in_flight.len());
                 BudgetWindow {
                     secs,
                     limit,
@@ -143,33 +169,90 @@ impl Ledger {
             .collect()
     }
 
-    /// Drops what no window sees any more; a time ahead of `now` (the
-    /// clock was set back, or a record came from a member whose clock is
-    /// ahead) counts as now, so that it is neither lost nor counted for
-    /// longer than a window.
+    /// Drops what no window sees any more, and what is too far ahead of
+    /// `now` to be true; a request in flight for too long counts as ended.
+    ///
+    /// Profiles of one client id may name different windows: what any of
+    /// them needs is kept (Nexar's week at least).
     fn tidy(&mut self, limits: &Limits, now: i64) {
-        let since = now.saturating_sub(limits.longest_ms());
-        for t in &mut self.sent {
-            *t = (*t).min(now);
-        }
-        self.sent.retain(|t| *t > since);
+        let ahead = now.saturating_add(AHEAD_MS);
+        let stale = now.saturating_sub(IN_FLIGHT_MS);
+        let (ended, going): (Vec<i64>, Vec<i64>) = self
+            .in_flight
+            .iter()
+            .copied()
+            .filter(|t| *t <= ahead)
+            .partition(|t| *t < stale);
+        self.in_flight = going;
+        self.sent
+            .extend(ended.into_iter().map(|t| t.saturating_add(IN_FLIGHT_MS)));
+        let keep = limits.longest_ms().max(ms(NEXAR[3].0));
+        let since = now.saturating_sub(keep);
+        self.sent.retain(|t| *t > since && *t <= ahead);
         self.sent.sort_unstable();
-        // More than the longest window allows is noise (or forged).
-        let most = limits.0.iter().map(|(_, n)| *n as usize).max().unwrap_or(0);
+        // More than the largest window allows is noise (or forged).
+        let most = limits
+            .0
+            .iter()
+            .map(|(_, n)| *n as usize)
+            .chain([NEXAR[3].1 as usize])
+            .max()
+            .unwrap_or(0);
         if self.sent.len() > most {
             let cut = self.sent.len() - most;
             self.sent.drain(..cut);
         }
+        self.in_flight.truncate(most);
     }
 }
 
-/// One client id's budget on this agent.
+/// A profile's share of its client id's budget: the ledger they all
+/// count in, and the windows this profile keeps to.
+#[derive(Debug, Clone)]
+pub(crate) struct Quota {
+    pub(crate) budget: Arc<Budget>,
+    pub(crate) limits: Limits,
+}
+
+impl Quota {
+    /// Counts one token request, saved before it is sent (a crash loop
+    /// counts every request it made): its id; else when it may be sent.
+    /// The clock is read once this request's turn has come.
+    pub(crate) async fn admit(&self, clock: &dyn crate::clock::Clock) -> Result<i64, Hold> {
+        self.budget
+            .amend(|ledger| ledger.admit(&self.limits, clock.now_ms()))
+            .await
+    }
+
+    /// The request admitted as `id` ended at `done` ([`Ledger::settle`]).
+    pub(crate) async fn settle(&self, id: i64, done: i64) {
+        let settled = self.budget.amend(|ledger| {
+            ledger.settle(id, done);
+            Ok::<(), ()>(())
+        });
+        let _ = settled.await;
+    }
+
+    /// The request admitted as `id` was not sent.
+    pub(crate) async fn cancel(&self, id: i64) {
+        let cancelled = self.budget.amend(|ledger| {
+            ledger.cancel(id);
+            Ok::<(), ()>(())
+        });
+        let _ = cancelled.await;
+    }
+
+    pub(crate) fn used(&self, now: i64) -> Vec<BudgetWindow> {
+        self.budget.lock().used(&self.limits, now)
+    }
+}
+
+/// One client id's ledger on this agent.
 #[derive(Debug)]
 pub(crate) struct Budget {
     /// `host client-id`, what is counted together.
     key: String,
     client_id: String,
-    pub(crate) limits: Limits,
     ledger: Mutex<Ledger>,
     /// One admission at a time, saved in the order decided.
     turn: tokio::sync::Mutex<()>,
@@ -196,37 +279,22 @@ impl Budget {
         &self.client_id
     }
 
-    /// Counts one token request at `now`, saved before it is sent (a
-    /// crash loop counts every request it made); else when it may be.
-    pub(crate) async fn admit(&self, now: i64) -> Result<(), Hold> {
+    /// Applies `change` to the ledger, one change at a time, and saves
+    /// the ledger it made (in the order the changes were made).
+    async fn amend<T, E>(&self, change: impl FnOnce(&mut Ledger) -> Result<T, E>) -> Result<T, E> {
         let _turn = self.turn.lock().await;
-        let ledger = {
+        let (out, ledger) = {
             let mut ledger = self.lock();
-            ledger.admit(&self.limits, now)?;
-            ledger.clone()
+            let out = change(&mut ledger)?;
+            (out, ledger.clone())
         };
         self.save(ledger).await;
-        Ok(())
-    }
-
-    /// The request admitted at `at` ended at `done` ([`Ledger::settle`]).
-    pub(crate) async fn settle(&self, at: i64, done: i64) {
-        let _turn = self.turn.lock().await;
-        let ledger = {
-            let mut ledger = self.lock();
-            ledger.settle(at, done);
-            ledger.clone()
-        };
-        self.save(ledger).await;
+        Ok(out)
     }
 
     /// Takes what the fleet counted (it knows every member's requests).
     pub(crate) fn adopt(&self, ledger: Ledger) {
         *self.lock() = ledger;
-    }
-
-    pub(crate) fn used(&self, now: i64) -> Vec<BudgetWindow> {
-        self.lock().used(&self.limits, now)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Ledger> {
@@ -278,19 +346,22 @@ impl Budgets {
     }
 
     /// The budget `spec`'s token requests count against, if its endpoint
-    /// has one. Read from its file the first time.
-    pub(crate) fn of(&self, spec: &ProfileSpec, token_url: &reqwest::Url) -> Option<Arc<Budget>> {
+    /// has one: one ledger per client id (at that host), whatever windows
+    /// each profile keeps to. Read from its file the first time.
+    pub(crate) fn of(&self, spec: &ProfileSpec, token_url: &reqwest::Url) -> Option<Quota> {
         let limits = Limits::of(spec, token_url)?;
         let client_id = spec.client_id.clone().unwrap_or_default();
         let key = format!("{} {client_id}", token_url.host_str().unwrap_or_default());
         let mut all = self.all.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(budget) = all.get(&key).filter(|b| b.limits == limits) {
-            return Some(Arc::clone(budget));
+        if let Some(budget) = all.get(&key) {
+            return Some(Quota {
+                budget: Arc::clone(budget),
+                limits,
+            });
         }
         let mut budget = Budget {
             key: key.clone(),
             client_id,
-            limits,
             ledger: Mutex::default(),
             turn: tokio::sync::Mutex::new(()),
             file: None,
@@ -307,7 +378,7 @@ impl Budgets {
         }
         let budget = Arc::new(budget);
         all.insert(key, Arc::clone(&budget));
-        Some(budget)
+        Some(Quota { budget, limits })
     }
 }
 
@@ -324,11 +395,13 @@ mod tests {
         let limits = limits(&[(1, 2), (10, 5)]);
         let mut ledger = Ledger::default();
         let mut sent = Vec::new();
-        // Everyone wants a token every 50 ms for a minute.
+        // Everyone wants a token every 50 ms for a minute; each request
+        // takes 30 ms.
         for step in 0..1_200 {
             let now = 1_000_000 + step * 50;
-            if ledger.admit(&limits, now).is_ok() {
-                sent.push(now);
+            if let Ok(id) = ledger.admit(&limits, now) {
+                ledger.settle(id, now + 30);
+                sent.push(now + 30);
             }
         }
         for (i, t) in sent.iter().enumerate() {
@@ -344,25 +417,49 @@ mod tests {
     }
 
     #[test]
-    fn a_request_counts_from_its_answer() {
+    fn a_request_counts_from_its_answer_and_as_now_until_then() {
         let limits = limits(&[(1, 1)]);
         let mut ledger = Ledger::default();
-        ledger.admit(&limits, 0).unwrap();
-        // Answered 400 ms later: the server may have seen it at 399.
-        ledger.settle(0, 400);
-        assert_eq!(ledger.admit(&limits, 1_001).unwrap_err().until_ms, 1_401);
-        assert!(ledger.admit(&limits, 1_401).is_ok());
+        let id = ledger.admit(&limits, 0).unwrap();
+        // Still in flight 5 s later: it may reach the server any moment.
+        assert_eq!(ledger.admit(&limits, 5_000).unwrap_err().until_ms, 6_001);
+        // Answered at 5,400 ms: the server may have seen it at 5,399.
+        ledger.settle(id, 5_400);
+        assert_eq!(ledger.admit(&limits, 6_001).unwrap_err().until_ms, 6_401);
+        assert!(ledger.admit(&limits, 6_401).is_ok());
+        // Not sent after all: it does not count.
+        let mut ledger = Ledger::default();
+        let id = ledger.admit(&limits, 0).unwrap();
+        ledger.cancel(id);
+        assert!(ledger.admit(&limits, 1).is_ok());
+    }
+
+    #[test]
+    fn ids_are_unique_and_a_crashed_request_ends() {
+        let limits = limits(&[(1, 5)]);
+        let mut ledger = Ledger::default();
+        let a = ledger.admit(&limits, 100).unwrap();
+        let b = ledger.admit(&limits, 100).unwrap();
+        assert_ne!(a, b);
+        ledger.settle(b, 200);
+        assert_eq!(ledger.in_flight, [a]);
+        // Its agent stopped: counted as ended IN_FLIGHT_MS after it began.
+        ledger.admit(&limits, 100 + IN_FLIGHT_MS + 1).unwrap();
+        assert!(ledger.sent.contains(&(100 + IN_FLIGHT_MS)));
     }
 
     #[test]
     fn a_hold_says_when() {
         let limits = limits(&[(1, 2), (900, 3)]);
         let mut ledger = Ledger::default();
-        assert!(ledger.admit(&limits, 0).is_ok());
-        assert!(ledger.admit(&limits, 10).is_ok());
+        for at in [0, 10] {
+            let id = ledger.admit(&limits, at).unwrap();
+            ledger.settle(id, at);
+        }
         let hold = ledger.admit(&limits, 20).unwrap_err();
         assert_eq!((hold.until_ms, hold.secs), (1_001, 1));
-        assert!(ledger.admit(&limits, 1_001).is_ok());
+        let id = ledger.admit(&limits, 1_001).unwrap();
+        ledger.settle(id, 1_001);
         let hold = ledger.admit(&limits, 2_000).unwrap_err();
         assert_eq!((hold.until_ms, hold.secs, hold.limit), (900_001, 900, 3));
         let used = ledger.used(&limits, 2_000);
@@ -377,13 +474,45 @@ mod tests {
     #[test]
     fn future_and_forged_times_are_bounded() {
         let limits = limits(&[(1, 2), (10, 5)]);
+        let now = 1_000_000_000_000;
+        // Far ahead (forged, or a clock far off): dropped, not a hold.
         let mut ledger = Ledger {
-            sent: vec![i64::MAX; 1_000],
+            sent: vec![i64::MAX; 50_000],
+            in_flight: vec![i64::MAX; 50_000],
         };
-        // Counted as now, at most as many as the longest window allows.
-        let hold = ledger.admit(&limits, 50_000).unwrap_err();
-        assert!(hold.until_ms <= 60_001, "{hold:?}");
-        assert!(ledger.sent.len() <= 5);
+        assert!(ledger.admit(&limits, now).is_ok());
+        // A little ahead (another member's clock): counted, for a window.
+        let mut ledger = Ledger {
+            sent: vec![now + 5_000; 50_000],
+            in_flight: Vec::new(),
+        };
+        let hold = ledger.admit(&limits, now).unwrap_err();
+        assert!(hold.until_ms <= now + 15_001, "{hold:?}");
+        assert!(ledger.sent.len() <= 40_000);
+        let mut ledger = Ledger {
+            sent: vec![i64::MIN, -5, 0],
+            in_flight: vec![i64::MIN],
+        };
+        assert!(ledger.admit(&limits, now).is_ok());
+        assert!(ledger.sent.iter().all(|t| *t > 0), "{ledger:?}");
+    }
+
+    #[test]
+    fn profiles_of_one_client_id_share_one_ledger() {
+        let budgets = Budgets::new(None);
+        let nexar = reqwest::Url::parse("https://identity.nexar.com/connect/token").unwrap();
+        let plain = ProfileSpec {
+            client_id: Some("cid".into()),
+            ..ProfileSpec::default()
+        };
+        let strict = ProfileSpec {
+            limits: [("1h".into(), 1)].into(),
+            ..plain.clone()
+        };
+        let a = budgets.of(&plain, &nexar).unwrap();
+        let b = budgets.of(&strict, &nexar).unwrap();
+        assert!(Arc::ptr_eq(&a.budget, &b.budget));
+        assert_ne!(a.limits, b.limits);
     }
 
     #[test]
@@ -406,13 +535,17 @@ mod tests {
             limits: [("1h".into(), 2)].into(),
             ..ProfileSpec::default()
         };
+        let clock = crate::clock::ManualClock::new(1_000);
         let budgets = Budgets::new(Some(dir.path().to_owned()));
-        let budget = budgets.of(&spec, &url).unwrap();
-        budget.admit(1_000).await.unwrap();
-        budget.admit(2_000).await.unwrap();
+        let quota = budgets.of(&spec, &url).unwrap();
+        let id = quota.admit(&clock).await.unwrap();
+        quota.settle(id, 1_100).await;
+        clock.set(2_000);
+        quota.admit(&clock).await.unwrap();
         let again = Budgets::new(Some(dir.path().to_owned()));
-        let budget = again.of(&spec, &url).unwrap();
-        assert_eq!(budget.used(3_000)[0].used, 2);
-        assert!(budget.admit(3_000).await.is_err());
+        let quota = again.of(&spec, &url).unwrap();
+        assert_eq!(quota.used(3_000)[0].used, 2);
+        clock.set(3_000);
+        assert!(quota.admit(&clock).await.is_err());
     }
 }

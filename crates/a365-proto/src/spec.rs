@@ -136,6 +136,22 @@ pub fn window_secs(text: &str) -> Option<u64> {
     (1..=366 * 86_400).contains(&secs).then_some(secs)
 }
 
+impl ProfileSpec {
+    /// What is wrong with `limits`, if anything: a typo there would
+    /// quietly lift the budget it was meant to keep.
+    pub fn limits_error(&self) -> Option<String> {
+        let (window, count) = self
+            .limits
+            .iter()
+            .find(|(w, n)| window_secs(w).is_none() || **n == 0)?;
+        Some(format!(
+            "limits: '{}' = {count} is not a window and a count of requests (a window is a \
+             number and s, m, h, d or w, at most a year: \"15m\" = 200)",
+            window.escape_default()
+        ))
+    }
+}
+
 /// `limits` as `a365 set` takes them: `1s=2,15m=200` (or spaces).
 pub fn parse_limits(text: &str) -> Result<BTreeMap<String, u32>, String> {
     let mut limits = BTreeMap::new();

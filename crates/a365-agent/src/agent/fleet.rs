@@ -111,8 +111,35 @@ impl Agent {
         let last_generation = self.before_sharing(&fleet, name, replace, now).await?;
         let generation = crate::fleet::next_generation(last_generation, now);
         spec.store = None;
+        // The first exchange counts against the client id's budget too.
+        let quota = self.shared.budgets.of(&spec, &endpoint.token_url);
+        let mut admitted = None;
+        if let Some(quota) = &quota {
+            match fleet.admit(quota, now).await {
+                Ok(Ok(id)) => admitted = Some((quota, id)),
+                Ok(Err(hold)) => {
+                    let client_id = spec.client_id.as_deref().unwrap_or("(none)");
+                    return Err(unavailable(format!(
+                        "{}; nothing was put in the fleet",
+                        hold.message(client_id, now)
+                    )));
+                }
+                Err(e) => {
+                    return Err(unavailable(format!(
+                        "the fleet's token request budget cannot be read ({e}); nothing was \
+                         put in the fleet"
+                    )));
+                }
+            }
+        }
         let exchange = self.shared.exchange(name, &endpoint, &spec);
-        let got = match provider::of(spec.kind).obtain(exchange, &credential).await {
+        let obtained = provider::of(spec.kind).obtain(exchange, &credential).await;
+        if let Some((quota, id)) = admitted
+            && let Err(e) = fleet.settle(quota, id, self.shared.clock.now_ms()).await
+        {
+            tracing::warn!(profile = %name, "the fleet's budget keeps the request's start: {e}");
+        }
+        let got = match obtained {
             Ok(got) => got,
             Err(ProviderError::Dead(m)) => return Err(ErrorReply::new(ErrorKind::NeedsReauth, m)),
             Err(e) => {

@@ -66,6 +66,15 @@ pub(super) fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
             _ => None,
         };
         match ProfileSpec::deserialize(ValueDeserializer::from(value)) {
+            Ok(spec) if spec.limits_error().is_some() => {
+                let why = format!(
+                    "{}: [profiles.{name}] {}",
+                    path.display(),
+                    spec.limits_error().unwrap_or_default()
+                );
+                tracing::error!("{why}");
+                config.broken.insert(name, super::Broken { kind, why });
+            }
             Ok(spec) => {
                 config.profiles.insert(name, spec);
             }
@@ -242,6 +251,15 @@ mod tests {
         assert!(err.contains("line 2") && err.contains("key stroe"), "{err}");
         let err = parse(Path::new("c.toml"), "[profiles.a\nkind = 1\n").unwrap_err();
         assert!(err.to_string().contains("line 1"), "{err}");
+    }
+
+    #[test]
+    fn bad_limits_break_only_their_profile() {
+        let text = "[profiles.a]\nkind = \"static\"\nlimits = { \"15q\" = 200 }\n\
+                    [profiles.b]\nkind = \"static\"\nlimits = { \"15m\" = 200 }\n";
+        let c = parse(Path::new("c.toml"), text).unwrap();
+        assert!(c.broken["a"].why.contains("'15q'"), "{}", c.broken["a"].why);
+        assert_eq!(c.profiles["b"].limits["15m"], 200);
     }
 
     #[test]

@@ -1,13 +1,15 @@
 //! A token request budget shared by the fleet: one ledger per client id in
-//! etcd (`PREFIX/budget/ID`), counted by compare-and-swap before each
-//! request is sent, so that N members of one client id stay within one
-//! budget. Whoever can write to etcd can change it: a forged ledger can
-//! hold requests back (bounded by the longest window), never let more out
-//! than this member's own count of what it read.
+//! etcd (`PREFIX/budget/ID`), changed by compare-and-swap: a request is
+//! counted before it is sent and settled when it ends, so that N members
+//! of one client id stay within one budget. Whoever can write to etcd can
+//! change it: a ledger that cannot be read stops token requests (it is
+//! not taken as empty, which would let a whole budget out again), and
+//! times too far ahead are dropped ([`Ledger::admit`]), so that a forged
+//! one holds requests back for a window at most.
 
 use super::etcd::{Compare, Op};
 use super::{Fleet, FleetError};
-use crate::budget::{Budget, Hold, Ledger};
+use crate::budget::{Budget, Hold, Ledger, Quota};
 
 /// Members racing for one ledger: tries before this round gives up.
 const TRIES: usize = 8;
@@ -17,74 +19,79 @@ impl Fleet {
         format!("{}budget/{}", self.prefix, budget.id())
     }
 
-    /// Counts one token request of `budget` in the fleet's ledger at
-    /// `now`; `Ok(Err(hold))` when a window would break.
+    /// Counts one token request of `quota` in the fleet's ledger at
+    /// `now`: its id, or `Ok(Err(hold))` when a window would break.
     pub(crate) async fn admit(
         &self,
-        budget: &Budget,
+        quota: &Quota,
         now: i64,
-    ) -> Result<Result<(), Hold>, FleetError> {
+    ) -> Result<Result<i64, Hold>, FleetError> {
+        let mut decided = None;
+        self.amend(quota, |ledger| {
+            let verdict = ledger.admit(&quota.limits, now);
+            let changed = verdict.is_ok();
+            decided = Some(verdict);
+            changed
+        })
+        .await?;
+        decided.ok_or_else(|| contended(&quota.budget))
+    }
+
+    /// The request admitted as `id` ended at `done`, for every member
+    /// ([`Ledger::settle`]).
+    pub(crate) async fn settle(&self, quota: &Quota, id: i64, done: i64) -> Result<(), FleetError> {
+        self.amend(quota, |ledger| {
+            ledger.settle(id, done);
+            true
+        })
+        .await
+    }
+
+    /// The request admitted as `id` was not sent.
+    pub(crate) async fn cancel(&self, quota: &Quota, id: i64) -> Result<(), FleetError> {
+        self.amend(quota, |ledger| {
+            ledger.cancel(id);
+            true
+        })
+        .await
+    }
+
+    /// Reads the ledger, applies `change` (which says whether it changed
+    /// it) and writes it back if no other member wrote it meanwhile, else
+    /// again; this member's view becomes what was read or written.
+    async fn amend(
+        &self,
+        quota: &Quota,
+        mut change: impl FnMut(&mut Ledger) -> bool,
+    ) -> Result<(), FleetError> {
+        let budget = &quota.budget;
         let key = self.budget_key(budget);
         for _ in 0..TRIES {
             let (mut ledger, compare) = match self.etcd.get(&key).await? {
                 Some(kv) => (
-                    // Unreadable: counted from nothing, as a new ledger.
-                    serde_json::from_slice::<Ledger>(&kv.value).unwrap_or_default(),
+                    serde_json::from_slice::<Ledger>(&kv.value).map_err(|e| {
+                        FleetError::Record(
+                            format!("the budget of client id {}", budget.client_id()),
+                            format!("{e}; no token request is sent until it is readable"),
+                        )
+                    })?,
                     Compare::ModRevision(key.clone(), kv.mod_revision),
                 ),
                 None => (Ledger::default(), Compare::Absent(key.clone())),
             };
-            if let Err(hold) = ledger.admit(&budget.limits, now) {
+            if !change(&mut ledger) {
                 budget.adopt(ledger);
-                return Ok(Err(hold));
-            }
-            if self.put_ledger(&key, compare, budget, ledger).await? {
-                return Ok(Ok(()));
-            }
-        }
-        Err(contended(budget))
-    }
-
-    /// Writes `ledger` if `compare` still holds, and takes it as this
-    /// member's count; false when another member changed it first.
-    async fn put_ledger(
-        &self,
-        key: &str,
-        compare: Compare,
-        budget: &Budget,
-        ledger: Ledger,
-    ) -> Result<bool, FleetError> {
-        let value = serde_json::to_vec(&ledger)
-            .map_err(|e| FleetError::Config(format!("encoding a budget: {e}")))?;
-        let put = Op::Put {
-            key: key.to_owned(),
-            value,
-            lease: None,
-        };
-        let written = self.etcd.txn(&[compare], &[put]).await?.is_some();
-        if written {
-            budget.adopt(ledger);
-        }
-        Ok(written)
-    }
-
-    /// The request admitted at `at` ended at `done`, for every member
-    /// ([`crate::budget::Ledger::settle`]).
-    pub(crate) async fn settle(
-        &self,
-        budget: &Budget,
-        at: i64,
-        done: i64,
-    ) -> Result<(), FleetError> {
-        let key = self.budget_key(budget);
-        for _ in 0..TRIES {
-            let Some(kv) = self.etcd.get(&key).await? else {
                 return Ok(());
+            }
+            let value = serde_json::to_vec(&ledger)
+                .map_err(|e| FleetError::Config(format!("encoding a budget: {e}")))?;
+            let put = Op::Put {
+                key: key.clone(),
+                value,
+                lease: None,
             };
-            let mut ledger = serde_json::from_slice::<Ledger>(&kv.value).unwrap_or_default();
-            ledger.settle(at, done);
-            let compare = Compare::ModRevision(key.clone(), kv.mod_revision);
-            if self.put_ledger(&key, compare, budget, ledger).await? {
+            if self.etcd.txn(&[compare], &[put]).await?.is_some() {
+                budget.adopt(ledger);
                 return Ok(());
             }
         }
@@ -94,7 +101,7 @@ impl Fleet {
 
 fn contended(budget: &Budget) -> FleetError {
     FleetError::Record(
-        format!("budget of client id {}", budget.client_id()),
+        format!("the budget of client id {}", budget.client_id()),
         format!("{TRIES} members changed it at once; tried again later"),
     )
 }

@@ -125,7 +125,7 @@ pub struct Profile {
     task: Mutex<Option<JoinHandle<()>>>,
     /// The token endpoint's request budget this profile's requests count
     /// against ([`crate::budget`]), if it has one.
-    budget: Option<Arc<crate::budget::Budget>>,
+    budget: Option<crate::budget::Quota>,
 }
 
 impl Profile {

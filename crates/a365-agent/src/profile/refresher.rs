@@ -236,13 +236,16 @@ impl Profile {
         }
         // Within the token endpoint's budget, counted (and saved) before
         // it is sent; else the current token is served meanwhile.
-        if let Some(budget) = &self.budget
-            && let Err(hold) = budget.admit(now).await
-        {
-            self.held_back(&hold, now);
-            return Ok(());
-        }
-        let admitted = self.budget.as_ref().map(|b| (Arc::clone(b), now));
+        let admitted = match &self.budget {
+            Some(quota) => match quota.admit(self.shared.clock.as_ref()).await {
+                Ok(id) => Some((quota, id)),
+                Err(hold) => {
+                    self.held_back(&hold, self.shared.clock.now_ms());
+                    return Ok(());
+                }
+            },
+            None => None,
+        };
         // Nothing is sent that could not be found again after a crash (a
         // Designer Cloud tag), nor a refresh token that may be spent
         // without a record that it was sent.
@@ -256,6 +259,9 @@ impl Profile {
             // Clients arriving during the save wait for this round.
             self.refreshing();
             if let Err(why) = self.persist(&marked, false).await {
+                if let Some((quota, id)) = admitted {
+                    quota.cancel(id).await;
+                }
                 let e = ProviderError::transient(why);
                 return self.failed(e, credential, failures, now, false).await;
             }
@@ -263,8 +269,8 @@ impl Profile {
         }
         let result = self.send(exchange, credential).await;
         let now = self.shared.clock.now_ms();
-        if let Some((budget, at)) = admitted {
-            budget.settle(at, now).await;
+        if let Some((quota, id)) = admitted {
+            quota.settle(id, now).await;
         }
         match result {
             Ok(got) => {
@@ -450,7 +456,10 @@ impl Profile {
     /// next round is at `hold.until_ms`. Not a failure: no back-off grows.
     pub(super) fn held_back(&self, hold: &crate::budget::Hold, now: i64) {
         let client_id = self.spec.client_id.as_deref().unwrap_or("(none)");
-        let message = hold.message(client_id, now);
+        let message = format!(
+            "{}; the current token is served meanwhile",
+            hold.message(client_id, now)
+        );
         tracing::warn!(profile = %self.name, "token request held back: {message}");
         let held_expiry = self.snapshot().token.as_ref().and_then(|h| h.expires_at_ms);
         self.shared.events.emit(

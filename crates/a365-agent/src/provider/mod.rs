@@ -338,6 +338,9 @@ pub fn missing() -> ProviderError {
 /// `endpoint`, so that the URL rules never depend on the kinds.
 pub fn endpoint(spec: &ProfileSpec) -> Result<Option<Endpoint>, EndpointError> {
     crate::endpoint::check_params(spec)?;
+    if let Some(why) = spec.limits_error() {
+        return Err(EndpointError(why));
+    }
     if let Some(ca) = &spec.ca_file
         && !std::path::Path::new(ca).is_absolute()
     {

@@ -57,10 +57,10 @@ impl Profile {
         // Within the client id's budget, counted in etcd for every member
         // before anything is marked or sent.
         let mut admitted = None;
-        if let Some(budget) = &self.budget {
+        if let Some(quota) = &self.budget {
             let now = self.shared.clock.now_ms();
-            match fleet.admit(budget, now).await {
-                Ok(Ok(())) => admitted = Some((budget, now)),
+            match fleet.admit(quota, now).await {
+                Ok(Ok(id)) => admitted = Some((quota, id)),
                 Ok(Err(hold)) => {
                     self.held_back(&hold, now);
                     return Next::Soon(hold.until_ms.saturating_sub(now).max(1));
@@ -70,7 +70,16 @@ impl Profile {
         }
         let begun = match self.begin(fleet, lock, forced, wanted_ms).await {
             Ok(begun) => begun,
-            Err(next) => return next,
+            Err(next) => {
+                // Nothing was sent (another member's token was adopted, a
+                // back-off): the request is not counted.
+                if let Some((quota, id)) = admitted
+                    && let Err(e) = fleet.cancel(quota, id).await
+                {
+                    tracing::warn!(profile = %self.name, "the fleet's budget keeps a request not sent: {e}");
+                }
+                return next;
+            }
         };
         let Some(exchange) = self.exchange(self.shared.clock.now_ms()) else {
             return Next::Failed("the profile has no token endpoint".into());
@@ -78,9 +87,9 @@ impl Profile {
         tracing::debug!(profile = %self.name, member = %fleet.member, "refreshing for the fleet");
         let send = self.send(exchange, &begun.credential);
         let result = self.holding(fleet, lock, send).await;
-        if let Some((budget, at)) = admitted {
+        if let Some((quota, id)) = admitted {
             let done = self.shared.clock.now_ms();
-            if let Err(e) = fleet.settle(budget, at, done).await {
+            if let Err(e) = fleet.settle(quota, id, done).await {
                 tracing::warn!(profile = %self.name, "the fleet's budget keeps the request's start: {e}");
             }
         }
