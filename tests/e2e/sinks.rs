@@ -150,6 +150,31 @@ fn a_sink_follows_every_refresh_and_is_never_read_half_written() {
     let list = s.env.a365(&["sink", "list"]).ok();
     assert!(list.stdout.contains("NO TOKEN"), "{}", list.stdout);
 
+    // A sink moved elsewhere leaves no file behind.
+    let moved = dir.join("moved.env");
+    let move_to = |profile: &str| {
+        let path = moved.to_str().unwrap();
+        let args = [
+            "sink",
+            "add",
+            "env",
+            "--replace",
+            "--path",
+            path,
+            "--profile",
+            profile,
+        ];
+        s.env.a365(&args)
+    };
+    move_to("ci-gone").code(4);
+    s.env.add_refresh("again", &s.server);
+    move_to("again").ok();
+    assert!(!env_file.exists(), "the replaced sink's file stayed");
+    let again = s.env.token("again");
+    assert!(wait_until(Duration::from_secs(10), || {
+        std::fs::read_to_string(&moved).is_ok_and(|t| t == format!("{again}\n"))
+    }));
+
     // Removing a sink deletes its file: nothing would keep it fresh.
     let out = s.env.a365(&["sink", "remove", "ci"]).ok();
     assert!(out.stderr.contains("removed"), "{}", out.stderr);

@@ -116,7 +116,7 @@ pub enum Request {
         sink: crate::FileSink,
         replace: bool,
     },
-    /// Stop a file sink and remove it from config.toml (the file stays).
+    /// Stop a file sink, remove it from config.toml and delete its file.
     SinkRemove { name: String },
     /// Every file sink and how it is doing.
     SinkList,

@@ -53,10 +53,19 @@ impl Agent {
         config::in_background(move || config::write_sink(&path, &written))
             .await
             .map_err(|e| internal(e.to_string()))?;
-        if let Err(why) = self.sinks.start(&me, sink.clone()) {
-            // Checked above: only a change of the directory meanwhile.
-            self.sinks.failed(sink.clone(), why.clone());
-            return Err(invalid(format!("sink '{}': {why}", sink.name)));
+        match self.sinks.start(&me, sink.clone()) {
+            // A replaced sink's file elsewhere would hold a token nobody
+            // keeps fresh.
+            Ok(Some(old)) if old.path != sink.path => {
+                let said = remove_file(&old);
+                tracing::info!(sink = %sink.name, "replaced{said}");
+            }
+            Ok(_) => {}
+            Err(why) => {
+                // Checked above: only a change of the directory meanwhile.
+                self.sinks.failed(sink.clone(), why.clone());
+                return Err(invalid(format!("sink '{}': {why}", sink.name)));
+            }
         }
         let whose = match &sink.workspace {
             Some(w) => format!("profile '{}' (workspace {w})", sink.profile),
@@ -90,16 +99,23 @@ impl Agent {
             ));
         }
         // A file nobody keeps fresh would hand out a dead token later.
-        let removed = match &stopped {
-            Some(sink) => match std::fs::remove_file(&sink.path) {
-                Ok(()) => format!("; {} removed", sink.path),
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
-                Err(e) => format!("; {} is left: {e}", sink.path),
-            },
-            None => String::new(),
-        };
+        let removed = stopped.as_ref().map(remove_file).unwrap_or_default();
         Ok(Response::Done {
             message: format!("sink '{name}' removed{removed}"),
         })
+    }
+}
+
+/// Deletes a sink's file, if its place is still one the sink may write
+/// (another user could have swapped a directory on the way since), and
+/// says what happened.
+fn remove_file(sink: &FileSink) -> String {
+    if let Err(why) = crate::sink::check(sink) {
+        return format!("; {} is left: {why}", sink.path);
+    }
+    match std::fs::remove_file(&sink.path) {
+        Ok(()) => format!("; {} removed", sink.path),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+        Err(e) => format!("; {} is left: {e}", sink.path),
     }
 }

@@ -32,8 +32,13 @@ pub(crate) fn check(sink: &FileSink) -> Result<place::Place, String> {
 }
 
 /// How long a sink waits before asking again after an answer that was
-/// neither a token nor a verdict (the agent busy, a refresh failing).
+/// neither a token nor a verdict (a refresh failing), or a failed write;
+/// doubled each time up to [`RETRY_MAX`].
 const RETRY: Duration = Duration::from_secs(30);
+const RETRY_MAX: Duration = Duration::from_secs(600);
+/// How often a sink of a dead profile asks again: a login or a new
+/// credential brings it back without an event the sink would see.
+const DEAD_POLL: Duration = Duration::from_secs(60);
 
 /// The sinks being written.
 #[derive(Debug, Default)]
@@ -45,12 +50,28 @@ pub struct Sinks {
 struct Running {
     status: Arc<Mutex<SinkStatus>>,
     task: JoinHandle<()>,
+    /// Held while the file is written; `true` once the sink is stopped,
+    /// so that no write already on its way lands after that.
+    gate: Arc<Mutex<bool>>,
+}
+
+impl Running {
+    /// Stops it: a write under way finishes first, none starts after.
+    fn stop(&self) {
+        self.task.abort();
+        *self.gate.lock().unwrap_or_else(|e| e.into_inner()) = true;
+    }
 }
 
 impl Sinks {
-    /// Checks where `sink` writes and starts keeping it; the first write
-    /// happens in the background, as soon as the profile has a token.
-    pub(crate) fn start(&self, agent: &Arc<Agent>, sink: FileSink) -> Result<(), String> {
+    /// Checks where `sink` writes and starts keeping it (in place of the
+    /// sink of its name, stopped, whose settings are returned); the first
+    /// write happens in the background, as soon as the profile has a token.
+    pub(crate) fn start(
+        &self,
+        agent: &Arc<Agent>,
+        sink: FileSink,
+    ) -> Result<Option<FileSink>, String> {
         let place = check(&sink)?;
         let status = Arc::new(Mutex::new(SinkStatus {
             sink: sink.clone(),
@@ -60,19 +81,26 @@ impl Sinks {
             error: Some("not written yet".into()),
         }));
         let events = agent.shared().events.subscribe();
+        let gate = Arc::new(Mutex::new(false));
         let keeper = Keeper {
             agent: Arc::downgrade(agent),
             sink: sink.clone(),
             place,
             status: Arc::clone(&status),
             written: None,
+            gate: Arc::clone(&gate),
+            retry: RETRY,
         };
         let task = tokio::spawn(keeper.run(events));
-        let old = self.lock().insert(sink.name, Running { status, task });
-        if let Some(old) = old {
-            old.task.abort();
-        }
-        Ok(())
+        let running = Running { status, task, gate };
+        Ok(self.replace(sink.name, running))
+    }
+
+    fn replace(&self, name: String, running: Running) -> Option<FileSink> {
+        let old = self.lock().insert(name, running)?;
+        old.stop();
+        let sink = lock(&old.status).sink.clone();
+        Some(sink)
     }
 
     /// A sink that could not start: listed with why, not written.
@@ -86,13 +114,15 @@ impl Sinks {
             error: Some(why),
         }));
         let task = tokio::spawn(async {});
-        self.lock().insert(sink.name, Running { status, task });
+        let gate = Arc::new(Mutex::new(true));
+        self.replace(sink.name, Running { status, task, gate });
     }
 
-    /// Stops keeping `name`; its settings, if it was kept.
+    /// Stops keeping `name` (a write under way finishes first); its
+    /// settings, if it was kept.
     pub(crate) fn stop(&self, name: &str) -> Option<FileSink> {
         let running = self.lock().remove(name)?;
-        running.task.abort();
+        running.stop();
         let sink = lock(&running.status).sink.clone();
         Some(sink)
     }
@@ -125,6 +155,10 @@ struct Keeper {
     status: Arc<Mutex<SinkStatus>>,
     /// The token in the file (`None`: none, or the file was emptied).
     written: Option<Arc<Held>>,
+    /// [`Running::gate`].
+    gate: Arc<Mutex<bool>>,
+    /// The next wait after a failure.
+    retry: Duration,
 }
 
 /// What the agent said when asked for the token.
@@ -149,18 +183,24 @@ impl Keeper {
                         .written
                         .as_ref()
                         .is_none_or(|w| w.secret.expose_secret() != held.secret.expose_secret());
-                    if changed {
-                        self.write(&held).await;
-                    }
-                    let wake = held.expires_at_ms.map(|exp| {
+                    let written = !changed || self.write(&held).await;
+                    let mut wake = held.expires_at_ms.map(|exp| {
                         let now = jiff::Timestamp::now().as_millisecond();
                         Duration::from_millis(u64::try_from(exp - now).unwrap_or(0) + 1_000)
                     });
+                    if written {
+                        self.retry = RETRY;
+                    } else {
+                        // Written again soon: a full disk, a directory
+                        // being repaired.
+                        wake = Some(wake.map_or(self.retry, |w| w.min(self.retry)));
+                        self.retry = (self.retry * 2).min(RETRY_MAX);
+                    }
                     (profile, wake)
                 }
                 Asked::Dead(why) => {
                     self.empty(why).await;
-                    (self.sink.profile.clone(), None)
+                    (self.sink.profile.clone(), Some(DEAD_POLL))
                 }
                 Asked::NotNow(why) => {
                     // A token past its expiry is dead to every reader.
@@ -172,7 +212,10 @@ impl Keeper {
                         self.empty(format!("the token expired and none came: {why}"))
                             .await;
                     }
-                    (self.sink.profile.clone(), Some(RETRY))
+                    // Backing off: asking may start a workspace exchange.
+                    let wait = self.retry;
+                    self.retry = (self.retry * 2).min(RETRY_MAX);
+                    (self.sink.profile.clone(), Some(wait))
                 }
             };
             if !self.wait(&mut events, &watched, wake).await {
@@ -237,18 +280,17 @@ impl Keeper {
         }
     }
 
-    async fn write(&mut self, held: &Arc<Held>) {
+    /// Writes `held`'s token; false when it could not be.
+    async fn write(&mut self, held: &Arc<Held>) -> bool {
         let content = match write::render(&self.sink, held) {
             Ok(content) => content,
             Err(why) => {
                 self.empty(why).await;
-                return;
+                return true;
             }
         };
-        let place = self.place.clone();
         let started = std::time::Instant::now();
-        let done = tokio::task::spawn_blocking(move || place.write(&content)).await;
-        let result = done.unwrap_or_else(|e| Err(format!("the write panicked: {e}")));
+        let result = self.put(content).await;
         let now = jiff::Timestamp::now().as_second();
         match result {
             Ok(()) => {
@@ -266,12 +308,28 @@ impl Keeper {
                     status.error = None;
                 }
                 self.after_write().await;
+                true
             }
             Err(why) => {
                 tracing::warn!(sink = %self.sink.name, "cannot write {}: {why}", self.sink.path);
                 lock(&self.status).error = Some(why);
+                false
             }
         }
+    }
+
+    /// Replaces the file with `content`, unless the sink was stopped.
+    async fn put(&self, content: zeroize::Zeroizing<Vec<u8>>) -> Result<(), String> {
+        let (place, gate) = (self.place.clone(), Arc::clone(&self.gate));
+        let done = tokio::task::spawn_blocking(move || {
+            let stopped = gate.lock().unwrap_or_else(|e| e.into_inner());
+            match *stopped {
+                true => Ok(()),
+                false => place.write(&content),
+            }
+        })
+        .await;
+        done.unwrap_or_else(|e| Err(format!("the write panicked: {e}")))
     }
 
     /// The file holds no token: its profile is dead or gone.
@@ -280,9 +338,7 @@ impl Keeper {
         if self.written.is_none() && already {
             return;
         }
-        let place = self.place.clone();
-        let done = tokio::task::spawn_blocking(move || place.write(b"")).await;
-        let result = done.unwrap_or_else(|e| Err(format!("the write panicked: {e}")));
+        let result = self.put(zeroize::Zeroizing::new(Vec::new())).await;
         self.written = None;
         let mut status = lock(&self.status);
         status.expires_at = None;

@@ -91,8 +91,9 @@ mod unix {
         if name == ".." || name == "." {
             return Err(format!("{} names no file", path.display()));
         }
-        let real = std::fs::canonicalize(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
         let me = rustix::process::geteuid().as_raw();
+        links(dir, me)?;
+        let real = std::fs::canonicalize(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
         for (i, ancestor) in real.ancestors().enumerate() {
             let meta =
                 std::fs::metadata(ancestor).map_err(|e| format!("{}: {e}", ancestor.display()))?;
@@ -122,6 +123,34 @@ mod unix {
             Ok(meta) if meta.is_dir() => Err(format!("{} is a directory", path.display())),
             _ => Ok(()),
         }
+    }
+
+    /// Each link on the way to `dir` is followed by every write and every
+    /// reader: it must belong to this user or root, in a directory where
+    /// nobody else can replace it (or a sticky one: `/tmp`).
+    fn links(dir: &Path, me: u32) -> Result<(), String> {
+        let mut prefix = std::path::PathBuf::new();
+        for component in dir.components() {
+            prefix.push(component);
+            let meta = std::fs::symlink_metadata(&prefix)
+                .map_err(|e| format!("{}: {e}", prefix.display()))?;
+            if !meta.file_type().is_symlink() {
+                continue;
+            }
+            let holder = prefix.parent().unwrap_or(Path::new("/"));
+            let held_in =
+                std::fs::metadata(holder).map_err(|e| format!("{}: {e}", holder.display()))?;
+            let others_write = held_in.mode() & 0o022 != 0 && held_in.mode() & 0o1000 == 0;
+            let owners = [meta.uid(), held_in.uid()];
+            if owners.iter().any(|uid| *uid != me && *uid != 0) || others_write {
+                return Err(format!(
+                    "{} is a link that another user could change (it or its directory is not \
+                     yours or root's, or others can write there): give the path without it",
+                    prefix.display()
+                ));
+            }
+        }
+        Ok(())
     }
 
     pub(super) fn write(path: &Path, gid: Option<u32>, bytes: &[u8]) -> Result<(), String> {
@@ -208,6 +237,14 @@ mod tests {
         std::fs::create_dir(&mine).unwrap();
         std::fs::set_permissions(&mine, std::fs::Permissions::from_mode(0o700)).unwrap();
         assert!(Place::check(&sink(&mine.join("t"))).is_ok());
+        // A link on the way that another user could change.
+        let theirs = open.join("link");
+        std::os::unix::fs::symlink(&mine, &theirs).unwrap();
+        std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o777)).unwrap();
+        let err = Place::check(&sink(&theirs.join("t"))).unwrap_err();
+        assert!(err.contains("link"), "{err}");
+        std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o1777)).unwrap();
+        assert!(Place::check(&sink(&theirs.join("t"))).is_ok());
         // Relative paths, directories, missing directories.
         assert!(Place::check(&sink(std::path::Path::new("t"))).is_err());
         assert!(Place::check(&sink(&mine)).is_err());
