@@ -48,6 +48,23 @@ fn exec_nexar_sets_nexar_token_and_only_that() {
     s.env
         .a365(&["token", "work", "--format", "env", "--var", "X;rm -rf /"])
         .code(2);
+    // --altium: the name Altium 365 API scripts read.
+    let script = "printf '%s' \"$ALTIUM365_TOKEN\"";
+    let out = s
+        .env
+        .a365(&["exec", "work", "--altium", "--", "sh", "-c", script])
+        .ok();
+    assert_eq!(out.stdout, token);
+    let out = s
+        .env
+        .a365(&["token", "work", "--format", "env", "--altium"])
+        .ok();
+    assert!(
+        out.stdout
+            .starts_with(&format!("export ALTIUM365_TOKEN='{token}'")),
+        "{}",
+        out.stdout
+    );
 }
 
 #[test]

@@ -14,7 +14,7 @@ use crate::harness::{bin_dir, skip};
 
 /// How many tests clients/python/tests holds: fewer passed means some
 /// did not run.
-const PYTHON_TESTS: usize = 36;
+const PYTHON_TESTS: usize = 48;
 
 #[test]
 fn the_python_package_passes_its_tests_against_a_real_agent() {

@@ -43,7 +43,8 @@ pub fn token(socket: &Path, args: TokenArgs) -> Result<(), Error> {
         args.scopes,
         args.workspace,
     )?;
-    let var = match (args.nexar, args.var.as_deref()) {
+    let var = match (args.nexar || args.altium, args.var.as_deref()) {
+        (true, _) if args.altium => "ALTIUM365_TOKEN",
         (true, _) => "NEXAR_TOKEN",
         (false, Some(name)) => {
             if !crate::exec::is_variable_name(name) {

@@ -173,11 +173,14 @@ pub struct TokenArgs {
     pub workspace: Option<String>,
     /// The variable --format env, powershell or cmd sets (default
     /// A365_TOKEN).
-    #[arg(long, value_name = "NAME", conflicts_with = "nexar")]
+    #[arg(long, value_name = "NAME", conflicts_with_all = ["nexar", "altium"])]
     pub var: Option<String>,
     /// --format env, powershell or cmd sets NEXAR_TOKEN.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "altium")]
     pub nexar: bool,
+    /// --format env, powershell or cmd sets ALTIUM365_TOKEN.
+    #[arg(long)]
+    pub altium: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -493,6 +496,11 @@ pub struct ExecArgs {
     /// many MCP servers read).
     #[arg(long)]
     pub nexar: bool,
+    /// ALTIUM365_TOKEN holds the profile's token (what Altium 365 API
+    /// scripts and agent skills read, with ALTIUM365_WORKSPACE_URL, which
+    /// you set).
+    #[arg(long)]
+    pub altium: bool,
     /// Send this signal (HUP, USR1, …) to the command after each refresh
     /// of its profiles, so that it asks for its token again (Unix).
     #[arg(long, value_name = "SIGNAL")]
@@ -528,6 +536,7 @@ pub fn plain_token_args() -> Option<TokenArgs> {
         workspace: None,
         var: None,
         nexar: false,
+        altium: false,
     })
 }
 

@@ -1,6 +1,7 @@
 //! `a365 exec`: a command run with tokens in its environment, under the
 //! names the tools it runs read (`A365_TOKEN` by default, `NEXAR_TOKEN`
-//! with `--nexar`, any with `--env NAME=PROFILE`); with
+//! with `--nexar`, `ALTIUM365_TOKEN` with `--altium`, any with `--env
+//! NAME=PROFILE`); with
 //! `--refresh-signal`, a signal sent to it after each refresh of those
 //! profiles, so that it reads its token again.
 
@@ -54,7 +55,8 @@ pub(crate) fn is_variable_name(name: &str) -> bool {
 }
 
 /// The variables `args` asks for: `--env`s, `--nexar`'s `NEXAR_TOKEN`,
-/// else `A365_TOKEN`, the last two for the profile named (or default).
+/// `--altium`'s `ALTIUM365_TOKEN`, else `A365_TOKEN`, the last three for
+/// the profile named (or default).
 pub(crate) fn bindings(args: &ExecArgs) -> Result<Vec<Binding>, String> {
     let mut all: Vec<Binding> = args
         .env
@@ -68,6 +70,9 @@ pub(crate) fn bindings(args: &ExecArgs) -> Result<Vec<Binding>, String> {
     };
     if args.nexar {
         all.push(own("NEXAR_TOKEN"));
+    }
+    if args.altium {
+        all.push(own("ALTIUM365_TOKEN"));
     }
     if all.is_empty() {
         all.push(own("A365_TOKEN"));

@@ -138,6 +138,16 @@ class InternalError(A365Error):
     exit_code = 1
 
 
+class UnusableToken(A365Error):
+    """The token cannot be sent in an HTTP header: it holds a character
+    other than visible ASCII (a space, a control character, …). Raised by
+    the auth classes before anything is sent; the message does not show
+    the token."""
+
+    kind = "unusable_token"
+    exit_code = 1
+
+
 _AGENT_ERRORS: Dict[str, Type[A365Error]] = {
     cls.kind: cls
     for cls in (
