@@ -117,4 +117,10 @@ fn fifty_profiles_of_one_client_id_stay_within_its_budget() {
     within(&times).unwrap();
     // And the budget was used, not just respected.
     assert!(times.len() >= 12, "{} requests in about 35 s", times.len());
+    eprintln!(
+        "budget: {} token requests in {:.1} s by {PROFILES} profiles of one client id (2 per 1 s \
+         and 5 per 10 s allowed)",
+        times.len(),
+        (times[times.len() - 1] - times[0]) as f64 / 1000.0
+    );
 }

@@ -256,3 +256,67 @@ fn a_sink_where_others_could_swap_the_file_is_refused() {
     assert!(!config.contains("[[sink]]"), "{config}");
     assert!(!path.exists());
 }
+
+#[test]
+fn a_group_may_read_a_sink_and_a_dead_profile_empties_it() {
+    let s = Session::start(ServerConfig {
+        lifetime: Duration::from_secs(6),
+        ..ServerConfig::default()
+    });
+    let dir = s.env.path("svc");
+    std::fs::create_dir(&dir).unwrap();
+    // The service's group may enter the directory, not write it.
+    set_mode(&dir, 0o750);
+    let file = dir.join("token");
+    let group = "daemon";
+    s.env
+        .a365(&[
+            "sink",
+            "add",
+            "svc",
+            "--path",
+            file.to_str().unwrap(),
+            "--profile",
+            "work",
+            "--group",
+            group,
+            "--format",
+            "header",
+        ])
+        .ok();
+    let token = s.env.token("work");
+    assert!(wait_until(Duration::from_secs(10), || {
+        std::fs::read_to_string(&file)
+            .is_ok_and(|t| t == format!("Authorization: Bearer {token}\n"))
+    }));
+    let meta = std::fs::metadata(&file).unwrap();
+    assert_eq!(meta.permissions().mode() & 0o777, 0o640);
+    let gid = std::fs::read_to_string("/etc/group")
+        .unwrap()
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("daemon:x:")?
+                .split(':')
+                .next()?
+                .parse::<u32>()
+                .ok()
+        })
+        .unwrap();
+    assert_eq!(std::os::unix::fs::MetadataExt::gid(&meta), gid);
+
+    // The refresh token is refused: the access token still works until
+    // it expires, and is kept that long; then the file holds nothing, and
+    // `sink list` says why, without the token.
+    s.server
+        .set_fault(a365_token_server::Fault::InvalidGrant, None);
+    s.env.a365(&["refresh", "work"]).code(5);
+    assert!(std::fs::metadata(&file).is_ok_and(|m| m.len() > 0));
+    assert!(
+        wait_until(Duration::from_secs(15), || std::fs::metadata(&file)
+            .is_ok_and(|m| m.len() == 0)),
+        "a dead profile's expired token stayed in its sink"
+    );
+    let list = s.env.a365(&["sink", "list", "--json"]).ok();
+    assert!(list.stdout.contains("refresh token"), "{}", list.stdout);
+    assert!(!list.stdout.contains(&token));
+}

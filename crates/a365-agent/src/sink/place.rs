@@ -1,71 +1,126 @@
 //! Where a sink may write, and the write itself. A file in a directory
 //! another user can write is theirs to swap (a link to a file of their
 //! choosing, a rename of ours), so such a place is refused, and checked
-//! again before every write: the file's directory and each directory above
-//! it belong to this user or root, and only the sticky ones (`/tmp`) may
-//! be writable by others above the file's own.
+//! again before every write.
+//!
+//! - Unix: the file's directory and each directory above it belong to
+//!   this user or root, and only the sticky ones (`/tmp`) may be writable
+//!   by others above the file's own; links on the way likewise.
+//! - Windows: the file's folder must be inside the user's profile folder
+//!   (`%USERPROFILE%`, which only the user, SYSTEM and administrators can
+//!   write), and the file gets an access list of the user alone.
 
-#[cfg(unix)]
 use std::path::PathBuf;
 
 use a365_proto::FileSink;
 
+#[cfg(unix)]
+use unix as platform;
+#[cfg(windows)]
+use windows as platform;
+
 /// A checked place to write a sink's file.
 #[derive(Debug, Clone)]
 pub(crate) struct Place {
-    #[cfg(unix)]
     path: PathBuf,
-    /// The group that may read the file (mode 0640).
-    #[cfg(unix)]
+    /// The group that may read the file (mode 0640; Unix).
     gid: Option<u32>,
 }
 
 impl Place {
     /// Where `sink` writes, if it may.
     pub(crate) fn check(sink: &FileSink) -> Result<Place, String> {
-        #[cfg(unix)]
-        {
-            let path = PathBuf::from(&sink.path);
-            let gid = sink.group.as_deref().map(unix::group).transpose()?;
-            let place = Place { path, gid };
-            place.check_dirs()?;
-            Ok(place)
-        }
-        #[cfg(not(unix))]
-        {
-            let _ = sink;
-            Err(
-                "file sinks are not available on this system yet: use `a365 exec` or \
-                 `a365 token` to hand a token to a tool"
-                    .into(),
-            )
-        }
+        let place = Place {
+            path: PathBuf::from(&sink.path),
+            gid: sink.group.as_deref().map(platform::group).transpose()?,
+        };
+        place.check_dirs()?;
+        Ok(place)
     }
 
     /// Replaces the file with `bytes` atomically: a reader sees the old
     /// file or the new one, whole, never a part.
     pub(super) fn write(&self, bytes: &[u8]) -> Result<(), String> {
-        #[cfg(unix)]
-        {
-            self.check_dirs()?;
-            unix::write(&self.path, self.gid, bytes)
+        use std::io::Write;
+        self.check_dirs()?;
+        let path = &self.path;
+        let at = |e: std::io::Error| format!("writing {}: {e}", path.display());
+        let dir = path
+            .parent()
+            .ok_or_else(|| format!("{} names no file", path.display()))?;
+        let name = path.file_name().unwrap_or_default().to_string_lossy();
+        // A new file, created exclusively, readable by its owner only.
+        let mut tmp = tempfile::Builder::new()
+            .prefix(&format!(".{name}."))
+            .suffix(".tmp")
+            .tempfile_in(dir)
+            .map_err(at)?;
+        platform::restrict(tmp.as_file(), tmp.path(), self.gid)
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+        tmp.write_all(bytes).map_err(at)?;
+        tmp.as_file().sync_all().map_err(at)?;
+        // rename(2); on Windows MoveFileEx with MOVEFILE_REPLACE_EXISTING.
+        tmp.persist(path).map_err(|e| at(e.error))?;
+        platform::sync_dir(dir).map_err(at)
+    }
+
+    fn check_dirs(&self) -> Result<(), String> {
+        platform::check(&self.path)
+    }
+}
+
+#[cfg(windows)]
+mod windows {
+    use std::path::Path;
+
+    /// A group that may read the file: Unix only.
+    pub(super) fn group(_: &str) -> Result<u32, String> {
+        Err("--group is for Unix: here the file is readable by you alone".into())
+    }
+
+    pub(super) fn check(path: &Path) -> Result<(), String> {
+        if !path.is_absolute() {
+            return Err(format!(
+                "{} is not an absolute path (the agent's working directory is not yours)",
+                path.display()
+            ));
         }
-        #[cfg(not(unix))]
-        {
-            let _ = bytes;
-            Err("file sinks are not available on this system yet".into())
+        let (Some(dir), Some(_)) = (path.parent(), path.file_name()) else {
+            return Err(format!("{} names no file", path.display()));
+        };
+        let real = std::fs::canonicalize(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        let home = std::env::var_os("USERPROFILE")
+            .map(std::fs::canonicalize)
+            .ok_or("USERPROFILE is not set: where your profile folder is cannot be told")?
+            .map_err(|e| format!("your profile folder: {e}"))?;
+        if !real.starts_with(&home) {
+            return Err(format!(
+                "{} is outside your profile folder ({}): on Windows a sink's file must be \
+                 inside it, which only you, SYSTEM and administrators can write",
+                path.display(),
+                home.display()
+            ));
+        }
+        match std::fs::symlink_metadata(path) {
+            Ok(meta) if meta.is_dir() => Err(format!("{} is a directory", path.display())),
+            _ => Ok(()),
         }
     }
 
-    #[cfg(unix)]
-    fn check_dirs(&self) -> Result<(), String> {
-        unix::check(&self.path)
+    /// The file becomes the user's alone before it holds anything (the
+    /// access list inherited from the folder may admit others).
+    pub(super) fn restrict(_: &std::fs::File, path: &Path, _: Option<u32>) -> Result<(), String> {
+        a365_proto::peer::make_private(path).map_err(|e| e.to_string())
+    }
+
+    /// A rename on Windows needs no directory flush.
+    pub(super) fn sync_dir(_: &Path) -> std::io::Result<()> {
+        Ok(())
     }
 }
 
 #[cfg(unix)]
 mod unix {
-    use std::io::Write;
     use std::os::unix::fs::{MetadataExt, PermissionsExt};
     use std::path::Path;
 
@@ -153,38 +208,22 @@ mod unix {
         Ok(())
     }
 
-    pub(super) fn write(path: &Path, gid: Option<u32>, bytes: &[u8]) -> Result<(), String> {
-        let at = |e: std::io::Error| format!("writing {}: {e}", path.display());
-        let dir = path
-            .parent()
-            .ok_or_else(|| format!("{} names no file", path.display()))?;
-        let name = path.file_name().unwrap_or_default().to_string_lossy();
-        // Made 0600 by tempfile; the group's read bit only once it owns it.
-        let mut tmp = tempfile::Builder::new()
-            .prefix(&format!(".{name}."))
-            .suffix(".tmp")
-            .tempfile_in(dir)
-            .map_err(at)?;
-        if let Some(gid) = gid {
-            rustix::fs::fchown(tmp.as_file(), None, Some(rustix::fs::Gid::from_raw(gid))).map_err(
-                |e| {
-                    format!(
-                        "giving {} to group {gid}: {e} (the agent's user must be a member of it)",
-                        path.display()
-                    )
-                },
-            )?;
-            tmp.as_file()
-                .set_permissions(std::fs::Permissions::from_mode(0o640))
-                .map_err(at)?;
-        }
-        tmp.write_all(bytes).map_err(at)?;
-        tmp.as_file().sync_all().map_err(at)?;
-        tmp.persist(path).map_err(|e| at(e.error))?;
-        // The rename itself is durable only once the directory is.
-        std::fs::File::open(dir)
-            .and_then(|d| d.sync_all())
-            .map_err(at)
+    /// Made 0600 by tempfile; with a group, given to it and made 0640
+    /// only once it is ours and before it holds anything.
+    pub(super) fn restrict(file: &std::fs::File, _: &Path, gid: Option<u32>) -> Result<(), String> {
+        let Some(gid) = gid else {
+            return Ok(());
+        };
+        rustix::fs::fchown(file, None, Some(rustix::fs::Gid::from_raw(gid))).map_err(|e| {
+            format!("giving it to group {gid}: {e} (the agent's user must be a member of it)")
+        })?;
+        file.set_permissions(std::fs::Permissions::from_mode(0o640))
+            .map_err(|e| e.to_string())
+    }
+
+    /// The rename itself is durable only once the directory is.
+    pub(super) fn sync_dir(dir: &Path) -> std::io::Result<()> {
+        std::fs::File::open(dir).and_then(|d| d.sync_all())
     }
 }
 
