@@ -42,6 +42,15 @@ impl Limits {
         (!windows.is_empty()).then_some(Limits(windows))
     }
 
+    /// Every window of both.
+    fn merged(&self, other: &Limits) -> Limits {
+        let mut all = self.0.clone();
+        all.extend(other.0.iter().copied());
+        all.sort_unstable();
+        all.dedup();
+        Limits(all)
+    }
+
     fn longest_ms(&self) -> i64 {
         self.0.last().map_or(0, |(secs, _)| ms(*secs))
     }
@@ -81,6 +90,8 @@ const AHEAD_MS: i64 = 10_000;
 /// A request in flight longer than this was given up by an agent that
 /// stopped (a crash): it counts as ended then.
 const IN_FLIGHT_MS: i64 = 300_000;
+/// A hold that waits on requests under way is looked at again this soon.
+const IN_FLIGHT_RECHECK_MS: i64 = 5_000;
 
 /// The requests a budget knows (UTC epoch ms) and what they allow: pure,
 /// so that local and fleet budgets share it.
@@ -99,8 +110,21 @@ pub(crate) struct Ledger {
 impl Ledger {
     /// Counts a request at `now` if every window allows it (its id); else
     /// when it may be sent.
+    #[cfg(test)]
     pub(crate) fn admit(&mut self, limits: &Limits, now: i64) -> Result<i64, Hold> {
-        self.tidy(limits, now);
+        self.admit_keeping(limits, limits, now)
+    }
+
+    /// Counts a request at `now` if every window of `limits` allows it
+    /// (its id); else when it may be sent. The ledger keeps what the
+    /// windows of `keep` (those of every profile of the client id) need.
+    pub(crate) fn admit_keeping(
+        &mut self,
+        limits: &Limits,
+        keep: &Limits,
+        now: i64,
+    ) -> Result<i64, Hold> {
+        self.tidy(keep, now);
         let mut hold: Option<Hold> = None;
         for &(secs, limit) in &limits.0 {
             let since = now.saturating_sub(ms(secs));
@@ -109,9 +133,14 @@ impl Ledger {
             inside.sort_unstable();
             let limit_n = usize::try_from(limit).unwrap_or(usize::MAX);
             if inside.len() >= limit_n {
-                // Allowed once enough of them have left the window.
+                // Allowed once enough of them have left the window; when
+                // that waits on requests still under way, looked at again
+                // soon (one may end, or be cancelled, long before that).
                 let leaving = inside[inside.len() - limit_n];
-                let until = leaving.saturating_add(ms(secs)).saturating_add(1);
+                let mut until = leaving.saturating_add(ms(secs)).saturating_add(1);
+                if leaving == now && !self.in_flight.is_empty() {
+                    until = until.min(now.saturating_add(IN_FLIGHT_RECHECK_MS));
+                }
                 if hold.as_ref().is_none_or(|h| until > h.until_ms) {
                     hold = Some(Hold {
                         until_ms: until,
@@ -153,13 +182,15 @@ impl Ledger {
 
     /// Each window and what is used of it at `now`.
     pub(crate) fn used(&self, limits: &Limits, now: i64) -> Vec<BudgetWindow> {
+        let mut tidied = self.clone();
+        tidied.tidy(limits, now);
         limits
             .0
             .iter()
             .map(|&(secs, limit)| {
                 let since = now.saturating_sub(ms(secs));
-                let done = self.sent.iter().filter(|t| **t > since).count();
-                let used = done.saturating_add(self.in_flight.len());
+                let done = tidied.sent.iter().filter(|t| **t > since).count();
+                let used = done.saturating_add(tidied.in_flight.len());
                 BudgetWindow {
                     secs,
                     limit,
@@ -219,8 +250,9 @@ impl Quota {
     /// counts every request it made): its id; else when it may be sent.
     /// The clock is read once this request's turn has come.
     pub(crate) async fn admit(&self, clock: &dyn crate::clock::Clock) -> Result<i64, Hold> {
+        let keep = self.budget.keep();
         self.budget
-            .amend(|ledger| ledger.admit(&self.limits, clock.now_ms()))
+            .amend(|ledger| ledger.admit_keeping(&self.limits, &keep, clock.now_ms()))
             .await
     }
 
@@ -254,6 +286,9 @@ pub(crate) struct Budget {
     key: String,
     client_id: String,
     ledger: Mutex<Ledger>,
+    /// Every window any profile of the client id keeps to: what the
+    /// ledger must remember.
+    keep: Mutex<Limits>,
     /// One admission at a time, saved in the order decided.
     turn: tokio::sync::Mutex<()>,
     file: Option<PathBuf>,
@@ -277,6 +312,11 @@ impl Budget {
 
     pub(crate) fn client_id(&self) -> &str {
         &self.client_id
+    }
+
+    /// [`Budget::keep`].
+    pub(crate) fn keep(&self) -> Limits {
+        self.keep.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     /// Applies `change` to the ledger, one change at a time, and saves
@@ -354,6 +394,9 @@ impl Budgets {
         let key = format!("{} {client_id}", token_url.host_str().unwrap_or_default());
         let mut all = self.all.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(budget) = all.get(&key) {
+            let mut keep = budget.keep.lock().unwrap_or_else(|e| e.into_inner());
+            *keep = keep.merged(&limits);
+            drop(keep);
             return Some(Quota {
                 budget: Arc::clone(budget),
                 limits,
@@ -363,6 +406,7 @@ impl Budgets {
             key: key.clone(),
             client_id,
             ledger: Mutex::default(),
+            keep: Mutex::new(limits.clone()),
             turn: tokio::sync::Mutex::new(()),
             file: None,
         };
@@ -372,7 +416,15 @@ impl Budgets {
                 && let Ok(saved) = serde_json::from_slice::<Saved>(&bytes)
                 && saved.key == key
             {
-                *budget.lock() = saved.ledger;
+                let mut ledger = saved.ledger;
+                // Under way when this file was written, by an agent that
+                // stopped since (a crash): they ended by now.
+                let now = jiff::Timestamp::now().as_millisecond();
+                for id in std::mem::take(&mut ledger.in_flight) {
+                    ledger.sent.push(now.max(id));
+                }
+                ledger.sent.sort_unstable();
+                *budget.lock() = ledger;
             }
             budget.file = Some(file);
         }
@@ -432,6 +484,12 @@ mod tests {
         let id = ledger.admit(&limits, 0).unwrap();
         ledger.cancel(id);
         assert!(ledger.admit(&limits, 1).is_ok());
+        // A long window held by a request under way is looked at again
+        // soon: it may be cancelled.
+        let hour = super::Limits(vec![(3_600, 1)]);
+        let mut ledger = Ledger::default();
+        ledger.admit(&hour, 0).unwrap();
+        assert_eq!(ledger.admit(&hour, 10).unwrap_err().until_ms, 5_010);
     }
 
     #[test]
@@ -513,6 +571,9 @@ mod tests {
         let b = budgets.of(&strict, &nexar).unwrap();
         assert!(Arc::ptr_eq(&a.budget, &b.budget));
         assert_ne!(a.limits, b.limits);
+        // What the ledger keeps serves both.
+        let keep = a.budget.keep();
+        assert!(keep.0.contains(&(3_600, 1)) && keep.0.contains(&NEXAR[3]));
     }
 
     #[test]
@@ -535,17 +596,21 @@ mod tests {
             limits: [("1h".into(), 2)].into(),
             ..ProfileSpec::default()
         };
-        let clock = crate::clock::ManualClock::new(1_000);
+        // A restart reads the wall clock: the test's times are near it.
+        let base = jiff::Timestamp::now().as_millisecond() - 5_000;
+        let clock = crate::clock::ManualClock::new(base + 1_000);
         let budgets = Budgets::new(Some(dir.path().to_owned()));
         let quota = budgets.of(&spec, &url).unwrap();
         let id = quota.admit(&clock).await.unwrap();
-        quota.settle(id, 1_100).await;
-        clock.set(2_000);
+        quota.settle(id, base + 1_100).await;
+        clock.set(base + 2_000);
+        // Under way when the agent stops: counted as ended at the restart.
         quota.admit(&clock).await.unwrap();
         let again = Budgets::new(Some(dir.path().to_owned()));
         let quota = again.of(&spec, &url).unwrap();
-        assert_eq!(quota.used(3_000)[0].used, 2);
-        clock.set(3_000);
+        assert_eq!(quota.used(base + 6_000)[0].used, 2);
+        assert!(quota.budget.lock().in_flight.is_empty());
+        clock.set(base + 6_000);
         assert!(quota.admit(&clock).await.is_err());
     }
 }

@@ -137,7 +137,7 @@ impl Agent {
         if let Some((quota, id)) = admitted
             && let Err(e) = fleet.settle(quota, id, self.shared.clock.now_ms()).await
         {
-            tracing::warn!(profile = %name, "the fleet's budget keeps the request's start: {e}");
+            tracing::warn!(profile = %name, "the fleet's budget counts the request as under way for up to 5 minutes: {e}");
         }
         let got = match obtained {
             Ok(got) => got,

@@ -178,8 +178,12 @@ impl Agent {
                 tracing::error!(sink = %sink.name, "a second [[sink]] of this name is not written");
                 continue;
             }
-            if let Err(why) = agent.sinks.start(&agent, sink.clone()) {
-                agent.sinks.failed(sink.clone(), why);
+            let replaced = match agent.sinks.start(&agent, sink.clone()) {
+                Ok(replaced) => replaced,
+                Err(why) => agent.sinks.failed(sink.clone(), why),
+            };
+            if let Some(replaced) = replaced {
+                replaced.stop().await;
             }
         }
         tokio::spawn(crate::expiry::expiry_watcher(

@@ -39,7 +39,7 @@ impl Agent {
             .sinks
             .list()
             .into_iter()
-            .find(|s| s.sink.path == sink.path && s.sink.name != sink.name);
+            .find(|s| same_file(&s.sink.path, &sink.path) && s.sink.name != sink.name);
         if let Some(other) = taken {
             return Err(invalid(format!(
                 "sink '{}' writes {} already",
@@ -53,17 +53,23 @@ impl Agent {
         config::in_background(move || config::write_sink(&path, &written))
             .await
             .map_err(|e| internal(e.to_string()))?;
-        match self.sinks.start(&me, sink.clone()) {
-            // A replaced sink's file elsewhere would hold a token nobody
-            // keeps fresh.
-            Ok(Some(old)) if old.path != sink.path => {
-                let said = remove_file(&old);
-                tracing::info!(sink = %sink.name, "replaced{said}");
+        let started = self.sinks.start(&me, sink.clone());
+        match started {
+            Ok(Some(replaced)) => {
+                let old = replaced.stop().await;
+                // A replaced sink's file elsewhere would hold a token
+                // nobody keeps fresh.
+                if !same_file(&old.path, &sink.path) {
+                    let said = remove_file(&old);
+                    tracing::info!(sink = %sink.name, "replaced{said}");
+                }
             }
-            Ok(_) => {}
+            Ok(None) => {}
             Err(why) => {
                 // Checked above: only a change of the directory meanwhile.
-                self.sinks.failed(sink.clone(), why.clone());
+                if let Some(replaced) = self.sinks.failed(sink.clone(), why.clone()) {
+                    replaced.stop().await;
+                }
                 return Err(invalid(format!("sink '{}': {why}", sink.name)));
             }
         }
@@ -88,7 +94,7 @@ impl Agent {
         let in_file = config::in_background(move || config::remove_sink(&path, &owned))
             .await
             .map_err(|e| internal(e.to_string()))?;
-        let stopped = self.sinks.stop(name);
+        let stopped = self.sinks.stop(name).await;
         if !in_file && stopped.is_none() {
             return Err(ErrorReply::new(
                 ErrorKind::BadRequest,
@@ -110,12 +116,35 @@ impl Agent {
 /// (another user could have swapped a directory on the way since), and
 /// says what happened.
 fn remove_file(sink: &FileSink) -> String {
-    if let Err(why) = crate::sink::check(sink) {
+    // The folders only: a group deleted since must not keep the file.
+    let place = FileSink {
+        group: None,
+        ..sink.clone()
+    };
+    if let Err(why) = crate::sink::check(&place) {
         return format!("; {} is left: {why}", sink.path);
     }
     match std::fs::remove_file(&sink.path) {
         Ok(()) => format!("; {} removed", sink.path),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
         Err(e) => format!("; {} is left: {e}", sink.path),
+    }
+}
+
+/// Whether two paths name one file, however spelled (a case-insensitive
+/// system, a linked folder): their folders resolved, their names compared.
+fn same_file(a: &str, b: &str) -> bool {
+    let resolved = |p: &str| {
+        let p = std::path::Path::new(p);
+        let dir = p.parent().and_then(|d| std::fs::canonicalize(d).ok())?;
+        Some(dir.join(p.file_name()?))
+    };
+    match (resolved(a), resolved(b)) {
+        // Windows and macOS compare names without case, by default.
+        (Some(a), Some(b)) if cfg!(any(windows, target_os = "macos")) => {
+            a.to_string_lossy().to_lowercase() == b.to_string_lossy().to_lowercase()
+        }
+        (Some(a), Some(b)) => a == b,
+        _ => a == b,
     }
 }

@@ -28,7 +28,7 @@ impl Fleet {
     ) -> Result<Result<i64, Hold>, FleetError> {
         let mut decided = None;
         self.amend(quota, |ledger| {
-            let verdict = ledger.admit(&quota.limits, now);
+            let verdict = ledger.admit_keeping(&quota.limits, &quota.budget.keep(), now);
             let changed = verdict.is_ok();
             decided = Some(verdict);
             changed

@@ -52,26 +52,32 @@ struct Running {
     task: JoinHandle<()>,
     /// Held while the file is written; `true` once the sink is stopped,
     /// so that no write already on its way lands after that.
-    gate: Arc<Mutex<bool>>,
+    gate: Arc<tokio::sync::Mutex<bool>>,
 }
 
-impl Running {
-    /// Stops it: a write under way finishes first, none starts after.
-    fn stop(&self) {
-        self.task.abort();
-        *self.gate.lock().unwrap_or_else(|e| e.into_inner()) = true;
+/// A sink taken out of service, to be stopped ([`Replaced::stop`]).
+#[derive(Debug)]
+pub(crate) struct Replaced(Running);
+
+impl Replaced {
+    /// Stops it: a write under way finishes first (awaited, not blocking
+    /// the runtime, for a slow disk), none starts after. Its settings.
+    pub(crate) async fn stop(self) -> FileSink {
+        self.0.task.abort();
+        *self.0.gate.lock().await = true;
+        lock(&self.0.status).sink.clone()
     }
 }
 
 impl Sinks {
-    /// Checks where `sink` writes and starts keeping it (in place of the
-    /// sink of its name, stopped, whose settings are returned); the first
-    /// write happens in the background, as soon as the profile has a token.
+    /// Checks where `sink` writes and starts keeping it, in place of the
+    /// sink of its name (returned, to be stopped); the first write happens
+    /// in the background, as soon as the profile has a token.
     pub(crate) fn start(
         &self,
         agent: &Arc<Agent>,
         sink: FileSink,
-    ) -> Result<Option<FileSink>, String> {
+    ) -> Result<Option<Replaced>, String> {
         let place = check(&sink)?;
         let status = Arc::new(Mutex::new(SinkStatus {
             sink: sink.clone(),
@@ -81,7 +87,7 @@ impl Sinks {
             error: Some("not written yet".into()),
         }));
         let events = agent.shared().events.subscribe();
-        let gate = Arc::new(Mutex::new(false));
+        let gate = Arc::new(tokio::sync::Mutex::new(false));
         let keeper = Keeper {
             agent: Arc::downgrade(agent),
             sink: sink.clone(),
@@ -96,15 +102,14 @@ impl Sinks {
         Ok(self.replace(sink.name, running))
     }
 
-    fn replace(&self, name: String, running: Running) -> Option<FileSink> {
+    fn replace(&self, name: String, running: Running) -> Option<Replaced> {
         let old = self.lock().insert(name, running)?;
-        old.stop();
-        let sink = lock(&old.status).sink.clone();
-        Some(sink)
+        old.task.abort();
+        Some(Replaced(old))
     }
 
     /// A sink that could not start: listed with why, not written.
-    pub(crate) fn failed(&self, sink: FileSink, why: String) {
+    pub(crate) fn failed(&self, sink: FileSink, why: String) -> Option<Replaced> {
         tracing::error!(sink = %sink.name, "not written: {why}");
         let status = Arc::new(Mutex::new(SinkStatus {
             sink: sink.clone(),
@@ -114,17 +119,15 @@ impl Sinks {
             error: Some(why),
         }));
         let task = tokio::spawn(async {});
-        let gate = Arc::new(Mutex::new(true));
-        self.replace(sink.name, Running { status, task, gate });
+        let gate = Arc::new(tokio::sync::Mutex::new(true));
+        self.replace(sink.name, Running { status, task, gate })
     }
 
     /// Stops keeping `name` (a write under way finishes first); its
     /// settings, if it was kept.
-    pub(crate) fn stop(&self, name: &str) -> Option<FileSink> {
+    pub(crate) async fn stop(&self, name: &str) -> Option<FileSink> {
         let running = self.lock().remove(name)?;
-        running.stop();
-        let sink = lock(&running.status).sink.clone();
-        Some(sink)
+        Some(Replaced(running).stop().await)
     }
 
     pub(crate) fn get(&self, name: &str) -> Option<FileSink> {
@@ -156,7 +159,7 @@ struct Keeper {
     /// The token in the file (`None`: none, or the file was emptied).
     written: Option<Arc<Held>>,
     /// [`Running::gate`].
-    gate: Arc<Mutex<bool>>,
+    gate: Arc<tokio::sync::Mutex<bool>>,
     /// The next wait after a failure.
     retry: Duration,
 }
@@ -322,7 +325,7 @@ impl Keeper {
     async fn put(&self, content: zeroize::Zeroizing<Vec<u8>>) -> Result<(), String> {
         let (place, gate) = (self.place.clone(), Arc::clone(&self.gate));
         let done = tokio::task::spawn_blocking(move || {
-            let stopped = gate.lock().unwrap_or_else(|e| e.into_inner());
+            let stopped = gate.blocking_lock();
             match *stopped {
                 true => Ok(()),
                 false => place.write(&content),

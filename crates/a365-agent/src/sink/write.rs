@@ -35,6 +35,8 @@ pub(super) fn render(sink: &FileSink, held: &Held) -> Result<Zeroizing<Vec<u8>>,
     // nor a shell that `source`s an env file run any of it: a bearer
     // token's characters only (RFC 6750's b64token).
     let one_line = !token.is_empty()
+        // `~` first would be expanded by a shell that sources the file.
+        && !token.starts_with('~')
         && token
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"-._~+/=".contains(&b));
@@ -136,7 +138,7 @@ mod tests {
     #[test]
     fn a_token_that_would_break_a_line_is_not_written_as_one() {
         for format in [SinkFormat::Header, SinkFormat::Env] {
-            for bad in ["t\nEVIL=1", "$(reboot)", "x;y", "x y"] {
+            for bad in ["t\nEVIL=1", "$(reboot)", "x;y", "x y", "~root"] {
                 let err = text(&sink(format, true), bad).unwrap_err();
                 assert!(err.contains("bearer token") && !err.contains(bad), "{err}");
             }

@@ -76,7 +76,7 @@ impl Profile {
                 if let Some((quota, id)) = admitted
                     && let Err(e) = fleet.cancel(quota, id).await
                 {
-                    tracing::warn!(profile = %self.name, "the fleet's budget keeps a request not sent: {e}");
+                    tracing::warn!(profile = %self.name, "the fleet's budget counts a request not sent as under way for up to 5 minutes: {e}");
                 }
                 return next;
             }
@@ -90,7 +90,7 @@ impl Profile {
         if let Some((quota, id)) = admitted {
             let done = self.shared.clock.now_ms();
             if let Err(e) = fleet.settle(quota, id, done).await {
-                tracing::warn!(profile = %self.name, "the fleet's budget keeps the request's start: {e}");
+                tracing::warn!(profile = %self.name, "the fleet's budget counts the request as under way for up to 5 minutes: {e}");
             }
         }
         self.end(fleet, begun, result, uncommitted).await
