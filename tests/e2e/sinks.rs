@@ -185,72 +185,27 @@ fn a_sink_follows_every_refresh_and_is_never_read_half_written() {
 #[test]
 fn a_sink_where_others_could_swap_the_file_is_refused() {
     let s = Session::start(ServerConfig::default());
+    // `a365 sink add x --path PATH --profile PROFILE EXTRA…`
+    let add = |path: &std::path::Path, profile: &str, extra: &[&str]| {
+        let path = path.to_str().unwrap();
+        let mut args = vec!["sink", "add", "x", "--path", path, "--profile", profile];
+        args.extend_from_slice(extra);
+        s.env.a365(&args)
+    };
     let open = s.env.path("open");
     std::fs::create_dir(&open).unwrap();
     set_mode(&open, 0o777);
-    let path = open.join("token");
-    let out = s
-        .env
-        .a365(&[
-            "sink",
-            "add",
-            "x",
-            "--path",
-            path.to_str().unwrap(),
-            "--profile",
-            "work",
-        ])
-        .code(8);
+    let out = add(&open.join("token"), "work", &[]).code(8);
     assert!(out.stderr.contains("other users"), "{}", out.stderr);
     let mine = s.env.path("mine");
     std::fs::create_dir(&mine).unwrap();
     set_mode(&mine, 0o700);
     let path = mine.join("token");
-    let p = path.to_str().unwrap();
     // An unknown profile, a bad format or variable, a missing directory.
-    s.env
-        .a365(&["sink", "add", "x", "--path", p, "--profile", "nobody"])
-        .code(4);
-    s.env
-        .a365(&[
-            "sink",
-            "add",
-            "x",
-            "--path",
-            p,
-            "--profile",
-            "work",
-            "--format",
-            "yaml",
-        ])
-        .code(2);
-    s.env
-        .a365(&[
-            "sink",
-            "add",
-            "x",
-            "--path",
-            p,
-            "--profile",
-            "work",
-            "--format",
-            "env",
-            "--var",
-            "1X",
-        ])
-        .code(8);
-    let missing = mine.join("no/token");
-    s.env
-        .a365(&[
-            "sink",
-            "add",
-            "x",
-            "--path",
-            missing.to_str().unwrap(),
-            "--profile",
-            "work",
-        ])
-        .code(8);
+    add(&path, "nobody", &[]).code(4);
+    add(&path, "work", &["--format", "yaml"]).code(2);
+    add(&path, "work", &["--format", "env", "--var", "1X"]).code(8);
+    add(&mine.join("no/token"), "work", &[]).code(8);
     // Nothing refused was kept.
     let config = std::fs::read_to_string(s.env.config_file()).unwrap();
     assert!(!config.contains("[[sink]]"), "{config}");

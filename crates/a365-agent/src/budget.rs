@@ -352,7 +352,7 @@ impl Budget {
         let written = tokio::task::spawn_blocking(move || {
             let bytes = serde_json::to_vec(&saved).map_err(std::io::Error::other)?;
             if let Some(dir) = file.parent() {
-                std::fs::create_dir_all(dir)?;
+                a365_store::create_private_dir(dir)?;
             }
             a365_store::write_atomic(&file, &bytes)
         })
@@ -551,8 +551,9 @@ mod tests {
             sent: vec![i64::MIN, -5, 0],
             in_flight: vec![i64::MIN],
         };
-        assert!(ledger.admit(&limits, now).is_ok());
-        assert!(ledger.sent.iter().all(|t| *t > 0), "{ledger:?}");
+        let id = ledger.admit(&limits, now).unwrap();
+        assert!(ledger.sent.is_empty(), "{ledger:?}");
+        assert_eq!(ledger.in_flight, [id]);
     }
 
     #[test]

@@ -47,7 +47,7 @@ pub fn token(socket: &Path, args: TokenArgs) -> Result<(), Error> {
         (true, _) if args.altium => "ALTIUM365_TOKEN",
         (true, _) => "NEXAR_TOKEN",
         (false, Some(name)) => {
-            if !crate::exec::is_variable_name(name) {
+            if !a365_proto::is_variable_name(name) {
                 return Err(Error::Usage(format!(
                     "--var '{name}' is not a variable name (letters, digits and _)"
                 )));

@@ -25,7 +25,7 @@ pub(crate) fn parse_binding(text: &str) -> Result<Binding, String> {
     let (name, whose) = text.split_once('=').ok_or_else(|| {
         format!("--env '{text}': write it as NAME=PROFILE or NAME=PROFILE:WORKSPACE")
     })?;
-    if !is_variable_name(name) {
+    if !a365_proto::is_variable_name(name) {
         return Err(format!(
             "--env '{text}': '{name}' is not a variable name (letters, digits and _, not starting \
              with a digit)"
@@ -44,14 +44,6 @@ pub(crate) fn parse_binding(text: &str) -> Result<Binding, String> {
         profile: Some(profile.to_owned()),
         workspace,
     })
-}
-
-pub(crate) fn is_variable_name(name: &str) -> bool {
-    let mut chars = name.chars();
-    chars
-        .next()
-        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
 /// The variables `args` asks for: `--env`s, `--nexar`'s `NEXAR_TOKEN`,

@@ -7,6 +7,16 @@ use serde::{Deserialize, Serialize};
 
 use crate::{Kind, WireSecret};
 
+/// A name a shell, `docker --env-file` and Windows take for a variable:
+/// letters, digits and `_`, not starting with a digit.
+pub fn is_variable_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
 /// Profile names become file names and TOML keys: 1 to 64 ASCII letters,
 /// digits, `.`, `_` or `-`, not starting with `.`.
 pub fn is_valid_profile_name(name: &str) -> bool {

@@ -225,8 +225,9 @@ fn private_file(path: &Path) -> io::Result<File> {
     options.open(path)
 }
 
-/// Exactly 0700 whatever the umask, also when it already existed.
-fn create_private_dir(dir: &Path) -> io::Result<()> {
+/// Exactly 0700 whatever the umask, also when it already existed (on
+/// Windows: an access list of the user alone).
+pub fn create_private_dir(dir: &Path) -> io::Result<()> {
     let mut builder = fs::DirBuilder::new();
     builder.recursive(true);
     #[cfg(unix)]

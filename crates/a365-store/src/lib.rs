@@ -12,7 +12,7 @@ mod memory;
 use std::path::PathBuf;
 
 pub use credential::Credential;
-pub use file::{FileStore, write_atomic};
+pub use file::{FileStore, create_private_dir, write_atomic};
 pub use keyring::KeyringStore;
 pub use memory::MemoryStore;
 

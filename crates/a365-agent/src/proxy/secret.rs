@@ -27,7 +27,7 @@ pub(crate) fn load_or_make(state_dir: &Path, route: &str) -> Result<SecretString
     let secret =
         SecretString::from(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&bytes[..]));
     let dir = path.parent().unwrap_or(state_dir);
-    make_private_dir(dir).map_err(|e| format!("making {}: {e}", dir.display()))?;
+    a365_store::create_private_dir(dir).map_err(|e| format!("making {}: {e}", dir.display()))?;
     a365_store::write_atomic(&path, secret.expose_secret().as_bytes())
         .map_err(|e| format!("writing {}: {e}", path.display()))?;
     Ok(secret)
@@ -36,21 +36,6 @@ pub(crate) fn load_or_make(state_dir: &Path, route: &str) -> Result<SecretString
 /// Forgets `route`'s secret (the route was removed).
 pub(crate) fn remove(state_dir: &Path, route: &str) {
     let _ = std::fs::remove_file(path(state_dir, route));
-}
-
-fn make_private_dir(dir: &Path) -> std::io::Result<()> {
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::DirBuilderExt;
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(dir)
-    }
-    #[cfg(not(unix))]
-    {
-        std::fs::create_dir_all(dir)
-    }
 }
 
 /// Whether `given` is `secret`, in time that does not depend on where

@@ -180,50 +180,57 @@ impl Keeper {
     async fn run(mut self, mut events: broadcast::Receiver<a365_proto::Event>) {
         loop {
             let asked = self.ask().await;
-            let (watched, wake) = match asked {
-                Asked::Token { profile, held } => {
-                    let changed = self
-                        .written
-                        .as_ref()
-                        .is_none_or(|w| w.secret.expose_secret() != held.secret.expose_secret());
-                    let written = !changed || self.write(&held).await;
-                    let mut wake = held.expires_at_ms.map(|exp| {
-                        let now = jiff::Timestamp::now().as_millisecond();
-                        Duration::from_millis(u64::try_from(exp - now).unwrap_or(0) + 1_000)
-                    });
-                    if written {
-                        self.retry = RETRY;
-                    } else {
-                        // Written again soon: a full disk, a directory
-                        // being repaired.
-                        wake = Some(wake.map_or(self.retry, |w| w.min(self.retry)));
+            let (watched, wake) =
+                match asked {
+                    Asked::Token { profile, held } => {
+                        let changed = self.written.as_ref().is_none_or(|w| {
+                            w.secret.expose_secret() != held.secret.expose_secret()
+                        });
+                        let written = !changed || self.write(&held).await;
+                        let mut wake = held.expires_at_ms.map(|exp| {
+                            let now = self.now_ms();
+                            Duration::from_millis(u64::try_from(exp - now).unwrap_or(0) + 1_000)
+                        });
+                        if written {
+                            self.retry = RETRY;
+                        } else {
+                            // Written again soon: a full disk, a directory
+                            // being repaired.
+                            wake = Some(wake.map_or(self.retry, |w| w.min(self.retry)));
+                            self.retry = (self.retry * 2).min(RETRY_MAX);
+                        }
+                        (profile, wake)
+                    }
+                    Asked::Dead(why) => {
+                        self.empty(why).await;
+                        (self.sink.profile.clone(), Some(DEAD_POLL))
+                    }
+                    Asked::NotNow(why) => {
+                        // A token past its expiry is dead to every reader.
+                        let expired = self.written.as_ref().is_some_and(|w| {
+                            w.expires_at_ms.is_some_and(|exp| exp <= self.now_ms())
+                        });
+                        if expired {
+                            self.empty(format!("the token expired and none came: {why}"))
+                                .await;
+                        }
+                        // Backing off: asking may start a workspace exchange.
+                        let wait = self.retry;
                         self.retry = (self.retry * 2).min(RETRY_MAX);
+                        (self.sink.profile.clone(), Some(wait))
                     }
-                    (profile, wake)
-                }
-                Asked::Dead(why) => {
-                    self.empty(why).await;
-                    (self.sink.profile.clone(), Some(DEAD_POLL))
-                }
-                Asked::NotNow(why) => {
-                    // A token past its expiry is dead to every reader.
-                    let expired = self.written.as_ref().is_some_and(|w| {
-                        w.expires_at_ms
-                            .is_some_and(|exp| exp <= jiff::Timestamp::now().as_millisecond())
-                    });
-                    if expired {
-                        self.empty(format!("the token expired and none came: {why}"))
-                            .await;
-                    }
-                    // Backing off: asking may start a workspace exchange.
-                    let wait = self.retry;
-                    self.retry = (self.retry * 2).min(RETRY_MAX);
-                    (self.sink.profile.clone(), Some(wait))
-                }
-            };
+                };
             if !self.wait(&mut events, &watched, wake).await {
                 return;
             }
+        }
+    }
+
+    /// The agent's clock (the one its tokens' expiries are judged by).
+    fn now_ms(&self) -> i64 {
+        match self.agent.upgrade() {
+            Some(agent) => agent.shared().clock.now_ms(),
+            None => jiff::Timestamp::now().as_millisecond(),
         }
     }
 
@@ -294,7 +301,7 @@ impl Keeper {
         };
         let started = std::time::Instant::now();
         let result = self.put(content).await;
-        let now = jiff::Timestamp::now().as_second();
+        let now = self.now_ms().div_euclid(1000);
         match result {
             Ok(()) => {
                 tracing::debug!(

@@ -15,11 +15,7 @@ pub(super) fn check_var(sink: &FileSink) -> Result<(), String> {
     let Some(var) = &sink.var else {
         return Ok(());
     };
-    let mut chars = var.chars();
-    let first = chars
-        .next()
-        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_');
-    if !first || !chars.all(|c| c.is_ascii_alphanumeric() || c == '_') || var.len() > 128 {
+    if !a365_proto::is_variable_name(var) || var.len() > 128 {
         return Err(format!(
             "'{}' is not a variable name (letters, digits and _, not first a digit)",
             var.escape_default()
